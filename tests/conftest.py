@@ -1,0 +1,109 @@
+"""Shared fixtures: a live trimq-server subprocess that tests reach over TCP with real clients.
+
+Set TRIMQ_TEST_URL (for example amqp://guest:guest@127.0.0.1:5690/%2F) to run the same tests
+against another broker, such as a private RabbitMQ node, to check that the expectations match.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pika
+import pytest
+
+LISTENING = re.compile(rb"listening on .*:(\d+)")
+
+
+@dataclass
+class Broker:
+    """Where a broker under test listens, and (for a subprocess) how to control it."""
+
+    host: str
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    data_dir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"amqp://guest:guest@{self.host}:{self.port}/%2F"
+
+    def params(self, **kwargs: object) -> pika.ConnectionParameters:
+        kwargs.setdefault("connection_attempts", 3)
+        kwargs.setdefault("retry_delay", 0.2)
+        return pika.ConnectionParameters(host=self.host, port=self.port, **kwargs)  # type: ignore[arg-type]
+
+    def connect(self, **kwargs: object) -> pika.BlockingConnection:
+        return pika.BlockingConnection(self.params(**kwargs))
+
+
+def start_server(data_dir: Path, *extra: str, port: int = 0, timeout: float = 20.0) -> Broker:
+    """Start `trimq-server` as a subprocess on `port` (0: any free one) and wait until it listens."""
+    cmd = [
+        sys.executable, "-m", "trimq.cli.server", "--host", "127.0.0.1", "--port", str(port),
+        "--data-dir", str(data_dir), "--log-level", os.environ.get("TRIMQ_TEST_LOG_LEVEL", "info"),
+        *extra,
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None)
+    assert proc.stdout is not None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"trimq-server exited with {proc.wait()} before listening")
+        match = LISTENING.search(line)
+        if match:
+            return Broker("127.0.0.1", int(match.group(1)), proc, data_dir)
+    proc.kill()
+    raise RuntimeError("trimq-server did not report a listening port in time")
+
+
+def stop_server(broker: Broker, timeout: float = 10.0) -> int:
+    """Stop a subprocess broker with SIGTERM; return its exit status."""
+    assert broker.process is not None
+    broker.process.terminate()
+    try:
+        return broker.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        broker.process.kill()
+        broker.process.wait()
+        raise
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """One broker for the whole session: trimq by default, or the one TRIMQ_TEST_URL names."""
+    url = os.environ.get("TRIMQ_TEST_URL")
+    if url:
+        parts = urllib.parse.urlparse(url)
+        yield Broker(parts.hostname or "127.0.0.1", parts.port or 5672)
+        return
+    server = start_server(tmp_path_factory.mktemp("trimq-data"))
+    yield server
+    stop_server(server)
+
+
+@pytest.fixture
+def connection(broker: Broker) -> Iterator[pika.BlockingConnection]:
+    conn = broker.connect()
+    yield conn
+    if conn.is_open:
+        conn.close()
+
+
+@pytest.fixture
+def channel(connection: pika.BlockingConnection) -> pika.adapters.blocking_connection.BlockingChannel:
+    return connection.channel()
+
+
+@pytest.fixture
+def unique(request: pytest.FixtureRequest) -> str:
+    """A name unique to this test, so tests sharing one broker never collide."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:120] + f".{os.getpid()}"
