@@ -1,0 +1,301 @@
+"""A virtual host: its exchanges, queues and bindings, the rules for declaring them, and routing.
+
+Every refusal raises `ChannelError` with RabbitMQ's code and text, so clients see what they would
+see from RabbitMQ.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+from trimq.amqp.codec import TYPE_NAMES, typed_to_plain
+from trimq.broker.exchange import EXCHANGE_TYPES, Binding, Exchange
+from trimq.broker.queue import Queue
+from trimq.errors import (
+    ACCESS_REFUSED,
+    NOT_FOUND,
+    PRECONDITION_FAILED,
+    RESOURCE_LOCKED,
+    ChannelError,
+)
+
+DEFAULT_EXCHANGES = (
+    ("amq.direct", "direct"),
+    ("amq.fanout", "fanout"),
+    ("amq.topic", "topic"),
+    ("amq.headers", "headers"),
+    ("amq.match", "headers"),
+)
+
+# Queue arguments RabbitMQ compares on redeclare; others are stored but not compared.
+CHECKED_QUEUE_ARGS = (
+    "x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
+    "x-max-length", "x-max-length-bytes", "x-max-in-memory-length", "x-max-in-memory-bytes",
+    "x-max-priority", "x-overflow", "x-queue-mode", "x-single-active-consumer",
+    "x-queue-type", "x-queue-master-locator", "x-delivery-limit", "x-queue-version",
+)
+CHECKED_EXCHANGE_ARGS = ("alternate-exchange",)
+NUMERIC_LETTERS = frozenset("bBsuIil")
+
+
+def generated_name(prefix: str) -> str:
+    """RabbitMQ-style server-generated names: prefix + 22 url-safe base64 characters."""
+    return prefix + base64.urlsafe_b64encode(os.urandom(16)).decode()[:22]
+
+
+def _render(value: Any) -> str:
+    """An argument value as RabbitMQ prints it in an inequivalence text."""
+    letter, inner = value
+    if letter == "t":
+        return "true" if inner else "false"
+    if letter in ("F", "A"):
+        return repr(typed_to_plain(value))
+    return str(inner)
+
+
+def _equivalent(a: Any, b: Any) -> bool:
+    if a[0] in NUMERIC_LETTERS and b[0] in NUMERIC_LETTERS:
+        return bool(a[1] == b[1])
+    return typed_to_plain(a) == typed_to_plain(b)
+
+
+def _bool(value: bool) -> str:
+    return "true" if value else "false"
+
+
+class VHost:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.exchanges: dict[str, Exchange] = {}
+        self.queues: dict[str, Queue] = {}
+        self.default_exchange = EXCHANGE_TYPES["direct"]("", name, durable=True)
+        self.exchanges[""] = self.default_exchange
+        for xname, xtype in DEFAULT_EXCHANGES:
+            self.exchanges[xname] = EXCHANGE_TYPES[xtype](xname, name, durable=True)
+
+    def __repr__(self) -> str:
+        return f"<VHost {self.name!r}>"
+
+    # -- lookups ------------------------------------------------------------------------
+
+    def describe(self, kind: str, name: str) -> str:
+        return f"{kind} '{name}' in vhost '{self.name}'"
+
+    def get_exchange(self, name: str) -> Exchange:
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            raise ChannelError(NOT_FOUND, f"no exchange '{name}' in vhost '{self.name}'")
+        return exchange
+
+    def get_queue(self, name: str, owner: object | None = None) -> Queue:
+        """Look up a queue and check exclusive ownership for the asking connection."""
+        queue = self.queues.get(name)
+        if queue is None:
+            raise ChannelError(NOT_FOUND, f"no queue '{name}' in vhost '{self.name}'")
+        self.check_exclusive(queue, owner)
+        return queue
+
+    def check_exclusive(self, queue: Queue, owner: object | None) -> None:
+        if queue.exclusive_owner is not None and queue.exclusive_owner is not owner:
+            raise ChannelError(
+                RESOURCE_LOCKED,
+                f"cannot obtain exclusive access to locked {self.describe('queue', queue.name)}. "
+                "It could be originally declared on another connection or the exclusive property"
+                " value does not match that of the original declaration.",
+            )
+
+    # -- exchanges ----------------------------------------------------------------------
+
+    def declare_exchange(
+        self,
+        name: str,
+        type_: str,
+        passive: bool = False,
+        durable: bool = False,
+        auto_delete: bool = False,
+        internal: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> tuple[Exchange, bool]:
+        """Declare (or check) an exchange; returns it and whether it was created."""
+        if not passive and type_ not in EXCHANGE_TYPES:
+            raise ChannelError(PRECONDITION_FAILED, f"invalid exchange type '{type_}'")
+        if name == "":
+            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        existing = self.exchanges.get(name)
+        if passive:
+            if existing is None:
+                raise ChannelError(NOT_FOUND, f"no exchange '{name}' in vhost '{self.name}'")
+            return existing, False
+        if name.startswith("amq.") and existing is None:
+            raise ChannelError(
+                ACCESS_REFUSED, f"exchange name '{name}' contains reserved prefix 'amq.*'"
+            )
+        cls = EXCHANGE_TYPES[type_]
+        arguments = arguments or {}
+        if existing is not None:
+            what = self.describe("exchange", name)
+            for field, received, current in (
+                ("type", type_, existing.TYPE),
+                ("durable", _bool(durable), _bool(existing.durable)),
+                ("auto_delete", _bool(auto_delete), _bool(existing.auto_delete)),
+                ("internal", _bool(internal), _bool(existing.internal)),
+            ):
+                if received != current:
+                    raise ChannelError(
+                        PRECONDITION_FAILED,
+                        f"inequivalent arg '{field}' for {what}: "
+                        f"received '{received}' but current is '{current}'",
+                    )
+            self.check_arguments(what, CHECKED_EXCHANGE_ARGS, arguments, existing.arguments)
+            return existing, False
+        exchange = cls(name, self.name, durable, auto_delete, internal, arguments)
+        self.exchanges[name] = exchange
+        return exchange, True
+
+    def delete_exchange(self, name: str, if_unused: bool = False) -> Exchange | None:
+        if name == "":
+            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            return None  # RabbitMQ: deleting a missing exchange succeeds
+        if name.startswith("amq."):
+            raise ChannelError(
+                ACCESS_REFUSED, f"deletion of system exchange '{name}' in vhost '{self.name}' "
+                "not allowed",
+            )
+        if if_unused and exchange.bindings:
+            raise ChannelError(PRECONDITION_FAILED, f"{self.describe('exchange', name)} in use")
+        self._remove_exchange(exchange)
+        return exchange
+
+    def _remove_exchange(self, exchange: Exchange) -> None:
+        exchange.deleted = True
+        self.exchanges.pop(exchange.name, None)
+        exchange.bindings.clear()
+        for other in list(self.exchanges.values()):
+            other.remove_destination(exchange)
+            self._maybe_auto_delete(other)
+
+    def _maybe_auto_delete(self, exchange: Exchange) -> None:
+        if exchange.auto_delete and not exchange.bindings and not exchange.deleted:
+            self._remove_exchange(exchange)
+
+    # -- queues -------------------------------------------------------------------------
+
+    def declare_queue(
+        self,
+        name: str,
+        owner: object,
+        passive: bool = False,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> tuple[Queue, bool]:
+        """Declare (or check) a queue for connection `owner`; returns it and whether created."""
+        if passive:
+            return self.get_queue(name, owner), False
+        if not name:
+            name = generated_name("amq.gen-")
+        elif name.startswith("amq."):
+            raise ChannelError(
+                ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'"
+            )
+        arguments = arguments or {}
+        existing = self.queues.get(name)
+        if existing is not None:
+            self.check_exclusive(existing, owner)
+            what = self.describe("queue", name)
+            for field, received, current in (
+                ("durable", durable, existing.durable),
+                ("exclusive", exclusive, existing.exclusive),
+                ("auto_delete", auto_delete, existing.auto_delete),
+            ):
+                if received != current:
+                    raise ChannelError(
+                        PRECONDITION_FAILED,
+                        f"inequivalent arg '{field}' for {what}: "
+                        f"received '{_bool(received)}' but current is '{_bool(current)}'",
+                    )
+            self.check_arguments(what, CHECKED_QUEUE_ARGS, arguments, existing.arguments)
+            return existing, False
+        queue = Queue(name, self.name, durable, owner if exclusive else None, auto_delete,
+                      arguments)
+        self.queues[name] = queue
+        return queue, True
+
+    @staticmethod
+    def check_arguments(
+        what: str, names: tuple[str, ...], received: dict[str, Any], current: dict[str, Any]
+    ) -> None:
+        for arg in names:
+            new, old = received.get(arg), current.get(arg)
+            if new is None and old is None:
+                continue
+            if new is not None and old is not None:
+                if _equivalent(new, old):
+                    continue
+                detail = f"received '{_render(new)}' but current is '{_render(old)}'"
+            elif old is None:
+                detail = (
+                    f"received the value '{_render(new)}' of type '{TYPE_NAMES[new[0]]}' "
+                    "but current is none"
+                )
+            else:
+                detail = (
+                    f"received none but current is the value '{_render(old)}' "
+                    f"of type '{TYPE_NAMES[old[0]]}'"
+                )
+            raise ChannelError(PRECONDITION_FAILED, f"inequivalent arg '{arg}' for {what}: {detail}")
+
+    def delete_queue(self, queue: Queue) -> int:
+        """Remove a queue and its bindings; returns how many ready messages it held."""
+        count = queue.message_count
+        queue.deleted = True
+        self.queues.pop(queue.name, None)
+        for exchange in list(self.exchanges.values()):
+            exchange.remove_destination(queue)
+            self._maybe_auto_delete(exchange)
+        queue.ready.clear()
+        for consumer in list(queue.consumers):
+            queue.remove_consumer(consumer)
+            consumer.sink.consumer_cancelled(consumer)
+        return count
+
+    # -- bindings -----------------------------------------------------------------------
+
+    def bind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
+             arguments: dict[str, Any]) -> None:
+        source.add_binding(Binding(source.name, destination, routing_key, arguments))
+
+    def unbind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
+               arguments: dict[str, Any]) -> None:
+        source.remove_binding(Binding(source.name, destination, routing_key, arguments))
+        self._maybe_auto_delete(source)
+
+    def check_bindable(self, name: str) -> None:
+        if name == "":
+            raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+
+    # -- routing ------------------------------------------------------------------------
+
+    def route(self, exchange: Exchange, routing_key: str, headers: dict[str, Any] | None,
+              ) -> list[Queue]:
+        """The queues a message reaches, following exchange-to-exchange bindings once each."""
+        if exchange is self.default_exchange:
+            queue = self.queues.get(routing_key)
+            return [queue] if queue is not None else []
+        queues: dict[int, Queue] = {}
+        seen = {id(exchange)}
+        pending = [exchange]
+        while pending:
+            current = pending.pop()
+            for dest in current.route(routing_key, headers):
+                if isinstance(dest, Queue):
+                    queues[id(dest)] = dest
+                elif id(dest) not in seen:
+                    seen.add(id(dest))
+                    pending.append(dest)
+        return list(queues.values())

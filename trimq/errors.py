@@ -1,0 +1,90 @@
+"""Errors that end in a Channel.Close or Connection.Close with RabbitMQ's reply code and text.
+
+Pure code raises them; the channel and connection boundaries (trimq/server/) turn them into
+close frames and a log line. The text given is the detail after RabbitMQ's `NAME - ` prefix.
+"""
+
+from __future__ import annotations
+
+REPLY_NAMES = {
+    200: "OK",
+    311: "CONTENT_TOO_LARGE",
+    312: "NO_ROUTE",
+    313: "NO_CONSUMERS",
+    320: "CONNECTION_FORCED",
+    402: "INVALID_PATH",
+    403: "ACCESS_REFUSED",
+    404: "NOT_FOUND",
+    405: "RESOURCE_LOCKED",
+    406: "PRECONDITION_FAILED",
+    501: "FRAME_ERROR",
+    502: "SYNTAX_ERROR",
+    503: "COMMAND_INVALID",
+    504: "CHANNEL_ERROR",
+    505: "UNEXPECTED_FRAME",
+    506: "RESOURCE_ERROR",
+    530: "NOT_ALLOWED",
+    540: "NOT_IMPLEMENTED",
+    541: "INTERNAL_ERROR",
+}
+
+ACCESS_REFUSED = 403
+NOT_FOUND = 404
+RESOURCE_LOCKED = 405
+PRECONDITION_FAILED = 406
+CONNECTION_FORCED = 320
+FRAME_ERROR = 501
+SYNTAX_ERROR = 502
+COMMAND_INVALID = 503
+CHANNEL_ERROR = 504
+UNEXPECTED_FRAME = 505
+RESOURCE_ERROR = 506
+NOT_ALLOWED = 530
+NOT_IMPLEMENTED = 540
+INTERNAL_ERROR = 541
+
+
+def reply_text(code: int, detail: str) -> str:
+    """RabbitMQ's reply text: `NAME - detail`, cut to fit a shortstr."""
+    text = f"{REPLY_NAMES.get(code, 'UNKNOWN')} - {detail}"
+    raw = text.encode("utf-8", "surrogateescape")
+    if len(raw) > 255:
+        text = raw[:255].decode("utf-8", "ignore")
+    return text
+
+
+class AMQPError(Exception):
+    """A protocol-visible error: a reply code, RabbitMQ's detail text, and the method at fault."""
+
+    def __init__(self, code: int, detail: str, class_id: int = 0, method_id: int = 0) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+        self.class_id = class_id
+        self.method_id = method_id
+
+    @property
+    def text(self) -> str:
+        return reply_text(self.code, self.detail)
+
+
+class ChannelError(AMQPError):
+    """Closes only the channel (soft error)."""
+
+
+class ConnectionError(AMQPError):  # noqa: A001 - AMQP's name, distinct from the builtin
+    """Closes the whole connection (hard error)."""
+
+
+class FrameError(ConnectionError):
+    """The peer sent bytes that are not a valid frame (501 FRAME_ERROR)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(FRAME_ERROR, detail)
+
+
+class SyntaxFrameError(ConnectionError):
+    """A frame whose method or content header could not be decoded (502 SYNTAX_ERROR)."""
+
+    def __init__(self, detail: str, class_id: int = 0, method_id: int = 0) -> None:
+        super().__init__(SYNTAX_ERROR, detail, class_id, method_id)

@@ -1,0 +1,119 @@
+"""The broker process: listeners, the connection tasks, and clean shutdown on a signal.
+
+`serve()` reports its listeners through `task_status.started(...)`, so a caller (or a test) can
+`await nursery.start(serve, ...)` and learn the ports it bound.
+"""
+
+from __future__ import annotations
+
+import errno
+import signal
+import socket
+from dataclasses import dataclass, field
+
+import structlog
+import trio
+
+from trimq.broker.broker import Broker
+from trimq.server.connection import ServerConnection
+
+log = structlog.get_logger("trimq.server")
+
+ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
+SHUTDOWN_GRACE = 3.0
+
+
+@dataclass
+class ServerState:
+    broker: Broker
+    connections: set[ServerConnection] = field(default_factory=set)
+    stopping: bool = False
+
+
+async def open_listeners(host: str | None, port: int) -> list[trio.SocketListener]:
+    """Bind `host` (None: every interface, IPv4 and IPv6, as RabbitMQ) on `port`.
+
+    With port 0 the first listener picks a free port and the others bind the same one.
+    """
+    if host not in (None, "", "*"):
+        return await trio.open_tcp_listeners(port, host=host)
+    listeners = await trio.open_tcp_listeners(port, host="0.0.0.0")
+    chosen = listeners[0].socket.getsockname()[1]
+    if socket.has_ipv6:
+        try:
+            listeners += await trio.open_tcp_listeners(chosen, host="::")
+        except OSError as exc:
+            log.info("server.ipv6_unavailable", error=str(exc))
+    return listeners
+
+
+async def _handle(state: ServerState, stream: trio.SocketStream) -> None:
+    try:
+        peer = stream.socket.getpeername()[:2]
+        stream.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except OSError:
+        await trio.aclose_forcefully(stream)
+        return
+    connection = ServerConnection(stream, state.broker, (peer[0], peer[1]))
+    state.connections.add(connection)
+    try:
+        await connection.serve()
+    except Exception:  # a bug in one connection must never take the broker down
+        log.exception("connection.crashed", peer=connection.peer)
+    finally:
+        state.connections.discard(connection)
+
+
+async def _accept_loop(state: ServerState, listener: trio.SocketListener,
+                       nursery: trio.Nursery) -> None:
+    while True:
+        try:
+            stream = await listener.accept()
+        except OSError as exc:
+            if exc.errno in ACCEPT_RETRY_ERRNOS:
+                log.error("server.accept_failed", error=str(exc))
+                await trio.sleep(0.1)
+                continue
+            raise
+        nursery.start_soon(_handle, state, stream)
+
+
+async def shutdown(state: ServerState, nursery: trio.Nursery, reason: str = "shutdown") -> None:
+    """Close every client with 320 CONNECTION_FORCED, give them a moment, then stop."""
+    state.stopping = True
+    log.info("server.stopping", connections=len(state.connections))
+    for connection in list(state.connections):
+        if connection.opened:
+            connection.force_close(reason)
+    with trio.move_on_after(SHUTDOWN_GRACE):
+        while any(c.opened for c in state.connections):
+            await trio.sleep(0.02)
+    nursery.cancel_scope.cancel()
+
+
+async def _signal_watcher(state: ServerState, nursery: trio.Nursery) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("server.signal", signal=signal.Signals(signum).name)
+            await shutdown(state, nursery)
+            return
+
+
+async def serve(
+    broker: Broker,
+    host: str | None = None,
+    port: int = 5672,
+    *,
+    handle_signals: bool = False,
+    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    state = ServerState(broker)
+    listeners = await open_listeners(host, port)
+    addresses = [tuple(lst.socket.getsockname()[:2]) for lst in listeners]
+    async with trio.open_nursery() as nursery:
+        for listener in listeners:
+            nursery.start_soon(_accept_loop, state, listener, nursery)
+        if handle_signals:
+            nursery.start_soon(_signal_watcher, state, nursery)
+        log.info("server.listening", addresses=[f"{h}:{p}" for h, p in addresses])
+        task_status.started(addresses)  # type: ignore[arg-type]

@@ -1,0 +1,510 @@
+"""A channel: AMQP methods turned into broker operations, deliveries, acks, prefetch, confirms, tx.
+
+Everything here runs synchronously inside the connection's reader task (or a queue's dispatch),
+so there is no task or await per message. Replies are written to the connection's output buffer;
+the connection's writer sends them in one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from trimq.amqp import frames, spec
+from trimq.amqp.channel import Command, ContentAssembler
+from trimq.broker.message import Message, QueuedMessage
+from trimq.broker.queue import Consumer, Queue
+from trimq.broker.vhost import generated_name
+from trimq.errors import (
+    ACCESS_REFUSED,
+    NOT_FOUND,
+    NOT_IMPLEMENTED,
+    PRECONDITION_FAILED,
+    AMQPError,
+    ChannelError,
+    ConnectionError,
+)
+
+if TYPE_CHECKING:
+    from trimq.server.connection import ServerConnection
+
+log = structlog.get_logger("trimq.channel")
+
+NO_ROUTE = 312
+# A delivery awaiting its ack: the queue entry, its queue, and the consumer (None for basic.get).
+Unacked = tuple[QueuedMessage, Queue, Consumer | None]
+
+
+class Channel:
+    def __init__(self, connection: ServerConnection, number: int) -> None:
+        self.connection = connection
+        self.number = number
+        self.vhost = connection.vhost
+        self.assembler = ContentAssembler(connection.broker.config.max_message_size)
+        self.closing = False  # we sent Channel.Close and wait for Close-Ok
+        self.active = True  # Channel.Flow
+        self.consumers: dict[str, Consumer] = {}
+        self.unacked: dict[int, Unacked] = {}
+        self.next_delivery_tag = 0
+        self.prefetch_consumer = 0  # basic.qos global=false: applies to consumers made after it
+        self.prefetch_channel = 0  # basic.qos global=true: shared by the channel
+        self.last_queue: str | None = None
+        self.confirm = False
+        self.confirm_seq = 0  # last publish sequence number in confirm mode
+        self.confirmed_upto = 0  # last sequence number acked to the publisher
+        self.transactional = False
+        self.tx_ops: list[Callable[[], None]] = []
+        self.handlers: dict[type[spec.Method], Callable[[Any], None]] = {
+            spec.ChannelFlow: self.on_flow,
+            spec.ChannelFlowOk: self.on_ignored,
+            spec.ExchangeDeclare: self.on_exchange_declare,
+            spec.ExchangeDelete: self.on_exchange_delete,
+            spec.ExchangeBind: self.on_exchange_bind,
+            spec.ExchangeUnbind: self.on_exchange_unbind,
+            spec.QueueDeclare: self.on_queue_declare,
+            spec.QueueBind: self.on_queue_bind,
+            spec.QueueUnbind: self.on_queue_unbind,
+            spec.QueuePurge: self.on_queue_purge,
+            spec.QueueDelete: self.on_queue_delete,
+            spec.BasicQos: self.on_qos,
+            spec.BasicConsume: self.on_consume,
+            spec.BasicCancel: self.on_cancel,
+            spec.BasicGet: self.on_get,
+            spec.BasicAck: self.on_ack,
+            spec.BasicNack: self.on_nack,
+            spec.BasicReject: self.on_reject,
+            spec.BasicRecover: self.on_recover,
+            spec.BasicRecoverAsync: self.on_recover,
+            spec.TxSelect: self.on_tx_select,
+            spec.TxCommit: self.on_tx_commit,
+            spec.TxRollback: self.on_tx_rollback,
+            spec.ConfirmSelect: self.on_confirm_select,
+            spec.AccessRequest: self.on_access_request,
+        }
+
+    # -- frames in ----------------------------------------------------------------------
+
+    def handle_frame(self, frame: frames.Frame) -> None:
+        if self.closing:
+            self._handle_while_closing(frame)
+            return
+        command = self.assembler.feed(frame)
+        if command is None:
+            return
+        method = command.method
+        try:
+            if type(method) is spec.BasicPublish:
+                self.on_publish(command)
+            elif type(method) is spec.ChannelClose:
+                self.connection.close_channel(self, reply=True)
+            elif type(method) is spec.ChannelCloseOk:
+                pass
+            else:
+                handler = self.handlers.get(type(method))
+                if handler is None:
+                    raise ConnectionError(
+                        503 if method.CLASS_ID != 10 else 504,
+                        f"unexpected method {method.NAME} on a channel"
+                        if method.CLASS_ID != 20
+                        else f"second '{method.NAME}' seen",
+                        method.CLASS_ID, method.METHOD_ID,
+                    )
+                handler(method)
+        except AMQPError as error:
+            if not error.class_id:
+                error.class_id, error.method_id = method.CLASS_ID, method.METHOD_ID
+            if isinstance(error, ConnectionError):
+                raise
+            self.fail(error)
+
+    def _handle_while_closing(self, frame: frames.Frame) -> None:
+        """After we sent Channel.Close only Close-Ok (or a crossing Close) matters."""
+        if frame.type != frames.METHOD:
+            return
+        method = frames.decode_method(frame.payload)
+        if type(method) is spec.ChannelCloseOk:
+            self.connection.forget_channel(self)
+        elif type(method) is spec.ChannelClose:
+            self.connection.write(frames.method_frame(self.number, spec.ChannelCloseOk()))
+
+    def fail(self, error: AMQPError) -> None:
+        """A soft error: close this channel with the error's code and text."""
+        log.info(
+            "channel.error", channel=self.number, code=error.code, text=error.text,
+            peer=self.connection.peer,
+        )
+        self.assembler.reset()
+        self.cleanup()
+        self.closing = True
+        self.write_method(
+            spec.ChannelClose(error.code, error.text, error.class_id, error.method_id)
+        )
+
+    def write_method(self, method: spec.Method) -> None:
+        self.connection.write(frames.method_frame(self.number, method))
+
+    def reply(self, nowait: bool, method: spec.Method) -> None:
+        if not nowait:
+            self.write_method(method)
+
+    def on_ignored(self, method: spec.Method) -> None:
+        pass
+
+    def on_access_request(self, method: spec.AccessRequest) -> None:
+        self.write_method(spec.AccessRequestOk(1))
+
+    def on_flow(self, method: spec.ChannelFlow) -> None:
+        self.active = method.active
+        self.write_method(spec.ChannelFlowOk(method.active))
+        if self.active:
+            self.dispatch_consumed_queues()
+
+    # -- cleanup ------------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Cancel consumers and requeue unacked messages in order. Synchronous: cannot be skipped."""
+        for consumer in list(self.consumers.values()):
+            self._remove_consumer(consumer)
+        self.consumers.clear()
+        self._requeue(list(self.unacked.values()))
+        self.unacked.clear()
+        self.tx_ops.clear()
+
+    def _requeue(self, items: list[Unacked]) -> None:
+        by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
+        for entry, queue, consumer in items:
+            if consumer is not None:
+                consumer.unacked -= 1
+            by_queue.setdefault(id(queue), (queue, []))[1].append(entry)
+        for queue, entries in by_queue.values():
+            queue.requeue(entries)
+
+    # -- exchanges ----------------------------------------------------------------------
+
+    def on_exchange_declare(self, m: spec.ExchangeDeclare) -> None:
+        self.vhost.declare_exchange(
+            m.exchange, m.type, m.passive, m.durable, m.auto_delete, m.internal, m.arguments
+        )
+        self.reply(m.nowait, spec.ExchangeDeclareOk())
+
+    def on_exchange_delete(self, m: spec.ExchangeDelete) -> None:
+        self.vhost.delete_exchange(m.exchange, m.if_unused)
+        self.reply(m.nowait, spec.ExchangeDeleteOk())
+
+    def on_exchange_bind(self, m: spec.ExchangeBind) -> None:
+        self.vhost.check_bindable(m.source)
+        self.vhost.check_bindable(m.destination)
+        source = self.vhost.get_exchange(m.source)
+        destination = self.vhost.get_exchange(m.destination)
+        self.vhost.bind(source, destination, m.routing_key, m.arguments)
+        self.reply(m.nowait, spec.ExchangeBindOk())
+
+    def on_exchange_unbind(self, m: spec.ExchangeUnbind) -> None:
+        self.vhost.check_bindable(m.source)
+        self.vhost.check_bindable(m.destination)
+        source = self.vhost.get_exchange(m.source)
+        destination = self.vhost.get_exchange(m.destination)
+        self.vhost.unbind(source, destination, m.routing_key, m.arguments)
+        self.reply(m.nowait, spec.ExchangeUnbindOk())
+
+    # -- queues -------------------------------------------------------------------------
+
+    def queue_name(self, name: str) -> str:
+        """An empty queue name means the queue last declared on this channel."""
+        if name:
+            return name
+        if self.last_queue is None:
+            raise ChannelError(NOT_FOUND, "no previously declared queue")
+        return self.last_queue
+
+    def on_queue_declare(self, m: spec.QueueDeclare) -> None:
+        name = m.queue if m.queue or not m.passive else self.queue_name("")
+        queue, created = self.vhost.declare_queue(
+            name, self.connection, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments
+        )
+        if created and queue.exclusive:
+            self.connection.exclusive_queues.append(queue)
+        self.last_queue = queue.name
+        self.reply(m.nowait, spec.QueueDeclareOk(queue.name, queue.message_count,
+                                                 queue.consumer_count))
+
+    def on_queue_bind(self, m: spec.QueueBind) -> None:
+        queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
+        self.vhost.check_bindable(m.exchange)
+        exchange = self.vhost.get_exchange(m.exchange)
+        routing_key = m.routing_key if m.queue or m.routing_key else queue.name
+        self.vhost.bind(exchange, queue, routing_key, m.arguments)
+        self.reply(m.nowait, spec.QueueBindOk())
+
+    def on_queue_unbind(self, m: spec.QueueUnbind) -> None:
+        queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
+        self.vhost.check_bindable(m.exchange)
+        exchange = self.vhost.get_exchange(m.exchange)
+        self.vhost.unbind(exchange, queue, m.routing_key, m.arguments)
+        self.write_method(spec.QueueUnbindOk())
+
+    def on_queue_purge(self, m: spec.QueuePurge) -> None:
+        queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
+        self.reply(m.nowait, spec.QueuePurgeOk(queue.purge()))
+
+    def on_queue_delete(self, m: spec.QueueDelete) -> None:
+        name = self.queue_name(m.queue)
+        queue = self.vhost.queues.get(name)
+        if queue is None:
+            self.reply(m.nowait, spec.QueueDeleteOk(0))  # RabbitMQ: deleting nothing succeeds
+            return
+        self.vhost.check_exclusive(queue, self.connection)
+        what = self.vhost.describe("queue", name)
+        if m.if_unused and queue.consumers:
+            raise ChannelError(PRECONDITION_FAILED, f"{what} in use")
+        if m.if_empty and queue.ready:
+            raise ChannelError(PRECONDITION_FAILED, f"{what} not empty")
+        count = self.connection.broker_delete_queue(queue)
+        self.reply(m.nowait, spec.QueueDeleteOk(count))
+
+    # -- consumers ----------------------------------------------------------------------
+
+    def on_qos(self, m: spec.BasicQos) -> None:
+        if m.prefetch_size:
+            raise ConnectionError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({m.prefetch_size})")
+        if m.global_qos:
+            self.prefetch_channel = m.prefetch_count
+        else:
+            self.prefetch_consumer = m.prefetch_count
+        self.write_method(spec.BasicQosOk())
+        self.dispatch_consumed_queues()
+
+    def on_consume(self, m: spec.BasicConsume) -> None:
+        queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
+        tag = m.consumer_tag or generated_name("amq.ctag-")
+        if tag in self.consumers:
+            raise ConnectionError(530, f"attempt to reuse consumer tag '{tag}'")
+        if queue.consumers and (m.exclusive or any(c.exclusive for c in queue.consumers)):
+            raise ChannelError(
+                ACCESS_REFUSED, f"{self.vhost.describe('queue', queue.name)} in exclusive use"
+            )
+        consumer = Consumer(tag, queue, self, m.no_ack, m.exclusive, m.arguments,
+                            self.prefetch_consumer)
+        self.consumers[tag] = consumer
+        self.reply(m.nowait, spec.BasicConsumeOk(tag))
+        queue.add_consumer(consumer)
+
+    def on_cancel(self, m: spec.BasicCancel) -> None:
+        consumer = self.consumers.pop(m.consumer_tag, None)
+        if consumer is not None:
+            self._remove_consumer(consumer)
+        self.reply(m.nowait, spec.BasicCancelOk(m.consumer_tag))
+
+    def _remove_consumer(self, consumer: Consumer) -> None:
+        queue = consumer.queue
+        queue.remove_consumer(consumer)
+        if queue.unused_auto_delete and not queue.deleted:
+            self.connection.broker_delete_queue(queue)
+
+    def consumer_cancelled(self, consumer: Consumer) -> None:
+        """The queue went away: tell the client if it asked for consumer_cancel_notify."""
+        if self.consumers.pop(consumer.tag, None) is None or self.closing:
+            return
+        if self.connection.capability("consumer_cancel_notify"):
+            self.write_method(spec.BasicCancel(consumer.tag, True))
+
+    def dispatch_consumed_queues(self) -> None:
+        for queue in {id(c.queue): c.queue for c in self.consumers.values()}.values():
+            queue.dispatch()
+
+    # -- deliveries ---------------------------------------------------------------------
+
+    def can_deliver(self, consumer: Consumer) -> bool:
+        if not self.active or self.closing:
+            return False
+        if consumer.no_ack:
+            return True
+        if consumer.prefetch and consumer.unacked >= consumer.prefetch:
+            return False
+        return not self.prefetch_channel or len(self.unacked) < self.prefetch_channel
+
+    def deliver(self, consumer: Consumer, entry: QueuedMessage, queue: Queue) -> None:
+        self.next_delivery_tag += 1
+        tag = self.next_delivery_tag
+        if not consumer.no_ack:
+            self.unacked[tag] = (entry, queue, consumer)
+            consumer.unacked += 1
+        message = entry.message
+        method = spec.BasicDeliver(consumer.tag, tag, entry.redelivered, message.exchange,
+                                   message.routing_key)
+        self.connection.write(frames.method_with_content(
+            self.number, method, message.properties_raw, message.body, self.connection.frame_max
+        ))
+
+    def on_get(self, m: spec.BasicGet) -> None:
+        queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
+        entry = queue.get()
+        if entry is None:
+            self.write_method(spec.BasicGetEmpty())
+            return
+        self.next_delivery_tag += 1
+        tag = self.next_delivery_tag
+        if not m.no_ack:
+            self.unacked[tag] = (entry, queue, None)
+            queue.unacked += 1
+        message = entry.message
+        method = spec.BasicGetOk(tag, entry.redelivered, message.exchange, message.routing_key,
+                                 queue.message_count)
+        self.connection.write(frames.method_with_content(
+            self.number, method, message.properties_raw, message.body, self.connection.frame_max
+        ))
+
+    # -- acknowledgements ---------------------------------------------------------------
+
+    def _take_unacked(self, tag: int, multiple: bool) -> list[Unacked]:
+        unacked = self.unacked
+        if multiple:
+            taken = []
+            while unacked:
+                first = next(iter(unacked))
+                if tag and first > tag:
+                    break
+                taken.append(unacked.pop(first))
+            if taken or tag == 0:
+                return taken
+        elif tag in unacked:
+            return [unacked.pop(tag)]
+        raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}")
+
+    def _settle(self, items: list[Unacked], requeue: bool) -> None:
+        if requeue:
+            self._requeue(items)
+        else:
+            for _entry, queue, consumer in items:
+                queue.settle()
+                if consumer is not None:
+                    consumer.unacked -= 1
+        if self.prefetch_channel:
+            self.dispatch_consumed_queues()
+        else:
+            seen: set[int] = set()
+            for _entry, queue, consumer in items:
+                if consumer is not None and id(queue) not in seen:
+                    seen.add(id(queue))
+                    queue.dispatch()
+
+    def _acknowledge(self, tag: int, multiple: bool, requeue: bool) -> None:
+        if not self.transactional:
+            self._settle(self._take_unacked(tag, multiple), requeue)
+            return
+        # In a transaction the tags stay unacked until commit (a rollback keeps them unacked).
+        if not (tag in self.unacked or multiple and (tag == 0 or self._has_tag_upto(tag))):
+            raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}")
+        self.tx_ops.append(lambda: self._settle_at_commit(tag, multiple, requeue))
+
+    def _has_tag_upto(self, tag: int) -> bool:
+        return bool(self.unacked) and next(iter(self.unacked)) <= tag
+
+    def _settle_at_commit(self, tag: int, multiple: bool, requeue: bool) -> None:
+        if tag in self.unacked or multiple:
+            self._settle(self._take_unacked(tag, multiple) if self.unacked else [], requeue)
+
+    def on_ack(self, m: spec.BasicAck) -> None:
+        self._acknowledge(m.delivery_tag, m.multiple, False)
+
+    def on_nack(self, m: spec.BasicNack) -> None:
+        self._acknowledge(m.delivery_tag, m.multiple, m.requeue)
+
+    def on_reject(self, m: spec.BasicReject) -> None:
+        self._acknowledge(m.delivery_tag, False, m.requeue)
+
+    def on_recover(self, m: spec.BasicRecover | spec.BasicRecoverAsync) -> None:
+        if not m.requeue:
+            raise ConnectionError(NOT_IMPLEMENTED, "requeue=false")
+        items = list(self.unacked.values())
+        self.unacked.clear()
+        self._requeue(items)
+        if type(m) is spec.BasicRecover:
+            self.write_method(spec.BasicRecoverOk())
+
+    # -- publishing ---------------------------------------------------------------------
+
+    def on_publish(self, command: Command) -> None:
+        method: spec.BasicPublish = command.method  # type: ignore[assignment]
+        if method.immediate:
+            raise ConnectionError(NOT_IMPLEMENTED, "immediate=true")
+        vhost = self.vhost
+        exchange = vhost.exchanges.get(method.exchange)
+        if exchange is None:
+            raise ChannelError(NOT_FOUND, f"no exchange '{method.exchange}' in vhost '{vhost.name}'")
+        if exchange.internal:
+            raise ChannelError(
+                ACCESS_REFUSED,
+                f"cannot publish to internal exchange '{exchange.name}' in vhost '{vhost.name}'",
+            )
+        properties = command.properties
+        assert properties is not None
+        user_id = properties.user_id
+        if user_id is not None and user_id != self.connection.username:
+            raise ChannelError(
+                PRECONDITION_FAILED,
+                f"user_id property set to '{user_id}' but authenticated user was "
+                f"'{self.connection.username}'",
+            )
+        message = Message(method.exchange, method.routing_key, properties,
+                          command.properties_raw, command.body)
+        if self.confirm:
+            self.confirm_seq += 1
+        if self.transactional:
+            self.tx_ops.append(lambda: self._route(message, exchange, method.mandatory))
+            return
+        self._route(message, exchange, method.mandatory)
+        if self.confirm:
+            self.connection.confirms_pending.add(self)
+
+    def _route(self, message: Message, exchange: Any, mandatory: bool) -> None:
+        queues = self.vhost.route(exchange, message.routing_key, message.properties.headers)
+        if not queues:
+            if mandatory:
+                self.connection.write(frames.method_with_content(
+                    self.number,
+                    spec.BasicReturn(NO_ROUTE, "NO_ROUTE", message.exchange, message.routing_key),
+                    message.properties_raw, message.body, self.connection.frame_max,
+                ))
+            return
+        for queue in queues:
+            queue.enqueue(message)
+
+    def flush_confirms(self) -> None:
+        """Ack every publish confirmed since the last flush, as one multiple ack if possible."""
+        upto = self.confirm_seq
+        if upto <= self.confirmed_upto or self.closing:
+            return
+        multiple = upto - self.confirmed_upto > 1
+        self.confirmed_upto = upto
+        self.write_method(spec.BasicAck(upto, multiple))
+
+    # -- tx and confirm modes -----------------------------------------------------------
+
+    def on_tx_select(self, m: spec.TxSelect) -> None:
+        if self.confirm:
+            raise ChannelError(PRECONDITION_FAILED, "cannot switch from confirm to tx mode")
+        self.transactional = True
+        self.write_method(spec.TxSelectOk())
+
+    def on_tx_commit(self, m: spec.TxCommit) -> None:
+        if not self.transactional:
+            raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
+        ops, self.tx_ops = self.tx_ops, []
+        for op in ops:
+            op()
+        self.write_method(spec.TxCommitOk())
+
+    def on_tx_rollback(self, m: spec.TxRollback) -> None:
+        if not self.transactional:
+            raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
+        self.tx_ops = []
+        self.write_method(spec.TxRollbackOk())
+
+    def on_confirm_select(self, m: spec.ConfirmSelect) -> None:
+        if self.transactional:
+            raise ChannelError(PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
+        self.confirm = True
+        self.reply(m.nowait, spec.ConfirmSelectOk())

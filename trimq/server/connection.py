@@ -1,0 +1,426 @@
+"""One client connection: handshake, then a reader, a writer and a heartbeat task in one nursery.
+
+The reader receives large chunks and handles every complete frame in them synchronously; the
+writer sends everything buffered with one `send_all`. Leaving the nursery for any reason runs
+`cleanup()`, which is synchronous so cancellation cannot skip it: unacked messages are requeued,
+consumers cancelled and exclusive queues deleted.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+from typing import TYPE_CHECKING, Any
+
+import structlog
+import trio
+
+from trimq import __version__
+from trimq.amqp import frames, spec
+from trimq.amqp.codec import decode_table
+from trimq.broker.queue import Queue
+from trimq.errors import (
+    ACCESS_REFUSED,
+    CHANNEL_ERROR,
+    COMMAND_INVALID,
+    CONNECTION_FORCED,
+    INTERNAL_ERROR,
+    NOT_ALLOWED,
+    AMQPError,
+    ConnectionError,
+    reply_text,
+)
+from trimq.server.channel import Channel
+
+if TYPE_CHECKING:
+    from trimq.broker.broker import Broker
+    from trimq.broker.vhost import VHost
+
+log = structlog.get_logger("trimq.connection")
+
+RECEIVE_SIZE = 256 * 1024
+CLOSE_TIMEOUT = 3.0  # how long we wait for Close-Ok after sending Connection.Close
+CAPABILITIES = (
+    "publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify",
+    "connection.blocked", "consumer_priorities", "authentication_failure_close",
+    "per_consumer_qos", "direct_reply_to",
+)
+
+
+class PeerGone(Exception):
+    """The client closed or reset the socket."""
+
+
+def server_properties() -> dict[str, Any]:
+    return {
+        "product": "trimq",
+        "version": __version__,
+        "platform": f"Python {platform.python_version()} / trio",
+        "cluster_name": f"trimq@{socket.gethostname()}",
+        "copyright": "trimq contributors",
+        "information": "Licensed under the MIT licence",
+        "capabilities": dict.fromkeys(CAPABILITIES, True),
+    }
+
+
+class ServerConnection:
+    def __init__(self, stream: trio.abc.Stream, broker: Broker, peer: tuple[str, int]) -> None:
+        self.stream = stream
+        self.broker = broker
+        self.peer = peer
+        config = broker.config
+        self.frames = frames.FrameBuffer(frame_max=config.frame_max)
+        self.frame_max = config.frame_max
+        self.channel_max = config.channel_max
+        self.heartbeat = config.heartbeat
+        self.out = bytearray()
+        self._wake = trio.Event()
+        self.channels: dict[int, Channel] = {}
+        self.exclusive_queues: list[Queue] = []
+        self.confirms_pending: set[Channel] = set()
+        self.client_properties: dict[str, Any] = {}
+        self.username = ""
+        self.vhost: VHost = None  # type: ignore[assignment]  # set by Connection.Open
+        self.opened = False
+        self.closing = False  # we sent Connection.Close
+        self.finished = False  # nothing more will be read
+        self.last_received = trio.current_time()
+        self.last_sent = trio.current_time()
+        self._reader_scope = trio.CancelScope()
+
+    # -- output -------------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        self.out += data
+        self._wake.set()
+
+    async def _writer(self) -> None:
+        stream = self.stream
+        try:
+            while True:
+                await self._wake.wait()
+                self._wake = trio.Event()
+                while self.out:
+                    data, self.out = self.out, bytearray()
+                    await stream.send_all(data)
+                    self.last_sent = trio.current_time()
+                if self.finished:
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self.out.clear()
+            self.finished = True
+            self._reader_scope.cancel()  # the peer is gone: stop reading too
+
+    async def _send_now(self, data: bytes) -> None:
+        """Send during the handshake, before the writer task runs."""
+        await self.stream.send_all(data)
+        self.last_sent = trio.current_time()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        try:
+            with trio.move_on_after(self.broker.config.handshake_timeout) as handshake:
+                opened = await self._handshake()
+            if handshake.cancelled_caught:
+                log.info("connection.handshake_timeout", peer=self.peer)
+                return
+            if not opened:
+                return
+            self.opened = True
+            log.info("connection.opened", peer=self.peer, user=self.username,
+                     vhost=self.vhost.name)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._writer)
+                if self.heartbeat:
+                    nursery.start_soon(self._heartbeat)
+                with self._reader_scope:
+                    await self._reader()
+                self.finished = True
+                self._wake.set()
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    while self.out and not nursery.cancel_scope.cancel_called:
+                        await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+        except (PeerGone, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except AMQPError as error:  # during the handshake
+            log.info("connection.error", peer=self.peer, code=error.code, text=error.text)
+            with trio.move_on_after(1):
+                await self._send_now(frames.method_frame(0, spec.ConnectionClose(
+                    error.code, error.text, error.class_id, error.method_id)))
+        finally:
+            self.cleanup()
+            await trio.aclose_forcefully(self.stream)
+            if self.opened:
+                log.info("connection.closed", peer=self.peer, user=self.username)
+
+    def cleanup(self) -> None:
+        """Requeue, cancel consumers, drop exclusive queues. Synchronous by design."""
+        for channel in list(self.channels.values()):
+            channel.cleanup()
+        self.channels.clear()
+        for queue in self.exclusive_queues:
+            if not queue.deleted:
+                self.broker_delete_queue(queue)
+        self.exclusive_queues.clear()
+
+    def broker_delete_queue(self, queue: Queue) -> int:
+        vhost = self.broker.vhosts.get(queue.vhost)
+        if vhost is None or queue.deleted:
+            return 0
+        return vhost.delete_queue(queue)
+
+    def capability(self, name: str) -> bool:
+        caps = self.client_properties.get("capabilities")
+        return isinstance(caps, dict) and bool(caps.get(name))
+
+    # -- handshake ----------------------------------------------------------------------
+
+    async def _receive(self) -> None:
+        try:
+            data = await self.stream.receive_some(RECEIVE_SIZE)
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise PeerGone from exc
+        if not data:
+            raise PeerGone
+        self.last_received = trio.current_time()
+        self.frames.feed(data)
+
+    async def _next_method(self, expected: type[spec.Method]) -> Any:
+        while True:
+            frame = self.frames.next_frame()
+            if frame is None:
+                await self._receive()
+                continue
+            if frame.type == frames.HEARTBEAT:
+                continue
+            if frame.type != frames.METHOD or frame.channel != 0:
+                raise ConnectionError(
+                    COMMAND_INVALID, f"expected '{expected.NAME}', got a frame of type "
+                    f"{frame.type} on channel {frame.channel}"
+                )
+            method = frames.decode_method(frame.payload)
+            if type(method) is spec.ConnectionClose:
+                await self._send_now(frames.method_frame(0, spec.ConnectionCloseOk()))
+                raise PeerGone
+            if type(method) is not expected:
+                raise ConnectionError(
+                    COMMAND_INVALID, f"expected '{expected.NAME}', got '{method.NAME}'",
+                    method.CLASS_ID, method.METHOD_ID,
+                )
+            return method
+
+    async def _handshake(self) -> bool:
+        while (header := self.frames.take(8)) is None:
+            await self._receive()
+        if header != spec.PROTOCOL_HEADER:
+            log.info("connection.bad_protocol_header", peer=self.peer, header=repr(header))
+            await self._send_now(spec.PROTOCOL_HEADER)
+            return False
+        await self._send_now(frames.method_frame(0, spec.ConnectionStart(
+            0, 9, server_properties(), b"PLAIN AMQPLAIN", b"en_US",
+        )))
+        start_ok: spec.ConnectionStartOk = await self._next_method(spec.ConnectionStartOk)
+        self.client_properties = start_ok.client_properties
+        if not await self._authenticate(start_ok):
+            return False
+        await self._send_now(frames.method_frame(0, spec.ConnectionTune(
+            self.channel_max, self.frame_max, self.heartbeat,
+        )))
+        tune_ok: spec.ConnectionTuneOk = await self._next_method(spec.ConnectionTuneOk)
+        self._apply_tune(tune_ok)
+        open_: spec.ConnectionOpen = await self._next_method(spec.ConnectionOpen)
+        vhost = self.broker.vhosts.get(open_.virtual_host)
+        if vhost is None:
+            raise ConnectionError(
+                NOT_ALLOWED, f"vhost {open_.virtual_host} not found",
+                open_.CLASS_ID, open_.METHOD_ID,
+            )
+        self.vhost = vhost
+        await self._send_now(frames.method_frame(0, spec.ConnectionOpenOk("")))
+        return True
+
+    def _credentials(self, start_ok: spec.ConnectionStartOk) -> tuple[str, str]:
+        mechanism = start_ok.mechanism
+        response = start_ok.response
+        if mechanism == "PLAIN":
+            parts = response.split(b"\x00")
+            if len(parts) != 3:
+                return "", ""
+            return parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
+        if mechanism == "AMQPLAIN":
+            # A field table without its length prefix, as py-amqp and RabbitMQ have it.
+            table, _ = decode_table(len(response).to_bytes(4, "big") + response, 0)
+            return str(table.get("LOGIN", "")), str(table.get("PASSWORD", ""))
+        raise ConnectionError(
+            COMMAND_INVALID, f"unknown authentication mechanism '{mechanism}'",
+            start_ok.CLASS_ID, start_ok.METHOD_ID,
+        )
+
+    async def _authenticate(self, start_ok: spec.ConnectionStartOk) -> bool:
+        name, password = self._credentials(start_ok)
+        user = self.broker.users.authenticate(name, password)
+        if user is not None:
+            self.username = user.name
+            return True
+        log.warning("connection.auth_failed", peer=self.peer, user=name,
+                    mechanism=start_ok.mechanism)
+        if self.capability("authentication_failure_close"):
+            text = reply_text(
+                ACCESS_REFUSED,
+                f"Login was refused using authentication mechanism {start_ok.mechanism}. "
+                "For details see the broker logfile.",
+            )
+            await self._send_now(frames.method_frame(0, spec.ConnectionClose(
+                ACCESS_REFUSED, text, 0, 0)))
+        return False
+
+    def _apply_tune(self, tune_ok: spec.ConnectionTuneOk) -> None:
+        config = self.broker.config
+        frame_max = tune_ok.frame_max or config.frame_max
+        if frame_max < spec.FRAME_MIN_SIZE:
+            raise ConnectionError(
+                NOT_ALLOWED, f"frame_max={frame_max} < {spec.FRAME_MIN_SIZE} min size")
+        if frame_max > config.frame_max:
+            raise ConnectionError(
+                NOT_ALLOWED, f"frame_max={frame_max} > {config.frame_max} max size")
+        channel_max = tune_ok.channel_max or config.channel_max
+        if channel_max > config.channel_max:
+            raise ConnectionError(
+                NOT_ALLOWED, f"channel_max={channel_max} > {config.channel_max} max size")
+        self.frame_max = frame_max
+        self.frames.frame_max = frame_max
+        self.channel_max = channel_max
+        self.heartbeat = tune_ok.heartbeat
+
+    # -- after the handshake ------------------------------------------------------------
+
+    async def _reader(self) -> None:
+        while not self.finished:
+            try:
+                await self._receive()
+            except PeerGone:
+                self.finished = True
+                return
+            try:
+                while not self.finished and (frame := self.frames.next_frame()) is not None:
+                    self.handle_frame(frame)
+            except ConnectionError as error:
+                self.start_close(error)
+            except AMQPError as error:  # a soft error outside any channel: treat as hard
+                self.start_close(ConnectionError(error.code, error.detail))
+            except Exception:  # a bug: keep the broker up, tell the client, log it
+                log.exception("connection.internal_error", peer=self.peer)
+                self.start_close(ConnectionError(INTERNAL_ERROR, "internal error"))
+            if self.confirms_pending:
+                for channel in self.confirms_pending:
+                    channel.flush_confirms()
+                self.confirms_pending.clear()
+
+    def start_close(self, error: AMQPError) -> None:
+        """A hard error or a server shutdown: send Connection.Close, wait briefly for Close-Ok."""
+        if self.closing:
+            self.finished = True
+            return
+        if error.code != CONNECTION_FORCED:
+            log.info("connection.error", peer=self.peer, code=error.code, text=error.text)
+        self.closing = True
+        self.cleanup()
+        self.write(frames.method_frame(0, spec.ConnectionClose(
+            error.code, error.text, error.class_id, error.method_id)))
+        self._reader_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
+
+    def handle_frame(self, frame: frames.Frame) -> None:
+        channel_number = frame.channel
+        if self.closing:
+            self._handle_while_closing(frame)
+            return
+        if channel_number:
+            channel = self.channels.get(channel_number)
+            if channel is not None:
+                channel.handle_frame(frame)
+            else:
+                self._open_channel(frame)
+            return
+        if frame.type == frames.HEARTBEAT:
+            return
+        if frame.type != frames.METHOD:
+            raise ConnectionError(
+                505, "expected method frame, got non method frame instead")
+        method = frames.decode_method(frame.payload)
+        kind = type(method)
+        if kind is spec.ConnectionClose:
+            self.cleanup()
+            self.write(frames.method_frame(0, spec.ConnectionCloseOk()))
+            self.finished = True
+        elif kind is spec.ConnectionUpdateSecret:
+            self.write(frames.method_frame(0, spec.ConnectionUpdateSecretOk()))
+        elif kind in (spec.ConnectionBlocked, spec.ConnectionUnblocked):
+            pass
+        else:
+            raise ConnectionError(
+                COMMAND_INVALID, f"unexpected method '{method.NAME}' on channel 0",
+                method.CLASS_ID, method.METHOD_ID,
+            )
+
+    def _handle_while_closing(self, frame: frames.Frame) -> None:
+        if frame.channel or frame.type != frames.METHOD:
+            return
+        method = frames.decode_method(frame.payload)
+        if type(method) is spec.ConnectionClose:
+            self.write(frames.method_frame(0, spec.ConnectionCloseOk()))
+            self.finished = True
+        elif type(method) is spec.ConnectionCloseOk:
+            self.finished = True
+
+    def _open_channel(self, frame: frames.Frame) -> None:
+        number = frame.channel
+        if frame.type != frames.METHOD:
+            raise ConnectionError(
+                CHANNEL_ERROR, f"expected 'channel.open' on channel {number}")
+        method = frames.decode_method(frame.payload)
+        if type(method) is not spec.ChannelOpen:
+            raise ConnectionError(
+                CHANNEL_ERROR, "expected 'channel.open'", method.CLASS_ID, method.METHOD_ID)
+        if number > self.channel_max:
+            raise ConnectionError(
+                CHANNEL_ERROR, f"channel {number} is above channel_max {self.channel_max}",
+                method.CLASS_ID, method.METHOD_ID,
+            )
+        channel = Channel(self, number)
+        self.channels[number] = channel
+        channel.write_method(spec.ChannelOpenOk(b""))
+
+    def close_channel(self, channel: Channel, reply: bool) -> None:
+        """The client closed the channel: clean up and confirm."""
+        channel.cleanup()
+        self.channels.pop(channel.number, None)
+        self.confirms_pending.discard(channel)
+        if reply:
+            channel.write_method(spec.ChannelCloseOk())
+
+    def forget_channel(self, channel: Channel) -> None:
+        """Close-Ok arrived for a channel we closed: its number may be reused."""
+        self.channels.pop(channel.number, None)
+        self.confirms_pending.discard(channel)
+
+    # -- heartbeats ---------------------------------------------------------------------
+
+    async def _heartbeat(self) -> None:
+        interval = self.heartbeat
+        while True:
+            await trio.sleep(interval / 2)
+            now = trio.current_time()
+            if now - self.last_received > interval * 2:
+                log.warning("connection.heartbeat_timeout", peer=self.peer, timeout=interval)
+                self.finished = True
+                self._reader_scope.cancel()
+                return
+            if now - self.last_sent >= interval / 2:
+                self.write(frames.HEARTBEAT_FRAME)
+
+    def force_close(self, reason: str = "shutdown") -> None:
+        """Server shutdown: Connection.Close 320 to the client."""
+        self.start_close(ConnectionError(
+            CONNECTION_FORCED, f"broker forced connection closure with reason '{reason}'"))
