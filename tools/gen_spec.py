@@ -228,7 +228,8 @@ class Generator:
             e(f"        if self.{f} is not None:")
             e(f"            flags |= {bit}")
             if k in STRUCT_CODES:
-                e(f"            parts.append({self.struct_name('>' + STRUCT_CODES[k])}.pack(self.{f}))")
+                packer = self.struct_name(">" + STRUCT_CODES[k])
+                e(f"            parts.append({packer}.pack(self.{f}))")
             elif k == "shortstr":
                 e(f"            parts.append(_shortstr(self.{f}))")
             elif k == "table":
@@ -250,7 +251,8 @@ class Generator:
             if k in STRUCT_CODES:
                 code = STRUCT_CODES[k]
                 size = {"B": 1, "H": 2, "I": 4, "Q": 8}[code]
-                e(f"            (props.{f},) = {self.struct_name('>' + code)}.unpack_from(buf, pos)")
+                unpacker = self.struct_name(">" + code)
+                e(f"            (props.{f},) = {unpacker}.unpack_from(buf, pos)")
                 e(f"            pos += {size}")
             elif k == "shortstr":
                 e("            length = buf[pos]")
@@ -271,7 +273,8 @@ class Generator:
         e()
         e("    def __repr__(self) -> str:")
         e("        fields = (f'{f}={getattr(self, f)!r}' for f in self.__slots__)")
-        e("        return f\"BasicProperties({', '.join(f for f in fields if not f.endswith('=None'))})\"")
+        e("        shown = ', '.join(f for f in fields if not f.endswith('=None'))")
+        e("        return f'BasicProperties({shown})'")
 
     def generate(self) -> str:
         spec = self.spec
@@ -304,7 +307,7 @@ class Generator:
         e(")")
         e("from trimq.errors import SyntaxFrameError")
         e()
-        e("Buffer = bytes | bytearray | memoryview")
+        e("Buffer = bytes")
         e('_ENC = "utf-8"')
         e('_ERR = "surrogateescape"')
         e(f"PROTOCOL_HEADER = b\"AMQP\\x00\\x{spec['major-version']:02x}"
@@ -336,9 +339,9 @@ class Generator:
         e()
         e()
         e("class Method:")
-        e('    """Base of the generated method classes: `encode()` gives the method frame payload."""')
+        e('    """Base of the generated method classes; `encode()` gives the frame payload."""')
         e()
-        e("    __slots__ = ()")
+        e("    __slots__: tuple[str, ...] = ()")
         e("    CLASS_ID: ClassVar[int]")
         e("    METHOD_ID: ClassVar[int]")
         e("    INDEX: ClassVar[int]")

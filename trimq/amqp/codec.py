@@ -263,10 +263,10 @@ def _encode_typed(letter: str, value: Any, out: list[bytes]) -> None:
     elif letter == "t":
         out.append(b"t\x01" if value else b"t\x00")
     elif letter == "D":
-        sign, digits, exponent = Decimal(value).as_tuple()
+        exponent = Decimal(value).as_tuple().exponent
         scale = max(0, -int(exponent))
-        raw = int(Decimal(value).scaleb(scale))
-        out.append(tag + _DEC.pack(scale, raw & 0xFFFFFFFF))
+        unscaled = int(Decimal(value).scaleb(scale))
+        out.append(tag + _DEC.pack(scale, unscaled & 0xFFFFFFFF))
     elif letter == "T":
         seconds = int(value.timestamp()) if isinstance(value, datetime) else int(value)
         out.append(tag + _Q.pack(seconds))

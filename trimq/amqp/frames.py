@@ -49,7 +49,7 @@ class FrameBuffer:
         self._pos = 0
         self.frame_max = frame_max
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         if self._pos:
             del self._buf[: self._pos]
             self._pos = 0
@@ -143,7 +143,9 @@ def content_frames(
 ) -> bytes:
     """A content header frame and the body frames, each body frame at most frame_max."""
     header = CONTENT_HEADER.pack(class_id, 0, len(body)) + properties_raw
-    parts = [FRAME_HEADER.pack(HEADER, channel, len(header)), header, FRAME_END]
+    parts: list[bytes | memoryview] = [
+        FRAME_HEADER.pack(HEADER, channel, len(header)), header, FRAME_END
+    ]
     chunk = frame_max - FRAME_OVERHEAD
     if len(body) <= chunk:
         if body:

@@ -15,7 +15,7 @@ from trimq.amqp.codec import (
 )
 from trimq.errors import SyntaxFrameError
 
-Buffer = bytes | bytearray | memoryview
+Buffer = bytes
 _ENC = "utf-8"
 _ERR = "surrogateescape"
 PROTOCOL_HEADER = b"AMQP\x00\x00\x09\x01"
@@ -140,9 +140,9 @@ def _longstr(value: bytes | str) -> bytes:
 
 
 class Method:
-    """Base of the generated method classes: `encode()` gives the method frame payload."""
+    """Base of the generated method classes; `encode()` gives the frame payload."""
 
-    __slots__ = ()
+    __slots__: tuple[str, ...] = ()
     CLASS_ID: ClassVar[int]
     METHOD_ID: ClassVar[int]
     INDEX: ClassVar[int]
@@ -2478,7 +2478,8 @@ class BasicProperties:
 
     def __repr__(self) -> str:
         fields = (f'{f}={getattr(self, f)!r}' for f in self.__slots__)
-        return f"BasicProperties({', '.join(f for f in fields if not f.endswith('=None'))})"
+        shown = ', '.join(f for f in fields if not f.endswith('=None'))
+        return f'BasicProperties({shown})'
 
 
 METHODS: dict[int, type[Method]] = {

@@ -7,14 +7,14 @@ exchange-to-exchange bindings, other exchanges. The vhost follows exchange desti
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from trimq.amqp.codec import typed_to_plain
 
 if TYPE_CHECKING:
     from trimq.broker.queue import Queue
 
-    Destination = Queue | Exchange
+    Destination: TypeAlias = "Queue | Exchange"
 
 
 def args_key(arguments: dict[str, Any]) -> tuple:

@@ -238,7 +238,7 @@ class VHost:
                 if _equivalent(new, old):
                     continue
                 detail = f"received '{_render(new)}' but current is '{_render(old)}'"
-            elif old is None:
+            elif new is not None:
                 detail = (
                     f"received the value '{_render(new)}' of type '{TYPE_NAMES[new[0]]}' "
                     "but current is none"
@@ -248,7 +248,9 @@ class VHost:
                     f"received none but current is the value '{_render(old)}' "
                     f"of type '{TYPE_NAMES[old[0]]}'"
                 )
-            raise ChannelError(PRECONDITION_FAILED, f"inequivalent arg '{arg}' for {what}: {detail}")
+            raise ChannelError(
+                PRECONDITION_FAILED, f"inequivalent arg '{arg}' for {what}: {detail}"
+            )
 
     def delete_queue(self, queue: Queue) -> int:
         """Remove a queue and its bindings; returns how many ready messages it held."""

@@ -164,7 +164,7 @@ class Channel:
     # -- cleanup ------------------------------------------------------------------------
 
     def cleanup(self) -> None:
-        """Cancel consumers and requeue unacked messages in order. Synchronous: cannot be skipped."""
+        """Cancel consumers, requeue unacked messages in order. Synchronous: never skipped."""
         for consumer in list(self.consumers.values()):
             self._remove_consumer(consumer)
         self.consumers.clear()
@@ -433,7 +433,9 @@ class Channel:
         vhost = self.vhost
         exchange = vhost.exchanges.get(method.exchange)
         if exchange is None:
-            raise ChannelError(NOT_FOUND, f"no exchange '{method.exchange}' in vhost '{vhost.name}'")
+            raise ChannelError(
+                NOT_FOUND, f"no exchange '{method.exchange}' in vhost '{vhost.name}'"
+            )
         if exchange.internal:
             raise ChannelError(
                 ACCESS_REFUSED,
