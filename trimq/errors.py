@@ -48,8 +48,8 @@ def reply_text(code: int, detail: str) -> str:
     """RabbitMQ's reply text: `NAME - detail`, cut to fit a shortstr."""
     text = f"{REPLY_NAMES.get(code, 'UNKNOWN')} - {detail}"
     raw = text.encode("utf-8", "surrogateescape")
-    if len(raw) > 255:
-        text = raw[:255].decode("utf-8", "ignore")
+    if len(raw) > 255:  # as RabbitMQ: cut to 252 bytes and mark the cut
+        text = raw[:252].decode("utf-8", "surrogateescape") + "..."
     return text
 
 

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from trimq.amqp.codec import TYPE_NAMES, typed_to_plain
+from trimq.broker.arguments import validate_queue_arguments
 from trimq.broker.exchange import EXCHANGE_TYPES, Binding, Exchange
 from trimq.broker.queue import Queue
 from trimq.errors import (
@@ -99,12 +100,15 @@ class VHost:
 
     def check_exclusive(self, queue: Queue, owner: object | None) -> None:
         if queue.exclusive_owner is not None and queue.exclusive_owner is not owner:
-            raise ChannelError(
-                RESOURCE_LOCKED,
-                f"cannot obtain exclusive access to locked {self.describe('queue', queue.name)}. "
-                "It could be originally declared on another connection or the exclusive property"
-                " value does not match that of the original declaration.",
-            )
+            raise self.locked(queue.name)
+
+    def locked(self, name: str) -> ChannelError:
+        return ChannelError(
+            RESOURCE_LOCKED,
+            f"cannot obtain exclusive access to locked {self.describe('queue', name)}. "
+            "It could be originally declared on another connection or the exclusive property"
+            " value does not match that of the original declaration.",
+        )
 
     # -- exchanges ----------------------------------------------------------------------
 
@@ -120,7 +124,7 @@ class VHost:
     ) -> tuple[Exchange, bool]:
         """Declare (or check) an exchange; returns it and whether it was created."""
         if not passive and type_ not in EXCHANGE_TYPES:
-            raise ChannelError(PRECONDITION_FAILED, f"invalid exchange type '{type_}'")
+            raise ChannelError(PRECONDITION_FAILED, f"unknown exchange type '{type_}'")
         if name == "":
             raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
         existing = self.exchanges.get(name)
@@ -157,14 +161,14 @@ class VHost:
     def delete_exchange(self, name: str, if_unused: bool = False) -> Exchange | None:
         if name == "":
             raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
-        exchange = self.exchanges.get(name)
-        if exchange is None:
-            return None  # RabbitMQ: deleting a missing exchange succeeds
         if name.startswith("amq."):
             raise ChannelError(
                 ACCESS_REFUSED, f"deletion of system exchange '{name}' in vhost '{self.name}' "
                 "not allowed",
             )
+        exchange = self.exchanges.get(name)
+        if exchange is None:
+            return None  # RabbitMQ: deleting a missing exchange succeeds
         if if_unused and exchange.bindings:
             raise ChannelError(PRECONDITION_FAILED, f"{self.describe('exchange', name)} in use")
         self._remove_exchange(exchange)
@@ -204,13 +208,14 @@ class VHost:
                 ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'"
             )
         arguments = arguments or {}
+        what = self.describe("queue", name)
         existing = self.queues.get(name)
         if existing is not None:
-            self.check_exclusive(existing, owner)
-            what = self.describe("queue", name)
+            # RabbitMQ checks ownership first: an exclusive flag that differs is a lock error.
+            if existing.exclusive_owner is not (owner if exclusive else None):
+                raise self.locked(name)
             for field, received, current in (
                 ("durable", durable, existing.durable),
-                ("exclusive", exclusive, existing.exclusive),
                 ("auto_delete", auto_delete, existing.auto_delete),
             ):
                 if received != current:
@@ -221,6 +226,7 @@ class VHost:
                     )
             self.check_arguments(what, CHECKED_QUEUE_ARGS, arguments, existing.arguments)
             return existing, False
+        validate_queue_arguments(what, arguments)
         queue = Queue(name, self.name, durable, owner if exclusive else None, auto_delete,
                       arguments)
         self.queues[name] = queue

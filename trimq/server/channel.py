@@ -44,7 +44,6 @@ class Channel:
         self.vhost = connection.vhost
         self.assembler = ContentAssembler(connection.broker.config.max_message_size)
         self.closing = False  # we sent Channel.Close and wait for Close-Ok
-        self.active = True  # Channel.Flow
         self.consumers: dict[str, Consumer] = {}
         self.unacked: dict[int, Unacked] = {}
         self.next_delivery_tag = 0
@@ -55,7 +54,8 @@ class Channel:
         self.confirm_seq = 0  # last publish sequence number in confirm mode
         self.confirmed_upto = 0  # last sequence number acked to the publisher
         self.transactional = False
-        self.tx_ops: list[Callable[[], None]] = []
+        self.tx_ops: list[Callable[[], None]] = []  # publishes awaiting commit
+        self.tx_acks: list[tuple[dict[int, Unacked], bool]] = []  # acks awaiting commit
         self.handlers: dict[type[spec.Method], Callable[[Any], None]] = {
             spec.ChannelFlow: self.on_flow,
             spec.ChannelFlowOk: self.on_ignored,
@@ -156,10 +156,9 @@ class Channel:
         self.write_method(spec.AccessRequestOk(1))
 
     def on_flow(self, method: spec.ChannelFlow) -> None:
-        self.active = method.active
-        self.write_method(spec.ChannelFlowOk(method.active))
-        if self.active:
-            self.dispatch_consumed_queues()
+        if not method.active:
+            raise ConnectionError(NOT_IMPLEMENTED, "active=false")
+        self.write_method(spec.ChannelFlowOk(True))
 
     # -- cleanup ------------------------------------------------------------------------
 
@@ -168,9 +167,11 @@ class Channel:
         for consumer in list(self.consumers.values()):
             self._remove_consumer(consumer)
         self.consumers.clear()
-        self._requeue(list(self.unacked.values()))
+        pending = [item for taken, _ in self.tx_acks for item in taken.values()]
+        self._requeue(sorted(pending, key=lambda u: u[0].seq) + list(self.unacked.values()))
         self.unacked.clear()
         self.tx_ops.clear()
+        self.tx_acks.clear()
 
     def _requeue(self, items: list[Unacked]) -> None:
         by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
@@ -204,9 +205,10 @@ class Channel:
     def on_exchange_unbind(self, m: spec.ExchangeUnbind) -> None:
         self.vhost.check_bindable(m.source)
         self.vhost.check_bindable(m.destination)
-        source = self.vhost.get_exchange(m.source)
-        destination = self.vhost.get_exchange(m.destination)
-        self.vhost.unbind(source, destination, m.routing_key, m.arguments)
+        source = self.vhost.exchanges.get(m.source)
+        destination = self.vhost.exchanges.get(m.destination)
+        if source is not None and destination is not None:  # as RabbitMQ: missing is fine
+            self.vhost.unbind(source, destination, m.routing_key, m.arguments)
         self.reply(m.nowait, spec.ExchangeUnbindOk())
 
     # -- queues -------------------------------------------------------------------------
@@ -220,7 +222,7 @@ class Channel:
         return self.last_queue
 
     def on_queue_declare(self, m: spec.QueueDeclare) -> None:
-        name = m.queue if m.queue or not m.passive else self.queue_name("")
+        name = m.queue
         queue, created = self.vhost.declare_queue(
             name, self.connection, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments
         )
@@ -231,18 +233,20 @@ class Channel:
                                                  queue.consumer_count))
 
     def on_queue_bind(self, m: spec.QueueBind) -> None:
-        queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
         self.vhost.check_bindable(m.exchange)
         exchange = self.vhost.get_exchange(m.exchange)
+        queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
         routing_key = m.routing_key if m.queue or m.routing_key else queue.name
         self.vhost.bind(exchange, queue, routing_key, m.arguments)
         self.reply(m.nowait, spec.QueueBindOk())
 
     def on_queue_unbind(self, m: spec.QueueUnbind) -> None:
-        queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
         self.vhost.check_bindable(m.exchange)
-        exchange = self.vhost.get_exchange(m.exchange)
-        self.vhost.unbind(exchange, queue, m.routing_key, m.arguments)
+        exchange = self.vhost.exchanges.get(m.exchange)
+        queue = self.vhost.queues.get(self.queue_name(m.queue))
+        if exchange is not None and queue is not None:  # as RabbitMQ: missing is fine
+            self.vhost.check_exclusive(queue, self.connection)
+            self.vhost.unbind(exchange, queue, m.routing_key, m.arguments)
         self.write_method(spec.QueueUnbindOk())
 
     def on_queue_purge(self, m: spec.QueuePurge) -> None:
@@ -271,8 +275,9 @@ class Channel:
             raise ConnectionError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({m.prefetch_size})")
         if m.global_qos:
             self.prefetch_channel = m.prefetch_count
-        else:
+        else:  # as RabbitMQ 3.x: a per-consumer qos also lifts the channel-wide limit
             self.prefetch_consumer = m.prefetch_count
+            self.prefetch_channel = 0
         self.write_method(spec.BasicQosOk())
         self.dispatch_consumed_queues()
 
@@ -317,7 +322,7 @@ class Channel:
     # -- deliveries ---------------------------------------------------------------------
 
     def can_deliver(self, consumer: Consumer) -> bool:
-        if not self.active or self.closing:
+        if self.closing:
             return False
         if consumer.no_ack:
             return True
@@ -358,22 +363,26 @@ class Channel:
 
     # -- acknowledgements ---------------------------------------------------------------
 
-    def _take_unacked(self, tag: int, multiple: bool) -> list[Unacked]:
+    def _take_unacked(self, tag: int, multiple: bool) -> dict[int, Unacked]:
+        """Remove the acked deliveries; as RabbitMQ, the tag itself must be outstanding
+        (multiple with tag 0 means every outstanding delivery)."""
         unacked = self.unacked
-        if multiple:
-            taken = []
-            while unacked:
-                first = next(iter(unacked))
-                if tag and first > tag:
-                    break
-                taken.append(unacked.pop(first))
-            if taken or tag == 0:
+        if multiple and tag == 0:
+            self.unacked = {}
+            return unacked
+        if tag not in unacked:
+            raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}")
+        if not multiple:
+            return {tag: unacked.pop(tag)}
+        taken = {}
+        while True:
+            first = next(iter(unacked))
+            taken[first] = unacked.pop(first)
+            if first == tag:
                 return taken
-        elif tag in unacked:
-            return [unacked.pop(tag)]
-        raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}")
 
-    def _settle(self, items: list[Unacked], requeue: bool) -> None:
+    def _settle(self, taken: dict[int, Unacked], requeue: bool) -> None:
+        items = list(taken.values())
         if requeue:
             self._requeue(items)
         else:
@@ -391,20 +400,13 @@ class Channel:
                     queue.dispatch()
 
     def _acknowledge(self, tag: int, multiple: bool, requeue: bool) -> None:
-        if not self.transactional:
-            self._settle(self._take_unacked(tag, multiple), requeue)
-            return
-        # In a transaction the tags stay unacked until commit (a rollback keeps them unacked).
-        if not (tag in self.unacked or multiple and (tag == 0 or self._has_tag_upto(tag))):
-            raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}")
-        self.tx_ops.append(lambda: self._settle_at_commit(tag, multiple, requeue))
-
-    def _has_tag_upto(self, tag: int) -> bool:
-        return bool(self.unacked) and next(iter(self.unacked)) <= tag
-
-    def _settle_at_commit(self, tag: int, multiple: bool, requeue: bool) -> None:
-        if tag in self.unacked or multiple:
-            self._settle(self._take_unacked(tag, multiple) if self.unacked else [], requeue)
+        items = self._take_unacked(tag, multiple)
+        if self.transactional:
+            # Taken now (a second ack fails at once, as RabbitMQ), settled at commit,
+            # put back as unacked by a rollback, requeued if the channel closes first.
+            self.tx_acks.append((items, requeue))
+        else:
+            self._settle(items, requeue)
 
     def on_ack(self, m: spec.BasicAck) -> None:
         self._acknowledge(m.delivery_tag, m.multiple, False)
@@ -419,7 +421,7 @@ class Channel:
         if not m.requeue:
             raise ConnectionError(NOT_IMPLEMENTED, "requeue=false")
         items = list(self.unacked.values())
-        self.unacked.clear()
+        self.unacked = {}
         self._requeue(items)
         if type(m) is spec.BasicRecover:
             self.write_method(spec.BasicRecoverOk())
@@ -495,14 +497,22 @@ class Channel:
         if not self.transactional:
             raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
         ops, self.tx_ops = self.tx_ops, []
+        acks, self.tx_acks = self.tx_acks, []
         for op in ops:
             op()
+        for items, requeue in acks:
+            self._settle(items, requeue)
         self.write_method(spec.TxCommitOk())
 
     def on_tx_rollback(self, m: spec.TxRollback) -> None:
         if not self.transactional:
             raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
         self.tx_ops = []
+        restored = {tag: item for taken, _ in self.tx_acks for tag, item in taken.items()}
+        self.tx_acks = []
+        if restored:
+            merged = {**restored, **self.unacked}
+            self.unacked = dict(sorted(merged.items()))
         self.write_method(spec.TxRollbackOk())
 
     def on_confirm_select(self, m: spec.ConfirmSelect) -> None:

@@ -81,6 +81,7 @@ class ServerConnection:
         self.client_properties: dict[str, Any] = {}
         self.username = ""
         self.vhost: VHost = None  # type: ignore[assignment]  # set by Connection.Open
+        self.tuned = False  # Tune-Ok accepted: errors from here on get a Connection.Close
         self.opened = False
         self.closing = False  # we sent Connection.Close
         self.finished = False  # nothing more will be read
@@ -146,9 +147,10 @@ class ServerConnection:
             pass
         except AMQPError as error:  # during the handshake
             log.info("connection.error", peer=self.peer, code=error.code, text=error.text)
-            with trio.move_on_after(1):
-                await self._send_now(frames.method_frame(0, spec.ConnectionClose(
-                    error.code, error.text, error.class_id, error.method_id)))
+            if self.tuned:  # as RabbitMQ: before Tune-Ok the socket just closes
+                with trio.move_on_after(1):
+                    await self._send_now(frames.method_frame(0, spec.ConnectionClose(
+                        error.code, error.text, error.class_id, error.method_id)))
         finally:
             self.cleanup()
             await trio.aclose_forcefully(self.stream)
@@ -230,6 +232,7 @@ class ServerConnection:
         )))
         tune_ok: spec.ConnectionTuneOk = await self._next_method(spec.ConnectionTuneOk)
         self._apply_tune(tune_ok)
+        self.tuned = True
         open_: spec.ConnectionOpen = await self._next_method(spec.ConnectionOpen)
         vhost = self.broker.vhosts.get(open_.virtual_host)
         if vhost is None:
@@ -360,7 +363,7 @@ class ServerConnection:
             pass
         else:
             raise ConnectionError(
-                COMMAND_INVALID, f"unexpected method '{method.NAME}' on channel 0",
+                CHANNEL_ERROR, "unexpected method in connection state running",
                 method.CLASS_ID, method.METHOD_ID,
             )
 
@@ -383,10 +386,10 @@ class ServerConnection:
         if type(method) is not spec.ChannelOpen:
             raise ConnectionError(
                 CHANNEL_ERROR, "expected 'channel.open'", method.CLASS_ID, method.METHOD_ID)
-        if number > self.channel_max:
+        if len(self.channels) >= self.channel_max:
             raise ConnectionError(
-                CHANNEL_ERROR, f"channel {number} is above channel_max {self.channel_max}",
-                method.CLASS_ID, method.METHOD_ID,
+                NOT_ALLOWED, f"number of channels opened ({len(self.channels)}) has reached "
+                f"the negotiated channel_max ({self.channel_max})",
             )
         channel = Channel(self, number)
         self.channels[number] = channel
