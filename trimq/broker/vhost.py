@@ -240,20 +240,21 @@ class VHost:
             new, old = received.get(arg), current.get(arg)
             if new is None and old is None:
                 continue
-            if new is not None and old is not None:
-                if _equivalent(new, old):
-                    continue
-                detail = f"received '{_render(new)}' but current is '{_render(old)}'"
-            elif new is not None:
-                detail = (
-                    f"received the value '{_render(new)}' of type '{TYPE_NAMES[new[0]]}' "
-                    "but current is none"
-                )
-            else:
+            if new is None:
+                assert old is not None
                 detail = (
                     f"received none but current is the value '{_render(old)}' "
                     f"of type '{TYPE_NAMES[old[0]]}'"
                 )
+            elif old is None:
+                detail = (
+                    f"received the value '{_render(new)}' of type '{TYPE_NAMES[new[0]]}' "
+                    "but current is none"
+                )
+            elif _equivalent(new, old):
+                continue
+            else:
+                detail = f"received '{_render(new)}' but current is '{_render(old)}'"
             raise ChannelError(
                 PRECONDITION_FAILED, f"inequivalent arg '{arg}' for {what}: {detail}"
             )
