@@ -1,8 +1,9 @@
 """A channel: AMQP methods turned into broker operations, deliveries, acks, prefetch, confirms, tx.
 
-Everything here runs synchronously inside the connection's reader task (or a queue's dispatch),
-so there is no task or await per message. Replies are written to the connection's output buffer;
-the connection's writer sends them in one batch.
+Methods run synchronously inside the connection's reader task (or a queue's dispatch), so there
+is no task or await per message. Replies are written to the connection's output buffer; the
+connection's writer sends them in one batch. Each channel also runs its own nursery (`run()`),
+whose confirm task sends publisher confirms once per batch, cumulatively.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
+import trio
 
 from trimq.amqp import frames, spec
 from trimq.amqp.channel import Command, ContentAssembler
@@ -44,6 +46,8 @@ class Channel:
         self.vhost = connection.vhost
         self.assembler = ContentAssembler(connection.broker.config.max_message_size)
         self.closing = False  # we sent Channel.Close and wait for Close-Ok
+        self.closed = trio.Event()  # the channel is gone: its nursery ends
+        self._confirms_ready = trio.Event()
         self.consumers: dict[str, Consumer] = {}
         self.unacked: dict[int, Unacked] = {}
         self.next_delivery_tag = 0
@@ -83,6 +87,24 @@ class Channel:
             spec.ConfirmSelect: self.on_confirm_select,
             spec.AccessRequest: self.on_access_request,
         }
+
+    # -- the channel's own tasks --------------------------------------------------------
+
+    async def run(self) -> None:
+        """The channel's nursery: lives until the channel closes; cleanup runs on the way out."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._confirm_task)
+                await self.closed.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.cleanup()
+
+    async def _confirm_task(self) -> None:
+        while True:
+            await self._confirms_ready.wait()
+            self._confirms_ready = trio.Event()
+            self.flush_confirms()
 
     # -- frames in ----------------------------------------------------------------------
 
@@ -461,7 +483,7 @@ class Channel:
             return
         self._route(message, exchange, method.mandatory)
         if self.confirm:
-            self.connection.confirms_pending.add(self)
+            self._confirms_ready.set()
 
     def _route(self, message: Message, exchange: Any, mandatory: bool) -> None:
         queues = self.vhost.route(exchange, message.routing_key, message.properties.headers)

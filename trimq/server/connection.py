@@ -77,7 +77,7 @@ class ServerConnection:
         self._wake = trio.Event()
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: list[Queue] = []
-        self.confirms_pending: set[Channel] = set()
+        self._nursery: trio.Nursery | None = None
         self.client_properties: dict[str, Any] = {}
         self.username = ""
         self.vhost: VHost = None  # type: ignore[assignment]  # set by Connection.Open
@@ -132,6 +132,7 @@ class ServerConnection:
             log.info("connection.opened", peer=self.peer, user=self.username,
                      vhost=self.vhost.name)
             async with trio.open_nursery() as nursery:
+                self._nursery = nursery
                 nursery.start_soon(self._writer)
                 if self.heartbeat:
                     nursery.start_soon(self._heartbeat)
@@ -161,6 +162,7 @@ class ServerConnection:
         """Requeue, cancel consumers, drop exclusive queues. Synchronous by design."""
         for channel in list(self.channels.values()):
             channel.cleanup()
+            channel.closed.set()
         self.channels.clear()
         for queue in self.exclusive_queues:
             if not queue.deleted:
@@ -316,10 +318,6 @@ class ServerConnection:
             except Exception:  # a bug: keep the broker up, tell the client, log it
                 log.exception("connection.internal_error", peer=self.peer)
                 self.start_close(ConnectionError(INTERNAL_ERROR, "internal error"))
-            if self.confirms_pending:
-                for channel in self.confirms_pending:
-                    channel.flush_confirms()
-                self.confirms_pending.clear()
 
     def start_close(self, error: AMQPError) -> None:
         """A hard error or a server shutdown: send Connection.Close, wait briefly for Close-Ok."""
@@ -393,20 +391,22 @@ class ServerConnection:
             )
         channel = Channel(self, number)
         self.channels[number] = channel
+        assert self._nursery is not None
+        self._nursery.start_soon(channel.run)
         channel.write_method(spec.ChannelOpenOk(b""))
 
     def close_channel(self, channel: Channel, reply: bool) -> None:
         """The client closed the channel: clean up and confirm."""
         channel.cleanup()
         self.channels.pop(channel.number, None)
-        self.confirms_pending.discard(channel)
+        channel.closed.set()
         if reply:
             channel.write_method(spec.ChannelCloseOk())
 
     def forget_channel(self, channel: Channel) -> None:
         """Close-Ok arrived for a channel we closed: its number may be reused."""
         self.channels.pop(channel.number, None)
-        self.confirms_pending.discard(channel)
+        channel.closed.set()
 
     # -- heartbeats ---------------------------------------------------------------------
 
