@@ -1,0 +1,584 @@
+"""Exchanges: declaration, equivalence, deletion, routing by type, exchange-to-exchange bindings.
+
+Every expectation here was checked against RabbitMQ 3.10.8 unless marked trimq-only.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Iterator
+
+import pika
+import pika.exceptions
+import pytest
+from conftest import Broker
+from pika.adapters.blocking_connection import BlockingChannel
+
+Channel = BlockingChannel
+
+
+@pytest.fixture
+def unique(request: pytest.FixtureRequest) -> str:
+    """A short unique name: long ones would push reply texts past 255 bytes, where RabbitMQ
+    truncates them (see test_long_reply_text_is_truncated)."""
+    node = request.node
+    digest = zlib.crc32(node.nodeid.encode())
+    return f"{node.originalname[:18]}.{digest:08x}.{os.getpid()}"
+
+
+@pytest.fixture
+def channel(connection: pika.BlockingConnection) -> Channel:
+    """A channel in confirm mode: basic_publish returns once the broker has routed and
+    enqueued the message, so counts read right afterwards are exact (RabbitMQ enqueues
+    asynchronously otherwise)."""
+    ch = connection.channel()
+    ch.confirm_delivery()
+    return ch
+
+
+@pytest.fixture
+def cleanup(connection: pika.BlockingConnection) -> Iterator[list[str]]:
+    """Exchanges named here are deleted after the test, on a fresh channel."""
+    names: list[str] = []
+    yield names
+    if names and connection.is_open:
+        ch = connection.channel()
+        for name in names:
+            ch.exchange_delete(name)
+        ch.close()
+
+
+def closed_by_broker(ch: Channel, call, *args, **kwargs) -> tuple[int, str]:  # type: ignore[no-untyped-def]
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        call(*args, **kwargs)
+    assert ch.is_closed
+    return info.value.reply_code, info.value.reply_text
+
+
+def temp_queue(ch: Channel) -> str:
+    return ch.queue_declare("", exclusive=True).method.queue
+
+
+def drain(ch: Channel, queue: str) -> list[bytes]:
+    bodies = []
+    while True:
+        method, _, body = ch.basic_get(queue, auto_ack=True)
+        if method is None:
+            return bodies
+        bodies.append(body)
+
+
+def inequivalent(arg: str, name: str, received: str, current: str) -> str:
+    return (f"PRECONDITION_FAILED - inequivalent arg '{arg}' for exchange '{name}' in vhost '/': "
+            f"received '{received}' but current is '{current}'")
+
+
+# --------------------------------------------------------------------------- declare
+
+
+@pytest.mark.parametrize("kind", ["direct", "fanout", "topic", "headers"])
+def test_declare_each_type(channel: Channel, unique: str, cleanup: list[str], kind: str) -> None:
+    cleanup.append(unique)
+    frame = channel.exchange_declare(unique, kind)
+    assert isinstance(frame.method, pika.spec.Exchange.DeclareOk)
+    # redeclaring identically and passive declaring both succeed
+    assert isinstance(channel.exchange_declare(unique, kind).method, pika.spec.Exchange.DeclareOk)
+    passive = channel.exchange_declare(unique, passive=True)
+    assert isinstance(passive.method, pika.spec.Exchange.DeclareOk)
+
+
+def test_passive_declare_ignores_other_fields(channel: Channel, unique: str,
+                                               cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "direct")
+    frame = channel.exchange_declare(unique, "fanout", passive=True, durable=True)
+    assert isinstance(frame.method, pika.spec.Exchange.DeclareOk)
+
+
+def test_passive_declare_missing(channel: Channel, unique: str) -> None:
+    assert closed_by_broker(channel, channel.exchange_declare, unique, passive=True) == (
+        404, f"NOT_FOUND - no exchange '{unique}' in vhost '/'")
+
+
+def test_predeclared_exchanges_exist(channel: Channel) -> None:
+    for name in ("amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match"):
+        channel.exchange_declare(name, passive=True)
+    # redeclaring one with its own properties is allowed
+    channel.exchange_declare("amq.direct", "direct", durable=True)
+
+
+@pytest.mark.parametrize(("first", "second", "arg", "received", "current"), [
+    ({"exchange_type": "direct"}, {"exchange_type": "fanout"}, "type", "fanout", "direct"),
+    ({"exchange_type": "topic"}, {"exchange_type": "headers"}, "type", "headers", "topic"),
+    ({}, {"durable": True}, "durable", "true", "false"),
+    ({"durable": True}, {"durable": False}, "durable", "false", "true"),
+    ({}, {"auto_delete": True}, "auto_delete", "true", "false"),
+    ({"auto_delete": True}, {}, "auto_delete", "false", "true"),
+    ({}, {"internal": True}, "internal", "true", "false"),
+])
+def test_redeclare_inequivalent(connection: pika.BlockingConnection, channel: Channel,
+                                unique: str, cleanup: list[str], first: dict, second: dict,
+                                arg: str, received: str, current: str) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, **first)
+    assert closed_by_broker(channel, channel.exchange_declare, unique, **second) == (
+        406, inequivalent(arg, unique, received, current))
+    # the original is untouched
+    connection.channel().exchange_declare(unique, **first)
+
+
+def test_redeclare_alternate_exchange_differs(channel: Channel, unique: str,
+                                              cleanup: list[str],
+                                              connection: pika.BlockingConnection) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, arguments={"alternate-exchange": "ae1"})
+    assert closed_by_broker(channel, channel.exchange_declare, unique,
+                            arguments={"alternate-exchange": "ae2"}) == (
+        406, inequivalent("alternate-exchange", unique, "ae2", "ae1"))
+    ch = connection.channel()
+    assert closed_by_broker(ch, ch.exchange_declare, unique) == (
+        406, f"PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange "
+        f"'{unique}' in vhost '/': received none but current is the value 'ae1' of type "
+        f"'longstr'")
+
+
+def test_redeclare_adding_alternate_exchange(channel: Channel, unique: str,
+                                             cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique)
+    assert closed_by_broker(channel, channel.exchange_declare, unique,
+                            arguments={"alternate-exchange": "ae"}) == (
+        406, f"PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange "
+        f"'{unique}' in vhost '/': received the value 'ae' of type 'longstr' but current is "
+        f"none")
+
+
+def test_other_exchange_arguments_are_not_compared(channel: Channel, unique: str,
+                                                   cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, arguments={"x-custom": "a"})
+    channel.exchange_declare(unique, arguments={"x-custom": "b"})
+    channel.exchange_declare(unique)
+
+
+@pytest.mark.parametrize("name", ["amq.foo", "amq.direct.mine", "amq."])
+def test_declare_reserved_prefix(channel: Channel, name: str) -> None:
+    assert closed_by_broker(channel, channel.exchange_declare, name) == (
+        403, f"ACCESS_REFUSED - exchange name '{name}' contains reserved prefix 'amq.*'")
+
+
+def test_passive_declare_reserved_prefix_missing(channel: Channel) -> None:
+    assert closed_by_broker(channel, channel.exchange_declare, "amq.nosuch", passive=True) == (
+        404, "NOT_FOUND - no exchange 'amq.nosuch' in vhost '/'")
+
+
+@pytest.mark.parametrize("passive", [False, True])
+def test_declare_default_exchange(channel: Channel, passive: bool) -> None:
+    assert closed_by_broker(channel, channel.exchange_declare, "", passive=passive) == (
+        403, "ACCESS_REFUSED - operation not permitted on the default exchange")
+
+
+@pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
+                    reason="trimq-only: RabbitMQ 3.10 closes the connection with 503 "
+                           "COMMAND_INVALID - unknown exchange type 'ZZwwInvalid'")
+def test_declare_unknown_type(connection: pika.BlockingConnection, channel: Channel,
+                              unique: str) -> None:
+    # trimq follows RabbitMQ 4 here (a channel error, 406), as pika's acceptance suite
+    # expects (TestInvalidExchangeTypeRaisesConnectionClosed asserts ChannelClosedByBroker 406).
+    # RabbitMQ 4's rabbit_exchange:check_type raises precondition_failed with this text.
+    assert closed_by_broker(channel, channel.exchange_declare, unique, "ZZwwInvalid") == (
+        406, "PRECONDITION_FAILED - unknown exchange type 'ZZwwInvalid'")
+    assert connection.is_open
+    ch = connection.channel()
+    assert closed_by_broker(ch, ch.exchange_declare, unique, passive=True)[0] == 404
+
+
+def test_passive_declare_unknown_type_of_missing_exchange(channel: Channel, unique: str) -> None:
+    assert closed_by_broker(channel, channel.exchange_declare, unique, "ZZwwInvalid",
+                            passive=True) == (
+        404, f"NOT_FOUND - no exchange '{unique}' in vhost '/'")
+
+
+# --------------------------------------------------------------------------- delete
+
+
+def test_delete(channel: Channel, unique: str, connection: pika.BlockingConnection) -> None:
+    channel.exchange_declare(unique, "fanout")
+    assert isinstance(channel.exchange_delete(unique).method, pika.spec.Exchange.DeleteOk)
+    assert closed_by_broker(channel, channel.exchange_declare, unique, passive=True)[0] == 404
+
+
+def test_delete_missing_is_ok(channel: Channel, unique: str) -> None:
+    assert isinstance(channel.exchange_delete(unique).method, pika.spec.Exchange.DeleteOk)
+    assert isinstance(channel.exchange_delete(unique, if_unused=True).method,
+                      pika.spec.Exchange.DeleteOk)
+
+
+def test_delete_if_unused(connection: pika.BlockingConnection, channel: Channel,
+                          unique: str, cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique)
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, unique, "k")
+    assert closed_by_broker(channel, channel.exchange_delete, unique, if_unused=True) == (
+        406, f"PRECONDITION_FAILED - exchange '{unique}' in vhost '/' in use")
+    ch = connection.channel()
+    ch.exchange_declare(unique, passive=True)  # still there
+    ch.queue_unbind(queue, unique, "k")
+    ch.exchange_delete(unique, if_unused=True)
+    assert closed_by_broker(ch, ch.exchange_declare, unique, passive=True)[0] == 404
+
+
+def test_delete_if_unused_counts_only_outgoing_bindings(channel: Channel, unique: str,
+                                                       cleanup: list[str]) -> None:
+    source, dest = f"{unique}.src", f"{unique}.dst"
+    cleanup.extend([source, dest])
+    channel.exchange_declare(source)
+    channel.exchange_declare(dest)
+    channel.exchange_bind(dest, source, "k")
+    # dest is only a binding destination: not "in use"
+    channel.exchange_delete(dest, if_unused=True)
+    # and deleting it removed the binding, so source is unused now
+    channel.exchange_delete(source, if_unused=True)
+
+
+def test_delete_if_unused_with_exchange_binding(channel: Channel, unique: str,
+                                                cleanup: list[str]) -> None:
+    source, dest = f"{unique}.src", f"{unique}.dst"
+    cleanup.extend([source, dest])
+    channel.exchange_declare(source)
+    channel.exchange_declare(dest)
+    channel.exchange_bind(dest, source, "k")
+    assert closed_by_broker(channel, channel.exchange_delete, source, if_unused=True) == (
+        406, f"PRECONDITION_FAILED - exchange '{source}' in vhost '/' in use")
+
+
+@pytest.mark.parametrize("name", ["amq.direct", "amq.fanout", "amq.topic", "amq.headers",
+                                  "amq.match", "amq.nosuch"])
+def test_delete_system_exchange(channel: Channel, name: str) -> None:
+    assert closed_by_broker(channel, channel.exchange_delete, name) == (
+        403, f"ACCESS_REFUSED - deletion of system exchange '{name}' in vhost '/' not allowed")
+
+
+def test_delete_default_exchange(channel: Channel) -> None:
+    assert closed_by_broker(channel, channel.exchange_delete, "") == (
+        403, "ACCESS_REFUSED - operation not permitted on the default exchange")
+
+
+def test_delete_exchange_removes_bindings(channel: Channel, unique: str) -> None:
+    queue = temp_queue(channel)
+    channel.exchange_declare(unique, "fanout")
+    channel.queue_bind(queue, unique)
+    channel.exchange_delete(unique)
+    channel.exchange_declare(unique, "fanout")
+    channel.basic_publish(unique, "", b"after")
+    assert drain(channel, queue) == []
+    channel.exchange_delete(unique)
+
+
+def test_auto_delete_exchange(channel: Channel, unique: str) -> None:
+    channel.exchange_declare(unique, auto_delete=True)
+    # never bound: stays
+    channel.exchange_declare(unique, passive=True)
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, unique, "a")
+    channel.queue_bind(queue, unique, "b")
+    channel.queue_unbind(queue, unique, "a")
+    channel.exchange_declare(unique, passive=True)
+    channel.queue_unbind(queue, unique, "b")  # last binding gone: exchange deleted
+    assert closed_by_broker(channel, channel.exchange_declare, unique, passive=True) == (
+        404, f"NOT_FOUND - no exchange '{unique}' in vhost '/'")
+
+
+def test_auto_delete_exchange_when_queue_deleted(connection: pika.BlockingConnection,
+                                                 channel: Channel, unique: str) -> None:
+    channel.exchange_declare(unique, auto_delete=True)
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, unique, "k")
+    channel.queue_delete(queue)
+    assert closed_by_broker(channel, channel.exchange_declare, unique, passive=True)[0] == 404
+
+
+# --------------------------------------------------------------------------- routing
+
+
+def test_direct_routing(channel: Channel, unique: str, cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "direct")
+    q1, q2 = temp_queue(channel), temp_queue(channel)
+    channel.queue_bind(q1, unique, "red")
+    channel.queue_bind(q2, unique, "red")
+    channel.queue_bind(q2, unique, "green")
+    for key in ("red", "green", "blue", "RED", ""):
+        channel.basic_publish(unique, key, key.encode())
+    assert drain(channel, q1) == [b"red"]
+    assert drain(channel, q2) == [b"red", b"green"]
+
+
+def test_duplicate_binding_delivers_once(channel: Channel, unique: str,
+                                         cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "direct")
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, unique, "k")
+    channel.queue_bind(queue, unique, "k")
+    channel.basic_publish(unique, "k", b"once")
+    assert drain(channel, queue) == [b"once"]
+
+
+def test_fanout_routing(channel: Channel, unique: str, cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "fanout")
+    queues = [temp_queue(channel) for _ in range(3)]
+    for i, q in enumerate(queues):
+        channel.queue_bind(q, unique, f"ignored-{i}")
+    channel.basic_publish(unique, "whatever", b"all")
+    for q in queues:
+        assert drain(channel, q) == [b"all"]
+
+
+@pytest.mark.parametrize(("pattern", "matching", "not_matching"), [
+    ("a.b.c", ["a.b.c"], ["a.b", "a.b.c.d", "a.B.c"]),
+    ("a.*.c", ["a.b.c", "a..c", "a.xyz.c"], ["a.c", "a.b.b.c", "b.b.c"]),
+    ("a.#", ["a", "a.b", "a.b.c"], ["b", "ab", "b.a"]),
+    ("#.c", ["c", "a.c", "a.b.c"], ["a.c.d", "ac"]),
+    ("a.#.c", ["a.c", "a.b.c", "a.b.b.c"], ["a.b", "a.b.c.d"]),
+    ("#", ["", "a", "a.b.c"], []),
+    ("*", ["a"], ["a.b", ""]),
+    ("*.*", ["a.b", "."], ["a", "a.b.c"]),
+    ("#.#", ["", "a", "a.b"], []),
+    ("*.#", ["a", "a.b", "a.b.c"], [""]),
+])
+def test_topic_routing(channel: Channel, unique: str, cleanup: list[str], pattern: str,
+                       matching: list[str], not_matching: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "topic")
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, unique, pattern)
+    for key in matching + not_matching:
+        channel.basic_publish(unique, key, key.encode())
+    assert drain(channel, queue) == [k.encode() for k in matching]
+
+
+def test_topic_multiple_patterns_deliver_once(channel: Channel, unique: str,
+                                              cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "topic")
+    queue = temp_queue(channel)
+    for pattern in ("stock.#", "*.usd.*", "stock.usd.nyse"):
+        channel.queue_bind(queue, unique, pattern)
+    channel.basic_publish(unique, "stock.usd.nyse", b"1")
+    channel.basic_publish(unique, "bond.usd.nyse", b"2")
+    channel.basic_publish(unique, "bond.eur.nyse", b"3")
+    assert drain(channel, queue) == [b"1", b"2"]
+
+
+def publish_headers(ch: Channel, exchange: str, headers: dict | None, body: bytes) -> None:
+    ch.basic_publish(exchange, "ignored", body, pika.BasicProperties(headers=headers))
+
+
+def test_headers_match_all(channel: Channel, unique: str, cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "headers")
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, unique, arguments={"x-match": "all", "format": "pdf",
+                                                 "type": "report"})
+    publish_headers(channel, unique, {"format": "pdf", "type": "report"}, b"exact")
+    publish_headers(channel, unique, {"format": "pdf", "type": "report", "x": 1}, b"extra")
+    publish_headers(channel, unique, {"format": "pdf"}, b"partial")
+    publish_headers(channel, unique, {"format": "pdf", "type": "log"}, b"wrong")
+    publish_headers(channel, unique, None, b"none")
+    assert drain(channel, queue) == [b"exact", b"extra"]
+
+
+def test_headers_match_any(channel: Channel, unique: str, cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "headers")
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, unique, arguments={"x-match": "any", "format": "pdf",
+                                                 "type": "report"})
+    publish_headers(channel, unique, {"format": "pdf"}, b"one")
+    publish_headers(channel, unique, {"type": "report", "other": "x"}, b"other-one")
+    publish_headers(channel, unique, {"format": "zip", "type": "log"}, b"neither")
+    publish_headers(channel, unique, {}, b"empty")
+    assert drain(channel, queue) == [b"one", b"other-one"]
+
+
+def test_headers_default_is_all(channel: Channel, unique: str, cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "headers")
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, unique, arguments={"a": 1, "b": 2})
+    publish_headers(channel, unique, {"a": 1}, b"partial")
+    publish_headers(channel, unique, {"a": 1, "b": 2}, b"both")
+    publish_headers(channel, unique, {"a": 1, "b": 3}, b"wrong value")
+    assert drain(channel, queue) == [b"both"]
+
+
+def test_headers_empty_binding_matches_everything(channel: Channel, unique: str,
+                                                  cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "headers")
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, unique, arguments={"x-match": "all"})
+    publish_headers(channel, unique, None, b"none")
+    publish_headers(channel, unique, {"k": "v"}, b"some")
+    assert drain(channel, queue) == [b"none", b"some"]
+
+
+def test_headers_x_arguments_are_not_matched(channel: Channel, unique: str,
+                                             cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "headers")
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, unique, arguments={"x-match": "all", "x-extra": "ignored",
+                                                 "k": "v"})
+    publish_headers(channel, unique, {"k": "v"}, b"match")
+    assert drain(channel, queue) == [b"match"]
+
+
+def test_headers_unbind_by_arguments(channel: Channel, unique: str, cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "headers")
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, unique, arguments={"x-match": "any", "a": 1})
+    channel.queue_bind(queue, unique, arguments={"x-match": "any", "b": 1})
+    channel.queue_unbind(queue, unique, arguments={"x-match": "any", "a": 1})
+    publish_headers(channel, unique, {"a": 1}, b"a")
+    publish_headers(channel, unique, {"b": 1}, b"b")
+    assert drain(channel, queue) == [b"b"]
+
+
+def test_amq_match_is_a_headers_exchange(channel: Channel) -> None:
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, "amq.match", arguments={"x-match": "all", "tag": queue})
+    publish_headers(channel, "amq.match", {"tag": queue}, b"via amq.match")
+    assert drain(channel, queue) == [b"via amq.match"]
+
+
+def test_mandatory_unroutable_is_returned(connection: pika.BlockingConnection, channel: Channel,
+                                          unique: str, cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "direct")
+    returned: list[tuple[int, str, str, str, bytes]] = []
+    plain = connection.channel()  # without confirms pika reports returns by callback
+    plain.add_on_return_callback(lambda ch, method, props, body: returned.append(
+        (method.reply_code, method.reply_text, method.exchange, method.routing_key, body)))
+    plain.basic_publish(unique, "nobody", b"lost", mandatory=True)
+    connection.process_data_events(time_limit=1)
+    assert returned == [(312, "NO_ROUTE", unique, "nobody", b"lost")]
+
+
+# --------------------------------------------------------------------------- e2e bindings
+
+
+def test_exchange_to_exchange_binding(channel: Channel, unique: str,
+                                      cleanup: list[str]) -> None:
+    source, dest = f"{unique}.src", f"{unique}.dst"
+    cleanup.extend([source, dest])
+    channel.exchange_declare(source, "topic")
+    channel.exchange_declare(dest, "direct")
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, dest, "a.b")
+    assert isinstance(channel.exchange_bind(dest, source, "a.*").method,
+                      pika.spec.Exchange.BindOk)
+    channel.basic_publish(source, "a.b", b"routed")
+    channel.basic_publish(source, "a.c", b"dest drops it")
+    channel.basic_publish(source, "b.b", b"source drops it")
+    assert drain(channel, queue) == [b"routed"]
+    assert isinstance(channel.exchange_unbind(dest, source, "a.*").method,
+                      pika.spec.Exchange.UnbindOk)
+    channel.basic_publish(source, "a.b", b"after unbind")
+    assert drain(channel, queue) == []
+
+
+def test_exchange_binding_chain_and_cycle(channel: Channel, unique: str,
+                                          cleanup: list[str]) -> None:
+    a, b, c = f"{unique}.a", f"{unique}.b", f"{unique}.c"
+    cleanup.extend([a, b, c])
+    for name in (a, b, c):
+        channel.exchange_declare(name, "fanout")
+    queue = temp_queue(channel)
+    channel.exchange_bind(b, a)
+    channel.exchange_bind(c, b)
+    channel.exchange_bind(a, c)  # a cycle: each message still reaches the queue once
+    channel.queue_bind(queue, c)
+    channel.queue_bind(queue, b)
+    channel.basic_publish(a, "", b"once")
+    assert drain(channel, queue) == [b"once"]
+
+
+def test_internal_exchange(connection: pika.BlockingConnection, channel: Channel,
+                           unique: str, cleanup: list[str]) -> None:
+    source, internal = f"{unique}.src", f"{unique}.int"
+    cleanup.extend([source, internal])
+    channel.exchange_declare(source, "fanout")
+    channel.exchange_declare(internal, "fanout", internal=True)
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, internal)
+    channel.exchange_bind(internal, source)
+    channel.basic_publish(source, "", b"through the internal exchange")
+    assert drain(channel, queue) == [b"through the internal exchange"]
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        channel.basic_publish(internal, "", b"direct to internal")
+        channel.basic_qos(prefetch_count=1)  # without confirms, a later call surfaces it
+    assert (info.value.reply_code, info.value.reply_text) == (
+        403, f"ACCESS_REFUSED - cannot publish to internal exchange '{internal}' in vhost '/'")
+
+
+def test_publish_to_missing_exchange(connection: pika.BlockingConnection, unique: str) -> None:
+    ch = connection.channel()  # no confirms: the error arrives after the publish
+    ch.basic_publish(unique, "k", b"x")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        ch.basic_qos(prefetch_count=1)
+    assert (info.value.reply_code, info.value.reply_text) == (
+        404, f"NOT_FOUND - no exchange '{unique}' in vhost '/'")
+
+
+def test_exchange_bind_missing(connection: pika.BlockingConnection, channel: Channel,
+                               unique: str, cleanup: list[str]) -> None:
+    existing = f"{unique}.x"
+    cleanup.append(existing)
+    channel.exchange_declare(existing)
+    assert closed_by_broker(channel, channel.exchange_bind, f"{unique}.nodest", existing) == (
+        404, f"NOT_FOUND - no exchange '{unique}.nodest' in vhost '/'")
+    ch = connection.channel()
+    assert closed_by_broker(ch, ch.exchange_bind, existing, f"{unique}.nosrc") == (
+        404, f"NOT_FOUND - no exchange '{unique}.nosrc' in vhost '/'")
+    ch = connection.channel()
+    # both missing: the source is reported
+    assert closed_by_broker(ch, ch.exchange_bind, f"{unique}.d", f"{unique}.s") == (
+        404, f"NOT_FOUND - no exchange '{unique}.s' in vhost '/'")
+
+
+def test_unbind_missing_is_ok(channel: Channel, unique: str) -> None:
+    assert isinstance(channel.exchange_unbind(f"{unique}.d", f"{unique}.s", "k").method,
+                      pika.spec.Exchange.UnbindOk)
+    assert isinstance(channel.queue_unbind(f"{unique}.q", f"{unique}.s", "k").method,
+                      pika.spec.Queue.UnbindOk)
+
+
+def test_bind_to_default_exchange(connection: pika.BlockingConnection, channel: Channel) -> None:
+    queue = temp_queue(channel)
+    assert closed_by_broker(channel, channel.queue_bind, queue, "", "k") == (
+        403, "ACCESS_REFUSED - operation not permitted on the default exchange")
+    ch = connection.channel()
+    assert closed_by_broker(ch, ch.queue_unbind, queue, "", queue) == (
+        403, "ACCESS_REFUSED - operation not permitted on the default exchange")
+
+
+def test_exchange_survives_channel_close(broker: Broker, unique: str) -> None:
+    conn = broker.connect()
+    try:
+        ch = conn.channel()
+        ch.exchange_declare(unique, "topic")
+        ch.close()
+        conn.close()
+        conn = broker.connect()
+        ch = conn.channel()
+        ch.exchange_declare(unique, passive=True)
+        ch.exchange_delete(unique)
+    finally:
+        if conn.is_open:
+            conn.close()
