@@ -184,12 +184,12 @@ class Generator:
             e(f"        {line}")
         e()
         e("    @staticmethod")
-        e(f"    def decode(buf: Buffer, pos: int) -> {name}:")
+        e(f"    def decode(buf: Buffer, pos: int) -> tuple[{name}, int]:")
         for line in self.decode_body(fields):
             e(f"        {line}")
         e("        if pos > len(buf):")
         e(f'            raise SyntaxFrameError("truncated {cls["name"]}.{method["name"]}")')
-        e(f"        return {name}({', '.join(f for f, _ in fields)})")
+        e(f"        return {name}({', '.join(f for f, _ in fields)}), pos")
         return name
 
     @staticmethod
@@ -353,7 +353,8 @@ class Generator:
         e("        raise NotImplementedError")
         e()
         e("    @staticmethod")
-        e("    def decode(buf: Buffer, pos: int) -> Method:")
+        e("    def decode(buf: Buffer, pos: int) -> tuple[Method, int]:")
+        e('        """The method whose arguments start at `pos`, and the offset after them."""')
         e("        raise NotImplementedError")
         e()
         e("    def __eq__(self, other: object) -> bool:")

@@ -45,8 +45,9 @@ INTERNAL_ERROR = 541
 
 
 def reply_text(code: int, detail: str) -> str:
-    """RabbitMQ's reply text: `NAME - detail`, cut to fit a shortstr."""
-    text = f"{REPLY_NAMES.get(code, 'UNKNOWN')} - {detail}"
+    """RabbitMQ's reply text: `NAME - detail` (or `NAME` alone), cut to fit a shortstr."""
+    name = REPLY_NAMES.get(code, "UNKNOWN")
+    text = f"{name} - {detail}" if detail else name
     raw = text.encode("utf-8", "surrogateescape")
     if len(raw) > 255:  # as RabbitMQ: cut to 252 bytes and mark the cut
         text = raw[:252].decode("utf-8", "surrogateescape") + "..."

@@ -45,12 +45,14 @@ class ContentAssembler:
     def feed(self, frame: frames.Frame) -> Command | None:
         kind = frame.type
         if kind == frames.METHOD:
-            method = frames.decode_method(frame.payload)
+            if self._header is not None:
+                raise self._unexpected("expected content body, got non content body frame instead")
             if self._method is not None:
                 raise self._unexpected(
                     f"expected content header for class {self._method.CLASS_ID}, "
                     f"got non content header frame instead"
                 )
+            method = frames.decode_method(frame.payload)
             if method.HAS_CONTENT:
                 self._method = method
                 return None
@@ -68,7 +70,7 @@ class ContentAssembler:
             if header.class_id != self._method.CLASS_ID:
                 raise self._unexpected(
                     f"expected content header for class {self._method.CLASS_ID}, "
-                    f"got content header for class {header.class_id} instead"
+                    f"got one for class {header.class_id} instead"
                 )
             if header.body_size > self.max_body_size:
                 self.reset()
@@ -89,10 +91,10 @@ class ContentAssembler:
                 )
             self._received += len(frame.payload)
             if self._received > self._header.body_size:
-                raise self._unexpected(
-                    f"received content body of {self._received} bytes, "
-                    f"more than the {self._header.body_size} announced"
-                )
+                # As RabbitMQ: an overshooting body never completes; the next frame that is
+                # not a body is the error. Keep nothing of it meanwhile.
+                self._parts = []
+                return None
             if self._received == self._header.body_size:
                 if not self._parts:
                     return self._complete(frame.payload)

@@ -2,7 +2,8 @@
 
 `FrameBuffer.feed()` only buffers; `next_frame()` returns a complete frame or None when more
 bytes are needed (incomplete input is never an error); a bad frame-end byte, an oversized frame
-or an unknown frame type raise `FrameError`.
+or a frame that is not a method, header, body or heartbeat raise `FrameError`, with the detail
+text RabbitMQ gives (Erlang terms included, so clients and operators see the same message).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from typing import NamedTuple
 
 from trimq.amqp import spec
 from trimq.errors import (
-    COMMAND_INVALID,
     FRAME_ERROR,
+    INTERNAL_ERROR,
     NOT_IMPLEMENTED,
     ConnectionError,
     FrameError,
@@ -31,6 +32,20 @@ METHOD = spec.FRAME_METHOD
 HEADER = spec.FRAME_HEADER
 BODY = spec.FRAME_BODY
 HEARTBEAT = spec.FRAME_HEARTBEAT
+
+
+def erlang_binary(data: bytes) -> str:
+    """An Erlang binary as RabbitMQ's error texts print it: <<"abc">> or <<0,20,0>>."""
+    if not data:
+        return "<<>>"
+    if all(32 <= b < 127 for b in data):
+        escaped = data.decode("ascii").replace("\\", "\\\\").replace('"', '\\"')
+        return f'<<"{escaped}">>'
+    return "<<" + ",".join(str(b) for b in data) + ">>"
+
+
+def frame_detail(frame_type: int, payload: bytes) -> str:
+    return f"type {frame_type}, all octets = {erlang_binary(payload)}"
 
 
 class Frame(NamedTuple):
@@ -74,45 +89,48 @@ class FrameBuffer:
         if len(buf) - pos < 7:
             return None
         frame_type, channel, size = FRAME_HEADER.unpack_from(buf, pos)
-        if frame_type not in (METHOD, HEADER, BODY, HEARTBEAT):
-            raise FrameError(f"unknown frame type {frame_type}")
-        if size + FRAME_OVERHEAD > self.frame_max and self.frame_max:
-            raise FrameError(
-                f"frame size {size + FRAME_OVERHEAD} larger than negotiated maximum "
-                f"{self.frame_max}"
-            )
+        limit = self.frame_max - FRAME_OVERHEAD
+        if self.frame_max and size > limit:
+            raise FrameError(f"{frame_detail(frame_type, b'')}: {{frame_too_large,{size},{limit}}}")
         end = pos + 7 + size
         if len(buf) <= end:
             return None
-        if buf[end] != 0xCE:
-            raise FrameError(f"bad frame end byte {buf[end]}")
         payload = bytes(buf[pos + 7 : end])
+        if buf[end] != 0xCE:
+            raise FrameError(
+                f"{frame_detail(frame_type, payload)}: {{invalid_frame_end_marker,{buf[end]}}}")
+        if not (
+            frame_type == METHOD and size >= 4
+            or frame_type == HEADER and size >= CONTENT_HEADER.size
+            or frame_type == BODY
+            or frame_type == HEARTBEAT and size == 0
+        ):
+            raise FrameError(f"{frame_detail(frame_type, payload)}: unknown_frame")
         self._pos = end + 1
         return Frame(frame_type, channel, payload)
 
 
 def decode_method(payload: bytes) -> spec.Method:
-    """Decode a method frame payload; unknown ids and undecodable arguments raise."""
-    if len(payload) < 4:
-        raise SyntaxFrameError("method frame too short for class and method ids")
+    """Decode a method frame payload (at least 4 bytes, as `FrameBuffer` ensures).
+
+    Unknown ids are 540 NOT_IMPLEMENTED; arguments that are truncated or followed by extra
+    octets are 501 FRAME_ERROR "cannot decode <<...>>", as RabbitMQ.
+    """
     class_id, method_id = METHOD_IDS.unpack_from(payload, 0)
     cls = spec.METHODS.get((class_id << 16) | method_id)
     if cls is None:
-        if class_id in spec.CLASS_NAMES:
-            raise ConnectionError(
-                COMMAND_INVALID, f"unknown method {method_id} in class {class_id}",
-                class_id, method_id,
-            )
-        raise ConnectionError(NOT_IMPLEMENTED, f"unknown class {class_id}", class_id, method_id)
+        raise ConnectionError(
+            NOT_IMPLEMENTED, f"unknown method {class_id}/{method_id}", class_id, method_id
+        )
     try:
-        return cls.decode(payload, 4)
-    except SyntaxFrameError as exc:
-        exc.class_id, exc.method_id = class_id, method_id
-        raise
-    except (struct.error, IndexError, ValueError) as exc:
-        raise SyntaxFrameError(
-            f"cannot decode {cls.NAME}: truncated or malformed arguments", class_id, method_id
-        ) from exc
+        method, end = cls.decode(payload, 4)
+    except (SyntaxFrameError, struct.error, IndexError, ValueError, UnicodeDecodeError):
+        end = -1
+    if end != len(payload):
+        raise ConnectionError(
+            FRAME_ERROR, f"cannot decode {erlang_binary(payload[4:])}", class_id, method_id
+        )
+    return method
 
 
 class ContentHeader(NamedTuple):
@@ -123,13 +141,12 @@ class ContentHeader(NamedTuple):
 
 
 def decode_content_header(payload: bytes) -> ContentHeader:
+    """Decode a content header; undecodable properties are 541 INTERNAL_ERROR, as RabbitMQ."""
+    class_id, _weight, body_size = CONTENT_HEADER.unpack_from(payload, 0)
     try:
-        class_id, _weight, body_size = CONTENT_HEADER.unpack_from(payload, 0)
         properties, end = spec.BasicProperties.decode(payload, CONTENT_HEADER.size)
-    except SyntaxFrameError:
-        raise
-    except (struct.error, IndexError, ValueError) as exc:
-        raise SyntaxFrameError("malformed content header") from exc
+    except (SyntaxFrameError, struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+        raise ConnectionError(INTERNAL_ERROR, "") from exc
     return ContentHeader(class_id, body_size, properties, payload[CONTENT_HEADER.size : end])
 
 

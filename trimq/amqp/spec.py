@@ -154,7 +154,8 @@ class Method:
         raise NotImplementedError
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> Method:
+    def decode(buf: Buffer, pos: int) -> tuple[Method, int]:
+        """The method whose arguments start at `pos`, and the offset after them."""
         raise NotImplementedError
 
     def __eq__(self, other: object) -> bool:
@@ -197,7 +198,7 @@ class ConnectionStart(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionStart:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionStart, int]:
         version_major, version_minor = _S_BB.unpack_from(buf, pos)
         pos += 2
         server_properties, pos = decode_table(buf, pos)
@@ -209,7 +210,7 @@ class ConnectionStart(Method):
         pos += 4 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.start")
-        return ConnectionStart(version_major, version_minor, server_properties, mechanisms, locales)
+        return ConnectionStart(version_major, version_minor, server_properties, mechanisms, locales), pos
 
 
 class ConnectionStartOk(Method):
@@ -239,7 +240,7 @@ class ConnectionStartOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionStartOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionStartOk, int]:
         client_properties, pos = decode_table(buf, pos)
         length = buf[pos]
         mechanism = buf[pos + 1 : pos + 1 + length].decode(_ENC, _ERR)
@@ -252,7 +253,7 @@ class ConnectionStartOk(Method):
         pos += 1 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.start-ok")
-        return ConnectionStartOk(client_properties, mechanism, response, locale)
+        return ConnectionStartOk(client_properties, mechanism, response, locale), pos
 
 
 class ConnectionSecure(Method):
@@ -276,13 +277,13 @@ class ConnectionSecure(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionSecure:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionSecure, int]:
         (length,) = _I.unpack_from(buf, pos)
         challenge = bytes(buf[pos + 4 : pos + 4 + length])
         pos += 4 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.secure")
-        return ConnectionSecure(challenge)
+        return ConnectionSecure(challenge), pos
 
 
 class ConnectionSecureOk(Method):
@@ -306,13 +307,13 @@ class ConnectionSecureOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionSecureOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionSecureOk, int]:
         (length,) = _I.unpack_from(buf, pos)
         response = bytes(buf[pos + 4 : pos + 4 + length])
         pos += 4 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.secure-ok")
-        return ConnectionSecureOk(response)
+        return ConnectionSecureOk(response), pos
 
 
 class ConnectionTune(Method):
@@ -338,12 +339,12 @@ class ConnectionTune(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionTune:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionTune, int]:
         channel_max, frame_max, heartbeat = _S_HIH.unpack_from(buf, pos)
         pos += 8
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.tune")
-        return ConnectionTune(channel_max, frame_max, heartbeat)
+        return ConnectionTune(channel_max, frame_max, heartbeat), pos
 
 
 class ConnectionTuneOk(Method):
@@ -369,12 +370,12 @@ class ConnectionTuneOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionTuneOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionTuneOk, int]:
         channel_max, frame_max, heartbeat = _S_HIH.unpack_from(buf, pos)
         pos += 8
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.tune-ok")
-        return ConnectionTuneOk(channel_max, frame_max, heartbeat)
+        return ConnectionTuneOk(channel_max, frame_max, heartbeat), pos
 
 
 class ConnectionOpen(Method):
@@ -402,7 +403,7 @@ class ConnectionOpen(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionOpen:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionOpen, int]:
         length = buf[pos]
         virtual_host = buf[pos + 1 : pos + 1 + length].decode(_ENC, _ERR)
         pos += 1 + length
@@ -414,7 +415,7 @@ class ConnectionOpen(Method):
         insist = bool(bits & 1)
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.open")
-        return ConnectionOpen(virtual_host, capabilities, insist)
+        return ConnectionOpen(virtual_host, capabilities, insist), pos
 
 
 class ConnectionOpenOk(Method):
@@ -438,13 +439,13 @@ class ConnectionOpenOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionOpenOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionOpenOk, int]:
         length = buf[pos]
         known_hosts = buf[pos + 1 : pos + 1 + length].decode(_ENC, _ERR)
         pos += 1 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.open-ok")
-        return ConnectionOpenOk(known_hosts)
+        return ConnectionOpenOk(known_hosts), pos
 
 
 class ConnectionClose(Method):
@@ -473,7 +474,7 @@ class ConnectionClose(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionClose:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionClose, int]:
         reply_code, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -483,7 +484,7 @@ class ConnectionClose(Method):
         pos += 4
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.close")
-        return ConnectionClose(reply_code, reply_text, class_id, method_id)
+        return ConnectionClose(reply_code, reply_text, class_id, method_id), pos
 
 
 class ConnectionCloseOk(Method):
@@ -501,10 +502,10 @@ class ConnectionCloseOk(Method):
         return _PREFIX_ConnectionCloseOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionCloseOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionCloseOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.close-ok")
-        return ConnectionCloseOk()
+        return ConnectionCloseOk(), pos
 
 
 class ConnectionBlocked(Method):
@@ -528,13 +529,13 @@ class ConnectionBlocked(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionBlocked:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionBlocked, int]:
         length = buf[pos]
         reason = buf[pos + 1 : pos + 1 + length].decode(_ENC, _ERR)
         pos += 1 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.blocked")
-        return ConnectionBlocked(reason)
+        return ConnectionBlocked(reason), pos
 
 
 class ConnectionUnblocked(Method):
@@ -552,10 +553,10 @@ class ConnectionUnblocked(Method):
         return _PREFIX_ConnectionUnblocked
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionUnblocked:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionUnblocked, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.unblocked")
-        return ConnectionUnblocked()
+        return ConnectionUnblocked(), pos
 
 
 class ConnectionUpdateSecret(Method):
@@ -581,7 +582,7 @@ class ConnectionUpdateSecret(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionUpdateSecret:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionUpdateSecret, int]:
         (length,) = _I.unpack_from(buf, pos)
         new_secret = bytes(buf[pos + 4 : pos + 4 + length])
         pos += 4 + length
@@ -590,7 +591,7 @@ class ConnectionUpdateSecret(Method):
         pos += 1 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.update-secret")
-        return ConnectionUpdateSecret(new_secret, reason)
+        return ConnectionUpdateSecret(new_secret, reason), pos
 
 
 class ConnectionUpdateSecretOk(Method):
@@ -608,10 +609,10 @@ class ConnectionUpdateSecretOk(Method):
         return _PREFIX_ConnectionUpdateSecretOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConnectionUpdateSecretOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ConnectionUpdateSecretOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated connection.update-secret-ok")
-        return ConnectionUpdateSecretOk()
+        return ConnectionUpdateSecretOk(), pos
 
 
 class ChannelOpen(Method):
@@ -635,13 +636,13 @@ class ChannelOpen(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ChannelOpen:
+    def decode(buf: Buffer, pos: int) -> tuple[ChannelOpen, int]:
         length = buf[pos]
         out_of_band = buf[pos + 1 : pos + 1 + length].decode(_ENC, _ERR)
         pos += 1 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated channel.open")
-        return ChannelOpen(out_of_band)
+        return ChannelOpen(out_of_band), pos
 
 
 class ChannelOpenOk(Method):
@@ -665,13 +666,13 @@ class ChannelOpenOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ChannelOpenOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ChannelOpenOk, int]:
         (length,) = _I.unpack_from(buf, pos)
         channel_id = bytes(buf[pos + 4 : pos + 4 + length])
         pos += 4 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated channel.open-ok")
-        return ChannelOpenOk(channel_id)
+        return ChannelOpenOk(channel_id), pos
 
 
 class ChannelFlow(Method):
@@ -695,13 +696,13 @@ class ChannelFlow(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ChannelFlow:
+    def decode(buf: Buffer, pos: int) -> tuple[ChannelFlow, int]:
         bits = buf[pos]
         pos += 1
         active = bool(bits & 1)
         if pos > len(buf):
             raise SyntaxFrameError("truncated channel.flow")
-        return ChannelFlow(active)
+        return ChannelFlow(active), pos
 
 
 class ChannelFlowOk(Method):
@@ -725,13 +726,13 @@ class ChannelFlowOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ChannelFlowOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ChannelFlowOk, int]:
         bits = buf[pos]
         pos += 1
         active = bool(bits & 1)
         if pos > len(buf):
             raise SyntaxFrameError("truncated channel.flow-ok")
-        return ChannelFlowOk(active)
+        return ChannelFlowOk(active), pos
 
 
 class ChannelClose(Method):
@@ -760,7 +761,7 @@ class ChannelClose(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ChannelClose:
+    def decode(buf: Buffer, pos: int) -> tuple[ChannelClose, int]:
         reply_code, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -770,7 +771,7 @@ class ChannelClose(Method):
         pos += 4
         if pos > len(buf):
             raise SyntaxFrameError("truncated channel.close")
-        return ChannelClose(reply_code, reply_text, class_id, method_id)
+        return ChannelClose(reply_code, reply_text, class_id, method_id), pos
 
 
 class ChannelCloseOk(Method):
@@ -788,10 +789,10 @@ class ChannelCloseOk(Method):
         return _PREFIX_ChannelCloseOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ChannelCloseOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ChannelCloseOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated channel.close-ok")
-        return ChannelCloseOk()
+        return ChannelCloseOk(), pos
 
 
 class AccessRequest(Method):
@@ -821,7 +822,7 @@ class AccessRequest(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> AccessRequest:
+    def decode(buf: Buffer, pos: int) -> tuple[AccessRequest, int]:
         length = buf[pos]
         realm = buf[pos + 1 : pos + 1 + length].decode(_ENC, _ERR)
         pos += 1 + length
@@ -834,7 +835,7 @@ class AccessRequest(Method):
         read = bool(bits & 16)
         if pos > len(buf):
             raise SyntaxFrameError("truncated access.request")
-        return AccessRequest(realm, exclusive, passive, active, write, read)
+        return AccessRequest(realm, exclusive, passive, active, write, read), pos
 
 
 class AccessRequestOk(Method):
@@ -858,12 +859,12 @@ class AccessRequestOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> AccessRequestOk:
+    def decode(buf: Buffer, pos: int) -> tuple[AccessRequestOk, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         if pos > len(buf):
             raise SyntaxFrameError("truncated access.request-ok")
-        return AccessRequestOk(ticket)
+        return AccessRequestOk(ticket), pos
 
 
 class ExchangeDeclare(Method):
@@ -899,7 +900,7 @@ class ExchangeDeclare(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ExchangeDeclare:
+    def decode(buf: Buffer, pos: int) -> tuple[ExchangeDeclare, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -918,7 +919,7 @@ class ExchangeDeclare(Method):
         arguments, pos = decode_table_typed(buf, pos)
         if pos > len(buf):
             raise SyntaxFrameError("truncated exchange.declare")
-        return ExchangeDeclare(ticket, exchange, type, passive, durable, auto_delete, internal, nowait, arguments)
+        return ExchangeDeclare(ticket, exchange, type, passive, durable, auto_delete, internal, nowait, arguments), pos
 
 
 class ExchangeDeclareOk(Method):
@@ -936,10 +937,10 @@ class ExchangeDeclareOk(Method):
         return _PREFIX_ExchangeDeclareOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ExchangeDeclareOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ExchangeDeclareOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated exchange.declare-ok")
-        return ExchangeDeclareOk()
+        return ExchangeDeclareOk(), pos
 
 
 class ExchangeDelete(Method):
@@ -968,7 +969,7 @@ class ExchangeDelete(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ExchangeDelete:
+    def decode(buf: Buffer, pos: int) -> tuple[ExchangeDelete, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -980,7 +981,7 @@ class ExchangeDelete(Method):
         nowait = bool(bits & 2)
         if pos > len(buf):
             raise SyntaxFrameError("truncated exchange.delete")
-        return ExchangeDelete(ticket, exchange, if_unused, nowait)
+        return ExchangeDelete(ticket, exchange, if_unused, nowait), pos
 
 
 class ExchangeDeleteOk(Method):
@@ -998,10 +999,10 @@ class ExchangeDeleteOk(Method):
         return _PREFIX_ExchangeDeleteOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ExchangeDeleteOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ExchangeDeleteOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated exchange.delete-ok")
-        return ExchangeDeleteOk()
+        return ExchangeDeleteOk(), pos
 
 
 class ExchangeBind(Method):
@@ -1035,7 +1036,7 @@ class ExchangeBind(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ExchangeBind:
+    def decode(buf: Buffer, pos: int) -> tuple[ExchangeBind, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -1053,7 +1054,7 @@ class ExchangeBind(Method):
         arguments, pos = decode_table_typed(buf, pos)
         if pos > len(buf):
             raise SyntaxFrameError("truncated exchange.bind")
-        return ExchangeBind(ticket, destination, source, routing_key, nowait, arguments)
+        return ExchangeBind(ticket, destination, source, routing_key, nowait, arguments), pos
 
 
 class ExchangeBindOk(Method):
@@ -1071,10 +1072,10 @@ class ExchangeBindOk(Method):
         return _PREFIX_ExchangeBindOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ExchangeBindOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ExchangeBindOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated exchange.bind-ok")
-        return ExchangeBindOk()
+        return ExchangeBindOk(), pos
 
 
 class ExchangeUnbind(Method):
@@ -1108,7 +1109,7 @@ class ExchangeUnbind(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ExchangeUnbind:
+    def decode(buf: Buffer, pos: int) -> tuple[ExchangeUnbind, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -1126,7 +1127,7 @@ class ExchangeUnbind(Method):
         arguments, pos = decode_table_typed(buf, pos)
         if pos > len(buf):
             raise SyntaxFrameError("truncated exchange.unbind")
-        return ExchangeUnbind(ticket, destination, source, routing_key, nowait, arguments)
+        return ExchangeUnbind(ticket, destination, source, routing_key, nowait, arguments), pos
 
 
 class ExchangeUnbindOk(Method):
@@ -1144,10 +1145,10 @@ class ExchangeUnbindOk(Method):
         return _PREFIX_ExchangeUnbindOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ExchangeUnbindOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ExchangeUnbindOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated exchange.unbind-ok")
-        return ExchangeUnbindOk()
+        return ExchangeUnbindOk(), pos
 
 
 class QueueDeclare(Method):
@@ -1181,7 +1182,7 @@ class QueueDeclare(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> QueueDeclare:
+    def decode(buf: Buffer, pos: int) -> tuple[QueueDeclare, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -1197,7 +1198,7 @@ class QueueDeclare(Method):
         arguments, pos = decode_table_typed(buf, pos)
         if pos > len(buf):
             raise SyntaxFrameError("truncated queue.declare")
-        return QueueDeclare(ticket, queue, passive, durable, exclusive, auto_delete, nowait, arguments)
+        return QueueDeclare(ticket, queue, passive, durable, exclusive, auto_delete, nowait, arguments), pos
 
 
 class QueueDeclareOk(Method):
@@ -1224,7 +1225,7 @@ class QueueDeclareOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> QueueDeclareOk:
+    def decode(buf: Buffer, pos: int) -> tuple[QueueDeclareOk, int]:
         length = buf[pos]
         queue = buf[pos + 1 : pos + 1 + length].decode(_ENC, _ERR)
         pos += 1 + length
@@ -1232,7 +1233,7 @@ class QueueDeclareOk(Method):
         pos += 8
         if pos > len(buf):
             raise SyntaxFrameError("truncated queue.declare-ok")
-        return QueueDeclareOk(queue, message_count, consumer_count)
+        return QueueDeclareOk(queue, message_count, consumer_count), pos
 
 
 class QueueBind(Method):
@@ -1266,7 +1267,7 @@ class QueueBind(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> QueueBind:
+    def decode(buf: Buffer, pos: int) -> tuple[QueueBind, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -1284,7 +1285,7 @@ class QueueBind(Method):
         arguments, pos = decode_table_typed(buf, pos)
         if pos > len(buf):
             raise SyntaxFrameError("truncated queue.bind")
-        return QueueBind(ticket, queue, exchange, routing_key, nowait, arguments)
+        return QueueBind(ticket, queue, exchange, routing_key, nowait, arguments), pos
 
 
 class QueueBindOk(Method):
@@ -1302,10 +1303,10 @@ class QueueBindOk(Method):
         return _PREFIX_QueueBindOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> QueueBindOk:
+    def decode(buf: Buffer, pos: int) -> tuple[QueueBindOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated queue.bind-ok")
-        return QueueBindOk()
+        return QueueBindOk(), pos
 
 
 class QueuePurge(Method):
@@ -1333,7 +1334,7 @@ class QueuePurge(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> QueuePurge:
+    def decode(buf: Buffer, pos: int) -> tuple[QueuePurge, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -1344,7 +1345,7 @@ class QueuePurge(Method):
         nowait = bool(bits & 1)
         if pos > len(buf):
             raise SyntaxFrameError("truncated queue.purge")
-        return QueuePurge(ticket, queue, nowait)
+        return QueuePurge(ticket, queue, nowait), pos
 
 
 class QueuePurgeOk(Method):
@@ -1368,12 +1369,12 @@ class QueuePurgeOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> QueuePurgeOk:
+    def decode(buf: Buffer, pos: int) -> tuple[QueuePurgeOk, int]:
         message_count, = _S_I.unpack_from(buf, pos)
         pos += 4
         if pos > len(buf):
             raise SyntaxFrameError("truncated queue.purge-ok")
-        return QueuePurgeOk(message_count)
+        return QueuePurgeOk(message_count), pos
 
 
 class QueueDelete(Method):
@@ -1403,7 +1404,7 @@ class QueueDelete(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> QueueDelete:
+    def decode(buf: Buffer, pos: int) -> tuple[QueueDelete, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -1416,7 +1417,7 @@ class QueueDelete(Method):
         nowait = bool(bits & 4)
         if pos > len(buf):
             raise SyntaxFrameError("truncated queue.delete")
-        return QueueDelete(ticket, queue, if_unused, if_empty, nowait)
+        return QueueDelete(ticket, queue, if_unused, if_empty, nowait), pos
 
 
 class QueueDeleteOk(Method):
@@ -1440,12 +1441,12 @@ class QueueDeleteOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> QueueDeleteOk:
+    def decode(buf: Buffer, pos: int) -> tuple[QueueDeleteOk, int]:
         message_count, = _S_I.unpack_from(buf, pos)
         pos += 4
         if pos > len(buf):
             raise SyntaxFrameError("truncated queue.delete-ok")
-        return QueueDeleteOk(message_count)
+        return QueueDeleteOk(message_count), pos
 
 
 class QueueUnbind(Method):
@@ -1477,7 +1478,7 @@ class QueueUnbind(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> QueueUnbind:
+    def decode(buf: Buffer, pos: int) -> tuple[QueueUnbind, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -1492,7 +1493,7 @@ class QueueUnbind(Method):
         arguments, pos = decode_table_typed(buf, pos)
         if pos > len(buf):
             raise SyntaxFrameError("truncated queue.unbind")
-        return QueueUnbind(ticket, queue, exchange, routing_key, arguments)
+        return QueueUnbind(ticket, queue, exchange, routing_key, arguments), pos
 
 
 class QueueUnbindOk(Method):
@@ -1510,10 +1511,10 @@ class QueueUnbindOk(Method):
         return _PREFIX_QueueUnbindOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> QueueUnbindOk:
+    def decode(buf: Buffer, pos: int) -> tuple[QueueUnbindOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated queue.unbind-ok")
-        return QueueUnbindOk()
+        return QueueUnbindOk(), pos
 
 
 class BasicQos(Method):
@@ -1540,7 +1541,7 @@ class BasicQos(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicQos:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicQos, int]:
         prefetch_size, prefetch_count = _S_IH.unpack_from(buf, pos)
         pos += 6
         bits = buf[pos]
@@ -1548,7 +1549,7 @@ class BasicQos(Method):
         global_qos = bool(bits & 1)
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.qos")
-        return BasicQos(prefetch_size, prefetch_count, global_qos)
+        return BasicQos(prefetch_size, prefetch_count, global_qos), pos
 
 
 class BasicQosOk(Method):
@@ -1566,10 +1567,10 @@ class BasicQosOk(Method):
         return _PREFIX_BasicQosOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicQosOk:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicQosOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.qos-ok")
-        return BasicQosOk()
+        return BasicQosOk(), pos
 
 
 class BasicConsume(Method):
@@ -1604,7 +1605,7 @@ class BasicConsume(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicConsume:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicConsume, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -1622,7 +1623,7 @@ class BasicConsume(Method):
         arguments, pos = decode_table_typed(buf, pos)
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.consume")
-        return BasicConsume(ticket, queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments)
+        return BasicConsume(ticket, queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments), pos
 
 
 class BasicConsumeOk(Method):
@@ -1646,13 +1647,13 @@ class BasicConsumeOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicConsumeOk:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicConsumeOk, int]:
         length = buf[pos]
         consumer_tag = buf[pos + 1 : pos + 1 + length].decode(_ENC, _ERR)
         pos += 1 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.consume-ok")
-        return BasicConsumeOk(consumer_tag)
+        return BasicConsumeOk(consumer_tag), pos
 
 
 class BasicCancel(Method):
@@ -1678,7 +1679,7 @@ class BasicCancel(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicCancel:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicCancel, int]:
         length = buf[pos]
         consumer_tag = buf[pos + 1 : pos + 1 + length].decode(_ENC, _ERR)
         pos += 1 + length
@@ -1687,7 +1688,7 @@ class BasicCancel(Method):
         nowait = bool(bits & 1)
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.cancel")
-        return BasicCancel(consumer_tag, nowait)
+        return BasicCancel(consumer_tag, nowait), pos
 
 
 class BasicCancelOk(Method):
@@ -1711,13 +1712,13 @@ class BasicCancelOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicCancelOk:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicCancelOk, int]:
         length = buf[pos]
         consumer_tag = buf[pos + 1 : pos + 1 + length].decode(_ENC, _ERR)
         pos += 1 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.cancel-ok")
-        return BasicCancelOk(consumer_tag)
+        return BasicCancelOk(consumer_tag), pos
 
 
 class BasicPublish(Method):
@@ -1748,7 +1749,7 @@ class BasicPublish(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicPublish:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicPublish, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -1763,7 +1764,7 @@ class BasicPublish(Method):
         immediate = bool(bits & 2)
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.publish")
-        return BasicPublish(ticket, exchange, routing_key, mandatory, immediate)
+        return BasicPublish(ticket, exchange, routing_key, mandatory, immediate), pos
 
 
 class BasicReturn(Method):
@@ -1793,7 +1794,7 @@ class BasicReturn(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicReturn:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicReturn, int]:
         reply_code, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -1807,7 +1808,7 @@ class BasicReturn(Method):
         pos += 1 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.return")
-        return BasicReturn(reply_code, reply_text, exchange, routing_key)
+        return BasicReturn(reply_code, reply_text, exchange, routing_key), pos
 
 
 class BasicDeliver(Method):
@@ -1839,7 +1840,7 @@ class BasicDeliver(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicDeliver:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicDeliver, int]:
         length = buf[pos]
         consumer_tag = buf[pos + 1 : pos + 1 + length].decode(_ENC, _ERR)
         pos += 1 + length
@@ -1856,7 +1857,7 @@ class BasicDeliver(Method):
         pos += 1 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.deliver")
-        return BasicDeliver(consumer_tag, delivery_tag, redelivered, exchange, routing_key)
+        return BasicDeliver(consumer_tag, delivery_tag, redelivered, exchange, routing_key), pos
 
 
 class BasicGet(Method):
@@ -1884,7 +1885,7 @@ class BasicGet(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicGet:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicGet, int]:
         ticket, = _S_H.unpack_from(buf, pos)
         pos += 2
         length = buf[pos]
@@ -1895,7 +1896,7 @@ class BasicGet(Method):
         no_ack = bool(bits & 1)
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.get")
-        return BasicGet(ticket, queue, no_ack)
+        return BasicGet(ticket, queue, no_ack), pos
 
 
 class BasicGetOk(Method):
@@ -1927,7 +1928,7 @@ class BasicGetOk(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicGetOk:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicGetOk, int]:
         delivery_tag, = _S_Q.unpack_from(buf, pos)
         pos += 8
         bits = buf[pos]
@@ -1943,7 +1944,7 @@ class BasicGetOk(Method):
         pos += 4
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.get-ok")
-        return BasicGetOk(delivery_tag, redelivered, exchange, routing_key, message_count)
+        return BasicGetOk(delivery_tag, redelivered, exchange, routing_key, message_count), pos
 
 
 class BasicGetEmpty(Method):
@@ -1967,13 +1968,13 @@ class BasicGetEmpty(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicGetEmpty:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicGetEmpty, int]:
         length = buf[pos]
         cluster_id = buf[pos + 1 : pos + 1 + length].decode(_ENC, _ERR)
         pos += 1 + length
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.get-empty")
-        return BasicGetEmpty(cluster_id)
+        return BasicGetEmpty(cluster_id), pos
 
 
 class BasicAck(Method):
@@ -1999,7 +2000,7 @@ class BasicAck(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicAck:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicAck, int]:
         delivery_tag, = _S_Q.unpack_from(buf, pos)
         pos += 8
         bits = buf[pos]
@@ -2007,7 +2008,7 @@ class BasicAck(Method):
         multiple = bool(bits & 1)
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.ack")
-        return BasicAck(delivery_tag, multiple)
+        return BasicAck(delivery_tag, multiple), pos
 
 
 class BasicReject(Method):
@@ -2033,7 +2034,7 @@ class BasicReject(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicReject:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicReject, int]:
         delivery_tag, = _S_Q.unpack_from(buf, pos)
         pos += 8
         bits = buf[pos]
@@ -2041,7 +2042,7 @@ class BasicReject(Method):
         requeue = bool(bits & 1)
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.reject")
-        return BasicReject(delivery_tag, requeue)
+        return BasicReject(delivery_tag, requeue), pos
 
 
 class BasicRecoverAsync(Method):
@@ -2065,13 +2066,13 @@ class BasicRecoverAsync(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicRecoverAsync:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicRecoverAsync, int]:
         bits = buf[pos]
         pos += 1
         requeue = bool(bits & 1)
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.recover-async")
-        return BasicRecoverAsync(requeue)
+        return BasicRecoverAsync(requeue), pos
 
 
 class BasicRecover(Method):
@@ -2095,13 +2096,13 @@ class BasicRecover(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicRecover:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicRecover, int]:
         bits = buf[pos]
         pos += 1
         requeue = bool(bits & 1)
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.recover")
-        return BasicRecover(requeue)
+        return BasicRecover(requeue), pos
 
 
 class BasicRecoverOk(Method):
@@ -2119,10 +2120,10 @@ class BasicRecoverOk(Method):
         return _PREFIX_BasicRecoverOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicRecoverOk:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicRecoverOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.recover-ok")
-        return BasicRecoverOk()
+        return BasicRecoverOk(), pos
 
 
 class BasicNack(Method):
@@ -2149,7 +2150,7 @@ class BasicNack(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> BasicNack:
+    def decode(buf: Buffer, pos: int) -> tuple[BasicNack, int]:
         delivery_tag, = _S_Q.unpack_from(buf, pos)
         pos += 8
         bits = buf[pos]
@@ -2158,7 +2159,7 @@ class BasicNack(Method):
         requeue = bool(bits & 2)
         if pos > len(buf):
             raise SyntaxFrameError("truncated basic.nack")
-        return BasicNack(delivery_tag, multiple, requeue)
+        return BasicNack(delivery_tag, multiple, requeue), pos
 
 
 class TxSelect(Method):
@@ -2176,10 +2177,10 @@ class TxSelect(Method):
         return _PREFIX_TxSelect
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> TxSelect:
+    def decode(buf: Buffer, pos: int) -> tuple[TxSelect, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated tx.select")
-        return TxSelect()
+        return TxSelect(), pos
 
 
 class TxSelectOk(Method):
@@ -2197,10 +2198,10 @@ class TxSelectOk(Method):
         return _PREFIX_TxSelectOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> TxSelectOk:
+    def decode(buf: Buffer, pos: int) -> tuple[TxSelectOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated tx.select-ok")
-        return TxSelectOk()
+        return TxSelectOk(), pos
 
 
 class TxCommit(Method):
@@ -2218,10 +2219,10 @@ class TxCommit(Method):
         return _PREFIX_TxCommit
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> TxCommit:
+    def decode(buf: Buffer, pos: int) -> tuple[TxCommit, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated tx.commit")
-        return TxCommit()
+        return TxCommit(), pos
 
 
 class TxCommitOk(Method):
@@ -2239,10 +2240,10 @@ class TxCommitOk(Method):
         return _PREFIX_TxCommitOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> TxCommitOk:
+    def decode(buf: Buffer, pos: int) -> tuple[TxCommitOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated tx.commit-ok")
-        return TxCommitOk()
+        return TxCommitOk(), pos
 
 
 class TxRollback(Method):
@@ -2260,10 +2261,10 @@ class TxRollback(Method):
         return _PREFIX_TxRollback
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> TxRollback:
+    def decode(buf: Buffer, pos: int) -> tuple[TxRollback, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated tx.rollback")
-        return TxRollback()
+        return TxRollback(), pos
 
 
 class TxRollbackOk(Method):
@@ -2281,10 +2282,10 @@ class TxRollbackOk(Method):
         return _PREFIX_TxRollbackOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> TxRollbackOk:
+    def decode(buf: Buffer, pos: int) -> tuple[TxRollbackOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated tx.rollback-ok")
-        return TxRollbackOk()
+        return TxRollbackOk(), pos
 
 
 class ConfirmSelect(Method):
@@ -2308,13 +2309,13 @@ class ConfirmSelect(Method):
         ))
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConfirmSelect:
+    def decode(buf: Buffer, pos: int) -> tuple[ConfirmSelect, int]:
         bits = buf[pos]
         pos += 1
         nowait = bool(bits & 1)
         if pos > len(buf):
             raise SyntaxFrameError("truncated confirm.select")
-        return ConfirmSelect(nowait)
+        return ConfirmSelect(nowait), pos
 
 
 class ConfirmSelectOk(Method):
@@ -2332,10 +2333,10 @@ class ConfirmSelectOk(Method):
         return _PREFIX_ConfirmSelectOk
 
     @staticmethod
-    def decode(buf: Buffer, pos: int) -> ConfirmSelectOk:
+    def decode(buf: Buffer, pos: int) -> tuple[ConfirmSelectOk, int]:
         if pos > len(buf):
             raise SyntaxFrameError("truncated confirm.select-ok")
-        return ConfirmSelectOk()
+        return ConfirmSelectOk(), pos
 
 
 class BasicProperties:

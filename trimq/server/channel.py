@@ -21,6 +21,8 @@ from trimq.broker.queue import Consumer, Queue
 from trimq.broker.vhost import generated_name
 from trimq.errors import (
     ACCESS_REFUSED,
+    CHANNEL_ERROR,
+    COMMAND_INVALID,
     NOT_FOUND,
     NOT_IMPLEMENTED,
     PRECONDITION_FAILED,
@@ -126,13 +128,9 @@ class Channel:
             else:
                 handler = self.handlers.get(type(method))
                 if handler is None:
-                    raise ConnectionError(
-                        503 if method.CLASS_ID != 10 else 504,
-                        f"unexpected method {method.NAME} on a channel"
-                        if method.CLASS_ID != 20
-                        else f"second '{method.NAME}' seen",
-                        method.CLASS_ID, method.METHOD_ID,
-                    )
+                    if type(method) is spec.ChannelOpen:
+                        raise ConnectionError(CHANNEL_ERROR, "second 'channel.open' seen")
+                    raise ConnectionError(COMMAND_INVALID, "unimplemented method")
                 handler(method)
         except AMQPError as error:
             if not error.class_id:

@@ -26,6 +26,7 @@ from trimq.errors import (
     CONNECTION_FORCED,
     INTERNAL_ERROR,
     NOT_ALLOWED,
+    UNEXPECTED_FRAME,
     AMQPError,
     ConnectionError,
     reply_text,
@@ -223,7 +224,7 @@ class ServerConnection:
             await self._send_now(spec.PROTOCOL_HEADER)
             return False
         await self._send_now(frames.method_frame(0, spec.ConnectionStart(
-            0, 9, server_properties(), b"PLAIN AMQPLAIN", b"en_US",
+            0, 9, server_properties(), b"AMQPLAIN PLAIN", b"en_US",
         )))
         start_ok: spec.ConnectionStartOk = await self._next_method(spec.ConnectionStartOk)
         self.client_properties = start_ok.client_properties
@@ -338,6 +339,8 @@ class ServerConnection:
             self._handle_while_closing(frame)
             return
         if channel_number:
+            if frame.type == frames.HEARTBEAT:
+                raise ConnectionError(UNEXPECTED_FRAME, frames.frame_detail(frame.type, b""))
             channel = self.channels.get(channel_number)
             if channel is not None:
                 channel.handle_frame(frame)
@@ -348,7 +351,7 @@ class ServerConnection:
             return
         if frame.type != frames.METHOD:
             raise ConnectionError(
-                505, "expected method frame, got non method frame instead")
+                UNEXPECTED_FRAME, frames.frame_detail(frame.type, frame.payload))
         method = frames.decode_method(frame.payload)
         kind = type(method)
         if kind is spec.ConnectionClose:
@@ -378,8 +381,7 @@ class ServerConnection:
     def _open_channel(self, frame: frames.Frame) -> None:
         number = frame.channel
         if frame.type != frames.METHOD:
-            raise ConnectionError(
-                CHANNEL_ERROR, f"expected 'channel.open' on channel {number}")
+            raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'")
         method = frames.decode_method(frame.payload)
         if type(method) is not spec.ChannelOpen:
             raise ConnectionError(
