@@ -90,7 +90,10 @@ def decode_longstr(buf: bytes, pos: int) -> tuple[bytes, int]:
 # Field values
 
 
-def _decode_value(buf: bytes, pos: int, typed: bool) -> tuple[Any, int]:
+MAX_NESTING = 200  # tables and arrays nested deeper are refused, not decoded by deep recursion
+
+
+def _decode_value(buf: bytes, pos: int, typed: bool, depth: int = 0) -> tuple[Any, int]:
     """Decode one field value (type letter + data); with `typed`, return (letter, value)."""
     letter = chr(buf[pos])
     pos += 1
@@ -109,7 +112,7 @@ def _decode_value(buf: bytes, pos: int, typed: bool) -> tuple[Any, int]:
         value = bool(buf[pos])
         pos += 1
     elif letter == "F":
-        value, pos = _decode_table(buf, pos, typed)
+        value, pos = _decode_table(buf, pos, typed, depth + 1)
     elif letter == "l":
         (value,) = _q.unpack_from(buf, pos)
         pos += 8
@@ -140,10 +143,13 @@ def _decode_value(buf: bytes, pos: int, typed: bool) -> tuple[Any, int]:
         pos += 5
     elif letter == "T":
         (seconds,) = _Q.unpack_from(buf, pos)
-        value = datetime.fromtimestamp(seconds, UTC)
+        try:
+            value = datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, ValueError, OSError):
+            value = seconds  # beyond what datetime holds: keep the 64-bit count of seconds
         pos += 8
     elif letter == "A":
-        value, pos = _decode_array(buf, pos, typed)
+        value, pos = _decode_array(buf, pos, typed, depth + 1)
     elif letter == "x":
         (length,) = _I.unpack_from(buf, pos)
         end = pos + 4 + length
@@ -160,7 +166,11 @@ def _decode_value(buf: bytes, pos: int, typed: bool) -> tuple[Any, int]:
     return value, pos
 
 
-def _decode_table(buf: bytes, pos: int, typed: bool) -> tuple[dict[str, Any], int]:
+def _decode_table(
+    buf: bytes, pos: int, typed: bool, depth: int = 0
+) -> tuple[dict[str, Any], int]:
+    if depth > MAX_NESTING:
+        raise SyntaxFrameError("field tables nested too deeply")
     (size,) = _I.unpack_from(buf, pos)
     pos += 4
     end = pos + size
@@ -169,13 +179,17 @@ def _decode_table(buf: bytes, pos: int, typed: bool) -> tuple[dict[str, Any], in
     table: dict[str, Any] = {}
     while pos < end:
         key, pos = decode_shortstr(buf, pos)
-        table[key], pos = _decode_value(buf, pos, typed)
+        table[key], pos = _decode_value(buf, pos, typed, depth)
     if pos != end:
         raise SyntaxFrameError("field table size does not match its contents")
     return table, end
 
 
-def _decode_array(buf: bytes, pos: int, typed: bool) -> tuple[list[Any], int]:
+def _decode_array(
+    buf: bytes, pos: int, typed: bool, depth: int = 0
+) -> tuple[list[Any], int]:
+    if depth > MAX_NESTING:
+        raise SyntaxFrameError("field arrays nested too deeply")
     (size,) = _I.unpack_from(buf, pos)
     pos += 4
     end = pos + size
@@ -183,7 +197,7 @@ def _decode_array(buf: bytes, pos: int, typed: bool) -> tuple[list[Any], int]:
         raise SyntaxFrameError("field array runs past the end of the frame")
     items: list[Any] = []
     while pos < end:
-        value, pos = _decode_value(buf, pos, typed)
+        value, pos = _decode_value(buf, pos, typed, depth)
         items.append(value)
     if pos != end:
         raise SyntaxFrameError("field array size does not match its contents")
