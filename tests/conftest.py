@@ -44,14 +44,21 @@ class Broker:
         return pika.BlockingConnection(self.params(**kwargs))
 
 
-def start_server(data_dir: Path, *extra: str, port: int = 0, timeout: float = 20.0) -> Broker:
-    """Start `trimq-server` as a subprocess on `port` (0: any free one) and wait until it listens."""
+def start_server(data_dir: Path, *extra: str, port: int = 0, timeout: float = 20.0,
+                 log_path: Path | None = None) -> Broker:
+    """Start `trimq-server` as a subprocess on `port` (0: any free one) and wait until it listens.
+
+    Its JSON log lines (stderr) go to `log_path` when given, else to the test's stderr.
+    """
     cmd = [
         sys.executable, "-m", "trimq.cli.server", "--host", "127.0.0.1", "--port", str(port),
         "--data-dir", str(data_dir), "--log-level", os.environ.get("TRIMQ_TEST_LOG_LEVEL", "info"),
         *extra,
     ]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=None)
+    log_file = open(log_path, "wb") if log_path is not None else None  # noqa: SIM115
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file)
+    if log_file is not None:
+        log_file.close()  # the child holds its own descriptor
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -99,7 +106,9 @@ def connection(broker: Broker) -> Iterator[pika.BlockingConnection]:
 
 
 @pytest.fixture
-def channel(connection: pika.BlockingConnection) -> pika.adapters.blocking_connection.BlockingChannel:
+def channel(
+    connection: pika.BlockingConnection,
+) -> pika.adapters.blocking_connection.BlockingChannel:
     return connection.channel()
 
 

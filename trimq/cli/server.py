@@ -49,12 +49,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"data directory (default {DEFAULT_DATA_DIR})")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error", "critical"])
+    parser.add_argument("--handshake-timeout", type=float, default=10.0,
+                        help="seconds a client has to complete the AMQP handshake")
     parser.add_argument("--version", action="version", version=f"trimq {__version__}")
     return parser.parse_args(argv)
 
 
 async def _run(args: argparse.Namespace) -> None:
-    broker = Broker(BrokerConfig())
+    broker = Broker(BrokerConfig(handshake_timeout=args.handshake_timeout))
     async with trio.open_nursery() as nursery:
         addresses = await nursery.start(
             partial(serve, broker, args.host, args.port, handle_signals=True)
