@@ -19,7 +19,7 @@ test: $(VENV)/.installed
 	$(PY) -m pytest -q
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check trimq storage tools tests bench examples
+	$(VENV)/bin/ruff check $(wildcard trimq storage tools tests bench examples)
 	$(VENV)/bin/mypy
 
 spec: $(VENV)/.installed
