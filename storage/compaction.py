@@ -1,0 +1,191 @@
+"""Compaction: drop dead records from sealed segments, so the log stays near the size of what
+it still holds.
+
+A record is live while it still matters to replay:
+- a MESSAGE while some queue holds the message;
+- a SETTLE or DELIVER while any message it names is live (it positions or counts that message);
+- the DEFINE that created a live definition (its place in the order) and the one that set its
+  current value;
+- a queue or vhost deletion while an earlier kept MESSAGE names that queue (or a queue of that
+  vhost): without it the message would reappear in a queue of the same name declared later.
+Liveness only ever goes from live to dead (message ids are never reused), so a record judged
+dead at LSN L stays dead however the log continues.
+
+Only segments that a checkpoint covers are compacted, and older checkpoints are removed first:
+replay from the checkpoint never looks at them, and full replay (if the checkpoint is lost)
+gives the same state from the records kept. A sealed segment with nothing live is deleted; one
+whose live bytes fall under half is rewritten (temp file, fsync, rename over, fsync the
+directory); the active segment is never touched. Segments are handled oldest first, so a crash
+leaves compacted segments followed by untouched ones, which replays to the same state.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storage.checkpoint import remove_older_checkpoints
+from storage.errors import CorruptWAL
+from storage.format import FLAG_REWRITTEN, SEGMENT_HEADER_SIZE, SegmentHeader
+from storage.fsutil import fsync_dir, replace_file
+from storage.records import QueueKey, RecordType, freeze_key
+from storage.recovery import Progress
+from storage.replay import ReplayState
+from storage.segment import SegmentReader, read_segment
+
+# Rewrite a segment when less than this share of its record bytes is live (as NATS does).
+REWRITE_BELOW = 0.5
+
+KEEP = "keep"
+REWRITE = "rewrite"
+DELETE = "delete"
+
+
+class Liveness:
+    """Judges records in LSN order against the final state `final`."""
+
+    def __init__(self, final: ReplayState) -> None:
+        self.final = final
+        self._named: set[QueueKey] = set()  # queues named by kept MESSAGE records so far
+
+    def is_live(self, lsn: int, rtype: int, payload: dict[str, Any]) -> bool:
+        messages = self.final.messages
+        if rtype == RecordType.MESSAGE:
+            if payload["id"] not in messages:
+                return False
+            self._named.update((q[0], q[1]) for q in payload["queues"])
+            return True
+        if rtype == RecordType.SETTLE or rtype == RecordType.DELIVER:
+            return any(mid in messages for mid in payload["ids"])
+        kind = payload["kind"]
+        key = freeze_key(payload["key"])
+        if payload["value"] is not None:
+            entry = self.final.definitions.get((kind, key))
+            return entry is not None and lsn in (entry.first_lsn, entry.last_lsn)
+        if kind == "queue" and len(key) == 2 and (key[0], key[1]) in self._named:
+            self._named.discard((key[0], key[1]))
+            return True
+        if kind == "vhost":
+            hit = {q for q in self._named if q[0] == key[0]}
+            self._named -= hit
+            return bool(hit)
+        return False
+
+
+@dataclass
+class SegmentPlan:
+    """What compaction will do with one sealed segment."""
+
+    base: int
+    path: Path
+    size: int
+    header: SegmentHeader
+    keep: list[tuple[int, int]]  # (offset, size) of each record kept
+    records: int
+    live_bytes: int
+    action: str
+
+    @property
+    def dead_bytes(self) -> int:
+        return self.size - SEGMENT_HEADER_SIZE - self.live_bytes
+
+
+@dataclass
+class CompactionResult:
+    checkpoint_lsn: int = 0
+    examined: int = 0  # segments a checkpoint covered
+    deleted: list[str] = field(default_factory=list)
+    rewritten: dict[str, int] = field(default_factory=dict)  # name -> new size
+    bytes_before: int = 0
+    bytes_after: int = 0
+    records_dropped: int = 0
+
+
+def covered_segments(segments: list[tuple[int, Path]], bound: int) -> list[tuple[int, Path]]:
+    """The sealed segments (not the last, active one) whose records are all <= bound."""
+    out = []
+    for i in range(len(segments) - 1):
+        if segments[i + 1][0] > bound + 1:
+            break
+        out.append(segments[i])
+    return out
+
+
+def plan_compaction(segments: list[tuple[int, Path]], final: ReplayState, bound: int,
+                    progress: Progress | None = None) -> list[SegmentPlan]:
+    """Read every covered segment and decide. Nothing is changed; raises CorruptWAL first if
+    any of them is damaged."""
+    covered = covered_segments(segments, bound)
+    total = sum(p.stat().st_size for _, p in covered)
+    liveness = Liveness(final)
+    plans = []
+    done = records_done = 0
+    for i, (base, path) in enumerate(covered):
+        data = read_segment(path)
+        reader = SegmentReader(path, data, base, below_lsn=segments[i + 1][0])
+        keep = []
+        live = records = 0
+        for off, size, lsn, rtype, payload in reader.records(stop_at_damage=True):
+            records += 1
+            if liveness.is_live(lsn, rtype, payload):
+                keep.append((off, size))
+                live += size
+        damage = reader.first_damage()
+        if damage is not None:
+            raise CorruptWAL(path, damage.offset, damage.reason)
+        assert reader.header is not None
+        body = len(data) - SEGMENT_HEADER_SIZE
+        if not keep:
+            action = DELETE
+        elif live < body * REWRITE_BELOW:
+            action = REWRITE
+        else:
+            action = KEEP
+        plans.append(SegmentPlan(base, path, len(data), reader.header, keep, records, live,
+                                 action))
+        done += len(data)
+        records_done += records
+        if progress is not None:
+            progress(records_done, done, total)
+    return plans
+
+
+def apply_plans(plans: list[SegmentPlan], fsync: bool, result: CompactionResult) -> None:
+    """Delete or rewrite, oldest first, each step durable before the next begins."""
+    for plan in plans:
+        result.bytes_before += plan.size
+        if plan.action == DELETE:
+            os.unlink(plan.path)
+            if fsync:
+                fsync_dir(plan.path.parent)
+            result.deleted.append(plan.path.name)
+            result.records_dropped += plan.records
+            continue
+        if plan.action == REWRITE:
+            data = read_segment(plan.path)
+            header = SegmentHeader(plan.base, plan.header.next_message_id,
+                                   plan.header.flags | FLAG_REWRITTEN)
+            chunks = [header.encode()] + [data[off : off + size] for off, size in plan.keep]
+            replace_file(plan.path, chunks, fsync)
+            new_size = sum(len(c) for c in chunks)
+            result.rewritten[plan.path.name] = new_size
+            result.records_dropped += plan.records - len(plan.keep)
+            result.bytes_after += new_size
+            continue
+        result.bytes_after += plan.size
+
+
+def compact(wal_dir: Path, segments: list[tuple[int, Path]], final: ReplayState, bound: int,
+            fsync: bool, progress: Progress | None = None) -> CompactionResult:
+    """Compact the segments covered by the checkpoint at `bound`, which must exist already;
+    `final` is the replay state at `bound` or later, `segments` every segment oldest first."""
+    result = CompactionResult(checkpoint_lsn=bound)
+    if bound <= 0:
+        return result
+    plans = plan_compaction(segments, final, bound, progress)
+    result.examined = len(plans)
+    remove_older_checkpoints(wal_dir, bound, fsync)
+    apply_plans(plans, fsync, result)
+    return result

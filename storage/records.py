@@ -1,0 +1,155 @@
+"""Record types and their msgpack payload schemas.
+
+Payloads are msgpack maps (strings as str, bytes as bin). They are checked when appended, so a
+malformed record never reaches the disk, and again when read back, so a record with a valid CRC
+but an unexpected shape is reported instead of crashing replay.
+
+- DEFINE  {"kind": str, "key": list, "value": dict | None}: the latest DEFINE per (kind, key)
+  wins; None deletes it.
+- MESSAGE {"id": int, "exchange": str, "routing_key": str, "properties": bytes, "body": bytes,
+           "queues": [[vhost, name], ...]}: one record per persistent message.
+- SETTLE  {"queue": [vhost, name], "ids": [int, ...]}: these messages left that queue.
+- DELIVER {"queue": [vhost, name], "ids": [int, ...]}: these messages were delivered again.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+import msgpack
+
+
+class RecordType(IntEnum):
+    DEFINE = 1
+    MESSAGE = 2
+    SETTLE = 3
+    DELIVER = 4
+
+
+RECORD_TYPES = frozenset(int(t) for t in RecordType)
+
+Key = tuple[Any, ...]
+QueueKey = tuple[str, str]
+
+
+class PayloadError(ValueError):
+    """A payload that does not match its record type's schema."""
+
+
+def freeze_key(key: Any) -> Key:
+    """A definition key as a hashable tuple (nested lists become tuples too)."""
+    if not isinstance(key, (list, tuple)):
+        raise PayloadError(f"key must be a list, not {type(key).__name__}")
+    out: list[Any] = []
+    for part in key:
+        if isinstance(part, (list, tuple)):
+            out.append(freeze_key(part))
+        elif isinstance(part, (str, int, bytes, bool, float)) or part is None:
+            out.append(part)
+        else:
+            raise PayloadError(f"key parts must be str, int, bytes or lists, not {part!r}")
+    return tuple(out)
+
+
+def queue_key(value: Any) -> QueueKey:
+    """A queue reference [vhost, name] as a tuple."""
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and isinstance(value[1], str)
+    ):
+        return (value[0], value[1])
+    raise PayloadError(f"a queue is [vhost, name] (two str), not {value!r}")
+
+
+def _ids(value: Any) -> list[int]:
+    if not isinstance(value, (list, tuple)):
+        raise PayloadError(f"ids must be a list of int, not {value!r}")
+    for i in value:
+        if type(i) is not int or i < 0:
+            raise PayloadError(f"ids must be a list of int, not {value!r}")
+    return list(value)
+
+
+def _check_define(p: dict[str, Any]) -> None:
+    if not isinstance(p.get("kind"), str):
+        raise PayloadError("DEFINE needs a str 'kind'")
+    if not p.get("key"):
+        raise PayloadError("DEFINE needs a non-empty 'key' list")
+    freeze_key(p["key"])
+    if "value" not in p or not (p["value"] is None or isinstance(p["value"], dict)):
+        raise PayloadError("DEFINE needs a 'value' that is a dict or None")
+
+
+def _check_message(p: dict[str, Any]) -> None:
+    if type(p.get("id")) is not int or p["id"] < 0:
+        raise PayloadError("MESSAGE needs an int 'id'")
+    if not isinstance(p.get("exchange"), str) or not isinstance(p.get("routing_key"), str):
+        raise PayloadError("MESSAGE needs str 'exchange' and 'routing_key'")
+    for field in ("properties", "body"):
+        if not isinstance(p.get(field), (bytes, bytearray, memoryview)):
+            raise PayloadError(f"MESSAGE needs bytes {field!r}")
+    queues = p.get("queues")
+    if not isinstance(queues, (list, tuple)):
+        raise PayloadError("MESSAGE needs a 'queues' list")
+    for q in queues:
+        queue_key(q)
+
+
+def _check_queue_ids(p: dict[str, Any]) -> None:
+    queue_key(p.get("queue"))
+    _ids(p.get("ids"))
+
+
+_CHECKS = {
+    RecordType.DEFINE: _check_define,
+    RecordType.MESSAGE: _check_message,
+    RecordType.SETTLE: _check_queue_ids,
+    RecordType.DELIVER: _check_queue_ids,
+}
+
+
+def check_payload(rtype: int, payload: Any) -> None:
+    """Raise PayloadError unless `payload` fits `rtype`'s schema."""
+    if not isinstance(payload, dict):
+        raise PayloadError(f"payload must be a dict, not {type(payload).__name__}")
+    try:
+        check = _CHECKS[RecordType(rtype)]
+    except ValueError:
+        raise PayloadError(f"unknown record type {rtype}") from None
+    check(payload)
+
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def encode_payload(rtype: int, payload: dict[str, Any]) -> bytes:
+    """Check and pack a payload."""
+    check_payload(rtype, payload)
+    try:
+        return _packer.pack(payload)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise PayloadError(f"payload cannot be encoded: {exc}") from exc
+
+
+def decode_payload(rtype: int, data: bytes | memoryview) -> dict[str, Any]:
+    """Unpack and check a payload read from disk; raises PayloadError."""
+    try:
+        payload = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise PayloadError(f"payload is not valid msgpack: {exc}") from exc
+    check_payload(rtype, payload)
+    return payload  # type: ignore[no-any-return]
+
+
+def describe(rtype: int, payload: dict[str, Any]) -> tuple[str | None, list[int]]:
+    """(queue or definition this record is about, message ids it names), for inspection."""
+    if rtype == RecordType.DEFINE:
+        return f"{payload['kind']} {'/'.join(str(k) for k in payload['key'])}", []
+    if rtype == RecordType.MESSAGE:
+        queues = ",".join(f"{v}/{n}" for v, n in payload["queues"])
+        return queues, [payload["id"]]
+    vhost, name = payload["queue"]
+    return f"{vhost}/{name}", list(payload["ids"])

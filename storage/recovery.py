@@ -1,0 +1,140 @@
+"""Opening a WAL directory: newest valid checkpoint, then the segments after it, checked record
+by record; a torn tail of the newest segment is cut (after a copy is kept), any other damage
+stops recovery with CorruptWAL.
+
+Only the newest segment can end in a torn write: a segment is fsynced before the next one is
+created, so damage anywhere else was not left by a crash and may hit confirmed records.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from storage.checkpoint import load_newest
+from storage.errors import CorruptWAL
+from storage.format import SEGMENT_HEADER_SIZE, SegmentHeader
+from storage.fsutil import TMP_SUFFIX, fsync_dir, replace_file, unique_path, write_new_file
+from storage.replay import ReplayState
+from storage.segment import Damage, SegmentReader, list_segments, read_segment
+
+# progress(records_done, bytes_done, bytes_total)
+Progress = Callable[[int, int, int], None]
+PROGRESS_EVERY = 8192
+
+
+@dataclass
+class SegmentInfo:
+    """What the WAL knows of one segment file. header and last_lsn are None when recovery
+    skipped the segment (a checkpoint covers it)."""
+
+    base: int
+    path: Path
+    size: int
+    header: SegmentHeader | None = None
+    last_lsn: int | None = None  # LSN of its last record; 0 when it holds none
+
+
+@dataclass
+class Recovery:
+    state: ReplayState
+    segments: list[SegmentInfo]
+    checkpoint_lsn: int = 0
+    ignored_checkpoints: list[tuple[Path, str]] = field(default_factory=list)
+    records_replayed: int = 0
+    dropped_tail_bytes: int = 0
+    broken_copy: Path | None = None
+
+
+def remove_stale_temp_files(wal_dir: Path) -> None:
+    """Temp files are only ever renamed into place once complete: any left over are from a
+    crash and hold nothing that the real files lack."""
+    for entry in os.scandir(wal_dir):
+        if entry.name.endswith(TMP_SUFFIX) and entry.is_file():
+            os.unlink(entry.path)
+
+
+def recover(wal_dir: Path, *, fsync: bool, progress: Progress | None = None) -> Recovery:
+    """Rebuild the replay state of `wal_dir` (whose lock the caller holds)."""
+    remove_stale_temp_files(wal_dir)
+    ckpt_lsn, loaded, ignored = load_newest(wal_dir)
+    state = loaded if loaded is not None else ReplayState()
+    found = list_segments(wal_dir)
+    infos = [SegmentInfo(base, path, path.stat().st_size) for base, path in found]
+    result = Recovery(state, infos, ckpt_lsn, ignored)
+
+    # A segment is skipped when the checkpoint covers all of it: the next one starts at or
+    # below the first LSN the checkpoint lacks. The newest segment is always read.
+    to_read = [i for i, info in enumerate(infos)
+               if i == len(infos) - 1 or infos[i + 1].base > ckpt_lsn + 1]
+    total = sum(infos[i].size for i in to_read)
+    done_bytes = 0
+    replayed = 0
+    for i in to_read:
+        info = infos[i]
+        newest = i == len(infos) - 1
+        data = read_segment(info.path)
+        below = None if newest else infos[i + 1].base
+        reader = SegmentReader(info.path, data, info.base, below_lsn=below)
+        apply = state.apply
+        for _off, size, lsn, rtype, payload in reader.records(stop_at_damage=True):
+            if lsn <= ckpt_lsn:
+                continue
+            apply(lsn, rtype, payload, size)
+            replayed += 1
+            if progress is not None and replayed % PROGRESS_EVERY == 0:
+                progress(replayed, done_bytes + _off, total)
+        info.header = reader.header
+        info.last_lsn = reader.last_lsn
+        if reader.header is not None:
+            state.raise_floor(reader.header.next_message_id, info.base - 1)
+        damage = reader.first_damage()
+        if damage is not None:
+            if not (newest and damage.torn):
+                raise CorruptWAL(info.path, damage.offset, damage.reason)
+            _cut_torn_tail(result, info, data, damage, fsync)
+        elif newest and fsync:
+            # What we replayed may still be only in the page cache (a previous run without
+            # fsync): make it durable before anything (a checkpoint) builds on it.
+            _fsync_file(info.path)
+        done_bytes += info.size
+        if progress is not None:
+            progress(replayed, done_bytes, total)
+    state.raise_floor(0, ckpt_lsn)
+    result.records_replayed = replayed
+    return result
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _cut_torn_tail(result: Recovery, info: SegmentInfo, data: bytes, damage: Damage,
+                   fsync: bool) -> None:
+    """Keep the damaged bytes as <segment>.broken-<offset>, then cut them off. The records in
+    them never reached an fsync, so nobody was told they were safe."""
+    cut = damage.offset
+    broken = unique_path(info.path.with_name(f"{info.path.name}.broken-{cut}"))
+    write_new_file(broken, [data[cut:]], fsync)
+    if cut < SEGMENT_HEADER_SIZE:
+        # Not even the header survived (a crash while the segment was being created).
+        header = SegmentHeader(info.base, result.state.next_message_id)
+        replace_file(info.path, [header.encode()], fsync)
+        info.header = header
+        info.size = SEGMENT_HEADER_SIZE
+    else:
+        with open(info.path, "r+b") as f:
+            f.truncate(cut)
+            if fsync:
+                os.fsync(f.fileno())
+        info.size = cut
+    if fsync:
+        fsync_dir(info.path.parent)
+    result.dropped_tail_bytes = len(data) - cut
+    result.broken_copy = broken

@@ -1,0 +1,254 @@
+"""Records in, recovered state out: the meaning of the log, with no I/O.
+
+ReplayState is the running result of applying records in LSN order. The WAL keeps one up to
+date as it appends (so a checkpoint can be written at any time), recovery rebuilds one from a
+checkpoint and the records after it, and compaction asks it which records are still live.
+
+Rules (the broker depends on them):
+- DEFINE sets (kind, key) to value; an update keeps the definition's place in the order, a
+  deletion (value None) removes it, so a later re-definition goes to the end.
+- DEFINE of kind "queue" with value None also drops every message that queue held.
+- DEFINE of kind "vhost" with value None also removes every definition whose key[0] is that
+  vhost (except users, whose key is just their name and which belong to no vhost) and the
+  messages of that vhost's queues.
+- MESSAGE puts the message at the end of each queue it names; SETTLE takes it out of one queue;
+  DELIVER adds one to its delivery count in one queue. A message no queue holds is forgotten.
+- Only queues whose DEFINE is live appear in the recovered state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage.records import Key, QueueKey, RecordType, freeze_key
+
+DefKey = tuple[str, Key]
+
+# Kinds that a vhost deletion leaves alone although their key[0] may equal the vhost's name.
+NOT_VHOST_SCOPED = frozenset({"user"})
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveredMessage:
+    """A message as one queue held it when the log ended."""
+
+    id: int
+    exchange: str
+    routing_key: str
+    properties: bytes
+    body: bytes
+    delivery_count: int
+
+
+@dataclass
+class RecoveredState:
+    """What the broker rebuilds itself from after open()."""
+
+    definitions: dict[DefKey, dict[str, Any]] = field(default_factory=dict)
+    queues: dict[QueueKey, list[RecoveredMessage]] = field(default_factory=dict)
+    next_message_id: int = 1
+    last_lsn: int = 0
+    records_replayed: int = 0
+    dropped_tail_bytes: int = 0
+    elapsed: float = 0.0
+    checkpoint_lsn: int = 0  # LSN of the checkpoint recovery started from (0: none)
+
+
+class StoredMessage:
+    """A live message: its content, the size of its record, and how many queues hold it."""
+
+    __slots__ = ("exchange", "routing_key", "properties", "body", "size", "refs")
+
+    def __init__(self, exchange: str, routing_key: str, properties: bytes, body: bytes,
+                 size: int, refs: int = 0) -> None:
+        self.exchange = exchange
+        self.routing_key = routing_key
+        self.properties = properties
+        self.body = body
+        self.size = size
+        self.refs = refs
+
+
+class Definition:
+    """A live definition; first_lsn is the DEFINE that created it (its place in the order),
+    last_lsn the one that set its current value. Compaction keeps exactly those two."""
+
+    __slots__ = ("value", "first_lsn", "last_lsn", "size")
+
+    def __init__(self, value: dict[str, Any], first_lsn: int, last_lsn: int, size: int) -> None:
+        self.value = value
+        self.first_lsn = first_lsn
+        self.last_lsn = last_lsn
+        self.size = size
+
+
+def vhost_scoped(kind: str, key: Key, vhost: Any) -> bool:
+    """Whether a vhost deletion removes the definition (kind, key)."""
+    return bool(key) and key[0] == vhost and kind not in NOT_VHOST_SCOPED
+
+
+class ReplayState:
+    """The log's meaning so far. queues maps a queue to {message id: delivery count} in publish
+    order; a queue key may be present without a live DEFINE (then it is not recovered)."""
+
+    def __init__(self) -> None:
+        self.definitions: dict[DefKey, Definition] = {}
+        self.messages: dict[int, StoredMessage] = {}
+        self.queues: dict[QueueKey, dict[int, int]] = {}
+        self.next_message_id = 1
+        self.last_lsn = 0
+        # Bytes of the records that make up this state: live messages and the latest DEFINE of
+        # each live definition (an estimate for the compaction trigger: SETTLE and DELIVER
+        # records of live messages and the first DEFINE of an updated one are not counted).
+        self.live_bytes = 0
+
+    def apply(self, lsn: int, rtype: int, payload: dict[str, Any], size: int) -> None:
+        """Apply one checked record (see records.check_payload)."""
+        if rtype == RecordType.MESSAGE:
+            self.apply_message(
+                payload["id"], payload["exchange"], payload["routing_key"],
+                payload["properties"], payload["body"],
+                [(q[0], q[1]) for q in payload["queues"]], size,
+            )
+        elif rtype == RecordType.SETTLE:
+            q = payload["queue"]
+            self.apply_settle((q[0], q[1]), payload["ids"])
+        elif rtype == RecordType.DELIVER:
+            q = payload["queue"]
+            self.apply_deliver((q[0], q[1]), payload["ids"])
+        elif rtype == RecordType.DEFINE:
+            self.apply_define(lsn, payload["kind"], freeze_key(payload["key"]),
+                              payload["value"], size)
+        else:  # pragma: no cover - records.check_payload refuses unknown types first
+            raise ValueError(f"unknown record type {rtype}")
+        if lsn > self.last_lsn:
+            self.last_lsn = lsn
+
+    def apply_define(self, lsn: int, kind: str, key: Key, value: dict[str, Any] | None,
+                     size: int) -> None:
+        k = (kind, key)
+        if value is not None:
+            entry = self.definitions.get(k)
+            if entry is None:
+                self.definitions[k] = Definition(value, lsn, lsn, size)
+                self.live_bytes += size
+            else:
+                self.live_bytes += size - entry.size
+                entry.value = value
+                entry.last_lsn = lsn
+                entry.size = size
+            return
+        self._remove_definition(k)
+        if kind == "queue" and len(key) == 2:
+            self._drop_queue((key[0], key[1]))
+        elif kind == "vhost":
+            vhost = key[0]
+            for dk in [dk for dk in self.definitions if vhost_scoped(dk[0], dk[1], vhost)]:
+                self._remove_definition(dk)
+            for qk in [qk for qk in self.queues if qk[0] == vhost]:
+                self._drop_queue(qk)
+
+    def _remove_definition(self, k: DefKey) -> None:
+        entry = self.definitions.pop(k, None)
+        if entry is not None:
+            self.live_bytes -= entry.size
+
+    def _drop_queue(self, queue: QueueKey) -> None:
+        held = self.queues.pop(queue, None)
+        if held:
+            self._release(held)
+
+    def _release(self, ids: Any) -> None:
+        messages = self.messages
+        for mid in ids:
+            msg = messages.get(mid)
+            if msg is not None:
+                msg.refs -= 1
+                if msg.refs <= 0:
+                    del messages[mid]
+                    self.live_bytes -= msg.size
+
+    def apply_message(self, mid: int, exchange: str, routing_key: str, properties: bytes,
+                      body: bytes, queues: list[QueueKey], size: int) -> None:
+        if mid >= self.next_message_id:
+            self.next_message_id = mid + 1
+        msg = self.messages.get(mid)
+        if msg is None:
+            msg = StoredMessage(exchange, routing_key, properties, body, size)
+        for q in queues:
+            held = self.queues.get(q)
+            if held is None:
+                held = self.queues[q] = {}
+            if mid not in held:
+                held[mid] = 0
+                msg.refs += 1
+        if msg.refs and mid not in self.messages:
+            self.messages[mid] = msg
+            self.live_bytes += msg.size
+
+    def apply_settle(self, queue: QueueKey, ids: list[int]) -> None:
+        held = self.queues.get(queue)
+        if not held:
+            return
+        gone = [mid for mid in ids if held.pop(mid, None) is not None]
+        if not held:
+            del self.queues[queue]
+        self._release(gone)
+
+    def apply_deliver(self, queue: QueueKey, ids: list[int]) -> None:
+        held = self.queues.get(queue)
+        if not held:
+            return
+        for mid in ids:
+            count = held.get(mid)
+            if count is not None:
+                held[mid] = count + 1
+
+    def raise_floor(self, next_message_id: int, last_lsn: int) -> None:
+        """Counters that records no longer show (compaction removed those records) but a
+        segment header or checkpoint remembers."""
+        if next_message_id > self.next_message_id:
+            self.next_message_id = next_message_id
+        if last_lsn > self.last_lsn:
+            self.last_lsn = last_lsn
+
+    def recount_live_bytes(self) -> None:
+        """Recompute live_bytes (after building a state by hand, as a checkpoint load does)."""
+        self.live_bytes = (sum(m.size for m in self.messages.values())
+                           + sum(d.size for d in self.definitions.values()))
+
+    def snapshot(self) -> ReplayState:
+        """A copy that later appends do not change (message contents are shared: immutable)."""
+        copy = ReplayState()
+        copy.definitions = {
+            k: Definition(d.value, d.first_lsn, d.last_lsn, d.size)
+            for k, d in self.definitions.items()
+        }
+        copy.messages = {
+            mid: StoredMessage(m.exchange, m.routing_key, m.properties, m.body, m.size, m.refs)
+            for mid, m in self.messages.items()
+        }
+        copy.queues = {q: dict(held) for q, held in self.queues.items()}
+        copy.next_message_id = self.next_message_id
+        copy.last_lsn = self.last_lsn
+        copy.live_bytes = self.live_bytes
+        return copy
+
+    def recovered(self) -> RecoveredState:
+        """The broker's view: live definitions in order, and each defined queue's messages."""
+        state = RecoveredState(next_message_id=self.next_message_id, last_lsn=self.last_lsn)
+        definitions = state.definitions
+        messages = self.messages
+        for (kind, key), entry in self.definitions.items():
+            definitions[(kind, key)] = entry.value
+            if kind != "queue" or len(key) != 2:
+                continue
+            qk = (key[0], key[1])
+            out: list[RecoveredMessage] = []
+            for mid, count in self.queues.get(qk, {}).items():
+                m = messages[mid]
+                out.append(RecoveredMessage(mid, m.exchange, m.routing_key, bytes(m.properties),
+                                            bytes(m.body), count))
+            state.queues[qk] = out
+        return state

@@ -1,0 +1,266 @@
+"""One segment file: create it, append batches to it, and read it back with damage detection.
+
+A segment is named by its base LSN (20 digits, so names sort like LSNs) and starts with a
+SegmentHeader. Reading checks each record's CRC and LSN continuity: consecutive from the base,
+or merely increasing in a segment rewritten by compaction or repair. When the framing breaks
+(short header, impossible length, CRC mismatch) the reader searches the rest of the segment
+for a valid record: if there is none the damage runs to the end (a torn tail when this is the
+newest segment); if there is one, records were damaged in the middle of the log.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from storage.format import (
+    MAX_PAYLOAD,
+    RECORD_HEADER_SIZE,
+    SEGMENT_HEADER_SIZE,
+    HeaderError,
+    SegmentHeader,
+    decode_segment_header,
+    record_crc_ok,
+    unpack_record_header,
+)
+from storage.fsutil import fsync_dir, write_all
+from storage.records import RECORD_TYPES, PayloadError, decode_payload
+
+SEGMENT_SUFFIX = ".seg"
+_SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
+# A record's type byte sits 16 bytes into its header: candidates for a resync search.
+_TYPE_BYTE = re.compile(b"[" + b"".join(bytes([t]) for t in sorted(RECORD_TYPES)) + b"]")
+
+# What a reader yields per record: (offset, size, lsn, record type, decoded payload).
+Record = tuple[int, int, int, int, dict[str, Any]]
+
+
+def segment_name(base_lsn: int) -> str:
+    return f"{base_lsn:020d}{SEGMENT_SUFFIX}"
+
+
+def parse_segment_name(name: str) -> int | None:
+    """The base LSN a segment file name encodes, or None for any other file."""
+    m = _SEGMENT_NAME.match(name)
+    return int(m.group(1)) if m else None
+
+
+def list_segments(wal_dir: Path) -> list[tuple[int, Path]]:
+    """(base LSN, path) of every segment in the directory, oldest first."""
+    found = []
+    for entry in os.scandir(wal_dir):
+        base = parse_segment_name(entry.name)
+        if base is not None and entry.is_file():
+            found.append((base, Path(entry.path)))
+    found.sort()
+    return found
+
+
+class SegmentWriter:
+    """The open, appendable segment; only the committer's thread writes to it."""
+
+    def __init__(self, path: Path, fd: int, header: SegmentHeader, size: int, fsync: bool):
+        self.path = path
+        self.fd = fd
+        self.header = header
+        self.size = size
+        self.fsync = fsync
+
+    @classmethod
+    def create(cls, wal_dir: Path, header: SegmentHeader, fsync: bool) -> SegmentWriter:
+        """Create the file with its header, fsync it, then fsync the directory so the new name
+        survives a crash."""
+        path = wal_dir / segment_name(header.base_lsn)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        try:
+            write_all(fd, header.encode())
+            if fsync:
+                os.fsync(fd)
+                fsync_dir(wal_dir)
+        except BaseException:
+            os.close(fd)
+            raise
+        return cls(path, fd, header, SEGMENT_HEADER_SIZE, fsync)
+
+    @classmethod
+    def reopen(cls, path: Path, header: SegmentHeader, size: int, fsync: bool) -> SegmentWriter:
+        """Continue appending to an existing segment of `size` valid bytes."""
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        return cls(path, fd, header, size, fsync)
+
+    def write(self, data: bytes) -> None:
+        write_all(self.fd, data)
+        self.size += len(data)
+
+    def sync(self) -> None:
+        if self.fsync:
+            os.fsync(self.fd)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+@dataclass(frozen=True)
+class Damage:
+    """Bytes of a segment that are not valid records.
+
+    framing: the bytes could not be parsed as records (as a torn write leaves them), as opposed
+    to a well-formed record with a valid CRC that is wrong (LSN out of order, bad payload).
+    at_end: no valid record follows in this segment.
+    """
+
+    offset: int
+    length: int
+    reason: str
+    framing: bool
+    at_end: bool
+
+    @property
+    def torn(self) -> bool:
+        """What a crash during a write can leave: unparseable bytes running to the end."""
+        return self.framing and self.at_end
+
+
+def find_valid_record(data: bytes | memoryview, start: int, min_lsn: int,
+                      below_lsn: int | None = None) -> int | None:
+    """Offset of the first position >= start where a whole record with a valid CRC, a known
+    type and an LSN in [min_lsn, below_lsn) begins, or None."""
+    n = len(data)
+    last = n - RECORD_HEADER_SIZE
+    if start > last:
+        return None
+    for m in _TYPE_BYTE.finditer(data, start + 16):
+        p = m.start() - 16
+        if p > last:
+            break
+        crc, length, lsn, _rtype = unpack_record_header(data, p)
+        if lsn < min_lsn or (below_lsn is not None and lsn >= below_lsn):
+            continue
+        if length > MAX_PAYLOAD or p + RECORD_HEADER_SIZE + length > n:
+            continue
+        if record_crc_ok(data, p, crc, length):
+            return p
+    return None
+
+
+class SegmentReader:
+    """Reads the records of one segment's bytes, recording damage instead of raising.
+
+    min_lsn: the lowest LSN this segment may hold (one above what came before).
+    below_lsn: the next segment's base, which every LSN here must stay under.
+    After iterating, `damage` lists what was found and `valid_end` is the offset just after the
+    last valid record (or the header), where a torn tail would be cut.
+    """
+
+    def __init__(self, path: Path, data: bytes, base_lsn: int, *, min_lsn: int = 1,
+                 below_lsn: int | None = None) -> None:
+        self.path = path
+        self.data = data
+        self.base_lsn = base_lsn
+        self.min_lsn = max(min_lsn, base_lsn)
+        self.below_lsn = below_lsn
+        self.header: SegmentHeader | None = None
+        self.damage: list[Damage] = []
+        self.valid_end = 0
+        self.last_lsn = 0  # LSN of the last valid record (0: none)
+        self.records_read = 0
+
+    def _search(self, offset: int, reason: str, prev_lsn: int) -> int | None:
+        """Record framing damage at `offset`; return where valid records resume, if they do."""
+        resume = find_valid_record(self.data, offset + 1, max(prev_lsn + 1, self.min_lsn),
+                                   self.below_lsn)
+        end = len(self.data) if resume is None else resume
+        self.damage.append(Damage(offset, end - offset, reason, True, resume is None))
+        return resume
+
+    def records(self, *, stop_at_damage: bool = False) -> Iterator[Record]:
+        """Yield every valid record in order; on damage, stop (stop_at_damage) or resume at the
+        next valid record."""
+        data = self.data
+        view = memoryview(data)
+        n = len(data)
+        prev = self.min_lsn - 1
+        try:
+            header = decode_segment_header(data)
+        except HeaderError as exc:
+            resume = self._search(0, str(exc), prev)
+            if resume is None or stop_at_damage:
+                return
+            off = resume
+            consecutive = False  # the header's word is lost: do not insist on it
+            expected = None
+        else:
+            self.header = header
+            off = self.valid_end = SEGMENT_HEADER_SIZE
+            consecutive = not header.rewritten
+            if header.base_lsn != self.base_lsn:
+                self.damage.append(Damage(
+                    0, SEGMENT_HEADER_SIZE,
+                    f"header says base LSN {header.base_lsn}, file name says {self.base_lsn}",
+                    False, False))
+                if stop_at_damage:
+                    return
+                consecutive = False
+            expected = self.base_lsn if consecutive else None
+        below = self.below_lsn
+        while off < n:
+            left = n - off
+            if left < RECORD_HEADER_SIZE:
+                reason = f"truncated record header ({left} bytes)"
+            else:
+                crc, length, lsn, rtype = unpack_record_header(data, off)
+                size = RECORD_HEADER_SIZE + length
+                if length > MAX_PAYLOAD or size > left:
+                    reason = f"record length {length} runs past the end of the segment"
+                elif not record_crc_ok(data, off, crc, length):
+                    reason = "CRC mismatch"
+                else:
+                    problem = None
+                    if rtype not in RECORD_TYPES:
+                        problem = f"unknown record type {rtype}"
+                    elif expected is not None and lsn != expected:
+                        problem = f"LSN {lsn} where {expected} was expected"
+                    elif lsn <= prev:
+                        problem = f"LSN {lsn} does not follow LSN {prev}"
+                    elif below is not None and lsn >= below:
+                        problem = f"LSN {lsn} is not below the next segment's base {below}"
+                    if problem is None:
+                        try:
+                            payload = decode_payload(
+                                rtype, view[off + RECORD_HEADER_SIZE : off + size])
+                        except PayloadError as exc:
+                            problem = f"LSN {lsn}: {exc}"
+                    if problem is not None:
+                        self.damage.append(Damage(off, size, problem, False, off + size >= n))
+                        if stop_at_damage:
+                            return
+                        off += size
+                        continue
+                    yield off, size, lsn, rtype, payload
+                    self.records_read += 1
+                    prev = self.last_lsn = lsn
+                    if consecutive:
+                        expected = lsn + 1
+                    off += size
+                    self.valid_end = off
+                    continue
+            resume = self._search(off, reason, prev)
+            if resume is None or stop_at_damage:
+                return
+            off = resume
+            expected = None  # records were lost in the damage: accept the gap once
+
+    def first_damage(self) -> Damage | None:
+        return self.damage[0] if self.damage else None
+
+
+def read_segment(path: Path) -> bytes:
+    """The whole file (segments are bounded by the segment size)."""
+    with open(path, "rb") as f:
+        return f.read()
