@@ -13,9 +13,11 @@ dead at LSN L stays dead however the log continues.
 
 Only segments that a checkpoint covers are compacted, and older checkpoints are removed first:
 replay from the checkpoint never looks at them, and full replay (if the checkpoint is lost)
-gives the same state from the records kept. A sealed segment with nothing live is deleted; one
-whose live bytes fall under half is rewritten (temp file, fsync, rename over, fsync the
-directory); the active segment is never touched. Segments are handled oldest first, so a crash
+gives the same state from the records kept. A sealed segment with nothing live is deleted when
+only deleted segments precede it (else it is rewritten empty, keeping its LSN span on record so
+that a missing segment is never mistaken for a compacted one); one whose live bytes fall under
+half is rewritten (temp file, fsync, rename over, fsync the directory); the active segment is
+never touched. Segments are handled oldest first, so a crash
 leaves compacted segments followed by untouched ones, which replays to the same state.
 """
 
@@ -28,7 +30,7 @@ from typing import Any
 
 from storage.checkpoint import remove_older_checkpoints
 from storage.errors import CorruptWAL
-from storage.format import FLAG_REWRITTEN, SEGMENT_HEADER_SIZE, SegmentHeader
+from storage.format import SEGMENT_HEADER_SIZE, SegmentHeader, rewritten_header
 from storage.fsutil import fsync_dir, replace_file
 from storage.records import QueueKey, RecordType, freeze_key
 from storage.recovery import Progress
@@ -86,6 +88,7 @@ class SegmentPlan:
     records: int
     live_bytes: int
     action: str
+    end_lsn: int  # the last LSN its span covers: one below the next segment's base
 
     @property
     def dead_bytes(self) -> int:
@@ -120,7 +123,7 @@ def plan_compaction(segments: list[tuple[int, Path]], final: ReplayState, bound:
     covered = covered_segments(segments, bound)
     total = sum(p.stat().st_size for _, p in covered)
     liveness = Liveness(final)
-    plans = []
+    plans: list[SegmentPlan] = []
     done = records_done = 0
     for i, (base, path) in enumerate(covered):
         data = read_segment(path)
@@ -137,14 +140,14 @@ def plan_compaction(segments: list[tuple[int, Path]], final: ReplayState, bound:
             raise CorruptWAL(path, damage.offset, damage.reason)
         assert reader.header is not None
         body = len(data) - SEGMENT_HEADER_SIZE
-        if not keep:
+        if not keep and all(p.action == DELETE for p in plans):
             action = DELETE
         elif live < body * REWRITE_BELOW:
             action = REWRITE
         else:
             action = KEEP
         plans.append(SegmentPlan(base, path, len(data), reader.header, keep, records, live,
-                                 action))
+                                 action, segments[i + 1][0] - 1))
         done += len(data)
         records_done += records
         if progress is not None:
@@ -164,10 +167,11 @@ def apply_plans(plans: list[SegmentPlan], fsync: bool, result: CompactionResult)
             result.records_dropped += plan.records
             continue
         if plan.action == REWRITE:
-            data = read_segment(plan.path)
-            header = SegmentHeader(plan.base, plan.header.next_message_id,
-                                   plan.header.flags | FLAG_REWRITTEN)
-            chunks = [header.encode()] + [data[off : off + size] for off, size in plan.keep]
+            data = read_segment(plan.path) if plan.keep else b""
+            kept = [data[off : off + size] for off, size in plan.keep]
+            header = rewritten_header(plan.base, plan.header.next_message_id, plan.end_lsn,
+                                      sum(len(k) for k in kept))
+            chunks = [header.encode(), *kept]
             replace_file(plan.path, chunks, fsync)
             new_size = sum(len(c) for c in chunks)
             result.rewritten[plan.path.name] = new_size

@@ -3,8 +3,9 @@
 The CRC is masked as LevelDB does (rotate and add a constant) so that a CRC computed over data
 that itself contains CRCs, or over runs of zeros, does not look valid by accident.
 
-Segment header (32 bytes, little endian):
-    magic "TRIMQWAL" | version u16 | flags u16 | base LSN u64 | next message id u64 | crc u32
+Segment header (48 bytes, little endian):
+    magic "TRIMQWAL" | version u16 | flags u16 | base LSN u64 | next message id u64 |
+    end LSN u64 | sealed size u64 | crc u32
 Record (17-byte header, then the payload):
     crc u32 | payload length u32 | LSN u64 | record type u8 | payload
 The record CRC covers everything after itself: length, LSN, type and payload.
@@ -24,8 +25,8 @@ SEGMENT_MAGIC = b"TRIMQWAL"
 FLAG_REWRITTEN = 0x0001
 KNOWN_FLAGS = FLAG_REWRITTEN
 
-_SEGMENT_HEADER = struct.Struct("<8sHHQQI")
-SEGMENT_HEADER_SIZE = _SEGMENT_HEADER.size  # 32
+_SEGMENT_HEADER = struct.Struct("<8sHHQQQQI")
+SEGMENT_HEADER_SIZE = _SEGMENT_HEADER.size  # 48
 
 _RECORD_HEADER = struct.Struct("<IIQB")
 RECORD_HEADER_SIZE = _RECORD_HEADER.size  # 17
@@ -61,11 +62,18 @@ class SegmentHeader:
     rewritten the first record has exactly this LSN. next_message_id is the message id counter
     when the segment was started, so the counter survives compaction deleting the records
     that carried the highest ids.
+
+    A rewritten segment (compaction, repair) is immutable and says more: end_lsn, the last LSN
+    its span covers (the next segment starts right after it), and sealed_size, its exact file
+    size. With those, and with a plain sealed segment's last record being the LSN just below
+    the next segment's base, a lost segment or a cut at a record boundary is still noticed.
     """
 
     base_lsn: int
     next_message_id: int = 1
     flags: int = 0
+    end_lsn: int = 0
+    sealed_size: int = 0
     version: int = FORMAT_VERSION
 
     @property
@@ -74,7 +82,8 @@ class SegmentHeader:
 
     def encode(self) -> bytes:
         head = _SEGMENT_HEADER.pack(
-            SEGMENT_MAGIC, self.version, self.flags, self.base_lsn, self.next_message_id, 0
+            SEGMENT_MAGIC, self.version, self.flags, self.base_lsn, self.next_message_id,
+            self.end_lsn, self.sealed_size, 0,
         )[:-4]
         return head + struct.pack("<I", checksum(head))
 
@@ -87,7 +96,7 @@ def decode_segment_header(data: bytes | memoryview) -> SegmentHeader:
     """Parse and check a segment header; raises HeaderError saying what is wrong."""
     if len(data) < SEGMENT_HEADER_SIZE:
         raise HeaderError(f"segment header truncated ({len(data)} of {SEGMENT_HEADER_SIZE} bytes)")
-    magic, version, flags, base, next_id, crc = _SEGMENT_HEADER.unpack_from(data, 0)
+    magic, version, flags, base, next_id, end, sealed, crc = _SEGMENT_HEADER.unpack_from(data, 0)
     if magic != SEGMENT_MAGIC:
         raise HeaderError("bad segment magic")
     if crc != checksum(data[: SEGMENT_HEADER_SIZE - 4]):
@@ -98,7 +107,14 @@ def decode_segment_header(data: bytes | memoryview) -> SegmentHeader:
         raise HeaderError(f"unknown segment flags {flags:#x}")
     if base < 1:
         raise HeaderError("segment base LSN is 0")
-    return SegmentHeader(base, next_id, flags, version)
+    return SegmentHeader(base, next_id, flags, end, sealed, version)
+
+
+def rewritten_header(base_lsn: int, next_message_id: int, end_lsn: int,
+                     record_bytes: int) -> SegmentHeader:
+    """The header of a segment rewritten to hold `record_bytes` bytes of records."""
+    return SegmentHeader(base_lsn, next_message_id, FLAG_REWRITTEN, end_lsn,
+                         SEGMENT_HEADER_SIZE + record_bytes)
 
 
 def encode_record(lsn: int, rtype: int, payload: bytes) -> bytes:

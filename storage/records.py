@@ -145,11 +145,12 @@ def decode_payload(rtype: int, data: bytes | memoryview) -> dict[str, Any]:
 
 
 def describe(rtype: int, payload: dict[str, Any]) -> tuple[str | None, list[int]]:
-    """(queue or definition this record is about, message ids it names), for inspection."""
+    """(queues or definition this record is about, as vhost:name, and the message ids it
+    names), for inspection."""
     if rtype == RecordType.DEFINE:
-        return f"{payload['kind']} {'/'.join(str(k) for k in payload['key'])}", []
+        return f"{payload['kind']} {':'.join(str(k) for k in payload['key'])}", []
     if rtype == RecordType.MESSAGE:
-        queues = ",".join(f"{v}/{n}" for v, n in payload["queues"])
+        queues = ",".join(f"{v}:{n}" for v, n in payload["queues"])
         return queues, [payload["id"]]
     vhost, name = payload["queue"]
-    return f"{vhost}/{name}", list(payload["ids"])
+    return f"{vhost}:{name}", list(payload["ids"])

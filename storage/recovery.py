@@ -67,6 +67,12 @@ def recover(wal_dir: Path, *, fsync: bool, progress: Progress | None = None) -> 
 
     # A segment is skipped when the checkpoint covers all of it: the next one starts at or
     # below the first LSN the checkpoint lacks. The newest segment is always read.
+    if infos and loaded is not None and infos[0].base > ckpt_lsn + 1:
+        # Compaction only deletes segments a checkpoint covers.
+        raise CorruptWAL(infos[0].path, 0,
+                         f"records {ckpt_lsn + 1}..{infos[0].base - 1} are missing: the "
+                         f"checkpoint ends at LSN {ckpt_lsn} and the first segment starts "
+                         f"at LSN {infos[0].base}")
     to_read = [i for i, info in enumerate(infos)
                if i == len(infos) - 1 or infos[i + 1].base > ckpt_lsn + 1]
     total = sum(infos[i].size for i in to_read)
@@ -92,9 +98,10 @@ def recover(wal_dir: Path, *, fsync: bool, progress: Progress | None = None) -> 
             state.raise_floor(reader.header.next_message_id, info.base - 1)
         damage = reader.first_damage()
         if damage is not None:
-            if not (newest and damage.torn):
+            torn = reader.torn_tail() if newest else None
+            if torn is None:
                 raise CorruptWAL(info.path, damage.offset, damage.reason)
-            _cut_torn_tail(result, info, data, damage, fsync)
+            _cut_torn_tail(result, info, data, torn, fsync)
         elif newest and fsync:
             # What we replayed may still be only in the page cache (a previous run without
             # fsync): make it durable before anything (a checkpoint) builds on it.

@@ -171,30 +171,30 @@ class SegmentReader:
         self.last_lsn = 0  # LSN of the last valid record (0: none)
         self.records_read = 0
 
-    def _search(self, offset: int, reason: str, prev_lsn: int) -> int | None:
+    def _search(self, offset: int, end: int, reason: str, prev_lsn: int) -> int | None:
         """Record framing damage at `offset`; return where valid records resume, if they do."""
-        resume = find_valid_record(self.data, offset + 1, max(prev_lsn + 1, self.min_lsn),
-                                   self.below_lsn)
-        end = len(self.data) if resume is None else resume
-        self.damage.append(Damage(offset, end - offset, reason, True, resume is None))
+        resume = find_valid_record(memoryview(self.data)[:end], offset + 1,
+                                   max(prev_lsn + 1, self.min_lsn), self.below_lsn)
+        stop = end if resume is None else resume
+        self.damage.append(Damage(offset, stop - offset, reason, True, resume is None))
         return resume
 
     def records(self, *, stop_at_damage: bool = False) -> Iterator[Record]:
         """Yield every valid record in order; on damage, stop (stop_at_damage) or resume at the
-        next valid record."""
+        next valid record. After the last record, check that nothing is missing at the end."""
         data = self.data
         view = memoryview(data)
         n = len(data)
         prev = self.min_lsn - 1
+        end_lsn = None  # the last LSN a rewritten segment's header says it covers
         try:
             header = decode_segment_header(data)
         except HeaderError as exc:
-            resume = self._search(0, str(exc), prev)
+            resume = self._search(0, n, str(exc), prev)
             if resume is None or stop_at_damage:
                 return
             off = resume
             consecutive = False  # the header's word is lost: do not insist on it
-            expected = None
         else:
             self.header = header
             off = self.valid_end = SEGMENT_HEADER_SIZE
@@ -207,7 +207,18 @@ class SegmentReader:
                 if stop_at_damage:
                     return
                 consecutive = False
-            expected = self.base_lsn if consecutive else None
+            elif header.rewritten:
+                end_lsn = header.end_lsn
+                if header.sealed_size != n:
+                    # Rewritten segments are written whole and never change size.
+                    self.damage.append(Damage(
+                        min(n, header.sealed_size), abs(n - header.sealed_size),
+                        f"segment is {n} bytes, its header says {header.sealed_size}",
+                        False, True))
+                    if stop_at_damage:
+                        return
+                    n = min(n, header.sealed_size)
+        expected = self.base_lsn if consecutive else None
         below = self.below_lsn
         while off < n:
             left = n - off
@@ -230,6 +241,8 @@ class SegmentReader:
                         problem = f"LSN {lsn} does not follow LSN {prev}"
                     elif below is not None and lsn >= below:
                         problem = f"LSN {lsn} is not below the next segment's base {below}"
+                    elif end_lsn is not None and lsn > end_lsn:
+                        problem = f"LSN {lsn} is beyond the segment's end LSN {end_lsn}"
                     if problem is None:
                         try:
                             payload = decode_payload(
@@ -250,14 +263,37 @@ class SegmentReader:
                     off += size
                     self.valid_end = off
                     continue
-            resume = self._search(off, reason, prev)
+            resume = self._search(off, n, reason, prev)
             if resume is None or stop_at_damage:
                 return
             off = resume
             expected = None  # records were lost in the damage: accept the gap once
+        self._check_end(n, end_lsn)
+
+    def _check_end(self, n: int, end_lsn: int | None) -> None:
+        """A sealed segment must reach the LSN just below the next segment's base: its last
+        record does (plain segment) or its header says so (rewritten segment)."""
+        if self.below_lsn is None or self.header is None or self.damage:
+            return
+        reached = end_lsn if end_lsn is not None else (self.last_lsn or self.base_lsn - 1)
+        if reached != self.below_lsn - 1:
+            self.damage.append(Damage(
+                n, len(self.data) - n,
+                f"records missing: the segment ends at LSN {reached} but the next one starts "
+                f"at LSN {self.below_lsn}", False, True))
 
     def first_damage(self) -> Damage | None:
         return self.damage[0] if self.damage else None
+
+    def torn_tail(self) -> Damage | None:
+        """The damage, if it is all a crash can have left at the end of the newest segment:
+        unparseable bytes running to the end of a segment that was being appended to (a
+        rewritten segment is written whole and renamed into place, so it is never torn)."""
+        if len(self.damage) != 1:
+            return None
+        damage = self.damage[0]
+        appended = self.header is None or not self.header.rewritten
+        return damage if damage.torn and appended else None
 
 
 def read_segment(path: Path) -> bytes:

@@ -19,7 +19,8 @@ from storage.checkpoint import write_checkpoint
 from storage.committer import Committer
 from storage.compaction import CompactionResult, compact
 from storage.errors import StorageError, WALClosed
-from storage.format import SEGMENT_HEADER_SIZE, SegmentHeader, encode_record
+from storage.format import SEGMENT_HEADER_SIZE, SegmentHeader, encode_record, rewritten_header
+from storage.fsutil import replace_file
 from storage.lock import DirLock
 from storage.records import RecordType, encode_payload
 from storage.recovery import Progress, SegmentInfo, recover
@@ -88,20 +89,36 @@ class WAL:
         return result
 
     def _open_active_segment(self) -> None:
-        """Continue the newest segment when it can take the next LSN; else start a new one."""
+        """Continue the newest segment when it can take the next LSN; else seal it and start
+        a new one."""
         newest = self._segments[-1] if self._segments else None
-        if newest is not None and newest.header is not None and not newest.header.rewritten:
+        if newest is not None:
+            header = newest.header
+            assert header is not None and newest.last_lsn is not None  # recovery read it
             expected = newest.last_lsn + 1 if newest.last_lsn else newest.base
-            if expected == self._next_lsn and newest.size < self.segment_size:
-                self._writer = SegmentWriter.reopen(newest.path, newest.header, newest.size,
-                                                    self.fsync)
-                return
-        if newest is not None and newest.base == self._next_lsn:
-            # The newest segment holds no records but cannot be continued (repair rewrote
-            # it): replace it by a plain one of the same name.
-            os.unlink(newest.path)
-            self._segments.pop()
+            if not header.rewritten and expected == self._next_lsn:
+                if newest.size < self.segment_size:
+                    self._writer = SegmentWriter.reopen(newest.path, header, newest.size,
+                                                        self.fsync)
+                    return
+            elif newest.base == self._next_lsn:
+                # No records and cannot be continued (repair rewrote it): start it afresh.
+                os.unlink(newest.path)
+                self._segments.pop()
+            elif not header.rewritten or header.end_lsn != self._next_lsn - 1:
+                # The next LSN does not follow its records (a checkpoint reaches further than
+                # the log, or repair removed records): seal it saying where its span ends, so
+                # that the LSNs skipped are not taken for lost records.
+                self._seal_rewritten(newest, header)
         self._start_segment(self._next_lsn, self._state.next_message_id)
+
+    def _seal_rewritten(self, info: SegmentInfo, header: SegmentHeader) -> None:
+        with open(info.path, "rb") as f:
+            records = f.read(info.size)[SEGMENT_HEADER_SIZE:]
+        sealed = rewritten_header(info.base, header.next_message_id, self._next_lsn - 1,
+                                  len(records))
+        replace_file(info.path, [sealed.encode(), records], self.fsync)
+        info.header = sealed
 
     def _start_segment(self, base: int, next_id: int) -> None:
         header = SegmentHeader(base, next_id)

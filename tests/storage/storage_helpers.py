@@ -1,0 +1,224 @@
+"""Shared pieces of the storage tests: a reference model of what replay must produce (written
+independently of storage/replay.py, as plainly as possible), a generator of record sequences,
+a runner that writes them through a real WAL, and helpers that damage files."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import trio
+from hypothesis import strategies as st
+
+from storage import WAL, RecordType, RecoveredMessage, RecoveredState
+from storage.segment import SegmentReader, list_segments, read_segment
+
+__all__ = ["read_segment"]
+
+VHOSTS = ["/", "v"]
+QUEUES = [("/", "a"), ("/", "b"), ("v", "a"), ("v", "c")]
+
+
+class Model:
+    """What the broker expects back: the obvious meaning of each record."""
+
+    def __init__(self) -> None:
+        self.defs: dict[tuple[str, tuple[Any, ...]], dict[str, Any]] = {}
+        self.queues: dict[tuple[str, str], dict[int, int]] = {}  # id -> delivery count
+        self.messages: dict[int, tuple[str, str, bytes, bytes]] = {}
+        self.next_id = 1
+        self.last_lsn = 0
+
+    def apply(self, lsn: int, rtype: RecordType, p: dict[str, Any]) -> None:
+        self.last_lsn = lsn
+        if rtype is RecordType.DEFINE:
+            key = tuple(p["key"])
+            if p["value"] is not None:
+                self.defs[(p["kind"], key)] = p["value"]
+                return
+            self.defs.pop((p["kind"], key), None)
+            if p["kind"] == "queue":
+                self.queues.pop((key[0], key[1]), None)
+            if p["kind"] == "vhost":
+                for k in list(self.defs):
+                    if k[1][0] == key[0] and k[0] != "user":
+                        del self.defs[k]
+                for q in list(self.queues):
+                    if q[0] == key[0]:
+                        del self.queues[q]
+        elif rtype is RecordType.MESSAGE:
+            self.next_id = max(self.next_id, p["id"] + 1)
+            self.messages[p["id"]] = (p["exchange"], p["routing_key"], p["properties"],
+                                      p["body"])
+            for v, n in p["queues"]:
+                self.queues.setdefault((v, n), {}).setdefault(p["id"], 0)
+        elif rtype is RecordType.SETTLE:
+            held = self.queues.get((p["queue"][0], p["queue"][1]), {})
+            for mid in p["ids"]:
+                held.pop(mid, None)
+        elif rtype is RecordType.DELIVER:
+            held = self.queues.get((p["queue"][0], p["queue"][1]), {})
+            for mid in p["ids"]:
+                if mid in held:
+                    held[mid] += 1
+
+    def queues_expected(self) -> dict[tuple[str, str], list[RecoveredMessage]]:
+        out = {}
+        for kind, key in self.defs:
+            if kind == "queue":
+                out[(key[0], key[1])] = [
+                    RecoveredMessage(mid, *self.messages[mid], count)
+                    for mid, count in self.queues.get((key[0], key[1]), {}).items()
+                ]
+        return out
+
+
+def assert_state(state: RecoveredState, model: Model) -> None:
+    assert list(state.definitions.items()) == list(model.defs.items())
+    assert state.queues == model.queues_expected()
+    assert state.next_message_id == model.next_id
+    assert state.last_lsn == model.last_lsn
+
+
+def same_state(a: RecoveredState, b: RecoveredState) -> None:
+    assert list(a.definitions.items()) == list(b.definitions.items())
+    assert a.queues == b.queues
+    assert a.next_message_id == b.next_message_id
+    assert a.last_lsn == b.last_lsn
+
+
+# -- operations ---------------------------------------------------------------------------
+
+Op = tuple[Any, ...]
+_value = st.one_of(st.none(), st.builds(lambda n: {"n": n}, st.integers(0, 3)))
+_queue = st.sampled_from(QUEUES)
+_ids = st.lists(st.integers(1, 40), max_size=4)
+
+op_strategy = st.one_of(
+    st.tuples(st.just("define"), st.just("queue"), _queue.map(list),
+              st.builds(lambda n: {"durable": True, "n": n}, st.integers(0, 3))),
+    st.tuples(st.just("define"), st.just("queue"), _queue.map(list), st.none()),
+    st.tuples(st.just("define"), st.just("vhost"), st.sampled_from(VHOSTS).map(lambda v: [v]),
+              _value),
+    st.tuples(st.just("define"), st.just("exchange"),
+              st.sampled_from(VHOSTS).map(lambda v: [v, "x"]), _value),
+    st.tuples(st.just("define"), st.just("user"), st.just(["v"]), _value),
+    st.tuples(st.just("define"), st.just("binding"),
+              _queue.map(lambda q: [q[0], "x", "queue", q[1], "rk", ""]), _value),
+    st.tuples(st.just("publish"), st.lists(_queue, max_size=3, unique=True),
+              st.binary(max_size=40)),
+    st.tuples(st.just("publish"), st.lists(_queue, min_size=1, max_size=2, unique=True),
+              st.binary(max_size=40)),
+    st.tuples(st.just("settle"), _queue, _ids),
+    st.tuples(st.just("deliver"), _queue, _ids),
+)
+ops_strategy = st.lists(op_strategy, max_size=60)
+reopen_op = st.tuples(st.just("reopen"), st.booleans())
+ops_with_reopens = st.lists(st.one_of(op_strategy, reopen_op), max_size=60)
+
+
+def record_for(op: Op, next_id: int) -> tuple[RecordType, dict[str, Any]]:
+    kind = op[0]
+    if kind == "define":
+        return RecordType.DEFINE, {"kind": op[1], "key": op[2], "value": op[3]}
+    if kind == "publish":
+        return RecordType.MESSAGE, {
+            "id": next_id, "exchange": "x", "routing_key": f"rk{next_id}",
+            "properties": b"\x00" + bytes([next_id % 256]), "body": op[2],
+            "queues": [list(q) for q in op[1]],
+        }
+    rtype = RecordType.SETTLE if kind == "settle" else RecordType.DELIVER
+    return rtype, {"queue": list(op[1]), "ids": op[2]}
+
+
+def ready_queues_op() -> list[Op]:
+    """Definitions that make every test queue exist, so that messages stay live."""
+    return [("define", "queue", list(q), {"durable": True}) for q in QUEUES]
+
+
+async def run_ops(directory: Path, ops: Sequence[Op], segment_size: int = 256, *,
+                  fsync: bool = False, checkpoint: bool = True,
+                  model: Model | None = None) -> Model:
+    """Write `ops` through a real WAL (reopening it where an op says so, and checking each
+    reopen against the model); returns the model of everything written."""
+    model = model if model is not None else Model()
+    wal = WAL(directory, segment_size=segment_size, fsync=fsync)
+    state = wal.open()
+    assert_state(state, model)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(wal.run_committer)
+        for op in ops:
+            if op[0] == "reopen":
+                await wal.close(checkpoint=op[1])
+                wal = WAL(directory, segment_size=segment_size, fsync=fsync)
+                assert_state(wal.open(), model)
+                await nursery.start(wal.run_committer)
+                continue
+            rtype, payload = record_for(op, model.next_id)
+            lsn = wal.append(rtype, payload)
+            model.apply(lsn, rtype, payload)
+        if wal.last_lsn:
+            await wal.wait_durable(wal.last_lsn)
+        await wal.close(checkpoint=checkpoint)
+    return model
+
+
+def write_log(directory: Path, ops: Sequence[Op], segment_size: int = 256,
+              **kwargs: Any) -> Model:
+    return trio.run(partial(run_ops, directory, ops, segment_size, **kwargs))
+
+
+async def arecover_state(directory: Path, segment_size: int = 256) -> RecoveredState:
+    """recover_state for async tests."""
+    wal = WAL(directory, segment_size=segment_size, fsync=False)
+    state = wal.open()
+    await wal.close(checkpoint=False)
+    return state
+
+
+def recover_state(directory: Path, segment_size: int = 256) -> RecoveredState:
+    """Open (recover) and close again without writing a checkpoint."""
+    return trio.run(arecover_state, directory, segment_size)
+
+
+# -- files ----------------------------------------------------------------------------------
+
+def wal_dir(directory: Path) -> Path:
+    return directory / "wal"
+
+
+def segments(directory: Path) -> list[Path]:
+    return [p for _, p in list_segments(wal_dir(directory))]
+
+
+def record_spans(path: Path) -> list[tuple[int, int, int]]:
+    """(offset, size, lsn) of each valid record in a segment."""
+    base = int(path.name.split(".")[0])
+    reader = SegmentReader(path, read_segment(path), base)
+    return [(off, size, lsn) for off, size, lsn, _t, _p in reader.records()]
+
+
+def flip_bit(path: Path, offset: int, bit: int = 0) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 1 << bit
+    path.write_bytes(bytes(data))
+
+
+def truncate(path: Path, size: int) -> None:
+    with open(path, "r+b") as f:
+        f.truncate(size)
+
+
+def copy_dir(src: Path, dst: Path) -> Path:
+    if dst.exists():
+        shutil.rmtree(dst)
+    shutil.copytree(src, dst)
+    return dst
+
+
+def remove_checkpoints(directory: Path) -> None:
+    for p in wal_dir(directory).glob("checkpoint-*.ckpt"):
+        p.unlink()

@@ -1,0 +1,173 @@
+"""The meaning of records (storage/replay.py), without any files."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from storage.records import PayloadError, RecordType, check_payload, decode_payload, encode_payload
+from storage.replay import RecoveredMessage, ReplayState
+
+
+class Log:
+    """Applies records to a ReplayState the way the WAL does (encoded, then decoded)."""
+
+    def __init__(self) -> None:
+        self.state = ReplayState()
+        self.lsn = 0
+
+    def add(self, rtype: RecordType, payload: dict[str, Any]) -> None:
+        self.lsn += 1
+        decoded = decode_payload(rtype, encode_payload(rtype, payload))
+        self.state.apply(self.lsn, rtype, decoded, 10)
+
+    def define(self, kind: str, key: list[Any], value: dict[str, Any] | None) -> None:
+        self.add(RecordType.DEFINE, {"kind": kind, "key": key, "value": value})
+
+    def publish(self, mid: int, *queues: tuple[str, str], body: bytes = b"b") -> None:
+        self.add(RecordType.MESSAGE, {"id": mid, "exchange": "e", "routing_key": "r",
+                                      "properties": b"p", "body": body,
+                                      "queues": [list(q) for q in queues]})
+
+    def settle(self, queue: tuple[str, str], *ids: int) -> None:
+        self.add(RecordType.SETTLE, {"queue": list(queue), "ids": list(ids)})
+
+    def deliver(self, queue: tuple[str, str], *ids: int) -> None:
+        self.add(RecordType.DELIVER, {"queue": list(queue), "ids": list(ids)})
+
+    def ids(self, queue: tuple[str, str]) -> list[tuple[int, int]]:
+        return [(m.id, m.delivery_count) for m in self.state.recovered().queues[queue]]
+
+
+Q1, Q2 = ("/", "q1"), ("/", "q2")
+
+
+def test_update_keeps_order_and_redefinition_goes_last() -> None:
+    log = Log()
+    log.define("exchange", ["/", "a"], {"v": 1})
+    log.define("exchange", ["/", "b"], {"v": 1})
+    log.define("exchange", ["/", "a"], {"v": 2})
+    assert list(log.state.recovered().definitions.items()) == [
+        (("exchange", ("/", "a")), {"v": 2}), (("exchange", ("/", "b")), {"v": 1})]
+    log.define("exchange", ["/", "a"], None)
+    log.define("exchange", ["/", "a"], {"v": 3})
+    assert list(log.state.recovered().definitions) == [
+        ("exchange", ("/", "b")), ("exchange", ("/", "a"))]
+
+
+def test_message_in_two_queues_is_settled_from_each() -> None:
+    log = Log()
+    log.define("queue", list(Q1), {})
+    log.define("queue", list(Q2), {})
+    log.publish(1, Q1, Q2)
+    log.publish(2, Q1)
+    log.settle(Q1, 1)
+    assert log.ids(Q1) == [(2, 0)]
+    assert log.ids(Q2) == [(1, 0)]
+    log.settle(Q2, 1)
+    assert 1 not in log.state.messages
+    assert log.state.next_message_id == 3
+
+
+def test_delivery_counts_are_per_queue() -> None:
+    log = Log()
+    log.define("queue", list(Q1), {})
+    log.define("queue", list(Q2), {})
+    log.publish(1, Q1, Q2)
+    log.deliver(Q1, 1)
+    log.deliver(Q1, 1, 99)
+    assert log.ids(Q1) == [(1, 2)]
+    assert log.ids(Q2) == [(1, 0)]
+
+
+def test_queue_deletion_drops_its_messages_and_redeclaration_starts_empty() -> None:
+    log = Log()
+    log.define("queue", list(Q1), {})
+    log.publish(1, Q1)
+    log.define("queue", list(Q1), None)
+    assert not log.state.messages
+    log.define("queue", list(Q1), {})
+    assert log.ids(Q1) == []
+
+
+def test_vhost_deletion_cascades_but_spares_users() -> None:
+    log = Log()
+    log.define("vhost", ["v"], {})
+    log.define("user", ["v"], {"tags": []})
+    log.define("queue", ["v", "q"], {})
+    log.define("binding", ["v", "x", "queue", "q", "", ""], {})
+    log.define("queue", ["/", "q"], {})
+    log.publish(1, ("v", "q"), ("/", "q"))
+    log.define("vhost", ["v"], None)
+    state = log.state.recovered()
+    assert list(state.definitions) == [("user", ("v",)), ("queue", ("/", "q"))]
+    assert [m.id for m in state.queues[("/", "q")]] == [1]
+    assert log.state.queues.keys() == {("/", "q")}
+
+
+def test_messages_of_undefined_queues_are_not_recovered() -> None:
+    log = Log()
+    log.publish(1, Q1)
+    state = log.state.recovered()
+    assert state.queues == {}
+    assert state.next_message_id == 2
+
+
+def test_recovered_message_fields() -> None:
+    log = Log()
+    log.define("queue", list(Q1), {})
+    log.publish(5, Q1, body=b"hello")
+    assert log.state.recovered().queues[Q1] == [RecoveredMessage(5, "e", "r", b"p", b"hello", 0)]
+
+
+def test_snapshot_is_independent() -> None:
+    log = Log()
+    log.define("queue", list(Q1), {})
+    log.publish(1, Q1)
+    snap = log.state.snapshot()
+    log.settle(Q1, 1)
+    log.define("queue", list(Q1), {"x": 1})
+    assert snap.recovered().queues[Q1][0].id == 1
+    assert snap.recovered().definitions[("queue", Q1)] == {}
+
+
+def test_live_bytes_follow_the_state() -> None:
+    log = Log()
+    log.define("queue", list(Q1), {})
+    log.publish(1, Q1)
+    assert log.state.live_bytes == 20
+    log.settle(Q1, 1)
+    assert log.state.live_bytes == 10
+    log.define("queue", list(Q1), None)
+    assert log.state.live_bytes == 0
+
+
+@pytest.mark.parametrize("rtype,payload", [
+    (RecordType.DEFINE, {"kind": "queue", "key": ["/", "q"]}),
+    (RecordType.DEFINE, {"kind": "queue", "key": [], "value": None}),
+    (RecordType.DEFINE, {"kind": 1, "key": ["/"], "value": None}),
+    (RecordType.DEFINE, {"kind": "q", "key": [{"a": 1}], "value": None}),
+    (RecordType.DEFINE, {"kind": "q", "key": ["/"], "value": []}),
+    (RecordType.MESSAGE, {"id": "1", "exchange": "", "routing_key": "", "properties": b"",
+                          "body": b"", "queues": []}),
+    (RecordType.MESSAGE, {"id": 1, "exchange": "", "routing_key": "", "properties": "",
+                          "body": b"", "queues": []}),
+    (RecordType.MESSAGE, {"id": 1, "exchange": "", "routing_key": "", "properties": b"",
+                          "body": b"", "queues": [["/"]]}),
+    (RecordType.SETTLE, {"queue": ["/", "q"], "ids": [1, "2"]}),
+    (RecordType.DELIVER, {"queue": "q", "ids": [1]}),
+    (RecordType.SETTLE, ["not", "a", "dict"]),
+    (99, {}),
+])
+def test_bad_payloads_are_refused(rtype: int, payload: Any) -> None:
+    with pytest.raises(PayloadError):
+        check_payload(rtype, payload)
+
+
+def test_decode_refuses_garbage() -> None:
+    with pytest.raises(PayloadError):
+        decode_payload(RecordType.SETTLE, b"\xc1")
+    with pytest.raises(PayloadError):
+        decode_payload(RecordType.SETTLE, encode_payload(RecordType.DELIVER, {
+            "queue": ["/", "q"], "ids": [1]}) + b"\x00")
