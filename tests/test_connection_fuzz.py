@@ -220,9 +220,8 @@ def run(payload: bytes, *, client_properties: bytes | None = None, check_probe: 
     return outcome, recorder
 
 
-def check(outcome: Outcome, recorder: LogRecorder, *, tolerate_known_bugs: bool = False) -> None:
-    """The invariants. With `tolerate_known_bugs` (the random fuzz), the bugs pinned by the
-    xfail tests at the end of this file are let through, so the fuzz keeps looking for others."""
+def check(outcome: Outcome, recorder: LogRecorder) -> None:
+    """The invariants every session must keep, whatever it was fed."""
     assert outcome.serve_error is None, f"serve() raised {outcome.serve_error!r}"
     internal = recorder.internal_errors()
     assert not internal, f"connection hit its catch-all for bugs: {internal!r}"
@@ -233,8 +232,7 @@ def check(outcome: Outcome, recorder: LogRecorder, *, tolerate_known_bugs: bool 
             assert not seen_close, f"{frame!r} after Connection.Close"
             continue
         m = frame.method
-        confirm = isinstance(m, ps.Basic.Ack | ps.Basic.Nack)
-        if seen_close and not (tolerate_known_bugs and confirm):
+        if seen_close:
             assert isinstance(m, ps.Connection.CloseOk), f"{m!r} after Connection.Close"
         if isinstance(m, ps.Connection.Close | ps.Channel.Close):
             assert m.reply_code in ERROR_CODES, m
@@ -475,7 +473,7 @@ def test_connection_close_in_the_middle_of_a_content() -> None:
          + b"\x01\x00")
 def test_random_frames_never_break_the_connection_or_the_broker(payload: bytes) -> None:
     outcome, recorder = run(payload)
-    check(outcome, recorder, tolerate_known_bugs=True)
+    check(outcome, recorder)
 
 
 # --------------------------------------------------------------------------- edge tables
@@ -529,17 +527,9 @@ def test_deeply_nested_client_properties_do_not_escape_serve() -> None:
     assert not recorder.internal_errors()
 
 
-# --------------------------------------------------------------------------- known bugs
+# --------------------------------------------------------------------------- fixed bugs
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a publisher confirm is sent after Connection.Close. When one received chunk "
-    "holds a confirmed publish and then a connection error, the publish sets the channel's "
-    "_confirms_ready event; start_close() writes Connection.Close and sets channel.closed, but "
-    "the already-woken Channel._confirm_task then runs flush_confirms() (which checks only the "
-    "channel's own `closing`), so Basic.Ack follows Connection.Close on the wire",
-)
 def test_nothing_but_close_ok_follows_connection_close() -> None:
     payload = method(1, ps.Confirm.Select()) + PUBLISH_TO_FQ + raw(0, 0, b"")  # frame type 0
     outcome, recorder = run(payload)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from trimq.broker.auth import Users
+from trimq.broker.journal import Journal
 from trimq.broker.vhost import VHost
 
 
@@ -21,8 +22,9 @@ class BrokerConfig:
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig | None = None) -> None:
+    def __init__(self, config: BrokerConfig | None = None, journal: Journal | None = None) -> None:
         self.config = config or BrokerConfig()
+        self.journal = journal  # durable state goes here; None keeps everything in memory
         self.vhosts: dict[str, VHost] = {}
         self.users = Users()
         self.add_vhost(self.config.default_vhost)
@@ -31,5 +33,5 @@ class Broker:
     def add_vhost(self, name: str) -> VHost:
         vhost = self.vhosts.get(name)
         if vhost is None:
-            vhost = self.vhosts[name] = VHost(name)
+            vhost = self.vhosts[name] = VHost(name, self.journal)
         return vhost

@@ -73,9 +73,12 @@ class Exchange:
         self._unindex(binding)
         return True
 
-    def remove_destination(self, destination: Destination) -> None:
-        for binding in [b for b in self.bindings.values() if b.destination is destination]:
+    def remove_destination(self, destination: Destination) -> list[Binding]:
+        """Remove every binding to `destination`; returns them."""
+        removed = [b for b in self.bindings.values() if b.destination is destination]
+        for binding in removed:
             self.remove_binding(binding)
+        return removed
 
     def _index(self, binding: Binding) -> None:
         pass

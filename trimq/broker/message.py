@@ -8,7 +8,9 @@ from trimq.amqp.spec import BasicProperties
 class Message:
     """A published message. Its encoded properties are kept so delivery re-sends them as is."""
 
-    __slots__ = ("exchange", "routing_key", "properties", "properties_raw", "body", "persistent")
+    __slots__ = (
+        "exchange", "routing_key", "properties", "properties_raw", "body", "persistent", "id",
+    )
 
     def __init__(
         self,
@@ -24,6 +26,7 @@ class Message:
         self.properties_raw = properties_raw
         self.body = body
         self.persistent = properties.delivery_mode == 2
+        self.id = 0  # set when the journal records it (persistent, reached a durable queue)
 
     @property
     def size(self) -> int:

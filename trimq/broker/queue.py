@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Protocol
 
+from trimq.broker.journal import Journal
 from trimq.broker.message import Message, QueuedMessage
 
 
@@ -74,6 +75,7 @@ class Queue:
         self.next_seq = 0
         self.deleted = False
         self.had_consumers = False
+        self.journal: Journal | None = None  # set for durable queues when storage is on
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} in {self.vhost!r}>"
@@ -100,6 +102,9 @@ class Queue:
         """Hand ready messages to consumers round-robin, skipping those without credit."""
         ready = self.ready
         consumers = self.consumers
+        journal = self.journal
+        delivered: list[int] = []
+        settled: list[int] = []
         while ready and consumers:
             for _ in range(len(consumers)):
                 consumer = consumers[0]
@@ -107,19 +112,41 @@ class Queue:
                 if consumer.sink.can_deliver(consumer):
                     break
             else:
-                return
+                break
             entry = ready.popleft()
             if not consumer.no_ack:
                 self.unacked += 1
+            if journal is not None and entry.message.id:
+                (settled if consumer.no_ack else delivered).append(entry.message.id)
             consumer.sink.deliver(consumer, entry, self)
+        if delivered:
+            journal.deliver(self, delivered)  # type: ignore[union-attr]
+        if settled:
+            journal.settle(self, settled)  # type: ignore[union-attr]
 
-    def get(self) -> QueuedMessage | None:
+    def get(self, no_ack: bool) -> QueuedMessage | None:
         """Take the next ready message for Basic.Get."""
-        return self.ready.popleft() if self.ready else None
+        if not self.ready:
+            return None
+        entry = self.ready.popleft()
+        if no_ack:
+            self._journal_settle([entry])
+        else:
+            self.unacked += 1
+            if self.journal is not None and entry.message.id:
+                self.journal.deliver(self, [entry.message.id])
+        return entry
 
-    def settle(self, count: int = 1) -> None:
-        """Messages delivered with ack required were acked or dropped."""
-        self.unacked -= count
+    def settle(self, entries: list[QueuedMessage]) -> None:
+        """Messages delivered with ack required were acked, or rejected without requeue."""
+        self.unacked -= len(entries)
+        self._journal_settle(entries)
+
+    def _journal_settle(self, entries: list[QueuedMessage]) -> None:
+        if self.journal is not None and not self.deleted:
+            ids = [e.message.id for e in entries if e.message.id]
+            if ids:
+                self.journal.settle(self, ids)
 
     def requeue(self, entries: list[QueuedMessage]) -> None:
         """Put unacked messages back, in their original order, flagged redelivered."""
@@ -140,6 +167,7 @@ class Queue:
 
     def purge(self) -> int:
         count = len(self.ready)
+        self._journal_settle(list(self.ready))
         self.ready.clear()
         return count
 

@@ -10,9 +10,11 @@ import base64
 import os
 from typing import Any
 
-from trimq.amqp.codec import TYPE_NAMES, typed_to_plain
+from trimq.amqp.codec import TYPE_NAMES, encode_typed_table, typed_to_plain
 from trimq.broker.arguments import validate_queue_arguments
-from trimq.broker.exchange import EXCHANGE_TYPES, Binding, Exchange
+from trimq.broker.exchange import EXCHANGE_TYPES, Binding, Exchange, args_key
+from trimq.broker.journal import Journal
+from trimq.broker.message import Message
 from trimq.broker.queue import Queue
 from trimq.errors import (
     ACCESS_REFUSED,
@@ -67,8 +69,9 @@ def _bool(value: bool) -> str:
 
 
 class VHost:
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, journal: Journal | None = None) -> None:
         self.name = name
+        self.journal = journal  # where durable definitions are recorded (None: memory only)
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.default_exchange = EXCHANGE_TYPES["direct"]("", name, durable=True)
@@ -156,6 +159,7 @@ class VHost:
             return existing, False
         exchange = cls(name, self.name, durable, auto_delete, internal, arguments)
         self.exchanges[name] = exchange
+        self._journal_exchange(exchange, present=True)
         return exchange, True
 
     def delete_exchange(self, name: str, if_unused: bool = False) -> Exchange | None:
@@ -177,9 +181,11 @@ class VHost:
     def _remove_exchange(self, exchange: Exchange) -> None:
         exchange.deleted = True
         self.exchanges.pop(exchange.name, None)
+        self._forget_bindings(exchange, list(exchange.bindings.values()))
         exchange.bindings.clear()
+        self._journal_exchange(exchange, present=False)
         for other in list(self.exchanges.values()):
-            other.remove_destination(exchange)
+            self._forget_bindings(other, other.remove_destination(exchange))
             self._maybe_auto_delete(other)
 
     def _maybe_auto_delete(self, exchange: Exchange) -> None:
@@ -229,8 +235,18 @@ class VHost:
         validate_queue_arguments(what, arguments)
         queue = Queue(name, self.name, durable, owner if exclusive else None, auto_delete,
                       arguments)
-        self.queues[name] = queue
+        self.add_queue(queue)
         return queue, True
+
+    def add_queue(self, queue: Queue) -> None:
+        """Register a new queue; a durable, non-exclusive one is journaled."""
+        self.queues[queue.name] = queue
+        if self.journal is not None and queue.durable and not queue.exclusive:
+            queue.journal = self.journal
+            self.journal.define("queue", [self.name, queue.name], {
+                "auto_delete": queue.auto_delete,
+                "arguments": encode_typed_table(queue.arguments),
+            })
 
     @staticmethod
     def check_arguments(
@@ -264,8 +280,10 @@ class VHost:
         count = queue.message_count
         queue.deleted = True
         self.queues.pop(queue.name, None)
+        if queue.journal is not None:
+            queue.journal.define("queue", [self.name, queue.name], None)
         for exchange in list(self.exchanges.values()):
-            exchange.remove_destination(queue)
+            self._forget_bindings(exchange, exchange.remove_destination(queue))
             self._maybe_auto_delete(exchange)
         queue.ready.clear()
         for consumer in list(queue.consumers):
@@ -277,16 +295,69 @@ class VHost:
 
     def bind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
              arguments: dict[str, Any]) -> None:
-        source.add_binding(Binding(source.name, destination, routing_key, arguments))
+        binding = Binding(source.name, destination, routing_key, arguments)
+        if source.add_binding(binding):
+            self._journal_binding(source, binding, present=True)
 
     def unbind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
                arguments: dict[str, Any]) -> None:
-        source.remove_binding(Binding(source.name, destination, routing_key, arguments))
+        binding = Binding(source.name, destination, routing_key, arguments)
+        if source.remove_binding(binding):
+            self._journal_binding(source, binding, present=False)
         self._maybe_auto_delete(source)
+
+    def _forget_bindings(self, source: Exchange, bindings: list[Binding]) -> None:
+        for binding in bindings:
+            self._journal_binding(source, binding, present=False)
+
+    # -- journal ------------------------------------------------------------------------
+
+    def _journal_exchange(self, exchange: Exchange, present: bool) -> None:
+        if self.journal is None or not exchange.durable:
+            return
+        value = None
+        if present:
+            value = {
+                "type": exchange.TYPE, "auto_delete": exchange.auto_delete,
+                "internal": exchange.internal,
+                "arguments": encode_typed_table(exchange.arguments),
+            }
+        self.journal.define("exchange", [self.name, exchange.name], value)
+
+    def _journal_binding(self, source: Exchange, binding: Binding, present: bool) -> None:
+        """A binding is durable when both ends are (an exclusive queue never is)."""
+        dest = binding.destination
+        if (
+            self.journal is None
+            or not source.durable
+            or not dest.durable
+            or (isinstance(dest, Queue) and dest.exclusive)
+        ):
+            return
+        kind = "queue" if isinstance(dest, Queue) else "exchange"
+        key = [self.name, source.name, kind, dest.name, binding.routing_key,
+               repr(args_key(binding.arguments))]
+        value = {"arguments": encode_typed_table(binding.arguments)} if present else None
+        self.journal.define("binding", key, value)
 
     def check_bindable(self, name: str) -> None:
         if name == "":
             raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+
+    # -- publishing ---------------------------------------------------------------------
+
+    def publish(self, message: Message, queues: list[Queue]) -> int:
+        """Enqueue a routed message. A persistent one that reached durable queues is journaled
+        once, before any queue can deliver it; returns that record's LSN (0: nothing to wait
+        for before confirming)."""
+        lsn = 0
+        if message.persistent and self.journal is not None:
+            durable = [q for q in queues if q.journal is not None]
+            if durable:
+                lsn = self.journal.message(message, durable)
+        for queue in queues:
+            queue.enqueue(message)
+        return lsn
 
     # -- routing ------------------------------------------------------------------------
 

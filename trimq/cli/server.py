@@ -12,9 +12,10 @@ from pathlib import Path
 import structlog
 import trio
 
+from storage import StorageError
 from trimq import __version__
-from trimq.broker.broker import Broker, BrokerConfig
-from trimq.server.app import serve
+from trimq.broker.broker import BrokerConfig
+from trimq.server.app import recover, serve
 
 DEFAULT_DATA_DIR = Path(os.environ.get("TRIMQ_DATA_DIR", "~/.local/share/trimq")).expanduser()
 
@@ -49,6 +50,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help=f"data directory (default {DEFAULT_DATA_DIR})")
     parser.add_argument("--log-level", default="info",
                         choices=["debug", "info", "warning", "error", "critical"])
+    parser.add_argument("--wal-segment-size", type=int, default=64 * 2**20,
+                        help="bytes per write-ahead log segment (default 64 MiB)")
+    parser.add_argument("--no-fsync", action="store_true",
+                        help="never fsync the write-ahead log (fast, loses data on power loss)")
     parser.add_argument("--handshake-timeout", type=float, default=10.0,
                         help="seconds a client has to complete the AMQP handshake")
     parser.add_argument("--version", action="version", version=f"trimq {__version__}")
@@ -56,10 +61,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def _run(args: argparse.Namespace) -> None:
-    broker = Broker(BrokerConfig(handshake_timeout=args.handshake_timeout))
+    config = BrokerConfig(handshake_timeout=args.handshake_timeout)
+    broker, wal = recover(config, args.data_dir, args.wal_segment_size, not args.no_fsync)
     async with trio.open_nursery() as nursery:
         addresses = await nursery.start(
-            partial(serve, broker, args.host, args.port, handle_signals=True)
+            partial(serve, broker, args.host, args.port, wal=wal, handle_signals=True)
         )
         for host, port in addresses:
             print(f"trimq {__version__} listening on {host}:{port}", flush=True)
@@ -71,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     args.data_dir.mkdir(parents=True, exist_ok=True)
     try:
         trio.run(_run, args)
+    except StorageError as exc:
+        print(f"trimq-server: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"trimq-server: {exc}", file=sys.stderr)
         return 1

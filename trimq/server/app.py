@@ -9,12 +9,17 @@ from __future__ import annotations
 import errno
 import signal
 import socket
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import structlog
 import trio
 
-from trimq.broker.broker import Broker
+from storage import WAL
+from trimq.broker.broker import Broker, BrokerConfig
+from trimq.broker.journal import Journal
+from trimq.broker.recovery import restore
 from trimq.server.connection import ServerConnection
 
 log = structlog.get_logger("trimq.server")
@@ -26,8 +31,33 @@ SHUTDOWN_GRACE = 3.0
 @dataclass
 class ServerState:
     broker: Broker
+    wal: WAL | None = None
     connections: set[ServerConnection] = field(default_factory=set)
     stopping: bool = False
+
+
+def recover(config: BrokerConfig, data_dir: Path, segment_size: int, fsync: bool,
+            ) -> tuple[Broker, WAL]:
+    """Open the write-ahead log in `data_dir` and rebuild the broker from it."""
+    started = time.monotonic()
+    last_report = [started]
+
+    def progress(records: int, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last_report[0] >= 3:
+            last_report[0] = now
+            log.info("wal.recovering", records=records, bytes_done=done, bytes_total=total)
+
+    wal = WAL(data_dir, segment_size=segment_size, fsync=fsync)
+    state = wal.open(progress=progress)
+    broker = Broker(config, Journal(wal.append, state.next_message_id))
+    queues, messages = restore(broker, state)
+    elapsed = time.monotonic() - started
+    if state.dropped_tail_bytes:
+        log.warning("wal.torn_tail", dropped_bytes=state.dropped_tail_bytes)
+    log.info("wal.recovered", queues=queues, messages=messages, seconds=round(elapsed, 3),
+             message=f"recovered {queues} queues, {messages} messages in {elapsed:.3f} s")
+    return broker, wal
 
 
 async def open_listeners(host: str | None, port: int) -> list[trio.SocketListener]:
@@ -54,7 +84,7 @@ async def _handle(state: ServerState, stream: trio.SocketStream) -> None:
     except OSError:
         await trio.aclose_forcefully(stream)
         return
-    connection = ServerConnection(stream, state.broker, (peer[0], peer[1]))
+    connection = ServerConnection(stream, state.broker, (peer[0], peer[1]), state.wal)
     state.connections.add(connection)
     try:
         await connection.serve()
@@ -104,16 +134,30 @@ async def serve(
     host: str | None = None,
     port: int = 5672,
     *,
+    wal: WAL | None = None,
     handle_signals: bool = False,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    state = ServerState(broker)
-    listeners = await open_listeners(host, port)
-    addresses = [tuple(lst.socket.getsockname()[:2]) for lst in listeners]
-    async with trio.open_nursery() as nursery:
-        for listener in listeners:
-            nursery.start_soon(_accept_loop, state, listener, nursery)
-        if handle_signals:
-            nursery.start_soon(_signal_watcher, state, nursery)
-        log.info("server.listening", addresses=[f"{h}:{p}" for h, p in addresses])
-        task_status.started(addresses)  # type: ignore[arg-type]
+    """Serve `broker` (recovered from `wal`, when it keeps durable state) until cancelled or
+    signalled; the log is flushed and checkpointed on the way out."""
+    state = ServerState(broker, wal)
+    try:
+        async with trio.open_nursery() as outer:
+            if wal is not None:
+                await outer.start(wal.run_committer)
+            listeners = await open_listeners(host, port)
+            addresses = [tuple(lst.socket.getsockname()[:2]) for lst in listeners]
+            async with trio.open_nursery() as nursery:
+                for listener in listeners:
+                    nursery.start_soon(_accept_loop, state, listener, nursery)
+                if handle_signals:
+                    nursery.start_soon(_signal_watcher, state, nursery)
+                log.info("server.listening", addresses=[f"{h}:{p}" for h, p in addresses])
+                task_status.started(addresses)  # type: ignore[arg-type]
+            if wal is not None:
+                with trio.CancelScope(shield=True):
+                    await wal.close(checkpoint=True)
+                log.info("wal.closed")
+            outer.cancel_scope.cancel()
+    finally:
+        log.info("server.stopped")

@@ -8,12 +8,14 @@ whose confirm task sends publisher confirms once per batch, cumulatively.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 
+from storage import WALFailed
 from trimq.amqp import frames, spec
 from trimq.amqp.channel import Command, ContentAssembler
 from trimq.broker.message import Message, QueuedMessage
@@ -58,9 +60,10 @@ class Channel:
         self.last_queue: str | None = None
         self.confirm = False
         self.confirm_seq = 0  # last publish sequence number in confirm mode
+        self.unconfirmed: deque[tuple[int, int]] = deque()  # (sequence, LSN) awaiting fsync
         self.confirmed_upto = 0  # last sequence number acked to the publisher
         self.transactional = False
-        self.tx_ops: list[Callable[[], None]] = []  # publishes awaiting commit
+        self.tx_ops: list[Callable[[], int]] = []  # publishes awaiting commit
         self.tx_acks: list[tuple[dict[int, Unacked], bool]] = []  # acks awaiting commit
         self.handlers: dict[type[spec.Method], Callable[[Any], None]] = {
             spec.ChannelFlow: self.on_flow,
@@ -103,10 +106,18 @@ class Channel:
             self.cleanup()
 
     async def _confirm_task(self) -> None:
+        """Confirms wait for the fsync covering their messages; one wait serves a whole batch."""
+        wal = self.connection.wal
         while True:
             await self._confirms_ready.wait()
             self._confirms_ready = trio.Event()
-            self.flush_confirms()
+            if self.unconfirmed and wal is not None:
+                try:
+                    await wal.wait_durable(self.unconfirmed[-1][1])
+                except WALFailed as exc:
+                    self.connection.wal_failed(exc)
+                    return
+            self.flush_confirms(wal.durable_lsn if wal is not None else 0)
 
     # -- frames in ----------------------------------------------------------------------
 
@@ -365,7 +376,7 @@ class Channel:
 
     def on_get(self, m: spec.BasicGet) -> None:
         queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
-        entry = queue.get()
+        entry = queue.get(m.no_ack)
         if entry is None:
             self.write_method(spec.BasicGetEmpty())
             return
@@ -373,7 +384,6 @@ class Channel:
         tag = self.next_delivery_tag
         if not m.no_ack:
             self.unacked[tag] = (entry, queue, None)
-            queue.unacked += 1
         message = entry.message
         method = spec.BasicGetOk(tag, entry.redelivered, message.exchange, message.routing_key,
                                  queue.message_count)
@@ -406,10 +416,13 @@ class Channel:
         if requeue:
             self._requeue(items)
         else:
-            for _entry, queue, consumer in items:
-                queue.settle()
+            by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
+            for entry, queue, consumer in items:
+                by_queue.setdefault(id(queue), (queue, []))[1].append(entry)
                 if consumer is not None:
                     consumer.unacked -= 1
+            for queue, entries in by_queue.values():
+                queue.settle(entries)
         if self.prefetch_channel:
             self.dispatch_consumed_queues()
         else:
@@ -474,16 +487,18 @@ class Channel:
             )
         message = Message(method.exchange, method.routing_key, properties,
                           command.properties_raw, command.body)
-        if self.confirm:
-            self.confirm_seq += 1
         if self.transactional:
             self.tx_ops.append(lambda: self._route(message, exchange, method.mandatory))
             return
-        self._route(message, exchange, method.mandatory)
+        lsn = self._route(message, exchange, method.mandatory)
         if self.confirm:
+            self.confirm_seq += 1
+            if lsn:
+                self.unconfirmed.append((self.confirm_seq, lsn))
             self._confirms_ready.set()
 
-    def _route(self, message: Message, exchange: Any, mandatory: bool) -> None:
+    def _route(self, message: Message, exchange: Any, mandatory: bool) -> int:
+        """Route and enqueue; returns the LSN that must be durable before confirming (or 0)."""
         queues = self.vhost.route(exchange, message.routing_key, message.properties.headers)
         if not queues:
             if mandatory:
@@ -492,14 +507,17 @@ class Channel:
                     spec.BasicReturn(NO_ROUTE, "NO_ROUTE", message.exchange, message.routing_key),
                     message.properties_raw, message.body, self.connection.frame_max,
                 ))
-            return
-        for queue in queues:
-            queue.enqueue(message)
+            return 0
+        return self.vhost.publish(message, queues)
 
-    def flush_confirms(self) -> None:
-        """Ack every publish confirmed since the last flush, as one multiple ack if possible."""
-        upto = self.confirm_seq
-        if upto <= self.confirmed_upto or self.closing:
+    def flush_confirms(self, durable_lsn: int) -> None:
+        """Ack every publish whose record is durable (and every one before it), as one
+        cumulative ack when it covers several."""
+        unconfirmed = self.unconfirmed
+        while unconfirmed and unconfirmed[0][1] <= durable_lsn:
+            unconfirmed.popleft()
+        upto = unconfirmed[0][0] - 1 if unconfirmed else self.confirm_seq
+        if upto <= self.confirmed_upto or self.closing or self.connection.closing:
             return
         multiple = upto - self.confirmed_upto > 1
         self.confirmed_upto = upto
@@ -518,11 +536,11 @@ class Channel:
             raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
         ops, self.tx_ops = self.tx_ops, []
         acks, self.tx_acks = self.tx_acks, []
-        for op in ops:
-            op()
+        lsn = max([op() for op in ops], default=0)
         for items, requeue in acks:
             self._settle(items, requeue)
-        self.write_method(spec.TxCommitOk())
+        # Commit-Ok only once the committed persistent messages are on disk.
+        self.connection.after_durable(lsn, lambda: self.write_method(spec.TxCommitOk()))
 
     def on_tx_rollback(self, m: spec.TxRollback) -> None:
         if not self.transactional:

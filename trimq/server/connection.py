@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import platform
 import socket
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 
+from storage import WALFailed
 from trimq import __version__
 from trimq.amqp import frames, spec
 from trimq.amqp.codec import decode_table
@@ -34,6 +36,7 @@ from trimq.errors import (
 from trimq.server.channel import Channel
 
 if TYPE_CHECKING:
+    from storage import WAL
     from trimq.broker.broker import Broker
     from trimq.broker.vhost import VHost
 
@@ -65,9 +68,12 @@ def server_properties() -> dict[str, Any]:
 
 
 class ServerConnection:
-    def __init__(self, stream: trio.abc.Stream, broker: Broker, peer: tuple[str, int]) -> None:
+    def __init__(self, stream: trio.abc.Stream, broker: Broker, peer: tuple[str, int],
+                 wal: WAL | None = None) -> None:
         self.stream = stream
         self.broker = broker
+        self.wal = wal  # the write-ahead log, when the broker keeps durable state
+        self._after_durable: tuple[int, Callable[[], None]] | None = None
         self.peer = peer
         config = broker.config
         self.frames = frames.FrameBuffer(frame_max=config.frame_max)
@@ -304,14 +310,19 @@ class ServerConnection:
 
     async def _reader(self) -> None:
         while not self.finished:
-            try:
-                await self._receive()
-            except PeerGone:
-                self.finished = True
-                return
+            if self._after_durable is None:
+                try:
+                    await self._receive()
+                except PeerGone:
+                    self.finished = True
+                    return
+            else:
+                await self._wait_durable()
             try:
                 while not self.finished and (frame := self.frames.next_frame()) is not None:
                     self.handle_frame(frame)
+                    if self._after_durable is not None:
+                        break  # later frames wait until the deferred reply has gone out
             except ConnectionError as error:
                 self.start_close(error)
             except AMQPError as error:  # a soft error outside any channel: treat as hard
@@ -319,6 +330,31 @@ class ServerConnection:
             except Exception:  # a bug: keep the broker up, tell the client, log it
                 log.exception("connection.internal_error", peer=self.peer)
                 self.start_close(ConnectionError(INTERNAL_ERROR, "internal error"))
+
+    def after_durable(self, lsn: int, reply: Callable[[], None]) -> None:
+        """Run `reply` once `lsn` is fsynced; frames after this one wait, keeping replies in
+        order (used by Tx.Commit: one wait per commit, never per message)."""
+        if lsn and self.wal is not None and lsn > self.wal.durable_lsn:
+            self._after_durable = (lsn, reply)
+        else:
+            reply()
+
+    async def _wait_durable(self) -> None:
+        assert self._after_durable is not None and self.wal is not None
+        lsn, reply = self._after_durable
+        self._after_durable = None
+        try:
+            await self.wal.wait_durable(lsn)
+        except WALFailed as exc:
+            self.wal_failed(exc)
+            return
+        reply()
+
+    def wal_failed(self, exc: BaseException) -> None:
+        """Nothing more can be made durable: close with 541 so nothing is confirmed."""
+        log.error("wal.failed", peer=self.peer, error=str(exc))
+        self.start_close(ConnectionError(
+            INTERNAL_ERROR, "the write-ahead log has failed; see the broker log"))
 
     def start_close(self, error: AMQPError) -> None:
         """A hard error or a server shutdown: send Connection.Close, wait briefly for Close-Ok."""

@@ -1,0 +1,74 @@
+"""What the broker model writes to storage: durable definitions, persistent messages, and the
+settlements and deliveries that change which messages a durable queue holds.
+
+The model calls these synchronously; `append` hands a record to the WAL's committer and returns
+its LSN without waiting. Transient entities (non-durable exchanges and queues, exclusive queues,
+transient messages) never reach the journal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from storage import RecordType, WALFailed
+from trimq.errors import INTERNAL_ERROR, ConnectionError
+
+if TYPE_CHECKING:
+    from trimq.broker.message import Message
+    from trimq.broker.queue import Queue
+
+Append = Callable[[RecordType, dict[str, Any]], int]
+
+
+class Journal:
+    """Definitions and messages must reach the log: if it has failed they are refused with
+    541 (the client is told, nothing is confirmed). Settlements and deliveries are best
+    effort: losing one only makes a message come back (redelivered) after a restart."""
+
+    def __init__(self, append: Append, next_message_id: int = 1) -> None:
+        self._append_record = append
+        self.next_message_id = next_message_id
+
+    def _append(self, rtype: RecordType, payload: dict[str, Any]) -> int:
+        try:
+            return self._append_record(rtype, payload)
+        except WALFailed as exc:
+            raise ConnectionError(
+                INTERNAL_ERROR, f"the write-ahead log has failed ({exc}); see the broker log"
+            ) from exc
+
+    def _append_quietly(self, rtype: RecordType, payload: dict[str, Any]) -> int:
+        try:
+            return self._append_record(rtype, payload)
+        except WALFailed:
+            return 0
+
+    def define(self, kind: str, key: list[str], value: dict[str, Any] | None) -> int:
+        """Record the latest state of a definition; None records its deletion."""
+        return self._append(RecordType.DEFINE, {"kind": kind, "key": key, "value": value})
+
+    def message(self, message: Message, queues: Iterable[Queue]) -> int:
+        """Record a persistent message once, with every durable queue it reached."""
+        message.id = self.next_message_id
+        self.next_message_id += 1
+        return self._append(RecordType.MESSAGE, {
+            "id": message.id,
+            "exchange": message.exchange,
+            "routing_key": message.routing_key,
+            "properties": message.properties_raw,
+            "body": message.body,
+            "queues": [[q.vhost, q.name] for q in queues],
+        })
+
+    def settle(self, queue: Queue, ids: list[int]) -> int:
+        """These messages left the queue: acked, rejected, purged or dropped."""
+        return self._append_quietly(
+            RecordType.SETTLE, {"queue": [queue.vhost, queue.name], "ids": ids}
+        )
+
+    def deliver(self, queue: Queue, ids: list[int]) -> int:
+        """These messages were delivered once more (they come back redelivered)."""
+        return self._append_quietly(
+            RecordType.DELIVER, {"queue": [queue.vhost, queue.name], "ids": ids}
+        )

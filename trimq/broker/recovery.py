@@ -1,0 +1,67 @@
+"""Rebuild the broker model from what storage recovered: durable definitions in the order they
+were made, then each durable queue's messages in their original order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storage import RecoveredState
+from trimq.amqp.codec import decode_table_typed
+from trimq.amqp.spec import BasicProperties
+from trimq.broker.broker import Broker
+from trimq.broker.exchange import EXCHANGE_TYPES, Binding
+from trimq.broker.message import Message, QueuedMessage
+from trimq.broker.queue import Queue
+
+
+def _arguments(raw: bytes) -> dict[str, Any]:
+    return decode_table_typed(raw, 0)[0] if raw else {}
+
+
+def restore(broker: Broker, state: RecoveredState) -> tuple[int, int]:
+    """Load `state` into `broker` (whose journal is attached); returns (queues, messages)."""
+    journal = broker.journal
+    for (kind, key), value in state.definitions.items():
+        if kind == "vhost":
+            broker.add_vhost(key[0])
+        elif kind == "exchange":
+            vhost = broker.add_vhost(key[0])
+            cls = EXCHANGE_TYPES.get(value["type"])
+            if cls is not None and key[1] not in vhost.exchanges:
+                vhost.exchanges[key[1]] = cls(key[1], vhost.name, True, value["auto_delete"],
+                                              value["internal"], _arguments(value["arguments"]))
+        elif kind == "queue":
+            vhost = broker.add_vhost(key[0])
+            queue = Queue(key[1], vhost.name, True, None, value["auto_delete"],
+                          _arguments(value["arguments"]))
+            vhost.queues[queue.name] = queue
+            queue.journal = journal
+        elif kind == "binding":
+            vhost = broker.add_vhost(key[0])
+            _, source_name, dest_kind, dest_name, routing_key, _ = key
+            source = vhost.exchanges.get(source_name)
+            dest = (vhost.queues if dest_kind == "queue" else vhost.exchanges).get(dest_name)
+            if source is not None and dest is not None:
+                source.add_binding(
+                    Binding(source_name, dest, routing_key, _arguments(value["arguments"]))
+                )
+    messages: dict[int, Message] = {}
+    count = 0
+    for (vhost_name, queue_name), recovered in state.queues.items():
+        owner = broker.vhosts.get(vhost_name)
+        target = owner.queues.get(queue_name) if owner is not None else None
+        if target is None:
+            continue
+        queue = target
+        for item in recovered:
+            message = messages.get(item.id)
+            if message is None:
+                properties, _ = BasicProperties.decode(item.properties, 0)
+                message = Message(item.exchange, item.routing_key, properties,
+                                  item.properties, item.body)
+                message.id = item.id
+                messages[item.id] = message
+            queue.next_seq += 1
+            queue.ready.append(QueuedMessage(message, queue.next_seq, item.delivery_count > 0))
+            count += 1
+    return len([q for v in broker.vhosts.values() for q in v.queues.values()]), count
