@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -217,6 +218,9 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args, out))
+    except BrokenPipeError:  # `trimq-wal inspect DIR --records | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep Python quiet at exit
+        return EXIT_OK
     except WALLocked as exc:
         sys.stderr.write(f"trimq-wal: {exc}\n")
         return EXIT_UNUSABLE

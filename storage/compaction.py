@@ -1,24 +1,27 @@
 """Compaction: drop dead records from sealed segments, so the log stays near the size of what
 it still holds.
 
-A record is live while it still matters to replay:
+A record is kept while replay needs it, judged in LSN order against the final state and
+against the records that stay present before it (a segment kept as it is keeps its dead
+records too, and those must stay neutralised):
 - a MESSAGE while some queue holds the message;
-- a SETTLE or DELIVER while any message it names is live (it positions or counts that message);
+- a SETTLE or DELIVER while a message it names is live, or present though dead;
 - the DEFINE that created a live definition (its place in the order) and the one that set its
   current value;
-- a queue or vhost deletion while an earlier kept MESSAGE names that queue (or a queue of that
-  vhost): without it the message would reappear in a queue of the same name declared later.
+- a deletion while a present record before it would otherwise come back: a DEFINE of that key
+  (or of that vhost), or a MESSAGE naming that queue (or a queue of that vhost).
 Liveness only ever goes from live to dead (message ids are never reused), so a record judged
 dead at LSN L stays dead however the log continues.
 
 Only segments that a checkpoint covers are compacted, and older checkpoints are removed first:
 replay from the checkpoint never looks at them, and full replay (if the checkpoint is lost)
 gives the same state from the records kept. A sealed segment with nothing live is deleted when
-only deleted segments precede it (else it is rewritten empty, keeping its LSN span on record so
-that a missing segment is never mistaken for a compacted one); one whose live bytes fall under
-half is rewritten (temp file, fsync, rename over, fsync the directory); the active segment is
-never touched. Segments are handled oldest first, so a crash
-leaves compacted segments followed by untouched ones, which replays to the same state.
+only deleted segments precede it; elsewhere a run of such segments becomes one empty segment
+whose header keeps the run's LSN span on record, so that a missing segment is never mistaken
+for a compacted one. A segment whose live bytes fall under half is rewritten (temp file,
+fsync, rename over, fsync the directory); the active segment is never touched. Segments are
+handled oldest first, so a crash leaves compacted segments followed by untouched ones: only
+records judged unneeded given what precedes them are gone, which replays to the same state.
 """
 
 from __future__ import annotations
@@ -32,9 +35,9 @@ from storage.checkpoint import remove_older_checkpoints
 from storage.errors import CorruptWAL
 from storage.format import SEGMENT_HEADER_SIZE, SegmentHeader, rewritten_header
 from storage.fsutil import fsync_dir, replace_file
-from storage.records import QueueKey, RecordType, freeze_key
+from storage.records import Key, QueueKey, RecordType, freeze_key
 from storage.recovery import Progress
-from storage.replay import ReplayState
+from storage.replay import DefKey, ReplayState, vhost_scoped
 from storage.segment import SegmentReader, read_segment
 
 # Rewrite a segment when less than this share of its record bytes is live (as NATS does).
@@ -46,34 +49,58 @@ DELETE = "delete"
 
 
 class Liveness:
-    """Judges records in LSN order against the final state `final`."""
+    """Judges records in LSN order: is_live() says whether replay needs a record given the
+    records marked present() before it."""
 
     def __init__(self, final: ReplayState) -> None:
         self.final = final
-        self._named: set[QueueKey] = set()  # queues named by kept MESSAGE records so far
+        # Present DEFINEs (by key), and queues named by present MESSAGEs, since the last
+        # present deletion that clears them.
+        self._defined: set[DefKey] = set()
+        self._named: set[QueueKey] = set()
+        self._dead_ids: set[int] = set()  # dead messages whose MESSAGE record is present
 
     def is_live(self, lsn: int, rtype: int, payload: dict[str, Any]) -> bool:
         messages = self.final.messages
         if rtype == RecordType.MESSAGE:
-            if payload["id"] not in messages:
-                return False
-            self._named.update((q[0], q[1]) for q in payload["queues"])
-            return True
+            return payload["id"] in messages
         if rtype == RecordType.SETTLE or rtype == RecordType.DELIVER:
-            return any(mid in messages for mid in payload["ids"])
+            dead = self._dead_ids
+            return any(mid in messages or mid in dead for mid in payload["ids"])
         kind = payload["kind"]
         key = freeze_key(payload["key"])
         if payload["value"] is not None:
             entry = self.final.definitions.get((kind, key))
             return entry is not None and lsn in (entry.first_lsn, entry.last_lsn)
-        if kind == "queue" and len(key) == 2 and (key[0], key[1]) in self._named:
-            self._named.discard((key[0], key[1]))
-            return True
+        defs, queues = self._cleared_by(kind, key)
+        return bool(defs or queues)
+
+    def _cleared_by(self, kind: str, key: Key) -> tuple[list[DefKey], list[QueueKey]]:
+        """The present definitions and queues a deletion of (kind, key) would clear."""
         if kind == "vhost":
-            hit = {q for q in self._named if q[0] == key[0]}
-            self._named -= hit
-            return bool(hit)
-        return False
+            vhost = key[0]
+            return ([k for k in self._defined if vhost_scoped(k[0], k[1], vhost)],
+                    [q for q in self._named if q[0] == vhost])
+        defs = [(kind, key)] if (kind, key) in self._defined else []
+        if kind == "queue" and len(key) == 2 and (key[0], key[1]) in self._named:
+            return defs, [(key[0], key[1])]
+        return defs, []
+
+    def present(self, lsn: int, rtype: int, payload: dict[str, Any]) -> None:
+        """Note that this record stays in the log."""
+        if rtype == RecordType.MESSAGE:
+            self._named.update((q[0], q[1]) for q in payload["queues"])
+            if payload["id"] not in self.final.messages:
+                self._dead_ids.add(payload["id"])
+        elif rtype == RecordType.DEFINE:
+            kind = payload["kind"]
+            key = freeze_key(payload["key"])
+            if payload["value"] is not None:
+                self._defined.add((kind, key))
+                return
+            defs, queues = self._cleared_by(kind, key)
+            self._defined.difference_update(defs)
+            self._named.difference_update(queues)
 
 
 @dataclass
@@ -128,31 +155,59 @@ def plan_compaction(segments: list[tuple[int, Path]], final: ReplayState, bound:
     for i, (base, path) in enumerate(covered):
         data = read_segment(path)
         reader = SegmentReader(path, data, base, below_lsn=segments[i + 1][0])
-        keep = []
-        live = records = 0
-        for off, size, lsn, rtype, payload in reader.records(stop_at_damage=True):
-            records += 1
-            if liveness.is_live(lsn, rtype, payload):
-                keep.append((off, size))
-                live += size
+        records = list(reader.records(stop_at_damage=True))
         damage = reader.first_damage()
         if damage is not None:
             raise CorruptWAL(path, damage.offset, damage.reason)
         assert reader.header is not None
-        body = len(data) - SEGMENT_HEADER_SIZE
-        if not keep and all(p.action == DELETE for p in plans):
-            action = DELETE
-        elif live < body * REWRITE_BELOW:
+        # The action follows from the bytes live on their own (deletions are small and
+        # decided below, once it is known which records before them stay).
+        live = 0
+        for _off, size, lsn, rtype, payload in records:
+            deletion = rtype == RecordType.DEFINE and payload["value"] is None
+            if not deletion and liveness.is_live(lsn, rtype, payload):
+                live += size
+        if live < (len(data) - SEGMENT_HEADER_SIZE) * REWRITE_BELOW:
             action = REWRITE
         else:
             action = KEEP
-        plans.append(SegmentPlan(base, path, len(data), reader.header, keep, records, live,
-                                 action, segments[i + 1][0] - 1))
+        keep = []
+        for off, size, lsn, rtype, payload in records:
+            if action == KEEP or liveness.is_live(lsn, rtype, payload):
+                keep.append((off, size))
+                liveness.present(lsn, rtype, payload)
+        plans.append(SegmentPlan(base, path, len(data), reader.header, keep, len(records),
+                                 sum(size for _, size in keep), action, segments[i + 1][0] - 1))
         done += len(data)
-        records_done += records
+        records_done += len(records)
         if progress is not None:
             progress(records_done, done, total)
+    _place_empty_segments(plans)
     return plans
+
+
+def _place_empty_segments(plans: list[SegmentPlan]) -> None:
+    """Decide what becomes of segments that keep nothing. At the head of the log they are
+    deleted. Elsewhere a run of them shrinks to one empty rewritten segment whose header
+    spans the whole run (written first), so the LSNs they covered are accounted for; the
+    rest of the run is then deleted."""
+    at_head = True
+    anchor: SegmentPlan | None = None
+    for plan in plans:
+        if plan.keep:
+            at_head = False
+            anchor = None
+        elif at_head:
+            plan.action = DELETE
+        elif anchor is not None:
+            anchor.end_lsn = plan.end_lsn
+            anchor.action = REWRITE
+            plan.action = DELETE
+        else:
+            unchanged = (plan.records == 0 and plan.header.rewritten
+                         and plan.header.end_lsn == plan.end_lsn)
+            plan.action = KEEP if unchanged else REWRITE
+            anchor = plan
 
 
 def apply_plans(plans: list[SegmentPlan], fsync: bool, result: CompactionResult) -> None:

@@ -226,9 +226,11 @@ def inspect_directory(data_dir: Path, *, records: bool = False, liveness: bool =
                 reader = SegmentReader(path, data, base, below_lsn=below)
                 live_bytes = 0
                 for off, size, lsn, rtype, payload in reader.records():
+                    # As if compaction rewrote every segment: what it would keep.
                     live = judge.is_live(lsn, rtype, payload)
                     if live:
                         live_bytes += size
+                        judge.present(lsn, rtype, payload)
                     if records:
                         subject, ids = describe(rtype, payload)
                         listing.append(RecordEntry(path.name, off, size, lsn,

@@ -275,6 +275,10 @@ class SegmentReader:
         record does (plain segment) or its header says so (rewritten segment)."""
         if self.below_lsn is None or self.header is None or self.damage:
             return
+        if end_lsn is not None and end_lsn >= self.below_lsn:
+            # An empty segment was extended over the next ones, which compaction was about to
+            # delete when it stopped: they are still whole and replay as they are.
+            return
         reached = end_lsn if end_lsn is not None else (self.last_lsn or self.base_lsn - 1)
         if reached != self.below_lsn - 1:
             self.damage.append(Damage(

@@ -31,8 +31,19 @@ class Model:
         self.messages: dict[int, tuple[str, str, bytes, bytes]] = {}
         self.next_id = 1
         self.last_lsn = 0
+        self.log: list[tuple[int, RecordType, dict[str, Any]]] = []
+
+    def upto(self, lsn: int) -> Model:
+        """The model of the records up to `lsn` only."""
+        model = Model()
+        for entry in self.log:
+            if entry[0] <= lsn:
+                model.apply(*entry)
+        model.last_lsn = lsn
+        return model
 
     def apply(self, lsn: int, rtype: RecordType, p: dict[str, Any]) -> None:
+        self.log.append((lsn, rtype, p))
         self.last_lsn = lsn
         if rtype is RecordType.DEFINE:
             key = tuple(p["key"])
