@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -266,3 +267,36 @@ def test_corrupt_sealed_segment_refuses_startup(node: Node) -> None:
         node.start()
     log = (node.logs / f"server-{node.starts}.log").read_text()
     assert damaged.name in log and "offset" in log and "trimq-wal inspect" in log
+
+
+def test_online_compaction_reclaims_acked_messages(tmp_path: Path) -> None:
+    node = Node(tmp_path)
+    node.server = start_server(node.data, "--wal-segment-size", "65536",
+                               "--wal-compaction-interval", "0.2",
+                               log_path=tmp_path / "server-1.log")
+    node.starts = 1
+    conn = node.server.connect()
+    ch = conn.channel()
+    ch.queue_declare("churn", durable=True)
+    ch.queue_declare("keep", durable=True)
+    publish_confirmed(ch, [b"kept"], "keep")
+    publish_confirmed(ch, [b"x" * 1000 for _ in range(1000)], "churn")
+    assert len(drain(ch, "churn")) == 1000  # acked: all of that is dead now
+    publish_confirmed(ch, [b"y"], "churn")  # the acks are durable once this is confirmed
+    written = 1000 * 1000  # at least this much was appended for the churn queue
+
+    def on_disk() -> int:
+        return sum(p.stat().st_size for p in (node.data / "wal").glob("*.seg"))
+
+    deadline = time.monotonic() + 20
+    while on_disk() > written / 4 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert on_disk() < written / 4, "online compaction did not reclaim the acked messages"
+    assert node.log_events("wal.compacted")
+    node.kill()
+    conn = node.start().connect()
+    ch = conn.channel()
+    assert drain(ch, "keep") == [(b"kept", False)]
+    assert drain(ch, "churn") == [(b"y", False)]
+    conn.close()
+    node.stop()

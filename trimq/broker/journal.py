@@ -29,6 +29,7 @@ class Journal:
     def __init__(self, append: Append, next_message_id: int = 1) -> None:
         self._append_record = append
         self.next_message_id = next_message_id
+        self.last_define_lsn = 0  # replies to declarations wait until this is durable
 
     def _append(self, rtype: RecordType, payload: dict[str, Any]) -> int:
         try:
@@ -46,7 +47,9 @@ class Journal:
 
     def define(self, kind: str, key: list[str], value: dict[str, Any] | None) -> int:
         """Record the latest state of a definition; None records its deletion."""
-        return self._append(RecordType.DEFINE, {"kind": kind, "key": key, "value": value})
+        lsn = self._append(RecordType.DEFINE, {"kind": kind, "key": key, "value": value})
+        self.last_define_lsn = lsn
+        return lsn
 
     def message(self, message: Message, queues: Iterable[Queue]) -> int:
         """Record a persistent message once, with every durable queue it reached."""

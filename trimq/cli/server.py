@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="bytes per write-ahead log segment (default 64 MiB)")
     parser.add_argument("--no-fsync", action="store_true",
                         help="never fsync the write-ahead log (fast, loses data on power loss)")
+    parser.add_argument("--wal-compaction-interval", type=float, default=5.0,
+                        help="seconds between checks whether the log needs compacting")
     parser.add_argument("--handshake-timeout", type=float, default=10.0,
                         help="seconds a client has to complete the AMQP handshake")
     parser.add_argument("--version", action="version", version=f"trimq {__version__}")
@@ -65,7 +67,8 @@ async def _run(args: argparse.Namespace) -> None:
     broker, wal = recover(config, args.data_dir, args.wal_segment_size, not args.no_fsync)
     async with trio.open_nursery() as nursery:
         addresses = await nursery.start(
-            partial(serve, broker, args.host, args.port, wal=wal, handle_signals=True)
+            partial(serve, broker, args.host, args.port, wal=wal, handle_signals=True,
+                    compaction_interval=args.wal_compaction_interval)
         )
         for host, port in addresses:
             print(f"trimq {__version__} listening on {host}:{port}", flush=True)

@@ -16,7 +16,7 @@ from pathlib import Path
 import structlog
 import trio
 
-from storage import WAL
+from storage import WAL, WALFailed
 from trimq.broker.broker import Broker, BrokerConfig
 from trimq.broker.journal import Journal
 from trimq.broker.recovery import restore
@@ -26,6 +26,7 @@ log = structlog.get_logger("trimq.server")
 
 ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 SHUTDOWN_GRACE = 3.0
+COMPACTION_CHECK_INTERVAL = 5.0  # seconds between looks at the log's dead bytes
 
 
 @dataclass
@@ -121,6 +122,31 @@ async def shutdown(state: ServerState, nursery: trio.Nursery, reason: str = "shu
     nursery.cancel_scope.cancel()
 
 
+def compaction_due(stats: dict[str, int], segment_size: int) -> bool:
+    """Compact once the dead bytes outweigh the live ones and fill at least a segment."""
+    dead = stats["dead_bytes"] - stats["active_segment_bytes"]
+    return stats["segments"] > 1 and dead >= max(segment_size, stats["live_bytes"])
+
+
+async def _compactor(wal: WAL, segment_size: int, interval: float) -> None:
+    """Online compaction with the same code as `trimq-wal compact`, when enough is dead."""
+    while True:
+        await trio.sleep(interval)
+        stats = wal.stats()
+        if not compaction_due(stats, segment_size):
+            continue
+        started = time.monotonic()
+        try:
+            result = await wal.compact_online()
+        except WALFailed as exc:
+            log.error("wal.compaction_failed", error=str(exc))
+            return
+        after = wal.stats()
+        log.info("wal.compacted", seconds=round(time.monotonic() - started, 3),
+                 bytes_before=stats["total_bytes"], bytes_after=after["total_bytes"],
+                 deleted=len(result.deleted), rewritten=len(result.rewritten))
+
+
 async def _signal_watcher(state: ServerState, nursery: trio.Nursery) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
@@ -135,6 +161,7 @@ async def serve(
     port: int = 5672,
     *,
     wal: WAL | None = None,
+    compaction_interval: float = COMPACTION_CHECK_INTERVAL,
     handle_signals: bool = False,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
@@ -145,6 +172,7 @@ async def serve(
         async with trio.open_nursery() as outer:
             if wal is not None:
                 await outer.start(wal.run_committer)
+                outer.start_soon(_compactor, wal, wal.segment_size, compaction_interval)
             listeners = await open_listeners(host, port)
             addresses = [tuple(lst.socket.getsockname()[:2]) for lst in listeners]
             async with trio.open_nursery() as nursery:

@@ -177,8 +177,13 @@ class Channel:
         self.connection.write(frames.method_frame(self.number, method))
 
     def reply(self, nowait: bool, method: spec.Method) -> None:
-        if not nowait:
-            self.write_method(method)
+        """Reply to a declare, delete, bind or unbind: as RabbitMQ, a change to durable
+        definitions is on disk before the client hears it was made."""
+        if nowait:
+            return
+        journal = self.connection.broker.journal
+        lsn = journal.last_define_lsn if journal is not None else 0
+        self.connection.after_durable(lsn, lambda: self.write_method(method))
 
     def on_ignored(self, method: spec.Method) -> None:
         pass
@@ -278,7 +283,7 @@ class Channel:
         if exchange is not None and queue is not None:  # as RabbitMQ: missing is fine
             self.vhost.check_exclusive(queue, self.connection)
             self.vhost.unbind(exchange, queue, m.routing_key, m.arguments)
-        self.write_method(spec.QueueUnbindOk())
+        self.reply(False, spec.QueueUnbindOk())
 
     def on_queue_purge(self, m: spec.QueuePurge) -> None:
         queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)

@@ -1,0 +1,92 @@
+"""A failed fsync: persistent publishes are refused with 541 and never confirmed; the broker
+stays up for everything that needs no disk.
+
+In-process: the broker runs in a thread (trio) so the test can make the disk fail under it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pika
+import pika.exceptions
+import pytest
+import trio
+
+import storage.segment
+from trimq.broker.broker import BrokerConfig
+from trimq.server.app import recover, serve
+
+pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
+                                reason="trimq-only: makes the broker's own disk fail")
+
+
+class BrokerThread:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = 0
+        self.ready = threading.Event()
+        self.cancel: trio.CancelScope | None = None
+        self.token: trio.lowlevel.TrioToken | None = None
+        self.thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
+
+    async def _main(self) -> None:
+        broker, wal = recover(BrokerConfig(), self.data_dir, 1 << 20, True)
+        self.token = trio.lowlevel.current_trio_token()
+        with trio.CancelScope() as self.cancel:
+            async with trio.open_nursery() as nursery:
+                addresses = await nursery.start(
+                    lambda task_status: serve(broker, "127.0.0.1", 0, wal=wal,
+                                              task_status=task_status))
+                self.port = addresses[0][1]
+                self.ready.set()
+
+    def start(self) -> BrokerThread:
+        self.thread.start()
+        assert self.ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        assert self.token is not None and self.cancel is not None
+        trio.from_thread.run_sync(self.cancel.cancel, trio_token=self.token)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def broker(tmp_path: Path) -> Iterator[BrokerThread]:
+    node = BrokerThread(tmp_path).start()
+    yield node
+    node.stop()
+
+
+def test_failed_fsync_refuses_persistent_publishes_with_541(
+        broker: BrokerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+    ch = conn.channel()
+    ch.queue_declare("durable-q", durable=True)
+    ch.confirm_delivery()
+    ch.basic_publish("", "durable-q", b"before", pika.BasicProperties(delivery_mode=2))
+
+    def broken_fsync(fd: Any) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(storage.segment.os, "fsync", broken_fsync)
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
+        ch.basic_publish("", "durable-q", b"after", pika.BasicProperties(delivery_mode=2))
+    assert info.value.reply_code == 541
+    assert info.value.reply_text.startswith("INTERNAL_ERROR - ")
+
+    # Later persistent publishes are refused at once; transient work goes on.
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+    ch = conn.channel()
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.basic_publish("", q, b"transient")
+    assert ch.basic_get(q, auto_ack=True)[2] == b"transient"
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
+        ch.basic_publish("", "durable-q", b"late", pika.BasicProperties(delivery_mode=2))
+        ch.queue_declare("sync", passive=True)  # any round trip shows the close
+    assert info.value.reply_code == 541
