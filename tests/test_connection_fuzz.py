@@ -130,7 +130,7 @@ async def session(broker: Broker, payload: bytes, *,
     """Handshake, open channel 1, send `payload`; answer a Connection.Close with Close-Ok, or
     else close our side once the server is idle; read until the server closes."""
     client_stream, server_stream = trio.testing.memory_stream_pair()
-    conn = ServerConnection(server_stream, broker, ("fuzz", 1))
+    conn = ServerConnection(server_stream, broker, ("127.0.0.1", 1))
     outcome = Outcome(conn)
 
     async def serve() -> None:
@@ -173,7 +173,7 @@ async def session(broker: Broker, payload: bytes, *,
 async def probe(broker: Broker) -> None:
     """A fresh connection declares a queue, publishes to it and gets the message back."""
     client_stream, server_stream = trio.testing.memory_stream_pair()
-    conn = ServerConnection(server_stream, broker, ("probe", 2))
+    conn = ServerConnection(server_stream, broker, ("127.0.0.1", 2))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(conn.serve)
         client = Client(client_stream)

@@ -1,7 +1,10 @@
-"""Users and their password hashes, in RabbitMQ's format so definitions move between the two.
+"""Users, password hashes and per-vhost permissions, as RabbitMQ's internal auth backend has them.
 
-A hash is base64(4-byte salt ++ SHA-256(salt ++ UTF-8 password)), the rabbit_password_hashing_sha256
-scheme.
+A password hash is base64(4-byte salt ++ SHA-256(salt ++ UTF-8 password)), the
+rabbit_password_hashing_sha256 scheme, so definitions move between trimq and RabbitMQ.
+Permissions are three regular expressions per (vhost, user); as RabbitMQ, a resource is allowed
+when the expression matches anywhere in its name (unanchored), and an empty expression allows
+nothing.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 from dataclasses import dataclass, field
 
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
@@ -28,8 +32,9 @@ def check_password(password: str, password_hash: str) -> bool:
         raw = base64.b64decode(password_hash, validate=True)
     except ValueError:
         return False
-    salt = raw[:4]
-    return hmac.compare_digest(hash_password(password, salt), password_hash)
+    if len(raw) != 36:
+        return False
+    return hmac.compare_digest(hash_password(password, raw[:4]), password_hash)
 
 
 @dataclass
@@ -38,15 +43,75 @@ class User:
     password_hash: str
     tags: list[str] = field(default_factory=list)
 
+    def definition(self) -> dict[str, object]:
+        return {"password_hash": self.password_hash, "tags": list(self.tags),
+                "hashing_algorithm": HASHING_ALGORITHM}
+
+
+class Permission:
+    """configure / write / read expressions of one user in one vhost."""
+
+    __slots__ = ("configure", "write", "read", "_compiled")
+
+    def __init__(self, configure: str, write: str, read: str) -> None:
+        self.configure = configure
+        self.write = write
+        self.read = read
+        self._compiled = {
+            kind: (re.compile(expr) if expr else None)
+            for kind, expr in (("configure", configure), ("write", write), ("read", read))
+        }
+
+    def allows(self, kind: str, name: str) -> bool:
+        pattern = self._compiled[kind]
+        return pattern is not None and pattern.search(name) is not None
+
+    def definition(self) -> dict[str, str]:
+        return {"configure": self.configure, "write": self.write, "read": self.read}
+
+
+def check_regex(expression: str) -> str | None:
+    """None if `expression` compiles, else why not (for a usage error)."""
+    try:
+        re.compile(expression)
+    except re.error as exc:
+        return str(exc)
+    return None
+
+
+class PermissionTable(dict[tuple[str, str], Permission]):
+    """A dict that counts its changes."""
+
+    generation = 0
+
+    def __setitem__(self, key: tuple[str, str], value: Permission) -> None:
+        self.generation += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: tuple[str, str]) -> None:
+        self.generation += 1
+        super().__delitem__(key)
+
+    def pop(self, key: tuple[str, str], *default: object) -> object:  # type: ignore[override]
+        self.generation += 1
+        return super().pop(key, *default)
+
 
 class Users:
-    """The user database; authentication answers only yes or no (never why, to the client)."""
+    """The user database and the permission table."""
 
     def __init__(self) -> None:
         self.users: dict[str, User] = {}
+        self.permissions: PermissionTable = PermissionTable()  # (vhost, user) -> Permission
 
-    def add(self, name: str, password: str, tags: list[str] | None = None) -> User:
-        user = User(name, hash_password(password), list(tags or []))
+    @property
+    def generation(self) -> int:
+        """Changes whenever a permission does, so channels know their cached answers expired."""
+        return self.permissions.generation
+
+    def add(self, name: str, password: str | None, tags: list[str] | None = None) -> User:
+        user = User(name, hash_password(password) if password is not None else "",
+                    list(tags or []))
         self.users[name] = user
         return user
 
@@ -55,3 +120,10 @@ class Users:
         if user is None or not check_password(password, user.password_hash):
             return None
         return user
+
+    def permission(self, vhost: str, user: str) -> Permission | None:
+        return self.permissions.get((vhost, user))
+
+    def allowed(self, vhost: str, user: str, kind: str, name: str) -> bool:
+        permission = self.permissions.get((vhost, user))
+        return permission is not None and permission.allows(kind, name)

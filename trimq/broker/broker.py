@@ -1,10 +1,15 @@
-"""The broker model's root: virtual hosts and users. Pure state, no I/O."""
+"""The broker model's root: virtual hosts, users and permissions. Pure state, no I/O.
+
+Changes to users, vhosts and permissions are journaled (when the broker keeps durable state)
+like any other durable definition. Refusals raise `AdminError` with the kind of failure, which
+the control socket maps to rabbitmqctl's exit codes.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from trimq.broker.auth import Users
+from trimq.broker.auth import Permission, User, Users, hash_password
 from trimq.broker.journal import Journal
 from trimq.broker.vhost import VHost
 
@@ -14,6 +19,8 @@ class BrokerConfig:
     default_user: str = "guest"
     default_pass: str = "guest"
     default_vhost: str = "/"
+    default_user_tags: list[str] = field(default_factory=lambda: ["administrator"])
+    loopback_users: list[str] = field(default_factory=lambda: ["guest"])
     channel_max: int = 2047
     frame_max: int = 131072
     heartbeat: int = 60
@@ -21,17 +28,136 @@ class BrokerConfig:
     handshake_timeout: float = 10.0
 
 
+class AdminError(Exception):
+    """An administrative request that cannot be done; `kind` says which (see the control
+    protocol: user_not_found, vhost_not_found, exists, usage, error)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
 class Broker:
-    def __init__(self, config: BrokerConfig | None = None, journal: Journal | None = None) -> None:
+    def __init__(self, config: BrokerConfig | None = None, journal: Journal | None = None,
+                 bootstrap: bool = True) -> None:
         self.config = config or BrokerConfig()
         self.journal = journal  # durable state goes here; None keeps everything in memory
         self.vhosts: dict[str, VHost] = {}
         self.users = Users()
-        self.add_vhost(self.config.default_vhost)
-        self.users.add(self.config.default_user, self.config.default_pass, ["administrator"])
+        if bootstrap:
+            self.bootstrap()
 
-    def add_vhost(self, name: str) -> VHost:
+    def bootstrap(self) -> None:
+        """A new broker: the default vhost, and the default user with full permissions on it."""
+        config = self.config
+        self.add_vhost(config.default_vhost)
+        self.add_user(config.default_user, config.default_pass, config.default_user_tags)
+        self.set_permissions(config.default_vhost, config.default_user, ".*", ".*", ".*")
+
+    # -- vhosts -------------------------------------------------------------------------
+
+    def add_vhost(self, name: str, description: str = "", tags: list[str] | None = None,
+                  ) -> VHost:
+        if name in self.vhosts:
+            raise AdminError("exists", f'Virtual host "{name}" already exists')
+        vhost = self.vhosts[name] = VHost(name, self.journal)
+        vhost.description = description
+        vhost.tags = list(tags or [])
+        self._define("vhost", [name], {"description": description, "tags": vhost.tags})
+        return vhost
+
+    def restore_vhost(self, name: str, description: str | None = None,
+                      tags: list[str] | None = None) -> VHost:
+        """Recreate a vhost from storage (not journaled again)."""
         vhost = self.vhosts.get(name)
         if vhost is None:
             vhost = self.vhosts[name] = VHost(name, self.journal)
+        if description is not None:
+            vhost.description = description
+        if tags is not None:
+            vhost.tags = list(tags)
         return vhost
+
+    def get_vhost(self, name: str) -> VHost:
+        vhost = self.vhosts.get(name)
+        if vhost is None:
+            raise AdminError("vhost_not_found", f'Virtual host "{name}" does not exist')
+        return vhost
+
+    def delete_vhost(self, name: str) -> VHost:
+        """Remove a vhost with its queues, exchanges and permissions. The caller closes its
+        connections first."""
+        vhost = self.get_vhost(name)
+        for queue in list(vhost.queues.values()):
+            vhost.delete_queue(queue)
+        vhost.deleted = True
+        del self.vhosts[name]
+        for key in [k for k in self.users.permissions if k[0] == name]:
+            del self.users.permissions[key]
+        self._define("vhost", [name], None)  # storage drops everything inside it
+        return vhost
+
+    # -- users --------------------------------------------------------------------------
+
+    def get_user(self, name: str) -> User:
+        user = self.users.users.get(name)
+        if user is None:
+            raise AdminError("user_not_found", f'User "{name}" does not exist')
+        return user
+
+    def add_user(self, name: str, password: str | None, tags: list[str] | None = None,
+                 password_hash: str | None = None) -> User:
+        if name in self.users.users:
+            raise AdminError("exists", f'User "{name}" already exists')
+        user = self.users.add(name, password, tags)
+        if password_hash is not None:
+            user.password_hash = password_hash
+        self._save_user(user)
+        return user
+
+    def delete_user(self, name: str) -> None:
+        self.get_user(name)
+        del self.users.users[name]
+        self._define("user", [name], None)
+        for key in [k for k in self.users.permissions if k[1] == name]:
+            del self.users.permissions[key]
+            self._define("permission", list(key), None)
+
+    def change_password(self, name: str, password: str) -> None:
+        user = self.get_user(name)
+        user.password_hash = hash_password(password)
+        self._save_user(user)
+
+    def clear_password(self, name: str) -> None:
+        user = self.get_user(name)
+        user.password_hash = ""
+        self._save_user(user)
+
+    def set_user_tags(self, name: str, tags: list[str]) -> None:
+        user = self.get_user(name)
+        user.tags = list(tags)
+        self._save_user(user)
+
+    def _save_user(self, user: User) -> None:
+        self._define("user", [user.name], user.definition())
+
+    # -- permissions --------------------------------------------------------------------
+
+    def set_permissions(self, vhost: str, user: str, configure: str, write: str, read: str,
+                        ) -> None:
+        self.get_vhost(vhost)
+        self.get_user(user)
+        self.users.permissions[(vhost, user)] = Permission(configure, write, read)
+        self._define("permission", [vhost, user],
+                     {"configure": configure, "write": write, "read": read})
+
+    def clear_permissions(self, vhost: str, user: str) -> None:
+        self.get_vhost(vhost)
+        self.get_user(user)
+        if self.users.permissions.pop((vhost, user), None) is not None:
+            self._define("permission", [vhost, user], None)
+
+    def _define(self, kind: str, key: list[str], value: dict[str, object] | None) -> None:
+        if self.journal is not None:
+            self.journal.define(kind, key, value)

@@ -8,6 +8,7 @@ from typing import Any
 from storage import RecoveredState
 from trimq.amqp.codec import decode_table_typed
 from trimq.amqp.spec import BasicProperties
+from trimq.broker.auth import Permission
 from trimq.broker.broker import Broker
 from trimq.broker.exchange import EXCHANGE_TYPES, Binding
 from trimq.broker.message import Message, QueuedMessage
@@ -21,23 +22,32 @@ def _arguments(raw: bytes) -> dict[str, Any]:
 def restore(broker: Broker, state: RecoveredState) -> tuple[int, int]:
     """Load `state` into `broker` (whose journal is attached); returns (queues, messages)."""
     journal = broker.journal
+    kinds = {kind for kind, _ in state.definitions}
+    if "vhost" not in kinds and "user" not in kinds:
+        broker.bootstrap()  # a new data directory: default vhost and user, journaled
     for (kind, key), value in state.definitions.items():
         if kind == "vhost":
-            broker.add_vhost(key[0])
+            broker.restore_vhost(key[0], value.get("description", ""), value.get("tags", []))
+        elif kind == "user":
+            user = broker.users.add(key[0], None, value.get("tags", []))
+            user.password_hash = value.get("password_hash", "")
+        elif kind == "permission":
+            broker.users.permissions[(key[0], key[1])] = Permission(
+                value["configure"], value["write"], value["read"])
         elif kind == "exchange":
-            vhost = broker.add_vhost(key[0])
+            vhost = broker.restore_vhost(key[0])
             cls = EXCHANGE_TYPES.get(value["type"])
             if cls is not None and key[1] not in vhost.exchanges:
                 vhost.exchanges[key[1]] = cls(key[1], vhost.name, True, value["auto_delete"],
                                               value["internal"], _arguments(value["arguments"]))
         elif kind == "queue":
-            vhost = broker.add_vhost(key[0])
+            vhost = broker.restore_vhost(key[0])
             queue = Queue(key[1], vhost.name, True, None, value["auto_delete"],
                           _arguments(value["arguments"]))
             vhost.queues[queue.name] = queue
             queue.journal = journal
         elif kind == "binding":
-            vhost = broker.add_vhost(key[0])
+            vhost = broker.restore_vhost(key[0])
             _, source_name, dest_kind, dest_name, routing_key, _ = key
             source = vhost.exchanges.get(source_name)
             dest = (vhost.queues if dest_kind == "queue" else vhost.exchanges).get(dest_name)

@@ -72,6 +72,9 @@ class VHost:
     def __init__(self, name: str, journal: Journal | None = None) -> None:
         self.name = name
         self.journal = journal  # where durable definitions are recorded (None: memory only)
+        self.description = ""
+        self.tags: list[str] = []
+        self.deleted = False
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.default_exchange = EXCHANGE_TYPES["direct"]("", name, durable=True)
@@ -203,13 +206,15 @@ class VHost:
         exclusive: bool = False,
         auto_delete: bool = False,
         arguments: dict[str, Any] | None = None,
+        server_named: bool = False,
     ) -> tuple[Queue, bool]:
-        """Declare (or check) a queue for connection `owner`; returns it and whether created."""
+        """Declare (or check) a queue for connection `owner`; returns it and whether created.
+        `server_named`: `name` was generated for an empty one (so its amq. prefix is ours)."""
         if passive:
             return self.get_queue(name, owner), False
         if not name:
             name = generated_name("amq.gen-")
-        elif name.startswith("amq."):
+        elif name.startswith("amq.") and not server_named:
             raise ChannelError(
                 ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'"
             )

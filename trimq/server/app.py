@@ -51,7 +51,7 @@ def recover(config: BrokerConfig, data_dir: Path, segment_size: int, fsync: bool
 
     wal = WAL(data_dir, segment_size=segment_size, fsync=fsync)
     state = wal.open(progress=progress)
-    broker = Broker(config, Journal(wal.append, state.next_message_id))
+    broker = Broker(config, Journal(wal.append, state.next_message_id), bootstrap=False)
     queues, messages = restore(broker, state)
     elapsed = time.monotonic() - started
     if state.dropped_tail_bytes:

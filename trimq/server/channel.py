@@ -39,6 +39,17 @@ if TYPE_CHECKING:
 log = structlog.get_logger("trimq.channel")
 
 NO_ROUTE = 312
+
+
+class PermissionCache:
+    """Answers to permission checks, valid while the broker's permissions are unchanged (so a
+    publish costs a dict lookup, not a regular expression)."""
+
+    __slots__ = ("generation", "answers")
+
+    def __init__(self) -> None:
+        self.generation = -1
+        self.answers: dict[tuple[str, str, str], bool] = {}
 # A delivery awaiting its ack: the queue entry, its queue, and the consumer (None for basic.get).
 Unacked = tuple[QueuedMessage, Queue, Consumer | None]
 
@@ -58,6 +69,7 @@ class Channel:
         self.prefetch_consumer = 0  # basic.qos global=false: applies to consumers made after it
         self.prefetch_channel = 0  # basic.qos global=true: shared by the channel
         self.last_queue: str | None = None
+        self._permitted = PermissionCache()
         self.confirm = False
         self.confirm_seq = 0  # last publish sequence number in confirm mode
         self.unconfirmed: deque[tuple[int, int]] = deque()  # (sequence, LSN) awaiting fsync
@@ -220,17 +232,45 @@ class Channel:
 
     # -- exchanges ----------------------------------------------------------------------
 
+    # -- permissions --------------------------------------------------------------------
+
+    def permit(self, kind: str, resource: str, name: str) -> None:
+        """RabbitMQ's configure/write/read check; the default exchange is 'amq.default'."""
+        if resource == "exchange" and name == "":
+            name = "amq.default"
+        users = self.connection.broker.users
+        cache = self._permitted
+        if cache.generation != users.generation:
+            cache.generation = users.generation
+            cache.answers.clear()
+        key = (kind, resource, name)
+        allowed = cache.answers.get(key)
+        if allowed is None:
+            allowed = cache.answers[key] = users.allowed(
+                self.vhost.name, self.connection.username, kind, name)
+        if not allowed:
+            raise ChannelError(
+                ACCESS_REFUSED,
+                f"access to {resource} '{name}' in vhost '{self.vhost.name}' refused for user "
+                f"'{self.connection.username}'",
+            )
+
     def on_exchange_declare(self, m: spec.ExchangeDeclare) -> None:
+        if not m.passive:
+            self.permit("configure", "exchange", m.exchange)
         self.vhost.declare_exchange(
             m.exchange, m.type, m.passive, m.durable, m.auto_delete, m.internal, m.arguments
         )
         self.reply(m.nowait, spec.ExchangeDeclareOk())
 
     def on_exchange_delete(self, m: spec.ExchangeDelete) -> None:
+        self.permit("configure", "exchange", m.exchange)
         self.vhost.delete_exchange(m.exchange, m.if_unused)
         self.reply(m.nowait, spec.ExchangeDeleteOk())
 
     def on_exchange_bind(self, m: spec.ExchangeBind) -> None:
+        self.permit("write", "exchange", m.destination)
+        self.permit("read", "exchange", m.source)
         self.vhost.check_bindable(m.source)
         self.vhost.check_bindable(m.destination)
         source = self.vhost.get_exchange(m.source)
@@ -239,6 +279,8 @@ class Channel:
         self.reply(m.nowait, spec.ExchangeBindOk())
 
     def on_exchange_unbind(self, m: spec.ExchangeUnbind) -> None:
+        self.permit("write", "exchange", m.destination)
+        self.permit("read", "exchange", m.source)
         self.vhost.check_bindable(m.source)
         self.vhost.check_bindable(m.destination)
         source = self.vhost.exchanges.get(m.source)
@@ -259,8 +301,14 @@ class Channel:
 
     def on_queue_declare(self, m: spec.QueueDeclare) -> None:
         name = m.queue
+        server_named = not name and not m.passive
+        if server_named:
+            name = generated_name("amq.gen-")
+        if not m.passive:
+            self.permit("configure", "queue", name)
         queue, created = self.vhost.declare_queue(
-            name, self.connection, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments
+            name, self.connection, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments,
+            server_named,
         )
         if created and queue.exclusive:
             self.connection.exclusive_queues.append(queue)
@@ -269,6 +317,8 @@ class Channel:
                                                  queue.consumer_count))
 
     def on_queue_bind(self, m: spec.QueueBind) -> None:
+        self.permit("write", "queue", self.queue_name(m.queue))
+        self.permit("read", "exchange", m.exchange)
         self.vhost.check_bindable(m.exchange)
         exchange = self.vhost.get_exchange(m.exchange)
         queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
@@ -277,6 +327,8 @@ class Channel:
         self.reply(m.nowait, spec.QueueBindOk())
 
     def on_queue_unbind(self, m: spec.QueueUnbind) -> None:
+        self.permit("write", "queue", self.queue_name(m.queue))
+        self.permit("read", "exchange", m.exchange)
         self.vhost.check_bindable(m.exchange)
         exchange = self.vhost.exchanges.get(m.exchange)
         queue = self.vhost.queues.get(self.queue_name(m.queue))
@@ -286,11 +338,13 @@ class Channel:
         self.reply(False, spec.QueueUnbindOk())
 
     def on_queue_purge(self, m: spec.QueuePurge) -> None:
+        self.permit("read", "queue", self.queue_name(m.queue))
         queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
         self.reply(m.nowait, spec.QueuePurgeOk(queue.purge()))
 
     def on_queue_delete(self, m: spec.QueueDelete) -> None:
         name = self.queue_name(m.queue)
+        self.permit("configure", "queue", name)
         queue = self.vhost.queues.get(name)
         if queue is None:
             self.reply(m.nowait, spec.QueueDeleteOk(0))  # RabbitMQ: deleting nothing succeeds
@@ -318,6 +372,7 @@ class Channel:
         self.dispatch_consumed_queues()
 
     def on_consume(self, m: spec.BasicConsume) -> None:
+        self.permit("read", "queue", self.queue_name(m.queue))
         queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
         tag = m.consumer_tag or generated_name("amq.ctag-")
         if tag in self.consumers:
@@ -380,6 +435,7 @@ class Channel:
         ))
 
     def on_get(self, m: spec.BasicGet) -> None:
+        self.permit("read", "queue", self.queue_name(m.queue))
         queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
         entry = queue.get(m.no_ack)
         if entry is None:
@@ -471,6 +527,7 @@ class Channel:
         if method.immediate:
             raise ConnectionError(NOT_IMPLEMENTED, "immediate=true")
         vhost = self.vhost
+        self.permit("write", "exchange", method.exchange)
         exchange = vhost.exchanges.get(method.exchange)
         if exchange is None:
             raise ChannelError(

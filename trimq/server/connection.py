@@ -8,6 +8,7 @@ consumers cancelled and exclusive queues deleted.
 
 from __future__ import annotations
 
+import ipaddress
 import platform
 import socket
 from collections.abc import Callable
@@ -49,6 +50,14 @@ CAPABILITIES = (
     "connection.blocked", "consumer_priorities", "authentication_failure_close",
     "per_consumer_qos", "direct_reply_to",
 )
+
+
+def is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback or host.startswith(
+            "::ffff:127.")
+    except ValueError:
+        return False
 
 
 class PeerGone(Exception):
@@ -249,6 +258,13 @@ class ServerConnection:
                 NOT_ALLOWED, f"vhost {open_.virtual_host} not found",
                 open_.CLASS_ID, open_.METHOD_ID,
             )
+        if self.broker.users.permission(vhost.name, self.username) is None:
+            log.warning("connection.vhost_refused", peer=self.peer, user=self.username,
+                        vhost=vhost.name)
+            raise ConnectionError(
+                NOT_ALLOWED, f"access to vhost '{vhost.name}' refused for user '{self.username}'",
+                open_.CLASS_ID, open_.METHOD_ID,
+            )
         self.vhost = vhost
         await self._send_now(frames.method_frame(0, spec.ConnectionOpenOk("")))
         return True
@@ -273,11 +289,19 @@ class ServerConnection:
     async def _authenticate(self, start_ok: spec.ConnectionStartOk) -> bool:
         name, password = self._credentials(start_ok)
         user = self.broker.users.authenticate(name, password)
+        if user is not None and name in self.broker.config.loopback_users and not (
+            is_loopback(self.peer[0])
+        ):
+            log.warning("connection.auth_failed", peer=self.peer, user=name,
+                        mechanism=start_ok.mechanism,
+                        reason=f"user '{name}' can only connect via localhost")
+            user = None
+        elif user is None:
+            log.warning("connection.auth_failed", peer=self.peer, user=name,
+                        mechanism=start_ok.mechanism, reason="invalid credentials")
         if user is not None:
             self.username = user.name
             return True
-        log.warning("connection.auth_failed", peer=self.peer, user=name,
-                    mechanism=start_ok.mechanism)
         if self.capability("authentication_failure_close"):
             text = reply_text(
                 ACCESS_REFUSED,
