@@ -94,7 +94,8 @@ def decode_checkpoint(data: bytes) -> tuple[int, ReplayState]:
     if crc != mask_crc(crc32c.crc32c(payload, crc32c.crc32c(data[: _HEADER.size]))):
         raise CheckpointError("CRC mismatch")
     try:
-        return lsn, _decode_state(msgpack.unpackb(payload, raw=False, strict_map_key=False), lsn)
+        body = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        return lsn, _decode_state(body, lsn)
     except (ValueError, TypeError, KeyError, IndexError) as exc:
         raise CheckpointError(f"bad content: {exc}") from exc
 
@@ -109,11 +110,12 @@ def _decode_state(body: Any, lsn: int) -> ReplayState:
         state.definitions[(kind, freeze_key(key))] = Definition(value, first, last, size)
     for mid, exchange, routing_key, properties, msg_body, size in body["messages"]:
         state.messages[mid] = StoredMessage(exchange, routing_key, properties, msg_body, size)
+    messages = state.messages
     for vhost, name, held in body["queues"]:
-        ids = {mid: count for mid, count in held}
+        ids = dict(held)
         state.queues[(vhost, name)] = ids
         for mid in ids:
-            state.messages[mid].refs += 1
+            messages[mid].refs += 1
     state.recount_live_bytes()
     return state
 

@@ -83,19 +83,27 @@ def _check_define(p: dict[str, Any]) -> None:
         raise PayloadError("DEFINE needs a 'value' that is a dict or None")
 
 
+_BYTES = (bytes, bytearray, memoryview)
+_SEQ = (list, tuple)
+
+
 def _check_message(p: dict[str, Any]) -> None:
-    if type(p.get("id")) is not int or p["id"] < 0:
+    # On the replay path for every message: few calls, no enum or helper lookups.
+    get = p.get
+    mid = get("id")
+    if type(mid) is not int or mid < 0:
         raise PayloadError("MESSAGE needs an int 'id'")
-    if not isinstance(p.get("exchange"), str) or not isinstance(p.get("routing_key"), str):
+    if not isinstance(get("exchange"), str) or not isinstance(get("routing_key"), str):
         raise PayloadError("MESSAGE needs str 'exchange' and 'routing_key'")
-    for field in ("properties", "body"):
-        if not isinstance(p.get(field), (bytes, bytearray, memoryview)):
-            raise PayloadError(f"MESSAGE needs bytes {field!r}")
-    queues = p.get("queues")
-    if not isinstance(queues, (list, tuple)):
+    if not isinstance(get("properties"), _BYTES) or not isinstance(get("body"), _BYTES):
+        raise PayloadError("MESSAGE needs bytes 'properties' and 'body'")
+    queues = get("queues")
+    if not isinstance(queues, _SEQ):
         raise PayloadError("MESSAGE needs a 'queues' list")
     for q in queues:
-        queue_key(q)
+        if not (isinstance(q, _SEQ) and len(q) == 2 and isinstance(q[0], str)
+                and isinstance(q[1], str)):
+            raise PayloadError(f"a queue is [vhost, name] (two str), not {q!r}")
 
 
 def _check_queue_ids(p: dict[str, Any]) -> None:
@@ -103,7 +111,7 @@ def _check_queue_ids(p: dict[str, Any]) -> None:
     _ids(p.get("ids"))
 
 
-_CHECKS = {
+_CHECKS: dict[int, Any] = {
     RecordType.DEFINE: _check_define,
     RecordType.MESSAGE: _check_message,
     RecordType.SETTLE: _check_queue_ids,
@@ -115,10 +123,9 @@ def check_payload(rtype: int, payload: Any) -> None:
     """Raise PayloadError unless `payload` fits `rtype`'s schema."""
     if not isinstance(payload, dict):
         raise PayloadError(f"payload must be a dict, not {type(payload).__name__}")
-    try:
-        check = _CHECKS[RecordType(rtype)]
-    except ValueError:
-        raise PayloadError(f"unknown record type {rtype}") from None
+    check = _CHECKS.get(rtype)  # type: ignore[call-overload]
+    if check is None:
+        raise PayloadError(f"unknown record type {rtype}")
     check(payload)
 
 

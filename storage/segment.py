@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crc32c import crc32c
+
 from storage.format import (
     MAX_PAYLOAD,
     RECORD_HEADER_SIZE,
@@ -24,6 +26,7 @@ from storage.format import (
     HeaderError,
     SegmentHeader,
     decode_segment_header,
+    mask_crc,
     record_crc_ok,
     unpack_record_header,
 )
@@ -169,7 +172,6 @@ class SegmentReader:
         self.damage: list[Damage] = []
         self.valid_end = 0
         self.last_lsn = 0  # LSN of the last valid record (0: none)
-        self.records_read = 0
 
     def _search(self, offset: int, end: int, reason: str, prev_lsn: int) -> int | None:
         """Record framing damage at `offset`; return where valid records resume, if they do."""
@@ -179,9 +181,11 @@ class SegmentReader:
         self.damage.append(Damage(offset, stop - offset, reason, True, resume is None))
         return resume
 
-    def records(self, *, stop_at_damage: bool = False) -> Iterator[Record]:
+    def records(self, *, stop_at_damage: bool = False, skip_upto: int = 0) -> Iterator[Record]:
         """Yield every valid record in order; on damage, stop (stop_at_damage) or resume at the
-        next valid record. After the last record, check that nothing is missing at the end."""
+        next valid record. After the last record, check that nothing is missing at the end.
+        Records at or below skip_upto (a checkpoint covers them) are checked but not decoded:
+        their payload is yielded as {}."""
         data = self.data
         view = memoryview(data)
         n = len(data)
@@ -220,55 +224,71 @@ class SegmentReader:
                     n = min(n, header.sealed_size)
         expected = self.base_lsn if consecutive else None
         below = self.below_lsn
-        while off < n:
-            left = n - off
-            if left < RECORD_HEADER_SIZE:
-                reason = f"truncated record header ({left} bytes)"
-            else:
-                crc, length, lsn, rtype = unpack_record_header(data, off)
-                size = RECORD_HEADER_SIZE + length
-                if length > MAX_PAYLOAD or size > left:
-                    reason = f"record length {length} runs past the end of the segment"
-                elif not record_crc_ok(data, off, crc, length):
-                    reason = "CRC mismatch"
-                else:
-                    problem = None
-                    if rtype not in RECORD_TYPES:
-                        problem = f"unknown record type {rtype}"
-                    elif expected is not None and lsn != expected:
-                        problem = f"LSN {lsn} where {expected} was expected"
-                    elif lsn <= prev:
-                        problem = f"LSN {lsn} does not follow LSN {prev}"
-                    elif below is not None and lsn >= below:
-                        problem = f"LSN {lsn} is not below the next segment's base {below}"
-                    elif end_lsn is not None and lsn > end_lsn:
-                        problem = f"LSN {lsn} is beyond the segment's end LSN {end_lsn}"
-                    if problem is None:
-                        try:
-                            payload = decode_payload(
-                                rtype, view[off + RECORD_HEADER_SIZE : off + size])
-                        except PayloadError as exc:
-                            problem = f"LSN {lsn}: {exc}"
-                    if problem is not None:
-                        self.damage.append(Damage(off, size, problem, False, off + size >= n))
+        # Highest LSN allowed here: under the next segment's base, within a rewritten span.
+        high = min(below - 1 if below is not None else 1 << 64,
+                   end_lsn if end_lsn is not None else 1 << 64)
+        unpack = unpack_record_header
+        last = self.last_lsn
+        try:
+            while off < n:
+                # The fast path: one record, whole, CRC right, LSN where it belongs.
+                if n - off >= RECORD_HEADER_SIZE:
+                    crc, length, lsn, rtype = unpack(data, off)
+                    end = off + RECORD_HEADER_SIZE + length
+                    if end <= n and crc == mask_crc(crc32c(view[off + 4 : end])):
+                        if (rtype in RECORD_TYPES and prev < lsn <= high
+                                and (expected is None or lsn == expected)):
+                            problem = None
+                            if lsn <= skip_upto:
+                                payload: dict[str, Any] = {}
+                            else:
+                                try:
+                                    payload = decode_payload(
+                                        rtype, view[off + RECORD_HEADER_SIZE : end])
+                                except PayloadError as exc:
+                                    problem = f"LSN {lsn}: {exc}"
+                            if problem is None:
+                                yield off, end - off, lsn, rtype, payload
+                                prev = last = lsn
+                                if consecutive:
+                                    expected = lsn + 1
+                                off = self.valid_end = end
+                                continue
+                        else:
+                            problem = self._misplaced(rtype, lsn, prev, expected, high)
+                        # A whole record with a valid CRC, but wrong: skip just that record.
+                        self.damage.append(Damage(off, end - off, problem, False, end >= n))
                         if stop_at_damage:
                             return
-                        off += size
+                        off = end
                         continue
-                    yield off, size, lsn, rtype, payload
-                    self.records_read += 1
-                    prev = self.last_lsn = lsn
-                    if consecutive:
-                        expected = lsn + 1
-                    off += size
-                    self.valid_end = off
-                    continue
-            resume = self._search(off, n, reason, prev)
-            if resume is None or stop_at_damage:
-                return
-            off = resume
-            expected = None  # records were lost in the damage: accept the gap once
+                    if end > n:
+                        reason = f"record length {length} runs past the end of the segment"
+                    else:
+                        reason = "CRC mismatch"
+                else:
+                    reason = f"truncated record header ({n - off} bytes)"
+                resume = self._search(off, n, reason, prev)
+                if resume is None or stop_at_damage:
+                    return
+                off = resume
+                expected = None  # records were lost in the damage: accept the gap once
+        finally:
+            self.last_lsn = last
         self._check_end(n, end_lsn)
+
+    def _misplaced(self, rtype: int, lsn: int, prev: int, expected: int | None,
+                   high: int) -> str:
+        """Why a record with a valid CRC does not belong where it is."""
+        if rtype not in RECORD_TYPES:
+            return f"unknown record type {rtype}"
+        if expected is not None and lsn != expected:
+            return f"LSN {lsn} where {expected} was expected"
+        if lsn <= prev:
+            return f"LSN {lsn} does not follow LSN {prev}"
+        if self.below_lsn is not None and lsn >= self.below_lsn:
+            return f"LSN {lsn} is not below the next segment's base {self.below_lsn}"
+        return f"LSN {lsn} is beyond the segment's end LSN {high}"
 
     def _check_end(self, n: int, end_lsn: int | None) -> None:
         """A sealed segment must reach the LSN just below the next segment's base: its last

@@ -23,7 +23,7 @@ from storage.format import SEGMENT_HEADER_SIZE, SegmentHeader, encode_record, re
 from storage.fsutil import replace_file
 from storage.lock import DirLock
 from storage.records import RecordType, encode_payload
-from storage.recovery import Progress, SegmentInfo, recover
+from storage.recovery import Progress, SegmentInfo, gc_paused, recover
 from storage.replay import RecoveredState, ReplayState
 from storage.segment import SegmentWriter
 
@@ -81,7 +81,8 @@ class WAL:
             raise
         self._committer.reset(self._next_lsn - 1)
         self._open = True
-        result = self._state.recovered()
+        with gc_paused():
+            result = self._state.recovered()
         result.records_replayed = rec.records_replayed
         result.dropped_tail_bytes = rec.dropped_tail_bytes
         result.checkpoint_lsn = rec.checkpoint_lsn

@@ -104,7 +104,7 @@ def same_state(a: RecoveredState, b: RecoveredState) -> None:
 # -- operations ---------------------------------------------------------------------------
 
 Op = tuple[Any, ...]
-_value = st.one_of(st.none(), st.builds(lambda n: {"n": n}, st.integers(0, 3)))
+_value = st.one_of(st.none(), st.builds(lambda n: {"n": n, "tags": ["t", n]}, st.integers(0, 3)))
 _queue = st.sampled_from(QUEUES)
 _ids = st.lists(st.integers(1, 40), max_size=4)
 

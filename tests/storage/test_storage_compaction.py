@@ -33,7 +33,7 @@ from storage_helpers import (
 from storage import WAL, CorruptWAL, RecordType
 from storage.wal import compact_directory
 
-EXAMPLES = int(os.environ.get("TRIMQ_STORAGE_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("TRIMQ_STORAGE_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

@@ -32,7 +32,7 @@ from storage import CorruptWAL
 from storage.format import SEGMENT_HEADER_SIZE
 
 # TRIMQ_STORAGE_EXAMPLES=5000 for a long run.
-EXAMPLES = int(os.environ.get("TRIMQ_STORAGE_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("TRIMQ_STORAGE_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
