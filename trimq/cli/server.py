@@ -1,4 +1,9 @@
-"""`trimq-server`: run the broker in the foreground."""
+"""`trimq-server`: run the broker in the foreground, or detached (-detached) with a pid file.
+
+Settings come from a TOML file, the environment and these flags (trimq/cli/config.py). Exit
+status: 0 after a clean stop, 1 when the broker cannot start (data directory locked, corrupt
+log, address in use), 78 for an invalid configuration.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import os
 import sys
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import structlog
 import trio
@@ -15,18 +21,26 @@ import trio
 from storage import StorageError
 from trimq import __version__
 from trimq.broker.broker import BrokerConfig
+from trimq.cli import config
+from trimq.cli.daemon import Daemon, daemonize
 from trimq.server.app import recover, serve
+from trimq.server.notify import Notifier
 
-DEFAULT_DATA_DIR = Path(os.environ.get("TRIMQ_DATA_DIR", "~/.local/share/trimq")).expanduser()
+DEFAULT_DATA_DIR = Path(
+    os.environ.get("TRIMQ_DATA_DIR", str(config.DEFAULT_DATA_DIR))
+).expanduser()
+EX_CONFIG = 78
+PID_FILE = "trimq.pid"
+LOG_FILE = "trimq.log"
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, fmt: str = "auto") -> None:
     """structlog: coloured console lines on a terminal, JSON lines otherwise (to stderr)."""
     processors: list[structlog.typing.Processor] = [
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
-    if sys.stderr.isatty():
+    if fmt == "console" or (fmt == "auto" and sys.stderr.isatty()):
         processors.append(structlog.dev.ConsoleRenderer())
     else:
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
@@ -41,54 +55,114 @@ def configure_logging(level: str) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="trimq-server", description=__doc__)
+    parser = argparse.ArgumentParser(prog="trimq-server", description=__doc__.splitlines()[0])
+    parser.add_argument("-detached", "--detached", action="store_true",
+                        help="run in the background, with a pid file in the data directory")
+    parser.add_argument("--config", type=Path, default=None,
+                        help="TOML configuration file (default: DATA_DIR/trimq.toml, then "
+                             f"{config.SYSTEM_CONFIG})")
     parser.add_argument("--host", default=None,
                         help="address to listen on (default: every interface, IPv4 and IPv6)")
-    parser.add_argument("--port", type=int, default=5672,
-                        help="AMQP port (0: any free port, printed on start)")
-    parser.add_argument("--data-dir", type=Path, default=DEFAULT_DATA_DIR,
-                        help=f"data directory (default {DEFAULT_DATA_DIR})")
-    parser.add_argument("--log-level", default="info",
-                        choices=["debug", "info", "warning", "error", "critical"])
-    parser.add_argument("--wal-segment-size", type=int, default=64 * 2**20,
+    parser.add_argument("--port", type=int, default=None,
+                        help="AMQP port (default 5672; 0: any free port, printed on start)")
+    parser.add_argument("--data-dir", default=None,
+                        help=f"data directory (default {config.DEFAULT_DATA_DIR})")
+    parser.add_argument("--log-level", default=None, choices=config.LOG_LEVELS)
+    parser.add_argument("--log-format", default=None, choices=["auto", "console", "json"])
+    parser.add_argument("--wal-segment-size", type=int, default=None,
                         help="bytes per write-ahead log segment (default 64 MiB)")
-    parser.add_argument("--no-fsync", action="store_true",
+    parser.add_argument("--no-fsync", action="store_const", const=False, default=None,
+                        dest="wal_fsync",
                         help="never fsync the write-ahead log (fast, loses data on power loss)")
-    parser.add_argument("--wal-compaction-interval", type=float, default=5.0,
+    parser.add_argument("--wal-compaction-interval", type=float, default=None,
                         help="seconds between checks whether the log needs compacting")
-    parser.add_argument("--handshake-timeout", type=float, default=10.0,
+    parser.add_argument("--handshake-timeout", type=float, default=None,
                         help="seconds a client has to complete the AMQP handshake")
     parser.add_argument("--version", action="version", version=f"trimq {__version__}")
     return parser.parse_args(argv)
 
 
-async def _run(args: argparse.Namespace) -> None:
-    config = BrokerConfig(handshake_timeout=args.handshake_timeout)
-    broker, wal = recover(config, args.data_dir, args.wal_segment_size, not args.no_fsync)
+def settings_from(args: argparse.Namespace) -> config.Settings:
+    overrides: dict[str, Any] = {
+        "data_dir": args.data_dir, "amqp.host": args.host, "amqp.port": args.port,
+        "log.level": args.log_level, "log.format": args.log_format,
+        "wal.segment_size": args.wal_segment_size, "wal.fsync": args.wal_fsync,
+        "wal.compaction_interval": args.wal_compaction_interval,
+        "amqp.handshake_timeout": args.handshake_timeout,
+    }
+    return config.load(args.config, config.environment(), overrides)
+
+
+def broker_config(settings: config.Settings) -> BrokerConfig:
+    return BrokerConfig(
+        default_user=settings.default_user, default_pass=settings.default_pass,
+        default_vhost=settings.default_vhost, loopback_users=list(settings.loopback_users),
+        channel_max=settings.channel_max, frame_max=settings.frame_max,
+        heartbeat=settings.heartbeat, handshake_timeout=settings.handshake_timeout,
+    )
+
+
+async def _run(settings: config.Settings, daemon: Daemon | None) -> None:
+    notifier = Notifier()
+    notifier.notify(f"STATUS=recovering {settings.data_dir}")
+    broker, wal = recover(broker_config(settings), settings.data_dir,
+                          settings.wal_segment_size, settings.wal_fsync)
     async with trio.open_nursery() as nursery:
-        addresses = await nursery.start(
-            partial(serve, broker, args.host, args.port, wal=wal, handle_signals=True,
-                    compaction_interval=args.wal_compaction_interval)
-        )
+        addresses = await nursery.start(partial(
+            serve, broker, settings.host, settings.port, wal=wal, data_dir=settings.data_dir,
+            handle_signals=True, notifier=notifier,
+            compaction_interval=settings.wal_compaction_interval,
+        ))
         for host, port in addresses:
             print(f"trimq {__version__} listening on {host}:{port}", flush=True)
+        if daemon is not None:
+            daemon.ready(addresses)
+
+
+def _startup_failure(exc: BaseException) -> BaseException | None:
+    """The storage or OS error behind a failed start, looking inside exception groups
+    (trio's nurseries wrap what their tasks raise)."""
+    if isinstance(exc, (StorageError, OSError)):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _startup_failure(inner)
+            if found is not None:
+                return found
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    configure_logging(args.log_level)
-    args.data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        trio.run(_run, args)
-    except StorageError as exc:
-        print(f"trimq-server: {exc}", file=sys.stderr)
-        return 1
+        settings = settings_from(args)
+    except config.ConfigError as exc:
+        print(f"trimq-server: invalid configuration: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        print(f"trimq-server: {exc}", file=sys.stderr)
+        print(f"trimq-server: cannot create data directory {settings.data_dir}: {exc.strerror}",
+              file=sys.stderr)
         return 1
+    daemon = None
+    if args.detached:
+        daemon = daemonize(settings.data_dir / PID_FILE, settings.data_dir / LOG_FILE)
+    configure_logging(settings.log_level, settings.log_format)
+    code = 0
+    try:
+        trio.run(_run, settings, daemon)
+    except (StorageError, OSError, BaseExceptionGroup) as exc:
+        cause = _startup_failure(exc)
+        if cause is None:
+            raise
+        print(f"trimq-server: {cause}", file=sys.stderr)
+        code = 1
     except KeyboardInterrupt:
         pass
-    return 0
+    if daemon is not None:
+        daemon.finished(code)
+    return code
 
 
 if __name__ == "__main__":

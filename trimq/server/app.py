@@ -21,6 +21,8 @@ from trimq.broker.broker import Broker, BrokerConfig
 from trimq.broker.journal import Journal
 from trimq.broker.recovery import restore
 from trimq.server.connection import ServerConnection
+from trimq.server.control import CONTROL_SOCKET, serve_control
+from trimq.server.notify import Notifier
 
 log = structlog.get_logger("trimq.server")
 
@@ -29,12 +31,24 @@ SHUTDOWN_GRACE = 3.0
 COMPACTION_CHECK_INTERVAL = 5.0  # seconds between looks at the log's dead bytes
 
 
+SHUTDOWN_TEXT = "broker forced connection closure with reason 'shutdown'"
+
+
 @dataclass
 class ServerState:
     broker: Broker
     wal: WAL | None = None
     connections: set[ServerConnection] = field(default_factory=set)
     stopping: bool = False
+    stop_requested: trio.Event = field(default_factory=trio.Event)
+    started_at: float = field(default_factory=time.time)
+    listeners: list[tuple[str, int]] = field(default_factory=list)
+    data_dir: Path | None = None
+    notifier: Notifier = field(default_factory=Notifier)
+
+    def request_stop(self) -> None:
+        """Ask the server to shut down cleanly (a signal, or `trimqctl stop`)."""
+        self.stop_requested.set()
 
 
 def recover(config: BrokerConfig, data_dir: Path, segment_size: int, fsync: bool,
@@ -81,11 +95,13 @@ async def open_listeners(host: str | None, port: int) -> list[trio.SocketListene
 async def _handle(state: ServerState, stream: trio.SocketStream) -> None:
     try:
         peer = stream.socket.getpeername()[:2]
+        local = stream.socket.getsockname()[:2]
         stream.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except OSError:
         await trio.aclose_forcefully(stream)
         return
-    connection = ServerConnection(stream, state.broker, (peer[0], peer[1]), state.wal)
+    connection = ServerConnection(stream, state.broker, (peer[0], peer[1]), state.wal,
+                                  (local[0], local[1]))
     state.connections.add(connection)
     try:
         await connection.serve()
@@ -109,16 +125,23 @@ async def _accept_loop(state: ServerState, listener: trio.SocketListener,
         nursery.start_soon(_handle, state, stream)
 
 
-async def shutdown(state: ServerState, nursery: trio.Nursery, reason: str = "shutdown") -> None:
-    """Close every client with 320 CONNECTION_FORCED, give them a moment, then stop."""
-    state.stopping = True
-    log.info("server.stopping", connections=len(state.connections))
-    for connection in list(state.connections):
+async def close_connections(connections: list[ServerConnection], detail: str) -> None:
+    """Close these clients with 320 CONNECTION_FORCED and give them a moment to answer."""
+    for connection in connections:
         if connection.opened:
-            connection.force_close(reason)
+            connection.force_close(detail)
     with trio.move_on_after(SHUTDOWN_GRACE):
-        while any(c.opened for c in state.connections):
+        while any(c.opened and not c.finished for c in connections):
             await trio.sleep(0.02)
+
+
+async def _stopper(state: ServerState, nursery: trio.Nursery) -> None:
+    """Waits for a stop request, then closes every client and ends the serving nursery."""
+    await state.stop_requested.wait()
+    state.stopping = True
+    state.notifier.notify("STOPPING=1", "STATUS=stopping")
+    log.info("server.stopping", connections=len(state.connections))
+    await close_connections(list(state.connections), SHUTDOWN_TEXT)
     nursery.cancel_scope.cancel()
 
 
@@ -147,12 +170,11 @@ async def _compactor(wal: WAL, segment_size: int, interval: float) -> None:
                  deleted=len(result.deleted), rewritten=len(result.rewritten))
 
 
-async def _signal_watcher(state: ServerState, nursery: trio.Nursery) -> None:
+async def _signal_watcher(state: ServerState) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             log.info("server.signal", signal=signal.Signals(signum).name)
-            await shutdown(state, nursery)
-            return
+            state.request_stop()
 
 
 async def serve(
@@ -161,27 +183,38 @@ async def serve(
     port: int = 5672,
     *,
     wal: WAL | None = None,
+    data_dir: Path | None = None,
     compaction_interval: float = COMPACTION_CHECK_INTERVAL,
     handle_signals: bool = False,
+    notifier: Notifier | None = None,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `broker` (recovered from `wal`, when it keeps durable state) until cancelled or
-    signalled; the log is flushed and checkpointed on the way out."""
-    state = ServerState(broker, wal)
+    """Serve `broker` (recovered from `wal`, when it keeps durable state) until cancelled,
+    signalled or asked to stop over the control socket in `data_dir`; the log is flushed and
+    checkpointed on the way out."""
+    state = ServerState(broker, wal, data_dir=data_dir, notifier=notifier or Notifier())
     try:
         async with trio.open_nursery() as outer:
             if wal is not None:
                 await outer.start(wal.run_committer)
                 outer.start_soon(_compactor, wal, wal.segment_size, compaction_interval)
             listeners = await open_listeners(host, port)
-            addresses = [tuple(lst.socket.getsockname()[:2]) for lst in listeners]
+            state.listeners = [(h, p) for h, p in
+                               (lst.socket.getsockname()[:2] for lst in listeners)]
             async with trio.open_nursery() as nursery:
                 for listener in listeners:
                     nursery.start_soon(_accept_loop, state, listener, nursery)
+                if data_dir is not None:
+                    await nursery.start(serve_control, state, data_dir / CONTROL_SOCKET)
                 if handle_signals:
-                    nursery.start_soon(_signal_watcher, state, nursery)
-                log.info("server.listening", addresses=[f"{h}:{p}" for h, p in addresses])
-                task_status.started(addresses)  # type: ignore[arg-type]
+                    nursery.start_soon(_signal_watcher, state)
+                nursery.start_soon(_stopper, state, nursery)
+                nursery.start_soon(state.notifier.watchdog)
+                log.info("server.listening",
+                         addresses=[f"{h}:{p}" for h, p in state.listeners])
+                state.notifier.notify("READY=1", "STATUS=accepting AMQP connections on "
+                                      + ", ".join(f"{h}:{p}" for h, p in state.listeners))
+                task_status.started(state.listeners)
             if wal is not None:
                 with trio.CancelScope(shield=True):
                     await wal.close(checkpoint=True)

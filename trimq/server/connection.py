@@ -9,9 +9,12 @@ consumers cancelled and exclusive queues deleted.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import platform
 import socket
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -60,6 +63,19 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+_connection_numbers = itertools.count(1)
+
+
+@dataclass
+class TrafficStats:
+    """Bytes and socket operations in each direction, for list_connections."""
+
+    recv_oct: int = 0
+    recv_cnt: int = 0
+    send_oct: int = 0
+    send_cnt: int = 0
+
+
 class PeerGone(Exception):
     """The client closed or reset the socket."""
 
@@ -78,9 +94,14 @@ def server_properties() -> dict[str, Any]:
 
 class ServerConnection:
     def __init__(self, stream: trio.abc.Stream, broker: Broker, peer: tuple[str, int],
-                 wal: WAL | None = None) -> None:
+                 wal: WAL | None = None, local: tuple[str, int] = ("", 0)) -> None:
         self.stream = stream
         self.broker = broker
+        self.number = next(_connection_numbers)
+        self.local = local
+        self.connected_at = time.time()
+        self.stats = TrafficStats()
+        self.auth_mechanism = ""
         self.wal = wal  # the write-ahead log, when the broker keeps durable state
         self._after_durable: tuple[int, Callable[[], None]] | None = None
         self.peer = peer
@@ -121,6 +142,8 @@ class ServerConnection:
                     data, self.out = self.out, bytearray()
                     await stream.send_all(data)
                     self.last_sent = trio.current_time()
+                    self.stats.send_oct += len(data)
+                    self.stats.send_cnt += 1
                 if self.finished:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -205,6 +228,8 @@ class ServerConnection:
         if not data:
             raise PeerGone
         self.last_received = trio.current_time()
+        self.stats.recv_oct += len(data)
+        self.stats.recv_cnt += 1
         self.frames.feed(data)
 
     async def _next_method(self, expected: type[spec.Method]) -> Any:
@@ -243,6 +268,7 @@ class ServerConnection:
         )))
         start_ok: spec.ConnectionStartOk = await self._next_method(spec.ConnectionStartOk)
         self.client_properties = start_ok.client_properties
+        self.auth_mechanism = start_ok.mechanism
         if not await self._authenticate(start_ok):
             return False
         await self._send_now(frames.method_frame(0, spec.ConnectionTune(
@@ -485,7 +511,13 @@ class ServerConnection:
             if now - self.last_sent >= interval / 2:
                 self.write(frames.HEARTBEAT_FRAME)
 
-    def force_close(self, reason: str = "shutdown") -> None:
-        """Server shutdown: Connection.Close 320 to the client."""
-        self.start_close(ConnectionError(
-            CONNECTION_FORCED, f"broker forced connection closure with reason '{reason}'"))
+    @property
+    def name(self) -> str:
+        """RabbitMQ's connection name: "peer_host:peer_port -> host:port"."""
+        return f"{self.peer[0]}:{self.peer[1]} -> {self.local[0]}:{self.local[1]}"
+
+    def force_close(
+        self, detail: str = "broker forced connection closure with reason 'shutdown'"
+    ) -> None:
+        """Shutdown, an operator's close_connection, a deleted vhost: 320 to the client."""
+        self.start_close(ConnectionError(CONNECTION_FORCED, detail))

@@ -1,0 +1,192 @@
+"""trimq-server's configuration: a TOML file, overridden by environment variables, overridden by
+command-line flags. Every key is checked at start; a bad one is refused with its name.
+
+    data_dir = "/var/lib/trimq"
+    [amqp]   host, port, heartbeat, frame_max, channel_max, handshake_timeout
+    [auth]   default_user, default_pass, default_vhost, loopback_users
+    [log]    level, format ("auto": console on a terminal, JSON otherwise; "console"; "json")
+    [wal]    segment_size, fsync, compaction_interval
+
+The environment variable for a key is TRIMQ_<SECTION>_<KEY> (TRIMQ_AMQP_PORT, TRIMQ_WAL_FSYNC),
+or TRIMQ_DATA_DIR. Without --config the file is DATA_DIR/trimq.toml, else /etc/trimq/trimq.toml,
+if either exists.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_DATA_DIR = Path("~/.local/share/trimq")
+SYSTEM_CONFIG = Path("/etc/trimq/trimq.toml")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+class ConfigError(Exception):
+    """A configuration value that cannot be used; the message names the key."""
+
+
+@dataclass
+class Settings:
+    data_dir: Path = DEFAULT_DATA_DIR
+    host: str | None = None  # None: every interface, IPv4 and IPv6
+    port: int = 5672
+    heartbeat: int = 60
+    frame_max: int = 131072
+    channel_max: int = 2047
+    handshake_timeout: float = 10.0
+    default_user: str = "guest"
+    default_pass: str = "guest"
+    default_vhost: str = "/"
+    loopback_users: list[str] = field(default_factory=lambda: ["guest"])
+    log_level: str = "info"
+    log_format: str = "auto"
+    wal_segment_size: int = 64 * 2**20
+    wal_fsync: bool = True
+    wal_compaction_interval: float = 5.0
+    config_file: Path | None = None
+
+
+def _int(low: int, high: int) -> Callable[[str, Any], int]:
+    def check(key: str, value: Any) -> int:
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ConfigError(f"'{key}' must be an integer from {low} to {high}, not {value!r}")
+        return value
+    return check
+
+
+def _number(low: float) -> Callable[[str, Any], float]:
+    def check(key: str, value: Any) -> float:
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            number = -1.0
+        if isinstance(value, bool) or number < low:
+            raise ConfigError(f"'{key}' must be a number of at least {low}, not {value!r}")
+        return number
+    return check
+
+
+def _bool(key: str, value: Any) -> bool:
+    if isinstance(value, str) and value.lower() in ("true", "1", "yes", "false", "0", "no"):
+        return value.lower() in ("true", "1", "yes")
+    if not isinstance(value, bool):
+        raise ConfigError(f"'{key}' must be true or false, not {value!r}")
+    return value
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"'{key}' must be a string, not {value!r}")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str, Any], str]:
+    def check(key: str, value: Any) -> str:
+        if value not in choices:
+            raise ConfigError(f"'{key}' must be one of {', '.join(choices)}, not {value!r}")
+        return str(value)
+    return check
+
+
+def _names(key: str, value: Any) -> list[str]:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"'{key}' must be a list of user names, not {value!r}")
+    return value
+
+
+def _host(key: str, value: Any) -> str | None:
+    text = _text(key, value)
+    return None if text in ("", "*") else text
+
+
+def _path(key: str, value: Any) -> Path:
+    return Path(_text(key, value)).expanduser()
+
+
+# TOML key -> (Settings attribute, check)
+KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
+    "data_dir": ("data_dir", _path),
+    "amqp.host": ("host", _host),
+    "amqp.port": ("port", _int(0, 65535)),
+    "amqp.heartbeat": ("heartbeat", _int(0, 65535)),
+    "amqp.frame_max": ("frame_max", _int(4096, 2**31 - 1)),
+    "amqp.channel_max": ("channel_max", _int(1, 65535)),
+    "amqp.handshake_timeout": ("handshake_timeout", _number(0.1)),
+    "auth.default_user": ("default_user", _text),
+    "auth.default_pass": ("default_pass", _text),
+    "auth.default_vhost": ("default_vhost", _text),
+    "auth.loopback_users": ("loopback_users", _names),
+    "log.level": ("log_level", _choice(*LOG_LEVELS)),
+    "log.format": ("log_format", _choice("auto", "console", "json")),
+    "wal.segment_size": ("wal_segment_size", _int(4096, 2**40)),
+    "wal.fsync": ("wal_fsync", _bool),
+    "wal.compaction_interval": ("wal_compaction_interval", _number(0.01)),
+}
+
+
+def env_name(key: str) -> str:
+    return "TRIMQ_" + key.replace(".", "_").upper()
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        if isinstance(value, dict):
+            flat.update(_flatten(value, key + "."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def load(config_file: Path | None, environ: Mapping[str, str], overrides: dict[str, Any],
+         ) -> Settings:
+    """Settings from the file, then the environment, then `overrides` (flags, by TOML key)."""
+    settings = Settings()
+    data_dir_hint = _path("data_dir", overrides.get("data_dir")
+                          or environ.get("TRIMQ_DATA_DIR") or str(DEFAULT_DATA_DIR))
+    if config_file is None:
+        for candidate in (data_dir_hint / "trimq.toml", SYSTEM_CONFIG):
+            if candidate.is_file():
+                config_file = candidate
+                break
+    values: dict[str, tuple[str, Any]] = {}
+    if config_file is not None:
+        try:
+            document = tomllib.loads(config_file.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {config_file}: {exc.strerror}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_file} is not valid TOML: {exc}") from exc
+        for key, value in _flatten(document).items():
+            if key not in KEYS:
+                raise ConfigError(f"unknown key '{key}' in {config_file}")
+            values[key] = (f"'{key}' in {config_file}", value)
+        settings.config_file = config_file
+    for key in KEYS:
+        if env_name(key) in environ:
+            values[key] = (env_name(key), environ[env_name(key)])
+    for key, value in overrides.items():
+        if value is not None:
+            values[key] = (f"--{key.split('.')[-1].replace('_', '-')}", value)
+    for key, (source, value) in values.items():
+        attribute, check = KEYS[key]
+        try:
+            setattr(settings, attribute, check(key, value))
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (from {source})") from None
+    settings.data_dir = settings.data_dir.expanduser()
+    return settings
+
+
+def environment() -> Mapping[str, str]:
+    return os.environ
