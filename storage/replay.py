@@ -225,16 +225,15 @@ class ReplayState:
                            + sum(d.size for d in self.definitions.values()))
 
     def snapshot(self) -> ReplayState:
-        """A copy that later appends do not change (message contents are shared: immutable)."""
+        """A read-only copy that later appends do not change, for a checkpoint or compaction
+        to work on in a thread. Cheap enough to take in the event loop: messages are shared
+        (only their refs change later, and a snapshot never uses refs)."""
         copy = ReplayState()
         copy.definitions = {
             k: Definition(d.value, d.first_lsn, d.last_lsn, d.size)
             for k, d in self.definitions.items()
         }
-        copy.messages = {
-            mid: StoredMessage(m.exchange, m.routing_key, m.properties, m.body, m.size, m.refs)
-            for mid, m in self.messages.items()
-        }
+        copy.messages = dict(self.messages)
         copy.queues = {q: dict(held) for q, held in self.queues.items()}
         copy.next_message_id = self.next_message_id
         copy.last_lsn = self.last_lsn

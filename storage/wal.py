@@ -270,7 +270,9 @@ class WAL:
 
     async def compact_online(self, progress: Progress | None = None) -> CompactionResult:
         """Checkpoint the current state, then compact the sealed segments it covers, in a
-        worker thread (the same code as `trimq-wal compact`). Appends continue meanwhile."""
+        worker thread (the same code as `trimq-wal compact`). Appends continue meanwhile;
+        `progress` is called from that thread. Needs the committer running (it waits for the
+        records so far to be durable). Raises CorruptWAL if a covered segment is damaged."""
         if not self._open:
             raise WALClosed("the WAL is not open")
         self._committer.check()
