@@ -1,0 +1,521 @@
+"""Rendering for trimqctl, as rabbitmqctl (3.10) renders things.
+
+- Table output: a header row of column names joined by tabs (unless silenced), then one
+  tab-joined row per item. Values are rendered like rabbitmqctl's `format_info_item`: booleans
+  and atoms bare (`true`, `running`), lists of strings as `[administrator, monitoring]`, AMQP
+  tables the way Erlang's `~p` prints them (`[{"x-message-ttl",60000}]`), empty strings empty.
+- JSON output (`--formatter json`): `[`, then the first row, then `,{...}` per further row, then
+  `]`, each on its own line, encoded compactly as rabbitmqctl's JSON library does (tables as
+  `[key, type, value]` triples, Erlang-style floats).
+- Banners: the informational first line(s) each command prints before its result.
+
+Control-protocol values are plain JSON: AMQP tables arrive as lists of `[key, value]` pairs
+(a `[key, type, value]` triple is taken as explicitly typed).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+# Info items whose values are AMQP field tables.
+TABLE_ITEMS = frozenset({"arguments", "client_properties"})
+
+_BRIGHT = "\x1b[1m"
+_RESET = "\x1b[0m"
+
+
+def bright(text: str, enabled: bool) -> str:
+    """rabbitmqctl's bold section titles; plain text unless writing to a terminal."""
+    return f"{_BRIGHT}{text}{_RESET}" if enabled else text
+
+
+# -- Erlang term printing (io_lib ~p) ---------------------------------------------------------
+
+
+class Atom(str):
+    """A string printed as an Erlang atom (quoted only when it has to be)."""
+
+
+_ATOM_RE = re.compile(r"[a-z\xdf-\xf6\xf8-\xff][A-Za-z0-9_@\xc0-\xd6\xd8-\xf6\xf8-\xff]*\Z")
+_RESERVED = frozenset(
+    "after and andalso band begin bnot bor bsl bsr bxor case catch cond div end fun if let not "
+    "of or orelse receive rem try when xor maybe else".split()
+)
+_STRING_ESCAPES = {
+    '"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
+    "\b": "\\b", "\f": "\\f", "\x1b": "\\e",
+}
+
+
+def erl_atom(name: str) -> str:
+    if _ATOM_RE.match(name) and name not in _RESERVED:
+        return name
+    escaped = name.replace("\\", "\\\\").replace("'", "\\'")
+    return f"'{escaped}'"
+
+
+def _printable_latin1(codes: Sequence[int]) -> bool:
+    """io_lib:printable_list/1 under the default (latin1) printable range."""
+    return all(32 <= c <= 126 or 160 <= c <= 255 or chr(c) in "\n\r\t\v\b\f\x1b"
+               for c in codes)
+
+
+def erl_string(text: str) -> str:
+    """A charlist as ~p prints it: a quoted string if printable, else a list of integers;
+    the empty string is []."""
+    if not text:
+        return "[]"
+    codes = [ord(c) for c in text]
+    if _printable_latin1(codes):
+        return '"' + "".join(_STRING_ESCAPES.get(c, c) for c in text) + '"'
+    return "[" + ",".join(str(c) for c in codes) + "]"
+
+
+def erlang_float(value: float) -> str:
+    """A float as Erlang/OTP 25 prints it (~p, float_to_list(F, [short]), Elixir's
+    Float.to_string): shortest round-trip digits, `1.0e-5`, `100.0`, `1.0e16`."""
+    if value != value or value in (float("inf"), float("-inf")):
+        return repr(value)
+    if value == 0:
+        return "-0.0" if str(value).startswith("-") else "0.0"
+    sign = "-" if value < 0 else ""
+    _, digit_tuple, exponent = Decimal(repr(abs(value))).as_tuple()
+    digits = "".join(map(str, digit_tuple)).lstrip("0")
+    assert isinstance(exponent, int)
+    stripped = digits.rstrip("0")
+    exponent += len(digits) - len(stripped)
+    digits = stripped
+    length = len(digits)
+    place = exponent + length  # value = 0.DIGITS * 10**place
+
+    def scientific() -> str:
+        exp_text = str(place - 1)
+        return f"{digits[0]}.{digits[1:] or '0'}e{exp_text}"
+
+    if place == 0:
+        text = "0." + digits
+    elif place < 0 or place >= length:
+        exp_text = str(place - 1)
+        exp_cost = len(exp_text) + 1 + (2 if length == 1 else 1)
+        if place < 0:
+            text = ("0." + "0" * -place + digits) if 2 - place <= exp_cost else scientific()
+        elif place - length + 2 <= exp_cost and abs(value) < float(1 << 53):
+            text = digits + "0" * (place - length) + ".0"
+        else:
+            text = scientific()
+    else:
+        text = digits[:place] + "." + digits[place:]
+    return sign + text
+
+
+def erl_term(value: Any) -> str:
+    """A Python value as io_lib ~p would print the Erlang term it stands for: strings are
+    charlists, None is `undefined`, tuples are tuples, lists are lists."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "undefined"
+    if isinstance(value, Atom):
+        return erl_atom(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return erlang_float(value)
+    if isinstance(value, str):
+        return erl_string(value)
+    if isinstance(value, tuple):
+        return "{" + ",".join(erl_term(v) for v in value) + "}"
+    if isinstance(value, Mapping):
+        return "#{" + ",".join(f"{erl_term(k)} => {erl_term(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        if not value:
+            return "[]"
+        if (all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                and all(0 <= v <= 0x10FFFF for v in value) and _printable_latin1(value)):
+            return erl_string("".join(chr(v) for v in value))
+        return "[" + ",".join(erl_term(v) for v in value) + "]"
+    return erl_string(str(value))
+
+
+# -- AMQP tables ------------------------------------------------------------------------------
+
+_TYPE_NAMES = frozenset({
+    "longstr", "shortstr", "signedint", "unsignedint", "long", "unsignedlong", "short",
+    "unsignedshort", "byte", "unsignedbyte", "bool", "float", "double", "decimal", "timestamp",
+    "table", "array", "void", "binary",
+})
+
+
+def _is_pair_list(value: Any) -> bool:
+    """A non-empty list of [str key, value] (or typed [key, type, value]) entries."""
+    return (isinstance(value, list) and bool(value)
+            and all(_table_entry(e) is not None for e in value))
+
+
+def _table_entry(entry: Any) -> tuple[str, str | None, Any] | None:
+    if isinstance(entry, (list, tuple)) and entry and isinstance(entry[0], str):
+        if len(entry) == 2:
+            return entry[0], None, entry[1]
+        if len(entry) == 3 and isinstance(entry[1], str) and entry[1] in _TYPE_NAMES:
+            return entry[0], entry[1], entry[2]
+    return None
+
+
+def table_entries(table: Any) -> list[tuple[str, str | None, Any]]:
+    """The entries of a table given as a dict, as [key, value] pairs or typed triples."""
+    if isinstance(table, Mapping):
+        return [(str(k), None, v) for k, v in table.items()]
+    entries = []
+    for entry in table or []:
+        parsed = _table_entry(entry)
+        if parsed is not None:
+            entries.append(parsed)
+    return entries
+
+
+def infer_type(value: Any) -> str:
+    """The AMQP field type a client library (pika) would have sent a plain value with."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "signedint" if -(2**31) <= value < 2**31 else "long"
+    if isinstance(value, float):
+        return "double"
+    if value is None:
+        return "void"
+    if isinstance(value, Mapping) or _is_pair_list(value):
+        return "table"
+    if isinstance(value, list):
+        return "array"
+    return "longstr"
+
+
+def _typed_array_items(value: Any) -> list[tuple[str, Any]]:
+    items = []
+    for element in value or []:
+        if (isinstance(element, list) and len(element) == 2 and isinstance(element[0], str)
+                and element[0] in _TYPE_NAMES):
+            items.append((element[0], element[1]))
+        else:
+            items.append((infer_type(element), element))
+    return items
+
+
+def _pretty_amqp_value(type_name: str | None, value: Any) -> Any:
+    """rabbitmqctl's prettify_typed_amqp_value: the value with its type dropped."""
+    kind = type_name or infer_type(value)
+    if kind == "table":
+        return [(k, _pretty_amqp_value(t, v)) for k, t, v in table_entries(value)]
+    if kind == "array":
+        if type_name is None:
+            return [_pretty_amqp_value(None, v) for v in value or []]
+        return [_pretty_amqp_value(t, v) for t, v in _typed_array_items(value)]
+    return value
+
+
+def amqp_table_term(table: Any) -> str:
+    """An AMQP table as rabbitmqctl prints it in a table cell: `[{"x-message-ttl",60000}]`."""
+    return erl_term([(k, _pretty_amqp_value(t, v)) for k, t, v in table_entries(table)])
+
+
+def _typed_json_value(type_name: str | None, value: Any) -> Any:
+    kind = type_name or infer_type(value)
+    if kind == "table":
+        return amqp_table_json(value)
+    if kind == "array":
+        return [[t, _typed_json_value(t, v)] for t, v in _typed_array_items(value)]
+    return value
+
+
+def amqp_table_json(table: Any) -> list[list[Any]]:
+    """An AMQP table as rabbitmqctl's JSON formatter writes it: [[key, type, value], ...]."""
+    return [[k, t or infer_type(v), _typed_json_value(t, v)] for k, t, v in table_entries(table)]
+
+
+# -- info item values ---------------------------------------------------------------------------
+
+
+def _node_state_pairs(value: Any) -> list[tuple[str, Any]]:
+    if isinstance(value, Mapping):
+        return [(str(k), v) for k, v in value.items()]
+    pairs = []
+    for entry in value or []:
+        if isinstance(entry, (list, tuple)) and len(entry) == 2:
+            pairs.append((str(entry[0]), entry[1]))
+    return pairs
+
+
+def format_value(value: Any, item: str = "") -> str:
+    """One table cell, as rabbitmqctl's FormatterHelpers.format_info_item renders it."""
+    if item in TABLE_ITEMS and isinstance(value, (list, tuple, Mapping)):
+        return amqp_table_term(value)
+    if item == "cluster_state" and isinstance(value, (list, Mapping)):
+        return "[" + ", ".join(f"{{{erl_atom(node)}, {format_value(state)}}}"
+                               for node, state in _node_state_pairs(value)) + "]"
+    if item == "protocol" and isinstance(value, list):
+        return erl_term(tuple(value))
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return erlang_float(value)
+    if isinstance(value, Mapping):
+        return "#{" + ", ".join(f"{k} => {format_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        if not value:
+            return "[]"
+        first = value[0]
+        if isinstance(first, (str, list, tuple, bool)) or first is None:
+            return "[" + ", ".join(format_value(v) for v in value) + "]"
+        return erl_term(list(value))
+    return str(value)
+
+
+def json_value(value: Any, item: str = "") -> Any:
+    """One value for `--formatter json`, shaped as rabbitmqctl's JSON output shapes it."""
+    if item in TABLE_ITEMS and isinstance(value, (list, tuple, Mapping)):
+        return amqp_table_json(value)
+    if item == "cluster_state" and isinstance(value, (list, Mapping)):
+        return dict(_node_state_pairs(value))
+    return value
+
+
+# -- JSON encoding (the elixir "json" library as rabbitmqctl 3.10 uses it) --------------------
+
+_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n",
+                 "\r": "\\r", "\t": "\\t"}
+
+
+def _json_string(text: str) -> str:
+    out = []
+    for c in text:
+        if c in _JSON_ESCAPES:
+            out.append(_JSON_ESCAPES[c])
+        elif ord(c) < 32:
+            out.append(f"\\u{ord(c):04X}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
+def json_encode(value: Any, sort_keys: bool = False) -> str:
+    """Compact JSON: no spaces, non-ASCII left as is, Erlang-style floats."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return erlang_float(value)
+    if isinstance(value, str):
+        return _json_string(value)
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[Any, Any]] = value.items()
+        if sort_keys:
+            items = sorted(items, key=lambda kv: str(kv[0]))
+        return "{" + ",".join(f"{_json_string(str(k))}:{json_encode(v, sort_keys)}"
+                              for k, v in items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(json_encode(v, sort_keys) for v in value) + "]"
+    return _json_string(str(value))
+
+
+# -- result rendering ---------------------------------------------------------------------------
+
+
+def table_lines(rows: Sequence[Mapping[str, Any]], items: Sequence[str], *,
+                headers: bool = True, pad_to_header: bool = False,
+                drop_missing: bool = False) -> list[str]:
+    """rabbitmqctl's Table formatter: a header (from the first row) unless `headers` is false,
+    then one tab-separated line per row; nothing at all for no rows."""
+    lines: list[str] = []
+    for index, row in enumerate(rows):
+        columns = [i for i in items if not drop_missing or row.get(i) is not None]
+        if index == 0 and headers and columns:
+            lines.append("\t".join(columns))
+        cells = []
+        for column in columns:
+            cell = format_value(row.get(column), column)
+            if pad_to_header:
+                cell = cell.ljust(len(column))
+            cells.append(cell)
+        lines.append("\t".join(cells))
+    return lines
+
+
+def json_row(row: Mapping[str, Any], items: Sequence[str], drop_missing: bool = False) -> str:
+    return json_encode({i: json_value(row.get(i), i) for i in items
+                        if not drop_missing or row.get(i) is not None})
+
+
+def json_lines(rows: Sequence[Mapping[str, Any]], items: Sequence[str],
+               drop_missing: bool = False) -> list[str]:
+    """rabbitmqctl's JSON formatter for a stream of rows: `[`, `{...}`, `,{...}`, ..., `]`."""
+    lines = ["["]
+    for index, row in enumerate(rows):
+        lines.append(("," if index else "") + json_row(row, items, drop_missing))
+    lines.append("]")
+    return lines
+
+
+def csv_lines(rows: Sequence[Mapping[str, Any]], items: Sequence[str]) -> list[str]:
+    """rabbitmqctl's CSV formatter: a quoted header (always) and quoted cells, as in tables."""
+    def line(cells: Iterable[str]) -> str:
+        return ",".join('"' + cell.replace('"', '""') + '"' for cell in cells)
+
+    if not rows:
+        return []
+    return [line(items)] + [line(format_value(row.get(i), i) for i in items) for row in rows]
+
+
+# -- banners ----------------------------------------------------------------------------------
+
+
+def timeout_seconds(timeout_ms: int) -> str:
+    """`#{timeout / 1000}` in Elixir: always a float (`60.0`)."""
+    return erlang_float(timeout_ms / 1000)
+
+
+def banner(command: str, args: Sequence[str], opts: Mapping[str, Any]) -> list[str]:
+    """The banner line(s) rabbitmqctl prints before running `command` (none for some)."""
+    vhost = opts.get("vhost", "/")
+    node = opts.get("node", "")
+    user = args[0] if args else ""
+    if command == "list_queues":
+        return [f"Timeout: {timeout_seconds(opts['timeout'])} seconds ...",
+                f"Listing queues for vhost {vhost} ..."]
+    simple = {
+        "list_exchanges": f"Listing exchanges for vhost {vhost} ...",
+        "list_bindings": f"Listing bindings for vhost {vhost}...",
+        "list_connections": "Listing connections ...",
+        "list_channels": "Listing channels ...",
+        "list_consumers": f"Listing consumers in vhost {vhost} ...",
+        "list_users": "Listing users ...",
+        "list_vhosts": "Listing vhosts ...",
+        "list_permissions": f'Listing permissions for vhost "{vhost}" ...',
+        "list_user_permissions": f'Listing permissions for user "{user}" ...',
+        "add_user": f'Adding user "{user}" ...',
+        "delete_user": f'Deleting user "{user}" ...',
+        "change_password": f'Changing password for user "{user}" ...',
+        "clear_password": f'Clearing password for user "{user}" ...',
+        "authenticate_user": f'Authenticating user "{user}" ...',
+        "add_vhost": f'Adding vhost "{user}" ...',
+        "delete_vhost": f'Deleting vhost "{user}" ...',
+        "set_permissions": f'Setting permissions for user "{user}" in vhost "{vhost}" ...',
+        "clear_permissions": f'Clearing permissions for user "{user}" in vhost "{vhost}" ...',
+        "purge_queue": f"Purging queue '{user}' in vhost '{vhost}' ...",
+        "status": f"Status of node {node} ...",
+    }
+    if command in simple:
+        return [simple[command]]
+    if command == "set_user_tags":
+        return [f'Setting tags for user "{user}" to [{", ".join(args[1:])}] ...']
+    if command == "delete_queue":
+        conditions = []
+        if opts.get("if_empty"):
+            conditions.append("if queue is empty ")
+        if opts.get("if_unused"):
+            conditions.append("if queue is unused ")
+        return [f"Deleting queue '{user}' on vhost '{vhost}' " + "and ".join(conditions) + "..."]
+    if command == "close_connection":
+        return [f"Closing connection {args[0]}, reason: {args[1]}..."]
+    if command == "close_all_connections":
+        reason = args[0]
+        if opts.get("global"):
+            return [f"Closing all connections to node {node} (across all vhosts), "
+                    f"reason: {reason}..."]
+        limit = opts.get("limit", 0)
+        if not limit:
+            return [f"Closing all connections in vhost {vhost}, reason: {reason}..."]
+        return [f"Closing {limit} connections in vhost {vhost}, reason: {reason}..."]
+    if command == "stop":
+        if args:
+            return [f"Stopping and halting node {node} (will monitor pid file {args[0]}) ..."]
+        return [f"Stopping and halting node {node} ..."]
+    if command == "export_definitions":
+        return [f'Exporting definitions in JSON to a file at "{args[0]}" ...']
+    if command == "import_definitions":
+        if not args:
+            return ["Importing definitions in JSON from standard input ..."]
+        return [f'Importing definitions in JSON from a file at "{args[0]}" ...']
+    return []
+
+
+# -- status -----------------------------------------------------------------------------------
+
+PROTOCOL_PURPOSE = {"amqp": "AMQP 0-9-1", "amqp/ssl": "AMQP 0-9-1 over TLS"}
+
+
+def _interface(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def listener_maps(status: Mapping[str, Any], node: str) -> list[dict[str, Any]]:
+    listeners = []
+    for entry in status.get("listeners") or []:
+        if isinstance(entry, Mapping):
+            host, port = entry.get("host", ""), entry.get("port", "")
+            protocol = entry.get("protocol", "amqp")
+        else:
+            host, port = entry[0], entry[1]
+            protocol = entry[2] if len(entry) > 2 else "amqp"
+        listeners.append({"interface": _interface(str(host)), "node": node, "port": port,
+                          "protocol": protocol,
+                          "purpose": PROTOCOL_PURPOSE.get(protocol, protocol)})
+    return listeners
+
+
+def status_map(status: Mapping[str, Any], node: str, os_name: str) -> dict[str, Any]:
+    """The status document for `--formatter json` (rabbitmqctl's key names where they exist)."""
+    uptime = status.get("uptime", 0)
+    return {
+        "data_directory": status.get("data_dir", ""),
+        "is_under_maintenance": False,
+        "listeners": listener_maps(status, node),
+        "os": os_name,
+        "pid": status.get("pid"),
+        "product_name": "trimq",
+        "product_version": status.get("version", ""),
+        "totals": {"connection_count": status.get("connections", 0),
+                   "queue_count": status.get("queues", 0),
+                   "message_count": status.get("messages", 0)},
+        "uptime": int(uptime) if isinstance(uptime, (int, float)) else uptime,
+    }
+
+
+def status_lines(status: Mapping[str, Any], node: str, os_name: str, tty: bool) -> list[str]:
+    """`status` in rabbitmqctl's layout, with the sections trimq has."""
+    m = status_map(status, node, os_name)
+    lines = [
+        f"{bright('Runtime', tty)}\n",
+        f"OS PID: {m['pid']}",
+        f"OS: {os_name}",
+        f"Uptime (seconds): {m['uptime']}",
+        "Is under maintenance?: false",
+        f"Product name: {m['product_name']}",
+        f"Product version: {m['product_version']}",
+        f"Node name: {node}",
+        f"\n{bright('Data directory', tty)}\n",
+        f"Node data directory: {m['data_directory']}",
+        f"\n{bright('Totals', tty)}\n",
+        f"Connection count: {m['totals']['connection_count']}",
+        f"Queue count: {m['totals']['queue_count']}",
+        f"Message count: {m['totals']['message_count']}",
+        f"\n{bright('Listeners', tty)}\n",
+    ]
+    listeners = m["listeners"]
+    if not listeners:
+        lines.append("(none)")
+    for listener in listeners:
+        lines.append(f"Interface: {listener['interface']}, port: {listener['port']}, "
+                     f"protocol: {listener['protocol']}, purpose: {listener['purpose']}")
+    return "\n".join(lines).split("\n")
