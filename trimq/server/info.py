@@ -186,7 +186,7 @@ def connection_rows(state: ServerState) -> list[dict[str, Any]]:
             "port": connection.local[1], "host": connection.local[0],
             "peer_port": connection.peer[1], "peer_host": connection.peer[0], "ssl": False,
             "state": "closing" if connection.closing else "running",
-            "channels": len(connection.channels), "protocol": "AMQP 0-9-1",
+            "channels": len(connection.channels), "protocol": [0, 9, 1],
             "auth_mechanism": connection.auth_mechanism, "user": connection.username,
             "vhost": connection.vhost.name, "timeout": connection.heartbeat,
             "frame_max": connection.frame_max, "channel_max": connection.channel_max,
