@@ -21,6 +21,7 @@ from trimq import __version__
 from trimq.broker.auth import check_regex
 from trimq.broker.broker import AdminError
 from trimq.broker.definitions import export_definitions, import_definitions
+from trimq.info_items import BINDING_ITEMS, CONSUMER_ITEMS, ITEMS
 from trimq.server import info
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ async def _dispatch(state: ServerState, request: Any) -> dict[str, Any]:
 
 def _items(args: dict[str, Any], kind: str) -> list[str]:
     items = args.get("items") or []
-    unknown = [i for i in items if i not in info.ITEMS[kind]]
+    unknown = [i for i in items if i not in ITEMS[kind]]
     if unknown:
         raise AdminError("usage", f"Info key(s) {','.join(unknown)} are not supported")
     return list(items)
@@ -276,7 +277,7 @@ async def _list_exchanges(state: ServerState, args: dict[str, Any]) -> Any:
 
 @command("list_bindings")
 async def _list_bindings(state: ServerState, args: dict[str, Any]) -> Any:
-    items = _items(args, "bindings") or info.BINDING_ITEMS
+    items = _items(args, "bindings") or BINDING_ITEMS
     vhost = state.broker.get_vhost(args.get("vhost", "/"))
     return info.select(info.binding_rows(vhost), items)
 
@@ -296,7 +297,7 @@ async def _list_channels(state: ServerState, args: dict[str, Any]) -> Any:
 
 @command("list_consumers")
 async def _list_consumers(state: ServerState, args: dict[str, Any]) -> Any:
-    items = _items(args, "consumers") or info.CONSUMER_ITEMS[:6] + ["arguments"]
+    items = _items(args, "consumers") or CONSUMER_ITEMS[:6] + ["arguments"]
     vhost = state.broker.get_vhost(args.get("vhost", "/"))
     return info.select(info.consumer_rows(state, vhost), items)
 
