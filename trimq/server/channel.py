@@ -188,6 +188,10 @@ class Channel:
     def write_method(self, method: spec.Method) -> None:
         self.connection.write(frames.method_frame(self.number, method))
 
+    def reply_now(self, nowait: bool, method: spec.Method) -> None:
+        if not nowait:
+            self.write_method(method)
+
     def reply(self, nowait: bool, method: spec.Method) -> None:
         """Reply to a declare, delete, bind or unbind: as RabbitMQ, a change to durable
         definitions is on disk before the client hears it was made."""
@@ -340,7 +344,7 @@ class Channel:
     def on_queue_purge(self, m: spec.QueuePurge) -> None:
         self.permit("read", "queue", self.queue_name(m.queue))
         queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
-        self.reply(m.nowait, spec.QueuePurgeOk(queue.purge()))
+        self.reply_now(m.nowait, spec.QueuePurgeOk(queue.purge()))
 
     def on_queue_delete(self, m: spec.QueueDelete) -> None:
         name = self.queue_name(m.queue)
@@ -384,14 +388,14 @@ class Channel:
         consumer = Consumer(tag, queue, self, m.no_ack, m.exclusive, m.arguments,
                             self.prefetch_consumer)
         self.consumers[tag] = consumer
-        self.reply(m.nowait, spec.BasicConsumeOk(tag))
+        self.reply_now(m.nowait, spec.BasicConsumeOk(tag))  # before any delivery to it
         queue.add_consumer(consumer)
 
     def on_cancel(self, m: spec.BasicCancel) -> None:
         consumer = self.consumers.pop(m.consumer_tag, None)
         if consumer is not None:
             self._remove_consumer(consumer)
-        self.reply(m.nowait, spec.BasicCancelOk(m.consumer_tag))
+        self.reply_now(m.nowait, spec.BasicCancelOk(m.consumer_tag))
 
     def _remove_consumer(self, consumer: Consumer) -> None:
         queue = consumer.queue
@@ -619,4 +623,4 @@ class Channel:
         if self.transactional:
             raise ChannelError(PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
         self.confirm = True
-        self.reply(m.nowait, spec.ConfirmSelectOk())
+        self.reply_now(m.nowait, spec.ConfirmSelectOk())
