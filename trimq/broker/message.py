@@ -10,6 +10,7 @@ class Message:
 
     __slots__ = (
         "exchange", "routing_key", "properties", "properties_raw", "body", "persistent", "id",
+        "ttl",
     )
 
     def __init__(
@@ -27,6 +28,8 @@ class Message:
         self.body = body
         self.persistent = properties.delivery_mode == 2
         self.id = 0  # set when the journal records it (persistent, reached a durable queue)
+        expiration = properties.expiration  # per-message TTL in ms (checked at publish)
+        self.ttl = int(expiration) if expiration is not None and expiration.isdigit() else None
 
     @property
     def size(self) -> int:
@@ -34,11 +37,19 @@ class Message:
 
 
 class QueuedMessage:
-    """One message's place in one queue: its order in that queue and whether it was delivered."""
+    """One message's place in one queue: its order there, whether (and how often) it was
+    delivered, when it expires, and whether it sits among the queue's ready messages."""
 
-    __slots__ = ("message", "seq", "redelivered")
+    __slots__ = ("message", "seq", "redelivered", "delivery_count", "expires_at", "in_ready")
 
-    def __init__(self, message: Message, seq: int, redelivered: bool = False) -> None:
+    def __init__(self, message: Message, seq: int, redelivered: bool = False,
+                 delivery_count: int = 0, expires_at: float | None = None) -> None:
         self.message = message
         self.seq = seq
         self.redelivered = redelivered
+        self.delivery_count = delivery_count
+        self.expires_at = expires_at
+        self.in_ready = False
+
+    def __lt__(self, other: QueuedMessage) -> bool:  # for the expiry heap's ties
+        return self.seq < other.seq
