@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from trimq.broker.auth import Permission, User, Users, hash_password
 from trimq.broker.journal import Journal
+from trimq.broker.reply_to import ReplyTo
 from trimq.broker.timers import Timers
 from trimq.broker.vhost import VHost
 
@@ -47,6 +48,7 @@ class Broker:
         self.vhosts: dict[str, VHost] = {}
         self.users = Users()
         self.timers = Timers()
+        self.reply_to = ReplyTo()
         if bootstrap:
             self.bootstrap()
 

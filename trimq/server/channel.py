@@ -19,6 +19,7 @@ from storage import WALFailed
 from trimq.amqp import frames, spec
 from trimq.amqp.channel import Command, ContentAssembler
 from trimq.amqp.codec import Typed
+from trimq.broker import reply_to
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.queue import Consumer, Queue
 from trimq.broker.vhost import generated_name
@@ -48,6 +49,15 @@ def with_delivery_count(message: Message, count: int) -> bytes:
     properties = spec.BasicProperties(**{f: getattr(old, f) for f in old.__slots__})
     properties.headers = {**(old.headers or {}), "x-delivery-count": Typed("l", count)}
     return properties.encode()
+
+
+def with_reply_to(message: Message, address: str) -> Message:
+    """The request as its replier sees it: reply_to names this channel's reply address."""
+    old = message.properties
+    properties = spec.BasicProperties(**{f: getattr(old, f) for f in old.__slots__})
+    properties.reply_to = address
+    return Message(message.exchange, message.routing_key, properties, properties.encode(),
+                   message.body)
 
 
 def without_bcc(message: Message) -> Message:
@@ -89,6 +99,7 @@ class Channel:
         self.prefetch_channel = 0  # basic.qos global=true: shared by the channel
         self.last_queue: str | None = None
         self._permitted = PermissionCache()
+        self.reply_consumer: tuple[str, str] | None = None  # direct reply-to: (tag, token)
         self.confirm = False
         self.confirm_seq = 0  # last publish sequence number in confirm mode
         self.unconfirmed: deque[tuple[int, int]] = deque()  # (sequence, LSN) awaiting fsync
@@ -233,6 +244,7 @@ class Channel:
 
     def cleanup(self) -> None:
         """Cancel consumers, requeue unacked messages in order. Synchronous: never skipped."""
+        self._cancel_replies()
         for consumer in list(self.consumers.values()):
             self._remove_consumer(consumer)
         self.consumers.clear()
@@ -393,6 +405,9 @@ class Channel:
         self.dispatch_consumed_queues()
 
     def on_consume(self, m: spec.BasicConsume) -> None:
+        if m.queue == reply_to.PSEUDO_QUEUE:
+            self._consume_replies(m)
+            return
         self.permit("read", "queue", self.queue_name(m.queue))
         queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
         tag = m.consumer_tag or generated_name("amq.ctag-")
@@ -408,7 +423,36 @@ class Channel:
         self.reply(m.nowait, spec.BasicConsumeOk(tag))
         queue.add_consumer(consumer)
 
+    def _consume_replies(self, m: spec.BasicConsume) -> None:
+        """Direct reply-to: this channel's replies come to consumer `tag`, never acked."""
+        if not m.no_ack:
+            raise ChannelError(PRECONDITION_FAILED, "reply consumer cannot acknowledge")
+        if self.reply_consumer is not None:
+            raise ChannelError(PRECONDITION_FAILED, "reply consumer already set")
+        tag = m.consumer_tag or generated_name("amq.ctag-")
+        self.reply_consumer = (tag, self.connection.broker.reply_to.register(self))
+        self.reply(m.nowait, spec.BasicConsumeOk(tag))
+
+    def _cancel_replies(self) -> None:
+        if self.reply_consumer is not None:
+            self.connection.broker.reply_to.unregister(self.reply_consumer[1])
+            self.reply_consumer = None
+
+    def deliver_reply(self, message: Message) -> None:
+        """A direct reply for this channel's reply consumer (no ack, no queue)."""
+        assert self.reply_consumer is not None
+        self.next_delivery_tag += 1
+        method = spec.BasicDeliver(self.reply_consumer[0], self.next_delivery_tag, False,
+                                   message.exchange, message.routing_key)
+        self.connection.write(frames.method_with_content(
+            self.number, method, message.properties_raw, message.body, self.connection.frame_max
+        ))
+
     def on_cancel(self, m: spec.BasicCancel) -> None:
+        if self.reply_consumer is not None and m.consumer_tag == self.reply_consumer[0]:
+            self._cancel_replies()
+            self.reply(m.nowait, spec.BasicCancelOk(m.consumer_tag))
+            return
         consumer = self.consumers.pop(m.consumer_tag, None)
         if consumer is not None:
             self._remove_consumer(consumer)
@@ -583,6 +627,10 @@ class Channel:
                                f"invalid expiration '{expiration}': {detail}")
         message = Message(method.exchange, method.routing_key, properties,
                           command.properties_raw, command.body)
+        if properties.reply_to == reply_to.PSEUDO_QUEUE:
+            if self.reply_consumer is None:
+                raise ChannelError(PRECONDITION_FAILED, "fast reply consumer does not exist")
+            message = with_reply_to(message, self.reply_consumer[1])
         if self.transactional:
             self.tx_ops.append(lambda: self._route(message, exchange, method.mandatory))
             return
@@ -599,6 +647,13 @@ class Channel:
         """Route and enqueue; returns the LSN that must be durable before confirming (or 0),
         and whether a queue refused the message (the publisher gets a Basic.Nack)."""
         headers = message.properties.headers
+        if exchange is self.vhost.default_exchange and message.routing_key.startswith(
+            reply_to.PREFIX
+        ):
+            target = self.connection.broker.reply_to.lookup(message.routing_key)
+            if target is not None:
+                target.deliver_reply(message)
+                return 0, False
         queues = self.vhost.route(exchange, message.routing_key, headers)
         if not queues:
             if mandatory:
