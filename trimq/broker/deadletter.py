@@ -35,13 +35,15 @@ def _death(queue: Queue, message: Message, reason: str, now: float) -> dict[str,
         "exchange": message.exchange,
         "routing-keys": _routing_keys(message),
     }
-    if reason == "expired" and message.properties.expiration is not None:
+    if message.properties.expiration is not None:
         death["original-expiration"] = message.properties.expiration
     return death
 
 
 def dead_lettered_copy(queue: Queue, message: Message, reason: str) -> Message:
-    """The message as it leaves `queue` for the dead-letter exchange."""
+    """The message as it leaves `queue` for the dead-letter exchange: published by that
+    exchange, with the dead-letter routing key when the queue sets one (then without CC)."""
+    settings = queue.settings
     old = message.properties
     headers = dict(old.headers or {})
     deaths = [d for d in headers.get("x-death", []) if isinstance(d, dict)]
@@ -61,12 +63,16 @@ def dead_lettered_copy(queue: Queue, message: Message, reason: str) -> Message:
         headers["x-first-death-reason"] = reason
         headers["x-first-death-queue"] = queue.name
         headers["x-first-death-exchange"] = message.exchange
+    routing_key = message.routing_key
+    if settings.dead_letter_routing_key is not None:
+        routing_key = settings.dead_letter_routing_key
+        headers.pop("CC", None)
     properties = BasicProperties(**{f: getattr(old, f) for f in BasicProperties.__slots__})
     properties.headers = headers
     properties.expiration = None  # kept in x-death as original-expiration
-    copy = Message(message.exchange, message.routing_key, properties, properties.encode(),
-                   message.body)
-    return copy
+    exchange = settings.dead_letter_exchange
+    assert exchange is not None
+    return Message(exchange, routing_key, properties, properties.encode(), message.body)
 
 
 def _cycles(queue: Queue, message: Message, target: Queue) -> bool:
@@ -87,9 +93,9 @@ def dead_letter(queue: Queue, entries: list[QueuedMessage], reason: str) -> None
     if exchange is None:
         return  # as RabbitMQ: a missing dead-letter exchange drops the message
     for entry in entries:
-        copy = dead_lettered_copy(queue, entry.message, reason)
         keys = ([settings.dead_letter_routing_key]
                 if settings.dead_letter_routing_key is not None else _routing_keys(entry.message))
+        copy = dead_lettered_copy(queue, entry.message, reason)
         targets: dict[int, Queue] = {}
         for key in keys:
             for target in home.route(exchange, key, copy.properties.headers):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from trimq.amqp.spec import BasicProperties
+from trimq.broker.arguments import parse_expiration
 
 
 class Message:
@@ -29,7 +30,7 @@ class Message:
         self.persistent = properties.delivery_mode == 2
         self.id = 0  # set when the journal records it (persistent, reached a durable queue)
         expiration = properties.expiration  # per-message TTL in ms (checked at publish)
-        self.ttl = int(expiration) if expiration is not None and expiration.isdigit() else None
+        self.ttl = parse_expiration(expiration)[0] if expiration is not None else None
 
     @property
     def size(self) -> int:

@@ -96,6 +96,7 @@ class Queue:
         self.home: VHost | None = None  # the vhost holding it: dead-lettering routes there
         self.timers: Timers | None = None
         self._expiry: list[tuple[float, QueuedMessage]] = []  # (deadline, entry) heap
+        self._retiring: Consumer | None = None  # a cancelled single active consumer
         self.last_used = time.monotonic()
 
     def __repr__(self) -> str:
@@ -132,15 +133,16 @@ class Queue:
         self.next_seq += 1
         entry = QueuedMessage(message, self.next_seq)
         ttl = self._ttl(message)
-        if ttl is not None:
+        if ttl:
             self._schedule_expiry(entry, time.monotonic() + ttl / 1000)
         self.ready.append(entry)
         if self.consumers:
             self.dispatch()
+        if ttl == 0 and entry.in_ready:  # only a consumer waiting right now gets it
+            self.ready.discard(entry)
+            self._expire(entry)
         if settings.bounded:
             self._drop_over_limit()
-        if ttl == 0:  # delivered at once or expired at once, as RabbitMQ
-            self.expire_due(time.monotonic())
         return True
 
     def _ttl(self, message: Message) -> int | None:
@@ -204,6 +206,11 @@ class Queue:
 
     def _next_consumer(self) -> Consumer | None:
         if self.settings.single_active_consumer:
+            retiring = self._retiring
+            if retiring is not None:
+                if retiring.unacked > 0:
+                    return None  # as RabbitMQ: the successor starts once these come back
+                self._retiring = None
             active = self.consumers[0]
             return active if active.sink.can_deliver(active) else None
         for _priority, group in self._groups:
@@ -266,12 +273,19 @@ class Queue:
                 entries = [e for e in entries if e.delivery_count <= limit]
                 self._journal_settle(over)
                 self._dead_letter(over, "delivery_limit")
+        now = time.monotonic()
+        expired = [e for e in entries if e.expires_at is not None and e.expires_at <= now]
+        if expired:
+            entries = [e for e in entries if e.expires_at is None or e.expires_at > now]
+            self._journal_settle(expired)
+            self._dead_letter(expired, "expired")
         for entry in entries:
             entry.redelivered = True
+            if entry.expires_at is not None:  # its heap item may be gone while it was out
+                self._schedule_expiry(entry, entry.expires_at)
         self.ready.requeue(entries)
-        now = time.monotonic()
-        if any(e.expires_at is not None and e.expires_at <= now for e in entries):
-            self.expire_due(now)
+        if self.settings.bounded and self.settings.overflow == "drop-head":
+            self._drop_over_limit()
         self.dispatch()
 
     def purge(self) -> int:
@@ -347,6 +361,9 @@ class Queue:
     def remove_consumer(self, consumer: Consumer) -> None:
         if consumer not in self.consumers:
             return
+        if (self.settings.single_active_consumer and consumer is self.consumers[0]
+                and consumer.unacked > 0):
+            self._retiring = consumer
         self.consumers.remove(consumer)
         for priority, group in self._groups:
             if priority == consumer.priority:

@@ -20,6 +20,7 @@ from trimq.amqp import frames, spec
 from trimq.amqp.channel import Command, ContentAssembler
 from trimq.amqp.codec import Typed
 from trimq.broker import reply_to
+from trimq.broker.arguments import parse_expiration
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.queue import Consumer, Queue
 from trimq.broker.vhost import generated_name
@@ -100,6 +101,7 @@ class Channel:
         self.last_queue: str | None = None
         self._permitted = PermissionCache()
         self.reply_consumer: tuple[str, str] | None = None  # direct reply-to: (tag, token)
+        self.cleaning = False  # cleanup under way: deliver nothing more here
         self.confirm = False
         self.confirm_seq = 0  # last publish sequence number in confirm mode
         self.unconfirmed: deque[tuple[int, int]] = deque()  # (sequence, LSN) awaiting fsync
@@ -243,14 +245,16 @@ class Channel:
     # -- cleanup ------------------------------------------------------------------------
 
     def cleanup(self) -> None:
-        """Cancel consumers, requeue unacked messages in order. Synchronous: never skipped."""
+        """Requeue unacked messages in order, then cancel consumers (so a single active
+        consumer's successor starts from the requeued head). Synchronous: never skipped."""
         self._cancel_replies()
-        for consumer in list(self.consumers.values()):
-            self._remove_consumer(consumer)
-        self.consumers.clear()
+        self.cleaning = True  # our own consumers take nothing more
         pending = [item for taken, _ in self.tx_acks for item in taken.values()]
         self._requeue(sorted(pending, key=lambda u: u[0].seq) + list(self.unacked.values()))
         self.unacked.clear()
+        for consumer in list(self.consumers.values()):
+            self._remove_consumer(consumer)
+        self.consumers.clear()
         self.tx_ops.clear()
         self.tx_acks.clear()
 
@@ -478,7 +482,7 @@ class Channel:
     # -- deliveries ---------------------------------------------------------------------
 
     def can_deliver(self, consumer: Consumer) -> bool:
-        if self.closing:
+        if self.closing or self.cleaning:
             return False
         if consumer.no_ack:
             return True
@@ -496,7 +500,7 @@ class Channel:
         method = spec.BasicDeliver(consumer.tag, tag, entry.redelivered, message.exchange,
                                    message.routing_key)
         properties_raw = message.properties_raw
-        if entry.delivery_count > 1 and queue.settings.delivery_limit is not None:
+        if queue.settings.delivery_limit is not None:  # as quorum queues: 0 on the first
             properties_raw = with_delivery_count(message, entry.delivery_count - 1)
         self.connection.write(frames.method_with_content(
             self.number, method, properties_raw, message.body, self.connection.frame_max
@@ -620,11 +624,11 @@ class Channel:
                 f"'{self.connection.username}'",
             )
         expiration = properties.expiration
-        if expiration is not None and not expiration.isdigit():
-            detail = (f"{{value_negative,{expiration}}}"
-                      if expiration[:1] == "-" and expiration[1:].isdigit() else "no_integer")
-            raise ChannelError(PRECONDITION_FAILED,
-                               f"invalid expiration '{expiration}': {detail}")
+        if expiration is not None:
+            _ttl, problem = parse_expiration(expiration)
+            if problem is not None:
+                raise ChannelError(PRECONDITION_FAILED,
+                                   f"invalid expiration '{expiration}': {problem}")
         message = Message(method.exchange, method.routing_key, properties,
                           command.properties_raw, command.body)
         if properties.reply_to == reply_to.PSEUDO_QUEUE:
