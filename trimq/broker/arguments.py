@@ -13,7 +13,7 @@ from trimq.amqp.codec import TYPE_NAMES
 from trimq.errors import PRECONDITION_FAILED, ChannelError
 
 INTEGER_LETTERS = frozenset("bBsuIil")
-MAX_EXPIRY = 4294967295 * 1000  # RabbitMQ's largest timer, in milliseconds
+MAX_EXPIRY = 315360000000  # ten years in milliseconds: RabbitMQ's largest TTL
 MAX_PRIORITY = 255
 OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
 
@@ -38,8 +38,23 @@ def _expiry(number: int) -> str | None:
     if number < 0:
         return f"{{value_negative,{number}}}"
     if number > MAX_EXPIRY:
-        return f"{{value_too_large,{number},{MAX_EXPIRY}}}"
+        return f"{{value_too_large,{number}}}"
     return None
+
+
+def parse_expiration(text: str) -> tuple[int | None, str | None]:
+    """A per-message expiration as RabbitMQ reads it (Erlang's string:to_integer): an
+    optional sign and digits, nothing after them; returns (milliseconds, None) or
+    (None, error detail)."""
+    digits = text[1:] if text[:1] in "+-" and text[:1] else text
+    count = len(digits) - len(digits.lstrip("0123456789"))
+    if count == 0:
+        return None, "no_integer"
+    if count < len(digits):
+        return None, f'{{leftover_string,"{digits[count:]}"}}'
+    number = int(text[: len(text) - len(digits) + count])
+    error = _expiry(number)
+    return (None, error) if error else (number, None)
 
 
 def _expires(value: Any, _args: dict[str, Any]) -> str | None:
@@ -67,8 +82,14 @@ def _longstr(value: Any) -> str | None:
     return None
 
 
+class TypeMismatch(Exception):
+    """RabbitMQ words some wrong argument types as 'invalid type ... for arg ...'."""
+
+
 def _dlx(value: Any, _args: dict[str, Any]) -> str | None:
-    return _longstr(value)
+    if value[0] != "S":
+        raise TypeMismatch(TYPE_NAMES.get(value[0], value[0]))
+    return None
 
 
 def _dlx_routing_key(value: Any, args: dict[str, Any]) -> str | None:
@@ -130,6 +151,12 @@ def validate_queue_arguments(what: str, arguments: dict[str, Any]) -> None:
         value = arguments.get(name)
         if value is None:
             continue
-        error = check(value, arguments)
+        try:
+            error = check(value, arguments)
+        except TypeMismatch as mismatch:
+            raise ChannelError(
+                PRECONDITION_FAILED,
+                f"invalid type '{mismatch}' for arg '{name}' in {what}",
+            ) from None
         if error is not None:
             raise ChannelError(PRECONDITION_FAILED, f"invalid arg '{name}' for {what}: {error}")

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 from trimq.broker.auth import Permission, User, Users, hash_password
 from trimq.broker.journal import Journal
+from trimq.broker.reply_to import ReplyTo
+from trimq.broker.timers import Timers
 from trimq.broker.vhost import VHost
 
 
@@ -45,6 +47,8 @@ class Broker:
         self.journal = journal  # durable state goes here; None keeps everything in memory
         self.vhosts: dict[str, VHost] = {}
         self.users = Users()
+        self.timers = Timers()
+        self.reply_to = ReplyTo()
         if bootstrap:
             self.bootstrap()
 
@@ -61,7 +65,7 @@ class Broker:
                   ) -> VHost:
         if name in self.vhosts:
             raise AdminError("exists", f'Virtual host "{name}" already exists')
-        vhost = self.vhosts[name] = VHost(name, self.journal)
+        vhost = self.vhosts[name] = VHost(name, self.journal, self.timers)
         vhost.description = description
         vhost.tags = list(tags or [])
         self._define("vhost", [name], {"description": description, "tags": vhost.tags})
@@ -72,7 +76,7 @@ class Broker:
         """Recreate a vhost from storage (not journaled again)."""
         vhost = self.vhosts.get(name)
         if vhost is None:
-            vhost = self.vhosts[name] = VHost(name, self.journal)
+            vhost = self.vhosts[name] = VHost(name, self.journal, self.timers)
         if description is not None:
             vhost.description = description
         if tags is not None:

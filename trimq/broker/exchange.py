@@ -55,6 +55,10 @@ class Exchange:
         self.arguments: dict[str, Any] = arguments or {}  # typed-decoded
         self.bindings: dict[tuple, Binding] = {}
         self.deleted = False
+        alternate = self.arguments.get("alternate-exchange")
+        self.alternate_exchange: str | None = (
+            alternate[1] if alternate is not None and isinstance(alternate[1], str) else None
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r} in {self.vhost!r}>"

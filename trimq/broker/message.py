@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from trimq.amqp.spec import BasicProperties
+from trimq.broker.arguments import parse_expiration
 
 
 class Message:
@@ -10,6 +11,7 @@ class Message:
 
     __slots__ = (
         "exchange", "routing_key", "properties", "properties_raw", "body", "persistent", "id",
+        "ttl",
     )
 
     def __init__(
@@ -27,6 +29,8 @@ class Message:
         self.body = body
         self.persistent = properties.delivery_mode == 2
         self.id = 0  # set when the journal records it (persistent, reached a durable queue)
+        expiration = properties.expiration  # per-message TTL in ms (checked at publish)
+        self.ttl = parse_expiration(expiration)[0] if expiration is not None else None
 
     @property
     def size(self) -> int:
@@ -34,11 +38,19 @@ class Message:
 
 
 class QueuedMessage:
-    """One message's place in one queue: its order in that queue and whether it was delivered."""
+    """One message's place in one queue: its order there, whether (and how often) it was
+    delivered, when it expires, and whether it sits among the queue's ready messages."""
 
-    __slots__ = ("message", "seq", "redelivered")
+    __slots__ = ("message", "seq", "redelivered", "delivery_count", "expires_at", "in_ready")
 
-    def __init__(self, message: Message, seq: int, redelivered: bool = False) -> None:
+    def __init__(self, message: Message, seq: int, redelivered: bool = False,
+                 delivery_count: int = 0, expires_at: float | None = None) -> None:
         self.message = message
         self.seq = seq
         self.redelivered = redelivered
+        self.delivery_count = delivery_count
+        self.expires_at = expires_at
+        self.in_ready = False
+
+    def __lt__(self, other: QueuedMessage) -> bool:  # for the expiry heap's ties
+        return self.seq < other.seq

@@ -1,4 +1,7 @@
-"""Queues: the ready messages in order, the consumers, and round-robin dispatch between them.
+"""Queues: the ready messages in order, the consumers, and round-robin dispatch between them,
+with the x-arguments RabbitMQ applications rely on: message TTL (expired wherever a message
+sits, through a deadline heap), max length with overflow, priorities, single active consumer,
+consumer priorities, delivery limits, dead-lettering and unused-queue expiry.
 
 Dispatch is synchronous and per batch: when a queue gains messages or a consumer gains credit,
 `dispatch()` hands messages to consumers that can take them until either side runs out. The
@@ -7,11 +10,20 @@ consumer's channel (a `DeliverySink`) encodes the delivery into its connection's
 
 from __future__ import annotations
 
+import heapq
+import time
 from collections import deque
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from trimq.broker.deadletter import dead_letter
 from trimq.broker.journal import Journal
 from trimq.broker.message import Message, QueuedMessage
+from trimq.broker.ready import ReadyList
+from trimq.broker.settings import queue_settings
+from trimq.broker.timers import Timers
+
+if TYPE_CHECKING:
+    from trimq.broker.vhost import VHost
 
 
 class DeliverySink(Protocol):
@@ -28,6 +40,7 @@ class DeliverySink(Protocol):
 class Consumer:
     __slots__ = (
         "tag", "queue", "sink", "no_ack", "exclusive", "arguments", "prefetch", "unacked",
+        "priority",
     )
 
     def __init__(
@@ -48,6 +61,8 @@ class Consumer:
         self.arguments = arguments
         self.prefetch = prefetch  # per-consumer limit (basic.qos global=false); 0 = none
         self.unacked = 0
+        typed = arguments.get("x-priority")
+        self.priority = typed[1] if typed is not None and isinstance(typed[1], int) else 0
 
     def has_credit(self) -> bool:
         return self.no_ack or not self.prefetch or self.unacked < self.prefetch
@@ -69,13 +84,20 @@ class Queue:
         self.exclusive_owner = exclusive_owner  # the connection that owns an exclusive queue
         self.auto_delete = auto_delete
         self.arguments: dict[str, Any] = arguments or {}  # typed-decoded
-        self.ready: deque[QueuedMessage] = deque()
-        self.consumers: deque[Consumer] = deque()
+        self.settings = queue_settings(self.arguments)
+        self.ready = ReadyList(self.settings.max_priority)
+        self.consumers: list[Consumer] = []  # in the order they came (single active: first)
+        self._groups: list[tuple[int, deque[Consumer]]] = []  # by consumer priority, highest first
         self.unacked = 0
         self.next_seq = 0
         self.deleted = False
         self.had_consumers = False
         self.journal: Journal | None = None  # set for durable queues when storage is on
+        self.home: VHost | None = None  # the vhost holding it: dead-lettering routes there
+        self.timers: Timers | None = None
+        self._expiry: list[tuple[float, QueuedMessage]] = []  # (deadline, entry) heap
+        self._retiring: Consumer | None = None  # a cancelled single active consumer
+        self.last_used = time.monotonic()
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} in {self.vhost!r}>"
@@ -92,28 +114,86 @@ class Queue:
     def consumer_count(self) -> int:
         return len(self.consumers)
 
-    def enqueue(self, message: Message) -> None:
+    def attach(self, home: VHost, timers: Timers | None) -> None:
+        """Join a vhost: dead-lettering and timers work from now on."""
+        self.home = home
+        self.timers = timers
+        self.touch()
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def enqueue(self, message: Message) -> bool:
+        """Add a routed message; False when x-overflow reject-publish refused it."""
+        settings = self.settings
+        if settings.bounded and settings.overflow != "drop-head" and self._full(message):
+            if settings.overflow == "reject-publish-dlx":
+                self.next_seq += 1
+                self._dead_letter([QueuedMessage(message, self.next_seq)], "maxlen")
+            return False
         self.next_seq += 1
-        self.ready.append(QueuedMessage(message, self.next_seq))
+        entry = QueuedMessage(message, self.next_seq)
+        ttl = self._ttl(message)
+        if ttl:
+            self._schedule_expiry(entry, time.monotonic() + ttl / 1000)
+        self.ready.append(entry)
         if self.consumers:
             self.dispatch()
+        if ttl == 0 and entry.in_ready:  # only a consumer waiting right now gets it
+            self.ready.discard(entry)
+            self._expire(entry)
+        if settings.bounded:
+            self._drop_over_limit()
+        return True
+
+    def _ttl(self, message: Message) -> int | None:
+        queue_ttl = self.settings.message_ttl
+        message_ttl = message.ttl
+        if message_ttl is None:
+            return queue_ttl
+        return message_ttl if queue_ttl is None else min(queue_ttl, message_ttl)
+
+    def _full(self, message: Message) -> bool:
+        settings = self.settings
+        return (settings.max_length is not None and len(self.ready) >= settings.max_length) or (
+            settings.max_length_bytes is not None
+            and self.ready.bytes + message.size > settings.max_length_bytes
+        )
+
+    def _drop_over_limit(self) -> None:
+        settings = self.settings
+        dropped = []
+        while self.ready and (
+            (settings.max_length is not None and len(self.ready) > settings.max_length)
+            or (settings.max_length_bytes is not None
+                and self.ready.bytes > settings.max_length_bytes)
+        ):
+            entry = self.ready.popleft()
+            assert entry is not None
+            dropped.append(entry)
+        if dropped:
+            self._journal_settle(dropped)
+            self._dead_letter(dropped, "maxlen")
+
+    # -- delivering -----------------------------------------------------------------------
 
     def dispatch(self) -> None:
-        """Hand ready messages to consumers round-robin, skipping those without credit."""
+        """Hand ready messages to consumers round-robin (highest consumer priority first,
+        only the first consumer when single-active), skipping those without credit."""
         ready = self.ready
-        consumers = self.consumers
         journal = self.journal
         delivered: list[int] = []
         settled: list[int] = []
-        while ready and consumers:
-            for _ in range(len(consumers)):
-                consumer = consumers[0]
-                consumers.rotate(-1)
-                if consumer.sink.can_deliver(consumer):
-                    break
-            else:
+        while ready and self.consumers:
+            consumer = self._next_consumer()
+            if consumer is None:
                 break
             entry = ready.popleft()
+            if entry is None:
+                break
+            if entry.expires_at is not None and entry.expires_at <= time.monotonic():
+                self._expire(entry)
+                continue
+            entry.delivery_count += 1
             if not consumer.no_ack:
                 self.unacked += 1
             if journal is not None and entry.message.id:
@@ -124,11 +204,35 @@ class Queue:
         if settled:
             journal.settle(self, settled)  # type: ignore[union-attr]
 
+    def _next_consumer(self) -> Consumer | None:
+        if self.settings.single_active_consumer:
+            retiring = self._retiring
+            if retiring is not None:
+                if retiring.unacked > 0:
+                    return None  # as RabbitMQ: the successor starts once these come back
+                self._retiring = None
+            active = self.consumers[0]
+            return active if active.sink.can_deliver(active) else None
+        for _priority, group in self._groups:
+            for _ in range(len(group)):
+                consumer = group[0]
+                group.rotate(-1)
+                if consumer.sink.can_deliver(consumer):
+                    return consumer
+        return None
+
     def get(self, no_ack: bool) -> QueuedMessage | None:
         """Take the next ready message for Basic.Get."""
-        if not self.ready:
-            return None
-        entry = self.ready.popleft()
+        self.touch()
+        while True:
+            entry = self.ready.popleft()
+            if entry is None:
+                return None
+            if entry.expires_at is not None and entry.expires_at <= time.monotonic():
+                self._expire(entry)
+                continue
+            break
+        entry.delivery_count += 1
         if no_ack:
             self._journal_settle([entry])
         else:
@@ -137,10 +241,18 @@ class Queue:
                 self.journal.deliver(self, [entry.message.id])
         return entry
 
+    # -- acknowledgements -----------------------------------------------------------------
+
     def settle(self, entries: list[QueuedMessage]) -> None:
-        """Messages delivered with ack required were acked, or rejected without requeue."""
+        """Messages delivered with ack required were acked."""
         self.unacked -= len(entries)
         self._journal_settle(entries)
+
+    def reject(self, entries: list[QueuedMessage]) -> None:
+        """Rejected or nacked without requeue: gone, dead-lettered if the queue says so."""
+        self.unacked -= len(entries)
+        self._journal_settle(entries)
+        self._dead_letter(entries, "rejected")
 
     def _journal_settle(self, entries: list[QueuedMessage]) -> None:
         if self.journal is not None and not self.deleted:
@@ -149,38 +261,119 @@ class Queue:
                 self.journal.settle(self, ids)
 
     def requeue(self, entries: list[QueuedMessage]) -> None:
-        """Put unacked messages back, in their original order, flagged redelivered."""
+        """Put unacked messages back, in their original order, flagged redelivered; those past
+        x-delivery-limit are dead-lettered instead."""
         if self.deleted:
             return
         self.unacked -= len(entries)
+        limit = self.settings.delivery_limit
+        if limit is not None:
+            over = [e for e in entries if e.delivery_count > limit]
+            if over:
+                entries = [e for e in entries if e.delivery_count <= limit]
+                self._journal_settle(over)
+                self._dead_letter(over, "delivery_limit")
+        now = time.monotonic()
+        expired = [e for e in entries if e.expires_at is not None and e.expires_at <= now]
+        if expired:
+            entries = [e for e in entries if e.expires_at is None or e.expires_at > now]
+            self._journal_settle(expired)
+            self._dead_letter(expired, "expired")
         for entry in entries:
             entry.redelivered = True
-        entries = sorted(entries, key=lambda e: e.seq)
-        ready = self.ready
-        if not ready or entries[-1].seq < ready[0].seq:
-            ready.extendleft(reversed(entries))
-        else:
-            merged = sorted([*ready, *entries], key=lambda e: e.seq)
-            ready.clear()
-            ready.extend(merged)
+            if entry.expires_at is not None:  # its heap item may be gone while it was out
+                self._schedule_expiry(entry, entry.expires_at)
+        self.ready.requeue(entries)
+        if self.settings.bounded and self.settings.overflow == "drop-head":
+            self._drop_over_limit()
         self.dispatch()
 
     def purge(self) -> int:
-        count = len(self.ready)
-        self._journal_settle(list(self.ready))
-        self.ready.clear()
-        return count
+        entries = self.ready.clear()
+        self._expiry.clear()
+        self._journal_settle(entries)
+        return len(entries)
+
+    # -- expiry ---------------------------------------------------------------------------
+
+    def _schedule_expiry(self, entry: QueuedMessage, deadline: float) -> None:
+        entry.expires_at = deadline
+        expiry = self._expiry
+        if not expiry or deadline < expiry[0][0]:
+            if self.timers is not None:
+                self.timers.schedule(deadline, self)
+        heapq.heappush(expiry, (deadline, entry))
+
+    def expire_due(self, now: float) -> None:
+        """Expire every ready message whose deadline passed, wherever it sits."""
+        expiry = self._expiry
+        expired = []
+        while expiry and expiry[0][0] <= now:
+            _, entry = heapq.heappop(expiry)
+            if entry.in_ready:
+                self.ready.discard(entry)
+                expired.append(entry)
+        if expired:
+            self._journal_settle(expired)
+            self._dead_letter(expired, "expired")
+        if expiry and self.timers is not None:
+            self.timers.schedule(expiry[0][0], self)
+
+    def _expire(self, entry: QueuedMessage) -> None:
+        """An expired entry met at the head (already out of the ready list)."""
+        self._journal_settle([entry])
+        self._dead_letter([entry], "expired")
+
+    def touch(self) -> None:
+        """The queue was used (declared, consumed, got from): x-expires starts again."""
+        self.last_used = now = time.monotonic()
+        if self.settings.expires is not None and self.timers is not None:
+            self.timers.schedule(now + self.settings.expires / 1000, self)
+
+    def on_timer(self, now: float) -> None:
+        self.expire_due(now)
+        expires = self.settings.expires
+        if (
+            expires is not None and not self.consumers and self.home is not None
+            and now >= self.last_used + expires / 1000
+        ):
+            self.home.delete_queue(self)
+
+    def _dead_letter(self, entries: list[QueuedMessage], reason: str) -> None:
+        if self.settings.dead_letter_exchange is not None and self.home is not None:
+            dead_letter(self, entries, reason)
+
+    # -- consumers ------------------------------------------------------------------------
 
     def add_consumer(self, consumer: Consumer) -> None:
         self.consumers.append(consumer)
+        for priority, group in self._groups:
+            if priority == consumer.priority:
+                group.append(consumer)
+                break
+        else:
+            self._groups.append((consumer.priority, deque([consumer])))
+            self._groups.sort(key=lambda g: -g[0])
         self.had_consumers = True
+        self.touch()
         self.dispatch()
 
     def remove_consumer(self, consumer: Consumer) -> None:
-        try:
-            self.consumers.remove(consumer)
-        except ValueError:
-            pass
+        if consumer not in self.consumers:
+            return
+        if (self.settings.single_active_consumer and consumer is self.consumers[0]
+                and consumer.unacked > 0):
+            self._retiring = consumer
+        self.consumers.remove(consumer)
+        for priority, group in self._groups:
+            if priority == consumer.priority:
+                group.remove(consumer)
+                if not group:
+                    self._groups.remove((priority, group))
+                break
+        self.touch()
+        if self.settings.single_active_consumer and self.consumers:
+            self.dispatch()  # the next consumer in line takes over
 
     @property
     def unused_auto_delete(self) -> bool:

@@ -46,6 +46,7 @@ def restore(broker: Broker, state: RecoveredState) -> tuple[int, int]:
                           _arguments(value["arguments"]))
             vhost.queues[queue.name] = queue
             queue.journal = journal
+            queue.attach(vhost, broker.timers)
         elif kind == "binding":
             vhost = broker.restore_vhost(key[0])
             _, source_name, dest_kind, dest_name, routing_key, _ = key
@@ -72,6 +73,7 @@ def restore(broker: Broker, state: RecoveredState) -> tuple[int, int]:
                 message.id = item.id
                 messages[item.id] = message
             queue.next_seq += 1
-            queue.ready.append(QueuedMessage(message, queue.next_seq, item.delivery_count > 0))
+            queue.ready.append(QueuedMessage(message, queue.next_seq, item.delivery_count > 0,
+                                             item.delivery_count))
             count += 1
     return len([q for v in broker.vhosts.values() for q in v.queues.values()]), count

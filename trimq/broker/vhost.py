@@ -16,6 +16,7 @@ from trimq.broker.exchange import EXCHANGE_TYPES, Binding, Exchange, args_key
 from trimq.broker.journal import Journal
 from trimq.broker.message import Message
 from trimq.broker.queue import Queue
+from trimq.broker.timers import Timers
 from trimq.errors import (
     ACCESS_REFUSED,
     NOT_FOUND,
@@ -69,9 +70,11 @@ def _bool(value: bool) -> str:
 
 
 class VHost:
-    def __init__(self, name: str, journal: Journal | None = None) -> None:
+    def __init__(self, name: str, journal: Journal | None = None,
+                 timers: Timers | None = None) -> None:
         self.name = name
         self.journal = journal  # where durable definitions are recorded (None: memory only)
+        self.timers = timers  # message and queue expiry (None: never fires)
         self.description = ""
         self.tags: list[str] = []
         self.deleted = False
@@ -102,6 +105,7 @@ class VHost:
         if queue is None:
             raise ChannelError(NOT_FOUND, f"no queue '{name}' in vhost '{self.name}'")
         self.check_exclusive(queue, owner)
+        queue.touch()
         return queue
 
     def check_exclusive(self, queue: Queue, owner: object | None) -> None:
@@ -236,6 +240,7 @@ class VHost:
                         f"received '{_bool(received)}' but current is '{_bool(current)}'",
                     )
             self.check_arguments(what, CHECKED_QUEUE_ARGS, arguments, existing.arguments)
+            existing.touch()
             return existing, False
         validate_queue_arguments(what, arguments)
         queue = Queue(name, self.name, durable, owner if exclusive else None, auto_delete,
@@ -246,6 +251,7 @@ class VHost:
     def add_queue(self, queue: Queue) -> None:
         """Register a new queue; a durable, non-exclusive one is journaled."""
         self.queues[queue.name] = queue
+        queue.attach(self, self.timers)
         if self.journal is not None and queue.durable and not queue.exclusive:
             queue.journal = self.journal
             self.journal.define("queue", [self.name, queue.name], {
@@ -351,36 +357,63 @@ class VHost:
 
     # -- publishing ---------------------------------------------------------------------
 
-    def publish(self, message: Message, queues: list[Queue]) -> int:
+    def publish(self, message: Message, queues: list[Queue]) -> tuple[int, bool]:
         """Enqueue a routed message. A persistent one that reached durable queues is journaled
-        once, before any queue can deliver it; returns that record's LSN (0: nothing to wait
-        for before confirming)."""
+        once, before any queue can deliver it. Returns that record's LSN (0: nothing to wait
+        for before confirming) and whether a queue refused it (x-overflow reject-publish)."""
         lsn = 0
         if message.persistent and self.journal is not None:
             durable = [q for q in queues if q.journal is not None]
             if durable:
                 lsn = self.journal.message(message, durable)
+        refused = False
         for queue in queues:
-            queue.enqueue(message)
-        return lsn
+            if not queue.enqueue(message):
+                refused = True
+                if queue.journal is not None and message.id:
+                    queue.journal.settle(queue, [message.id])
+        return lsn, refused
 
     # -- routing ------------------------------------------------------------------------
 
     def route(self, exchange: Exchange, routing_key: str, headers: dict[str, Any] | None,
               ) -> list[Queue]:
-        """The queues a message reaches, following exchange-to-exchange bindings once each."""
-        if exchange is self.default_exchange:
+        """The queues a message reaches: through exchange-to-exchange bindings once each, for
+        its routing key and the CC and BCC headers' keys, and through alternate exchanges
+        when an exchange routes it nowhere."""
+        if exchange is self.default_exchange and not headers:
             queue = self.queues.get(routing_key)
             return [queue] if queue is not None else []
+        keys = [routing_key]
+        if headers:
+            for name in ("CC", "BCC"):
+                extra = headers.get(name)
+                if isinstance(extra, list):
+                    keys += [k for k in extra if isinstance(k, str)]
         queues: dict[int, Queue] = {}
         seen = {id(exchange)}
         pending = [exchange]
         while pending:
             current = pending.pop()
-            for dest in current.route(routing_key, headers):
-                if isinstance(dest, Queue):
-                    queues[id(dest)] = dest
-                elif id(dest) not in seen:
-                    seen.add(id(dest))
-                    pending.append(dest)
+            found = False
+            for key in keys:
+                if current is self.default_exchange:
+                    queue = self.queues.get(key)
+                    if queue is not None:
+                        queues[id(queue)] = queue
+                        found = True
+                    continue
+                for dest in current.route(key, headers):
+                    found = True
+                    if isinstance(dest, Queue):
+                        queues[id(dest)] = dest
+                    elif id(dest) not in seen:
+                        seen.add(id(dest))
+                        pending.append(dest)
+            if not found:
+                alternate = current.alternate_exchange
+                target = self.exchanges.get(alternate) if alternate is not None else None
+                if target is not None and id(target) not in seen:
+                    seen.add(id(target))
+                    pending.append(target)
         return list(queues.values())

@@ -173,6 +173,22 @@ async def _compactor(wal: WAL, segment_size: int, interval: float) -> None:
                  deleted=len(result.deleted), rewritten=len(result.rewritten))
 
 
+async def _timer_task(broker: Broker) -> None:
+    """Fires the model's deadlines (message TTLs, x-expires) on time: sleeps until the next
+    one, or until a queue schedules an earlier one."""
+    timers = broker.timers
+    while True:
+        wake = trio.Event()
+        timers.on_earlier = wake.set
+        deadline = timers.next_deadline()
+        if deadline is None:
+            await wake.wait()
+        else:
+            with trio.move_on_at(trio.current_time() + deadline - timers.clock()):
+                await wake.wait()
+        timers.run_due()
+
+
 async def _signal_watcher(state: ServerState) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
@@ -212,6 +228,7 @@ async def serve(
                 if handle_signals:
                     nursery.start_soon(_signal_watcher, state)
                 nursery.start_soon(_stopper, state, nursery)
+                nursery.start_soon(_timer_task, broker)
                 nursery.start_soon(state.notifier.watchdog)
                 log.info("server.listening",
                          addresses=[f"{h}:{p}" for h, p in state.listeners])

@@ -18,6 +18,9 @@ import trio
 from storage import WALFailed
 from trimq.amqp import frames, spec
 from trimq.amqp.channel import Command, ContentAssembler
+from trimq.amqp.codec import Typed
+from trimq.broker import reply_to
+from trimq.broker.arguments import parse_expiration
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.queue import Consumer, Queue
 from trimq.broker.vhost import generated_name
@@ -39,6 +42,33 @@ if TYPE_CHECKING:
 log = structlog.get_logger("trimq.channel")
 
 NO_ROUTE = 312
+
+
+def with_delivery_count(message: Message, count: int) -> bytes:
+    """Properties carrying x-delivery-count: how often the message was delivered before."""
+    old = message.properties
+    properties = spec.BasicProperties(**{f: getattr(old, f) for f in old.__slots__})
+    properties.headers = {**(old.headers or {}), "x-delivery-count": Typed("l", count)}
+    return properties.encode()
+
+
+def with_reply_to(message: Message, address: str) -> Message:
+    """The request as its replier sees it: reply_to names this channel's reply address."""
+    old = message.properties
+    properties = spec.BasicProperties(**{f: getattr(old, f) for f in old.__slots__})
+    properties.reply_to = address
+    return Message(message.exchange, message.routing_key, properties, properties.encode(),
+                   message.body)
+
+
+def without_bcc(message: Message) -> Message:
+    """The message as consumers see it: BCC routed it but is never delivered."""
+    old = message.properties
+    properties = spec.BasicProperties(**{f: getattr(old, f) for f in old.__slots__})
+    properties.headers = {k: v for k, v in (old.headers or {}).items() if k != "BCC"}
+    copy = Message(message.exchange, message.routing_key, properties, properties.encode(),
+                   message.body)
+    return copy
 
 
 class PermissionCache:
@@ -70,13 +100,17 @@ class Channel:
         self.prefetch_channel = 0  # basic.qos global=true: shared by the channel
         self.last_queue: str | None = None
         self._permitted = PermissionCache()
+        self.reply_consumer: tuple[str, str] | None = None  # direct reply-to: (tag, token)
+        self.cleaning = False  # cleanup under way: deliver nothing more here
         self.confirm = False
         self.confirm_seq = 0  # last publish sequence number in confirm mode
         self.unconfirmed: deque[tuple[int, int]] = deque()  # (sequence, LSN) awaiting fsync
+        self.nacked: set[int] = set()  # sequences a queue refused (x-overflow reject-publish)
         self.confirmed_upto = 0  # last sequence number acked to the publisher
         self.transactional = False
-        self.tx_ops: list[Callable[[], int]] = []  # publishes awaiting commit
-        self.tx_acks: list[tuple[dict[int, Unacked], bool]] = []  # acks awaiting commit
+        self.tx_ops: list[Callable[[], tuple[int, bool]]] = []  # publishes awaiting commit
+        # acks awaiting commit, with their outcome: "ack", "requeue" or "reject"
+        self.tx_acks: list[tuple[dict[int, Unacked], str]] = []
         self.handlers: dict[type[spec.Method], Callable[[Any], None]] = {
             spec.ChannelFlow: self.on_flow,
             spec.ChannelFlowOk: self.on_ignored,
@@ -215,13 +249,16 @@ class Channel:
     # -- cleanup ------------------------------------------------------------------------
 
     def cleanup(self) -> None:
-        """Cancel consumers, requeue unacked messages in order. Synchronous: never skipped."""
-        for consumer in list(self.consumers.values()):
-            self._remove_consumer(consumer)
-        self.consumers.clear()
+        """Requeue unacked messages in order, then cancel consumers (so a single active
+        consumer's successor starts from the requeued head). Synchronous: never skipped."""
+        self._cancel_replies()
+        self.cleaning = True  # our own consumers take nothing more
         pending = [item for taken, _ in self.tx_acks for item in taken.values()]
         self._requeue(sorted(pending, key=lambda u: u[0].seq) + list(self.unacked.values()))
         self.unacked.clear()
+        for consumer in list(self.consumers.values()):
+            self._remove_consumer(consumer)
+        self.consumers.clear()
         self.tx_ops.clear()
         self.tx_acks.clear()
 
@@ -376,6 +413,9 @@ class Channel:
         self.dispatch_consumed_queues()
 
     def on_consume(self, m: spec.BasicConsume) -> None:
+        if m.queue == reply_to.PSEUDO_QUEUE:
+            self._consume_replies(m)
+            return
         self.permit("read", "queue", self.queue_name(m.queue))
         queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
         tag = m.consumer_tag or generated_name("amq.ctag-")
@@ -391,7 +431,36 @@ class Channel:
         self.reply_now(m.nowait, spec.BasicConsumeOk(tag))  # before any delivery to it
         queue.add_consumer(consumer)
 
+    def _consume_replies(self, m: spec.BasicConsume) -> None:
+        """Direct reply-to: this channel's replies come to consumer `tag`, never acked."""
+        if not m.no_ack:
+            raise ChannelError(PRECONDITION_FAILED, "reply consumer cannot acknowledge")
+        if self.reply_consumer is not None:
+            raise ChannelError(PRECONDITION_FAILED, "reply consumer already set")
+        tag = m.consumer_tag or generated_name("amq.ctag-")
+        self.reply_consumer = (tag, self.connection.broker.reply_to.register(self))
+        self.reply(m.nowait, spec.BasicConsumeOk(tag))
+
+    def _cancel_replies(self) -> None:
+        if self.reply_consumer is not None:
+            self.connection.broker.reply_to.unregister(self.reply_consumer[1])
+            self.reply_consumer = None
+
+    def deliver_reply(self, message: Message) -> None:
+        """A direct reply for this channel's reply consumer (no ack, no queue)."""
+        assert self.reply_consumer is not None
+        self.next_delivery_tag += 1
+        method = spec.BasicDeliver(self.reply_consumer[0], self.next_delivery_tag, False,
+                                   message.exchange, message.routing_key)
+        self.connection.write(frames.method_with_content(
+            self.number, method, message.properties_raw, message.body, self.connection.frame_max
+        ))
+
     def on_cancel(self, m: spec.BasicCancel) -> None:
+        if self.reply_consumer is not None and m.consumer_tag == self.reply_consumer[0]:
+            self._cancel_replies()
+            self.reply(m.nowait, spec.BasicCancelOk(m.consumer_tag))
+            return
         consumer = self.consumers.pop(m.consumer_tag, None)
         if consumer is not None:
             self._remove_consumer(consumer)
@@ -417,7 +486,7 @@ class Channel:
     # -- deliveries ---------------------------------------------------------------------
 
     def can_deliver(self, consumer: Consumer) -> bool:
-        if self.closing:
+        if self.closing or self.cleaning:
             return False
         if consumer.no_ack:
             return True
@@ -434,8 +503,11 @@ class Channel:
         message = entry.message
         method = spec.BasicDeliver(consumer.tag, tag, entry.redelivered, message.exchange,
                                    message.routing_key)
+        properties_raw = message.properties_raw
+        if queue.settings.delivery_limit is not None:  # as quorum queues: 0 on the first
+            properties_raw = with_delivery_count(message, entry.delivery_count - 1)
         self.connection.write(frames.method_with_content(
-            self.number, method, message.properties_raw, message.body, self.connection.frame_max
+            self.number, method, properties_raw, message.body, self.connection.frame_max
         ))
 
     def on_get(self, m: spec.BasicGet) -> None:
@@ -476,9 +548,10 @@ class Channel:
             if first == tag:
                 return taken
 
-    def _settle(self, taken: dict[int, Unacked], requeue: bool) -> None:
+    def _settle(self, taken: dict[int, Unacked], outcome: str) -> None:
+        """Acked, requeued, or rejected without requeue (dead-lettered if the queue says so)."""
         items = list(taken.values())
-        if requeue:
+        if outcome == "requeue":
             self._requeue(items)
         else:
             by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
@@ -487,7 +560,10 @@ class Channel:
                 if consumer is not None:
                     consumer.unacked -= 1
             for queue, entries in by_queue.values():
-                queue.settle(entries)
+                if outcome == "ack":
+                    queue.settle(entries)
+                else:
+                    queue.reject(entries)
         if self.prefetch_channel:
             self.dispatch_consumed_queues()
         else:
@@ -497,23 +573,23 @@ class Channel:
                     seen.add(id(queue))
                     queue.dispatch()
 
-    def _acknowledge(self, tag: int, multiple: bool, requeue: bool) -> None:
+    def _acknowledge(self, tag: int, multiple: bool, outcome: str) -> None:
         items = self._take_unacked(tag, multiple)
         if self.transactional:
             # Taken now (a second ack fails at once, as RabbitMQ), settled at commit,
             # put back as unacked by a rollback, requeued if the channel closes first.
-            self.tx_acks.append((items, requeue))
+            self.tx_acks.append((items, outcome))
         else:
-            self._settle(items, requeue)
+            self._settle(items, outcome)
 
     def on_ack(self, m: spec.BasicAck) -> None:
-        self._acknowledge(m.delivery_tag, m.multiple, False)
+        self._acknowledge(m.delivery_tag, m.multiple, "ack")
 
     def on_nack(self, m: spec.BasicNack) -> None:
-        self._acknowledge(m.delivery_tag, m.multiple, m.requeue)
+        self._acknowledge(m.delivery_tag, m.multiple, "requeue" if m.requeue else "reject")
 
     def on_reject(self, m: spec.BasicReject) -> None:
-        self._acknowledge(m.delivery_tag, False, m.requeue)
+        self._acknowledge(m.delivery_tag, False, "requeue" if m.requeue else "reject")
 
     def on_recover(self, m: spec.BasicRecover | spec.BasicRecoverAsync) -> None:
         if not m.requeue:
@@ -551,21 +627,42 @@ class Channel:
                 f"user_id property set to '{user_id}' but authenticated user was "
                 f"'{self.connection.username}'",
             )
+        expiration = properties.expiration
+        if expiration is not None:
+            _ttl, problem = parse_expiration(expiration)
+            if problem is not None:
+                raise ChannelError(PRECONDITION_FAILED,
+                                   f"invalid expiration '{expiration}': {problem}")
         message = Message(method.exchange, method.routing_key, properties,
                           command.properties_raw, command.body)
+        if properties.reply_to == reply_to.PSEUDO_QUEUE:
+            if self.reply_consumer is None:
+                raise ChannelError(PRECONDITION_FAILED, "fast reply consumer does not exist")
+            message = with_reply_to(message, self.reply_consumer[1])
         if self.transactional:
             self.tx_ops.append(lambda: self._route(message, exchange, method.mandatory))
             return
-        lsn = self._route(message, exchange, method.mandatory)
+        lsn, refused = self._route(message, exchange, method.mandatory)
         if self.confirm:
             self.confirm_seq += 1
             if lsn:
                 self.unconfirmed.append((self.confirm_seq, lsn))
+            if refused:
+                self.nacked.add(self.confirm_seq)
             self._confirms_ready.set()
 
-    def _route(self, message: Message, exchange: Any, mandatory: bool) -> int:
-        """Route and enqueue; returns the LSN that must be durable before confirming (or 0)."""
-        queues = self.vhost.route(exchange, message.routing_key, message.properties.headers)
+    def _route(self, message: Message, exchange: Any, mandatory: bool) -> tuple[int, bool]:
+        """Route and enqueue; returns the LSN that must be durable before confirming (or 0),
+        and whether a queue refused the message (the publisher gets a Basic.Nack)."""
+        headers = message.properties.headers
+        if exchange is self.vhost.default_exchange and message.routing_key.startswith(
+            reply_to.PREFIX
+        ):
+            target = self.connection.broker.reply_to.lookup(message.routing_key)
+            if target is not None:
+                target.deliver_reply(message)
+                return 0, False
+        queues = self.vhost.route(exchange, message.routing_key, headers)
         if not queues:
             if mandatory:
                 self.connection.write(frames.method_with_content(
@@ -573,21 +670,33 @@ class Channel:
                     spec.BasicReturn(NO_ROUTE, "NO_ROUTE", message.exchange, message.routing_key),
                     message.properties_raw, message.body, self.connection.frame_max,
                 ))
-            return 0
+            return 0, False
+        if headers and "BCC" in headers:
+            message = without_bcc(message)
         return self.vhost.publish(message, queues)
 
     def flush_confirms(self, durable_lsn: int) -> None:
         """Ack every publish whose record is durable (and every one before it), as one
-        cumulative ack when it covers several."""
+        cumulative ack when it covers several; refused publishes get a Basic.Nack."""
         unconfirmed = self.unconfirmed
         while unconfirmed and unconfirmed[0][1] <= durable_lsn:
             unconfirmed.popleft()
         upto = unconfirmed[0][0] - 1 if unconfirmed else self.confirm_seq
         if upto <= self.confirmed_upto or self.closing or self.connection.closing:
             return
-        multiple = upto - self.confirmed_upto > 1
+        start = self.confirmed_upto + 1
         self.confirmed_upto = upto
-        self.write_method(spec.BasicAck(upto, multiple))
+        if not self.nacked:
+            self.write_method(spec.BasicAck(upto, upto > start))
+            return
+        for seq in sorted(s for s in self.nacked if s <= upto):
+            if seq > start:
+                self.write_method(spec.BasicAck(seq - 1, seq - 1 > start))
+            self.write_method(spec.BasicNack(seq, False, False))
+            self.nacked.discard(seq)
+            start = seq + 1
+        if start <= upto:
+            self.write_method(spec.BasicAck(upto, upto > start))
 
     # -- tx and confirm modes -----------------------------------------------------------
 
@@ -602,9 +711,9 @@ class Channel:
             raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
         ops, self.tx_ops = self.tx_ops, []
         acks, self.tx_acks = self.tx_acks, []
-        lsn = max([op() for op in ops], default=0)
-        for items, requeue in acks:
-            self._settle(items, requeue)
+        lsn = max([op()[0] for op in ops], default=0)
+        for items, outcome in acks:
+            self._settle(items, outcome)
         # Commit-Ok only once the committed persistent messages are on disk.
         self.connection.after_durable(lsn, lambda: self.write_method(spec.TxCommitOk()))
 
