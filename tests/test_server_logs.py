@@ -34,8 +34,13 @@ def events(log_path: Path, name: str, deadline: float = 5.0) -> list[dict]:
     """The log records with event `name`, waiting up to `deadline` seconds for the first."""
     end = time.monotonic() + deadline
     while True:
-        records = [json.loads(line) for line in log_path.read_text().splitlines() if line]
-        found = [r for r in records if r.get("event") == name]
+        records = []
+        for line in log_path.read_text().splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # a line still being written, or not JSON at all
+        found = [r for r in records if isinstance(r, dict) and r.get("event") == name]
         if found or time.monotonic() > end:
             return found
         time.sleep(0.05)
