@@ -142,10 +142,13 @@ def check_after_restart(broker: Broker, ledger: Ledger) -> tuple[int, int]:
 
 def test_kill_minus_nine_loses_no_confirmed_message(tmp_path: Path) -> None:
     print(f"\ncrash-recovery: {ROUNDS} rounds, seed {SEED}")
+    compactions = 0
     rng = random.Random(SEED)
     data = tmp_path / "data"
     ledger = Ledger()
+    # Tiny segments and frequent compaction checks: kills also land inside online compactions.
     server = start_server(data, "--wal-segment-size", str(rng.choice([4096, 65536, 1 << 20])),
+                          "--wal-compaction-interval", "0.1",
                           log_path=tmp_path / "server-0.log")
     declare_topology(server)
     confirmed_total = 0
@@ -169,11 +172,15 @@ def test_kill_minus_nine_loses_no_confirmed_message(tmp_path: Path) -> None:
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
-        server = start_server(data, log_path=tmp_path / f"server-{round_no}.log")
+        server = start_server(data, "--wal-segment-size", "4096",
+                              "--wal-compaction-interval", "0.1",
+                              log_path=tmp_path / f"server-{round_no}.log")
+        compactions += (tmp_path / f"server-{round_no - 1}.log").read_text().count(
+            '"event": "wal.compacted"')
         checked, expected = check_after_restart(server, ledger)
         declare_topology(server)  # the non-durable queue again; the durable part is unchanged
         confirmed_total = len(ledger.confirmed)
         print(f"round {round_no}: {confirmed_total} confirmed so far, {expected} expected "
-              f"present, {checked} present, 0 lost")
+              f"present, {checked} present, 0 lost; {compactions} online compactions so far")
     assert stop_server(server) == 0
     assert confirmed_total > 0, "the publishers never got a confirm: the test proved nothing"
