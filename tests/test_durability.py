@@ -309,3 +309,32 @@ def test_online_compaction_reclaims_acked_messages(tmp_path: Path) -> None:
     assert drain(ch, "churn") == [(b"y", False)]
     conn.close()
     node.stop()
+
+
+def test_delivery_limit_counts_survive_a_restart(node: Node) -> None:
+    conn = node.server.connect()  # type: ignore[union-attr]
+    ch = conn.channel()
+    ch.exchange_declare("dlx", "fanout", durable=True)
+    ch.queue_declare("dead", durable=True)
+    ch.queue_bind("dead", "dlx")
+    ch.queue_declare("limited", durable=True,
+                     arguments={"x-delivery-limit": 2, "x-dead-letter-exchange": "dlx"})
+    publish_confirmed(ch, [b"poison"], "limited")
+    for expected in (0, 1):  # two deliveries, each returned
+        method, props, _ = ch.basic_get("limited")
+        assert props.headers["x-delivery-count"] == expected
+        ch.basic_nack(method.delivery_tag, requeue=True)
+    ch.queue_declare("sync", durable=True)
+    publish_confirmed(ch, [b"barrier"], "sync")  # the delivery records are durable now
+    node.kill()
+
+    conn = node.start().connect()
+    ch = conn.channel()
+    method, props, body = ch.basic_get("limited")
+    assert (body, method.redelivered, props.headers["x-delivery-count"]) == (b"poison", True, 2)
+    ch.basic_nack(method.delivery_tag, requeue=True)  # the third return: past the limit
+    assert ch.queue_declare("limited", durable=True, passive=True).method.message_count == 0
+    method, props, body = ch.basic_get("dead", auto_ack=True)
+    assert body == b"poison"
+    assert props.headers["x-death"][0]["reason"] == "delivery_limit"
+    conn.close()

@@ -44,6 +44,14 @@ log = structlog.get_logger("trimq.channel")
 NO_ROUTE = 312
 
 
+def delivered_properties(entry: QueuedMessage, queue: Queue) -> bytes:
+    """The encoded properties a delivery carries: the publisher's, plus x-delivery-count
+    (0 on the first delivery, as quorum queues) on queues with a delivery limit."""
+    if queue.settings.delivery_limit is None:
+        return entry.message.properties_raw
+    return with_delivery_count(entry.message, entry.delivery_count - 1)
+
+
 def with_delivery_count(message: Message, count: int) -> bytes:
     """Properties carrying x-delivery-count: how often the message was delivered before."""
     old = message.properties
@@ -503,11 +511,9 @@ class Channel:
         message = entry.message
         method = spec.BasicDeliver(consumer.tag, tag, entry.redelivered, message.exchange,
                                    message.routing_key)
-        properties_raw = message.properties_raw
-        if queue.settings.delivery_limit is not None:  # as quorum queues: 0 on the first
-            properties_raw = with_delivery_count(message, entry.delivery_count - 1)
         self.connection.write(frames.method_with_content(
-            self.number, method, properties_raw, message.body, self.connection.frame_max
+            self.number, method, delivered_properties(entry, queue), message.body,
+            self.connection.frame_max,
         ))
 
     def on_get(self, m: spec.BasicGet) -> None:
@@ -525,7 +531,8 @@ class Channel:
         method = spec.BasicGetOk(tag, entry.redelivered, message.exchange, message.routing_key,
                                  queue.message_count)
         self.connection.write(frames.method_with_content(
-            self.number, method, message.properties_raw, message.body, self.connection.frame_max
+            self.number, method, delivered_properties(entry, queue), message.body,
+            self.connection.frame_max,
         ))
 
     # -- acknowledgements ---------------------------------------------------------------
