@@ -8,9 +8,11 @@ the control socket maps to rabbitmqctl's exit codes.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from trimq.broker.auth import Permission, User, Users, hash_password
 from trimq.broker.journal import Journal
+from trimq.broker.policy import PolicyError, make_policy
 from trimq.broker.reply_to import ReplyTo
 from trimq.broker.timers import Timers
 from trimq.broker.vhost import VHost
@@ -161,6 +163,26 @@ class Broker:
         self.get_user(user)
         if self.users.permissions.pop((vhost, user), None) is not None:
             self._define("permission", [vhost, user], None)
+
+    # -- policies -----------------------------------------------------------------------
+
+    def set_policy(self, vhost: str, name: str, pattern: str, definition: Any,
+                   priority: int = 0, apply_to: str = "all") -> None:
+        target = self.get_vhost(vhost)
+        try:
+            policy = make_policy(vhost, name, pattern, definition, priority, apply_to)
+        except PolicyError as exc:
+            raise AdminError("usage", str(exc)) from None
+        target.policies[name] = policy
+        self._define("policy", [vhost, name], policy.as_value())
+        target.apply_policies()
+
+    def clear_policy(self, vhost: str, name: str) -> None:
+        target = self.get_vhost(vhost)
+        if target.policies.pop(name, None) is None:
+            raise AdminError("not_found", "Parameter does not exist")
+        self._define("policy", [vhost, name], None)
+        target.apply_policies()
 
     def _define(self, kind: str, key: list[str], value: dict[str, object] | None) -> None:
         if self.journal is not None:

@@ -55,8 +55,16 @@ class Exchange:
         self.arguments: dict[str, Any] = arguments or {}  # typed-decoded
         self.bindings: dict[tuple, Binding] = {}
         self.deleted = False
-        alternate = self.arguments.get("alternate-exchange")
-        self.alternate_exchange: str | None = (
+        self.policy: Any = None  # trimq.broker.policy.Policy
+        self.alternate_exchange: str | None = None
+        self.apply_policy(None)
+
+    def apply_policy(self, policy: Any) -> None:
+        """alternate-exchange from the arguments, else from the policy."""
+        self.policy = policy
+        merged = {**(policy.arguments("exchanges") if policy else {}), **self.arguments}
+        alternate = merged.get("alternate-exchange")
+        self.alternate_exchange = (
             alternate[1] if alternate is not None and isinstance(alternate[1], str) else None
         )
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from trimq.broker.deadletter import dead_letter
 from trimq.broker.journal import Journal
 from trimq.broker.message import Message, QueuedMessage
+from trimq.broker.policy import Policy
 from trimq.broker.ready import ReadyList
 from trimq.broker.settings import queue_settings
 from trimq.broker.timers import Timers
@@ -85,6 +86,7 @@ class Queue:
         self.auto_delete = auto_delete
         self.arguments: dict[str, Any] = arguments or {}  # typed-decoded
         self.settings = queue_settings(self.arguments)
+        self.policy: Policy | None = None
         self.ready = ReadyList(self.settings.max_priority)
         self.consumers: list[Consumer] = []  # in the order they came (single active: first)
         self._groups: list[tuple[int, deque[Consumer]]] = []  # by consumer priority, highest first
@@ -113,6 +115,20 @@ class Queue:
     @property
     def consumer_count(self) -> int:
         return len(self.consumers)
+
+    def apply_policy(self, policy: Policy | None) -> None:
+        """Arguments from a policy, under the queue's own (which win, as in RabbitMQ)."""
+        if policy is self.policy:
+            return
+        self.policy = policy
+        merged = {**(policy.arguments("queues") if policy else {}), **self.arguments}
+        merged.pop("x-max-priority", None)  # fixed at declaration: the ready list depends on it
+        if "x-max-priority" in self.arguments:
+            merged["x-max-priority"] = self.arguments["x-max-priority"]
+        self.settings = queue_settings(merged)
+        if self.settings.bounded and self.settings.overflow == "drop-head":
+            self._drop_over_limit()
+        self.touch()
 
     def attach(self, home: VHost, timers: Timers | None) -> None:
         """Join a vhost: dead-lettering and timers work from now on."""

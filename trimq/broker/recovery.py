@@ -12,6 +12,7 @@ from trimq.broker.auth import Permission
 from trimq.broker.broker import Broker
 from trimq.broker.exchange import EXCHANGE_TYPES, Binding
 from trimq.broker.message import Message, QueuedMessage
+from trimq.broker.policy import make_policy
 from trimq.broker.queue import Queue
 
 
@@ -31,6 +32,10 @@ def restore(broker: Broker, state: RecoveredState) -> tuple[int, int]:
         elif kind == "user":
             user = broker.users.add(key[0], None, value.get("tags", []))
             user.password_hash = value.get("password_hash", "")
+        elif kind == "policy":
+            broker.restore_vhost(key[0]).policies[key[1]] = make_policy(
+                key[0], key[1], value["pattern"], value["definition"], value["priority"],
+                value["apply_to"])
         elif kind == "permission":
             broker.users.permissions[(key[0], key[1])] = Permission(
                 value["configure"], value["write"], value["read"])
@@ -56,6 +61,8 @@ def restore(broker: Broker, state: RecoveredState) -> tuple[int, int]:
                 source.add_binding(
                     Binding(source_name, dest, routing_key, _arguments(value["arguments"]))
                 )
+    for vhost in broker.vhosts.values():
+        vhost.apply_policies()
     messages: dict[int, Message] = {}
     count = 0
     for (vhost_name, queue_name), recovered in state.queues.items():

@@ -15,6 +15,7 @@ from trimq.broker.arguments import validate_queue_arguments
 from trimq.broker.exchange import EXCHANGE_TYPES, Binding, Exchange, args_key
 from trimq.broker.journal import Journal
 from trimq.broker.message import Message
+from trimq.broker.policy import Policy, effective
 from trimq.broker.queue import Queue
 from trimq.broker.timers import Timers
 from trimq.errors import (
@@ -78,6 +79,7 @@ class VHost:
         self.description = ""
         self.tags: list[str] = []
         self.deleted = False
+        self.policies: dict[str, Policy] = {}
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
         self.default_exchange = EXCHANGE_TYPES["direct"]("", name, durable=True)
@@ -165,6 +167,7 @@ class VHost:
             self.check_arguments(what, CHECKED_EXCHANGE_ARGS, arguments, existing.arguments)
             return existing, False
         exchange = cls(name, self.name, durable, auto_delete, internal, arguments)
+        exchange.apply_policy(effective(self.policies, "exchanges", name))
         self.exchanges[name] = exchange
         self._journal_exchange(exchange, present=True)
         return exchange, True
@@ -252,6 +255,7 @@ class VHost:
         """Register a new queue; a durable, non-exclusive one is journaled."""
         self.queues[queue.name] = queue
         queue.attach(self, self.timers)
+        queue.apply_policy(effective(self.policies, "queues", queue.name))
         if self.journal is not None and queue.durable and not queue.exclusive:
             queue.journal = self.journal
             self.journal.define("queue", [self.name, queue.name], {
@@ -354,6 +358,15 @@ class VHost:
     def check_bindable(self, name: str) -> None:
         if name == "":
             raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
+
+    # -- policies -----------------------------------------------------------------------
+
+    def apply_policies(self) -> None:
+        """Give every queue and exchange the policy that now applies to it."""
+        for queue in list(self.queues.values()):
+            queue.apply_policy(effective(self.policies, "queues", queue.name))
+        for exchange in self.exchanges.values():
+            exchange.apply_policy(effective(self.policies, "exchanges", exchange.name))
 
     # -- publishing ---------------------------------------------------------------------
 

@@ -88,7 +88,7 @@ SECTIONS = [  # (key, title) in rabbitmqctl's help order
     ("access_control", "Access Control"),
     ("observability_and_health_checks", "Monitoring, observability and health checks"),
     ("virtual_hosts", "Virtual hosts"), ("definitions", "Definitions"),
-    ("operations", "Operations"), ("queues", "Queues"),
+    ("operations", "Operations"), ("policies", "Policies"), ("queues", "Queues"),
 ]
 
 
@@ -239,6 +239,25 @@ COMMAND_LIST = [
                   "list_consumers [--vhost <vhost>] [--no-table-headers] [<column> ...]",
                   "Lists all consumers for a vhost", CONSUMER_ITEMS,
                   [i for i in CONSUMER_ITEMS if i != "activity_status"]),
+    Command("set_policy",
+            "set_policy [--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] "
+            "<name> <pattern> <definition>",
+            "Sets or updates a policy", "policies", min_args=3, max_args=3,
+            switches={"priority": "integer", "apply_to": "string"},
+            usage_additional=[
+                ("<name>", "Policy name (identifier)"),
+                ("<pattern>", "Regular expression pattern that will be used to match queues, "
+                              "exchanges, etc"),
+                ("<definition>", "Policy definition (arguments). Must be a valid JSON "
+                                 "document"),
+                ("--priority", "Policy priority"),
+                ("--apply-to", "Policy should only apply to queues, exchanges, or all "
+                               "entities (both of the above)")]),
+    Command("clear_policy", "clear_policy [--vhost <vhost>] <name>",
+            "Clears (removes) a policy", "policies", min_args=1, max_args=1,
+            usage_additional=[("<name>", "Name of policy to clear (remove)")]),
+    Command("list_policies", "list_policies [--vhost <vhost>] [--no-table-headers]",
+            "Lists all policies in a virtual host", "policies", table=True),
     Command("delete_queue", "delete_queue <queue_name> [--if-empty|-e] [--if-unused|-u]",
             "Deletes a queue", "queues", min_args=1, max_args=1,
             switches={"if_empty": "boolean", "if_unused": "boolean", "timeout": "integer"},
@@ -763,12 +782,14 @@ def run_list(ctx: Context) -> int:
     command = ctx.command
     name = command.name
     fixed = {"list_users": ["user", "tags"],
+             "list_policies": ["vhost", "name", "pattern", "apply-to", "definition",
+                               "priority"],
              "list_permissions": ["user", "configure", "write", "read"],
              "list_user_permissions": ["vhost", "configure", "write", "read"]}
     items = fixed.get(name) or prepare_info_keys(ctx.args) or list(command.default_items)
     request: dict[str, Any] = {}
     if name in ("list_queues", "list_exchanges", "list_bindings", "list_consumers",
-                "list_permissions"):
+                "list_permissions", "list_policies"):
         request["vhost"] = ctx.vhost
     if name == "list_user_permissions":
         request["user"] = ctx.args[0]
@@ -1015,6 +1036,26 @@ def _permissions_command(ctx: Context, request: dict[str, Any]) -> int:
     return ctx.ok()
 
 
+def run_set_policy(ctx: Context) -> int:
+    name, pattern, definition = ctx.args
+    request = {"vhost": ctx.vhost, "name": name, "pattern": pattern, "definition": definition,
+               "priority": int(ctx.opts.get("priority") or 0),
+               "apply_to": ctx.opts.get("apply_to") or "all"}
+    try:
+        ctx.call("set_policy", request)
+    except BrokerError as exc:
+        raise CtlExit(EXIT_SOFTWARE, error_text(exc.text)) from None
+    return ctx.ok()
+
+
+def run_clear_policy(ctx: Context) -> int:
+    try:
+        ctx.call("clear_policy", {"vhost": ctx.vhost, "name": ctx.args[0]})
+    except BrokerError as exc:
+        raise CtlExit(EXIT_SOFTWARE, error_text(exc.text)) from None
+    return ctx.ok()
+
+
 def run_set_permissions(ctx: Context) -> int:
     user, configure, write, read = ctx.args
     return _permissions_command(ctx, {"vhost": ctx.vhost, "user": user, "configure": configure,
@@ -1182,6 +1223,7 @@ RUNNERS: dict[str, Callable[[Context], int]] = {
     "close_all_connections": run_close_all_connections,
     "export_definitions": run_export_definitions,
     "import_definitions": run_import_definitions,
+    "set_policy": run_set_policy, "clear_policy": run_clear_policy,
 }
 for _command in COMMAND_LIST:
     if _command.name.startswith("list_"):

@@ -413,10 +413,16 @@ def banner(command: str, args: Sequence[str], opts: Mapping[str, Any]) -> list[s
         "set_permissions": f'Setting permissions for user "{user}" in vhost "{vhost}" ...',
         "clear_permissions": f'Clearing permissions for user "{user}" in vhost "{vhost}" ...',
         "purge_queue": f"Purging queue '{user}' in vhost '{vhost}' ...",
+        "clear_policy": f'Clearing policy "{user}" on vhost "{vhost}" ...',
+        "list_policies": f'Listing policies for vhost "{vhost}" ...',
         "status": f"Status of node {node} ...",
     }
     if command in simple:
         return [simple[command]]
+    if command == "set_policy":
+        priority = opts.get("priority") or 0
+        return [f'Setting policy "{args[0]}" for pattern "{args[1]}" to "{args[2]}" with '
+                f'priority "{priority}" for vhost "{vhost}" ...']
     if command == "set_user_tags":
         return [f'Setting tags for user "{user}" to [{", ".join(args[1:])}] ...']
     if command == "delete_queue":

@@ -356,6 +356,38 @@ async def _close_all_connections(state: ServerState, args: dict[str, Any]) -> An
     return {"closed": len(found)}
 
 
+# -- policies --------------------------------------------------------------------------------
+
+
+@command("set_policy")
+async def _set_policy(state: ServerState, args: dict[str, Any]) -> Any:
+    definition = args["definition"]
+    if isinstance(definition, str):
+        try:
+            definition = json.loads(definition)
+        except ValueError:
+            raise AdminError(
+                "usage", f"Validation failed\n\n{definition} is not valid JSON") from None
+    state.broker.set_policy(args.get("vhost", "/"), args["name"], args["pattern"], definition,
+                            int(args.get("priority", 0)), args.get("apply_to", "all"))
+    return {}
+
+
+@command("clear_policy")
+async def _clear_policy(state: ServerState, args: dict[str, Any]) -> Any:
+    state.broker.clear_policy(args.get("vhost", "/"), args["name"])
+    return {}
+
+
+@command("list_policies")
+async def _list_policies(state: ServerState, args: dict[str, Any]) -> Any:
+    vhost = state.broker.get_vhost(args.get("vhost", "/"))
+    return [{
+        "vhost": vhost.name, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
+        "definition": json.dumps(p.definition, separators=(",", ":")), "priority": p.priority,
+    } for p in sorted(vhost.policies.values(), key=lambda p: p.name)]
+
+
 # -- definitions -----------------------------------------------------------------------------
 
 

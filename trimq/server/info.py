@@ -87,7 +87,8 @@ def queue_rows(state: ServerState, vhost: VHost) -> list[dict[str, Any]]:
         head = ready[0].message.properties.timestamp if ready else None
         rows.append({
             "name": queue.name, "durable": queue.durable, "auto_delete": queue.auto_delete,
-            "arguments": table(queue.arguments), "policy": "", "pid": queue_pid(queue),
+            "arguments": table(queue.arguments),
+            "policy": queue.policy.name if queue.policy else "", "pid": queue_pid(queue),
             "owner_pid": connection_pid(owner) if owner is not None else "",  # type: ignore[arg-type]
             "exclusive": queue.exclusive,
             "exclusive_consumer_pid": (channel_pid(exclusive_consumer.sink)  # type: ignore[arg-type]
@@ -118,7 +119,8 @@ def exchange_rows(vhost: VHost) -> list[dict[str, Any]]:
     return [{
         "name": exchange.name, "type": exchange.TYPE, "durable": exchange.durable,
         "auto_delete": exchange.auto_delete, "internal": exchange.internal,
-        "arguments": table(exchange.arguments), "policy": "",
+        "arguments": table(exchange.arguments),
+        "policy": exchange.policy.name if exchange.policy else "",
     } for exchange in vhost.exchanges.values()]
 
 
