@@ -829,8 +829,8 @@ def test_help(data_dir: Path) -> None:
     assert r.lines[-1] == f"Use '{ctl.TOOL} help <command>' to learn more about a specific command"
     sections = [line for line in r.lines if line.endswith(":") and not line.startswith(" ")]
     assert sections == ["Available commands:", "Help:", "Nodes:", "Users:", "Access Control:",
-                        "Monitoring, observability and health checks:", "Virtual hosts:",
-                        "Definitions:", "Operations:", "Queues:"]
+                        "Monitoring, observability and health checks:", "Policies:",
+                        "Virtual hosts:", "Definitions:", "Operations:", "Queues:"]
     for name in ctl.COMMANDS:
         assert any(line.startswith(f"   {name} ") for line in r.lines), name
     assert run("help").out == r.out

@@ -87,8 +87,8 @@ SECTIONS = [  # (key, title) in rabbitmqctl's help order
     ("help", "Help"), ("node_management", "Nodes"), ("user_management", "Users"),
     ("access_control", "Access Control"),
     ("observability_and_health_checks", "Monitoring, observability and health checks"),
-    ("virtual_hosts", "Virtual hosts"), ("definitions", "Definitions"),
-    ("operations", "Operations"), ("policies", "Policies"), ("queues", "Queues"),
+    ("policies", "Policies"), ("virtual_hosts", "Virtual hosts"),
+    ("definitions", "Definitions"), ("operations", "Operations"), ("queues", "Queues"),
 ]
 
 
