@@ -18,9 +18,11 @@ from amqp_wire import (
     CHANNEL_CLOSE,
     CHANNEL_CLOSE_OK,
     CHANNEL_OPEN,
+    CHANNEL_OPEN_OK,
     CONNECTION_CLOSE,
     CONNECTION_CLOSE_OK,
     CONNECTION_OPEN,
+    CONNECTION_OPEN_OK,
     CONNECTION_START,
     FRAME_END,
     PROTOCOL_HEADER,
@@ -457,3 +459,17 @@ def server_reaction(broker: Broker, data: bytes) -> Close | None:
 def test_fuzzed_frames(broker: Broker, data: bytes) -> None:
     server_reaction(broker, data)
     assert_serving(broker)
+
+
+def test_frames_pipelined_with_the_handshake_are_answered(broker: Broker) -> None:
+    """Channel.Open and Queue.Declare sent in the same write as Connection.Open are answered
+    without waiting for more bytes from the client."""
+    with WireConnection(broker.host, broker.port) as conn:
+        conn.start()
+        conn.start_ok()
+        conn.tune()
+        conn.send(method_frame(0, CONNECTION_OPEN, shortstr("/") + shortstr("") + b"\0")
+                  + method_frame(1, CHANNEL_OPEN, shortstr("")))
+        assert conn.read_method(timeout=3).class_method == CONNECTION_OPEN_OK
+        reply = conn.read_method(timeout=3)
+        assert (reply.channel, reply.class_method) == (1, CHANNEL_OPEN_OK)

@@ -359,15 +359,9 @@ class ServerConnection:
     # -- after the handshake ------------------------------------------------------------
 
     async def _reader(self) -> None:
+        """Handle every buffered frame, then wait for more bytes (or for the fsync a deferred
+        reply needs). Frames that arrived with the handshake are handled first."""
         while not self.finished:
-            if self._after_durable is None:
-                try:
-                    await self._receive()
-                except PeerGone:
-                    self.finished = True
-                    return
-            else:
-                await self._wait_durable()
             try:
                 while not self.finished and (frame := self.frames.next_frame()) is not None:
                     self.handle_frame(frame)
@@ -380,6 +374,16 @@ class ServerConnection:
             except Exception:  # a bug: keep the broker up, tell the client, log it
                 log.exception("connection.internal_error", peer=self.peer)
                 self.start_close(ConnectionError(INTERNAL_ERROR, "internal error"))
+            if self.finished:
+                return
+            if self._after_durable is not None:
+                await self._wait_durable()
+                continue
+            try:
+                await self._receive()
+            except PeerGone:
+                self.finished = True
+                return
 
     def after_durable(self, lsn: int, reply: Callable[[], None]) -> None:
         """Run `reply` once `lsn` is fsynced; frames after this one wait, keeping replies in
