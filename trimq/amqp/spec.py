@@ -2470,6 +2470,13 @@ class BasicProperties:
             raise SyntaxFrameError("truncated content header")
         return props, pos
 
+    def copy(self) -> BasicProperties:
+        """A shallow copy, to change a property of a message on its way."""
+        clone = BasicProperties.__new__(BasicProperties)
+        for name in self.__slots__:
+            setattr(clone, name, getattr(self, name))
+        return clone
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, BasicProperties):
             return NotImplemented

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from trimq.amqp.codec import Typed
-from trimq.amqp.spec import BasicProperties
 from trimq.broker.message import Message, QueuedMessage
 
 if TYPE_CHECKING:
@@ -67,7 +66,7 @@ def dead_lettered_copy(queue: Queue, message: Message, reason: str) -> Message:
     if settings.dead_letter_routing_key is not None:
         routing_key = settings.dead_letter_routing_key
         headers.pop("CC", None)
-    properties = BasicProperties(**{f: getattr(old, f) for f in BasicProperties.__slots__})
+    properties = old.copy()
     properties.headers = headers
     properties.expiration = None  # kept in x-death as original-expiration
     exchange = settings.dead_letter_exchange

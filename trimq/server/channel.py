@@ -55,7 +55,7 @@ def delivered_properties(entry: QueuedMessage, queue: Queue) -> bytes:
 def with_delivery_count(message: Message, count: int) -> bytes:
     """Properties carrying x-delivery-count: how often the message was delivered before."""
     old = message.properties
-    properties = spec.BasicProperties(**{f: getattr(old, f) for f in old.__slots__})
+    properties = old.copy()
     properties.headers = {**(old.headers or {}), "x-delivery-count": Typed("l", count)}
     return properties.encode()
 
@@ -63,7 +63,7 @@ def with_delivery_count(message: Message, count: int) -> bytes:
 def with_reply_to(message: Message, address: str) -> Message:
     """The request as its replier sees it: reply_to names this channel's reply address."""
     old = message.properties
-    properties = spec.BasicProperties(**{f: getattr(old, f) for f in old.__slots__})
+    properties = old.copy()
     properties.reply_to = address
     return Message(message.exchange, message.routing_key, properties, properties.encode(),
                    message.body)
@@ -72,7 +72,7 @@ def with_reply_to(message: Message, address: str) -> Message:
 def without_bcc(message: Message) -> Message:
     """The message as consumers see it: BCC routed it but is never delivered."""
     old = message.properties
-    properties = spec.BasicProperties(**{f: getattr(old, f) for f in old.__slots__})
+    properties = old.copy()
     properties.headers = {k: v for k, v in (old.headers or {}).items() if k != "BCC"}
     copy = Message(message.exchange, message.routing_key, properties, properties.encode(),
                    message.body)
