@@ -411,8 +411,10 @@ class ServerConnection:
             INTERNAL_ERROR, "the write-ahead log has failed; see the broker log"))
 
     def start_close(self, error: AMQPError) -> None:
-        """A hard error or a server shutdown: send Connection.Close, wait briefly for Close-Ok."""
-        if self.closing:
+        """A hard error or a server shutdown: send Connection.Close, wait briefly for Close-Ok.
+        A connection already ending (the client closed it) gets nothing more: its writer may
+        be gone, and a frame left in the buffer would hold the final flush for its timeout."""
+        if self.closing or self.finished:
             self.finished = True
             return
         if error.code != CONNECTION_FORCED:
