@@ -98,6 +98,15 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 
 @pytest.fixture
+def node(tmp_path: Path) -> Iterator[Broker]:
+    """A trimq-server of the test's own, on a fresh data directory (trimq-only tests)."""
+    server = start_server(tmp_path / "data")
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        stop_server(server)
+
+
+@pytest.fixture
 def connection(broker: Broker) -> Iterator[pika.BlockingConnection]:
     conn = broker.connect()
     yield conn

@@ -9,23 +9,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pika
 import pytest
-from conftest import Broker, start_server, stop_server
+from conftest import Broker
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
                                 reason="trimq-only: administers its own trimq-server")
 
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Broker]:
-    server = start_server(tmp_path / "data")
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        stop_server(server)
 
 
 def ctl(server: Broker, *args: str) -> tuple[int, list[str], list[str]]:

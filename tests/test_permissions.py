@@ -7,7 +7,6 @@ trimq-only: each test runs its own trimq-server to administer it.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pika
@@ -24,13 +23,6 @@ from trimq.server.connection import ServerConnection
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
                                 reason="trimq-only: administers its own trimq-server")
 
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Broker]:
-    server = start_server(tmp_path / "data")
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        stop_server(server)
 
 
 def ok(reply: dict) -> object:

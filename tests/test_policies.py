@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pika
@@ -19,13 +18,6 @@ from test_ctl_live import ctl
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
                                 reason="trimq-only: administers its own trimq-server")
 
-
-@pytest.fixture
-def node(tmp_path: Path) -> Iterator[Broker]:
-    server = start_server(tmp_path / "data")
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        stop_server(server)
 
 
 def count(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str) -> int:

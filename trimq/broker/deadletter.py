@@ -71,7 +71,7 @@ def dead_lettered_copy(queue: Queue, message: Message, reason: str) -> Message:
     properties.expiration = None  # kept in x-death as original-expiration
     exchange = settings.dead_letter_exchange
     assert exchange is not None
-    return Message(exchange, routing_key, properties, properties.encode(), message.body)
+    return message.with_properties(properties, exchange, routing_key)
 
 
 def _cycles(queue: Queue, message: Message, target: Queue) -> bool:

@@ -36,6 +36,14 @@ class Message:
     def size(self) -> int:
         return len(self.body)
 
+    def with_properties(self, properties: BasicProperties, exchange: str | None = None,
+                        routing_key: str | None = None) -> Message:
+        """The same body with other properties (re-encoded), as a message that is passed on
+        changed: dead-lettered, stripped of BCC, given a reply address."""
+        return Message(self.exchange if exchange is None else exchange,
+                       self.routing_key if routing_key is None else routing_key,
+                       properties, properties.encode(), self.body)
+
 
 class QueuedMessage:
     """One message's place in one queue: its order there, whether (and how often) it was

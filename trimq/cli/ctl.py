@@ -1132,21 +1132,26 @@ def run_export_definitions(ctx: Context) -> int:
     try:
         target.unlink(missing_ok=True)
         target.write_text(body, encoding="utf-8")
-    except FileNotFoundError:
-        raise CtlExit(EXIT_DATAERR, error_text(
-            f"Parent directory or file {path} does not exist")) from None
-    except NotADirectoryError:
-        raise CtlExit(EXIT_DATAERR, error_text(
-            f"Parent directory of file {path} is not a directory")) from None
-    except IsADirectoryError:
-        raise CtlExit(EXIT_DATAERR, error_text(f"Path {path} is a directory")) from None
-    except PermissionError:
-        raise CtlExit(EXIT_DATAERR, error_text(
-            f"No permissions to write to file {path} or its parent directory")) from None
     except OSError as exc:
-        raise CtlExit(EXIT_DATAERR, error_text(
-            f"Could not write to file {path}: {exc.strerror or exc}")) from None
+        raise _file_error(exc, path, "write to") from None
     return EXIT_OK
+
+
+def _file_error(exc: OSError | UnicodeDecodeError, path: str, verb: str) -> CtlExit:
+    """rabbitmqctl's texts for a definitions file it cannot `verb` ("read from", "write to")."""
+    if isinstance(exc, FileNotFoundError):
+        text = f"Parent directory or file {path} does not exist"
+    elif isinstance(exc, NotADirectoryError):
+        text = f"Parent directory of file {path} is not a directory"
+    elif isinstance(exc, IsADirectoryError):
+        text = f"Path {path} is a directory"
+    elif isinstance(exc, PermissionError):
+        text = f"No permissions to {verb} file {path} or its parent directory"
+    elif isinstance(exc, OSError) and verb == "write to":
+        text = f"Could not write to file {path}: {exc.strerror or exc}"
+    else:
+        text = f"Could not {verb} file {path}: {exc}"
+    return CtlExit(EXIT_DATAERR, error_text(text))
 
 
 def _read_definitions(ctx: Context) -> str:
@@ -1155,20 +1160,8 @@ def _read_definitions(ctx: Context) -> str:
     path = ctx.args[0]
     try:
         text = Path(path).absolute().read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CtlExit(EXIT_DATAERR, error_text(
-            f"Parent directory or file {path} does not exist")) from None
-    except NotADirectoryError:
-        raise CtlExit(EXIT_DATAERR, error_text(
-            f"Parent directory of file {path} is not a directory")) from None
-    except IsADirectoryError:
-        raise CtlExit(EXIT_DATAERR, error_text(f"Path {path} is a directory")) from None
-    except PermissionError:
-        raise CtlExit(EXIT_DATAERR, error_text(
-            f"No permissions to read from file {path} or its parent directory")) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise CtlExit(EXIT_DATAERR, error_text(f"Could not read from file {path}: {exc}")) \
-            from None
+        raise _file_error(exc, path, "read from") from None
     if not text:
         raise CtlExit(EXIT_DATAERR, error_text(f"File {path} is zero-sized"))
     return text

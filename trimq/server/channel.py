@@ -65,8 +65,7 @@ def with_reply_to(message: Message, address: str) -> Message:
     old = message.properties
     properties = old.copy()
     properties.reply_to = address
-    return Message(message.exchange, message.routing_key, properties, properties.encode(),
-                   message.body)
+    return message.with_properties(properties)
 
 
 def without_bcc(message: Message) -> Message:
@@ -74,9 +73,7 @@ def without_bcc(message: Message) -> Message:
     old = message.properties
     properties = old.copy()
     properties.headers = {k: v for k, v in (old.headers or {}).items() if k != "BCC"}
-    copy = Message(message.exchange, message.routing_key, properties, properties.encode(),
-                   message.body)
-    return copy
+    return message.with_properties(properties)
 
 
 class PermissionCache:
