@@ -62,7 +62,7 @@ def _encode_state(state: ReplayState, lsn: int) -> bytes:
             for (kind, key), d in state.definitions.items()
         ],
         "messages": [
-            [mid, m.exchange, m.routing_key, m.properties, m.body, m.size]
+            [mid, m.exchange, m.routing_key, m.properties, m.body, m.size, m.time]
             for mid, m in state.messages.items()
         ],
         "queues": [[q[0], q[1], list(held.items())] for q, held in state.queues.items()],
@@ -108,8 +108,10 @@ def _decode_state(body: Any, lsn: int) -> ReplayState:
     state.next_message_id = int(body["next_message_id"])
     for kind, key, value, first, last, size in body["definitions"]:
         state.definitions[(kind, freeze_key(key))] = Definition(value, first, last, size)
-    for mid, exchange, routing_key, properties, msg_body, size in body["messages"]:
-        state.messages[mid] = StoredMessage(exchange, routing_key, properties, msg_body, size)
+    for mid, exchange, routing_key, properties, msg_body, size, *rest in body["messages"]:
+        # Checkpoints written before messages kept their time have six fields.
+        state.messages[mid] = StoredMessage(exchange, routing_key, properties, msg_body, size,
+                                            0, rest[0] if rest else 0)
     messages = state.messages
     for vhost, name, held in body["queues"]:
         ids = dict(held)

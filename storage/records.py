@@ -7,7 +7,8 @@ but an unexpected shape is reported instead of crashing replay.
 - DEFINE  {"kind": str, "key": list, "value": dict | None}: the latest DEFINE per (kind, key)
   wins; None deletes it.
 - MESSAGE {"id": int, "exchange": str, "routing_key": str, "properties": bytes, "body": bytes,
-           "queues": [[vhost, name], ...]}: one record per persistent message.
+           "queues": [[vhost, name], ...], "time": int (optional)}: one record per persistent
+  message; time is when it was recorded, in ms since the epoch (message TTLs count from it).
 - SETTLE  {"queue": [vhost, name], "ids": [int, ...]}: these messages left that queue.
 - DELIVER {"queue": [vhost, name], "ids": [int, ...]}: these messages were delivered again.
 """
@@ -97,6 +98,9 @@ def _check_message(p: dict[str, Any]) -> None:
         raise PayloadError("MESSAGE needs str 'exchange' and 'routing_key'")
     if not isinstance(get("properties"), _BYTES) or not isinstance(get("body"), _BYTES):
         raise PayloadError("MESSAGE needs bytes 'properties' and 'body'")
+    recorded = get("time", 0)
+    if type(recorded) is not int or recorded < 0:
+        raise PayloadError("MESSAGE 'time' must be an int (ms since the epoch)")
     queues = get("queues")
     if not isinstance(queues, _SEQ):
         raise PayloadError("MESSAGE needs a 'queues' list")

@@ -39,6 +39,7 @@ class RecoveredMessage(NamedTuple):
     properties: bytes
     body: bytes
     delivery_count: int
+    published_at: int = 0  # when the message was recorded, ms since the epoch (0: unknown)
 
 
 @dataclass
@@ -56,16 +57,19 @@ class RecoveredState:
 
 
 class StoredMessage:
-    """A live message: its content, the size of its record, and how many queues hold it."""
+    """A live message: its content, when it was recorded (ms since the epoch, 0 if the record
+    does not say: message TTLs count from then), the size of its record, and how many queues
+    hold it."""
 
-    __slots__ = ("exchange", "routing_key", "properties", "body", "size", "refs")
+    __slots__ = ("exchange", "routing_key", "properties", "body", "time", "size", "refs")
 
     def __init__(self, exchange: str, routing_key: str, properties: bytes, body: bytes,
-                 size: int, refs: int = 0) -> None:
+                 size: int, refs: int = 0, time: int = 0) -> None:
         self.exchange = exchange
         self.routing_key = routing_key
         self.properties = properties
         self.body = body
+        self.time = time
         self.size = size
         self.refs = refs
 
@@ -109,6 +113,7 @@ class ReplayState:
             self.apply_message(
                 payload["id"], payload["exchange"], payload["routing_key"],
                 payload["properties"], payload["body"], payload["queues"], size,
+                payload.get("time", 0),
             )
         elif rtype == RecordType.SETTLE:
             q = payload["queue"]
@@ -169,7 +174,7 @@ class ReplayState:
                     self.live_bytes -= msg.size
 
     def apply_message(self, mid: int, exchange: str, routing_key: str, properties: bytes,
-                      body: bytes, queues: Any, size: int) -> None:
+                      body: bytes, queues: Any, size: int, time: int = 0) -> None:
         """queues: [vhost, name] pairs (lists or tuples)."""
         if mid >= self.next_message_id:
             self.next_message_id = mid + 1
@@ -179,7 +184,7 @@ class ReplayState:
                 properties = bytes(properties)
             if type(body) is not bytes:
                 body = bytes(body)
-            msg = StoredMessage(exchange, routing_key, properties, body, size)
+            msg = StoredMessage(exchange, routing_key, properties, body, size, 0, time)
         all_queues = self.queues
         for vhost, name in queues:
             q = (vhost, name)
@@ -255,6 +260,6 @@ class ReplayState:
             for mid, count in self.queues.get(qk, {}).items():
                 m = messages[mid]
                 append(RecoveredMessage(mid, m.exchange, m.routing_key, m.properties, m.body,
-                                        count))
+                                        count, m.time))
             state.queues[qk] = out
         return state

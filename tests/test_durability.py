@@ -338,3 +338,75 @@ def test_delivery_limit_counts_survive_a_restart(node: Node) -> None:
     assert body == b"poison"
     assert props.headers["x-death"][0]["reason"] == "delivery_limit"
     conn.close()
+
+
+def get_within(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str,
+               seconds: float) -> tuple[pika.BasicProperties, bytes] | None:
+    """The first message basic_get finds in `queue` within `seconds`, or None."""
+    deadline = time.monotonic() + seconds
+    while True:
+        method, props, body = channel.basic_get(queue, auto_ack=True)
+        if method is not None:
+            return props, body
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("ttl_from", ["queue", "message"])
+def test_ttl_deadline_that_passed_while_down_expires_on_start(node: Node, ttl_from: str) -> None:
+    """A restart neither resets nor forgets a TTL: a message whose deadline passed while the
+    broker was down is expired (here dead-lettered) as soon as it is back."""
+    conn = node.server.connect()  # type: ignore[union-attr]
+    ch = conn.channel()
+    ch.exchange_declare("dlx", "fanout", durable=True)
+    ch.queue_declare("dead", durable=True)
+    ch.queue_bind("dead", "dlx")
+    arguments = {"x-dead-letter-exchange": "dlx"}
+    properties = PERSISTENT
+    if ttl_from == "queue":
+        arguments["x-message-ttl"] = 1500  # type: ignore[assignment]
+    else:
+        properties = pika.BasicProperties(delivery_mode=2, expiration="1500")
+    ch.queue_declare("short", durable=True, arguments=arguments)
+    ch.queue_declare("long", durable=True, arguments={"x-message-ttl": 600_000})
+    publish_confirmed(ch, [b"stale"], "short", properties=properties)
+    publish_confirmed(ch, [b"fresh"], "long")
+    published = time.monotonic()
+    node.kill()
+    time.sleep(max(0.0, 1.6 - (time.monotonic() - published)))  # past the deadline, down
+
+    conn = node.start().connect()
+    ch = conn.channel()
+    got = get_within(ch, "dead", 10)
+    assert got is not None, "the message whose TTL passed while down was not dead-lettered"
+    props, body = got
+    assert body == b"stale"
+    assert props.headers["x-death"][0]["reason"] == "expired"
+    assert props.headers["x-death"][0]["queue"] == "short"
+    assert ch.queue_declare("short", durable=True, passive=True).method.message_count == 0
+    assert drain(ch, "long") == [(b"fresh", False)]  # a deadline still ahead is kept
+    conn.close()
+
+
+def test_ttl_keeps_counting_from_publish_across_a_restart(node: Node) -> None:
+    """A TTL deadline still ahead at the restart expires at the original time, not a full TTL
+    after the restart."""
+    conn = node.server.connect()  # type: ignore[union-attr]
+    ch = conn.channel()
+    ttl_ms = 4000
+    ch.queue_declare("ttl", durable=True, arguments={"x-message-ttl": ttl_ms})
+    publish_confirmed(ch, [b"m"], "ttl")
+    published = time.monotonic()
+    node.stop()
+    conn = node.start().connect()
+    ch = conn.channel()
+    restarted = time.monotonic()
+    assert ch.queue_declare("ttl", durable=True, passive=True).method.message_count == 1
+    # Wait until just past the original deadline; it must be gone by then, although a full TTL
+    # after the restart has not passed.
+    while time.monotonic() - published < ttl_ms / 1000 + 0.5:
+        time.sleep(0.05)
+    assert time.monotonic() - restarted < ttl_ms / 1000, "the restart took longer than the TTL"
+    assert ch.queue_declare("ttl", durable=True, passive=True).method.message_count == 0
+    conn.close()

@@ -29,6 +29,7 @@ class Model:
         self.defs: dict[tuple[str, tuple[Any, ...]], dict[str, Any]] = {}
         self.queues: dict[tuple[str, str], dict[int, int]] = {}  # id -> delivery count
         self.messages: dict[int, tuple[str, str, bytes, bytes]] = {}
+        self.times: dict[int, int] = {}  # when each message was recorded (0: not said)
         self.next_id = 1
         self.last_lsn = 0
         self.log: list[tuple[int, RecordType, dict[str, Any]]] = []
@@ -64,6 +65,7 @@ class Model:
             self.next_id = max(self.next_id, p["id"] + 1)
             self.messages[p["id"]] = (p["exchange"], p["routing_key"], p["properties"],
                                       p["body"])
+            self.times[p["id"]] = p.get("time", 0)
             for v, n in p["queues"]:
                 self.queues.setdefault((v, n), {}).setdefault(p["id"], 0)
         elif rtype is RecordType.SETTLE:
@@ -81,7 +83,7 @@ class Model:
         for kind, key in self.defs:
             if kind == "queue":
                 out[(key[0], key[1])] = [
-                    RecoveredMessage(mid, *self.messages[mid], count)
+                    RecoveredMessage(mid, *self.messages[mid], count, self.times[mid])
                     for mid, count in self.queues.get((key[0], key[1]), {}).items()
                 ]
         return out
@@ -136,11 +138,14 @@ def record_for(op: Op, next_id: int) -> tuple[RecordType, dict[str, Any]]:
     if kind == "define":
         return RecordType.DEFINE, {"kind": op[1], "key": op[2], "value": op[3]}
     if kind == "publish":
-        return RecordType.MESSAGE, {
+        payload = {
             "id": next_id, "exchange": "x", "routing_key": f"rk{next_id}",
             "properties": b"\x00" + bytes([next_id % 256]), "body": op[2],
             "queues": [list(q) for q in op[1]],
         }
+        if next_id % 2:  # the record time is optional: odd ids have none
+            payload["time"] = 1_790_000_000_000 + next_id
+        return RecordType.MESSAGE, payload
     rtype = RecordType.SETTLE if kind == "settle" else RecordType.DELIVER
     return rtype, {"queue": list(op[1]), "ids": op[2]}
 

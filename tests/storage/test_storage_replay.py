@@ -155,6 +155,8 @@ def test_live_bytes_follow_the_state() -> None:
                           "body": b"", "queues": []}),
     (RecordType.MESSAGE, {"id": 1, "exchange": "", "routing_key": "", "properties": b"",
                           "body": b"", "queues": [["/"]]}),
+    (RecordType.MESSAGE, {"id": 1, "exchange": "", "routing_key": "", "properties": b"",
+                          "body": b"", "queues": [], "time": "yesterday"}),
     (RecordType.SETTLE, {"queue": ["/", "q"], "ids": [1, "2"]}),
     (RecordType.DELIVER, {"queue": "q", "ids": [1]}),
     (RecordType.SETTLE, ["not", "a", "dict"]),

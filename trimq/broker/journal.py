@@ -8,6 +8,7 @@ transient messages) never reach the journal.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +53,8 @@ class Journal:
         return lsn
 
     def message(self, message: Message, queues: Iterable[Queue]) -> int:
-        """Record a persistent message once, with every durable queue it reached."""
+        """Record a persistent message once, with every durable queue it reached, and when (its
+        TTL deadline is kept across a restart by counting from then)."""
         message.id = self.next_message_id
         self.next_message_id += 1
         return self._append(RecordType.MESSAGE, {
@@ -62,6 +64,7 @@ class Journal:
             "properties": message.properties_raw,
             "body": message.body,
             "queues": [[q.vhost, q.name] for q in queues],
+            "time": int(time.time() * 1000),
         })
 
     def settle(self, queue: Queue, ids: list[int]) -> int:

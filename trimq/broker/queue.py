@@ -161,6 +161,21 @@ class Queue:
             self._drop_over_limit()
         return True
 
+    def restore(self, message: Message, delivery_count: int, recorded_ms: int,
+                clock: tuple[float, float]) -> None:
+        """Put back a message recovered from the log. Its TTL counts from when it was recorded
+        (recorded_ms, wall clock; 0 if unknown: then from now), so a restart neither resets
+        nor extends it; clock is (time.monotonic(), time.time()) taken once for the recovery.
+        One already past its deadline expires (and is dead-lettered) on the first timer tick."""
+        self.next_seq += 1
+        entry = QueuedMessage(message, self.next_seq, delivery_count > 0, delivery_count)
+        ttl = self._ttl(message)
+        if ttl is not None:
+            monotonic_now, wall_now = clock
+            left = ttl / 1000 if not recorded_ms else (recorded_ms + ttl) / 1000 - wall_now
+            self._schedule_expiry(entry, monotonic_now + min(left, ttl / 1000))
+        self.ready.append(entry)
+
     def _ttl(self, message: Message) -> int | None:
         queue_ttl = self.settings.message_ttl
         message_ttl = message.ttl

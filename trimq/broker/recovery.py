@@ -3,6 +3,7 @@ were made, then each durable queue's messages in their original order."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from storage import RecoveredState
@@ -11,7 +12,7 @@ from trimq.amqp.spec import BasicProperties
 from trimq.broker.auth import Permission
 from trimq.broker.broker import Broker
 from trimq.broker.exchange import EXCHANGE_TYPES, Binding
-from trimq.broker.message import Message, QueuedMessage
+from trimq.broker.message import Message
 from trimq.broker.policy import make_policy
 from trimq.broker.queue import Queue
 
@@ -65,6 +66,7 @@ def restore(broker: Broker, state: RecoveredState) -> tuple[int, int]:
         vhost.apply_policies()
     messages: dict[int, Message] = {}
     count = 0
+    clock = (time.monotonic(), time.time())
     for (vhost_name, queue_name), recovered in state.queues.items():
         owner = broker.vhosts.get(vhost_name)
         target = owner.queues.get(queue_name) if owner is not None else None
@@ -79,8 +81,6 @@ def restore(broker: Broker, state: RecoveredState) -> tuple[int, int]:
                                   item.properties, item.body)
                 message.id = item.id
                 messages[item.id] = message
-            queue.next_seq += 1
-            queue.ready.append(QueuedMessage(message, queue.next_seq, item.delivery_count > 0,
-                                             item.delivery_count))
+            queue.restore(message, item.delivery_count, item.published_at, clock)
             count += 1
     return len([q for v in broker.vhosts.values() for q in v.queues.values()]), count
