@@ -93,11 +93,68 @@ def test_alternate_exchange_policy(node: Broker) -> None:
     conn.close()
 
 
-def test_invalid_policies_are_refused(node: Broker) -> None:
-    code, _out, err = ctl(node, "set_policy", "bad", ".*", '{"no-such-key": 1}')
-    assert code == 70 and "are not recognised policy settings" in "\n".join(err)
+@pytest.mark.parametrize("definition,problem", [
+    # texts as rabbitmqctl 3.10 prints them
+    ('{"no-such-key": 1, "other": "x"}',
+     '[{<<"no-such-key">>,1},{<<"other">>,<<"x">>}] are not recognised policy settings'),
+    ('{"message-ttl": "abc"}', '<<"abc">> is not a valid message TTL'),
+    ('{"message-ttl": -1}', "-1 is not a valid message TTL"),
+    ('{"message-ttl": true}', "true is not a valid message TTL"),
+    ('{"expires": 0}', "0 is not a valid queue expiry"),
+    ('{"max-length": -1}', "-1 is not a valid maximum length"),
+    ('{"max-length-bytes": "x"}', '<<"x">> is not a valid maximum length in bytes'),
+    ('{"overflow": "bogus"}', '<<"bogus">> is not a valid overflow value'),
+    ('{"dead-letter-exchange": 5}', "5 is not a valid dead letter exchange name"),
+    ('{"dead-letter-routing-key": 5}', "5 is not a valid dead letter routing key"),
+    ('{"delivery-limit": -2}', "-2 is not a valid delivery limit"),
+    ('{"alternate-exchange": 1}', "1 is not a valid alternate exchange name"),
+    ('{"dead-letter-exchange": "x", "message-ttl": "y", "max-length": -1}',
+     "-1 is not a valid maximum length"),  # the first in key order
+    ('{"ha-mode": "bogus"}', '<<"bogus">> is not a valid ha-mode value'),
+    ('{"ha-params": 2}', "ha-mode must be specified to specify ha-params, ha-sync-mode or "
+                         "ha-promote-on-shutdown"),
+    ('{"ha-mode": "exactly"}', 'ha-mode="exactly" takes an integer, none given'),
+    ('{}', "no policy provided"),
+])
+def test_invalid_policies_are_refused_with_rabbitmq_texts(
+        node: Broker, definition: str, problem: str) -> None:
+    code, _out, err = ctl(node, "set_policy", "bad", ".*", definition)
+    assert (code, err[:3]) == (69, ["Error:", "Validation failed", ""])
+    assert err[3] == problem
+    assert not any("\tbad\t" in line for line in ctl(node, "list_policies")[1])  # not set
+
+
+def test_invalid_policy_arguments_are_refused(node: Broker) -> None:
     code, _out, err = ctl(node, "set_policy", "bad", ".*", "not json")
-    assert code == 70 and "is not valid JSON" in "\n".join(err)
+    assert (code, err) == (69, ["Error:", "JSON decoding error. Reason: badarg"])
+    code, _out, err = ctl(node, "set_policy", "--apply-to", "bogus", "bad", ".*",
+                          '{"max-length": 1}')
+    assert code == 69 and err[3] == ("apply-to 'bogus' unrecognised; should be 'queues', "
+                                     "'exchanges' or 'all'")
+    code, _out, err = ctl(node, "set_policy", "bad", "(", '{"max-length": 1}')
+    assert code == 69 and err[3].startswith("pattern should be regular expression but is "
+                                            "invalid: ")
+
+
+def test_mirroring_and_other_cluster_keys_are_accepted_without_effect(node: Broker) -> None:
+    """Operators' scripts set ha-* and similar keys; on one node they change nothing."""
+    definition = ('{"ha-mode": "exactly", "ha-params": 2, "ha-sync-mode": "automatic", '
+                  '"queue-master-locator": "min-masters", "queue-mode": "lazy", '
+                  '"max-length": 2}')
+    code, _out, err = ctl(node, "set_policy", "ha", "^ha\\.", definition, "--apply-to",
+                          "queues")
+    assert code == 0, err
+    listed = ctl(node, "list_policies")[1]
+    assert any(line.startswith("/\tha\t") and '"ha-mode":"exactly"' in line
+               for line in listed), listed
+    conn = node.connect()
+    ch = conn.channel()
+    ch.queue_declare("ha.q", auto_delete=True)
+    for n in range(3):
+        ch.basic_publish("", "ha.q", b"%d" % n)
+    assert count(ch, "ha.q") == 2  # the max-length beside them applies
+    conn.close()
+    ctl(node, "clear_policy", "ha")
 
 
 def test_policies_survive_a_restart(tmp_path: Path) -> None:

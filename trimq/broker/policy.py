@@ -17,7 +17,115 @@ QUEUE_KEYS = {
     "delivery-limit": "x-delivery-limit", "queue-mode": "x-queue-mode",
 }
 EXCHANGE_KEYS = {"alternate-exchange": "alternate-exchange"}
+# Keys RabbitMQ accepts for mirroring, quorum queues, streams and its queue storage. They mean
+# nothing on one node with one queue type, so they are accepted (and listed) but change nothing:
+# operators' existing set_policy scripts keep working.
+INERT_KEYS = frozenset({
+    "ha-mode", "ha-params", "ha-sync-mode", "ha-sync-batch-size", "ha-promote-on-shutdown",
+    "ha-promote-on-failure", "queue-master-locator", "queue-version", "max-in-memory-length",
+    "max-in-memory-bytes", "dead-letter-strategy", "max-age", "stream-max-segment-size-bytes",
+    "initial-cluster-size",
+})
 APPLY_TO = ("queues", "exchanges", "all")
+
+
+def erlang_value(value: Any) -> str:
+    """A JSON value as RabbitMQ prints the term it decodes to (~p): strings are binaries."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'<<"{escaped}">>'
+    if isinstance(value, list):
+        return "[" + ",".join(erlang_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "#{" + ",".join(f"{erlang_value(k)} => {erlang_value(v)}"
+                               for k, v in value.items()) + "}"
+    return repr(value)
+
+
+def _integer(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _one_of(*choices: str) -> Any:
+    return lambda value: value in choices
+
+
+# key -> (test of its value, what RabbitMQ says the value is not)
+_VALUE_CHECKS: dict[str, tuple[Any, str]] = {
+    "alternate-exchange": (lambda v: isinstance(v, str), "a valid alternate exchange name"),
+    "dead-letter-exchange": (lambda v: isinstance(v, str), "a valid dead letter exchange name"),
+    "dead-letter-routing-key": (lambda v: isinstance(v, str),
+                                "a valid dead letter routing key"),
+    "message-ttl": (lambda v: _integer(v, 0), "a valid message TTL"),
+    "expires": (lambda v: _integer(v, 1), "a valid queue expiry"),
+    "max-length": (lambda v: _integer(v, 0), "a valid maximum length"),
+    "max-length-bytes": (lambda v: _integer(v, 0), "a valid maximum length in bytes"),
+    "overflow": (_one_of("drop-head", "reject-publish", "reject-publish-dlx"),
+                 "a valid overflow value"),
+    "delivery-limit": (lambda v: _integer(v, 0), "a valid delivery limit"),
+    "queue-mode": (_one_of("default", "lazy"), "a valid queue-mode value"),
+    "queue-version": (lambda v: v in (1, 2) and not isinstance(v, bool),
+                      "a valid queue-version value"),
+    "max-in-memory-length": (lambda v: _integer(v, 0), "a valid maximum memory in bytes"),
+    "max-in-memory-bytes": (lambda v: _integer(v, 0), "a valid maximum memory in bytes"),
+    "dead-letter-strategy": (_one_of("at-most-once", "at-least-once"),
+                             "a valid dead letter strategy"),
+}
+
+
+def _check_mirroring(definition: dict[str, Any]) -> str | None:
+    """RabbitMQ's checks of the ha-* keys (mirroring), which trimq accepts without effect."""
+    mode = definition.get("ha-mode")
+    if mode is None:
+        if any(k in definition for k in ("ha-params", "ha-sync-mode", "ha-promote-on-shutdown")):
+            return ("ha-mode must be specified to specify ha-params, ha-sync-mode or "
+                    "ha-promote-on-shutdown")
+        return None
+    if mode not in ("all", "exactly", "nodes"):
+        return f"{erlang_value(mode)} is not a valid ha-mode value"
+    params = definition.get("ha-params")
+    if mode == "all" and "ha-params" in definition:
+        return 'ha-mode="all" does not take parameters'
+    if mode == "exactly" and not _integer(params, 1):
+        given = "none" if params is None else erlang_value(params)
+        return f'ha-mode="exactly" takes an integer, {given} given'
+    if mode == "nodes" and not (isinstance(params, list) and params
+                                and all(isinstance(n, str) for n in params)):
+        given = "none" if params is None else erlang_value(params)
+        return f'ha-mode="nodes" takes a list, {given} given'
+    for key in ("ha-promote-on-shutdown", "ha-promote-on-failure"):
+        if key in definition and definition[key] not in ("always", "when-synced"):
+            return f'{key} must be "always" or "when-synced", got {erlang_value(definition[key])}'
+    if "ha-sync-mode" in definition and definition["ha-sync-mode"] not in ("manual",
+                                                                          "automatic"):
+        return ('ha-sync-mode must be "manual" or "automatic", got '
+                f'{erlang_value(definition["ha-sync-mode"])}')
+    if "ha-sync-batch-size" in definition and not _integer(definition["ha-sync-batch-size"], 1):
+        return ("ha-sync-batch-size takes an integer greater than 0, "
+                f"{erlang_value(definition['ha-sync-batch-size'])} given")
+    return None
+
+
+def definition_problem(definition: dict[str, Any]) -> str | None:
+    """Why RabbitMQ would refuse this definition (its text), or None. Keys are checked in
+    sorted order, as RabbitMQ does, and only the first problem is told."""
+    unknown = [(k, v) for k, v in sorted(definition.items())
+               if k not in QUEUE_KEYS and k not in EXCHANGE_KEYS and k not in INERT_KEYS]
+    if unknown:
+        listed = ",".join(f"{{{erlang_value(k)},{erlang_value(v)}}}" for k, v in unknown)
+        return f"[{listed}] are not recognised policy settings"
+    for key in sorted(definition):
+        check = _VALUE_CHECKS.get(key)
+        if check is not None and not check[0](definition[key]):
+            return f"{erlang_value(definition[key])} is not {check[1]}"
+    locator = definition.get("queue-master-locator", "min-masters")
+    if locator not in ("min-masters", "client-local", "random"):
+        return f"{erlang_value(locator)} invalid queue-master-locator value"
+    return _check_mirroring(definition)
 
 
 class PolicyError(ValueError):
@@ -59,17 +167,20 @@ def make_policy(vhost: str, name: str, pattern: str, definition: Any, priority: 
                 apply_to: str) -> Policy:
     """A checked policy, or PolicyError."""
     if apply_to not in APPLY_TO:
-        raise PolicyError(f"Validation failed\n\n'{apply_to}' is not a valid apply-to value")
+        raise PolicyError(f"Validation failed\n\napply-to '{apply_to}' unrecognised; should be "
+                          "'queues', 'exchanges' or 'all'")
     try:
         re.compile(pattern)
     except re.error as exc:
-        raise PolicyError(f"Validation failed\n\n{pattern} is not a valid regex: {exc}") from None
-    if not isinstance(definition, dict) or not definition:
-        raise PolicyError("Validation failed\n\nthe definition must be a non-empty JSON object")
-    unknown = sorted(k for k in definition if k not in QUEUE_KEYS and k not in EXCHANGE_KEYS)
-    if unknown:
-        listed = ", ".join(f'<<"{k}">>' for k in unknown)
-        raise PolicyError(f"Validation failed\n\n[{listed}] are not recognised policy settings")
+        raise PolicyError("Validation failed\n\npattern should be regular expression but is "
+                          f'invalid: {{"{exc.msg}",{exc.pos or 0}}}') from None
+    if not isinstance(definition, dict):
+        raise PolicyError("Validation failed\n\nthe definition must be a JSON object")
+    if not definition:
+        raise PolicyError("Validation failed\n\nno policy provided")
+    problem = definition_problem(definition)
+    if problem is not None:
+        raise PolicyError(f"Validation failed\n\n{problem}")
     return Policy(vhost, name, pattern, dict(definition), int(priority), apply_to)
 
 

@@ -13,7 +13,7 @@ from trimq.broker.auth import Permission
 from trimq.broker.broker import Broker
 from trimq.broker.exchange import EXCHANGE_TYPES, Binding
 from trimq.broker.message import Message
-from trimq.broker.policy import make_policy
+from trimq.broker.policy import PolicyError, make_policy
 from trimq.broker.queue import Queue
 
 
@@ -21,8 +21,12 @@ def _arguments(raw: bytes) -> dict[str, Any]:
     return decode_table_typed(raw, 0)[0] if raw else {}
 
 
-def restore(broker: Broker, state: RecoveredState) -> tuple[int, int]:
-    """Load `state` into `broker` (whose journal is attached); returns (queues, messages)."""
+def restore(broker: Broker, state: RecoveredState,
+            skipped: list[str] | None = None) -> tuple[int, int]:
+    """Load `state` into `broker` (whose journal is attached); returns (queues, messages).
+    Definitions that no longer validate are left out and described in `skipped`."""
+    if skipped is None:
+        skipped = []
     journal = broker.journal
     kinds = {kind for kind, _ in state.definitions}
     if "vhost" not in kinds and "user" not in kinds:
@@ -34,9 +38,13 @@ def restore(broker: Broker, state: RecoveredState) -> tuple[int, int]:
             user = broker.users.add(key[0], None, value.get("tags", []))
             user.password_hash = value.get("password_hash", "")
         elif kind == "policy":
-            broker.restore_vhost(key[0]).policies[key[1]] = make_policy(
-                key[0], key[1], value["pattern"], value["definition"], value["priority"],
-                value["apply_to"])
+            try:
+                policy = make_policy(key[0], key[1], value["pattern"], value["definition"],
+                                     value["priority"], value["apply_to"])
+            except PolicyError as exc:  # set before its values were checked: left out
+                skipped.append(f"policy {key[1]!r} in vhost {key[0]!r}: {exc}")
+                continue
+            broker.restore_vhost(key[0]).policies[key[1]] = policy
         elif kind == "permission":
             broker.users.permissions[(key[0], key[1])] = Permission(
                 value["configure"], value["write"], value["read"])

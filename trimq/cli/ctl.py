@@ -1043,8 +1043,8 @@ def run_set_policy(ctx: Context) -> int:
                "apply_to": ctx.opts.get("apply_to") or "all"}
     try:
         ctx.call("set_policy", request)
-    except BrokerError as exc:
-        raise CtlExit(EXIT_SOFTWARE, error_text(exc.text)) from None
+    except BrokerError as exc:  # rabbitmqctl exits 69 when a policy does not validate
+        raise CtlExit(EXIT_UNAVAILABLE, error_text(exc.text)) from None
     return ctx.ok()
 
 

@@ -67,7 +67,10 @@ def recover(config: BrokerConfig, data_dir: Path, segment_size: int, fsync: bool
     wal = WAL(data_dir, segment_size=segment_size, fsync=fsync)
     state = wal.open(progress=progress)
     broker = Broker(config, Journal(wal.append, state.next_message_id), bootstrap=False)
-    queues, messages = restore(broker, state)
+    skipped: list[str] = []
+    queues, messages = restore(broker, state, skipped)
+    for reason in skipped:
+        log.warning("wal.definition_skipped", reason=reason)
     # The recovered messages live long: keep the cyclic collector from rescanning them.
     gc.freeze()
     elapsed = time.monotonic() - started

@@ -366,8 +366,7 @@ async def _set_policy(state: ServerState, args: dict[str, Any]) -> Any:
         try:
             definition = json.loads(definition)
         except ValueError:
-            raise AdminError(
-                "usage", f"Validation failed\n\n{definition} is not valid JSON") from None
+            raise AdminError("usage", "JSON decoding error. Reason: badarg") from None
     state.broker.set_policy(args.get("vhost", "/"), args["name"], args["pattern"], definition,
                             int(args.get("priority", 0)), args.get("apply_to", "all"))
     return {}
