@@ -90,3 +90,34 @@ def test_failed_fsync_refuses_persistent_publishes_with_541(
         ch.basic_publish("", "durable-q", b"late", pika.BasicProperties(delivery_mode=2))
         ch.queue_declare("sync", passive=True)  # any round trip shows the close
     assert info.value.reply_code == 541
+
+
+def test_expiry_into_a_durable_queue_after_the_log_failed_keeps_the_broker_up(
+        broker: BrokerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dead-lettering on expiry journals the copy; with the log failed that is refused, and
+    the timer that expired it must not take the broker down."""
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+    ch = conn.channel()
+    ch.exchange_declare("dlx", "fanout", durable=True)
+    ch.queue_declare("dead", durable=True)
+    ch.queue_bind("dead", "dlx")
+    ch.queue_declare("ttl", durable=True,
+                     arguments={"x-message-ttl": 300, "x-dead-letter-exchange": "dlx"})
+    ch.confirm_delivery()
+    ch.basic_publish("", "ttl", b"expiring", pika.BasicProperties(delivery_mode=2))
+
+    def broken_fsync(fd: Any) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(storage.segment.os, "fsync", broken_fsync)
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker):
+        ch.basic_publish("", "ttl", b"fails the log", pika.BasicProperties(delivery_mode=2))
+    conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+    conn.sleep(0.6)  # the first message expires meanwhile
+    ch = conn.channel()
+    assert ch.queue_declare("ttl", passive=True).method.message_count == 0
+    q = ch.queue_declare("", exclusive=True).method.queue
+    ch.basic_publish("", q, b"still serving")
+    assert ch.basic_get(q, auto_ack=True)[2] == b"still serving"
+    conn.close()
+    assert broker.thread.is_alive()

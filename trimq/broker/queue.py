@@ -202,8 +202,7 @@ class Queue:
             assert entry is not None
             dropped.append(entry)
         if dropped:
-            self._journal_settle(dropped)
-            self._dead_letter(dropped, "maxlen")
+            self._discard(dropped, "maxlen")
 
     # -- delivering -----------------------------------------------------------------------
 
@@ -282,8 +281,7 @@ class Queue:
     def reject(self, entries: list[QueuedMessage]) -> None:
         """Rejected or nacked without requeue: gone, dead-lettered if the queue says so."""
         self.unacked -= len(entries)
-        self._journal_settle(entries)
-        self._dead_letter(entries, "rejected")
+        self._discard(entries, "rejected")
 
     def _journal_settle(self, entries: list[QueuedMessage]) -> None:
         if self.journal is not None and not self.deleted:
@@ -302,14 +300,12 @@ class Queue:
             over = [e for e in entries if e.delivery_count > limit]
             if over:
                 entries = [e for e in entries if e.delivery_count <= limit]
-                self._journal_settle(over)
-                self._dead_letter(over, "delivery_limit")
+                self._discard(over, "delivery_limit")
         now = time.monotonic()
         expired = [e for e in entries if e.expires_at is not None and e.expires_at <= now]
         if expired:
             entries = [e for e in entries if e.expires_at is None or e.expires_at > now]
-            self._journal_settle(expired)
-            self._dead_letter(expired, "expired")
+            self._discard(expired, "expired")
         for entry in entries:
             entry.redelivered = True
             if entry.expires_at is not None:  # its heap item may be gone while it was out
@@ -344,16 +340,16 @@ class Queue:
             if entry.in_ready:
                 self.ready.discard(entry)
                 expired.append(entry)
-        if expired:
-            self._journal_settle(expired)
-            self._dead_letter(expired, "expired")
-        if expiry and self.timers is not None:
-            self.timers.schedule(expiry[0][0], self)
+        try:
+            if expired:
+                self._discard(expired, "expired")
+        finally:  # dead-lettering can fail (the log has failed): later deadlines still count
+            if expiry and self.timers is not None:
+                self.timers.schedule(expiry[0][0], self)
 
     def _expire(self, entry: QueuedMessage) -> None:
         """An expired entry met at the head (already out of the ready list)."""
-        self._journal_settle([entry])
-        self._dead_letter([entry], "expired")
+        self._discard([entry], "expired")
 
     def touch(self) -> None:
         """The queue was used (declared, consumed, got from): x-expires starts again."""
@@ -369,6 +365,13 @@ class Queue:
             and now >= self.last_used + expires / 1000
         ):
             self.home.delete_queue(self)
+
+    def _discard(self, entries: list[QueuedMessage], reason: str) -> None:
+        """Entries leave the queue for `reason`: dead-lettered (when the queue has a DLX)
+        before their settlement is journaled, so the log never holds the settlement without
+        the copies (records become durable in order)."""
+        self._dead_letter(entries, reason)
+        self._journal_settle(entries)
 
     def _dead_letter(self, entries: list[QueuedMessage], reason: str) -> None:
         if self.settings.dead_letter_exchange is not None and self.home is not None:

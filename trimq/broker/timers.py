@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from trimq.errors import AMQPError
+
 
 class Timed(Protocol):
     deleted: bool
@@ -35,12 +37,19 @@ class Timers:
     def next_deadline(self) -> float | None:
         return self._heap[0][0] if self._heap else None
 
-    def run_due(self, now: float | None = None) -> None:
+    def run_due(self, now: float | None = None) -> list[AMQPError]:
+        """Fire every due deadline. A target that fails (dead-lettering a persistent message
+        after the log has failed) does not stop the others; its error is returned to log."""
         now = self.clock() if now is None else now
         heap = self._heap
         seen: set[int] = set()
+        errors: list[AMQPError] = []
         while heap and heap[0][0] <= now:
             _, _, target = heapq.heappop(heap)
             if not target.deleted and id(target) not in seen:
                 seen.add(id(target))
-                target.on_timer(now)
+                try:
+                    target.on_timer(now)
+                except AMQPError as exc:
+                    errors.append(exc)
+        return errors

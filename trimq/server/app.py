@@ -189,7 +189,8 @@ async def _timer_task(broker: Broker) -> None:
         else:
             with trio.move_on_at(trio.current_time() + deadline - timers.clock()):
                 await wake.wait()
-        timers.run_due()
+        for error in timers.run_due():
+            log.error("timer.failed", error=str(error))
 
 
 async def _signal_watcher(state: ServerState) -> None:
