@@ -410,3 +410,34 @@ def test_ttl_keeps_counting_from_publish_across_a_restart(node: Node) -> None:
     assert time.monotonic() - restarted < ttl_ms / 1000, "the restart took longer than the TTL"
     assert ch.queue_declare("ttl", durable=True, passive=True).method.message_count == 0
     conn.close()
+
+
+def test_dead_lettered_copies_survive_a_kill(node: Node) -> None:
+    """A rejected persistent message's copy in a durable dead-letter queue, x-death and all,
+    is in the log before the original's settlement."""
+    conn = node.server.connect()  # type: ignore[union-attr]
+    ch = conn.channel()
+    ch.exchange_declare("dlx", "fanout", durable=True)
+    ch.queue_declare("dead", durable=True)
+    ch.queue_bind("dead", "dlx")
+    ch.queue_declare("work", durable=True, arguments={"x-dead-letter-exchange": "dlx"})
+    publish_confirmed(ch, [b"a", b"b"], "work")
+    for _ in range(2):
+        method, _props, _body = ch.basic_get("work")
+        ch.basic_reject(method.delivery_tag, requeue=False)
+    ch.queue_declare("sync", durable=True)
+    publish_confirmed(ch, [b"barrier"], "sync")  # everything before it is durable now
+    node.kill()
+
+    conn = node.start().connect()
+    ch = conn.channel()
+    assert drain(ch, "work") == []
+    got = []
+    while True:
+        method, props, body = ch.basic_get("dead", auto_ack=True)
+        if method is None:
+            break
+        death = props.headers["x-death"][0]
+        got.append((body, props.delivery_mode, death["reason"], death["queue"], death["count"]))
+    assert got == [(b"a", 2, "rejected", "work", 1), (b"b", 2, "rejected", "work", 1)]
+    conn.close()
