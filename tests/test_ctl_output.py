@@ -830,7 +830,8 @@ def test_help(data_dir: Path) -> None:
     sections = [line for line in r.lines if line.endswith(":") and not line.startswith(" ")]
     assert sections == ["Available commands:", "Help:", "Nodes:", "Users:", "Access Control:",
                         "Monitoring, observability and health checks:", "Policies:",
-                        "Virtual hosts:", "Definitions:", "Operations:", "Queues:"]
+                        "Virtual hosts:", "Configuration and Environment:", "Definitions:",
+                        "Operations:", "Queues:"]
     for name in ctl.COMMANDS:
         assert any(line.startswith(f"   {name} ") for line in r.lines), name
     assert run("help").out == r.out

@@ -30,6 +30,12 @@ class BrokerConfig:
     heartbeat: int = 60
     max_message_size: int = 128 * 1024 * 1024
     handshake_timeout: float = 10.0
+    connection_max: int = 0  # open connections allowed (0: no limit)
+    channel_unacked_max: int = 0  # unacked deliveries a channel may hold (0: no limit)
+    connection_output_buffer: int = 4 * 1024 * 1024  # deliveries to a connection pause above
+    memory_high_watermark: float = 0.4  # fraction of RAM: above it publishers are blocked
+    memory_high_watermark_absolute: int = 0  # bytes, instead of the fraction when set
+    disk_free_limit: int = 50_000_000  # bytes free on the data directory's disk, at least
 
 
 class AdminError(Exception):

@@ -6,6 +6,11 @@ command-line flags. Every key is checked at start; a bad one is refused with its
     [auth]   default_user, default_pass, default_vhost, loopback_users
     [log]    level, format ("auto": console on a terminal, JSON otherwise; "console"; "json")
     [wal]    segment_size, fsync, compaction_interval
+    [limits] connection_max, max_message_size, channel_unacked_max, connection_output_buffer
+    [resources] memory_high_watermark (fraction of RAM), memory_high_watermark_absolute,
+             disk_free_limit
+
+Sizes are bytes, or strings with RabbitMQ's units: "50MB" (10^6), "2GiB" or "2G" (2^30).
 
 The environment variable for a key is TRIMQ_<SECTION>_<KEY> (TRIMQ_AMQP_PORT, TRIMQ_WAL_FSYNC),
 or TRIMQ_DATA_DIR. Without --config the file is DATA_DIR/trimq.toml, else /etc/trimq/trimq.toml,
@@ -48,6 +53,13 @@ class Settings:
     wal_segment_size: int = 64 * 2**20
     wal_fsync: bool = True
     wal_compaction_interval: float = 5.0
+    connection_max: int = 0
+    max_message_size: int = 128 * 2**20
+    channel_unacked_max: int = 0
+    connection_output_buffer: int = 4 * 2**20
+    memory_high_watermark: float = 0.4
+    memory_high_watermark_absolute: int = 0
+    disk_free_limit: int = 50_000_000
     config_file: Path | None = None
 
 
@@ -71,6 +83,46 @@ def _number(low: float) -> Callable[[str, Any], float]:
             raise ConfigError(f"'{key}' must be a number of at least {low}, not {value!r}")
         return number
     return check
+
+
+_UNITS = {
+    "": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+    "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3,
+    "t": 1024**4, "tib": 1024**4,
+}
+
+
+def parse_size(text: str) -> int | None:
+    """Bytes from "1048576", "50MB" (10^6) or "2GiB"/"2G" (2^30); None if it is not one."""
+    text = text.strip().lower()
+    digits = text.rstrip("abcdefghijklmnopqrstuvwxyz ")
+    unit = text[len(digits):].strip()
+    if digits.isdigit() and unit in _UNITS:
+        return int(digits) * _UNITS[unit]
+    return None
+
+
+def _size(low: int, high: int) -> Callable[[str, Any], int]:
+    """Bytes, as an integer or a string with a unit ("50MB", "1GiB")."""
+    def check(key: str, value: Any) -> int:
+        number: Any = value
+        if isinstance(value, str):
+            number = parse_size(value)
+        if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+            raise ConfigError(f"'{key}' must be a size from {low} to {high} bytes (such as "
+                              f"1048576, \"50MB\" or \"2GiB\"), not {value!r}")
+        return number
+    return check
+
+
+def _fraction(key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not 0 < number <= 1:
+        raise ConfigError(f"'{key}' must be a fraction above 0 and at most 1, not {value!r}")
+    return number
 
 
 def _bool(key: str, value: Any) -> bool:
@@ -130,6 +182,14 @@ KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "wal.segment_size": ("wal_segment_size", _int(4096, 2**40)),
     "wal.fsync": ("wal_fsync", _bool),
     "wal.compaction_interval": ("wal_compaction_interval", _number(0.01)),
+    "limits.connection_max": ("connection_max", _int(0, 2**31 - 1)),
+    "limits.max_message_size": ("max_message_size", _size(1, 512 * 2**20)),
+    "limits.channel_unacked_max": ("channel_unacked_max", _int(0, 2**31 - 1)),
+    "limits.connection_output_buffer": ("connection_output_buffer", _size(4096, 2**40)),
+    "resources.memory_high_watermark": ("memory_high_watermark", _fraction),
+    "resources.memory_high_watermark_absolute": ("memory_high_watermark_absolute",
+                                                 _size(0, 2**50)),
+    "resources.disk_free_limit": ("disk_free_limit", _size(0, 2**60)),
 }
 
 

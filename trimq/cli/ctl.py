@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from trimq.cli import output
+from trimq.cli.config import parse_size
 from trimq.cli.output import bright, erl_atom, json_encode
 from trimq.info_items import (
     BINDING_ITEMS,
@@ -88,7 +89,8 @@ SECTIONS = [  # (key, title) in rabbitmqctl's help order
     ("access_control", "Access Control"),
     ("observability_and_health_checks", "Monitoring, observability and health checks"),
     ("policies", "Policies"), ("virtual_hosts", "Virtual hosts"),
-    ("definitions", "Definitions"), ("operations", "Operations"), ("queues", "Queues"),
+    ("configuration", "Configuration and Environment"), ("definitions", "Definitions"),
+    ("operations", "Operations"), ("queues", "Queues"),
 ]
 
 
@@ -137,6 +139,18 @@ COMMAND_LIST = [
                 ("--unit <bytes | mb | gb>",
                  "byte multiple (bytes, megabytes, gigabytes) to use"),
                 ("--formatter <json>", "alternative formatter (JSON)")]),
+    Command("set_vm_memory_high_watermark",
+            "set_vm_memory_high_watermark <fraction> | absolute <value>",
+            "Sets the vm_memory_high_watermark setting", "configuration", min_args=1,
+            max_args=2, usage_additional=[
+                ("<fraction>", "New limit as a fraction of total memory reported by the OS"),
+                ("absolute <value>", "New limit as an absolute value with units, e.g. 1GB")]),
+    Command("set_disk_free_limit", "set_disk_free_limit <disk_limit> | mem_relative <fraction>",
+            "Sets the disk_free_limit setting", "configuration", min_args=1, max_args=2,
+            usage_additional=[
+                ("<disk_limit>", "New limit as an absolute value with units, e.g. 1GB"),
+                ("mem_relative <fraction>",
+                 "New limit as a fraction of total memory reported by the OS")]),
     Command("stop", "stop [--idempotent] [<pidfile>]",
             "Stops the trimq node. Waits until it has stopped; with a pid file path, also "
             "until that process has exited", "node_management", max_args=1,
@@ -1056,6 +1070,26 @@ def run_clear_policy(ctx: Context) -> int:
     return ctx.ok()
 
 
+def run_set_vm_memory_high_watermark(ctx: Context) -> int:
+    request = ({"absolute": parse_size(ctx.args[1]) or 0} if ctx.args[0] == "absolute"
+               else {"fraction": float(ctx.args[0])})  # validate() checked both
+    try:
+        ctx.call("set_memory_high_watermark", request)
+    except BrokerError as exc:
+        raise default_error(ctx, exc) from None
+    return ctx.ok()
+
+
+def run_set_disk_free_limit(ctx: Context) -> int:
+    request = ({"mem_relative": float(ctx.args[1])} if ctx.args[0] == "mem_relative"
+               else {"bytes": parse_size(ctx.args[0]) or 0})
+    try:
+        ctx.call("set_disk_free_limit", request)
+    except BrokerError as exc:
+        raise default_error(ctx, exc) from None
+    return ctx.ok()
+
+
 def run_set_permissions(ctx: Context) -> int:
     user, configure, write, read = ctx.args
     return _permissions_command(ctx, {"vhost": ctx.vhost, "user": user, "configure": configure,
@@ -1216,6 +1250,8 @@ RUNNERS: dict[str, Callable[[Context], int]] = {
     "close_all_connections": run_close_all_connections,
     "export_definitions": run_export_definitions,
     "import_definitions": run_import_definitions,
+    "set_vm_memory_high_watermark": run_set_vm_memory_high_watermark,
+    "set_disk_free_limit": run_set_disk_free_limit,
     "set_policy": run_set_policy, "clear_policy": run_clear_policy,
 }
 for _command in COMMAND_LIST:
@@ -1225,6 +1261,13 @@ for _command in COMMAND_LIST:
 
 KNOWN_UNITS = {"bytes", "kb", "kilobytes", "mb", "megabytes", "gb", "gigabytes", "tb",
                "terabytes"}
+
+
+def _fraction(text: str, high: float = 1.0) -> bool:
+    try:
+        return 0.0 <= float(text) <= high
+    except ValueError:
+        return False
 
 
 def validate(ctx: Context) -> CtlExit | None:
@@ -1246,6 +1289,20 @@ def validate(ctx: Context) -> CtlExit | None:
     if name == "delete_queue" and args[0] == "":
         return ctx.usage_error("Bad argument: queue name cannot be an empty string",
                                EXIT_DATAERR)
+    if name == "set_vm_memory_high_watermark":
+        if args[0] == "absolute":
+            if len(args) != 2 or parse_size(args[1]) is None:
+                return ctx.usage_error("Bad argument: The threshold should be an integer or a "
+                                       "string with a unit, such as 1GB", EXIT_DATAERR)
+        elif len(args) != 1 or not _fraction(args[0]):
+            return ctx.usage_error("Bad argument: The threshold should be a fraction between "
+                                   "0.0 and 1.0", EXIT_DATAERR)
+    if name == "set_disk_free_limit":
+        if args[0] == "mem_relative":
+            if len(args) != 2 or not _fraction(args[1], high=100.0):
+                return ctx.usage_error("Bad argument.", EXIT_DATAERR)
+        elif len(args) != 1 or parse_size(args[0]) is None:
+            return ctx.usage_error("Bad argument.", EXIT_DATAERR)
     if name == "status" and "unit" in opts and str(opts["unit"]).lower() not in KNOWN_UNITS:
         return ctx.usage_error(json.dumps(f"unit '{opts['unit']}' is not supported. Please use "
                                           "one of: bytes, mb, gb"))

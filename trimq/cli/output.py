@@ -423,6 +423,14 @@ def banner(command: str, args: Sequence[str], opts: Mapping[str, Any]) -> list[s
         priority = opts.get("priority") or 0
         return [f'Setting policy "{args[0]}" for pattern "{args[1]}" to "{args[2]}" with '
                 f'priority "{priority}" for vhost "{vhost}" ...']
+    if command == "set_vm_memory_high_watermark":
+        if args[0] == "absolute" and len(args) > 1:
+            return [f"Setting memory threshold on {node} to {args[1]} bytes ..."]
+        return [f"Setting memory threshold on {node} to {args[0]} ..."]
+    if command == "set_disk_free_limit":
+        if args[0] == "mem_relative" and len(args) > 1:
+            return [f"Setting disk free limit on {node} to {args[1]} times the total RAM ..."]
+        return [f"Setting disk free limit on {node} to {args[0]} bytes ..."]
     if command == "set_user_tags":
         return [f'Setting tags for user "{user}" to [{", ".join(args[1:])}] ...']
     if command == "delete_queue":
@@ -491,11 +499,42 @@ def status_map(status: Mapping[str, Any], node: str, os_name: str) -> dict[str, 
         "pid": status.get("pid"),
         "product_name": "trimq",
         "product_version": status.get("version", ""),
+        "alarms": list(status.get("alarms", [])),
+        "memory": status.get("memory", {}),
+        "disk_free": status.get("disk", {}),
         "totals": {"connection_count": status.get("connections", 0),
                    "queue_count": status.get("queues", 0),
                    "message_count": status.get("messages", 0)},
         "uptime": int(uptime) if isinstance(uptime, (int, float)) else uptime,
     }
+
+
+def _gb(value: Any) -> str:
+    return f"{erlang_float(round(value / 1e9, 4))} gb" if isinstance(value, int) else "unknown"
+
+
+def alarm_lines(alarms: Sequence[str], node: str) -> list[str]:
+    names = {"memory": "Memory alarm", "disk": "Free disk space alarm"}
+    return [f"{names.get(a, a)} on node {node}" for a in alarms]
+
+
+def memory_lines(memory: Mapping[str, Any]) -> list[str]:
+    if not memory:
+        return []
+    if memory.get("watermark_absolute"):
+        setting = f"{_gb(memory['watermark_absolute'])}, computed to: {_gb(memory['limit'])}"
+    else:
+        setting = (f"{memory.get('watermark')} of available memory, computed to: "
+                   f"{_gb(memory.get('limit'))}")
+    return [f"Total memory used: {_gb(memory.get('used'))}", "Calculation strategy: rss",
+            f"Memory high watermark setting: {setting}"]
+
+
+def disk_lines(disk: Mapping[str, Any]) -> list[str]:
+    if not disk:
+        return []
+    return [f"Low free disk space watermark: {_gb(disk.get('limit'))}",
+            f"Free disk space: {_gb(disk.get('free'))}"]
 
 
 def status_lines(status: Mapping[str, Any], node: str, os_name: str, tty: bool) -> list[str]:
@@ -512,6 +551,12 @@ def status_lines(status: Mapping[str, Any], node: str, os_name: str, tty: bool) 
         f"Node name: {node}",
         f"\n{bright('Data directory', tty)}\n",
         f"Node data directory: {m['data_directory']}",
+        f"\n{bright('Alarms', tty)}\n",
+        *(alarm_lines(m["alarms"], node) or ["(none)"]),
+        f"\n{bright('Memory', tty)}\n",
+        *memory_lines(m["memory"]),
+        f"\n{bright('Free Disk Space', tty)}\n",
+        *disk_lines(m["disk_free"]),
         f"\n{bright('Totals', tty)}\n",
         f"Connection count: {m['totals']['connection_count']}",
         f"Queue count: {m['totals']['queue_count']}",

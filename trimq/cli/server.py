@@ -99,6 +99,12 @@ def broker_config(settings: config.Settings) -> BrokerConfig:
         default_vhost=settings.default_vhost, loopback_users=list(settings.loopback_users),
         channel_max=settings.channel_max, frame_max=settings.frame_max,
         heartbeat=settings.heartbeat, handshake_timeout=settings.handshake_timeout,
+        max_message_size=settings.max_message_size, connection_max=settings.connection_max,
+        channel_unacked_max=settings.channel_unacked_max,
+        connection_output_buffer=settings.connection_output_buffer,
+        memory_high_watermark=settings.memory_high_watermark,
+        memory_high_watermark_absolute=settings.memory_high_watermark_absolute,
+        disk_free_limit=settings.disk_free_limit,
     )
 
 

@@ -24,6 +24,7 @@ from trimq.broker.recovery import restore
 from trimq.server.connection import ServerConnection
 from trimq.server.control import CONTROL_SOCKET, serve_control
 from trimq.server.notify import Notifier
+from trimq.server.resources import Resources
 
 log = structlog.get_logger("trimq.server")
 
@@ -46,6 +47,7 @@ class ServerState:
     listeners: list[tuple[str, int]] = field(default_factory=list)
     data_dir: Path | None = None
     notifier: Notifier = field(default_factory=Notifier)
+    resources: Resources = field(default_factory=Resources)
 
     def request_stop(self) -> None:
         """Ask the server to shut down cleanly (a signal, or `trimqctl stop`)."""
@@ -107,7 +109,7 @@ async def _handle(state: ServerState, stream: trio.SocketStream) -> None:
         await trio.aclose_forcefully(stream)
         return
     connection = ServerConnection(stream, state.broker, (peer[0], peer[1]), state.wal,
-                                  (local[0], local[1]))
+                                  (local[0], local[1]), state.resources)
     state.connections.add(connection)
     try:
         await connection.serve()
@@ -215,7 +217,8 @@ async def serve(
     """Serve `broker` (recovered from `wal`, when it keeps durable state) until cancelled,
     signalled or asked to stop over the control socket in `data_dir`; the log is flushed and
     checkpointed on the way out."""
-    state = ServerState(broker, wal, data_dir=data_dir, notifier=notifier or Notifier())
+    state = ServerState(broker, wal, data_dir=data_dir, notifier=notifier or Notifier(),
+                        resources=Resources.for_broker(broker.config, data_dir))
     try:
         async with trio.open_nursery() as outer:
             if wal is not None:
@@ -233,6 +236,7 @@ async def serve(
                     nursery.start_soon(_signal_watcher, state)
                 nursery.start_soon(_stopper, state, nursery)
                 nursery.start_soon(_timer_task, broker)
+                nursery.start_soon(state.resources.run)
                 nursery.start_soon(state.notifier.watchdog)
                 log.info("server.listening",
                          addresses=[f"{h}:{p}" for h, p in state.listeners])

@@ -103,6 +103,8 @@ class Channel:
         self.next_delivery_tag = 0
         self.prefetch_consumer = 0  # basic.qos global=false: applies to consumers made after it
         self.prefetch_channel = 0  # basic.qos global=true: shared by the channel
+        self.unacked_limit = 0  # the channel's unacked deliveries at most (0: no limit)
+        self._set_unacked_limit()
         self.last_queue: str | None = None
         self._permitted = PermissionCache()
         self.reply_consumer: tuple[str, str] | None = None  # direct reply-to: (tag, token)
@@ -414,8 +416,15 @@ class Channel:
         else:  # as RabbitMQ 3.x: a per-consumer qos also lifts the channel-wide limit
             self.prefetch_consumer = m.prefetch_count
             self.prefetch_channel = 0
+        self._set_unacked_limit()
         self.write_method(spec.BasicQosOk())
         self.dispatch_consumed_queues()
+
+    def _set_unacked_limit(self) -> None:
+        """The channel-wide prefetch and the broker's channel_unacked_max, the lower wins."""
+        limits = [n for n in (self.prefetch_channel,
+                              self.connection.broker.config.channel_unacked_max) if n]
+        self.unacked_limit = min(limits) if limits else 0
 
     def on_consume(self, m: spec.BasicConsume) -> None:
         if m.queue == reply_to.PSEUDO_QUEUE:
@@ -491,13 +500,14 @@ class Channel:
     # -- deliveries ---------------------------------------------------------------------
 
     def can_deliver(self, consumer: Consumer) -> bool:
-        if self.closing or self.cleaning:
+        if self.closing or self.cleaning or self.connection.output_full():
             return False
         if consumer.no_ack:
             return True
         if consumer.prefetch and consumer.unacked >= consumer.prefetch:
             return False
-        return not self.prefetch_channel or len(self.unacked) < self.prefetch_channel
+        limit = self.unacked_limit
+        return not limit or len(self.unacked) < limit
 
     def deliver(self, consumer: Consumer, entry: QueuedMessage, queue: Queue) -> None:
         self.next_delivery_tag += 1
@@ -568,7 +578,7 @@ class Channel:
                     queue.settle(entries)
                 else:
                     queue.reject(entries)
-        if self.prefetch_channel:
+        if self.unacked_limit:
             self.dispatch_consumed_queues()
         else:
             seen: set[int] = set()
@@ -608,6 +618,7 @@ class Channel:
 
     def on_publish(self, command: Command) -> None:
         method: spec.BasicPublish = command.method  # type: ignore[assignment]
+        self.connection.publisher = True  # resource alarms block it from now on
         if method.immediate:
             raise ConnectionError(NOT_IMPLEMENTED, "immediate=true")
         vhost = self.vhost

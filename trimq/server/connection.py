@@ -38,6 +38,7 @@ from trimq.errors import (
     reply_text,
 )
 from trimq.server.channel import Channel
+from trimq.server.resources import Resources
 
 if TYPE_CHECKING:
     from storage import WAL
@@ -94,7 +95,8 @@ def server_properties() -> dict[str, Any]:
 
 class ServerConnection:
     def __init__(self, stream: trio.abc.Stream, broker: Broker, peer: tuple[str, int],
-                 wal: WAL | None = None, local: tuple[str, int] = ("", 0)) -> None:
+                 wal: WAL | None = None, local: tuple[str, int] = ("", 0),
+                 resources: Resources | None = None) -> None:
         self.stream = stream
         self.broker = broker
         self.number = next(_connection_numbers)
@@ -110,7 +112,13 @@ class ServerConnection:
         self.frame_max = config.frame_max
         self.channel_max = config.channel_max
         self.heartbeat = config.heartbeat
+        self.resources = resources if resources is not None else Resources()
         self.out = bytearray()
+        self.output_limit = config.connection_output_buffer
+        self.deliveries_paused = False  # a consumer was refused for a full output buffer
+        self.publisher = False  # has published: an alarm blocks it
+        self.blocked = False  # not read because of an alarm
+        self._blocked_scope: trio.CancelScope | None = None
         self._wake = trio.Event()
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: list[Queue] = []
@@ -132,6 +140,19 @@ class ServerConnection:
         self.out += data
         self._wake.set()
 
+    def output_full(self) -> bool:
+        """Whether deliveries must wait for the writer: a client that reads slowly (or not at
+        all) holds at most about twice the limit of the broker's memory, not the queue."""
+        if len(self.out) < self.output_limit:
+            return False
+        self.deliveries_paused = True
+        return True
+
+    def _resume_deliveries(self) -> None:
+        self.deliveries_paused = False
+        for channel in list(self.channels.values()):
+            channel.dispatch_consumed_queues()
+
     async def _writer(self) -> None:
         stream = self.stream
         try:
@@ -144,6 +165,8 @@ class ServerConnection:
                     self.last_sent = trio.current_time()
                     self.stats.send_oct += len(data)
                     self.stats.send_cnt += 1
+                    if self.deliveries_paused and len(self.out) < self.output_limit:
+                        self._resume_deliveries()
                 if self.finished:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -168,6 +191,7 @@ class ServerConnection:
             if not opened:
                 return
             self.opened = True
+            self.resources.connections += 1
             log.info("connection.opened", peer=self.peer, user=self.username,
                      vhost=self.vhost.name)
             async with trio.open_nursery() as nursery:
@@ -195,6 +219,7 @@ class ServerConnection:
             self.cleanup()
             await trio.aclose_forcefully(self.stream)
             if self.opened:
+                self.resources.connections -= 1
                 log.info("connection.closed", peer=self.peer, user=self.username)
 
     def cleanup(self) -> None:
@@ -230,6 +255,7 @@ class ServerConnection:
         self.last_received = trio.current_time()
         self.stats.recv_oct += len(data)
         self.stats.recv_cnt += 1
+        self.resources.received(len(data))
         self.frames.feed(data)
 
     async def _next_method(self, expected: type[spec.Method]) -> Any:
@@ -289,6 +315,13 @@ class ServerConnection:
                         vhost=vhost.name)
             raise ConnectionError(
                 NOT_ALLOWED, f"access to vhost '{vhost.name}' refused for user '{self.username}'",
+                open_.CLASS_ID, open_.METHOD_ID,
+            )
+        limit = self.broker.config.connection_max
+        if limit and self.resources.connections >= limit:
+            log.warning("connection.limit_reached", peer=self.peer, limit=limit)
+            raise ConnectionError(
+                NOT_ALLOWED, f"connection refused: node connection limit ({limit}) is reached",
                 open_.CLASS_ID, open_.METHOD_ID,
             )
         self.vhost = vhost
@@ -379,11 +412,34 @@ class ServerConnection:
             if self._after_durable is not None:
                 await self._wait_durable()
                 continue
+            if self.publisher and self.resources.alarms and not self.closing:
+                await self._stay_blocked()
+                continue
             try:
                 await self._receive()
             except PeerGone:
                 self.finished = True
                 return
+
+    async def _stay_blocked(self) -> None:
+        """An alarm is on and this connection publishes: stop reading it until the alarm
+        clears (or the connection closes), telling clients that asked for it."""
+        reason = self.resources.reason
+        told = self.capability("connection.blocked")
+        if told:
+            self.write(frames.method_frame(0, spec.ConnectionBlocked(reason)))
+        log.info("connection.blocked", peer=self.peer, reason=reason)
+        self.blocked = True
+        try:
+            with trio.CancelScope() as self._blocked_scope:
+                await self.resources.wait_clear()
+        finally:
+            self.blocked = False
+            self._blocked_scope = None
+            self.last_received = trio.current_time()  # heartbeats were not read meanwhile
+        if told and not self.closing:
+            self.write(frames.method_frame(0, spec.ConnectionUnblocked()))
+        log.info("connection.unblocked", peer=self.peer)
 
     def after_durable(self, lsn: int, reply: Callable[[], None]) -> None:
         """Run `reply` once `lsn` is fsynced; frames after this one wait, keeping replies in
@@ -420,6 +476,8 @@ class ServerConnection:
         if error.code != CONNECTION_FORCED:
             log.info("connection.error", peer=self.peer, code=error.code, text=error.text)
         self.closing = True
+        if self._blocked_scope is not None:  # read again, for the Close-Ok
+            self._blocked_scope.cancel()
         self.cleanup()
         self.write(frames.method_frame(0, spec.ConnectionClose(
             error.code, error.text, error.class_id, error.method_id)))
@@ -509,7 +567,7 @@ class ServerConnection:
         while True:
             await trio.sleep(interval / 2)
             now = trio.current_time()
-            if now - self.last_received > interval * 2:
+            if now - self.last_received > interval * 2 and not self.blocked:
                 log.warning("connection.heartbeat_timeout", peer=self.peer, timeout=interval)
                 self.finished = True
                 self._reader_scope.cancel()

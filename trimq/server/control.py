@@ -23,6 +23,7 @@ from trimq.broker.broker import AdminError
 from trimq.broker.definitions import export_definitions, import_definitions
 from trimq.info_items import BINDING_ITEMS, CONSUMER_ITEMS, ITEMS
 from trimq.server import info
+from trimq.server.resources import total_memory
 
 if TYPE_CHECKING:
     from trimq.server.app import ServerState
@@ -140,7 +141,30 @@ async def _status(state: ServerState, args: dict[str, Any]) -> Any:
         "uptime": round(time.time() - state.started_at, 3),
         "connections": sum(1 for c in state.connections if c.opened),
         "queues": len(queues), "messages": sum(q.message_count for q in queues),
+        **state.resources.status(),
     }
+
+
+@command("set_memory_high_watermark")
+async def _set_memory_high_watermark(state: ServerState, args: dict[str, Any]) -> Any:
+    absolute = int(args.get("absolute") or 0)
+    fraction = float(args.get("fraction") or 0.0)
+    if not absolute and not 0.0 <= fraction <= 1.0:
+        raise AdminError("usage", "The threshold should be a fraction between 0.0 and 1.0")
+    state.resources.set_memory_high_watermark(fraction, absolute)
+    log.info("control.memory_high_watermark", fraction=fraction, absolute=absolute)
+    return {}
+
+
+@command("set_disk_free_limit")
+async def _set_disk_free_limit(state: ServerState, args: dict[str, Any]) -> Any:
+    if "mem_relative" in args:
+        limit = int(float(args["mem_relative"]) * total_memory())
+    else:
+        limit = int(args["bytes"])
+    state.resources.set_disk_free_limit(limit)
+    log.info("control.disk_free_limit", limit=limit)
+    return {}
 
 
 @command("stop")

@@ -145,6 +145,15 @@ def binding_rows(vhost: VHost) -> list[dict[str, Any]]:
     return rows + explicit
 
 
+def connection_state(connection: ServerConnection, state: ServerState) -> str:
+    """RabbitMQ's words: under an alarm a publisher is "blocked", any other "blocking"."""
+    if connection.closing:
+        return "closing"
+    if connection.blocked:
+        return "blocked"
+    return "blocking" if state.resources.alarms else "running"
+
+
 def connection_rows(state: ServerState) -> list[dict[str, Any]]:
     rows = []
     for connection in sorted(state.connections, key=lambda c: c.number):
@@ -154,7 +163,7 @@ def connection_rows(state: ServerState) -> list[dict[str, Any]]:
             "pid": connection_pid(connection), "name": connection.name,
             "port": connection.local[1], "host": connection.local[0],
             "peer_port": connection.peer[1], "peer_host": connection.peer[0], "ssl": False,
-            "state": "closing" if connection.closing else "running",
+            "state": connection_state(connection, state),
             "channels": len(connection.channels), "protocol": [0, 9, 1],
             "auth_mechanism": connection.auth_mechanism, "user": connection.username,
             "vhost": connection.vhost.name, "timeout": connection.heartbeat,
