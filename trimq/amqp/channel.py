@@ -73,11 +73,12 @@ class ContentAssembler:
                     f"got one for class {header.class_id} instead"
                 )
             if header.body_size > self.max_body_size:
+                method = self._method
                 self.reset()
-                raise ChannelError(
+                raise ChannelError(  # as RabbitMQ: the channel closes, blaming the publish
                     PRECONDITION_FAILED,
                     f"message size {header.body_size} is larger than configured max size "
-                    f"{self.max_body_size}",
+                    f"{self.max_body_size}", method.CLASS_ID, method.METHOD_ID,
                 )
             self._header = header
             if header.body_size == 0:

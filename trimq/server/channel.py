@@ -178,7 +178,11 @@ class Channel:
         if self.closing:
             self._handle_while_closing(frame)
             return
-        command = self.assembler.feed(frame)
+        try:
+            command = self.assembler.feed(frame)
+        except ChannelError as error:  # content over the size limit
+            self.fail(error)
+            return
         if command is None:
             return
         method = command.method

@@ -141,8 +141,30 @@ async def _status(state: ServerState, args: dict[str, Any]) -> Any:
         "uptime": round(time.time() - state.started_at, 3),
         "connections": sum(1 for c in state.connections if c.opened),
         "queues": len(queues), "messages": sum(q.message_count for q in queues),
+        "tasks": count_tasks(), "open_files": count_open_files(),
         **state.resources.status(),
     }
+
+
+def count_tasks() -> int:
+    """Every trio task in the process: a leak shows as a count that only grows."""
+    root = trio.lowlevel.current_root_task()
+    pending = [root] if root is not None else []
+    count = 0
+    while pending:
+        task = pending.pop()
+        count += 1
+        for nursery in task.child_nurseries:
+            pending.extend(nursery.child_tasks)
+    return count
+
+
+def count_open_files() -> int | None:
+    """The process's open file descriptors (sockets included), where /proc shows them."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:
+        return None
 
 
 @command("set_memory_high_watermark")

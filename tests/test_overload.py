@@ -1,0 +1,327 @@
+"""Overload: resource alarms block publishers (Connection.Blocked/Unblocked, as pika sees them)
+and nothing is lost; a consumer that stops reading pauses only its own deliveries; limits on
+connections, unacked deliveries and message size; many connections leave nothing behind.
+
+trimq-only: each test configures and watches its own trimq-server. Nothing here is timed: the
+checks are about what happens, not how fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pika
+import pika.exceptions
+import pytest
+from conftest import Broker, start_server, stop_server
+from test_ctl_live import ctl
+
+pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
+                                reason="trimq-only: configures its own trimq-server")
+
+MiB = 1024 * 1024
+
+
+def configured_server(tmp_path: Path, toml: str) -> Broker:
+    data = tmp_path / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "trimq.toml").write_text(toml)
+    return start_server(data, log_path=tmp_path / "server.log")
+
+
+def rss(server: Broker) -> int:
+    assert server.process is not None
+    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def status(server: Broker) -> dict[str, Any]:
+    code, out, err = ctl(server, "status", "--formatter", "json")
+    assert code == 0, err
+    return json.loads("\n".join(out))
+
+
+def control(server: Broker, command: str, **args: Any) -> Any:
+    """A request on the control socket (docs/control-protocol.md), for numbers trimqctl does
+    not print."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(server.data_dir / "trimq.sock"))
+        sock.sendall(json.dumps({"command": command, "args": args}).encode() + b"\n")
+        reply = b""
+        while not reply.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            assert chunk, "the broker closed the control connection"
+            reply += chunk
+    answer = json.loads(reply)
+    assert answer["ok"], answer
+    return answer["result"]
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Broker]:
+    node = configured_server(tmp_path, "")
+    yield node
+    stop_server(node)
+
+
+class Sampler(threading.Thread):
+    """Samples the broker's RSS until stopped; keeps the highest."""
+
+    def __init__(self, server: Broker) -> None:
+        super().__init__(daemon=True)
+        self.server = server
+        self.highest = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.01):
+            self.highest = max(self.highest, rss(self.server))
+
+
+def test_fast_publisher_is_blocked_under_the_memory_watermark_and_nothing_is_lost(
+        server: Broker) -> None:
+    body_size, count = 32 * 1024, 4000  # 128 MiB published in all
+    setup = server.connect()
+    ch = setup.channel()
+    ch.queue_declare("flood")
+    setup.close()
+    watermark = rss(server) + 48 * MiB
+    code, _out, err = ctl(server, "set_vm_memory_high_watermark", "absolute", str(watermark))
+    assert code == 0, err
+
+    received: list[bytes] = []
+    consumer_done = threading.Event()
+
+    def consume() -> None:
+        conn = server.connect()
+        cch = conn.channel()
+        cch.basic_qos(prefetch_count=20)
+        deadline = time.monotonic() + 120
+        for method, _props, body in cch.consume("flood", inactivity_timeout=1):
+            if method is None:
+                if time.monotonic() > deadline or len(received) >= count:
+                    break
+                continue
+            received.append(body[:8])
+            cch.basic_ack(method.delivery_tag)
+            time.sleep(0.001)  # a slow consumer: the publisher is many times faster
+            if len(received) >= count:
+                break
+        conn.close()
+        consumer_done.set()
+
+    sampler = Sampler(server)
+    sampler.start()
+    events: list[tuple[str, str]] = []
+    publisher = server.connect()
+    publisher.add_on_connection_blocked_callback(
+        lambda _c, frame: events.append(("blocked", frame.method.reason)))
+    publisher.add_on_connection_unblocked_callback(
+        lambda _c, _frame: events.append(("unblocked", "")))
+    pch = publisher.channel()
+    consumer = threading.Thread(target=consume, daemon=True)
+    consumer.start()
+    padding = b"x" * (body_size - 8)
+    for n in range(count):
+        pch.basic_publish("", "flood", b"%08d" % n + padding)
+    publisher.process_data_events(0)
+    assert consumer_done.wait(180), f"only {len(received)} of {count} consumed"
+    publisher.process_data_events(1)
+    sampler.done.set()
+    sampler.join()
+    publisher.close()
+
+    assert received == [b"%08d" % n for n in range(count)]  # all of them, in order
+    assert ("blocked", "low on memory") in events
+    assert events[-1] == ("unblocked", "")
+    # Overshoot: what arrives between two checks (4 MiB), the read buffers and the bounded
+    # output buffers of the two connections.
+    assert sampler.highest <= watermark + 24 * MiB, (sampler.highest - watermark) / MiB
+    log = (server.data_dir.parent / "server.log").read_text()
+    assert '"resources.alarm_set"' in log and '"connection.blocked"' in log
+
+
+def test_disk_alarm_blocks_publishers_until_it_clears(server: Broker) -> None:
+    events: list[tuple[str, str]] = []
+    conn = server.connect()
+    conn.add_on_connection_blocked_callback(
+        lambda _c, frame: events.append(("blocked", frame.method.reason)))
+    conn.add_on_connection_unblocked_callback(lambda _c, _f: events.append(("unblocked", "")))
+    ch = conn.channel()
+    ch.queue_declare("disk")
+    ch.basic_publish("", "disk", b"before")
+    assert ctl(server, "set_disk_free_limit", "1000000TB")[0] == 0
+    assert status(server)["alarms"] == ["disk"]
+    ch.basic_publish("", "disk", b"during")
+    conn.process_data_events(0.5)
+    assert events == [("blocked", "low on disk")]
+    rows = ctl(server, "list_connections", "state")[1]
+    assert rows[-1] == "blocked"
+    watcher = server.connect()  # a connection that does not publish keeps working
+    assert watcher.channel().queue_declare("disk", passive=True).method.message_count >= 1
+    watcher.close()
+    assert ctl(server, "set_disk_free_limit", "50MB")[0] == 0
+    conn.process_data_events(0.5)
+    assert events == [("blocked", "low on disk"), ("unblocked", "")]
+    assert ch.queue_declare("disk", passive=True).method.message_count == 2
+    assert [ch.basic_get("disk", auto_ack=True)[2] for _ in range(2)] == [b"before", b"during"]
+    conn.close()
+
+
+def test_status_reports_alarms_memory_and_disk(server: Broker) -> None:
+    code, out, _err = ctl(server, "status")
+    assert code == 0
+    text = "\n".join(out)
+    assert "Alarms\n\n(none)" in text
+    assert "Calculation strategy: rss" in text
+    assert "Memory high watermark setting: 0.4 of available memory, computed to: " in text
+    assert "Low free disk space watermark: 0.05 gb" in text
+    assert ctl(server, "set_vm_memory_high_watermark", "0.000001")[0] == 0
+    deadline = time.monotonic() + 5
+    while status(server)["alarms"] != ["memory"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    code, out, _err = ctl(server, "status")
+    assert any(line.startswith("Memory alarm on node ") for line in out), out
+    assert ctl(server, "set_vm_memory_high_watermark", "0.4")[0] == 0
+    code, _out, err = ctl(server, "set_vm_memory_high_watermark", "2")
+    assert code == 65 and "The threshold should be a fraction between 0.0 and 1.0" in err[0]
+    code, _out, err = ctl(server, "set_disk_free_limit", "bogus")
+    assert code == 65 and err[0] == "Error (argument validation): Bad argument."
+
+
+def test_a_consumer_that_never_reads_does_not_stop_others(tmp_path: Path) -> None:
+    server = configured_server(tmp_path, "[limits]\nconnection_output_buffer = 1048576\n")
+    try:
+        setup = server.connect()
+        ch = setup.channel()
+        ch.queue_declare("stuck")
+        ch.queue_declare("flowing")
+        setup.close()
+        stuck = server.connect()  # consumes, then is never read again
+        sch = stuck.channel()
+        sch.basic_consume("stuck", lambda *a: None)
+        publisher = server.connect()
+        pch = publisher.channel()
+        body = b"s" * 65536
+        for _ in range(1000):  # 64 MiB for the consumer that does not read
+            pch.basic_publish("", "stuck", body)
+        for n in range(500):
+            pch.basic_publish("", "flowing", b"%d" % n)
+        reader = server.connect()
+        rch = reader.channel()
+        got = []
+        for method, _props, payload in rch.consume("flowing", auto_ack=True,
+                                                   inactivity_timeout=5):
+            if method is None:
+                break
+            got.append(payload)
+            if len(got) == 500:
+                break
+        assert got == [b"%d" % n for n in range(500)]
+        rows = control(server, "list_connections", items=["name", "send_pend"])
+        pending = max(row["send_pend"] for row in rows)
+        assert pending <= 1048576 + 65536 + 4096, pending  # one message past the limit at most
+        stuck_queue = pch.queue_declare("stuck", passive=True).method.message_count
+        assert stuck_queue > 500  # the rest wait in the queue, not in a buffer
+        reader.close()
+        publisher.close()
+    finally:
+        stop_server(server)
+
+
+def test_connection_limit(tmp_path: Path) -> None:
+    server = configured_server(tmp_path, "[limits]\nconnection_max = 2\n")
+    try:
+        first, second = server.connect(), server.connect()
+        with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as info:
+            server.connect()  # closed in Connection.Open: pika takes it for a vhost refusal
+        assert ("(530) 'NOT_ALLOWED - connection refused: node connection limit (2) is "
+                "reached'") in str(info.value)
+        first.close()
+        third = server.connect()  # a place came free
+        third.close()
+        second.close()
+    finally:
+        stop_server(server)
+
+
+def test_channel_unacked_limit_pauses_deliveries(tmp_path: Path) -> None:
+    server = configured_server(tmp_path, "[limits]\nchannel_unacked_max = 5\n")
+    try:
+        conn = server.connect()
+        ch = conn.channel()
+        ch.queue_declare("u")
+        for n in range(12):
+            ch.basic_publish("", "u", b"%d" % n)
+        tags = []
+        ch.basic_consume("u", lambda _c, method, _p, _b: tags.append(method.delivery_tag))
+        conn.process_data_events(0.5)
+        assert len(tags) == 5  # no prefetch asked for, the broker's limit applies
+        ch.basic_ack(tags[-1], multiple=True)
+        conn.process_data_events(0.5)
+        assert len(tags) == 10
+        ch.basic_qos(prefetch_count=2, global_qos=True)  # a lower channel prefetch wins
+        ch.basic_ack(tags[-1], multiple=True)
+        conn.process_data_events(0.5)
+        assert len(tags) == 12
+        conn.close()
+    finally:
+        stop_server(server)
+
+
+def test_message_size_limit(tmp_path: Path) -> None:
+    server = configured_server(tmp_path, "[limits]\nmax_message_size = 1000\n")
+    try:
+        conn = server.connect()
+        ch = conn.channel()
+        ch.queue_declare("big")
+        ch.basic_publish("", "big", b"x" * 1000)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+            ch.basic_publish("", "big", b"x" * 1001)
+            ch.queue_declare("big", passive=True)
+        assert (info.value.reply_code, info.value.reply_text) == (
+            406, "PRECONDITION_FAILED - message size 1001 is larger than configured max size "
+                 "1000")
+        assert conn.channel().queue_declare("big", passive=True).method.message_count == 1
+        conn.close()
+    finally:
+        stop_server(server)
+
+
+def settled_status(server: Broker) -> dict[str, Any]:
+    """The status once no connection is open and the task and file counts stopped moving."""
+    previous: dict[str, Any] = {}
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        current = control(server, "status")
+        if current["connections"] == 0 and all(
+                current[k] == previous.get(k) for k in ("tasks", "open_files")):
+            return current
+        previous = current
+        time.sleep(0.2)
+    raise AssertionError(f"the broker did not settle: {previous}")
+
+
+def test_many_connections_leave_no_tasks_or_descriptors_behind(server: Broker) -> None:
+    warm = server.connect()  # the first connection creates lasting state (the vhost's caches)
+    warm.channel()
+    warm.close()
+    before = settled_status(server)
+    for _ in range(10):
+        batch = [server.connect() for _ in range(200)]  # 2,000 in all, 200 open at a time
+        for conn in batch:
+            conn.channel()
+        for conn in batch:
+            conn.close()
+    after = settled_status(server)
+    assert (after["tasks"], after["open_files"]) == (before["tasks"], before["open_files"])
