@@ -43,6 +43,7 @@ VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 RESULTS = HERE / "RESULTS.md"
+README = ROOT / "README.md"
 RABBIT_NODE = "trimq-bench@localhost"
 
 
@@ -344,6 +345,13 @@ def update_results(tag: str, body: str) -> None:
     RESULTS.write_text(replace_section(text, tag, body))
 
 
+def update_readme(body: str) -> None:
+    """The README's table of the latest complete run (between its bench:summary markers)."""
+    text = README.read_text()
+    if "<!-- bench:summary -->" in text:
+        README.write_text(replace_section(text, "summary", body))
+
+
 # -- profiling ----------------------------------------------------------------------------------
 def frame_key(frame: str) -> str:
     """'func (path/file.py:123)' -> 'file.py:123 func' with the path shortened."""
@@ -537,6 +545,12 @@ def main(argv: list[str] | None = None) -> int:
                                     + ", ".join(fmt(v) for v in results[b].get(m, [])))
                 body += ["```", "</details>"]
                 update_results("results", "\n".join(body))
+                if len(bnames) == 2 and not args.quick and len(scenarios) == len(lg.SCENARIOS):
+                    update_readme("\n".join([
+                        f"Latest complete run ({info['date']}, {info['nproc']} CPUs, "
+                        f"RabbitMQ {info['rabbitmq']}, trimq {info['trimq']}; medians of "
+                        f"{args.rounds} rounds; details in bench/RESULTS.md):", "",
+                        markdown_table(header, rows)]))
             if profile_text:
                 update_results("profiles", "## Profiles\n\n" + profile_text)
             log(f"updated {RESULTS}")
