@@ -9,6 +9,7 @@ text RabbitMQ gives (Erlang terms included, so clients and operators see the sam
 from __future__ import annotations
 
 import struct
+from functools import partial
 from typing import NamedTuple
 
 from trimq.amqp import spec
@@ -23,6 +24,9 @@ from trimq.errors import (
 
 FRAME_HEADER = struct.Struct(">BHI")
 CONTENT_HEADER = struct.Struct(">HHQ")
+# A method frame's header with the method's ids; a header frame's header with its fixed fields.
+METHOD_FRAME_START = struct.Struct(">BHIHH")
+HEADER_FRAME_START = struct.Struct(">BHIHHQ")
 METHOD_IDS = struct.Struct(">HH")
 FRAME_END = b"\xce"
 HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
@@ -54,14 +58,28 @@ class Frame(NamedTuple):
     payload: bytes
 
 
+_new_frame = partial(tuple.__new__, Frame)  # Frame((type, channel, payload)), without a call
+# into the generated Python __new__
+
+
+class Publish(NamedTuple):
+    """A whole Basic.Publish taken at once by `FrameBuffer.next_publish`."""
+
+    channel: int
+    arguments: bytes  # the method payload after class and method id
+    properties: bytes  # the content header payload after class, weight and body size
+    body: bytes
+
+
 class FrameBuffer:
     """Accumulates received bytes and yields complete frames, checking size and frame-end."""
 
-    __slots__ = ("_buf", "_pos", "frame_max")
+    __slots__ = ("_buf", "_pos", "_publish_start", "frame_max")
 
     def __init__(self, frame_max: int = 131072) -> None:
         self._buf = bytearray()
         self._pos = 0
+        self._publish_start = 0
         self.frame_max = frame_max
 
     def feed(self, data: bytes | bytearray) -> None:
@@ -107,7 +125,65 @@ class FrameBuffer:
         ):
             raise FrameError(f"{frame_detail(frame_type, payload)}: unknown_frame")
         self._pos = end + 1
-        return Frame(frame_type, channel, payload)
+        return _new_frame((frame_type, channel, payload))
+
+    def next_publish(self, max_body: int) -> Publish | None:
+        """Take a Basic.Publish with its content header and body frames at once, when all of
+        them are complete and well formed at the head of the buffer and the body is at most
+        `max_body`; otherwise take nothing and return None (the caller then goes frame by
+        frame, which also reports any error). Publishing costs one call instead of three
+        frames' worth of objects and dispatching."""
+        buf = self._buf
+        pos = self._pos
+        available = len(buf)
+        if available - pos < 11 or buf[pos] != METHOD:
+            return None
+        _type, channel, size, class_id, method_id = METHOD_FRAME_START.unpack_from(buf, pos)
+        limit = self.frame_max - FRAME_OVERHEAD if self.frame_max else 1 << 32
+        end = pos + 7 + size
+        if (method_id != 40 or class_id != 60 or size > limit or end + 20 > available
+                or buf[end] != 0xCE):
+            return None
+        arguments = bytes(buf[pos + 11 : end])
+        start = end + 1
+        kind, header_channel, size, class_id, _weight, body_size = (
+            HEADER_FRAME_START.unpack_from(buf, start))
+        header_end = start + 7 + size
+        if (kind != HEADER or header_channel != channel or class_id != 60 or size < 14
+                or size > limit or body_size > max_body or header_end >= available
+                or buf[header_end] != 0xCE):
+            return None
+        properties = bytes(buf[start + 19 : header_end])
+        start = header_end + 1
+        if not body_size:
+            body = b""
+        else:
+            spans = []  # where each body frame's payload is
+            received = 0
+            while received < body_size:
+                if available - start < 7:
+                    return None
+                kind, body_channel, size = FRAME_HEADER.unpack_from(buf, start)
+                end = start + 7 + size
+                if (kind != BODY or body_channel != channel or size > limit
+                        or received + size > body_size or end >= available
+                        or buf[end] != 0xCE):
+                    return None
+                spans.append((start + 7, end))
+                received += size
+                start = end + 1
+            with memoryview(buf) as view:  # one copy of the body, and no view left behind
+                if len(spans) == 1:
+                    body = bytes(view[spans[0][0] : spans[0][1]])
+                else:
+                    body = b"".join([view[a:b] for a, b in spans])
+        self._publish_start = pos
+        self._pos = start
+        return Publish(channel, arguments, properties, body)
+
+    def unread_publish(self) -> None:
+        """Put back what the last `next_publish` took, for the frame-by-frame path."""
+        self._pos = self._publish_start
 
 
 def decode_method(payload: bytes) -> spec.Method:
@@ -175,6 +251,31 @@ def content_frames(
     return b"".join(parts)
 
 
+_DELIVERY_TAG = struct.Struct(">QB")  # delivery tag, redelivered bit
+_HEADER_AFTER_METHOD = struct.Struct(">BBHIHHQ")  # frame end, then a content header's start
+_BODY_AFTER_HEADER = struct.Struct(">BBHI")  # frame end, then a body frame's header
+
+
+def deliver_frames(
+    channel: int, consumer_tag: bytes, delivery_tag: int, redelivered: bool, route: bytes,
+    properties_raw: bytes, body: bytes, frame_max: int,
+) -> bytes:
+    """Basic.Deliver with its content, from the parts as encoded (consumer_tag a shortstr,
+    route the exchange and routing key shortstrs): one join instead of encoding a method."""
+    size = len(body)
+    method = (METHOD_FRAME_START.pack(METHOD, channel, 13 + len(consumer_tag) + len(route),
+                                      60, 60),
+              consumer_tag, _DELIVERY_TAG.pack(delivery_tag, redelivered), route)
+    if not size or size > frame_max - FRAME_OVERHEAD:
+        return b"".join((*method, FRAME_END,
+                         content_frames(channel, 60, properties_raw, body, frame_max)))
+    return b"".join((
+        *method,
+        _HEADER_AFTER_METHOD.pack(0xCE, HEADER, channel, 12 + len(properties_raw), 60, 0, size),
+        properties_raw, _BODY_AFTER_HEADER.pack(0xCE, BODY, channel, size), body, FRAME_END,
+    ))
+
+
 def method_with_content(
     channel: int, method: spec.Method, properties_raw: bytes, body: bytes, frame_max: int
 ) -> bytes:
@@ -187,11 +288,13 @@ __all__ = [
     "FRAME_ERROR",
     "Frame",
     "FrameBuffer",
+    "Publish",
     "ContentHeader",
     "decode_method",
     "decode_content_header",
     "method_frame",
     "content_frames",
     "method_with_content",
+    "deliver_frames",
     "HEARTBEAT_FRAME",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from trimq.amqp.codec import encode_shortstr
 from trimq.amqp.spec import BasicProperties
 from trimq.broker.arguments import parse_expiration
 
@@ -10,8 +11,8 @@ class Message:
     """A published message. Its encoded properties are kept so delivery re-sends them as is."""
 
     __slots__ = (
-        "exchange", "routing_key", "properties", "properties_raw", "body", "persistent", "id",
-        "ttl",
+        "exchange", "routing_key", "route_raw", "properties", "properties_raw", "body",
+        "size", "persistent", "id", "ttl",
     )
 
     def __init__(
@@ -21,20 +22,28 @@ class Message:
         properties: BasicProperties,
         properties_raw: bytes,
         body: bytes,
+        route_raw: bytes | None = None,
     ) -> None:
         self.exchange = exchange
         self.routing_key = routing_key
+        self.route_raw = route_raw  # see `encoded_route`
         self.properties = properties
         self.properties_raw = properties_raw
         self.body = body
+        self.size = len(body)
         self.persistent = properties.delivery_mode == 2
         self.id = 0  # set when the journal records it (persistent, reached a durable queue)
         expiration = properties.expiration  # per-message TTL in ms (checked at publish)
         self.ttl = parse_expiration(expiration)[0] if expiration is not None else None
 
-    @property
-    def size(self) -> int:
-        return len(self.body)
+    def encoded_route(self) -> bytes:
+        """Exchange and routing key encoded as Basic.Deliver carries them: as the publisher
+        sent them, or encoded once on the first delivery."""
+        route = self.route_raw
+        if route is None:
+            route = self.route_raw = (
+                encode_shortstr(self.exchange) + encode_shortstr(self.routing_key))
+        return route
 
     def with_properties(self, properties: BasicProperties, exchange: str | None = None,
                         routing_key: str | None = None) -> Message:

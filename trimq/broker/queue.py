@@ -15,6 +15,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
+from trimq.amqp.codec import encode_shortstr
 from trimq.broker.deadletter import dead_letter
 from trimq.broker.journal import Journal
 from trimq.broker.message import Message, QueuedMessage
@@ -41,7 +42,7 @@ class DeliverySink(Protocol):
 class Consumer:
     __slots__ = (
         "tag", "queue", "sink", "no_ack", "exclusive", "arguments", "prefetch", "unacked",
-        "priority",
+        "priority", "encoded_tag",
     )
 
     def __init__(
@@ -55,6 +56,7 @@ class Consumer:
         prefetch: int,
     ) -> None:
         self.tag = tag
+        self.encoded_tag = encode_shortstr(tag)  # as every delivery to it carries the tag
         self.queue = queue
         self.sink = sink
         self.no_ack = no_ack
@@ -148,7 +150,7 @@ class Queue:
             return False
         self.next_seq += 1
         entry = QueuedMessage(message, self.next_seq)
-        ttl = self._ttl(message)
+        ttl = None if message.ttl is None and settings.message_ttl is None else self._ttl(message)
         if ttl:
             self._schedule_expiry(entry, time.monotonic() + ttl / 1000)
         self.ready.append(entry)
@@ -210,11 +212,20 @@ class Queue:
         """Hand ready messages to consumers round-robin (highest consumer priority first,
         only the first consumer when single-active), skipping those without credit."""
         ready = self.ready
+        consumers = self.consumers
+        if not ready or not consumers:
+            return
         journal = self.journal
         delivered: list[int] = []
         settled: list[int] = []
-        while ready and self.consumers:
-            consumer = self._next_consumer()
+        # Most queues have one consumer: no round-robin to do (it can be cancelled meanwhile).
+        only = consumers[0] if len(consumers) == 1 and not self.settings.single_active_consumer \
+            else None
+        while ready and consumers:
+            if only is not None and len(consumers) == 1 and consumers[0] is only:
+                consumer = only if only.sink.can_deliver(only) else None
+            else:
+                consumer = self._next_consumer()
             if consumer is None:
                 break
             entry = ready.popleft()

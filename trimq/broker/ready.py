@@ -35,7 +35,10 @@ class ReadyList:
         return self.count > 0
 
     def append(self, entry: QueuedMessage) -> None:
-        self._level(entry).append(entry)
+        if self._max_priority:
+            self._level(entry).append(entry)
+        else:
+            self._levels[0].append(entry)
         entry.in_ready = True
         self.count += 1
         self.bytes += entry.message.size
@@ -43,6 +46,16 @@ class ReadyList:
     def popleft(self) -> QueuedMessage | None:
         """The next live entry, or None."""
         if not self.count:
+            return None
+        if not self._max_priority:  # one level: no loop over levels
+            level = self._levels[0]
+            while level:
+                entry = level.popleft()
+                if entry.in_ready:
+                    entry.in_ready = False
+                    self.count -= 1
+                    self.bytes -= entry.message.size
+                    return entry
             return None
         for level in reversed(self._levels):
             while level:

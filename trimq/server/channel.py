@@ -17,8 +17,9 @@ import trio
 
 from storage import WALFailed
 from trimq.amqp import frames, spec
-from trimq.amqp.channel import Command, ContentAssembler
+from trimq.amqp.channel import ContentAssembler
 from trimq.amqp.codec import Typed
+from trimq.amqp.publish import content_properties, publish_args
 from trimq.broker import reply_to
 from trimq.broker.arguments import parse_expiration
 from trimq.broker.message import Message, QueuedMessage
@@ -28,6 +29,7 @@ from trimq.errors import (
     ACCESS_REFUSED,
     CHANNEL_ERROR,
     COMMAND_INVALID,
+    INTERNAL_ERROR,
     NOT_FOUND,
     NOT_IMPLEMENTED,
     PRECONDITION_FAILED,
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger("trimq.channel")
 
 NO_ROUTE = 312
+PUBLISH_IDS = b"\x00\x3c\x00\x28"  # class 60, method 40
 
 
 def delivered_properties(entry: QueuedMessage, queue: Queue) -> bytes:
@@ -188,7 +191,10 @@ class Channel:
         method = command.method
         try:
             if type(method) is spec.BasicPublish:
-                self.on_publish(command)
+                properties = command.properties
+                assert properties is not None
+                self.publish(method.exchange, method.routing_key, method.mandatory,
+                             method.immediate, properties, command.properties_raw, command.body)
             elif type(method) is spec.ChannelClose:
                 self.connection.close_channel(self, reply=True)
             elif type(method) is spec.ChannelCloseOk:
@@ -201,11 +207,38 @@ class Channel:
                     raise ConnectionError(COMMAND_INVALID, "unimplemented method")
                 handler(method)
         except AMQPError as error:
-            if not error.class_id:
-                error.class_id, error.method_id = method.CLASS_ID, method.METHOD_ID
-            if isinstance(error, ConnectionError):
-                raise
-            self.fail(error)
+            self._method_failed(error, method.CLASS_ID, method.METHOD_ID)
+
+    @property
+    def takes_publish(self) -> bool:
+        """Whether a whole publish may skip frame-by-frame handling (`handle_publish`)."""
+        return not self.closing and not self.assembler.expecting_content
+
+    def handle_publish(self, publish: frames.Publish) -> None:
+        """A whole Basic.Publish (see `FrameBuffer.next_publish`): what `handle_frame` does
+        with its three frames, decoding through caches."""
+        args = publish_args(publish.arguments)
+        if args is None:  # as the general path: 501 FRAME_ERROR "cannot decode ..."
+            frames.decode_method(PUBLISH_IDS + publish.arguments)
+            raise AssertionError("publish arguments decoded only by the general path")
+        decoded = content_properties(publish.properties)
+        if decoded is None:
+            raise ConnectionError(INTERNAL_ERROR, "")  # as decode_content_header
+        exchange, routing_key, mandatory, immediate, route_raw = args
+        try:
+            self.publish(exchange, routing_key, mandatory, immediate, decoded[0], decoded[1],
+                         publish.body, route_raw)
+        except AMQPError as error:
+            self._method_failed(error, 60, 40)
+
+    def _method_failed(self, error: AMQPError, class_id: int, method_id: int) -> None:
+        """An error handling a method: a hard one goes up to the connection, a soft one
+        closes the channel; both name the method unless they name another."""
+        if not error.class_id:
+            error.class_id, error.method_id = class_id, method_id
+        if isinstance(error, ConnectionError):
+            raise error
+        self.fail(error)
 
     def _handle_while_closing(self, frame: frames.Frame) -> None:
         """After we sent Channel.Close only Close-Ok (or a crossing Close) matters."""
@@ -520,11 +553,11 @@ class Channel:
             self.unacked[tag] = (entry, queue, consumer)
             consumer.unacked += 1
         message = entry.message
-        method = spec.BasicDeliver(consumer.tag, tag, entry.redelivered, message.exchange,
-                                   message.routing_key)
-        self.connection.write(frames.method_with_content(
-            self.number, method, delivered_properties(entry, queue), message.body,
-            self.connection.frame_max,
+        connection = self.connection
+        connection.write(frames.deliver_frames(
+            self.number, consumer.encoded_tag, tag, entry.redelivered, message.encoded_route(),
+            message.properties_raw if queue.settings.delivery_limit is None
+            else delivered_properties(entry, queue), message.body, connection.frame_max,
         ))
 
     def on_get(self, m: spec.BasicGet) -> None:
@@ -620,25 +653,25 @@ class Channel:
 
     # -- publishing ---------------------------------------------------------------------
 
-    def on_publish(self, command: Command) -> None:
-        method: spec.BasicPublish = command.method  # type: ignore[assignment]
+    def publish(self, exchange_name: str, routing_key: str, mandatory: bool, immediate: bool,
+                properties: spec.BasicProperties, properties_raw: bytes, body: bytes,
+                route_raw: bytes | None = None) -> None:
+        """Basic.Publish with its content; route_raw is exchange and routing key as encoded."""
         self.connection.publisher = True  # resource alarms block it from now on
-        if method.immediate:
+        if immediate:
             raise ConnectionError(NOT_IMPLEMENTED, "immediate=true")
         vhost = self.vhost
-        self.permit("write", "exchange", method.exchange)
-        exchange = vhost.exchanges.get(method.exchange)
+        self.permit("write", "exchange", exchange_name)
+        exchange = vhost.exchanges.get(exchange_name)
         if exchange is None:
             raise ChannelError(
-                NOT_FOUND, f"no exchange '{method.exchange}' in vhost '{vhost.name}'"
+                NOT_FOUND, f"no exchange '{exchange_name}' in vhost '{vhost.name}'"
             )
         if exchange.internal:
             raise ChannelError(
                 ACCESS_REFUSED,
                 f"cannot publish to internal exchange '{exchange.name}' in vhost '{vhost.name}'",
             )
-        properties = command.properties
-        assert properties is not None
         user_id = properties.user_id
         if user_id is not None and user_id != self.connection.username:
             raise ChannelError(
@@ -652,16 +685,16 @@ class Channel:
             if problem is not None:
                 raise ChannelError(PRECONDITION_FAILED,
                                    f"invalid expiration '{expiration}': {problem}")
-        message = Message(method.exchange, method.routing_key, properties,
-                          command.properties_raw, command.body)
+        message = Message(exchange_name, routing_key, properties, properties_raw, body,
+                          route_raw)
         if properties.reply_to == reply_to.PSEUDO_QUEUE:
             if self.reply_consumer is None:
                 raise ChannelError(PRECONDITION_FAILED, "fast reply consumer does not exist")
             message = with_reply_to(message, self.reply_consumer[1])
         if self.transactional:
-            self.tx_ops.append(lambda: self._route(message, exchange, method.mandatory))
+            self.tx_ops.append(lambda: self._route(message, exchange, mandatory))
             return
-        lsn, refused = self._route(message, exchange, method.mandatory)
+        lsn, refused = self._route(message, exchange, mandatory)
         if self.confirm:
             self.confirm_seq += 1
             if lsn:

@@ -396,10 +396,7 @@ class ServerConnection:
         reply needs). Frames that arrived with the handshake are handled first."""
         while not self.finished:
             try:
-                while not self.finished and (frame := self.frames.next_frame()) is not None:
-                    self.handle_frame(frame)
-                    if self._after_durable is not None:
-                        break  # later frames wait until the deferred reply has gone out
+                self._handle_buffered()
             except ConnectionError as error:
                 self.start_close(error)
             except AMQPError as error:  # a soft error outside any channel: treat as hard
@@ -420,6 +417,27 @@ class ServerConnection:
             except PeerGone:
                 self.finished = True
                 return
+
+    def _handle_buffered(self) -> None:
+        """Handle the complete frames received; a whole Basic.Publish at once when its channel
+        is ready for one (the general path sees any other frame, and any error)."""
+        buffer = self.frames
+        channels = self.channels
+        max_body = self.broker.config.max_message_size
+        while not self.finished:
+            publish = buffer.next_publish(max_body)
+            if publish is not None:
+                channel = channels.get(publish.channel)
+                if channel is not None and channel.takes_publish and not self.closing:
+                    channel.handle_publish(publish)
+                    continue
+                buffer.unread_publish()
+            frame = buffer.next_frame()
+            if frame is None:
+                return
+            self.handle_frame(frame)
+            if self._after_durable is not None:
+                return  # later frames wait until the deferred reply has gone out
 
     async def _stay_blocked(self) -> None:
         """An alarm is on and this connection publishes: stop reading it until the alarm
