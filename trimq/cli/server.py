@@ -23,7 +23,7 @@ from trimq import __version__
 from trimq.broker.broker import BrokerConfig
 from trimq.cli import config
 from trimq.cli.daemon import Daemon, daemonize
-from trimq.server.app import recover, serve
+from trimq.server.app import recover, serve, tune_gc
 from trimq.server.notify import Notifier
 
 DEFAULT_DATA_DIR = Path(
@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.detached:
         daemon = daemonize(settings.data_dir / PID_FILE, settings.data_dir / LOG_FILE)
     configure_logging(settings.log_level, settings.log_format)
+    tune_gc()
     code = 0
     try:
         trio.run(_run, settings, daemon)

@@ -35,6 +35,18 @@ COMPACTION_CHECK_INTERVAL = 5.0  # seconds between looks at the log's dead bytes
 
 SHUTDOWN_TEXT = "broker forced connection closure with reason 'shutdown'"
 
+# The cyclic collector's thresholds for the broker process. Messages form no reference cycles
+# but each one allocates several objects, so with Python's default (a young collection every
+# 700 allocations) messages in flight are scanned again and again, and queued ones are moved
+# through every generation: ~10% of the CPU at 100k msg/s. Rarer young collections let most
+# messages die before one; cycles (tasks, exceptions) are still collected within seconds.
+GC_THRESHOLDS = (20_000, 10, 10)
+
+
+def tune_gc() -> None:
+    """Set the broker process's collector thresholds (see GC_THRESHOLDS)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+
 
 @dataclass
 class ServerState:
