@@ -71,15 +71,20 @@ class Publish(NamedTuple):
     body: bytes
 
 
+_new_publish = partial(tuple.__new__, Publish)
+
 class FrameBuffer:
     """Accumulates received bytes and yields complete frames, checking size and frame-end."""
 
-    __slots__ = ("_buf", "_pos", "_publish_start", "frame_max")
+    __slots__ = ("_buf", "_pos", "_publish_start", "_last_arguments", "_last_properties",
+                 "frame_max")
 
     def __init__(self, frame_max: int = 131072) -> None:
         self._buf = bytearray()
         self._pos = 0
         self._publish_start = 0
+        self._last_arguments = b""  # of the last publish taken
+        self._last_properties = b""
         self.frame_max = frame_max
 
     def feed(self, data: bytes | bytearray) -> None:
@@ -144,7 +149,9 @@ class FrameBuffer:
         if (method_id != 40 or class_id != 60 or size > limit or end + 20 > available
                 or buf[end] != 0xCE):
             return None
-        arguments = bytes(buf[pos + 11 : end])
+        arguments = self._last_arguments  # a publisher repeats itself: no new bytes object
+        if len(arguments) != size - 4 or not buf.startswith(arguments, pos + 11):
+            arguments = bytes(buf[pos + 11 : end])
         start = end + 1
         kind, header_channel, size, class_id, _weight, body_size = (
             HEADER_FRAME_START.unpack_from(buf, start))
@@ -153,7 +160,9 @@ class FrameBuffer:
                 or size > limit or body_size > max_body or header_end >= available
                 or buf[header_end] != 0xCE):
             return None
-        properties = bytes(buf[start + 19 : header_end])
+        properties = self._last_properties
+        if len(properties) != size - 12 or not buf.startswith(properties, start + 19):
+            properties = bytes(buf[start + 19 : header_end])
         start = header_end + 1
         if not body_size:
             body = b""
@@ -172,18 +181,30 @@ class FrameBuffer:
                 spans.append((start + 7, end))
                 received += size
                 start = end + 1
-            with memoryview(buf) as view:  # one copy of the body, and no view left behind
-                if len(spans) == 1:
-                    body = bytes(view[spans[0][0] : spans[0][1]])
-                else:
-                    body = b"".join([view[a:b] for a, b in spans])
+            body = _join_spans(buf, spans, body_size)
+        self._last_arguments = arguments
+        self._last_properties = properties
         self._publish_start = pos
         self._pos = start
-        return Publish(channel, arguments, properties, body)
+        return _new_publish((channel, arguments, properties, body))
 
     def unread_publish(self) -> None:
         """Put back what the last `next_publish` took, for the frame-by-frame path."""
         self._pos = self._publish_start
+
+
+def _join_spans(buf: bytearray, spans: list[tuple[int, int]], size: int) -> bytes:
+    """The body frames' payloads as one bytes object: a large body is copied once, through a
+    view that is released at once (the buffer cannot be resized while a view exists)."""
+    if size < 65536:
+        if len(spans) == 1:
+            return bytes(buf[spans[0][0] : spans[0][1]])
+        return b"".join([buf[a:b] for a, b in spans])
+    view = memoryview(buf)
+    try:
+        return b"".join([view[a:b] for a, b in spans])
+    finally:
+        view.release()
 
 
 def decode_method(payload: bytes) -> spec.Method:

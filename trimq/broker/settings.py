@@ -3,7 +3,7 @@ once into plain attributes so the publish and deliver paths test None rather tha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -19,10 +19,12 @@ class QueueSettings:
     max_priority: int = 0
     single_active_consumer: bool = False
     delivery_limit: int | None = None
+    bounded: bool = field(init=False)  # a maximum length or size applies
 
-    @property
-    def bounded(self) -> bool:
-        return self.max_length is not None or self.max_length_bytes is not None
+    def __post_init__(self) -> None:
+        # an attribute, not a property: every publish tests it
+        object.__setattr__(self, "bounded",
+                           self.max_length is not None or self.max_length_bytes is not None)
 
 
 def _value(arguments: dict[str, Any], name: str) -> Any:

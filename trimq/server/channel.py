@@ -8,8 +8,10 @@ whose confirm task sends publisher confirms once per batch, cumulatively.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
+from itertools import islice
+from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -77,6 +79,26 @@ def without_bcc(message: Message) -> Message:
     properties = old.copy()
     properties.headers = {k: v for k, v in (old.headers or {}).items() if k != "BCC"}
     return message.with_properties(properties)
+
+
+def _by_queue(items: list[Unacked]) -> list[tuple[Queue, list[QueuedMessage]]]:
+    """Deliveries that are settled or come back, grouped by queue in their order; their
+    consumers get the credit back."""
+    if not items:
+        return []
+    for consumer, count in Counter(map(_CONSUMER, items)).items():
+        if consumer is not None:
+            consumer.unacked -= count
+    first = items[0][1]
+    if all(queue is first for queue in map(_QUEUE, items)):  # the usual case: one queue
+        return [(first, list(map(_ENTRY, items)))]
+    by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
+    for entry, queue, _consumer in items:
+        by_queue.setdefault(id(queue), (queue, []))[1].append(entry)
+    return list(by_queue.values())
+
+
+_ENTRY, _QUEUE, _CONSUMER = itemgetter(0), itemgetter(1), itemgetter(2)
 
 
 class PermissionCache:
@@ -307,12 +329,7 @@ class Channel:
         self.tx_acks.clear()
 
     def _requeue(self, items: list[Unacked]) -> None:
-        by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
-        for entry, queue, consumer in items:
-            if consumer is not None:
-                consumer.unacked -= 1
-            by_queue.setdefault(id(queue), (queue, []))[1].append(entry)
-        for queue, entries in by_queue.values():
+        for queue, entries in _by_queue(items):
             queue.requeue(entries)
 
     # -- exchanges ----------------------------------------------------------------------
@@ -592,36 +609,34 @@ class Channel:
             raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}")
         if not multiple:
             return {tag: unacked.pop(tag)}
-        taken = {}
-        while True:
-            first = next(iter(unacked))
-            taken[first] = unacked.pop(first)
-            if first == tag:
-                return taken
+        # Delivery tags only grow: the deliveries acknowledged are the oldest ones.
+        count = 0
+        for key in unacked:
+            count += 1
+            if key == tag:
+                break
+        taken = dict(islice(unacked.items(), count))
+        for key in taken:
+            del unacked[key]
+        return taken
 
     def _settle(self, taken: dict[int, Unacked], outcome: str) -> None:
         """Acked, requeued, or rejected without requeue (dead-lettered if the queue says so)."""
         items = list(taken.values())
-        if outcome == "requeue":
-            self._requeue(items)
-        else:
-            by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
-            for entry, queue, consumer in items:
-                by_queue.setdefault(id(queue), (queue, []))[1].append(entry)
-                if consumer is not None:
-                    consumer.unacked -= 1
-            for queue, entries in by_queue.values():
-                if outcome == "ack":
-                    queue.settle(entries)
-                else:
-                    queue.reject(entries)
+        groups = _by_queue(items)
+        for queue, entries in groups:
+            if outcome == "ack":
+                queue.settle(entries)
+            elif outcome == "requeue":
+                queue.requeue(entries)
+            else:
+                queue.reject(entries)
         if self.unacked_limit:
             self.dispatch_consumed_queues()
-        else:
-            seen: set[int] = set()
-            for _entry, queue, consumer in items:
-                if consumer is not None and id(queue) not in seen:
-                    seen.add(id(queue))
+        else:  # the consumers' queues (not those of Basic.Get's deliveries)
+            consumers = {id(item[2]): item[2] for item in items}
+            for queue, _ in groups:
+                if any(c is not None and c.queue is queue for c in consumers.values()):
                     queue.dispatch()
 
     def _acknowledge(self, tag: int, multiple: bool, outcome: str) -> None:
