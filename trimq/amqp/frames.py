@@ -31,6 +31,7 @@ METHOD_IDS = struct.Struct(">HH")
 FRAME_END = b"\xce"
 HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 FRAME_OVERHEAD = 8  # 7-byte header + frame-end octet
+LARGE_BODY = 65536  # a body from this size on is not copied into intermediate buffers
 
 METHOD = spec.FRAME_METHOD
 HEADER = spec.FRAME_HEADER
@@ -68,7 +69,7 @@ class Publish(NamedTuple):
     channel: int
     arguments: bytes  # the method payload after class and method id
     properties: bytes  # the content header payload after class, weight and body size
-    body: bytes
+    body: bytes | None  # None: still arriving (see FrameBuffer.next_publish)
 
 
 _new_publish = partial(tuple.__new__, Publish)
@@ -77,7 +78,7 @@ class FrameBuffer:
     """Accumulates received bytes and yields complete frames, checking size and frame-end."""
 
     __slots__ = ("_buf", "_pos", "_publish_start", "_last_arguments", "_last_properties",
-                 "frame_max")
+                 "_body_scan", "frame_max")
 
     def __init__(self, frame_max: int = 131072) -> None:
         self._buf = bytearray()
@@ -85,10 +86,16 @@ class FrameBuffer:
         self._publish_start = 0
         self._last_arguments = b""  # of the last publish taken
         self._last_properties = b""
+        # a publish whose body is still arriving: (its position, where the next body frame
+        # starts relative to it, body bytes so far, the body frames' payload spans)
+        self._body_scan: tuple[int, int, int, list[tuple[int, int]]] | None = None
         self.frame_max = frame_max
 
     def feed(self, data: bytes | bytearray) -> None:
         if self._pos:
+            scan = self._body_scan
+            if scan is not None:  # still valid when its publish stays at the head
+                self._body_scan = (0, *scan[1:]) if scan[0] == self._pos else None
             del self._buf[: self._pos]
             self._pos = 0
         self._buf += data
@@ -135,9 +142,10 @@ class FrameBuffer:
     def next_publish(self, max_body: int) -> Publish | None:
         """Take a Basic.Publish with its content header and body frames at once, when all of
         them are complete and well formed at the head of the buffer and the body is at most
-        `max_body`; otherwise take nothing and return None (the caller then goes frame by
-        frame, which also reports any error). Publishing costs one call instead of three
-        frames' worth of objects and dispatching."""
+        `max_body`. When they are well formed so far but the body is still arriving, take
+        nothing and return the publish with body None (`PARTIAL`): a large body is then
+        copied once, when complete, rather than frame by frame. Otherwise take nothing and
+        return None: the caller goes frame by frame, which also reports any error."""
         buf = self._buf
         pos = self._pos
         available = len(buf)
@@ -163,46 +171,59 @@ class FrameBuffer:
         properties = self._last_properties
         if len(properties) != size - 12 or not buf.startswith(properties, start + 19):
             properties = bytes(buf[start + 19 : header_end])
-        start = header_end + 1
-        if not body_size:
-            body = b""
-        else:
-            spans = []  # where each body frame's payload is
-            received = 0
-            while received < body_size:
-                if available - start < 7:
-                    return None
-                kind, body_channel, size = FRAME_HEADER.unpack_from(buf, start)
-                end = start + 7 + size
-                if (kind != BODY or body_channel != channel or size > limit
-                        or received + size > body_size or end >= available
-                        or buf[end] != 0xCE):
-                    return None
-                spans.append((start + 7, end))
-                received += size
-                start = end + 1
-            body = _join_spans(buf, spans, body_size)
         self._last_arguments = arguments
         self._last_properties = properties
         self._publish_start = pos
+        start = header_end + 1
+        if not body_size:
+            self._pos = start
+            return _new_publish((channel, arguments, properties, b""))
+        # Body frames: where each one's payload is, relative to pos. A scan of a body still
+        # arriving goes on where it stopped (feed() keeps it when it keeps the publish).
+        scan = self._body_scan
+        if scan is not None and scan[0] == pos:
+            _, start, received, spans = scan
+            start += pos
+        else:
+            received = 0
+            spans = []
+        while received < body_size:
+            if available - start < 7:
+                self._body_scan = (pos, start - pos, received, spans)
+                return _new_publish((channel, arguments, properties, None))
+            kind, body_channel, size = FRAME_HEADER.unpack_from(buf, start)
+            end = start + 7 + size
+            if (kind != BODY or body_channel != channel or size > limit
+                    or received + size > body_size):
+                return None
+            if end >= available:
+                self._body_scan = (pos, start - pos, received, spans)
+                return _new_publish((channel, arguments, properties, None))
+            if buf[end] != 0xCE:
+                return None
+            spans.append((start + 7 - pos, end - pos))
+            received += size
+            start = end + 1
+        self._body_scan = None
         self._pos = start
-        return _new_publish((channel, arguments, properties, body))
+        return _new_publish((channel, arguments, properties, _join_spans(buf, pos, spans,
+                                                                         body_size)))
 
     def unread_publish(self) -> None:
         """Put back what the last `next_publish` took, for the frame-by-frame path."""
         self._pos = self._publish_start
 
 
-def _join_spans(buf: bytearray, spans: list[tuple[int, int]], size: int) -> bytes:
-    """The body frames' payloads as one bytes object: a large body is copied once, through a
-    view that is released at once (the buffer cannot be resized while a view exists)."""
+def _join_spans(buf: bytearray, base: int, spans: list[tuple[int, int]], size: int) -> bytes:
+    """The body frames' payloads (spans relative to base) as one bytes object: a large body is
+    copied once, through a view released at once (a bytearray cannot resize under a view)."""
     if size < 65536:
         if len(spans) == 1:
-            return bytes(buf[spans[0][0] : spans[0][1]])
-        return b"".join([buf[a:b] for a, b in spans])
+            return bytes(buf[base + spans[0][0] : base + spans[0][1]])
+        return b"".join([buf[base + a : base + b] for a, b in spans])
     view = memoryview(buf)
     try:
-        return b"".join([view[a:b] for a, b in spans])
+        return b"".join([view[base + a : base + b] for a, b in spans])
     finally:
         view.release()
 
@@ -252,10 +273,11 @@ def method_frame(channel: int, method: spec.Method) -> bytes:
     return FRAME_HEADER.pack(METHOD, channel, len(payload)) + payload + FRAME_END
 
 
-def content_frames(
+def content_parts(
     channel: int, class_id: int, properties_raw: bytes, body: bytes, frame_max: int
-) -> bytes:
-    """A content header frame and the body frames, each body frame at most frame_max."""
+) -> list[bytes | memoryview]:
+    """A content header frame and the body frames, each body frame at most frame_max, as
+    pieces: the body's are views of it, not copies."""
     header = CONTENT_HEADER.pack(class_id, 0, len(body)) + properties_raw
     parts: list[bytes | memoryview] = [
         FRAME_HEADER.pack(HEADER, channel, len(header)), header, FRAME_END
@@ -269,12 +291,25 @@ def content_frames(
         for start in range(0, len(body), chunk):
             piece = view[start : start + chunk]
             parts += (FRAME_HEADER.pack(BODY, channel, len(piece)), piece, FRAME_END)
-    return b"".join(parts)
+    return parts
+
+
+def content_frames(
+    channel: int, class_id: int, properties_raw: bytes, body: bytes, frame_max: int
+) -> bytes:
+    """A content header frame and the body frames, each body frame at most frame_max."""
+    return b"".join(content_parts(channel, class_id, properties_raw, body, frame_max))
 
 
 _DELIVERY_TAG = struct.Struct(">QB")  # delivery tag, redelivered bit
 _HEADER_AFTER_METHOD = struct.Struct(">BBHIHHQ")  # frame end, then a content header's start
 _BODY_AFTER_HEADER = struct.Struct(">BBHI")  # frame end, then a body frame's header
+
+
+def _deliver_method(channel: int, consumer_tag: bytes, delivery_tag: int, redelivered: bool,
+                    route: bytes) -> tuple[bytes, ...]:
+    return (METHOD_FRAME_START.pack(METHOD, channel, 13 + len(consumer_tag) + len(route), 60, 60),
+            consumer_tag, _DELIVERY_TAG.pack(delivery_tag, redelivered), route)
 
 
 def deliver_frames(
@@ -284,9 +319,7 @@ def deliver_frames(
     """Basic.Deliver with its content, from the parts as encoded (consumer_tag a shortstr,
     route the exchange and routing key shortstrs): one join instead of encoding a method."""
     size = len(body)
-    method = (METHOD_FRAME_START.pack(METHOD, channel, 13 + len(consumer_tag) + len(route),
-                                      60, 60),
-              consumer_tag, _DELIVERY_TAG.pack(delivery_tag, redelivered), route)
+    method = _deliver_method(channel, consumer_tag, delivery_tag, redelivered, route)
     if not size or size > frame_max - FRAME_OVERHEAD:
         return b"".join((*method, FRAME_END,
                          content_frames(channel, 60, properties_raw, body, frame_max)))
@@ -295,6 +328,17 @@ def deliver_frames(
         _HEADER_AFTER_METHOD.pack(0xCE, HEADER, channel, 12 + len(properties_raw), 60, 0, size),
         properties_raw, _BODY_AFTER_HEADER.pack(0xCE, BODY, channel, size), body, FRAME_END,
     ))
+
+
+def deliver_parts(
+    channel: int, consumer_tag: bytes, delivery_tag: int, redelivered: bool, route: bytes,
+    properties_raw: bytes, body: bytes, frame_max: int,
+) -> list[bytes | memoryview]:
+    """As deliver_frames, in pieces that refer to the body rather than copy it (for large
+    bodies, which are then copied only once, into the output)."""
+    head = b"".join((*_deliver_method(channel, consumer_tag, delivery_tag, redelivered, route),
+                     FRAME_END))
+    return [head, *content_parts(channel, 60, properties_raw, body, frame_max)]
 
 
 def method_with_content(
@@ -317,5 +361,7 @@ __all__ = [
     "content_frames",
     "method_with_content",
     "deliver_frames",
+    "deliver_parts",
+    "LARGE_BODY",
     "HEARTBEAT_FRAME",
 ]

@@ -69,3 +69,9 @@ def content_properties(data: bytes) -> tuple[spec.BasicProperties, bytes] | None
             _properties_cache.clear()
         _properties_cache[data] = decoded
     return decoded
+
+
+def decodable(arguments: bytes, properties: bytes) -> bool:
+    """Whether a publish's arguments and properties decode: only then may the rest of it be
+    waited for (the general path reports an undecodable one as soon as it arrives)."""
+    return publish_args(arguments) is not None and content_properties(properties) is not None

@@ -247,9 +247,11 @@ class Channel:
         if decoded is None:
             raise ConnectionError(INTERNAL_ERROR, "")  # as decode_content_header
         exchange, routing_key, mandatory, immediate, route_raw = args
+        body = publish.body
+        assert body is not None
         try:
             self.publish(exchange, routing_key, mandatory, immediate, decoded[0], decoded[1],
-                         publish.body, route_raw)
+                         body, route_raw)
         except AMQPError as error:
             self._method_failed(error, 60, 40)
 
@@ -571,11 +573,17 @@ class Channel:
             consumer.unacked += 1
         message = entry.message
         connection = self.connection
-        connection.write(frames.deliver_frames(
-            self.number, consumer.encoded_tag, tag, entry.redelivered, message.encoded_route(),
-            message.properties_raw if queue.settings.delivery_limit is None
-            else delivered_properties(entry, queue), message.body, connection.frame_max,
-        ))
+        properties = (message.properties_raw if queue.settings.delivery_limit is None
+                      else delivered_properties(entry, queue))
+        if message.size < frames.LARGE_BODY:
+            connection.write(frames.deliver_frames(
+                self.number, consumer.encoded_tag, tag, entry.redelivered,
+                message.encoded_route(), properties, message.body, connection.frame_max))
+            return
+        for part in frames.deliver_parts(
+                self.number, consumer.encoded_tag, tag, entry.redelivered,
+                message.encoded_route(), properties, message.body, connection.frame_max):
+            connection.write(part)
 
     def on_get(self, m: spec.BasicGet) -> None:
         self.permit("read", "queue", self.queue_name(m.queue))

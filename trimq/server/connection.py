@@ -24,6 +24,7 @@ from storage import WALFailed
 from trimq import __version__
 from trimq.amqp import frames, spec
 from trimq.amqp.codec import decode_table
+from trimq.amqp.publish import decodable
 from trimq.broker.queue import Queue
 from trimq.errors import (
     ACCESS_REFUSED,
@@ -38,6 +39,7 @@ from trimq.errors import (
     reply_text,
 )
 from trimq.server.channel import Channel
+from trimq.server.output import Output
 from trimq.server.resources import Resources
 
 if TYPE_CHECKING:
@@ -113,7 +115,7 @@ class ServerConnection:
         self.channel_max = config.channel_max
         self.heartbeat = config.heartbeat
         self.resources = resources if resources is not None else Resources()
-        self.out = bytearray()
+        self.out = Output()
         self.output_limit = config.connection_output_buffer
         self.deliveries_paused = False  # a consumer was refused for a full output buffer
         self.publisher = False  # has published: an alarm blocks it
@@ -136,7 +138,7 @@ class ServerConnection:
 
     # -- output -------------------------------------------------------------------------
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self.out += data
         self._wake.set()
 
@@ -160,8 +162,8 @@ class ServerConnection:
                 await self._wake.wait()
                 self._wake = trio.Event()
                 while self.out:
-                    data, self.out = self.out, bytearray()
-                    await stream.send_all(data)
+                    data, self.out = self.out, Output()
+                    await data.send_to(stream)
                     self.last_sent = trio.current_time()
                     self.stats.send_oct += len(data)
                     self.stats.send_cnt += 1
@@ -429,8 +431,11 @@ class ServerConnection:
             if publish is not None:
                 channel = channels.get(publish.channel)
                 if channel is not None and channel.takes_publish and not self.closing:
-                    channel.handle_publish(publish)
-                    continue
+                    if publish.body is not None:
+                        channel.handle_publish(publish)
+                        continue
+                    if decodable(publish.arguments, publish.properties):
+                        return  # its body is still arriving
                 buffer.unread_publish()
             frame = buffer.next_frame()
             if frame is None:
