@@ -31,6 +31,8 @@ class Committer:
 
     def __init__(self, sink: Sink, durable_lsn: int = 0) -> None:
         self._sink = sink
+        # appends records held back to be coalesced; runs before every batch is taken
+        self.before_commit: Callable[[], None] | None = None
         self.durable_lsn = durable_lsn
         self.submitted_lsn = durable_lsn
         self.failed: BaseException | None = None
@@ -57,6 +59,12 @@ class Committer:
         if not self._wake.is_set():
             self._wake.set()
 
+    def wake(self) -> None:
+        """Have the committer run soon even though nothing was submitted (so that
+        `before_commit` appends what it holds back)."""
+        if not self._wake.is_set():
+            self._wake.set()
+
     @property
     def pending(self) -> int:
         return len(self._pending)
@@ -73,6 +81,8 @@ class Committer:
         task_status.started()
         try:
             while True:
+                if self.before_commit is not None and self.failed is None:
+                    self.before_commit()
                 if self._pending and self.failed is None:
                     await self._commit()
                     continue
@@ -140,7 +150,10 @@ class Committer:
         if self._running:
             assert self._stopped is not None
             await self._stopped.wait()
-        elif self._pending and self.failed is None:
-            await self._commit()
+        else:
+            if self.before_commit is not None and self.failed is None:
+                self.before_commit()
+            if self._pending and self.failed is None:
+                await self._commit()
         self._closed = True
         self._release(everyone=True)

@@ -117,11 +117,16 @@ def rewritten_header(base_lsn: int, next_message_id: int, end_lsn: int,
                          SEGMENT_HEADER_SIZE + record_bytes)
 
 
+_CRC = struct.Struct("<I")
+
+
 def encode_record(lsn: int, rtype: int, payload: bytes) -> bytes:
-    """Frame one record: header with CRC, then the payload."""
+    """Frame one record: header with CRC, then the payload (once per record appended: the
+    mask is computed inline and the parts joined with one copy)."""
     tail = _RECORD_TAIL.pack(len(payload), lsn, rtype)
-    crc = mask_crc(crc32c.crc32c(payload, crc32c.crc32c(tail)))
-    return struct.pack("<I", crc) + tail + payload
+    crc = crc32c.crc32c(payload, crc32c.crc32c(tail))
+    crc = ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF  # mask_crc
+    return b"".join((_CRC.pack(crc), tail, payload))
 
 
 @dataclass(frozen=True, slots=True)

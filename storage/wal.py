@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,15 @@ class WAL:
         self._next_lsn = lsn + 1
         self._committer.submit(lsn, (lsn, record, state.next_message_id), len(record))
         return lsn
+
+    def coalesce(self, flush: Callable[[], None]) -> None:
+        """Let a caller hold records back and append them together: `flush()` (which appends
+        them) runs before the committer takes each batch, and whenever `flush_soon()` asks."""
+        self._committer.before_commit = flush
+
+    def flush_soon(self) -> None:
+        """Records are held back (see `coalesce`): have them appended and written soon."""
+        self._committer.wake()
 
     async def wait_durable(self, lsn: int) -> None:
         """Return once an fsync covering `lsn` completed; raises WALFailed."""

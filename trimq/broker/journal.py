@@ -27,10 +27,16 @@ class Journal:
     541 (the client is told, nothing is confirmed). Settlements and deliveries are best
     effort: losing one only makes a message come back (redelivered) after a restart."""
 
-    def __init__(self, append: Append, next_message_id: int = 1) -> None:
+    def __init__(self, append: Append, next_message_id: int = 1,
+                 flush_soon: Callable[[], None] | None = None) -> None:
         self._append_record = append
         self.next_message_id = next_message_id
         self.last_define_lsn = 0  # replies to declarations wait until this is durable
+        # With flush_soon, deliveries are held back and recorded together by flush() (which
+        # the log calls before writing each batch): one DELIVER record per queue and batch
+        # instead of one per dispatch, which is one per message when consumers keep up.
+        self._flush_soon = flush_soon
+        self._deliveries: dict[int, tuple[Queue, list[int]]] = {}
 
     def _append(self, rtype: RecordType, payload: dict[str, Any]) -> int:
         try:
@@ -73,8 +79,25 @@ class Journal:
             RecordType.SETTLE, {"queue": [queue.vhost, queue.name], "ids": ids}
         )
 
-    def deliver(self, queue: Queue, ids: list[int]) -> int:
+    def deliver(self, queue: Queue, ids: list[int]) -> None:
         """These messages were delivered once more (they come back redelivered)."""
-        return self._append_quietly(
-            RecordType.DELIVER, {"queue": [queue.vhost, queue.name], "ids": ids}
-        )
+        if self._flush_soon is None:
+            self._append_quietly(
+                RecordType.DELIVER, {"queue": [queue.vhost, queue.name], "ids": ids})
+            return
+        pending = self._deliveries
+        if not pending:
+            self._flush_soon()
+        held = pending.get(id(queue))
+        if held is None:
+            pending[id(queue)] = (queue, list(ids))
+        else:
+            held[1].extend(ids)
+
+    def flush(self) -> None:
+        """Record the deliveries held back. Their records may follow the settlements of the
+        same messages; replay ignores deliveries of messages a queue no longer holds."""
+        pending, self._deliveries = self._deliveries, {}
+        for queue, ids in pending.values():
+            self._append_quietly(
+                RecordType.DELIVER, {"queue": [queue.vhost, queue.name], "ids": ids})

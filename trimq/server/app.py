@@ -80,7 +80,9 @@ def recover(config: BrokerConfig, data_dir: Path, segment_size: int, fsync: bool
 
     wal = WAL(data_dir, segment_size=segment_size, fsync=fsync)
     state = wal.open(progress=progress)
-    broker = Broker(config, Journal(wal.append, state.next_message_id), bootstrap=False)
+    journal = Journal(wal.append, state.next_message_id, flush_soon=wal.flush_soon)
+    wal.coalesce(journal.flush)
+    broker = Broker(config, journal, bootstrap=False)
     skipped: list[str] = []
     queues, messages = restore(broker, state, skipped)
     for reason in skipped:
