@@ -227,6 +227,9 @@ class WAL:
         next open replays little), release the lock. A failed WAL closes without writing."""
         if not self._open:
             return
+        flush = self._committer.before_commit
+        if flush is not None and self.failed is None:
+            flush()  # what a caller holds back (see coalesce) goes in before the end
         self._open = False
         try:
             async with self._maintenance_lock():

@@ -408,3 +408,33 @@ async def test_checkpoint_beyond_the_log_end(tmp_path: Path) -> None:
     assert_state(await arecover_state(tmp_path, 300), model)
     remove_checkpoints(tmp_path)
     assert (await arecover_state(tmp_path, 300)).last_lsn == model.last_lsn
+
+
+async def test_coalesced_records_are_appended_before_each_batch_and_on_close(
+        tmp_path: Path) -> None:
+    wal = WAL(tmp_path, segment_size=1 << 20, fsync=False)
+    wal.open()
+    held: list[int] = []
+
+    def flush() -> None:  # what the journal does with the deliveries it holds back
+        if held:
+            wal.append(RecordType.DELIVER, {"queue": ["/", "q"], "ids": list(held)})
+            held.clear()
+
+    wal.coalesce(flush)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(wal.run_committer)
+        wal.append(RecordType.DEFINE, QUEUE)
+        wal.append(RecordType.MESSAGE, message(1))
+        wal.append(RecordType.MESSAGE, message(2))
+        await wal.wait_durable(3)
+        held += [1, 2]
+        wal.flush_soon()  # nothing else is appended: the committer still writes them
+        while wal.last_lsn < 4:
+            await trio.sleep(0.001)
+        await wal.wait_durable(4)
+        held.append(2)
+        await wal.close()  # and what is held at close is written too
+    state = await arecover_state(tmp_path)
+    counts = {m.id: m.delivery_count for m in state.queues[("/", "q")]}
+    assert counts == {1: 1, 2: 2} and state.last_lsn == 5

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-from storage import RecordType, WALFailed
+from storage import RecordType, WALClosed, WALFailed
 from trimq.errors import INTERNAL_ERROR, ConnectionError
 
 if TYPE_CHECKING:
@@ -99,5 +99,8 @@ class Journal:
         same messages; replay ignores deliveries of messages a queue no longer holds."""
         pending, self._deliveries = self._deliveries, {}
         for queue, ids in pending.values():
-            self._append_quietly(
-                RecordType.DELIVER, {"queue": [queue.vhost, queue.name], "ids": ids})
+            try:
+                self._append_record(
+                    RecordType.DELIVER, {"queue": [queue.vhost, queue.name], "ids": ids})
+            except (WALFailed, WALClosed):  # best effort, as every delivery record
+                return
