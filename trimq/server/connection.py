@@ -1,7 +1,8 @@
 """One client connection: handshake, then a reader, a writer and a heartbeat task in one nursery.
 
-The reader receives large chunks and handles every complete frame in them synchronously; the
-writer sends everything buffered with one `send_all`. Leaving the nursery for any reason runs
+The reader receives large chunks and handles every complete frame in them synchronously (a
+whole Basic.Publish at once when it can); the writer sends everything buffered with one
+gathered send (`Output`). Leaving the nursery for any reason runs
 `cleanup()`, which is synchronous so cancellation cannot skip it: unacked messages are requeued,
 consumers cancelled and exclusive queues deleted.
 """
