@@ -19,6 +19,7 @@ from storage.checkpoint import load_newest
 from storage.errors import CorruptWAL
 from storage.format import SEGMENT_HEADER_SIZE, SegmentHeader
 from storage.fsutil import TMP_SUFFIX, fsync_dir, replace_file, unique_path, write_new_file
+from storage.records import PayloadError
 from storage.replay import ReplayState
 from storage.segment import Damage, SegmentReader, list_segments, read_segment
 
@@ -104,15 +105,20 @@ def _recover(wal_dir: Path, fsync: bool, progress: Progress | None) -> Recovery:
         data = read_segment(info.path)
         below = None if newest else infos[i + 1].base
         reader = SegmentReader(info.path, data, info.base, below_lsn=below)
-        apply = state.apply
-        for _off, size, lsn, rtype, payload in reader.records(stop_at_damage=True,
-                                                              skip_upto=ckpt_lsn):
+        replay = state.replay
+        for off, size, lsn, rtype, payload in reader.records(stop_at_damage=True,
+                                                             decode=False):
             if lsn <= ckpt_lsn:
                 continue
-            apply(lsn, rtype, payload, size)
+            try:
+                replay(lsn, rtype, payload, size)
+            except PayloadError as exc:
+                # A record with a valid CRC and a wrong shape was written that way: damage
+                # no crash explains, as SegmentReader reports it when it decodes.
+                raise CorruptWAL(info.path, off, f"LSN {lsn}: {exc}") from exc
             replayed += 1
             if progress is not None and replayed % PROGRESS_EVERY == 0:
-                progress(replayed, done_bytes + _off, total)
+                progress(replayed, done_bytes + off, total)
         info.header = reader.header
         info.last_lsn = reader.last_lsn
         if reader.header is not None:

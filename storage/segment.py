@@ -38,8 +38,9 @@ _SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
 # A record's type byte sits 16 bytes into its header: candidates for a resync search.
 _TYPE_BYTE = re.compile(b"[" + b"".join(bytes([t]) for t in sorted(RECORD_TYPES)) + b"]")
 
-# What a reader yields per record: (offset, size, lsn, record type, decoded payload).
-Record = tuple[int, int, int, int, dict[str, Any]]
+# What a reader yields per record: (offset, size, lsn, record type, decoded payload; or its
+# bytes, see SegmentReader.records).
+Record = tuple[int, int, int, int, Any]
 
 
 def segment_name(base_lsn: int) -> str:
@@ -181,11 +182,15 @@ class SegmentReader:
         self.damage.append(Damage(offset, stop - offset, reason, True, resume is None))
         return resume
 
-    def records(self, *, stop_at_damage: bool = False, skip_upto: int = 0) -> Iterator[Record]:
+    def records(self, *, stop_at_damage: bool = False, skip_upto: int = 0,
+                decode: bool = True) -> Iterator[Record]:
         """Yield every valid record in order; on damage, stop (stop_at_damage) or resume at the
         next valid record. After the last record, check that nothing is missing at the end.
         Records at or below skip_upto (a checkpoint covers them) are checked but not decoded:
-        their payload is yielded as {}."""
+        their payload is yielded as {}. With decode=False every payload is yielded as the
+        memoryview of its bytes, unpacked and unchecked (recovery does both in one pass,
+        ReplayState.replay): a payload that does not fit its schema is then the caller's
+        to report."""
         data = self.data
         view = memoryview(data)
         n = len(data)
@@ -239,8 +244,11 @@ class SegmentReader:
                         if (rtype in RECORD_TYPES and prev < lsn <= high
                                 and (expected is None or lsn == expected)):
                             problem = None
-                            if lsn <= skip_upto:
-                                payload: dict[str, Any] = {}
+                            payload: Any
+                            if not decode:
+                                payload = view[off + RECORD_HEADER_SIZE : end]
+                            elif lsn <= skip_upto:
+                                payload = {}
                             else:
                                 try:
                                     payload = decode_payload(

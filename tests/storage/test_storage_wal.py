@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 import trio
 from storage_helpers import (
@@ -27,7 +28,7 @@ from storage_helpers import (
 )
 
 from storage import WAL, CorruptWAL, RecordType, WALClosed, WALFailed, WALLocked
-from storage.format import SEGMENT_HEADER_SIZE, decode_segment_header
+from storage.format import SEGMENT_HEADER_SIZE, decode_segment_header, encode_record
 from storage.records import PayloadError
 
 QUEUE = {"kind": "queue", "key": ["/", "q"], "value": {"durable": True}}
@@ -408,3 +409,22 @@ async def test_checkpoint_beyond_the_log_end(tmp_path: Path) -> None:
     assert_state(await arecover_state(tmp_path, 300), model)
     remove_checkpoints(tmp_path)
     assert (await arecover_state(tmp_path, 300)).last_lsn == model.last_lsn
+
+
+@pytest.mark.parametrize("bad", [
+    {**message(99), "id": "99"},
+    {k: v for k, v in message(99).items() if k != "body"},
+])
+async def test_record_with_valid_crc_and_bad_payload_is_refused(
+        tmp_path: Path, bad: dict[str, Any]) -> None:
+    """Written that way (no crash leaves a record whole with a valid CRC): not a torn tail."""
+    model = await _log_with_sealed_segments(tmp_path)
+    newest = segments(tmp_path)[-1]
+    off = newest.stat().st_size
+    lsn = model.last_lsn + 1
+    with open(newest, "ab") as f:
+        f.write(encode_record(lsn, RecordType.MESSAGE, msgpack.packb(bad, use_bin_type=True)))
+    with pytest.raises(CorruptWAL) as info:
+        WAL(tmp_path, fsync=False).open()
+    assert info.value.path == newest and info.value.offset == off
+    assert f"LSN {lsn}: MESSAGE needs" in str(info.value)
