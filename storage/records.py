@@ -160,36 +160,6 @@ def decode_payload(rtype: int, data: bytes | memoryview) -> dict[str, Any]:
     return payload  # type: ignore[no-any-return]
 
 
-MessageFields = tuple[int, str, str, bytes, bytes, list[list[str]], int]
-
-
-def message_fields(p: Any) -> MessageFields | None:
-    """(id, exchange, routing_key, properties, body, queues, time) of an unpacked MESSAGE
-    payload when it has exactly the shape and types msgpack gives for a well-formed one (so
-    check_payload would pass it); None for anything else, which check_payload then explains.
-
-    Replay's fast path: recovery meets a million of these, and taking the fields out while
-    checking them costs a fraction of check_payload followed by a second pass to apply."""
-    try:
-        mid = p["id"]
-        exchange = p["exchange"]
-        routing_key = p["routing_key"]
-        properties = p["properties"]
-        body = p["body"]
-        queues = p["queues"]
-        recorded = p.get("time", 0)
-    except (KeyError, TypeError, AttributeError):  # a missing key, or not a dict at all
-        return None
-    if not (type(mid) is int and mid >= 0 and type(exchange) is str
-            and type(routing_key) is str and type(properties) is bytes and type(body) is bytes
-            and type(queues) is list and type(recorded) is int and recorded >= 0):
-        return None
-    for q in queues:
-        if not (type(q) is list and len(q) == 2 and type(q[0]) is str and type(q[1]) is str):
-            return None
-    return mid, exchange, routing_key, properties, body, queues, recorded
-
-
 def describe(rtype: int, payload: dict[str, Any]) -> tuple[str | None, list[int]]:
     """(queues or definition this record is about, as vhost:name, and the message ids it
     names), for inspection."""

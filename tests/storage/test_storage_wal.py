@@ -77,7 +77,7 @@ async def test_lsns_start_at_one_and_wait_durable(tmp_path: Path) -> None:
             await wal.wait_durable(3)
         await wal.close()
     state = await arecover_state(tmp_path)
-    assert [m.id for m in state.queues[("/", "q")]] == [1]
+    assert list(state.queues[("/", "q")]) == [1]
     assert state.last_lsn == 2 and state.next_message_id == 2
 
 
