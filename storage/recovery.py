@@ -21,7 +21,7 @@ from storage.format import SEGMENT_HEADER_SIZE, SegmentHeader
 from storage.fsutil import TMP_SUFFIX, fsync_dir, replace_file, unique_path, write_new_file
 from storage.records import PayloadError
 from storage.replay import ReplayState
-from storage.segment import Damage, SegmentReader, list_segments, read_segment
+from storage.segment import Damage, SegmentBuffer, SegmentReader, list_segments
 
 # progress(records_done, bytes_done, bytes_total)
 Progress = Callable[[int, int, int], None]
@@ -99,10 +99,11 @@ def _recover(wal_dir: Path, fsync: bool, progress: Progress | None) -> Recovery:
     total = sum(infos[i].size for i in to_read)
     done_bytes = 0
     replayed = 0
+    buffer = SegmentBuffer()
     for i in to_read:
         info = infos[i]
         newest = i == len(infos) - 1
-        data = read_segment(info.path)
+        data = buffer.read(info.path)
         below = None if newest else infos[i + 1].base
         reader = SegmentReader(info.path, data, info.base, below_lsn=below)
         replay = state.replay
@@ -149,13 +150,13 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _cut_torn_tail(result: Recovery, info: SegmentInfo, data: bytes, damage: Damage,
+def _cut_torn_tail(result: Recovery, info: SegmentInfo, data: memoryview, damage: Damage,
                    fsync: bool) -> None:
     """Keep the damaged bytes as <segment>.broken-<offset>, then cut them off. The records in
     them never reached an fsync, so nobody was told they were safe."""
     cut = damage.offset
     broken = unique_path(info.path.with_name(f"{info.path.name}.broken-{cut}"))
-    write_new_file(broken, [data[cut:]], fsync)
+    write_new_file(broken, [bytes(data[cut:])], fsync)
     if cut < SEGMENT_HEADER_SIZE:
         # Not even the header survived (a crash while the segment was being created).
         header = SegmentHeader(info.base, result.state.next_message_id)

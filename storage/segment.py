@@ -162,7 +162,7 @@ class SegmentReader:
     last valid record (or the header), where a torn tail would be cut.
     """
 
-    def __init__(self, path: Path, data: bytes, base_lsn: int, *, min_lsn: int = 1,
+    def __init__(self, path: Path, data: bytes | memoryview, base_lsn: int, *, min_lsn: int = 1,
                  below_lsn: int | None = None) -> None:
         self.path = path
         self.data = data
@@ -332,3 +332,28 @@ def read_segment(path: Path) -> bytes:
     """The whole file (segments are bounded by the segment size)."""
     with open(path, "rb") as f:
         return f.read()
+
+
+class SegmentBuffer:
+    """Reads segments one after another into the same memory. Reading each into a new bytes
+    object would have the kernel map fresh pages for every one: a page fault per 4 KiB, some
+    16,000 per 64 MiB segment at a few microseconds each."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def read(self, path: Path) -> memoryview:
+        """The whole file, valid until the next read."""
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > len(self._buffer):
+                # A new buffer rather than a resize: views of the old one may still exist.
+                self._buffer = bytearray(size)
+            view = memoryview(self._buffer)
+            done = 0
+            while done < size:
+                got = f.readinto(view[done:size])
+                if not got:  # the file shrank meanwhile (it is locked: it does not grow)
+                    break
+                done += got
+            return view[:done]

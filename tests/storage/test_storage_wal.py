@@ -30,6 +30,7 @@ from storage_helpers import (
 from storage import WAL, CorruptWAL, RecordType, WALClosed, WALFailed, WALLocked
 from storage.format import SEGMENT_HEADER_SIZE, decode_segment_header, encode_record
 from storage.records import PayloadError
+from storage.segment import SegmentBuffer
 
 QUEUE = {"kind": "queue", "key": ["/", "q"], "value": {"durable": True}}
 
@@ -428,3 +429,19 @@ async def test_record_with_valid_crc_and_bad_payload_is_refused(
         WAL(tmp_path, fsync=False).open()
     assert info.value.path == newest and info.value.offset == off
     assert f"LSN {lsn}: MESSAGE needs" in str(info.value)
+
+
+def test_segment_buffer_reads_files_of_any_size_in_turn(tmp_path: Path) -> None:
+    files = []
+    for i, size in enumerate([100, 5000, 10, 5000, 20000, 0]):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(bytes([i + 1]) * size)
+        files.append(path)
+    buffer = SegmentBuffer()
+    views = []
+    for path in files:
+        view = buffer.read(path)
+        assert bytes(view) == path.read_bytes()
+        views.append(view)  # a view kept alive does not stop a bigger file being read
+    # Growing took new memory: a view from before still shows what it showed.
+    assert bytes(views[3]) == files[3].read_bytes()
