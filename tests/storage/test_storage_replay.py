@@ -252,3 +252,8 @@ def test_replayed_messages_share_the_values_they_repeat() -> None:
     assert second.routing_key is first.routing_key
     assert second.properties is first.properties
     assert second.time is first.time
+
+
+def test_decode_takes_map_keys_of_any_type() -> None:
+    payload = {"kind": "x", "key": ["a"], "value": {1: "one", b"k": [True]}}
+    assert decode_payload(RecordType.DEFINE, msgpack.packb(payload, use_bin_type=True)) == payload
