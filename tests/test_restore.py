@@ -3,10 +3,12 @@ process (no files: the state is built by applying records)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from storage import RecordType
 from storage.replay import ReplayState
+from trimq.amqp.codec import encode_table
 from trimq.amqp.spec import BasicProperties
 from trimq.broker.broker import Broker, BrokerConfig
 from trimq.broker.journal import Journal
@@ -17,22 +19,23 @@ PERSISTENT = BasicProperties(delivery_mode=2).encode()
 
 
 class Log:
-    def __init__(self, *queues: str) -> None:
+    def __init__(self, *queues: str, arguments: dict[str, Any] | None = None) -> None:
         self.state = ReplayState()
         self.lsn = 0
         for name in queues:
-            self.add(RecordType.DEFINE, {"kind": "queue", "key": ["/", name],
-                                         "value": {"auto_delete": False, "arguments": b""}})
+            self.add(RecordType.DEFINE, {"kind": "queue", "key": ["/", name], "value": {
+                "auto_delete": False, "arguments": encode_table(arguments)}})
 
     def add(self, rtype: RecordType, payload: dict[str, Any]) -> None:
         self.lsn += 1
         self.state.apply(self.lsn, rtype, payload, 100)
 
-    def publish(self, mid: int, properties: bytes, *queues: str) -> None:
+    def publish(self, mid: int, properties: bytes, *queues: str, recorded: int = 0) -> None:
         # bytes() copies: equal properties arrive as distinct objects, as from the log.
         self.add(RecordType.MESSAGE, {
             "id": mid, "exchange": "", "routing_key": queues[0], "body": b"m%d" % mid,
-            "properties": bytes(bytearray(properties)), "queues": [["/", q] for q in queues]})
+            "properties": bytes(bytearray(properties)), "queues": [["/", q] for q in queues],
+            "time": recorded})
 
     def restore(self) -> Broker:
         broker = Broker(BrokerConfig(), Journal(lambda rtype, payload: 0), bootstrap=False)
@@ -89,3 +92,41 @@ def test_properties_unique_to_each_message_are_all_decoded() -> None:
     assert [e.message.properties.message_id for e in got] == [
         f"id-{mid}" for mid in range(1, 3001)]
     assert not got[0].message.persistent
+
+
+def test_priority_queue_restores_highest_priority_first() -> None:
+    log = Log("p", arguments={"x-max-priority": 5})
+    for mid, priority in enumerate([1, 5, 0, 5, 3], 1):
+        log.publish(mid, BasicProperties(priority=priority).encode(), "p")
+    queue = log.restore().vhosts["/"].queues["p"]
+    assert [e.message.id for e in queue.ready] == [2, 4, 5, 1, 3]
+    assert len(queue.ready) == 5 and queue.ready.bytes == 10
+    assert [e.seq for e in queue.ready] == [2, 4, 5, 1, 3]
+
+
+def test_ttl_counts_from_when_the_message_was_recorded() -> None:
+    now_ms = int(time.time() * 1000)
+    log = Log("t", arguments={"x-message-ttl": 60_000})
+    log.publish(1, PERSISTENT, "t", recorded=now_ms - 50_000)
+    log.publish(2, PERSISTENT, "t")  # time unknown: counts from now
+    log.publish(3, BasicProperties(expiration="1000").encode(), "t", recorded=now_ms)
+    log.publish(4, PERSISTENT, "t", recorded=now_ms - 70_000)  # already past
+    before = time.monotonic()
+    broker = log.restore()
+    left = {e.message.id: e.expires_at - before for e in entries(broker, "t")
+            if e.expires_at is not None}
+    # Margins far wider than the time the test takes: these are not timings.
+    assert 5 < left[1] < 15
+    assert 55 < left[2] < 65
+    assert 0 < left[3] < 5
+    assert left[4] < 0
+    assert broker.timers.next_deadline() is not None
+
+
+def test_no_ttl_no_deadlines() -> None:
+    log = Log("a")
+    log.publish(1, PERSISTENT, "a", recorded=int(time.time() * 1000) - 10**9)
+    broker = log.restore()
+    assert [e.expires_at for e in entries(broker, "a")] == [None]
+    assert broker.timers.next_deadline() is None
+    assert broker.vhosts["/"].queues["a"].next_seq == 1

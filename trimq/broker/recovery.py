@@ -4,10 +4,11 @@ were made, then each durable queue's messages in their original order."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from storage import RecoveredState
+from storage.replay import StoredMessage
 from trimq.amqp.codec import decode_table_typed
 from trimq.amqp.spec import BasicProperties
 from trimq.broker.auth import Permission
@@ -86,19 +87,26 @@ def restore(broker: Broker, state: RecoveredState,
         target = owner.queues.get(queue_name) if owner is not None else None
         if target is None:
             continue
-        put_back = target.restore
-        for mid, delivery_count in held.items():
-            item = stored[mid]
-            message = shared.get(mid) if shared is not None else None
-            if message is None:
-                properties, raw = properties_of(item.properties)
-                message = Message(item.exchange, item.routing_key, properties, raw, item.body)
-                message.id = mid
-                if shared is not None:
-                    shared[mid] = message
-            put_back(message, delivery_count, item.time, clock)
+        target.restore(_messages(held, stored, shared, properties_of), clock)
         count += len(held)
     return len([q for v in broker.vhosts.values() for q in v.queues.values()]), count
+
+
+def _messages(held: dict[int, int], stored: dict[int, StoredMessage],
+              shared: dict[int, Message] | None,
+              properties_of: Callable[[bytes], tuple[BasicProperties, bytes]],
+              ) -> Iterator[tuple[Message, int, int]]:
+    """(message, delivery count, when recorded) of each message a queue held, in order."""
+    for mid, delivery_count in held.items():
+        item = stored[mid]
+        message = shared.get(mid) if shared is not None else None
+        if message is None:
+            properties, raw = properties_of(item.properties)
+            message = Message(item.exchange, item.routing_key, properties, raw, item.body)
+            message.id = mid
+            if shared is not None:
+                shared[mid] = message
+        yield message, delivery_count, item.time
 
 
 def _properties_decoder() -> Callable[[bytes], tuple[BasicProperties, bytes]]:
