@@ -21,6 +21,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import msgpack
+
 from storage.records import Key, QueueKey, RecordType, check_payload, freeze_key, unpack_payload
 
 DefKey = tuple[str, Key]
@@ -29,6 +31,7 @@ DefKey = tuple[str, Key]
 NOT_VHOST_SCOPED = frozenset({"user"})
 
 _MESSAGE = int(RecordType.MESSAGE)  # a plain int: compared once per record on replay
+_unpackb = msgpack.unpackb
 
 
 class RecoveredMessage(NamedTuple):
@@ -154,7 +157,10 @@ class ReplayState:
         Nearly all the records of a big log are MESSAGEs of a new message: _replay_message
         checks those while it takes their fields out and applies them in the same pass.
         Anything else goes through check_payload and apply."""
-        payload = unpack_payload(data)
+        try:
+            payload = _unpackb(data)  # unpack_payload's first attempt, inline
+        except Exception:
+            payload = unpack_payload(data)  # odd map keys; or the PayloadError saying why
         if rtype != _MESSAGE or not self._replay_message(payload, size):
             check_payload(rtype, payload)
             self.apply(lsn, rtype, payload, size)
