@@ -6,12 +6,14 @@ message.
     .venv/bin/python bench/recovery.py measure [--rounds 3] [--profile DIR]
 
 `prepare` starts the server on an empty data directory, declares a durable queue, publishes N
-persistent 100-byte messages with confirms, then keeps two copies of the data directory:
-`killed` (the broker was SIGKILLed: no checkpoint, recovery replays every segment) and `clean`
-(it was then restarted and stopped with SIGTERM: a checkpoint at the end of the log).
-`measure` copies each template to a scratch directory, so every round starts from the same
-bytes (in the page cache), spawns the server on it and times it; with --profile it runs the
-server under `py-spy record` and writes a speedscope profile per template there.
+persistent 100-byte messages with confirms, SIGKILLs the server and keeps the data directory
+as WORKDIR/killed: no checkpoint, recovery replays every segment.
+`measure` first makes, for each server measured, a `clean` directory: that server recovers a
+copy of `killed` and is stopped with SIGTERM, leaving a checkpoint (in its own format) at the
+end of the log; the time the stop took is reported. Then every round copies each directory to
+a scratch one, so that it starts from the same bytes (in the page cache), spawns the server on
+it and times it; with --profile it runs the server under `py-spy record` and writes a
+speedscope profile per run there.
 
 The server is the venv's trimq-server with this checkout first on PYTHONPATH, or with
 `--rev REV` (repeatable) the trimq and storage packages of those git revisions, exported to
@@ -42,7 +44,7 @@ import loadgen as lg  # noqa: E402
 SERVER = ROOT / ".venv" / "bin" / "trimq-server"
 PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
 QUEUE = "bench.recovery"
-TEMPLATES = ("killed", "clean")
+MODES = ("killed", "clean")
 
 
 def copy_data(src: Path, dst: Path) -> None:
@@ -92,13 +94,22 @@ def prepare(workdir: Path, n: int, port: int) -> None:
     print(f"published {n} in {time.monotonic() - started:.1f} s")
     time.sleep(0.5)
     server.stop(signal.SIGKILL)
-    copy_data(data, workdir / "killed")
-    server = Server(data, port, workdir / "server.log")
+    os.rename(data, workdir / "killed")
+    (workdir / "messages").write_text(str(n))
+
+
+def make_clean(workdir: Path, name: str, src: Path, n: int, port: int) -> tuple[Path, float]:
+    """`killed` recovered by the server from `src` and stopped cleanly; and how long the stop
+    took (most of it writing the checkpoint)."""
+    clean = workdir / f"clean-{name}"
+    shutil.rmtree(clean, ignore_errors=True)
+    copy_data(workdir / "killed", clean)
+    server = Server(clean, port, workdir / "server.log", src=src)
     lg.wait_ready(server.url, QUEUE, n, 300)
     time.sleep(0.5)
+    started = time.monotonic()
     server.stop(signal.SIGTERM)
-    os.rename(data, workdir / "clean")
-    (workdir / "messages").write_text(str(n))
+    return clean, time.monotonic() - started
 
 
 def export(workdir: Path, rev: str) -> Path:
@@ -117,12 +128,17 @@ def measure(workdir: Path, rounds: int, port: int, profile: Path | None,
     n = int((workdir / "messages").read_text())
     scratch = workdir / "run"
     sources = {rev: export(workdir, rev) for rev in revs} or {"checkout": ROOT}
-    times: dict[str, list[float]] = {f"{s} {t}": [] for s in sources for t in TEMPLATES}
+    templates: dict[tuple[str, str], Path] = {}
+    for name, src in sources.items():
+        templates[(name, "killed")] = workdir / "killed"
+        templates[(name, "clean")], stop_s = make_clean(workdir, name, src, n, port)
+        print(f"{name}: clean stop {stop_s:.2f} s", flush=True)
+    times: dict[str, list[float]] = {f"{s} {m}": [] for s in sources for m in MODES}
     for r in range(rounds):
-        for (name, src), template in itertools.product(sources.items(), TEMPLATES):
-            key = f"{name} {template}"
+        for (name, src), mode in itertools.product(sources.items(), MODES):
+            key = f"{name} {mode}"
             shutil.rmtree(scratch, ignore_errors=True)
-            copy_data(workdir / template, scratch)
+            copy_data(templates[(name, mode)], scratch)
             out = None
             if profile is not None:
                 profile.mkdir(parents=True, exist_ok=True)
