@@ -182,15 +182,14 @@ class SegmentReader:
         self.damage.append(Damage(offset, stop - offset, reason, True, resume is None))
         return resume
 
-    def records(self, *, stop_at_damage: bool = False, skip_upto: int = 0,
-                decode: bool = True) -> Iterator[Record]:
+    def records(self, *, stop_at_damage: bool = False, decode: bool = True
+                ) -> Iterator[Record]:
         """Yield every valid record in order; on damage, stop (stop_at_damage) or resume at the
         next valid record. After the last record, check that nothing is missing at the end.
-        Records at or below skip_upto (a checkpoint covers them) are checked but not decoded:
-        their payload is yielded as {}. With decode=False every payload is yielded as the
-        memoryview of its bytes, unpacked and unchecked (recovery does both in one pass,
-        ReplayState.replay): a payload that does not fit its schema is then the caller's
-        to report."""
+        With decode=False every payload is yielded as the memoryview of its bytes, unpacked
+        and unchecked (recovery does both in one pass, ReplayState.replay, and skips those a
+        checkpoint covers): a payload that does not fit its schema is then the caller's to
+        report."""
         data = self.data
         view = memoryview(data)
         n = len(data)
@@ -250,8 +249,6 @@ class SegmentReader:
                             payload: Any
                             if not decode:
                                 payload = view[off + RECORD_HEADER_SIZE : end]
-                            elif lsn <= skip_upto:
-                                payload = {}
                             else:
                                 try:
                                     payload = decode_payload(
