@@ -262,6 +262,11 @@ class SegmentReader:
                                     expected = lsn + 1
                                 off = self.valid_end = end
                                 continue
+                            # In its place, only its payload is wrong: the records after it
+                            # still follow on from its LSN.
+                            prev = lsn
+                            if consecutive:
+                                expected = lsn + 1
                         else:
                             problem = self._misplaced(rtype, lsn, prev, expected, high)
                         # A whole record with a valid CRC, but wrong: skip just that record.
