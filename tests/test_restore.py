@@ -130,3 +130,12 @@ def test_no_ttl_no_deadlines() -> None:
     assert [e.expires_at for e in entries(broker, "a")] == [None]
     assert broker.timers.next_deadline() is None
     assert broker.vhosts["/"].queues["a"].next_seq == 1
+
+
+def test_a_drop_head_queue_over_its_limit_drops_the_oldest_again() -> None:
+    """Dropping the oldest over x-max-length is journaled after the publish that caused it; a
+    crash between the two leaves the queue over its limit in the log."""
+    log = Log("capped", arguments={"x-max-length": 2})
+    for mid in (1, 2, 3):
+        log.publish(mid, PERSISTENT, "capped")
+    assert [e.message.id for e in entries(log.restore(), "capped")] == [2, 3]

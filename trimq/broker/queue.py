@@ -185,6 +185,8 @@ class Queue:
             entries.append(entry)
         self.next_seq = seq
         self.ready.extend(entries)
+        if self.settings.bounded and self.settings.overflow == "drop-head":
+            self._drop_over_limit()  # a drop the log did not keep before a crash happens again
 
     def _ttl(self, message: Message) -> int | None:
         queue_ttl = self.settings.message_ttl
