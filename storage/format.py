@@ -35,17 +35,17 @@ _RECORD_TAIL = struct.Struct("<IQB")  # what the record CRC covers ahead of the 
 # No record is larger than this; a length field above it is damage, not a huge record.
 MAX_PAYLOAD = 1 << 30
 
-_MASK_DELTA = 0xA282EAD8
+MASK_DELTA = 0xA282EAD8
 
 
 def mask_crc(crc: int) -> int:
     """LevelDB's mask: rotate right by 15 bits and add a constant."""
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF
+    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + MASK_DELTA) & 0xFFFFFFFF
 
 
 def unmask_crc(masked: int) -> int:
     """Inverse of mask_crc."""
-    rot = (masked - _MASK_DELTA) & 0xFFFFFFFF
+    rot = (masked - MASK_DELTA) & 0xFFFFFFFF
     return ((rot >> 17) | (rot << 15)) & 0xFFFFFFFF
 
 
@@ -125,7 +125,7 @@ def encode_record(lsn: int, rtype: int, payload: bytes) -> bytes:
     mask is computed inline and the parts joined with one copy)."""
     tail = _RECORD_TAIL.pack(len(payload), lsn, rtype)
     crc = crc32c.crc32c(payload, crc32c.crc32c(tail))
-    crc = ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + _MASK_DELTA) & 0xFFFFFFFF  # mask_crc
+    crc = ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + MASK_DELTA) & 0xFFFFFFFF  # mask_crc
     return b"".join((_CRC.pack(crc), tail, payload))
 
 

@@ -19,8 +19,9 @@ from storage.checkpoint import load_newest
 from storage.errors import CorruptWAL
 from storage.format import SEGMENT_HEADER_SIZE, SegmentHeader
 from storage.fsutil import TMP_SUFFIX, fsync_dir, replace_file, unique_path, write_new_file
+from storage.records import PayloadError
 from storage.replay import ReplayState
-from storage.segment import Damage, SegmentReader, list_segments, read_segment
+from storage.segment import Damage, SegmentBuffer, SegmentReader, list_segments
 
 # progress(records_done, bytes_done, bytes_total)
 Progress = Callable[[int, int, int], None]
@@ -98,21 +99,27 @@ def _recover(wal_dir: Path, fsync: bool, progress: Progress | None) -> Recovery:
     total = sum(infos[i].size for i in to_read)
     done_bytes = 0
     replayed = 0
+    buffer = SegmentBuffer()
     for i in to_read:
         info = infos[i]
         newest = i == len(infos) - 1
-        data = read_segment(info.path)
+        data = buffer.read(info.path)
         below = None if newest else infos[i + 1].base
         reader = SegmentReader(info.path, data, info.base, below_lsn=below)
-        apply = state.apply
-        for _off, size, lsn, rtype, payload in reader.records(stop_at_damage=True,
-                                                              skip_upto=ckpt_lsn):
+        replay = state.replay
+        for off, size, lsn, rtype, payload in reader.records(stop_at_damage=True,
+                                                             decode=False):
             if lsn <= ckpt_lsn:
                 continue
-            apply(lsn, rtype, payload, size)
+            try:
+                replay(lsn, rtype, payload, size)
+            except PayloadError as exc:
+                # A record with a valid CRC and a wrong shape was written that way: damage
+                # no crash explains, as SegmentReader reports it when it decodes.
+                raise CorruptWAL(info.path, off, f"LSN {lsn}: {exc}") from exc
             replayed += 1
             if progress is not None and replayed % PROGRESS_EVERY == 0:
-                progress(replayed, done_bytes + _off, total)
+                progress(replayed, done_bytes + off, total)
         info.header = reader.header
         info.last_lsn = reader.last_lsn
         if reader.header is not None:
@@ -143,13 +150,13 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _cut_torn_tail(result: Recovery, info: SegmentInfo, data: bytes, damage: Damage,
+def _cut_torn_tail(result: Recovery, info: SegmentInfo, data: memoryview, damage: Damage,
                    fsync: bool) -> None:
     """Keep the damaged bytes as <segment>.broken-<offset>, then cut them off. The records in
     them never reached an fsync, so nobody was told they were safe."""
     cut = damage.offset
     broken = unique_path(info.path.with_name(f"{info.path.name}.broken-{cut}"))
-    write_new_file(broken, [data[cut:]], fsync)
+    write_new_file(broken, [bytes(data[cut:])], fsync)
     if cut < SEGMENT_HEADER_SIZE:
         # Not even the header survived (a crash while the segment was being created).
         header = SegmentHeader(info.base, result.state.next_message_id)

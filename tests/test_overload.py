@@ -13,7 +13,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +67,26 @@ def control(server: Broker, command: str, **args: Any) -> Any:
     return answer["result"]
 
 
+Configured = Callable[[str], Broker]
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Broker]:
-    node = configured_server(tmp_path, "")
-    yield node
-    stop_server(node)
+def configured(tmp_path: Path) -> Iterator[Configured]:
+    """Starts a server with this trimq.toml; stops it after the test."""
+    started: list[Broker] = []
+
+    def start(toml: str) -> Broker:
+        started.append(configured_server(tmp_path, toml))
+        return started[-1]
+
+    yield start
+    for node in started:
+        stop_server(node)
+
+
+@pytest.fixture
+def server(configured: Configured) -> Broker:
+    return configured("")
 
 
 class Sampler(threading.Thread):
@@ -199,103 +214,91 @@ def test_status_reports_alarms_memory_and_disk(server: Broker) -> None:
     assert code == 65 and err[0] == "Error (argument validation): Bad argument."
 
 
-def test_a_consumer_that_never_reads_does_not_stop_others(tmp_path: Path) -> None:
-    server = configured_server(tmp_path, "[limits]\nconnection_output_buffer = 1048576\n")
-    try:
-        setup = server.connect()
-        ch = setup.channel()
-        ch.queue_declare("stuck")
-        ch.queue_declare("flowing")
-        setup.close()
-        stuck = server.connect()  # consumes, then is never read again
-        sch = stuck.channel()
-        sch.basic_consume("stuck", lambda *a: None)
-        publisher = server.connect()
-        pch = publisher.channel()
-        body = b"s" * 65536
-        for _ in range(1000):  # 64 MiB for the consumer that does not read
-            pch.basic_publish("", "stuck", body)
-        for n in range(500):
-            pch.basic_publish("", "flowing", b"%d" % n)
-        reader = server.connect()
-        rch = reader.channel()
-        got = []
-        for method, _props, payload in rch.consume("flowing", auto_ack=True,
-                                                   inactivity_timeout=5):
-            if method is None:
-                break
-            got.append(payload)
-            if len(got) == 500:
-                break
-        assert got == [b"%d" % n for n in range(500)]
-        rows = control(server, "list_connections", items=["name", "send_pend"])
-        pending = max(row["send_pend"] for row in rows)
-        assert pending <= 1048576 + 65536 + 4096, pending  # one message past the limit at most
-        stuck_queue = pch.queue_declare("stuck", passive=True).method.message_count
-        assert stuck_queue > 500  # the rest wait in the queue, not in a buffer
-        reader.close()
-        publisher.close()
-    finally:
-        stop_server(server)
+def test_a_consumer_that_never_reads_does_not_stop_others(configured: Configured) -> None:
+    server = configured("[limits]\nconnection_output_buffer = 1048576\n")
+    setup = server.connect()
+    ch = setup.channel()
+    ch.queue_declare("stuck")
+    ch.queue_declare("flowing")
+    setup.close()
+    stuck = server.connect()  # consumes, then is never read again
+    sch = stuck.channel()
+    sch.basic_consume("stuck", lambda *a: None)
+    publisher = server.connect()
+    pch = publisher.channel()
+    body = b"s" * 65536
+    for _ in range(1000):  # 64 MiB for the consumer that does not read
+        pch.basic_publish("", "stuck", body)
+    for n in range(500):
+        pch.basic_publish("", "flowing", b"%d" % n)
+    reader = server.connect()
+    rch = reader.channel()
+    got = []
+    for method, _props, payload in rch.consume("flowing", auto_ack=True,
+                                               inactivity_timeout=5):
+        if method is None:
+            break
+        got.append(payload)
+        if len(got) == 500:
+            break
+    assert got == [b"%d" % n for n in range(500)]
+    rows = control(server, "list_connections", items=["name", "send_pend"])
+    pending = max(row["send_pend"] for row in rows)
+    assert pending <= 1048576 + 65536 + 4096, pending  # one message past the limit at most
+    stuck_queue = pch.queue_declare("stuck", passive=True).method.message_count
+    assert stuck_queue > 500  # the rest wait in the queue, not in a buffer
+    reader.close()
+    publisher.close()
 
 
-def test_connection_limit(tmp_path: Path) -> None:
-    server = configured_server(tmp_path, "[limits]\nconnection_max = 2\n")
-    try:
-        first, second = server.connect(), server.connect()
-        with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as info:
-            server.connect()  # closed in Connection.Open: pika takes it for a vhost refusal
-        assert ("(530) 'NOT_ALLOWED - connection refused: node connection limit (2) is "
-                "reached'") in str(info.value)
-        first.close()
-        third = server.connect()  # a place came free
-        third.close()
-        second.close()
-    finally:
-        stop_server(server)
+def test_connection_limit(configured: Configured) -> None:
+    server = configured("[limits]\nconnection_max = 2\n")
+    first, second = server.connect(), server.connect()
+    with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as info:
+        server.connect()  # closed in Connection.Open: pika takes it for a vhost refusal
+    assert ("(530) 'NOT_ALLOWED - connection refused: node connection limit (2) is "
+            "reached'") in str(info.value)
+    first.close()
+    third = server.connect()  # a place came free
+    third.close()
+    second.close()
 
 
-def test_channel_unacked_limit_pauses_deliveries(tmp_path: Path) -> None:
-    server = configured_server(tmp_path, "[limits]\nchannel_unacked_max = 5\n")
-    try:
-        conn = server.connect()
-        ch = conn.channel()
-        ch.queue_declare("u")
-        for n in range(12):
-            ch.basic_publish("", "u", b"%d" % n)
-        tags = []
-        ch.basic_consume("u", lambda _c, method, _p, _b: tags.append(method.delivery_tag))
-        conn.process_data_events(0.5)
-        assert len(tags) == 5  # no prefetch asked for, the broker's limit applies
-        ch.basic_ack(tags[-1], multiple=True)
-        conn.process_data_events(0.5)
-        assert len(tags) == 10
-        ch.basic_qos(prefetch_count=2, global_qos=True)  # a lower channel prefetch wins
-        ch.basic_ack(tags[-1], multiple=True)
-        conn.process_data_events(0.5)
-        assert len(tags) == 12
-        conn.close()
-    finally:
-        stop_server(server)
+def test_channel_unacked_limit_pauses_deliveries(configured: Configured) -> None:
+    server = configured("[limits]\nchannel_unacked_max = 5\n")
+    conn = server.connect()
+    ch = conn.channel()
+    ch.queue_declare("u")
+    for n in range(12):
+        ch.basic_publish("", "u", b"%d" % n)
+    tags = []
+    ch.basic_consume("u", lambda _c, method, _p, _b: tags.append(method.delivery_tag))
+    conn.process_data_events(0.5)
+    assert len(tags) == 5  # no prefetch asked for, the broker's limit applies
+    ch.basic_ack(tags[-1], multiple=True)
+    conn.process_data_events(0.5)
+    assert len(tags) == 10
+    ch.basic_qos(prefetch_count=2, global_qos=True)  # a lower channel prefetch wins
+    ch.basic_ack(tags[-1], multiple=True)
+    conn.process_data_events(0.5)
+    assert len(tags) == 12
+    conn.close()
 
 
-def test_message_size_limit(tmp_path: Path) -> None:
-    server = configured_server(tmp_path, "[limits]\nmax_message_size = 1000\n")
-    try:
-        conn = server.connect()
-        ch = conn.channel()
-        ch.queue_declare("big")
-        ch.basic_publish("", "big", b"x" * 1000)
-        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
-            ch.basic_publish("", "big", b"x" * 1001)
-            ch.queue_declare("big", passive=True)
-        assert (info.value.reply_code, info.value.reply_text) == (
-            406, "PRECONDITION_FAILED - message size 1001 is larger than configured max size "
-                 "1000")
-        assert conn.channel().queue_declare("big", passive=True).method.message_count == 1
-        conn.close()
-    finally:
-        stop_server(server)
+def test_message_size_limit(configured: Configured) -> None:
+    server = configured("[limits]\nmax_message_size = 1000\n")
+    conn = server.connect()
+    ch = conn.channel()
+    ch.queue_declare("big")
+    ch.basic_publish("", "big", b"x" * 1000)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
+        ch.basic_publish("", "big", b"x" * 1001)
+        ch.queue_declare("big", passive=True)
+    assert (info.value.reply_code, info.value.reply_text) == (
+        406, "PRECONDITION_FAILED - message size 1001 is larger than configured max size "
+             "1000")
+    assert conn.channel().queue_declare("big", passive=True).method.message_count == 1
+    conn.close()
 
 
 def settled_status(server: Broker) -> dict[str, Any]:

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import crc32c
+import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from storage_helpers import (
@@ -21,6 +23,11 @@ from storage_helpers import (
 )
 
 from storage.checkpoint import (
+    _CRC,
+    _HEADER,
+    CHECKPOINT_MAGIC,
+    HEADER_SIZE,
+    CheckpointError,
     checkpoint_name,
     decode_checkpoint,
     encode_checkpoint,
@@ -28,6 +35,8 @@ from storage.checkpoint import (
     load_newest,
     write_checkpoint,
 )
+from storage.format import mask_crc
+from storage.records import RecordType
 from storage.replay import ReplayState
 
 EXAMPLES = int(os.environ.get("TRIMQ_STORAGE_EXAMPLES", "60"))
@@ -104,3 +113,108 @@ def test_a_stale_temp_file_is_removed_on_open(tmp_path: Path) -> None:
     tmp.write_bytes(b"half a checkpoint")
     assert_state(recover_state(tmp_path), model)
     assert not tmp.exists()
+
+
+def _v1_checkpoint(state: ReplayState, lsn: int, with_time: bool = True) -> bytes:
+    """A checkpoint as version 1 wrote it: an array per message, [id, count] arrays per queue
+    (and, before messages kept their time, six fields per message)."""
+    body = {
+        "lsn": lsn,
+        "next_message_id": state.next_message_id,
+        "definitions": [[kind, key, d.value, d.first_lsn, d.last_lsn, d.size]
+                        for (kind, key), d in state.definitions.items()],
+        "messages": [[mid, m.exchange, m.routing_key, m.properties, m.body, m.size,
+                      *([m.time] if with_time else [])]
+                     for mid, m in state.messages.items()],
+        "queues": [[q[0], q[1], list(held.items())] for q, held in state.queues.items()],
+    }
+    return _framed(1, lsn, msgpack.packb(body, use_bin_type=True))
+
+
+def _framed(version: int, lsn: int, payload: bytes) -> bytes:
+    head = _HEADER.pack(CHECKPOINT_MAGIC, version, 0, lsn, len(payload))
+    crc = mask_crc(crc32c.crc32c(payload, crc32c.crc32c(head)))
+    return head + _CRC.pack(crc) + payload
+
+
+def _messages(state: ReplayState) -> dict[int, tuple[object, ...]]:
+    return {mid: (m.exchange, m.routing_key, m.properties, m.body, m.size, m.time, m.refs)
+            for mid, m in state.messages.items()}
+
+
+def test_version_2_round_trips_messages_exactly(tmp_path: Path) -> None:
+    lsn, state = _state(tmp_path)
+    data = b"".join(encode_checkpoint(state, lsn))
+    assert _HEADER.unpack_from(data, 0)[1] == 2
+    _lsn, again = decode_checkpoint(data)
+    assert _messages(again) == _messages(state)
+    assert again.queues == state.queues
+    assert again.messages[1].refs == 2  # held by both queues
+
+
+def test_messages_repeating_values_share_them_after_a_load() -> None:
+    state = ReplayState()
+    state.apply(1, RecordType.DEFINE, {"kind": "queue", "key": ["/", "a"], "value": {}}, 10)
+    for mid in range(1, 6):  # equal values, distinct objects: as msgpack gives them
+        state.apply(mid + 1, RecordType.MESSAGE, {
+            "id": mid, "exchange": "".join(["e", "x"]), "routing_key": "".join(["r", "k"]),
+            "properties": bytes(bytearray(b"pp")), "body": b"body%d" % mid,
+            "queues": [["/", "a"]], "time": 1_790_000_000_000 + mid // 3}, 10)
+    _lsn, again = decode_checkpoint(b"".join(encode_checkpoint(state, 6)))
+    first, *rest = again.messages.values()
+    for m in rest:
+        assert m.exchange is first.exchange and m.routing_key is first.routing_key
+        assert m.properties is first.properties
+    assert [m.time for m in again.messages.values()] == [m.time for m in state.messages.values()]
+    assert len({m.body for m in again.messages.values()}) == 5
+
+
+@pytest.mark.parametrize("with_time", [True, False])
+def test_a_version_1_checkpoint_still_loads(tmp_path: Path, with_time: bool) -> None:
+    lsn, state = _state(tmp_path)
+    again_lsn, again = decode_checkpoint(_v1_checkpoint(state, lsn, with_time))
+    assert again_lsn == lsn
+    expected = _messages(state)
+    if not with_time:
+        expected = {mid: (*m[:5], 0, m[6]) for mid, m in expected.items()}
+    assert _messages(again) == expected
+    assert again.queues == state.queues
+    assert again.live_bytes == state.live_bytes
+    assert list(again.definitions) == list(state.definitions)
+
+
+def test_a_version_1_checkpoint_on_disk_is_used(tmp_path: Path) -> None:
+    model = write_log(tmp_path, [*ready_queues_op(), ("publish", [("/", "a")], b"x")], 4096)
+    d = wal_dir(tmp_path)
+    [(lsn, path)] = list_checkpoints(d)
+    _lsn, state = decode_checkpoint(path.read_bytes())
+    path.write_bytes(_v1_checkpoint(state, lsn))
+    recovered = recover_state(tmp_path, 4096)
+    assert recovered.checkpoint_lsn == lsn and recovered.records_replayed == 0
+    assert_state(recovered, model)
+
+
+def test_an_unknown_version_is_ignored(tmp_path: Path) -> None:
+    lsn, state = _state(tmp_path)
+    payload = b"".join(encode_checkpoint(state, lsn))[HEADER_SIZE:]
+    with pytest.raises(CheckpointError, match="unsupported version 3"):
+        decode_checkpoint(_framed(3, lsn, payload))
+
+
+@pytest.mark.parametrize("change", ["message in no queue", "queue names a missing message",
+                                    "odd pairs", "short message"])
+def test_a_version_2_checkpoint_that_does_not_add_up_is_refused(
+        tmp_path: Path, change: str) -> None:
+    lsn, state = _state(tmp_path)
+    body = msgpack.unpackb(b"".join(encode_checkpoint(state, lsn))[HEADER_SIZE:],
+                           strict_map_key=False)
+    if change == "message in no queue":
+        body["messages"] += [99, *body["messages"][1:4], b"x", 10, body["messages"][6]]
+    elif change == "queue names a missing message":
+        body["queues"][0][2] += [99, 0]
+    elif change == "odd pairs":
+        body["queues"][0][2].append(7)
+    else:
+        body["messages"].pop()
+    with pytest.raises(CheckpointError):
+        decode_checkpoint(_framed(2, lsn, msgpack.packb(body, use_bin_type=True)))

@@ -8,11 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import msgpack
 import pytest
 import trio
 from storage_helpers import (
     Op,
     flip_bit,
+    queue_messages,
     ready_queues_op,
     record_spans,
     recover_state,
@@ -21,8 +23,9 @@ from storage_helpers import (
     write_log,
 )
 
-from storage import WAL
+from storage import WAL, RecordType
 from storage.cli import ProgressBar, main
+from storage.format import encode_record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -195,7 +198,7 @@ def test_compact_keeps_the_state(healthy: Path) -> None:
     assert run("compact", str(healthy))[0] == 0
     after = recover_state(healthy, 300)
     assert list(after.definitions.items()) == list(before.definitions.items())
-    assert after.queues == before.queues
+    assert queue_messages(after) == queue_messages(before)
 
 
 class FakeTerminal(io.StringIO):
@@ -224,3 +227,21 @@ def test_the_tools_script_runs(healthy: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("OK")
 
+
+
+def test_repair_sets_aside_only_a_record_whose_payload_is_bad(tmp_path: Path) -> None:
+    """A record with a valid CRC and a bad payload, mid-segment: the records after it still
+    follow on from its LSN and are kept."""
+    write_log(tmp_path, _history()[:6], 4096, checkpoint=False)
+    [segment] = segments(tmp_path)
+    spans = record_spans(segment)
+    off, size, lsn = spans[4]
+    data = segment.read_bytes()
+    bad = encode_record(lsn, RecordType.SETTLE, msgpack.packb({"queue": "a", "ids": [1]}))
+    segment.write_bytes(data[:off] + bad + data[off + size:])
+    code, text = run("repair", str(tmp_path), "--json")
+    assert code == 0
+    [item] = json.loads(text)["items"]
+    assert (item["offset"], item["length"], item["lsn"]) == (off, len(bad), lsn)
+    assert [s[2] for s in record_spans(segment)] == [s[2] for s in spans if s[2] != lsn]
+    assert recover_state(tmp_path, 4096).last_lsn == spans[-1][2]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgpack
 import pytest
 
 from storage.records import PayloadError, RecordType, check_payload, decode_payload, encode_payload
@@ -37,7 +38,7 @@ class Log:
         self.add(RecordType.DELIVER, {"queue": list(queue), "ids": list(ids)})
 
     def ids(self, queue: tuple[str, str]) -> list[tuple[int, int]]:
-        return [(m.id, m.delivery_count) for m in self.state.recovered().queues[queue]]
+        return list(self.state.recovered().queues[queue].items())
 
 
 Q1, Q2 = ("/", "q1"), ("/", "q2")
@@ -102,7 +103,7 @@ def test_vhost_deletion_cascades_but_spares_users() -> None:
     log.define("vhost", ["v"], None)
     state = log.state.recovered()
     assert list(state.definitions) == [("user", ("v",)), ("queue", ("/", "q"))]
-    assert [m.id for m in state.queues[("/", "q")]] == [1]
+    assert list(state.queues[("/", "q")]) == [1]
     assert log.state.queues.keys() == {("/", "q")}
 
 
@@ -118,7 +119,8 @@ def test_recovered_message_fields() -> None:
     log = Log()
     log.define("queue", list(Q1), {})
     log.publish(5, Q1, body=b"hello")
-    assert log.state.recovered().queues[Q1] == [RecoveredMessage(5, "e", "r", b"p", b"hello", 0)]
+    assert log.state.recovered().queue_messages(Q1) == [
+        RecoveredMessage(5, "e", "r", b"p", b"hello", 0)]
 
 
 def test_snapshot_is_independent() -> None:
@@ -128,7 +130,7 @@ def test_snapshot_is_independent() -> None:
     snap = log.state.snapshot()
     log.settle(Q1, 1)
     log.define("queue", list(Q1), {"x": 1})
-    assert snap.recovered().queues[Q1][0].id == 1
+    assert list(snap.recovered().queues[Q1]) == [1]
     assert snap.recovered().definitions[("queue", Q1)] == {}
 
 
@@ -173,3 +175,85 @@ def test_decode_refuses_garbage() -> None:
     with pytest.raises(PayloadError):
         decode_payload(RecordType.SETTLE, encode_payload(RecordType.DELIVER, {
             "queue": ["/", "q"], "ids": [1]}) + b"\x00")
+
+
+def _records() -> list[tuple[RecordType, dict[str, Any]]]:
+    """Every kind of record, with the MESSAGE shapes replay's fast path takes and leaves."""
+    msg = {"id": 1, "exchange": "e", "routing_key": "r", "properties": b"p", "body": b"b",
+           "queues": [list(Q1)], "time": 1700000000000}
+    return [
+        (RecordType.DEFINE, {"kind": "queue", "key": list(Q1), "value": {}}),
+        (RecordType.DEFINE, {"kind": "queue", "key": list(Q2), "value": {}}),
+        (RecordType.MESSAGE, msg),
+        (RecordType.MESSAGE, {**msg, "id": 2, "queues": [list(Q1), list(Q2)]}),
+        (RecordType.MESSAGE, {k: v for k, v in {**msg, "id": 3}.items() if k != "time"}),
+        (RecordType.MESSAGE, {**msg, "id": 4, "extra": [1, 2]}),
+        (RecordType.MESSAGE, {**msg, "id": 1, "queues": [list(Q2)]}),  # the same id again
+        (RecordType.MESSAGE, {**msg, "id": 5, "queues": []}),
+        (RecordType.DELIVER, {"queue": list(Q1), "ids": [1, 2]}),
+        (RecordType.SETTLE, {"queue": list(Q2), "ids": [2]}),
+        (RecordType.DEFINE, {"kind": "queue", "key": list(Q2), "value": None}),
+    ]
+
+
+def _state_fields(state: ReplayState) -> Any:
+    messages = {mid: (m.exchange, m.routing_key, m.properties, m.body, m.time, m.size, m.refs)
+                for mid, m in state.messages.items()}
+    return (list(state.definitions), messages, state.queues, state.next_message_id,
+            state.last_lsn, state.live_bytes)
+
+
+def test_replay_of_encoded_records_equals_apply() -> None:
+    applied, replayed = ReplayState(), ReplayState()
+    for lsn, (rtype, payload) in enumerate(_records(), 1):
+        data = encode_payload(rtype, payload)
+        applied.apply(lsn, rtype, decode_payload(rtype, data), 10 + lsn)
+        replayed.replay(lsn, rtype, memoryview(data), 10 + lsn)
+        assert _state_fields(replayed) == _state_fields(applied)
+    assert type(replayed.messages[1].body) is bytes
+
+
+@pytest.mark.parametrize("payload", [
+    {"id": "1", "exchange": "", "routing_key": "", "properties": b"", "body": b"",
+     "queues": []},
+    {"id": -1, "exchange": "", "routing_key": "", "properties": b"", "body": b"",
+     "queues": []},
+    {"id": 1, "exchange": "", "routing_key": "", "properties": "p", "body": b"", "queues": []},
+    {"id": 1, "exchange": "", "routing_key": "", "properties": b"", "body": b"",
+     "queues": [["/"]]},
+    {"id": 1, "exchange": "", "routing_key": "", "properties": b"", "body": b"",
+     "queues": [["/", "q"], ["/", 2]]},
+    {"id": 1, "exchange": "", "routing_key": "", "properties": b"", "body": b"",
+     "queues": [], "time": -5},
+    {"id": 1, "exchange": "", "routing_key": "", "properties": b"", "body": b""},
+    [1, "", "", b"", b"", []],
+    "not a map",
+])
+def test_replay_refuses_malformed_messages_and_applies_nothing(payload: Any) -> None:
+    state = ReplayState()
+    state.replay(1, RecordType.DEFINE, encode_payload(
+        RecordType.DEFINE, {"kind": "queue", "key": ["/", "q"], "value": {}}), 10)
+    before = _state_fields(state)
+    with pytest.raises(PayloadError):
+        state.replay(2, RecordType.MESSAGE, msgpack.packb(payload, use_bin_type=True), 10)
+    with pytest.raises(PayloadError):
+        state.replay(2, RecordType.SETTLE, b"\xc1", 10)
+    assert _state_fields(state) == before
+
+
+def test_replayed_messages_share_the_values_they_repeat() -> None:
+    state = ReplayState()
+    msg = {"id": 1, "exchange": "e", "routing_key": "r" * 20, "properties": b"p" * 5,
+           "body": b"b", "queues": [list(Q1)], "time": 1700000000000}
+    for lsn, mid in enumerate((1, 2), 1):
+        state.replay(lsn, RecordType.MESSAGE, encode_payload(
+            RecordType.MESSAGE, {**msg, "id": mid}), 10)
+    first, second = state.messages[1], state.messages[2]
+    assert second.routing_key is first.routing_key
+    assert second.properties is first.properties
+    assert second.time is first.time
+
+
+def test_decode_takes_map_keys_of_any_type() -> None:
+    payload = {"kind": "x", "key": ["a"], "value": {1: "one", b"k": [True]}}
+    assert decode_payload(RecordType.DEFINE, msgpack.packb(payload, use_bin_type=True)) == payload

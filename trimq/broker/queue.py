@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from trimq.amqp.codec import encode_shortstr
@@ -163,20 +164,31 @@ class Queue:
             self._drop_over_limit()
         return True
 
-    def restore(self, message: Message, delivery_count: int, recorded_ms: int,
+    def restore(self, recovered: Iterable[tuple[Message, int, int]],
                 clock: tuple[float, float]) -> None:
-        """Put back a message recovered from the log. Its TTL counts from when it was recorded
-        (recorded_ms, wall clock; 0 if unknown: then from now), so a restart neither resets
-        nor extends it; clock is (time.monotonic(), time.time()) taken once for the recovery.
-        One already past its deadline expires (and is dead-lettered) on the first timer tick."""
-        self.next_seq += 1
-        entry = QueuedMessage(message, self.next_seq, delivery_count > 0, delivery_count)
-        ttl = self._ttl(message)
-        if ttl is not None:
-            monotonic_now, wall_now = clock
-            left = ttl / 1000 if not recorded_ms else (recorded_ms + ttl) / 1000 - wall_now
-            self._schedule_expiry(entry, monotonic_now + min(left, ttl / 1000))
-        self.ready.append(entry)
+        """Put back the messages recovered from the log, in order, each given as (message, how
+        often it was delivered, when it was recorded). A TTL counts from when the message was
+        recorded (ms since the epoch; 0 if unknown: then from now), so a restart neither
+        resets nor extends it; clock is (time.monotonic(), time.time()) taken once for the
+        recovery. One already past its deadline expires (and is dead-lettered) on the first
+        timer tick. All at once because there may be a million of them."""
+        monotonic_now, wall_now = clock
+        queue_ttl = self.settings.message_ttl
+        seq = self.next_seq
+        entries = []
+        for message, delivery_count, recorded_ms in recovered:
+            seq += 1
+            entry = QueuedMessage(message, seq, delivery_count > 0, delivery_count)
+            if queue_ttl is not None or message.ttl is not None:
+                ttl = self._ttl(message)
+                assert ttl is not None
+                left = ttl / 1000 if not recorded_ms else (recorded_ms + ttl) / 1000 - wall_now
+                self._schedule_expiry(entry, monotonic_now + min(left, ttl / 1000))
+            entries.append(entry)
+        self.next_seq = seq
+        self.ready.extend(entries)
+        if self.settings.bounded and self.settings.overflow == "drop-head":
+            self._drop_over_limit()  # a drop the log did not keep before a crash happens again
 
     def _ttl(self, message: Message) -> int | None:
         queue_ttl = self.settings.message_ttl

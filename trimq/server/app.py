@@ -18,6 +18,7 @@ import structlog
 import trio
 
 from storage import WAL, WALFailed
+from storage.recovery import gc_paused
 from trimq.broker.broker import Broker, BrokerConfig
 from trimq.broker.journal import Journal
 from trimq.broker.recovery import restore
@@ -79,16 +80,19 @@ def recover(config: BrokerConfig, data_dir: Path, segment_size: int, fsync: bool
             log.info("wal.recovering", records=records, bytes_done=done, bytes_total=total)
 
     wal = WAL(data_dir, segment_size=segment_size, fsync=fsync)
-    state = wal.open(progress=progress)
-    journal = Journal(wal.append, state.next_message_id, flush_soon=wal.flush_soon)
-    wal.coalesce(journal.flush)
-    broker = Broker(config, journal, bootstrap=False)
     skipped: list[str] = []
-    queues, messages = restore(broker, state, skipped)
+    # Recovery builds millions of long-lived objects and no reference cycles: the cyclic
+    # collector would only rescan the growing heap, again and again (it made restore() 2.5x
+    # slower). Once they are built, gc.freeze() keeps them out of its sight for good.
+    with gc_paused():
+        state = wal.open(progress=progress)
+        journal = Journal(wal.append, state.next_message_id, flush_soon=wal.flush_soon)
+        wal.coalesce(journal.flush)
+        broker = Broker(config, journal, bootstrap=False)
+        queues, messages = restore(broker, state, skipped)
+        gc.freeze()
     for reason in skipped:
         log.warning("wal.definition_skipped", reason=reason)
-    # The recovered messages live long: keep the cyclic collector from rescanning them.
-    gc.freeze()
     elapsed = time.monotonic() - started
     if state.dropped_tail_bytes:
         log.warning("wal.torn_tail", dropped_bytes=state.dropped_tail_bytes)
