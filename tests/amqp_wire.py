@@ -152,7 +152,8 @@ class Reader:
         return self.unpack(">Q")[0]
 
     def shortstr(self) -> str:
-        return self.take(self.octet()).decode()
+        # Close texts may echo bytes a fuzzed frame sent that are not UTF-8.
+        return self.take(self.octet()).decode("utf-8", "surrogateescape")
 
     def longstr(self) -> bytes:
         return self.take(self.long())
