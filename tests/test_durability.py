@@ -74,6 +74,16 @@ def node(tmp_path: Path) -> Iterator[Node]:
         n.stop()
 
 
+def kill_when_durable(node: Node, channel: pika.adapters.blocking_connection.BlockingChannel,
+                      ) -> pika.adapters.blocking_connection.BlockingChannel:
+    """Make everything done so far durable (a confirmed publish after it), SIGKILL the broker,
+    start it again and return a channel on it."""
+    channel.queue_declare("sync", durable=True)
+    publish_confirmed(channel, [b"barrier"], "sync")
+    node.kill()
+    return node.start().connect().channel()
+
+
 def drain(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str,
           ack: bool = True) -> list[tuple[bytes, bool]]:
     """Every message in `queue` via basic_get: (body, redelivered)."""
@@ -324,12 +334,8 @@ def test_delivery_limit_counts_survive_a_restart(node: Node) -> None:
         method, props, _ = ch.basic_get("limited")
         assert props.headers["x-delivery-count"] == expected
         ch.basic_nack(method.delivery_tag, requeue=True)
-    ch.queue_declare("sync", durable=True)
-    publish_confirmed(ch, [b"barrier"], "sync")  # the delivery records are durable now
-    node.kill()
-
-    conn = node.start().connect()
-    ch = conn.channel()
+    ch = kill_when_durable(node, ch)  # with the delivery records
+    conn = ch.connection
     method, props, body = ch.basic_get("limited")
     assert (body, method.redelivered, props.headers["x-delivery-count"]) == (b"poison", True, 2)
     ch.basic_nack(method.delivery_tag, requeue=True)  # the third return: past the limit
@@ -425,12 +431,8 @@ def test_dead_lettered_copies_survive_a_kill(node: Node) -> None:
     for _ in range(2):
         method, _props, _body = ch.basic_get("work")
         ch.basic_reject(method.delivery_tag, requeue=False)
-    ch.queue_declare("sync", durable=True)
-    publish_confirmed(ch, [b"barrier"], "sync")  # everything before it is durable now
-    node.kill()
-
-    conn = node.start().connect()
-    ch = conn.channel()
+    ch = kill_when_durable(node, ch)
+    conn = ch.connection
     assert drain(ch, "work") == []
     got = []
     while True:

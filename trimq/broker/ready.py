@@ -62,23 +62,22 @@ class ReadyList:
         if not self.count:
             return None
         if not self._max_priority:  # one level: no loop over levels
-            level = self._levels[0]
-            while level:
-                entry = level.popleft()
-                if entry.in_ready:
-                    entry.in_ready = False
-                    self.count -= 1
-                    self.bytes -= entry.message.size
-                    return entry
-            return None
+            return self._pop_live(self._levels[0])
         for level in reversed(self._levels):
-            while level:
-                entry = level.popleft()
-                if entry.in_ready:
-                    entry.in_ready = False
-                    self.count -= 1
-                    self.bytes -= entry.message.size
-                    return entry
+            entry = self._pop_live(level)
+            if entry is not None:
+                return entry
+        return None
+
+    def _pop_live(self, level: deque[QueuedMessage]) -> QueuedMessage | None:
+        """The first entry of `level` still ready (expired or taken ones are dropped)."""
+        while level:
+            entry = level.popleft()
+            if entry.in_ready:
+                entry.in_ready = False
+                self.count -= 1
+                self.bytes -= entry.message.size
+                return entry
         return None
 
     def peek(self) -> QueuedMessage | None:
