@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pika
 import pytest
@@ -42,6 +43,13 @@ class Broker:
 
     def connect(self, **kwargs: object) -> pika.BlockingConnection:
         return pika.BlockingConnection(self.params(**kwargs))
+
+
+def durable_dead_letter_target(channel: Any) -> None:
+    """A durable fanout exchange "dlx" routing to a durable queue "dead"."""
+    channel.exchange_declare("dlx", "fanout", durable=True)
+    channel.queue_declare("dead", durable=True)
+    channel.queue_bind("dead", "dlx")
 
 
 def start_server(data_dir: Path, *extra: str, port: int = 0, timeout: float = 20.0,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pika
 import pika.exceptions
 import pytest
-from conftest import Broker, start_server, stop_server
+from conftest import Broker, durable_dead_letter_target, start_server, stop_server
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
                                 reason="trimq-only: restarts its own trimq-server")
@@ -324,9 +324,7 @@ def test_online_compaction_reclaims_acked_messages(tmp_path: Path) -> None:
 def test_delivery_limit_counts_survive_a_restart(node: Node) -> None:
     conn = node.server.connect()  # type: ignore[union-attr]
     ch = conn.channel()
-    ch.exchange_declare("dlx", "fanout", durable=True)
-    ch.queue_declare("dead", durable=True)
-    ch.queue_bind("dead", "dlx")
+    durable_dead_letter_target(ch)
     ch.queue_declare("limited", durable=True,
                      arguments={"x-delivery-limit": 2, "x-dead-letter-exchange": "dlx"})
     publish_confirmed(ch, [b"poison"], "limited")
@@ -365,9 +363,7 @@ def test_ttl_deadline_that_passed_while_down_expires_on_start(node: Node, ttl_fr
     broker was down is expired (here dead-lettered) as soon as it is back."""
     conn = node.server.connect()  # type: ignore[union-attr]
     ch = conn.channel()
-    ch.exchange_declare("dlx", "fanout", durable=True)
-    ch.queue_declare("dead", durable=True)
-    ch.queue_bind("dead", "dlx")
+    durable_dead_letter_target(ch)
     arguments = {"x-dead-letter-exchange": "dlx"}
     properties = PERSISTENT
     if ttl_from == "queue":
@@ -423,9 +419,7 @@ def test_dead_lettered_copies_survive_a_kill(node: Node) -> None:
     is in the log before the original's settlement."""
     conn = node.server.connect()  # type: ignore[union-attr]
     ch = conn.channel()
-    ch.exchange_declare("dlx", "fanout", durable=True)
-    ch.queue_declare("dead", durable=True)
-    ch.queue_bind("dead", "dlx")
+    durable_dead_letter_target(ch)
     ch.queue_declare("work", durable=True, arguments={"x-dead-letter-exchange": "dlx"})
     publish_confirmed(ch, [b"a", b"b"], "work")
     for _ in range(2):

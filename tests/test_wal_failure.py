@@ -16,6 +16,7 @@ import pika
 import pika.exceptions
 import pytest
 import trio
+from conftest import durable_dead_letter_target
 
 import storage.segment
 from trimq.broker.broker import BrokerConfig
@@ -98,9 +99,7 @@ def test_expiry_into_a_durable_queue_after_the_log_failed_keeps_the_broker_up(
     the timer that expired it must not take the broker down."""
     conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
     ch = conn.channel()
-    ch.exchange_declare("dlx", "fanout", durable=True)
-    ch.queue_declare("dead", durable=True)
-    ch.queue_bind("dead", "dlx")
+    durable_dead_letter_target(ch)
     ch.queue_declare("ttl", durable=True,
                      arguments={"x-message-ttl": 300, "x-dead-letter-exchange": "dlx"})
     ch.confirm_delivery()

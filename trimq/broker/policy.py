@@ -8,6 +8,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from trimq.amqp.frames import erlang_binary
+
 # policy key -> the queue argument it stands for
 QUEUE_KEYS = {
     "message-ttl": "x-message-ttl", "expires": "x-expires", "max-length": "x-max-length",
@@ -36,8 +38,7 @@ def erlang_value(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'<<"{escaped}">>'
+        return erlang_binary(value.encode())
     if isinstance(value, list):
         return "[" + ",".join(erlang_value(v) for v in value) + "]"
     if isinstance(value, dict):
