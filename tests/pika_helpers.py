@@ -4,12 +4,22 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pika
 from pika.adapters.blocking_connection import BlockingChannel
 
 Delivery = tuple[Any, Any, bytes]  # (method, properties, body)
+T = TypeVar("T")
+
+
+def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float = 0.02) -> T:
+    """Poll `predicate` until it returns something true or `timeout` passes; return its last
+    value, so that `assert wait_until(...)` fails with what was last seen."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(interval)
+    return value
 
 
 def pump(connection: pika.BlockingConnection, until: Callable[[], bool],
@@ -24,11 +34,20 @@ def pump(connection: pika.BlockingConnection, until: Callable[[], bool],
     return True
 
 
-def settle(connection: pika.BlockingConnection, seconds: float = 0.3) -> None:
-    """Process I/O for a fixed time (to show that nothing more arrives)."""
-    deadline = time.monotonic() + seconds
-    while (remaining := deadline - time.monotonic()) > 0:
-        connection.process_data_events(min(0.05, remaining))
+def round_trip(channel: BlockingChannel, queue: str | None = None) -> None:
+    """A synchronous request on `channel`, then the dispatch of every delivery, return or
+    cancel that arrived before its reply: how a test shows that something did NOT happen,
+    without sleeping. trimq writes a connection's frames in the order it handles what causes
+    them (a publish, ack, consume or cancel dispatches at once), so once the reply is in,
+    nothing the broker did before is still on its way. `queue`: the request is a passive
+    declare of it, which on RabbitMQ also passes through that queue's process (never use it
+    on a queue with x-expires: a declare counts as use); otherwise a passive declare of
+    amq.direct."""
+    if queue is None:
+        channel.exchange_declare("amq.direct", "direct", passive=True)
+    else:
+        channel.queue_declare(queue, passive=True)
+    channel.connection.process_data_events(0)
 
 
 def collector(into: list[Delivery]) -> Callable[..., None]:

@@ -21,7 +21,7 @@ from pika.exceptions import (
     ConnectionClosedByBroker,
     UnroutableError,
 )
-from pika_helpers import collector, get_all, message_count, pump, settle, wait_for_count
+from pika_helpers import collector, get_all, message_count, pump, round_trip, wait_for_count
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -414,7 +414,7 @@ def test_cancel_stops_deliveries_and_keeps_unacked(connection, channel, queue):
     tag = channel.basic_consume(queue, collector(got))
     assert pump(connection, lambda: len(got) == 2)
     channel.basic_cancel(tag)
-    settle(connection, 0.2)
+    round_trip(channel, queue)
     assert len(got) == 2
     assert message_count(channel, queue) == 2
     # deliveries of a cancelled consumer can still be acked
@@ -487,7 +487,7 @@ def test_mandatory_routable_not_returned(connection, channel, queue):
     channel.add_on_return_callback(collector(returned))
     channel.basic_publish("", queue, b"ok", mandatory=True)
     assert wait_for_count(channel, queue, 1) == 1
-    settle(connection, 0.1)
+    round_trip(channel)
     assert returned == []
 
 
@@ -497,7 +497,7 @@ def test_non_mandatory_unroutable_dropped(connection, channel, unique):
     channel.confirm_delivery()
     channel.basic_publish("", unique + ".nowhere", b"gone")  # acked, not returned
     channel.basic_publish("amq.fanout", "", b"gone")
-    settle(connection, 0.1)
+    round_trip(channel)
     assert returned == []
 
 

@@ -6,6 +6,7 @@ Every expectation here was checked against RabbitMQ 3.10.8 (see conftest.py's TR
 from __future__ import annotations
 
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,6 +30,7 @@ from amqp_wire import (
 )
 from conftest import Broker
 from pika.adapters.select_connection import SelectConnection
+from pika_helpers import pump
 
 CAPABILITIES = {
     "publisher_confirms": True,
@@ -150,12 +152,35 @@ def test_channel_max_is_enforced(broker: Broker) -> None:
 # --------------------------------------------------------------------------- heartbeats
 
 
+def silent_peer(broker: Broker) -> threading.Event:
+    """A raw client that negotiates a 1 s heartbeat and then sends nothing. The event is set
+    once the server has dropped it: proof that the server's heartbeat timeout has run for
+    every connection opened before it (the event stays unset if it is never dropped)."""
+    conn = wire(broker, timeout=10).handshake(heartbeat=1)
+    dropped = threading.Event()
+
+    def watch() -> None:
+        with conn:
+            try:
+                conn.read_until_closed(timeout=10)
+            except TimeoutError:
+                return
+            dropped.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return dropped
+
+
 def test_heartbeats_keep_idle_connection_alive(broker: Broker) -> None:
+    """An idle pika connection, whose only traffic is heartbeats, outlives a silent peer that
+    connected after it."""
     conn = broker.connect(heartbeat=1)
     try:
         assert conn._impl.params.heartbeat == 1
         ch = conn.channel()
-        conn.sleep(3.5)  # pika answers the server's heartbeats while sleeping
+        dropped = silent_peer(broker)
+        # pika sends and answers heartbeats while processing events
+        assert pump(conn, dropped.is_set, timeout=8), "the silent peer was never dropped"
         assert conn.is_open
         assert ch.queue_declare("", exclusive=True).method.queue.startswith("amq.gen-")
     finally:
@@ -178,18 +203,22 @@ def test_silent_client_is_disconnected(broker: Broker) -> None:
         conn.handshake(heartbeat=1)
         started = time.monotonic()
         data = conn.read_until_closed(timeout=4.5)
-        assert time.monotonic() - started < 4.5
+        assert 1.5 < time.monotonic() - started < 4.5  # two to three intervals
         # nothing but heartbeat frames before the socket is closed
         assert len(data) % 8 == 0
         assert data == bytes([FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, 0xCE]) * (len(data) // 8)
 
 
 def test_client_heartbeats_keep_raw_connection_alive(broker: Broker) -> None:
+    """A client that sends nothing but heartbeats is kept: it outlives a silent peer that
+    connected after it (a server that counted only other frames would drop it first)."""
     with wire(broker) as conn:
         conn.handshake(heartbeat=1)
-        for _ in range(6):
-            time.sleep(0.5)
+        dropped = silent_peer(broker)
+        deadline = time.monotonic() + 8
+        while not dropped.wait(0.5) and time.monotonic() < deadline:  # every half interval
             conn.send(bytes([FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, 0xCE]))
+        assert dropped.is_set(), "the silent peer was never dropped"
         conn.open_channel(1)
 
 

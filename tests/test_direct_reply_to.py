@@ -5,6 +5,7 @@ from __future__ import annotations
 import pika
 import pika.exceptions
 import pytest
+from pika_helpers import pump, wait_until
 
 REPLY_TO = "amq.rabbitmq.reply-to"
 
@@ -21,15 +22,19 @@ def test_rpc_round_trip(broker, unique: str) -> None:  # type: ignore[no-untyped
     for n in range(3):
         client.basic_publish("", unique, b"%d" % n,
                              pika.BasicProperties(reply_to=REPLY_TO, correlation_id=str(n)))
+
+    def request() -> tuple | None:
+        method, props, body = server.basic_get(unique, auto_ack=True)
+        return None if method is None else (props, body)
+
     for _ in range(3):
-        method, props, body = None, None, None
-        while method is None:
-            method, props, body = server.basic_get(unique, auto_ack=True)
+        got = wait_until(request)
+        assert got is not None, "the request never reached the server's queue"
+        props, body = got
         assert props.reply_to.startswith(REPLY_TO + ".")
         server.basic_publish("", props.reply_to, body * 2,
                              pika.BasicProperties(correlation_id=props.correlation_id))
-    while len(replies) < 3:
-        client_conn.process_data_events(time_limit=0.1)
+    assert pump(client_conn, lambda: len(replies) == 3)
     assert replies == [(b"00", "0"), (b"11", "1"), (b"22", "2")]
     client_conn.close()
     server_conn.close()

@@ -12,7 +12,7 @@ import sys
 import threading
 
 import pytest
-from pika_helpers import collector, get_all, message_count, pump, settle, wait_for_count
+from pika_helpers import collector, get_all, message_count, pump, round_trip, wait_for_count
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -51,7 +51,7 @@ def test_round_robin_across_connections(broker, channel, queue):
         # strict alternation, starting with the consumer that subscribed first
         assert bodies(got_a) == [b"m0", b"m2", b"m4", b"m6", b"m8"]
         assert bodies(got_b) == [b"m1", b"m3", b"m5", b"m7", b"m9"]
-        settle(conn_a, 0.1)
+        round_trip(conn_a.channel(), queue)
         assert len(got_a) == 5
     finally:
         conn_a.close()
@@ -80,12 +80,12 @@ def test_prefetch_count_per_consumer(connection, channel, queue):
     got = []
     channel.basic_consume(queue, collector(got))
     assert pump(connection, lambda: len(got) == 3)
-    settle(connection, 0.2)
+    round_trip(channel, queue)
     assert bodies(got) == [b"m0", b"m1", b"m2"]
     assert message_count(channel, queue) == 3
     channel.basic_ack(got[0][0].delivery_tag)
     assert pump(connection, lambda: len(got) == 4)
-    settle(connection, 0.2)
+    round_trip(channel, queue)
     assert bodies(got) == [b"m0", b"m1", b"m2", b"m3"]
     channel.basic_ack(got[2][0].delivery_tag, multiple=True)  # acks m1 and m2
     assert pump(connection, lambda: len(got) == 6)
@@ -104,8 +104,8 @@ def test_prefetch_one_alternates_between_busy_consumers(broker, channel, queue):
         publish_n(channel, queue, 5)
         assert pump(conn_a, lambda: len(got_a) == 1)
         assert pump(conn_b, lambda: len(got_b) == 1)
-        settle(conn_a, 0.2)
-        settle(conn_b, 0.1)
+        round_trip(ch_a, queue)
+        round_trip(ch_b, queue)
         assert (bodies(got_a), bodies(got_b)) == ([b"m0"], [b"m1"])
         assert message_count(channel, queue) == 3
         # only the consumer that acks gets more
@@ -113,7 +113,7 @@ def test_prefetch_one_alternates_between_busy_consumers(broker, channel, queue):
         assert pump(conn_b, lambda: len(got_b) == 2)
         ch_b.basic_ack(got_b[1][0].delivery_tag)
         assert pump(conn_b, lambda: len(got_b) == 3)
-        settle(conn_a, 0.2)
+        round_trip(ch_a, queue)
         assert bodies(got_a) == [b"m0"]
         assert bodies(got_b) == [b"m1", b"m2", b"m3"]
         assert [m.delivery_tag for m, _, _ in got_b] == [1, 2, 3]
@@ -147,18 +147,18 @@ def test_prefetch_global_is_shared_by_channel_consumers(connection, channel, uni
         channel.basic_publish("", q1, b"a%d" % i)
         channel.basic_publish("", q2, b"b%d" % i)
     assert pump(connection, lambda: len(got1) + len(got2) == 2)
-    settle(connection, 0.2)
+    round_trip(channel)
     # which queue delivers first is a race between queues; the channel total is not
     assert len(got1) + len(got2) == 2
     assert bodies(got1) == [b"a%d" % i for i in range(len(got1))]
     assert bodies(got2) == [b"b%d" % i for i in range(len(got2))]
     channel.basic_ack((got1 + got2)[0][0].delivery_tag)
     assert pump(connection, lambda: len(got1) + len(got2) == 3)
-    settle(connection, 0.2)
+    round_trip(channel)
     assert len(got1) + len(got2) == 3
     channel.basic_ack(0, multiple=True)
     assert pump(connection, lambda: len(got1) + len(got2) == 5)
-    settle(connection, 0.2)
+    round_trip(channel)
     assert len(got1) + len(got2) == 5
 
 
@@ -174,7 +174,7 @@ def test_prefetch_non_global_is_per_consumer(connection, channel, unique):
         channel.basic_publish("", q1, b"a%d" % i)
         channel.basic_publish("", q2, b"b%d" % i)
     assert pump(connection, lambda: len(got1) == 2 and len(got2) == 2)
-    settle(connection, 0.2)
+    round_trip(channel)
     assert (bodies(got1), bodies(got2)) == ([b"a0", b"a1"], [b"b0", b"b1"])
 
 
@@ -196,7 +196,7 @@ def three_consumers(connection, channel, unique, qos_calls):
 def test_prefetch_per_consumer_then_global_both_apply(connection, channel, unique):
     got = three_consumers(connection, channel, unique, [(1, False), (2, True)])
     assert pump(connection, lambda: sum(map(len, got.values())) == 2)
-    settle(connection, 0.3)
+    round_trip(channel)
     # each consumer at most 1, the channel at most 2
     assert sorted(len(v) for v in got.values()) == [0, 1, 1]
 
@@ -205,7 +205,7 @@ def test_prefetch_non_global_qos_resets_global_limit(connection, channel, unique
     """RabbitMQ quirk: basic.qos(global=false) clears an earlier global prefetch limit."""
     got = three_consumers(connection, channel, unique, [(2, True), (1, False)])
     assert pump(connection, lambda: sum(map(len, got.values())) == 3)
-    settle(connection, 0.3)
+    round_trip(channel)
     assert sorted(len(v) for v in got.values()) == [1, 1, 1]
 
 
@@ -217,11 +217,11 @@ def test_prefetch_change_does_not_affect_existing_consumer(connection, channel, 
     publish_n(channel, queue, 5)
     assert pump(connection, lambda: len(got) == 1)
     channel.basic_qos(prefetch_count=3)
-    settle(connection, 0.3)
+    round_trip(channel, queue)
     assert len(got) == 1
     channel.basic_ack(got[0][0].delivery_tag)
     assert pump(connection, lambda: len(got) == 2)
-    settle(connection, 0.2)
+    round_trip(channel, queue)
     assert bodies(got) == [b"m0", b"m1"]
 
 
@@ -314,7 +314,7 @@ def test_killed_consumer_process_messages_redelivered(broker, connection, channe
         assert received == ["ready", "m0 1 False", "m1 2 False", "m2 3 False", "m3 4 False"]
         got = []
         channel.basic_consume(queue, collector(got))
-        settle(connection, 0.2)
+        round_trip(channel, queue)
         assert got == []  # everything is held, unacked, by the child
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=5)

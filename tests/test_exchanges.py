@@ -14,6 +14,7 @@ import pika.exceptions
 import pytest
 from conftest import Broker
 from pika.adapters.blocking_connection import BlockingChannel
+from pika_helpers import pump, round_trip
 
 Channel = BlockingChannel
 
@@ -466,7 +467,8 @@ def test_mandatory_unroutable_is_returned(connection: pika.BlockingConnection, c
     plain.add_on_return_callback(lambda ch, method, props, body: returned.append(
         (method.reply_code, method.reply_text, method.exchange, method.routing_key, body)))
     plain.basic_publish(unique, "nobody", b"lost", mandatory=True)
-    connection.process_data_events(time_limit=1)
+    assert pump(connection, lambda: bool(returned))
+    round_trip(plain)  # and no second return
     assert returned == [(312, "NO_ROUTE", unique, "nobody", b"lost")]
 
 

@@ -21,6 +21,7 @@ import pika
 import pika.exceptions
 import pytest
 from conftest import Broker, start_server, stop_server
+from pika_helpers import pump, round_trip, wait_until
 from test_ctl_live import ctl
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
@@ -151,7 +152,7 @@ def test_fast_publisher_is_blocked_under_the_memory_watermark_and_nothing_is_los
         pch.basic_publish("", "flood", b"%08d" % n + padding)
     publisher.process_data_events(0)
     assert consumer_done.wait(180), f"only {len(received)} of {count} consumed"
-    publisher.process_data_events(1)
+    assert pump(publisher, lambda: bool(events) and events[-1][0] == "unblocked", 10), events
     sampler.done.set()
     sampler.join()
     publisher.close()
@@ -178,7 +179,7 @@ def test_disk_alarm_blocks_publishers_until_it_clears(server: Broker) -> None:
     assert ctl(server, "set_disk_free_limit", "1000000TB")[0] == 0
     assert status(server)["alarms"] == ["disk"]
     ch.basic_publish("", "disk", b"during")
-    conn.process_data_events(0.5)
+    assert pump(conn, lambda: bool(events))
     assert events == [("blocked", "low on disk")]
     rows = ctl(server, "list_connections", "state")[1]
     assert rows[-1] == "blocked"
@@ -186,7 +187,7 @@ def test_disk_alarm_blocks_publishers_until_it_clears(server: Broker) -> None:
     assert watcher.channel().queue_declare("disk", passive=True).method.message_count >= 1
     watcher.close()
     assert ctl(server, "set_disk_free_limit", "50MB")[0] == 0
-    conn.process_data_events(0.5)
+    assert pump(conn, lambda: len(events) == 2)
     assert events == [("blocked", "low on disk"), ("unblocked", "")]
     assert ch.queue_declare("disk", passive=True).method.message_count == 2
     assert [ch.basic_get("disk", auto_ack=True)[2] for _ in range(2)] == [b"before", b"during"]
@@ -202,9 +203,7 @@ def test_status_reports_alarms_memory_and_disk(server: Broker) -> None:
     assert "Memory high watermark setting: 0.4 of available memory, computed to: " in text
     assert "Low free disk space watermark: 0.05 gb" in text
     assert ctl(server, "set_vm_memory_high_watermark", "0.000001")[0] == 0
-    deadline = time.monotonic() + 5
-    while status(server)["alarms"] != ["memory"] and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: status(server)["alarms"] == ["memory"])
     code, out, _err = ctl(server, "status")
     assert any(line.startswith("Memory alarm on node ") for line in out), out
     assert ctl(server, "set_vm_memory_high_watermark", "0.4")[0] == 0
@@ -273,14 +272,17 @@ def test_channel_unacked_limit_pauses_deliveries(configured: Configured) -> None
         ch.basic_publish("", "u", b"%d" % n)
     tags = []
     ch.basic_consume("u", lambda _c, method, _p, _b: tags.append(method.delivery_tag))
-    conn.process_data_events(0.5)
+    assert pump(conn, lambda: len(tags) == 5)
+    round_trip(ch, "u")
     assert len(tags) == 5  # no prefetch asked for, the broker's limit applies
     ch.basic_ack(tags[-1], multiple=True)
-    conn.process_data_events(0.5)
+    assert pump(conn, lambda: len(tags) == 10)
+    round_trip(ch, "u")
     assert len(tags) == 10
     ch.basic_qos(prefetch_count=2, global_qos=True)  # a lower channel prefetch wins
     ch.basic_ack(tags[-1], multiple=True)
-    conn.process_data_events(0.5)
+    assert pump(conn, lambda: len(tags) == 12)
+    round_trip(ch, "u")
     assert len(tags) == 12
     conn.close()
 

@@ -21,7 +21,15 @@ import pika.exceptions
 import pytest
 from conftest import Broker
 from pika.adapters.blocking_connection import BlockingChannel
-from pika_helpers import Delivery, collector, get_all, message_count, pump, settle, wait_for_count
+from pika_helpers import (
+    Delivery,
+    collector,
+    get_all,
+    message_count,
+    pump,
+    round_trip,
+    wait_for_count,
+)
 
 Channel = BlockingChannel
 
@@ -170,7 +178,7 @@ def test_queue_ttl_expired_messages_are_removed_and_never_delivered(
     # a consumer arriving later gets nothing
     got: list[Delivery] = []
     channel.basic_consume(q, collector(got), auto_ack=True)
-    settle(channel.connection, 0.3)
+    round_trip(channel, q)
     assert got == []
 
 
@@ -181,7 +189,7 @@ def test_per_message_expiration_is_removed_and_never_delivered(
     publish(channel, "", q, "short", expiration="100")
     publish(channel, "", q, "long", expiration="60000")
     assert message_count(channel, q) == 2
-    time.sleep(0.3)
+    assert wait_for_count(channel, q, 1) == 1
     got = get_all(channel, q)
     assert bodies(got) == ["long"]
     assert got[0][1].expiration == "60000"
@@ -191,7 +199,7 @@ def test_lower_of_queue_and_message_ttl_applies(channel: Channel, tidy: Tidy) ->
     q = tidy.queue("q", **{"x-message-ttl": 60000})
     publish(channel, "", q, "a", expiration="100")
     publish(channel, "", q, "b")
-    time.sleep(0.3)
+    assert wait_for_count(channel, q, 1) == 1
     assert bodies(get_all(channel, q)) == ["b"]
     q2 = tidy.queue("q2", **{"x-message-ttl": 100})
     publish(channel, "", q2, "c", expiration="60000")
@@ -253,7 +261,7 @@ def test_ttl_zero_is_delivered_only_to_a_waiting_consumer(
     channel.basic_consume(q2, collector(got), auto_ack=True)
     publish(channel, "", q2, "expiration-0", expiration="0")
     assert pump(connection, lambda: len(got) == 2)
-    settle(connection, 0.2)
+    round_trip(channel, q2)
     assert bodies(got) == ["waited-for", "expiration-0"]
 
 
@@ -270,8 +278,10 @@ def test_requeued_message_past_its_ttl_expires(channel: Channel, tidy: Tidy) -> 
     dlx, dead = tidy.dead_letter_target()
     q = tidy.queue("q", **{"x-message-ttl": 150, "x-dead-letter-exchange": dlx})
     publish(channel, "", q, "m")
+    publish(channel, "", q, "probe")
     method, _, _ = channel.basic_get(q)
-    time.sleep(0.3)  # the TTL runs while it is unacked
+    # the TTL runs while "m" is unacked: "probe", published after it, expiring proves it ran out
+    assert bodies(wait_get_all(channel, dead, 1)) == ["probe"]
     channel.basic_nack(method.delivery_tag, requeue=True)
     got = wait_get_all(channel, dead, 1)
     assert bodies(got) == ["m"]
@@ -321,7 +331,7 @@ def test_expiration_parsed_as_erlang_integer(channel: Channel, tidy: Tidy) -> No
     publish(channel, "", q, "zeros", expiration="0050")
     publish(channel, "", q, "max", expiration="315360000000")
     assert channel.is_open
-    time.sleep(0.3)
+    assert wait_for_count(channel, q, 1) == 1
     assert bodies(get_all(channel, q)) == ["max"]
 
 
@@ -448,7 +458,6 @@ def test_expiry_cycle_to_itself_is_dropped(channel: Channel, tidy: Tidy) -> None
     # the copy reaches `other` but not `q` again
     got = wait_get_all(channel, other, 1)
     assert bodies(got) == ["m"]
-    settle(channel.connection, 0.3)
     assert message_count(channel, q) == 0
 
 
@@ -457,12 +466,12 @@ def test_expiry_cycle_through_two_queues_is_dropped(channel: Channel, tidy: Tidy
     b = tidy.name("b")
     tidy.queue("a", **{"x-message-ttl": 50, "x-dead-letter-exchange": "",
                        "x-dead-letter-routing-key": b})
-    tidy.queue("b", **{"x-message-ttl": 50, "x-dead-letter-exchange": "",
+    tidy.queue("b", **{"x-message-ttl": 400, "x-dead-letter-exchange": "",
                        "x-dead-letter-routing-key": a})
     publish(channel, "", a, "m")
-    time.sleep(0.5)
+    assert wait_for_count(channel, b, 1) == 1  # expired from a into b
+    assert wait_for_count(channel, b, 0) == 0  # expired from b: dropped, not back into a
     assert message_count(channel, a) == 0
-    assert message_count(channel, b) == 0
 
 
 def test_dead_lettering_with_routing_key_strips_cc(channel: Channel, tidy: Tidy) -> None:
@@ -566,7 +575,6 @@ def test_reject_publish_nacks_confirming_publisher(channel: Channel, tidy: Tidy)
     with pytest.raises(pika.exceptions.NackError):
         publish(channel, "", q, "m2")
     assert channel.is_open
-    settle(channel.connection, 0.2)
     assert message_count(channel, dead) == 0  # reject-publish does not dead-letter
     assert bodies(get_all(channel, q)) == ["m0", "m1"]
     publish(channel, "", q, "m3")  # room again
@@ -581,7 +589,7 @@ def test_reject_publish_drops_silently_without_confirms(
     for i in range(3):
         publish(plain, "", q, f"m{i}")
     assert wait_for_count(plain, q, 1) == 1
-    settle(connection, 0.2)
+    round_trip(plain, q)
     assert plain.is_open
     assert bodies(get_all(plain, q)) == ["m0"]
 
@@ -665,12 +673,12 @@ def test_priority_with_prefetch(
     assert pump(connection, lambda: len(got) == 1)
     publish(channel, "", q, "high", priority=9)
     publish(channel, "", q, "mid", priority=5)
-    settle(connection, 0.2)
+    round_trip(consumer, q)
     assert bodies(got) == ["low1"]  # prefetch 1: nothing else until the ack
     for n in (2, 3, 4):
         consumer.basic_ack(got[-1][0].delivery_tag)
         assert pump(connection, lambda n=n: len(got) == n)
-        settle(connection, 0.1)
+        round_trip(consumer, q)
         assert len(got) == n
     assert bodies(got) == ["low1", "high", "mid", "low2"]
 
@@ -703,14 +711,14 @@ def test_single_active_consumer_only_first_receives_then_next_takes_over(
     for i in range(4):
         publish(channel, "", q, f"m{i}")
     assert pump(connection, lambda: len(got1) == 4)
-    settle(connection, 0.2)
+    round_trip(ch2, q)
     assert bodies(got1) == ["m0", "m1", "m2", "m3"]
     assert got2 == []
     ch1.basic_cancel(tag1)
     for i in range(4, 6):
         publish(channel, "", q, f"m{i}")
     assert pump(connection, lambda: len(got2) == 2)
-    settle(connection, 0.2)
+    round_trip(ch1, q)
     assert bodies(got2) == ["m4", "m5"]
     assert len(got1) == 4
 
@@ -731,7 +739,7 @@ def test_single_active_consumer_failover_redelivers_unacked(
         for i in range(3):
             publish(channel, "", q, f"m{i}")
         assert pump(first, lambda: len(got1) == 1)
-        settle(connection, 0.3)
+        round_trip(ch2, q)
         assert got2 == []
         assert message_count(channel, q) == 2
     finally:
@@ -779,7 +787,7 @@ def test_consumer_priority_high_first_low_when_full(
     for i in range(5):
         publish(channel, "", q, f"m{i}")
     assert pump(connection, lambda: len(got_high) + len(got_low) == 5)
-    settle(connection, 0.2)
+    round_trip(low, q)
     assert bodies(got_high) == ["m0", "m1"]
     assert bodies(got_low) == ["m2", "m3", "m4"]
     # once the high-priority consumer has credit again it gets the next messages
@@ -787,7 +795,7 @@ def test_consumer_priority_high_first_low_when_full(
     for i in range(5, 7):
         publish(channel, "", q, f"m{i}")
     assert pump(connection, lambda: len(got_high) == 4)
-    settle(connection, 0.2)
+    round_trip(low, q)
     assert bodies(got_high) == ["m0", "m1", "m5", "m6"]
     assert len(got_low) == 3
 
@@ -810,7 +818,7 @@ def test_consumer_priority_higher_gets_backlog_on_ack(
     assert bodies(got_low) == ["m1"]
     high.basic_ack(got_high[0][0].delivery_tag)
     assert pump(connection, lambda: len(got_high) == 2)
-    settle(connection, 0.2)
+    round_trip(low, q)
     assert bodies(got_high) == ["m0", "m2"]
     assert len(got_low) == 1
 
@@ -857,7 +865,7 @@ def test_delivery_limit_dead_letters_with_delivery_count(
     assert props.headers == {"app": "x", "x-delivery-count": 1}
     consumer.basic_nack(method.delivery_tag, requeue=True)
     dead_got = wait_get_all(channel, dead, 1)
-    settle(connection, 0.2)
+    round_trip(consumer, q)
     assert len(got) == 2
     assert bodies(dead_got) == ["m"]
     props = dead_got[0][1]
@@ -892,9 +900,8 @@ def test_consumed_queue_does_not_expire_until_unused(
     q = tidy.queue("q", **{"x-expires": 150})
     consumer = connection.channel()
     tag = consumer.basic_consume(q, collector([]))
-    settle(connection, 0.6)
-    assert channel.queue_declare(q, passive=True).method.consumer_count == 1
-    settle(connection, 0.6)
+    # an unused queue declared after it expiring proves that q's expiry time has passed
+    assert wait_deleted(broker, tidy.queue("probe", **{"x-expires": 150}))
     assert channel.queue_declare(q, passive=True).method.consumer_count == 1
     consumer.basic_cancel(tag)
     assert wait_deleted(broker, q)

@@ -18,6 +18,7 @@ import pytest
 from conftest import Broker
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.select_connection import SelectConnection
+from pika_helpers import pump
 
 Channel = BlockingChannel
 
@@ -114,9 +115,10 @@ def test_declare_ok_counts(connection: pika.BlockingConnection, channel: Channel
     assert declare_ok(channel.queue_declare(unique)) == (unique, 3, 0)
     consumer_ch = connection.channel()
     consumer_ch.basic_qos(prefetch_count=1)
-    consumer_ch.basic_consume(unique, lambda *a: None)
-    consumer_ch.basic_consume(unique, lambda *a: None)
-    connection.process_data_events(time_limit=0.3)
+    delivered: list[bytes] = []
+    consumer_ch.basic_consume(unique, lambda _c, _m, _p, body: delivered.append(body))
+    consumer_ch.basic_consume(unique, lambda _c, _m, _p, body: delivered.append(body))
+    assert pump(connection, lambda: len(delivered) == 2)
     # ready messages only: the two consumers hold one unacked message each
     assert declare_ok(channel.queue_declare(unique, passive=True)) == (unique, 1, 2)
 
@@ -507,10 +509,7 @@ def test_consumers_get_cancel_when_queue_deleted(connection: pika.BlockingConnec
     tag1 = channel.basic_consume(unique, lambda *a: None)
     tag2 = channel.basic_consume(unique, lambda *a: None)
     assert other.channel().queue_delete(unique).method.message_count == 0
-    deadline = 20
-    while len(cancelled) < 2 and deadline:
-        connection.process_data_events(time_limit=0.1)
-        deadline -= 1
+    assert pump(connection, lambda: len(cancelled) == 2)
     assert sorted(cancelled) == sorted([tag1, tag2])
     assert channel.is_open
     assert channel.consumer_tags == []

@@ -17,6 +17,7 @@ import pika.exceptions
 import pytest
 import trio
 from conftest import durable_dead_letter_target
+from pika_helpers import wait_for_count
 
 import storage.segment
 from trimq.broker.broker import BrokerConfig
@@ -112,9 +113,8 @@ def test_expiry_into_a_durable_queue_after_the_log_failed_keeps_the_broker_up(
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker):
         ch.basic_publish("", "ttl", b"fails the log", pika.BasicProperties(delivery_mode=2))
     conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
-    conn.sleep(0.6)  # the first message expires meanwhile
     ch = conn.channel()
-    assert ch.queue_declare("ttl", passive=True).method.message_count == 0
+    assert wait_for_count(ch, "ttl", 0) == 0  # the first message expires
     q = ch.queue_declare("", exclusive=True).method.queue
     ch.basic_publish("", q, b"still serving")
     assert ch.basic_get(q, auto_ack=True)[2] == b"still serving"

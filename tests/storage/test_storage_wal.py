@@ -130,8 +130,8 @@ async def test_records_arriving_during_an_fsync_form_the_next_batch(
     async with trio.open_nursery() as nursery:
         await nursery.start(wal.run_committer)
         first = wal.append(RecordType.DEFINE, QUEUE)
-        while not counter.entered.is_set():  # the committer is inside the first fsync
-            await trio.sleep(0.001)
+        # the committer is inside the first fsync
+        assert await trio.to_thread.run_sync(counter.entered.wait, 10)
         later = [wal.append(RecordType.MESSAGE, message(i)) for i in range(1, 100)]
         assert wal.durable_lsn == 0
         counter.gate.set()
@@ -164,11 +164,11 @@ async def test_failed_fsync_fails_for_good_and_is_never_retried(
             wal.append(RecordType.MESSAGE, message(2))
         with pytest.raises(WALFailed):
             await wal.wait_durable(b)
-        counter.fail = None  # even once the disk "recovers", nothing is retried
-        await trio.sleep(0.05)
+        counter.fail = None  # even once the disk "recovers", nothing is retried:
+        wal.flush_soon()  # not when woken,
+        await wal.close()  # nor in the committer's last pass (no checkpoint is written either)
         assert counter.calls == 1
         assert wal.durable_lsn == 0
-        await wal.close()  # releases the lock, writes no checkpoint
     assert not list((tmp_path / "wal").glob("checkpoint-*"))
     other = WAL(tmp_path, fsync=False)
     other.open()
@@ -432,8 +432,9 @@ async def test_coalesced_records_are_appended_before_each_batch_and_on_close(
         await wal.wait_durable(3)
         held += [1, 2]
         wal.flush_soon()  # nothing else is appended: the committer still writes them
-        while wal.last_lsn < 4:
-            await trio.sleep(0.001)
+        with trio.fail_after(10):
+            while wal.last_lsn < 4:
+                await trio.sleep(0.001)
         await wal.wait_durable(4)
         held.append(2)
         await wal.close()  # and what is held at close is written too
