@@ -235,8 +235,10 @@ class PeerClosed(Exception):
 class WireConnection:
     """A blocking socket speaking raw AMQP frames, with a deadline on every read."""
 
-    def __init__(self, host: str, port: int, timeout: float = 5.0) -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, host: str, port: int, timeout: float = 5.0,
+                 source: str | None = None) -> None:
+        self.sock = socket.create_connection(
+            (host, port), timeout=timeout, source_address=None if source is None else (source, 0))
         self.timeout = timeout
         self.buffer = b""
         self.server_properties: dict[str, Any] = {}

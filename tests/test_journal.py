@@ -37,9 +37,19 @@ def test_without_coalescing_deliveries_are_recorded_at_once() -> None:
 
 
 def test_deliveries_held_when_the_log_closed_are_dropped() -> None:
-    def closed(_t: RecordType, _p: dict[str, Any]) -> int:
+    attempts: list[dict[str, Any]] = []
+    wakes: list[int] = []
+
+    def closed(_t: RecordType, payload: dict[str, Any]) -> int:
+        attempts.append(payload)
         raise WALClosed("closed")
 
-    journal = Journal(closed, flush_soon=lambda: None)
-    journal.deliver(Queue("q", "/", durable=True), [1])
+    journal = Journal(closed, flush_soon=lambda: wakes.append(1))
+    journal.deliver(Queue("q1", "/", durable=True), [1])
+    journal.deliver(Queue("q2", "/", durable=True), [2])
     journal.flush()  # best effort: no exception into the committer
+    assert attempts == [{"queue": ["/", "q1"], "ids": [1]}]  # it stops at the first refusal
+    journal.flush()
+    assert len(attempts) == 1  # dropped, not held for another try
+    journal.deliver(Queue("q3", "/", durable=True), [3])
+    assert wakes == [1, 1]  # nothing was left held: the next delivery starts a new batch

@@ -7,6 +7,8 @@ trimq-only: each test runs its own trimq-server to administer it.
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pika
@@ -14,11 +16,12 @@ import pika.exceptions
 import pytest
 import trio
 import trio.testing
+from amqp_wire import CONNECTION_TUNE, WireConnection, longstr, shortstr, table
 from conftest import Broker, start_server, stop_server
 from test_operations import control
 
 from trimq.broker.broker import Broker as Model
-from trimq.server.connection import ServerConnection
+from trimq.server.connection import ServerConnection, is_loopback
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
                                 reason="trimq-only: administers its own trimq-server")
@@ -212,9 +215,31 @@ def test_definitions_export_import_round_trip(tmp_path: Path) -> None:
         stop_server(second)
 
 
-def test_guest_only_from_loopback() -> None:
+# RabbitMQ 3.10 (listening on every interface) let guest in from 127.0.0.1, 127.0.0.2, ::1
+# and ::ffff:127.0.0.1, and refused it from 192.0.2.2, fd00::2 and ::ffff:192.0.2.2 (the host's
+# own addresses) with 403 and its usual login-refused text.
+LOOPBACK = ["127.0.0.1", "127.0.0.2", "127.255.255.254", "::1", "::ffff:127.0.0.1",
+            "::ffff:7f00:2"]
+NOT_LOOPBACK = ["10.1.2.3", "192.0.2.2", "0.0.0.0", "::", "::2", "2001:db8::1", "fd00::2",
+                "::ffff:10.1.2.3", "::127.0.0.1", "fe80::1%2", "localhost", ""]
+
+
+@pytest.mark.parametrize("host", LOOPBACK)
+def test_loopback_addresses(host: str) -> None:
+    assert is_loopback(host)
+
+
+@pytest.mark.parametrize("host", NOT_LOOPBACK)
+def test_other_addresses_are_not_loopback(host: str) -> None:
+    assert not is_loopback(host)
+
+
+@pytest.mark.parametrize(("peer", "allowed"), [
+    ("127.0.0.1", True), ("::1", True), ("::ffff:127.0.0.1", True),
+    ("10.1.2.3", False), ("2001:db8::1", False), ("::ffff:10.1.2.3", False)])
+def test_guest_only_from_loopback(peer: str, allowed: bool) -> None:
     """loopback_users: guest's correct password is refused from another address (in-process,
-    since test servers listen on 127.0.0.1 only)."""
+    so that any peer address can be tried, mapped IPv4 included)."""
     async def login(peer: str) -> bytes:
         model = Model()
         client, server_stream = trio.testing.memory_stream_pair()
@@ -234,7 +259,63 @@ def test_guest_only_from_loopback() -> None:
             nursery.cancel_scope.cancel()
         return received
 
-    remote = trio.run(login, "10.1.2.3")
-    assert b"ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN" in remote
-    local = trio.run(login, "127.0.0.1")
-    assert b"ACCESS_REFUSED" not in local and b"\x00\x0a\x00\x1e" in local  # Connection.Tune
+    received = trio.run(login, peer)
+    if allowed:
+        assert b"ACCESS_REFUSED" not in received
+        assert b"\x00\x0a\x00\x1e" in received  # Connection.Tune
+    else:
+        assert (b"ACCESS_REFUSED - Login was refused using authentication mechanism PLAIN"
+                in received)
+
+
+def own_address(family: socket.AddressFamily, somewhere: str) -> str | None:
+    """The address this host would send from to reach `somewhere` (a UDP connect sends
+    nothing), if that is not a loopback one: an address of its own that is not loopback."""
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect((somewhere, 9))
+        except OSError:
+            return None
+        address = str(probe.getsockname()[0])
+    return None if is_loopback(address) else address
+
+
+@pytest.fixture(scope="module")
+def everywhere(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    """A trimq-server listening on every interface, IPv4 and IPv6."""
+    server = start_server(tmp_path_factory.mktemp("everywhere") / "data", "--host", "")
+    yield server
+    stop_server(server)
+
+
+def guest_login_from(server: Broker, address: str) -> bool:
+    """Log in as guest over TCP from `address` to `address`: True if the server goes on to
+    Connection.Tune, False if it refuses with RabbitMQ's 403."""
+    with WireConnection(address, server.port, source=address) as conn:
+        conn.start()
+        props = table({"capabilities": {"authentication_failure_close": True}})
+        conn.send_method(0, (10, 11), props + shortstr("PLAIN") + longstr(b"\0guest\0guest")
+                         + shortstr("en_US"))
+        frame = conn.read_method()
+        if frame.class_method == CONNECTION_TUNE:
+            return True
+        close = frame.args()
+        assert (frame.class_method, close.short(), close.shortstr()) == (
+            (10, 50), 403, "ACCESS_REFUSED - Login was refused using authentication mechanism "
+            "PLAIN. For details see the broker logfile.")
+        return False
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.2", "::1"])
+def test_guest_logs_in_over_loopback(everywhere: Broker, address: str) -> None:
+    assert guest_login_from(everywhere, address)
+
+
+@pytest.mark.parametrize(("family", "somewhere"), [
+    (socket.AF_INET, "198.51.100.1"), (socket.AF_INET6, "2001:db8::1")])
+def test_guest_is_refused_from_an_address_of_the_host_that_is_not_loopback(
+        everywhere: Broker, family: socket.AddressFamily, somewhere: str) -> None:
+    address = own_address(family, somewhere)
+    if address is None:
+        pytest.skip(f"this host has no {family.name} address other than loopback")
+    assert not guest_login_from(everywhere, address)

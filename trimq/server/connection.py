@@ -60,11 +60,14 @@ CAPABILITIES = (
 
 
 def is_loopback(host: str) -> bool:
+    """RabbitMQ's rule for loopback_users: 127.0.0.0/8, ::1, and 127.x mapped into IPv6
+    (::ffff:127.0.0.1, as a dual-stack socket reports an IPv4 peer)."""
     try:
-        return ipaddress.ip_address(host.split("%")[0]).is_loopback or host.startswith(
-            "::ffff:127.")
+        address = ipaddress.ip_address(host.split("%")[0])
     except ValueError:
         return False
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return (mapped or address).is_loopback
 
 
 _connection_numbers = itertools.count(1)
