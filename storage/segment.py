@@ -19,6 +19,7 @@ from typing import Any
 
 from crc32c import crc32c
 
+from storage import fsync_hook
 from storage.format import (
     MASK_DELTA,
     MAX_PAYLOAD,
@@ -37,6 +38,8 @@ SEGMENT_SUFFIX = ".seg"
 _SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
 # A record's type byte sits 16 bytes into its header: candidates for a resync search.
 _TYPE_BYTE = re.compile(b"[" + b"".join(bytes([t]) for t in sorted(RECORD_TYPES)) + b"]")
+# Test-only (storage/fsync_hook.py): None unless TRIMQ_TEST_FSYNC_DIR is set.
+_FSYNC_HOOK = fsync_hook.from_environment()
 
 # What a reader yields per record: (offset, size, lsn, record type, decoded payload; or its
 # bytes, see SegmentReader.records).
@@ -102,7 +105,10 @@ class SegmentWriter:
 
     def sync(self) -> None:
         if self.fsync:
-            os.fsync(self.fd)
+            if _FSYNC_HOOK is None:
+                os.fsync(self.fd)
+            else:
+                _FSYNC_HOOK(self.fd)
 
     def close(self) -> None:
         if self.fd >= 0:
