@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PORT ?= 5672
 DATA_DIR ?= $(HOME)/.local/share/trimq
 
-.PHONY: run test lint spec clean
+.PHONY: run test test-rabbitmq lint spec clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,6 +17,11 @@ run: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(PY) -m pytest -q
+
+# The tests whose expectations are RabbitMQ's behaviour, against a private RabbitMQ 3.10 node
+# (installed with apt-get if missing): the check that "same as RabbitMQ" still holds.
+test-rabbitmq: $(VENV)/.installed
+	tools/rabbitmq_reference.sh $(PY) -m pytest -q -m rabbitmq_reference
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check $(wildcard trimq storage tools tests bench examples)

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# A private RabbitMQ 3.10 node to check the test suite's expectations against RabbitMQ.
+#
+#   tools/rabbitmq_reference.sh COMMAND [ARGS...]   start a node, run COMMAND with
+#                                                   TRIMQ_TEST_URL pointing at it, stop the node;
+#                                                   exits with COMMAND's status
+#   tools/rabbitmq_reference.sh                     start a node and keep it until Ctrl-C
+#
+# Installs Debian's rabbitmq-server (apt-get, as root) when /usr/lib/rabbitmq/bin/rabbitmq-server
+# is missing. The node is private: its own directory under a temporary folder (data, logs, and
+# HOME with its Erlang cookie), its own node name, AMQP port, distribution port and epmd, all
+# stopped and removed at the end. AMQP port: $RABBITMQ_REFERENCE_PORT, else a free one.
+# guest/guest on vhost /, no plugins.
+set -euo pipefail
+
+SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
+if [ ! -x "$SERVER" ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "rabbitmq_reference: $SERVER is missing; install Debian's rabbitmq-server" >&2
+    exit 2
+  fi
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+    rabbitmq-server >/dev/null
+  # the package starts a system-wide node; it is not ours, and not needed
+  if command -v systemctl >/dev/null && systemctl is-active -q rabbitmq-server 2>/dev/null; then
+    systemctl stop rabbitmq-server || true
+  fi
+fi
+
+# three free ports: AMQP (unless given), Erlang distribution, epmd
+read -r FREE_AMQP DIST_PORT EPMD_PORT < <(python3 -c '
+import socket
+socks = [socket.socket() for _ in range(3)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))')
+PORT=${RABBITMQ_REFERENCE_PORT:-$FREE_AMQP}
+
+BASE=$(mktemp -d "${TMPDIR:-/tmp}/trimq-rabbitmq.XXXXXX")
+mkdir -p "$BASE/mnesia" "$BASE/log" "$BASE/home"
+echo '[].' > "$BASE/enabled_plugins"
+: > "$BASE/rabbitmq.conf"
+NODE_PID=
+
+stop_node() {
+  if [ -n "$NODE_PID" ] && kill -0 "$NODE_PID" 2>/dev/null; then
+    kill -TERM "$(cat "$BASE/pid" 2>/dev/null || echo "$NODE_PID")" 2>/dev/null || true
+    for _ in $(seq 1 300); do
+      kill -0 "$NODE_PID" 2>/dev/null || break
+      sleep 0.1
+    done
+    kill -KILL "$NODE_PID" 2>/dev/null || true
+    wait "$NODE_PID" 2>/dev/null || true
+  fi
+  ERL_EPMD_PORT=$EPMD_PORT epmd -kill >/dev/null 2>&1 || true
+  rm -rf "$BASE"
+}
+trap stop_node EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+(
+  export HOME="$BASE/home"
+  export RABBITMQ_NODENAME="trimq-reference-$PORT@localhost"
+  export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+  export RABBITMQ_NODE_PORT="$PORT"
+  export RABBITMQ_DIST_PORT="$DIST_PORT"
+  export ERL_EPMD_PORT="$EPMD_PORT"
+  export RABBITMQ_MNESIA_BASE="$BASE/mnesia"
+  export RABBITMQ_LOG_BASE="$BASE/log"
+  export RABBITMQ_LOGS=-
+  export RABBITMQ_PID_FILE="$BASE/pid"
+  export RABBITMQ_ENABLED_PLUGINS_FILE="$BASE/enabled_plugins"
+  export RABBITMQ_CONF_ENV_FILE="$BASE/rabbitmq-env.conf"
+  export RABBITMQ_CONFIG_FILE="$BASE/rabbitmq"
+  export RABBITMQ_ADVANCED_CONFIG_FILE="$BASE/advanced.config"
+  exec "$SERVER"
+) > "$BASE/rabbitmq.out" 2>&1 < /dev/null &
+NODE_PID=$!
+
+# ready once the AMQP listener accepts connections (RabbitMQ opens it last when it boots)
+ready=
+for _ in $(seq 1 600); do
+  if ! kill -0 "$NODE_PID" 2>/dev/null; then
+    break
+  fi
+  if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
+      "$PORT" 2>/dev/null; then
+    ready=1
+    break
+  fi
+  sleep 0.1
+done
+if [ -z "$ready" ]; then
+  echo "rabbitmq_reference: RabbitMQ did not start on port $PORT; its output:" >&2
+  tail -n 40 "$BASE/rabbitmq.out" >&2
+  exit 1
+fi
+
+export TRIMQ_TEST_URL="amqp://guest:guest@127.0.0.1:$PORT/%2F"
+echo "rabbitmq_reference: RabbitMQ $(ls /usr/lib/rabbitmq/lib | sed -n 's/^rabbitmq_server-//p')" \
+  "ready at $TRIMQ_TEST_URL" >&2
+if [ $# -eq 0 ]; then
+  echo "rabbitmq_reference: Ctrl-C stops it" >&2
+  wait "$NODE_PID"
+  exit 0
+fi
+status=0
+"$@" || status=$?
+exit "$status"
