@@ -401,6 +401,7 @@ def test_ttl_keeps_counting_from_publish_across_a_restart(node: Node) -> None:
     ch.queue_declare("ttl", durable=True, arguments={"x-message-ttl": ttl_ms})
     publish_confirmed(ch, [b"m"], "ttl")
     published = time.monotonic()
+    conn.close()  # else the shutdown waits for this client's Close-Ok
     node.stop()
     conn = node.start().connect()
     ch = conn.channel()
@@ -411,7 +412,9 @@ def test_ttl_keeps_counting_from_publish_across_a_restart(node: Node) -> None:
         "ttl", durable=True, passive=True).method.message_count == 0, timeout=ttl_ms / 1000 + 5)
     gone = time.monotonic()
     assert gone - published > ttl_ms / 1000 - 0.2, "expired before its deadline"
-    assert gone - restarted < ttl_ms / 1000, "a restart reset the TTL"
+    # nearer the original deadline than a full TTL after the restart
+    assert gone - published < ttl_ms / 1000 + (restarted - published) / 2, (
+        "a restart reset the TTL")
     conn.close()
 
 
