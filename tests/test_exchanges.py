@@ -6,14 +6,18 @@ Every expectation here was checked against RabbitMQ 3.10.8 unless marked trimq-o
 from __future__ import annotations
 
 import os
+import sys
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pika
 import pika.exceptions
 import pytest
 from conftest import Broker
 from pika.adapters.blocking_connection import BlockingChannel
+
+from trimq.broker.vhost import VHost
 
 Channel = BlockingChannel
 
@@ -298,6 +302,158 @@ def test_auto_delete_exchange_when_queue_deleted(connection: pika.BlockingConnec
     channel.queue_bind(queue, unique, "k")
     channel.queue_delete(queue)
     assert closed_by_broker(channel, channel.exchange_declare, unique, passive=True)[0] == 404
+
+
+def exchange_exists(connection: pika.BlockingConnection, name: str) -> bool:
+    """Whether a passive declare finds `name` (on a channel of its own)."""
+    ch = connection.channel()
+    try:
+        ch.exchange_declare(name, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as error:
+        assert error.reply_code == 404, error
+        return False
+    ch.close()
+    return True
+
+
+def test_auto_delete_exchange_survives_unrelated_deletions(
+        broker: Broker, connection: pika.BlockingConnection, channel: Channel,
+        unique: str, cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, auto_delete=True)
+    other = broker.connect()
+    try:
+        ch = other.channel()
+        ch.queue_declare(f"{unique}.unrelated")
+        ch.queue_delete(f"{unique}.unrelated")
+        ch.exchange_declare(f"{unique}.unrelated")
+        ch.exchange_delete(f"{unique}.unrelated")
+        ch.queue_declare("", exclusive=True)
+    finally:
+        other.close()  # its exclusive queue goes too
+    queue = temp_queue(channel)
+    assert isinstance(channel.queue_bind(queue, unique, "k").method, pika.spec.Queue.BindOk)
+    assert exchange_exists(connection, unique)
+
+
+def test_auto_delete_exchange_unbinding_nothing_keeps_it(
+        connection: pika.BlockingConnection, channel: Channel, unique: str,
+        cleanup: list[str]) -> None:
+    source, dest = f"{unique}.src", f"{unique}.dst"
+    cleanup.extend([source, dest])
+    channel.exchange_declare(source, auto_delete=True)
+    channel.exchange_declare(dest, auto_delete=True)
+    queue = temp_queue(channel)
+    channel.queue_unbind(queue, source, "never bound")
+    channel.exchange_unbind(dest, source, "never bound")
+    assert exchange_exists(connection, source) and exchange_exists(connection, dest)
+    channel.queue_bind(queue, source, "a")
+    channel.queue_unbind(queue, source, "b")  # a binding it does not have
+    assert exchange_exists(connection, source)
+
+
+def test_auto_delete_exchange_as_destination_stays(
+        connection: pika.BlockingConnection, channel: Channel, unique: str,
+        cleanup: list[str]) -> None:
+    source, dest = f"{unique}.src", f"{unique}.dst"
+    cleanup.extend([source, dest])
+    channel.exchange_declare(source, "fanout")
+    channel.exchange_declare(dest, "fanout", auto_delete=True)
+    channel.exchange_bind(dest, source)
+    channel.exchange_unbind(dest, source)  # the source's binding, not the destination's
+    assert exchange_exists(connection, dest)
+    channel.exchange_bind(dest, source)
+    channel.exchange_delete(source)
+    assert exchange_exists(connection, dest)
+    # an auto-delete source going (deleted by a client) takes no auto-delete destination along
+    channel.exchange_declare(source, "fanout", auto_delete=True)
+    channel.exchange_bind(dest, source)
+    channel.exchange_delete(source)
+    assert exchange_exists(connection, dest)
+
+
+def test_auto_delete_exchange_chain_goes_link_by_link(
+        connection: pika.BlockingConnection, channel: Channel, unique: str,
+        cleanup: list[str]) -> None:
+    first, second, third = f"{unique}.1", f"{unique}.2", f"{unique}.3"
+    cleanup.extend([first, second, third])
+    for name in (first, second):
+        channel.exchange_declare(name, "fanout", auto_delete=True)
+    channel.exchange_declare(third, "fanout")
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, second)
+    channel.exchange_bind(second, first)  # first -> second -> queue
+    channel.exchange_bind(third, first)  # first -> third
+    channel.queue_delete(queue)  # second loses its last binding; first keeps one to third
+    assert not exchange_exists(connection, second)
+    assert exchange_exists(connection, first)
+    channel.exchange_delete(third)  # first's last binding goes with its destination
+    assert not exchange_exists(connection, first)
+
+
+def test_auto_delete_exchange_bound_to_itself(connection: pika.BlockingConnection,
+                                              channel: Channel, unique: str,
+                                              cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, auto_delete=True)
+    channel.exchange_bind(unique, unique, "k")
+    channel.exchange_unbind(unique, unique, "k")
+    assert not exchange_exists(connection, unique)
+
+
+def test_auto_delete_exchange_goes_with_an_exclusive_queue(
+        broker: Broker, connection: pika.BlockingConnection, channel: Channel,
+        unique: str, cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "fanout", auto_delete=True)
+    owner = broker.connect()
+    ch = owner.channel()
+    ch.queue_bind(ch.queue_declare("", exclusive=True).method.queue, unique)
+    owner.close()
+    deadline = time.monotonic() + 5  # RabbitMQ removes exclusive queues asynchronously
+    while exchange_exists(connection, unique):
+        assert time.monotonic() < deadline, "the auto-delete exchange outlived its binding"
+        connection.sleep(0.02)
+
+
+def test_deleting_never_visits_the_other_exchanges() -> None:
+    """Model level (no broker): deleting a queue or an exchange costs the same with 10 or
+    with 10,000 other exchanges in the vhost, because bindings are indexed by their
+    destination; the work is counted as the Python calls the deletion makes."""
+    def calls(action: Callable[[], object]) -> int:
+        count = 0
+
+        def profile(frame: object, event: str, arg: object) -> None:
+            nonlocal count
+            count += event == "call"
+        sys.setprofile(profile)
+        try:
+            action()
+        finally:
+            sys.setprofile(None)
+        return count
+
+    def deletion_calls(others: int) -> tuple[int, int]:
+        vhost = VHost("/")
+        for i in range(others):  # auto-delete exchanges that keep a binding
+            other, _ = vhost.declare_exchange(f"x{i}", "direct", auto_delete=True)
+            vhost.bind(other, vhost.exchanges["amq.direct"], "k", {})
+        queue, _ = vhost.declare_queue("q", owner=None)
+        gone, _ = vhost.declare_exchange("gone", "fanout", auto_delete=True)
+        kept, _ = vhost.declare_exchange("kept", "fanout", auto_delete=True)
+        target, _ = vhost.declare_exchange("target", "fanout")
+        vhost.bind(gone, queue, "", {})
+        vhost.bind(kept, queue, "", {})
+        vhost.bind(kept, target, "", {})
+        queue_calls = calls(lambda: vhost.delete_queue(queue))
+        assert "gone" not in vhost.exchanges and "kept" in vhost.exchanges
+        exchange_calls = calls(lambda: vhost.delete_exchange("target"))
+        assert "kept" not in vhost.exchanges
+        assert len(vhost.exchanges) == others + 6  # the default one and amq.*
+        return queue_calls, exchange_calls
+
+    few, many = deletion_calls(10), deletion_calls(10_000)
+    assert many == few, (few, many)
 
 
 # --------------------------------------------------------------------------- routing

@@ -53,7 +53,10 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments: dict[str, Any] = arguments or {}  # typed-decoded
-        self.bindings: dict[tuple, Binding] = {}
+        self.bindings: dict[tuple, Binding] = {}  # this exchange's own, as their source
+        # The bindings routing to it, by (id(source), binding key): deleting it never scans
+        # the vhost's exchanges. Queues keep the same index.
+        self.bound_by: dict[tuple, tuple[Exchange, Binding]] = {}
         self.deleted = False
         self.policy: Any = None  # trimq.broker.policy.Policy
         self.alternate_exchange: str | None = None
@@ -76,21 +79,17 @@ class Exchange:
         if binding.key in self.bindings:
             return False
         self.bindings[binding.key] = binding
+        binding.destination.bound_by[(id(self), binding.key)] = (self, binding)
         self._index(binding)
         return True
 
     def remove_binding(self, binding: Binding) -> bool:
+        """Remove a binding; False if there was none like it."""
         if self.bindings.pop(binding.key, None) is None:
             return False
+        del binding.destination.bound_by[(id(self), binding.key)]
         self._unindex(binding)
         return True
-
-    def remove_destination(self, destination: Destination) -> list[Binding]:
-        """Remove every binding to `destination`; returns them."""
-        removed = [b for b in self.bindings.values() if b.destination is destination]
-        for binding in removed:
-            self.remove_binding(binding)
-        return removed
 
     def _index(self, binding: Binding) -> None:
         pass

@@ -189,18 +189,35 @@ class VHost:
         return exchange
 
     def _remove_exchange(self, exchange: Exchange) -> None:
-        exchange.deleted = True
-        self.exchanges.pop(exchange.name, None)
-        self._forget_bindings(exchange, list(exchange.bindings.values()))
-        exchange.bindings.clear()
-        self._journal_exchange(exchange, present=False)
-        for other in list(self.exchanges.values()):
-            self._forget_bindings(other, other.remove_destination(exchange))
-            self._maybe_auto_delete(other)
+        """Remove an exchange with its bindings both ways, and then every auto-delete
+        exchange that this leaves without bindings (a chain goes link by link)."""
+        pending = [exchange]
+        while pending:
+            current = pending.pop()
+            if current.deleted:
+                continue
+            current.deleted = True
+            self.exchanges.pop(current.name, None)
+            for binding in list(current.bindings.values()):
+                current.remove_binding(binding)
+                self._journal_binding(current, binding, present=False)
+            self._journal_exchange(current, present=False)
+            pending += self._unbind_destination(current)
 
-    def _maybe_auto_delete(self, exchange: Exchange) -> None:
-        if exchange.auto_delete and not exchange.bindings and not exchange.deleted:
-            self._remove_exchange(exchange)
+    def _unbind_destination(self, destination: Queue | Exchange) -> list[Exchange]:
+        """Remove the bindings to a queue or exchange being deleted; returns the auto-delete
+        sources left without bindings. As RabbitMQ, only a source whose own last binding goes
+        is auto-deleted: never a destination, never an exchange elsewhere in the vhost."""
+        sources: dict[int, Exchange] = {}
+        for source, binding in list(destination.bound_by.values()):
+            source.remove_binding(binding)
+            self._journal_binding(source, binding, present=False)
+            sources[id(source)] = source
+        return [x for x in sources.values() if self._unused_auto_delete(x)]
+
+    @staticmethod
+    def _unused_auto_delete(exchange: Exchange) -> bool:
+        return exchange.auto_delete and not exchange.bindings and not exchange.deleted
 
     # -- queues -------------------------------------------------------------------------
 
@@ -297,9 +314,8 @@ class VHost:
         self.queues.pop(queue.name, None)
         if queue.journal is not None:
             queue.journal.define("queue", [self.name, queue.name], None)
-        for exchange in list(self.exchanges.values()):
-            self._forget_bindings(exchange, exchange.remove_destination(queue))
-            self._maybe_auto_delete(exchange)
+        for source in self._unbind_destination(queue):
+            self._remove_exchange(source)
         queue.ready.clear()
         for consumer in list(queue.consumers):
             queue.remove_consumer(consumer)
@@ -317,13 +333,10 @@ class VHost:
     def unbind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
                arguments: dict[str, Any]) -> None:
         binding = Binding(source.name, destination, routing_key, arguments)
-        if source.remove_binding(binding):
+        if source.remove_binding(binding):  # unbinding nothing deletes nothing, as RabbitMQ
             self._journal_binding(source, binding, present=False)
-        self._maybe_auto_delete(source)
-
-    def _forget_bindings(self, source: Exchange, bindings: list[Binding]) -> None:
-        for binding in bindings:
-            self._journal_binding(source, binding, present=False)
+            if self._unused_auto_delete(source):
+                self._remove_exchange(source)
 
     # -- journal ------------------------------------------------------------------------
 
