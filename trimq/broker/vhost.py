@@ -327,6 +327,8 @@ class VHost:
     def bind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
              arguments: dict[str, Any]) -> None:
         binding = Binding(source.name, destination, routing_key, arguments)
+        if binding.key not in source.bindings:
+            source.validate_binding(arguments)
         if source.add_binding(binding):
             self._journal_binding(source, binding, present=True)
 
@@ -402,11 +404,12 @@ class VHost:
 
     # -- routing ------------------------------------------------------------------------
 
-    def route(self, exchange: Exchange, routing_key: str, headers: dict[str, Any] | None,
-              ) -> list[Queue]:
-        """The queues a message reaches: through exchange-to-exchange bindings once each, for
-        its routing key and the CC and BCC headers' keys, and through alternate exchanges
-        when an exchange routes it nowhere."""
+    def route(self, exchange: Exchange, routing_key: str, message: Message) -> list[Queue]:
+        """The queues `message` reaches when published to `exchange` with `routing_key`:
+        through exchange-to-exchange bindings once each, for its routing key and the CC and
+        BCC headers' keys, and through alternate exchanges when an exchange routes it
+        nowhere."""
+        headers = message.properties.headers
         if exchange is self.default_exchange and not headers:
             queue = self.queues.get(routing_key)
             return [queue] if queue is not None else []
@@ -429,7 +432,7 @@ class VHost:
                         queues[id(queue)] = queue
                         found = True
                     continue
-                for dest in current.route(key, headers):
+                for dest in current.route(key, message):
                     found = True
                     if isinstance(dest, Queue):
                         queues[id(dest)] = dest

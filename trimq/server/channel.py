@@ -764,7 +764,7 @@ class Channel:
             if target is not None:
                 target.deliver_reply(message)
                 return 0, False
-        queues = self.vhost.route(exchange, message.routing_key, headers)
+        queues = self.vhost.route(exchange, message.routing_key, message)
         if not queues:
             if mandatory:
                 self.connection.write(frames.method_with_content(
