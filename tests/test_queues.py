@@ -245,6 +245,61 @@ def test_redeclare_exclusive_mismatch(channel: Channel, unique: str, cleanup: li
         405, locked(unique))
 
 
+@pytest.mark.parametrize(("first", "second", "answer"), [
+    # RabbitMQ 3.10 makes an exclusive queue non-durable whatever the flag said
+    ({}, {"durable": True}, None),
+    ({"durable": True}, {}, None),
+    ({}, {"durable": True, "arguments": {"x-queue-type": "classic"}}, None),
+    ({}, {"arguments": {"other": 1}}, None),  # not compared
+    ({}, {"auto_delete": True}, (406, "auto_delete", "received 'true' but current is 'false'")),
+    ({}, {"durable": True, "auto_delete": True},
+     (406, "auto_delete", "received 'true' but current is 'false'")),
+    ({}, {"durable": True, "arguments": {"x-message-ttl": 1000}},
+     (406, "x-message-ttl", "received the value '1000' of type 'signedint' but current is none")),
+    ({"arguments": {"x-message-ttl": 1000}},
+     {"durable": True, "arguments": {"x-message-ttl": 2000}},
+     (406, "x-message-ttl", "received '2000' but current is '1000'")),
+    ({}, {"arguments": {"x-max-length": -1}},
+     (406, "x-max-length", "received the value '-1' of type 'signedint' but current is none")),
+    ({}, {"exclusive": False, "durable": True}, (405, "", "")),
+])
+def test_exclusive_queue_redeclared_by_its_owner(connection: pika.BlockingConnection,
+                                                 unique: str, first: dict, second: dict,
+                                                 answer: tuple[int, str, str] | None) -> None:
+    ch = connection.channel()
+    ch.queue_declare(unique, exclusive=True, **first)
+    ch.basic_publish("", unique, b"kept")
+    ch = connection.channel()
+    redeclare = {"exclusive": True, **second}
+    if answer is None:
+        assert declare_ok(ch.queue_declare(unique, **redeclare)) == (unique, 1, 0)
+        return
+    code, arg, detail = answer
+    expected = locked(unique) if code == 405 else inequivalent(arg, unique, detail)
+    assert closed_by_broker(ch, ch.queue_declare, unique, **redeclare) == (code, expected)
+    assert declare_ok(connection.channel().queue_declare(unique, passive=True)) == (unique, 1, 0)
+
+
+@pytest.mark.parametrize(("first", "second", "detail"), [
+    ({}, {"x-queue-type": "classic"}, None),
+    ({"x-queue-type": "classic"}, {}, None),
+    ({"x-queue-type": "classic"}, {"x-queue-type": "quorum"},
+     "received 'quorum' but current is 'classic'"),
+    ({}, {"x-queue-type": "quorum"},
+     "received the value 'quorum' of type 'longstr' but current is none"),
+])
+def test_redeclare_queue_type_classic_is_the_default(channel: Channel, unique: str,
+                                                     cleanup: list[str], first: dict,
+                                                     second: dict, detail: str | None) -> None:
+    cleanup.append(unique)
+    channel.queue_declare(unique, arguments=first)
+    if detail is None:
+        assert declare_ok(channel.queue_declare(unique, arguments=second)) == (unique, 0, 0)
+    else:
+        assert closed_by_broker(channel, channel.queue_declare, unique, arguments=second) == (
+            406, inequivalent("x-queue-type", unique, detail))
+
+
 # --------------------------------------------------------------------------- exclusive
 
 

@@ -42,6 +42,8 @@ CHECKED_QUEUE_ARGS = (
     "x-queue-type", "x-queue-master-locator", "x-delivery-limit", "x-queue-version",
 )
 CHECKED_EXCHANGE_ARGS = ("alternate-exchange",)
+# Arguments whose absence RabbitMQ treats as this value when it compares a redeclaration.
+ARGUMENT_DEFAULTS = {"x-queue-type": ("S", "classic")}
 NUMERIC_LETTERS = frozenset("bBsuIil")
 
 
@@ -243,6 +245,7 @@ class VHost:
                 ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'"
             )
         arguments = arguments or {}
+        durable = durable and not exclusive  # as RabbitMQ: an exclusive queue is never durable
         what = self.describe("queue", name)
         existing = self.queues.get(name)
         if existing is not None:
@@ -287,6 +290,9 @@ class VHost:
         for arg in names:
             new, old = received.get(arg), current.get(arg)
             if new is None and old is None:
+                continue
+            default = ARGUMENT_DEFAULTS.get(arg)
+            if default is not None and (new or default) == (old or default):
                 continue
             if new is None:
                 assert old is not None
