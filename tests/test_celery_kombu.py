@@ -71,3 +71,21 @@ def test_kombu_publish_consume_ack(broker, unique: str) -> None:  # type: ignore
                     pass
     # the highest priority first, FIFO within a priority
     assert [b["n"] for b, _ in received] == [2, 1, 4, 0, 3]
+
+
+def test_kombu_deleting_a_consumed_queue(broker, unique: str) -> None:  # type: ignore[no-untyped-def]
+    """queue_delete on a queue this channel consumes returns its count; py-amqp raises
+    ConsumerCancelled for the server's Basic.Cancel only afterwards, when events are drained
+    (RabbitMQ sends Delete-Ok first)."""
+    from amqp.exceptions import ConsumerCancelled
+    from kombu import Connection, Queue
+
+    with Connection(amqp_url(broker), transport="pyamqp") as conn:
+        channel = conn.channel()
+        queue = Queue(unique, channel=channel, auto_delete=False)
+        queue.declare()
+        tag = queue.consume(callback=lambda message: None)  # no on_cancel callback
+        assert queue.delete() == 0
+        with pytest.raises(ConsumerCancelled) as info:
+            conn.drain_events(timeout=5)
+        assert tag in str(info.value)

@@ -6,15 +6,22 @@ Every expectation here was checked against RabbitMQ 3.10.8 unless marked trimq-o
 from __future__ import annotations
 
 import os
+import struct
+import sys
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pika
 import pika.exceptions
 import pytest
+from amqp_raw import RawClient, encode_typed_table, header_payload_with_headers
 from conftest import Broker
+from pika import spec
 from pika.adapters.blocking_connection import BlockingChannel
 from pika_helpers import pump, round_trip
+
+from trimq.broker.vhost import VHost
 
 Channel = BlockingChannel
 
@@ -301,6 +308,158 @@ def test_auto_delete_exchange_when_queue_deleted(connection: pika.BlockingConnec
     assert closed_by_broker(channel, channel.exchange_declare, unique, passive=True)[0] == 404
 
 
+def exchange_exists(connection: pika.BlockingConnection, name: str) -> bool:
+    """Whether a passive declare finds `name` (on a channel of its own)."""
+    ch = connection.channel()
+    try:
+        ch.exchange_declare(name, passive=True)
+    except pika.exceptions.ChannelClosedByBroker as error:
+        assert error.reply_code == 404, error
+        return False
+    ch.close()
+    return True
+
+
+def test_auto_delete_exchange_survives_unrelated_deletions(
+        broker: Broker, connection: pika.BlockingConnection, channel: Channel,
+        unique: str, cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, auto_delete=True)
+    other = broker.connect()
+    try:
+        ch = other.channel()
+        ch.queue_declare(f"{unique}.unrelated")
+        ch.queue_delete(f"{unique}.unrelated")
+        ch.exchange_declare(f"{unique}.unrelated")
+        ch.exchange_delete(f"{unique}.unrelated")
+        ch.queue_declare("", exclusive=True)
+    finally:
+        other.close()  # its exclusive queue goes too
+    queue = temp_queue(channel)
+    assert isinstance(channel.queue_bind(queue, unique, "k").method, pika.spec.Queue.BindOk)
+    assert exchange_exists(connection, unique)
+
+
+def test_auto_delete_exchange_unbinding_nothing_keeps_it(
+        connection: pika.BlockingConnection, channel: Channel, unique: str,
+        cleanup: list[str]) -> None:
+    source, dest = f"{unique}.src", f"{unique}.dst"
+    cleanup.extend([source, dest])
+    channel.exchange_declare(source, auto_delete=True)
+    channel.exchange_declare(dest, auto_delete=True)
+    queue = temp_queue(channel)
+    channel.queue_unbind(queue, source, "never bound")
+    channel.exchange_unbind(dest, source, "never bound")
+    assert exchange_exists(connection, source) and exchange_exists(connection, dest)
+    channel.queue_bind(queue, source, "a")
+    channel.queue_unbind(queue, source, "b")  # a binding it does not have
+    assert exchange_exists(connection, source)
+
+
+def test_auto_delete_exchange_as_destination_stays(
+        connection: pika.BlockingConnection, channel: Channel, unique: str,
+        cleanup: list[str]) -> None:
+    source, dest = f"{unique}.src", f"{unique}.dst"
+    cleanup.extend([source, dest])
+    channel.exchange_declare(source, "fanout")
+    channel.exchange_declare(dest, "fanout", auto_delete=True)
+    channel.exchange_bind(dest, source)
+    channel.exchange_unbind(dest, source)  # the source's binding, not the destination's
+    assert exchange_exists(connection, dest)
+    channel.exchange_bind(dest, source)
+    channel.exchange_delete(source)
+    assert exchange_exists(connection, dest)
+    # an auto-delete source going (deleted by a client) takes no auto-delete destination along
+    channel.exchange_declare(source, "fanout", auto_delete=True)
+    channel.exchange_bind(dest, source)
+    channel.exchange_delete(source)
+    assert exchange_exists(connection, dest)
+
+
+def test_auto_delete_exchange_chain_goes_link_by_link(
+        connection: pika.BlockingConnection, channel: Channel, unique: str,
+        cleanup: list[str]) -> None:
+    first, second, third = f"{unique}.1", f"{unique}.2", f"{unique}.3"
+    cleanup.extend([first, second, third])
+    for name in (first, second):
+        channel.exchange_declare(name, "fanout", auto_delete=True)
+    channel.exchange_declare(third, "fanout")
+    queue = temp_queue(channel)
+    channel.queue_bind(queue, second)
+    channel.exchange_bind(second, first)  # first -> second -> queue
+    channel.exchange_bind(third, first)  # first -> third
+    channel.queue_delete(queue)  # second loses its last binding; first keeps one to third
+    assert not exchange_exists(connection, second)
+    assert exchange_exists(connection, first)
+    channel.exchange_delete(third)  # first's last binding goes with its destination
+    assert not exchange_exists(connection, first)
+
+
+def test_auto_delete_exchange_bound_to_itself(connection: pika.BlockingConnection,
+                                              channel: Channel, unique: str,
+                                              cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, auto_delete=True)
+    channel.exchange_bind(unique, unique, "k")
+    channel.exchange_unbind(unique, unique, "k")
+    assert not exchange_exists(connection, unique)
+
+
+def test_auto_delete_exchange_goes_with_an_exclusive_queue(
+        broker: Broker, connection: pika.BlockingConnection, channel: Channel,
+        unique: str, cleanup: list[str]) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "fanout", auto_delete=True)
+    owner = broker.connect()
+    ch = owner.channel()
+    ch.queue_bind(ch.queue_declare("", exclusive=True).method.queue, unique)
+    owner.close()
+    deadline = time.monotonic() + 5  # RabbitMQ removes exclusive queues asynchronously
+    while exchange_exists(connection, unique):
+        assert time.monotonic() < deadline, "the auto-delete exchange outlived its binding"
+        connection.sleep(0.02)
+
+
+def test_deleting_never_visits_the_other_exchanges() -> None:
+    """Model level (no broker): deleting a queue or an exchange costs the same with 10 or
+    with 10,000 other exchanges in the vhost, because bindings are indexed by their
+    destination; the work is counted as the Python calls the deletion makes."""
+    def calls(action: Callable[[], object]) -> int:
+        count = 0
+
+        def profile(frame: object, event: str, arg: object) -> None:
+            nonlocal count
+            count += event == "call"
+        sys.setprofile(profile)
+        try:
+            action()
+        finally:
+            sys.setprofile(None)
+        return count
+
+    def deletion_calls(others: int) -> tuple[int, int]:
+        vhost = VHost("/")
+        for i in range(others):  # auto-delete exchanges that keep a binding
+            other, _ = vhost.declare_exchange(f"x{i}", "direct", auto_delete=True)
+            vhost.bind(other, vhost.exchanges["amq.direct"], "k", {})
+        queue, _ = vhost.declare_queue("q", owner=None)
+        gone, _ = vhost.declare_exchange("gone", "fanout", auto_delete=True)
+        kept, _ = vhost.declare_exchange("kept", "fanout", auto_delete=True)
+        target, _ = vhost.declare_exchange("target", "fanout")
+        vhost.bind(gone, queue, "", {})
+        vhost.bind(kept, queue, "", {})
+        vhost.bind(kept, target, "", {})
+        queue_calls = calls(lambda: vhost.delete_queue(queue))
+        assert "gone" not in vhost.exchanges and "kept" in vhost.exchanges
+        exchange_calls = calls(lambda: vhost.delete_exchange("target"))
+        assert "kept" not in vhost.exchanges
+        assert len(vhost.exchanges) == others + 6  # the default one and amq.*
+        return queue_calls, exchange_calls
+
+    few, many = deletion_calls(10), deletion_calls(10_000)
+    assert many == few, (few, many)
+
+
 # --------------------------------------------------------------------------- routing
 
 
@@ -449,6 +608,148 @@ def test_headers_unbind_by_arguments(channel: Channel, unique: str, cleanup: lis
     publish_headers(channel, unique, {"a": 1}, b"a")
     publish_headers(channel, unique, {"b": 1}, b"b")
     assert drain(channel, queue) == [b"b"]
+
+
+# Field values by name, as (type letter, value) for amqp_raw.encode_typed_table.
+FIELD_VALUES: dict[str, tuple[str, object]] = {
+    "t0": ("t", 0), "t1": ("t", 1), "t2": ("t", 2),  # bool: any non-zero octet is true
+    "b1": ("b", 1), "B1": ("B", 1), "s1": ("s", 1), "u1": ("u", 1), "I1": ("I", 1),
+    "i1": ("i", 1), "l1": ("l", 1), "I0": ("I", 0),
+    "l_big": ("l", 2**53 + 1), "d_big": ("d", float(2**53)),
+    "f1": ("f", 1.0), "d1": ("d", 1.0), "f1.5": ("f", 1.5), "d1.5": ("d", 1.5),
+    "f0.1": ("f", 0.1), "d0.1": ("d", 0.1), "d0": ("d", 0.0), "d-0": ("d", -0.0),
+    "D(0,1)": ("D", (0, 1)), "D(1,10)": ("D", (1, 10)),  # 1 and 1.0: (scale, digits)
+    "S1": ("S", "1"), "x1": ("x", b"1"), "Strue": ("S", "true"), "S": ("S", ""), "x": ("x", b""),
+    "T1": ("T", 1), "V": ("V", None),
+    "F_I": ("F", [("a", "I", 1)]), "F_l": ("F", [("a", "l", 1)]),
+    "F_ab": ("F", [("a", "I", 1), ("b", "I", 2)]), "F_ba": ("F", [("b", "I", 2), ("a", "I", 1)]),
+    "F_S": ("F", [("a", "S", "z")]), "F_x": ("F", [("a", "x", b"z")]),
+    "F_t": ("F", [("a", "t", 1)]), "F_t2": ("F", [("a", "t", 2)]), "F_d": ("F", [("a", "d", 1.0)]),
+    "F_empty": ("F", []), "A_empty": ("A", []),
+    "A_I": ("A", [("I", 1)]), "A_l": ("A", [("l", 1)]), "A_S": ("A", [("S", "a")]),
+    "A_x": ("A", [("x", b"a")]), "A_d": ("A", [("d", 1.0)]),
+}
+
+
+def routes_through_headers(broker: Broker, binding: list[tuple[str, str, object]],
+                           headers: list[tuple[str, str, object]]) -> bool:
+    """Bind a queue to a new headers exchange with exactly these typed arguments, publish
+    (mandatory, confirmed) a message with exactly these typed headers, and tell whether it
+    was routed (acked) or returned."""
+    def shortstr(text: str) -> bytes:
+        return bytes([len(text)]) + text.encode()
+
+    with RawClient(broker.host, broker.port) as client:
+        client.open_channel(1)
+        client.rpc(1, spec.Confirm.Select(), spec.Confirm.SelectOk)
+        queue = client.rpc(1, spec.Queue.Declare(exclusive=True), spec.Queue.DeclareOk).queue
+        exchange = "headers." + queue.removeprefix("amq.gen-")
+        client.rpc(1, spec.Exchange.Declare(exchange=exchange, type="headers",
+                                            auto_delete=True), spec.Exchange.DeclareOk)
+        bind = (struct.pack(">HHH", 50, 20, 0) + shortstr(queue) + shortstr(exchange)
+                + shortstr("") + b"\x00" + encode_typed_table(binding))
+        client.send_frame(1, 1, bind)
+        client.expect(1, spec.Queue.BindOk)
+        client.send_method(1, spec.Basic.Publish(exchange=exchange, mandatory=True))
+        client.send_content(1, b"m", header_payload_with_headers(1, encode_typed_table(headers)))
+        reply = client.read_command().method
+        if isinstance(reply, spec.Basic.Return):
+            client.expect(1, spec.Basic.Ack)
+            return False
+        assert isinstance(reply, spec.Basic.Ack), reply
+        return True
+
+
+@pytest.mark.parametrize(("bound", "sent", "matches"), [
+    # booleans never equal numbers or strings
+    ("t1", "I1", False), ("t1", "t2", True), ("t0", "I0", False), ("I1", "t1", False),
+    ("t1", "Strue", False), ("t1", "S1", False), ("t0", "d0", False),
+    # integers of any width (and timestamps) equal by number
+    ("b1", "l1", True), ("B1", "i1", True), ("s1", "u1", True), ("I1", "l1", True),
+    ("i1", "b1", True), ("l_big", "d_big", False), ("l_big", "l_big", True),
+    ("T1", "I1", True), ("l1", "T1", True), ("T1", "d1", True), ("T1", "t1", False),
+    # floats and doubles equal integers of the same value; float32 0.1 is not double 0.1
+    ("d1", "I1", True), ("f1", "b1", True), ("I1", "d1", True), ("f1.5", "d1.5", True),
+    ("f0.1", "d0.1", False), ("d-0", "I0", True), ("d0", "d-0", True),
+    # decimals compare scale and digits: 1 is not 1.0, nor any number
+    ("D(0,1)", "D(0,1)", True), ("D(0,1)", "D(1,10)", False), ("D(0,1)", "I1", False),
+    ("D(0,1)", "d1", False), ("I1", "D(0,1)", False),
+    # a byte array equals the string of the same bytes
+    ("S1", "x1", True), ("x1", "S1", True), ("S", "x", True), ("S1", "I1", False),
+    ("Strue", "t1", False), ("S", "V", False),
+    # a void argument asks only for presence; a void header equals only that
+    ("V", "I1", True), ("V", "t0", True), ("V", "V", True), ("V", "S", True),
+    ("V", "F_empty", True), ("I1", "V", False),
+    # nested tables and arrays: entries in order, types included
+    ("F_I", "F_I", True), ("F_I", "F_l", False), ("F_ab", "F_ba", False),
+    ("F_S", "F_x", False), ("F_t", "F_t2", True), ("F_t", "F_I", False),
+    ("F_d", "F_I", False), ("F_empty", "A_empty", True), ("A_empty", "F_empty", True),
+    ("A_I", "A_I", True), ("A_I", "A_l", False), ("A_S", "A_x", False),
+    ("A_d", "A_I", False), ("A_I", "F_I", False),
+])
+def test_headers_compare_decoded_values(broker: Broker, bound: str, sent: str,
+                                        matches: bool) -> None:
+    binding = [("x-match", "S", "all"), ("k", *FIELD_VALUES[bound])]
+    assert routes_through_headers(broker, binding, [("k", *FIELD_VALUES[sent])]) is matches
+
+
+def test_headers_any_compares_decoded_values_too(broker: Broker) -> None:
+    binding = [("x-match", "S", "any"), ("a", "t", 1), ("b", "S", "x")]
+    assert routes_through_headers(broker, binding, [("a", "I", 1), ("b", "x", b"x")])
+    assert not routes_through_headers(broker, binding, [("a", "I", 1), ("b", "x", b"y")])
+    # arguments and headers in any order at the top level
+    binding = [("zz", "I", 1), ("x-match", "S", "all"), ("aa", "b", 1)]
+    assert routes_through_headers(broker, binding,
+                                  [("aa", "l", 1), ("mm", "I", 5), ("zz", "d", 1.0)])
+    # with all-with-x, x- arguments are compared like the others
+    binding = [("x-match", "S", "all-with-x"), ("x-a", "t", 1)]
+    assert not routes_through_headers(broker, binding, [("x-a", "I", 1)])
+    assert routes_through_headers(broker, binding, [("x-a", "t", 1)])
+    # a byte array of bytes that are no UTF-8 still equals the string of those bytes
+    assert routes_through_headers(broker, [("k", "S", b"\xff\xfe")], [("k", "x", b"\xff\xfe")])
+
+
+def test_headers_bool_number_and_bytes_from_pika(channel: Channel, unique: str,
+                                                 cleanup: list[str]) -> None:
+    """pika sends True as a bool, 1 as a signed int and b"1" as a byte array."""
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "headers")
+    flag, text = temp_queue(channel), temp_queue(channel)
+    channel.queue_bind(flag, unique, arguments={"flag": True})
+    channel.queue_bind(text, unique, arguments={"text": "1"})
+    publish_headers(channel, unique, {"flag": 1}, b"number, not a bool")
+    publish_headers(channel, unique, {"flag": True}, b"bool")
+    publish_headers(channel, unique, {"text": b"1"}, b"bytes")
+    publish_headers(channel, unique, {"text": 1}, b"number, not a string")
+    assert drain(channel, flag) == [b"bool"]
+    assert drain(channel, text) == [b"bytes"]
+
+
+@pytest.mark.parametrize(("x_match", "text"), [
+    ("foo", 'Invalid x-match field value <<"foo">>; expected all, any, all-with-x, or '
+            "any-with-x"),
+    ("", "Invalid x-match field value <<>>; expected all, any, all-with-x, or any-with-x"),
+    (b"any", 'Invalid x-match field type binary (value <<"any">>); expected longstr'),
+    (1, "Invalid x-match field type signedint (value 1); expected longstr"),
+    (True, "Invalid x-match field type bool (value true); expected longstr"),
+    (None, "Invalid x-match field type void (value undefined); expected longstr"),
+    ({"a": 1}, 'Invalid x-match field type table (value [{<<"a">>,signedint,1}]); '
+               "expected longstr"),
+])
+def test_headers_binding_with_unknown_x_match_is_refused(
+        connection: pika.BlockingConnection, channel: Channel, unique: str,
+        cleanup: list[str], x_match: object, text: str) -> None:
+    cleanup.append(unique)
+    channel.exchange_declare(unique, "headers")
+    queue = temp_queue(channel)
+    ch = connection.channel()
+    assert closed_by_broker(ch, ch.queue_bind, queue, unique,
+                            arguments={"x-match": x_match, "k": "v"}) == (
+        406, f"PRECONDITION_FAILED - {text}")
+    ch = connection.channel()
+    assert closed_by_broker(ch, ch.exchange_bind, unique, unique,
+                            arguments={"x-match": x_match}) == (
+        406, f"PRECONDITION_FAILED - {text}")
 
 
 def test_amq_match_is_a_headers_exchange(channel: Channel) -> None:

@@ -15,7 +15,9 @@ from typing import Any
 import pika
 import pika.exceptions
 import pytest
+from amqp_raw import RawClient
 from conftest import Broker
+from pika import spec
 from pika.adapters.blocking_connection import BlockingChannel
 from pika.adapters.select_connection import SelectConnection
 from pika_helpers import pump
@@ -243,6 +245,61 @@ def test_redeclare_exclusive_mismatch(channel: Channel, unique: str, cleanup: li
     channel.queue_declare(unique, **first)
     assert closed_by_broker(channel, channel.queue_declare, unique, **second) == (
         405, locked(unique))
+
+
+@pytest.mark.parametrize(("first", "second", "answer"), [
+    # RabbitMQ 3.10 makes an exclusive queue non-durable whatever the flag said
+    ({}, {"durable": True}, None),
+    ({"durable": True}, {}, None),
+    ({}, {"durable": True, "arguments": {"x-queue-type": "classic"}}, None),
+    ({}, {"arguments": {"other": 1}}, None),  # not compared
+    ({}, {"auto_delete": True}, (406, "auto_delete", "received 'true' but current is 'false'")),
+    ({}, {"durable": True, "auto_delete": True},
+     (406, "auto_delete", "received 'true' but current is 'false'")),
+    ({}, {"durable": True, "arguments": {"x-message-ttl": 1000}},
+     (406, "x-message-ttl", "received the value '1000' of type 'signedint' but current is none")),
+    ({"arguments": {"x-message-ttl": 1000}},
+     {"durable": True, "arguments": {"x-message-ttl": 2000}},
+     (406, "x-message-ttl", "received '2000' but current is '1000'")),
+    ({}, {"arguments": {"x-max-length": -1}},
+     (406, "x-max-length", "received the value '-1' of type 'signedint' but current is none")),
+    ({}, {"exclusive": False, "durable": True}, (405, "", "")),
+])
+def test_exclusive_queue_redeclared_by_its_owner(connection: pika.BlockingConnection,
+                                                 unique: str, first: dict, second: dict,
+                                                 answer: tuple[int, str, str] | None) -> None:
+    ch = connection.channel()
+    ch.queue_declare(unique, exclusive=True, **first)
+    ch.basic_publish("", unique, b"kept")
+    ch = connection.channel()
+    redeclare = {"exclusive": True, **second}
+    if answer is None:
+        assert declare_ok(ch.queue_declare(unique, **redeclare)) == (unique, 1, 0)
+        return
+    code, arg, detail = answer
+    expected = locked(unique) if code == 405 else inequivalent(arg, unique, detail)
+    assert closed_by_broker(ch, ch.queue_declare, unique, **redeclare) == (code, expected)
+    assert declare_ok(connection.channel().queue_declare(unique, passive=True)) == (unique, 1, 0)
+
+
+@pytest.mark.parametrize(("first", "second", "detail"), [
+    ({}, {"x-queue-type": "classic"}, None),
+    ({"x-queue-type": "classic"}, {}, None),
+    ({"x-queue-type": "classic"}, {"x-queue-type": "quorum"},
+     "received 'quorum' but current is 'classic'"),
+    ({}, {"x-queue-type": "quorum"},
+     "received the value 'quorum' of type 'longstr' but current is none"),
+])
+def test_redeclare_queue_type_classic_is_the_default(channel: Channel, unique: str,
+                                                     cleanup: list[str], first: dict,
+                                                     second: dict, detail: str | None) -> None:
+    cleanup.append(unique)
+    channel.queue_declare(unique, arguments=first)
+    if detail is None:
+        assert declare_ok(channel.queue_declare(unique, arguments=second)) == (unique, 0, 0)
+    else:
+        assert closed_by_broker(channel, channel.queue_declare, unique, arguments=second) == (
+            406, inequivalent("x-queue-type", unique, detail))
 
 
 # --------------------------------------------------------------------------- exclusive
@@ -545,6 +602,64 @@ def test_select_connection_consumer_cancel_notification(broker: Broker, unique: 
     conn.ioloop.call_later(5, conn.ioloop.stop)
     conn.ioloop.start()
     assert state["events"] == [("cancel", state["tag"]), ("closed", "ConnectionClosedByClient")]
+
+
+def commands(client: RawClient, count: int) -> list[tuple[int, str, str | None]]:
+    """The next `count` commands: (channel, method name, consumer tag if it has one)."""
+    got = []
+    for _ in range(count):
+        cmd = client.read_command()
+        got.append((cmd.channel, cmd.method.NAME, getattr(cmd.method, "consumer_tag", None)))
+    return got
+
+
+@pytest.mark.parametrize("kind", ["plain", "durable", "exclusive", "auto_delete"])
+def test_queue_delete_ok_comes_before_the_cancel_of_own_consumers(
+        broker: Broker, unique: str, kind: str) -> None:
+    """As RabbitMQ: the deleting channel hears Delete-Ok, then Basic.Cancel for its own
+    consumers, then the reply to its next method; another channel of the connection gets its
+    Basic.Cancel too (in no particular order with the first channel's frames)."""
+    flags = {kind: True} if kind != "plain" else {}
+    with RawClient(broker.host, broker.port) as client:
+        client.open_channel(1)
+        client.open_channel(2)
+        client.rpc(1, spec.Queue.Declare(queue=unique, **flags), spec.Queue.DeclareOk)
+        for channel, tag in ((1, "own.1"), (2, "other"), (1, "own.2")):
+            client.rpc(channel, spec.Basic.Consume(queue=unique, consumer_tag=tag),
+                       spec.Basic.ConsumeOk)
+        client.send_method(1, spec.Queue.Delete(queue=unique))
+        client.send_method(1, spec.Basic.Qos(prefetch_count=1))
+        got = commands(client, 5)
+    assert [c for c in got if c[0] == 1] == [
+        (1, "Queue.DeleteOk", None), (1, "Basic.Cancel", "own.1"),
+        (1, "Basic.Cancel", "own.2"), (1, "Basic.QosOk", None)]
+    assert [c for c in got if c[0] == 2] == [(2, "Basic.Cancel", "other")]
+
+
+def test_queue_delete_nowait_cancels_before_the_next_reply(broker: Broker, unique: str) -> None:
+    with RawClient(broker.host, broker.port) as client:
+        client.open_channel(1)
+        client.rpc(1, spec.Queue.Declare(queue=unique), spec.Queue.DeclareOk)
+        client.rpc(1, spec.Basic.Consume(queue=unique, consumer_tag="own"),
+                   spec.Basic.ConsumeOk)
+        client.send_method(1, spec.Queue.Delete(queue=unique, nowait=True))
+        client.send_method(1, spec.Basic.Qos(prefetch_count=1))
+        assert commands(client, 2) == [(1, "Basic.Cancel", "own"), (1, "Basic.QosOk", None)]
+
+
+def test_cancelling_the_last_consumer_of_an_auto_delete_queue(broker: Broker,
+                                                              unique: str) -> None:
+    """The queue goes with its last consumer: the client hears only Cancel-Ok."""
+    with RawClient(broker.host, broker.port) as client:
+        client.open_channel(1)
+        client.rpc(1, spec.Queue.Declare(queue=unique, auto_delete=True), spec.Queue.DeclareOk)
+        client.rpc(1, spec.Basic.Consume(queue=unique, consumer_tag="last"),
+                   spec.Basic.ConsumeOk)
+        client.send_method(1, spec.Basic.Cancel(consumer_tag="last"))
+        client.send_method(1, spec.Queue.Declare(queue=unique, passive=True))
+        got = commands(client, 2)
+        assert got[0] == (1, "Basic.CancelOk", "last")
+        assert got[1][:2] == (1, "Channel.Close")
 
 
 def test_exclusive_consume(connection: pika.BlockingConnection, channel: Channel,

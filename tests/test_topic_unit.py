@@ -111,6 +111,7 @@ def test_many_hashes_against_a_long_non_matching_key_is_fast() -> None:
 class Dest:
     def __init__(self, name: str) -> None:
         self.name = name
+        self.bound_by: dict = {}  # as queues and exchanges index the bindings to them
 
     def __repr__(self) -> str:
         return f"<{self.name}>"

@@ -11,8 +11,10 @@ properties before changing them).
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 from trimq.amqp import spec
+from trimq.amqp.codec import decode_table_typed
 from trimq.errors import SyntaxFrameError
 
 CACHE_LIMIT = 4096  # entries per cache; a full cache starts again (keys may never repeat)
@@ -75,3 +77,19 @@ def decodable(arguments: bytes, properties: bytes) -> bool:
     """Whether a publish's arguments and properties decode: only then may the rest of it be
     waited for (the general path reports an undecodable one as soon as it arrives)."""
     return publish_args(arguments) is not None and content_properties(properties) is not None
+
+
+def typed_headers(properties: bytes) -> dict[str, Any] | None:
+    """The headers of encoded content properties (as `content_properties` keeps them),
+    typed-decoded, type letters kept: what a headers exchange compares."""
+    (flags,) = struct.unpack_from(">H", properties, 0)
+    if not flags & 0x2000:
+        return None
+    pos = 2
+    while properties[pos - 1] & 1:  # continuation flag words
+        pos += 2
+    if flags & 0x8000:  # content-type
+        pos += 1 + properties[pos]
+    if flags & 0x4000:  # content-encoding
+        pos += 1 + properties[pos]
+    return decode_table_typed(properties, pos)[0]

@@ -97,7 +97,7 @@ def dead_letter(queue: Queue, entries: list[QueuedMessage], reason: str) -> None
         copy = dead_lettered_copy(queue, entry.message, reason)
         targets: dict[int, Queue] = {}
         for key in keys:
-            for target in home.route(exchange, key, copy.properties.headers):
+            for target in home.route(exchange, key, copy):
                 if not _cycles(queue, copy, target):
                     targets[id(target)] = target
         if targets:

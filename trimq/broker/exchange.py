@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
-from trimq.amqp.codec import typed_to_plain
+from trimq.broker import headers
 
 if TYPE_CHECKING:
+    from trimq.broker.message import Message
     from trimq.broker.queue import Queue
 
     Destination: TypeAlias = "Queue | Exchange"
@@ -53,7 +54,10 @@ class Exchange:
         self.auto_delete = auto_delete
         self.internal = internal
         self.arguments: dict[str, Any] = arguments or {}  # typed-decoded
-        self.bindings: dict[tuple, Binding] = {}
+        self.bindings: dict[tuple, Binding] = {}  # this exchange's own, as their source
+        # The bindings routing to it, by (id(source), binding key): deleting it never scans
+        # the vhost's exchanges. Queues keep the same index.
+        self.bound_by: dict[tuple, tuple[Exchange, Binding]] = {}
         self.deleted = False
         self.policy: Any = None  # trimq.broker.policy.Policy
         self.alternate_exchange: str | None = None
@@ -76,21 +80,20 @@ class Exchange:
         if binding.key in self.bindings:
             return False
         self.bindings[binding.key] = binding
+        binding.destination.bound_by[(id(self), binding.key)] = (self, binding)
         self._index(binding)
         return True
 
     def remove_binding(self, binding: Binding) -> bool:
+        """Remove a binding; False if there was none like it."""
         if self.bindings.pop(binding.key, None) is None:
             return False
+        del binding.destination.bound_by[(id(self), binding.key)]
         self._unindex(binding)
         return True
 
-    def remove_destination(self, destination: Destination) -> list[Binding]:
-        """Remove every binding to `destination`; returns them."""
-        removed = [b for b in self.bindings.values() if b.destination is destination]
-        for binding in removed:
-            self.remove_binding(binding)
-        return removed
+    def validate_binding(self, arguments: dict[str, Any]) -> None:
+        """Refuse (ChannelError) a new binding whose arguments this kind cannot use."""
 
     def _index(self, binding: Binding) -> None:
         pass
@@ -98,7 +101,7 @@ class Exchange:
     def _unindex(self, binding: Binding) -> None:
         pass
 
-    def route(self, routing_key: str, headers: dict[str, Any] | None) -> Iterable[Destination]:
+    def route(self, routing_key: str, message: Message | None) -> Iterable[Destination]:
         raise NotImplementedError
 
 
@@ -127,7 +130,7 @@ class DirectExchange(Exchange):
             if not dests:
                 del self._by_key[binding.routing_key]
 
-    def route(self, routing_key: str, headers: dict[str, Any] | None) -> Iterable[Destination]:
+    def route(self, routing_key: str, message: Message | None) -> Iterable[Destination]:
         dests = self._by_key.get(routing_key)
         return dests.values() if dests else ()
 
@@ -135,7 +138,7 @@ class DirectExchange(Exchange):
 class FanoutExchange(Exchange):
     TYPE = "fanout"
 
-    def route(self, routing_key: str, headers: dict[str, Any] | None) -> Iterable[Destination]:
+    def route(self, routing_key: str, message: Message | None) -> Iterable[Destination]:
         return [b.destination for b in self.bindings.values()]
 
 
@@ -185,7 +188,7 @@ class TopicExchange(Exchange):
         del self._patterns[binding.key]
         self._cache.clear()
 
-    def route(self, routing_key: str, headers: dict[str, Any] | None) -> Iterable[Destination]:
+    def route(self, routing_key: str, message: Message | None) -> Iterable[Destination]:
         cached = self._cache.get(routing_key)
         if cached is not None:
             return cached
@@ -202,40 +205,31 @@ class TopicExchange(Exchange):
 
 
 class HeadersExchange(Exchange):
-    """Matches message headers against binding arguments: x-match all (default) or any."""
+    """Matches message headers against binding arguments: x-match all (default) or any,
+    comparing values as RabbitMQ does (trimq.broker.headers)."""
 
     TYPE = "headers"
 
-    def route(self, routing_key: str, headers: dict[str, Any] | None) -> Iterable[Destination]:
-        headers = headers or {}
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._patterns: dict[tuple, tuple[headers.Pattern, Destination]] = {}
+
+    def validate_binding(self, arguments: dict[str, Any]) -> None:
+        headers.validate(arguments)
+
+    def _index(self, binding: Binding) -> None:
+        self._patterns[binding.key] = (headers.pattern(binding.arguments), binding.destination)
+
+    def _unindex(self, binding: Binding) -> None:
+        del self._patterns[binding.key]
+
+    def route(self, routing_key: str, message: Message | None) -> Iterable[Destination]:
+        values = message.match_headers() if message is not None else {}
         found: dict[int, Destination] = {}
-        for binding in self.bindings.values():
-            if id(binding.destination) not in found and headers_match(binding.arguments, headers):
-                found[id(binding.destination)] = binding.destination
+        for pattern, dest in self._patterns.values():
+            if id(dest) not in found and headers.headers_match(pattern, values):
+                found[id(dest)] = dest
         return found.values()
-
-
-def headers_match(arguments: dict[str, Any], headers: dict[str, Any]) -> bool:
-    mode_field = arguments.get("x-match")
-    mode = typed_to_plain(mode_field) if mode_field else "all"
-    if mode not in ("all", "any", "all-with-x", "any-with-x"):
-        mode = "all"
-    with_x = mode.endswith("-with-x")
-    want_all = mode.startswith("all")
-    for name, typed in arguments.items():
-        if name.startswith("x-") and (not with_x or name == "x-match"):
-            continue
-        letter, value = typed
-        present = name in headers
-        if letter == "V":
-            ok = present
-        else:
-            ok = present and headers[name] == typed_to_plain(typed)
-        if want_all and not ok:
-            return False
-        if not want_all and ok:
-            return True
-    return want_all
 
 
 EXCHANGE_TYPES: dict[str, type[Exchange]] = {

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from trimq.amqp.codec import encode_shortstr
+from trimq.amqp.publish import typed_headers
 from trimq.amqp.spec import BasicProperties
 from trimq.broker.arguments import parse_expiration
+from trimq.broker.headers import message_headers
 
 
 class Message:
@@ -12,7 +16,7 @@ class Message:
 
     __slots__ = (
         "exchange", "routing_key", "route_raw", "properties", "properties_raw", "body",
-        "size", "persistent", "id", "ttl",
+        "size", "persistent", "id", "ttl", "_match_headers",
     )
 
     def __init__(
@@ -35,6 +39,15 @@ class Message:
         self.id = 0  # set when the journal records it (persistent, reached a durable queue)
         expiration = properties.expiration  # per-message TTL in ms (checked at publish)
         self.ttl = parse_expiration(expiration)[0] if expiration is not None else None
+        self._match_headers: dict[str, Any] | None = None
+
+    def match_headers(self) -> dict[str, Any]:
+        """The headers as a headers exchange compares them, decoded on first use."""
+        headers = self._match_headers
+        if headers is None:
+            headers = self._match_headers = message_headers(
+                typed_headers(self.properties_raw) if self.properties.headers else None)
+        return headers
 
     def encoded_route(self) -> bytes:
         """Exchange and routing key encoded as Basic.Deliver carries them: as the publisher

@@ -26,6 +26,7 @@ from trimq.broker.settings import queue_settings
 from trimq.broker.timers import Timers
 
 if TYPE_CHECKING:
+    from trimq.broker.exchange import Binding, Exchange
     from trimq.broker.vhost import VHost
 
 
@@ -96,6 +97,8 @@ class Queue:
         self.unacked = 0
         self.next_seq = 0
         self.deleted = False
+        # The bindings routing to it, by (id(source), binding key) (see Exchange.bound_by).
+        self.bound_by: dict[tuple, tuple[Exchange, Binding]] = {}
         self.had_consumers = False
         self.journal: Journal | None = None  # set for durable queues when storage is on
         self.home: VHost | None = None  # the vhost holding it: dead-lettering routes there

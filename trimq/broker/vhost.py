@@ -42,6 +42,8 @@ CHECKED_QUEUE_ARGS = (
     "x-queue-type", "x-queue-master-locator", "x-delivery-limit", "x-queue-version",
 )
 CHECKED_EXCHANGE_ARGS = ("alternate-exchange",)
+# Arguments whose absence RabbitMQ treats as this value when it compares a redeclaration.
+ARGUMENT_DEFAULTS = {"x-queue-type": ("S", "classic")}
 NUMERIC_LETTERS = frozenset("bBsuIil")
 
 
@@ -189,18 +191,35 @@ class VHost:
         return exchange
 
     def _remove_exchange(self, exchange: Exchange) -> None:
-        exchange.deleted = True
-        self.exchanges.pop(exchange.name, None)
-        self._forget_bindings(exchange, list(exchange.bindings.values()))
-        exchange.bindings.clear()
-        self._journal_exchange(exchange, present=False)
-        for other in list(self.exchanges.values()):
-            self._forget_bindings(other, other.remove_destination(exchange))
-            self._maybe_auto_delete(other)
+        """Remove an exchange with its bindings both ways, and then every auto-delete
+        exchange that this leaves without bindings (a chain goes link by link)."""
+        pending = [exchange]
+        while pending:
+            current = pending.pop()
+            if current.deleted:
+                continue
+            current.deleted = True
+            self.exchanges.pop(current.name, None)
+            for binding in list(current.bindings.values()):
+                current.remove_binding(binding)
+                self._journal_binding(current, binding, present=False)
+            self._journal_exchange(current, present=False)
+            pending += self._unbind_destination(current)
 
-    def _maybe_auto_delete(self, exchange: Exchange) -> None:
-        if exchange.auto_delete and not exchange.bindings and not exchange.deleted:
-            self._remove_exchange(exchange)
+    def _unbind_destination(self, destination: Queue | Exchange) -> list[Exchange]:
+        """Remove the bindings to a queue or exchange being deleted; returns the auto-delete
+        sources left without bindings. As RabbitMQ, only a source whose own last binding goes
+        is auto-deleted: never a destination, never an exchange elsewhere in the vhost."""
+        sources: dict[int, Exchange] = {}
+        for source, binding in list(destination.bound_by.values()):
+            source.remove_binding(binding)
+            self._journal_binding(source, binding, present=False)
+            sources[id(source)] = source
+        return [x for x in sources.values() if self._unused_auto_delete(x)]
+
+    @staticmethod
+    def _unused_auto_delete(exchange: Exchange) -> bool:
+        return exchange.auto_delete and not exchange.bindings and not exchange.deleted
 
     # -- queues -------------------------------------------------------------------------
 
@@ -226,6 +245,7 @@ class VHost:
                 ACCESS_REFUSED, f"queue name '{name}' contains reserved prefix 'amq.*'"
             )
         arguments = arguments or {}
+        durable = durable and not exclusive  # as RabbitMQ: an exclusive queue is never durable
         what = self.describe("queue", name)
         existing = self.queues.get(name)
         if existing is not None:
@@ -271,6 +291,9 @@ class VHost:
             new, old = received.get(arg), current.get(arg)
             if new is None and old is None:
                 continue
+            default = ARGUMENT_DEFAULTS.get(arg)
+            if default is not None and (new or default) == (old or default):
+                continue
             if new is None:
                 assert old is not None
                 detail = (
@@ -297,9 +320,8 @@ class VHost:
         self.queues.pop(queue.name, None)
         if queue.journal is not None:
             queue.journal.define("queue", [self.name, queue.name], None)
-        for exchange in list(self.exchanges.values()):
-            self._forget_bindings(exchange, exchange.remove_destination(queue))
-            self._maybe_auto_delete(exchange)
+        for source in self._unbind_destination(queue):
+            self._remove_exchange(source)
         queue.ready.clear()
         for consumer in list(queue.consumers):
             queue.remove_consumer(consumer)
@@ -311,19 +333,18 @@ class VHost:
     def bind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
              arguments: dict[str, Any]) -> None:
         binding = Binding(source.name, destination, routing_key, arguments)
+        if binding.key not in source.bindings:
+            source.validate_binding(arguments)
         if source.add_binding(binding):
             self._journal_binding(source, binding, present=True)
 
     def unbind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
                arguments: dict[str, Any]) -> None:
         binding = Binding(source.name, destination, routing_key, arguments)
-        if source.remove_binding(binding):
+        if source.remove_binding(binding):  # unbinding nothing deletes nothing, as RabbitMQ
             self._journal_binding(source, binding, present=False)
-        self._maybe_auto_delete(source)
-
-    def _forget_bindings(self, source: Exchange, bindings: list[Binding]) -> None:
-        for binding in bindings:
-            self._journal_binding(source, binding, present=False)
+            if self._unused_auto_delete(source):
+                self._remove_exchange(source)
 
     # -- journal ------------------------------------------------------------------------
 
@@ -389,11 +410,12 @@ class VHost:
 
     # -- routing ------------------------------------------------------------------------
 
-    def route(self, exchange: Exchange, routing_key: str, headers: dict[str, Any] | None,
-              ) -> list[Queue]:
-        """The queues a message reaches: through exchange-to-exchange bindings once each, for
-        its routing key and the CC and BCC headers' keys, and through alternate exchanges
-        when an exchange routes it nowhere."""
+    def route(self, exchange: Exchange, routing_key: str, message: Message) -> list[Queue]:
+        """The queues `message` reaches when published to `exchange` with `routing_key`:
+        through exchange-to-exchange bindings once each, for its routing key and the CC and
+        BCC headers' keys, and through alternate exchanges when an exchange routes it
+        nowhere."""
+        headers = message.properties.headers
         if exchange is self.default_exchange and not headers:
             queue = self.queues.get(routing_key)
             return [queue] if queue is not None else []
@@ -416,7 +438,7 @@ class VHost:
                         queues[id(queue)] = queue
                         found = True
                     continue
-                for dest in current.route(key, headers):
+                for dest in current.route(key, message):
                     found = True
                     if isinstance(dest, Queue):
                         queues[id(dest)] = dest

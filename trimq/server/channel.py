@@ -132,6 +132,7 @@ class Channel:
         self._set_unacked_limit()
         self.last_queue: str | None = None
         self._permitted = PermissionCache()
+        self._held_cancels: list[str] | None = None  # see on_queue_delete
         self.reply_consumer: tuple[str, str] | None = None  # direct reply-to: (tag, token)
         self.cleaning = False  # cleanup under way: deliver nothing more here
         self.confirm = False
@@ -294,14 +295,23 @@ class Channel:
         if not nowait:
             self.write_method(method)
 
-    def reply(self, nowait: bool, method: spec.Method) -> None:
+    def reply(self, nowait: bool, method: spec.Method,
+              then: Callable[[], None] | None = None) -> None:
         """Reply to a declare, delete, bind or unbind: as RabbitMQ, a change to durable
-        definitions is on disk before the client hears it was made."""
+        definitions is on disk before the client hears it was made. `then` runs right after
+        the reply is written (at once with nowait)."""
         if nowait:
+            if then is not None:
+                then()
             return
         journal = self.connection.broker.journal
         lsn = journal.last_define_lsn if journal is not None else 0
-        self.connection.after_durable(lsn, lambda: self.write_method(method))
+
+        def send() -> None:
+            self.write_method(method)
+            if then is not None:
+                then()
+        self.connection.after_durable(lsn, send)
 
     def on_ignored(self, method: spec.Method) -> None:
         pass
@@ -459,8 +469,16 @@ class Channel:
             raise ChannelError(PRECONDITION_FAILED, f"{what} in use")
         if m.if_empty and queue.ready:
             raise ChannelError(PRECONDITION_FAILED, f"{what} not empty")
-        count = self.connection.broker_delete_queue(queue)
-        self.reply(m.nowait, spec.QueueDeleteOk(count))
+        # As RabbitMQ: Delete-Ok first, then Basic.Cancel to this channel's own consumers of
+        # the queue (py-amqp would raise ConsumerCancelled inside queue_delete otherwise).
+        held: list[str] = []
+        self._held_cancels = held
+        try:
+            count = self.connection.broker_delete_queue(queue)
+        finally:
+            self._held_cancels = None
+        self.reply(m.nowait, spec.QueueDeleteOk(count),
+                   then=lambda: self._notify_cancelled(held))
 
     # -- consumers ----------------------------------------------------------------------
 
@@ -543,11 +561,20 @@ class Channel:
             self.connection.broker_delete_queue(queue)
 
     def consumer_cancelled(self, consumer: Consumer) -> None:
-        """The queue went away: tell the client if it asked for consumer_cancel_notify."""
-        if self.consumers.pop(consumer.tag, None) is None or self.closing:
+        """The queue went away: tell the client if it asked for consumer_cancel_notify
+        (after the Delete-Ok when this channel is the one deleting the queue)."""
+        if self.consumers.pop(consumer.tag, None) is None:
             return
-        if self.connection.capability("consumer_cancel_notify"):
-            self.write_method(spec.BasicCancel(consumer.tag, True))
+        if self._held_cancels is not None:
+            self._held_cancels.append(consumer.tag)
+        else:
+            self._notify_cancelled([consumer.tag])
+
+    def _notify_cancelled(self, tags: list[str]) -> None:
+        if self.closing or not self.connection.capability("consumer_cancel_notify"):
+            return
+        for tag in tags:
+            self.write_method(spec.BasicCancel(tag, True))
 
     def dispatch_consumed_queues(self) -> None:
         for queue in {id(c.queue): c.queue for c in self.consumers.values()}.values():
@@ -737,7 +764,7 @@ class Channel:
             if target is not None:
                 target.deliver_reply(message)
                 return 0, False
-        queues = self.vhost.route(exchange, message.routing_key, headers)
+        queues = self.vhost.route(exchange, message.routing_key, message)
         if not queues:
             if mandatory:
                 self.connection.write(frames.method_with_content(
