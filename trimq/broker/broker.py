@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from trimq.broker.auth import Permission, User, Users, hash_password
+from trimq.broker.auth import Permission, User, Users, hash_password, regex_problem
 from trimq.broker.journal import Journal
 from trimq.broker.policy import PolicyError, make_policy
 from trimq.broker.reply_to import ReplyTo
@@ -46,6 +46,18 @@ class AdminError(Exception):
         super().__init__(message)
         self.kind = kind
         self.message = message
+
+
+def check_permissions(vhost: str, user: str, configure: object, write: object, read: object,
+                      ) -> None:
+    """Refuse (before anything else, as RabbitMQ) an expression that cannot be used, naming
+    the user, the vhost and the expression."""
+    for expression in (configure, write, read):
+        problem = regex_problem(expression)
+        if problem is not None:
+            raise AdminError("error", f"Failed to set permissions for '{user}' in virtual host "
+                                      f"'{vhost}': regular expression '{expression}' cannot be "
+                                      f"used: {problem}")
 
 
 class Broker:
@@ -158,6 +170,7 @@ class Broker:
 
     def set_permissions(self, vhost: str, user: str, configure: str, write: str, read: str,
                         ) -> None:
+        check_permissions(vhost, user, configure, write, read)
         self.get_vhost(vhost)
         self.get_user(user)
         self.users.permissions[(vhost, user)] = Permission(configure, write, read)

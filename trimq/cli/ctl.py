@@ -1046,6 +1046,8 @@ def _permissions_command(ctx: Context, request: dict[str, Any]) -> int:
             if ctx.json:
                 raise ctx.json_error(text) from None
             raise CtlExit(EXIT_UNAVAILABLE, error_text(text)) from None
+        if exc.kind == "error":  # an expression that cannot be used: rabbitmqctl exits 69
+            raise CtlExit(EXIT_UNAVAILABLE, error_text(exc.text)) from None
         raise default_error(ctx, exc) from None
     return ctx.ok()
 
