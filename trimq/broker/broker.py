@@ -12,6 +12,7 @@ from typing import Any
 
 from trimq.broker.auth import Permission, User, Users, hash_password, regex_problem
 from trimq.broker.journal import Journal
+from trimq.broker.limits import LimitsError, parse_limits
 from trimq.broker.policy import PolicyError, make_policy
 from trimq.broker.reply_to import ReplyTo
 from trimq.broker.timers import Timers
@@ -33,6 +34,7 @@ class BrokerConfig:
     connection_max: int = 0  # open connections allowed (0: no limit)
     channel_unacked_max: int = 0  # unacked deliveries a channel may hold (0: no limit)
     connection_output_buffer: int = 4 * 1024 * 1024  # deliveries to a connection pause above
+    consumer_timeout: int = 1_800_000  # ms an unacked delivery may wait (0: forever)
     memory_high_watermark: float = 0.4  # fraction of RAM: above it publishers are blocked
     memory_high_watermark_absolute: int = 0  # bytes, instead of the fraction when set
     disk_free_limit: int = 50_000_000  # bytes free on the data directory's disk, at least
@@ -121,6 +123,23 @@ class Broker:
             del self.users.permissions[key]
         self._define("vhost", [name], None)  # storage drops everything inside it
         return vhost
+
+    def set_vhost_limits(self, vhost: str, definition: Any) -> None:
+        """Replace the vhost's limits (RabbitMQ's set_vhost_limits: no merge)."""
+        target = self.get_vhost(vhost)
+        try:
+            limits = parse_limits(definition)
+        except LimitsError as exc:
+            raise AdminError("error", str(exc)) from None
+        self._define("vhost_limits", [vhost], {"limits": limits})
+        target.limits = limits
+
+    def clear_vhost_limits(self, vhost: str) -> None:
+        target = self.vhosts.get(vhost)
+        if target is None or target.limits is None:
+            raise AdminError("not_found", "Parameter does not exist")
+        target.limits = None
+        self._define("vhost_limits", [vhost], None)
 
     # -- users --------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ from trimq.amqp.codec import typed_to_plain
 from trimq.broker.auth import HASHING_ALGORITHM
 from trimq.broker.broker import AdminError, Broker, check_permissions
 from trimq.broker.exchange import Exchange
+from trimq.broker.limits import in_force
 from trimq.broker.vhost import DEFAULT_EXCHANGES
 from trimq.errors import AMQPError
 
@@ -50,14 +51,18 @@ def export_definitions(broker: Broker) -> dict[str, Any]:
             "hashing_algorithm": HASHING_ALGORITHM, "tags": list(u.tags), "limits": {},
         } for u in sorted(users.users.values(), key=lambda u: u.name)],
         "vhosts": [{
-            "name": v.name, "limits": [],
+            "name": v.name, "limits": [[k, n] for k, n in sorted((v.limits or {}).items())],
             "metadata": {"description": v.description, "tags": list(v.tags)},
         } for v in sorted(broker.vhosts.values(), key=lambda v: v.name)],
         "permissions": [{
             "user": user, "vhost": vhost, "configure": p.configure, "write": p.write,
             "read": p.read,
         } for (vhost, user), p in sorted(users.permissions.items())],
-        "topic_permissions": [], "parameters": [], "global_parameters": [], "policies": [],
+        "topic_permissions": [], "global_parameters": [], "policies": [],
+        "parameters": [{  # vhost limits are a runtime parameter to RabbitMQ
+            "vhost": v.name, "component": "vhost-limits", "name": "limits",
+            "value": dict(v.limits),
+        } for v in sorted(broker.vhosts.values(), key=lambda v: v.name) if v.limits is not None],
         "queues": [], "exchanges": [], "bindings": [],
     }
     for vhost in broker.vhosts.values():
@@ -91,7 +96,8 @@ def export_definitions(broker: Broker) -> dict[str, Any]:
 
 def import_definitions(broker: Broker, doc: dict[str, Any]) -> None:
     """Create what the document defines; existing entities are updated or left as they are.
-    Permissions that cannot be used refuse the whole document before anything changes."""
+    Permissions that cannot be used and queues over a vhost's limit refuse the whole document
+    before anything changes."""
     if not isinstance(doc, dict):
         raise AdminError("error", "definitions must be a JSON object")
     try:
@@ -127,10 +133,23 @@ def _table(entry: dict[str, Any], section: str) -> dict[str, Any]:
 
 
 def _check(broker: Broker, doc: dict[str, Any]) -> None:
-    """What RabbitMQ checks before importing: permission expressions."""
+    """What RabbitMQ checks before importing: permission expressions and queue limits."""
     for p in _entries(doc, "permissions", "vhost", "user"):
         check_permissions(p["vhost"], p["user"], p.get("configure"), p.get("write"),
                           p.get("read"))
+    new: dict[str, set[str]] = {}
+    for q in _entries(doc, "queues", "name", "vhost"):
+        vhost = broker.vhosts.get(q["vhost"])
+        if vhost is not None and q["name"] not in vhost.queues:
+            new.setdefault(vhost.name, set()).add(q["name"])
+    for name, added in new.items():
+        vhost = broker.vhosts[name]
+        limit = in_force(vhost.limits, "max-queues")
+        if limit is not None and len(vhost.queues) + len(added) > limit:
+            raise AdminError("error", f'Adding {len(added)} queue(s) to virtual host "{name}" '
+                                      f"would exceed the limit of {limit} queue(s).\n\nThis "
+                                      f"virtual host currently has {len(vhost.queues)} queue(s) "
+                                      "defined.\n\nImport aborted!")
 
 
 def _import(broker: Broker, doc: dict[str, Any]) -> None:
@@ -154,6 +173,9 @@ def _import(broker: Broker, doc: dict[str, Any]) -> None:
             broker.add_user(u["name"], None, tags, password_hash=password_hash)
     for p in _entries(doc, "permissions", "vhost", "user"):
         broker.set_permissions(p["vhost"], p["user"], p["configure"], p["write"], p["read"])
+    for parameter in _entries(doc, "parameters", "vhost", "component"):
+        if parameter["component"] == "vhost-limits":
+            broker.set_vhost_limits(parameter["vhost"], parameter.get("value"))
     for x in _entries(doc, "exchanges", "name", "vhost", "type"):
         vhost = broker.get_vhost(x["vhost"])
         vhost.declare_exchange(x["name"], x["type"], durable=bool(x.get("durable", True)),
@@ -164,7 +186,8 @@ def _import(broker: Broker, doc: dict[str, Any]) -> None:
         vhost = broker.get_vhost(q["vhost"])
         vhost.declare_queue(q["name"], None, durable=bool(q.get("durable", True)),
                             auto_delete=bool(q.get("auto_delete", False)),
-                            arguments=_table(q, "queues"), server_named=True)
+                            arguments=_table(q, "queues"), server_named=True,
+                            enforce_limit=False)
     for b in _entries(doc, "bindings", "vhost", "source", "destination"):
         vhost = broker.get_vhost(b["vhost"])
         source = vhost.get_exchange(b["source"])

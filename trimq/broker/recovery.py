@@ -37,6 +37,8 @@ def restore(broker: Broker, state: RecoveredState,
     for (kind, key), value in state.definitions.items():
         if kind == "vhost":
             broker.restore_vhost(key[0], value.get("description", ""), value.get("tags", []))
+        elif kind == "vhost_limits":
+            broker.restore_vhost(key[0]).limits = dict(value["limits"])
         elif kind == "user":
             user = broker.users.add(key[0], None, value.get("tags", []))
             user.password_hash = value.get("password_hash", "")
