@@ -19,6 +19,7 @@ from typing import Any
 import pika
 import pika.exceptions
 import pytest
+import trio
 from conftest import Broker, start_server, stop_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -291,3 +292,19 @@ def test_permissions_journaled_before_survive_a_restart(tmp_path: Path) -> None:
         assert declared(node, "kept", ["k.1", "kx1"]) == {"k.1": True, "kx1": False}
     finally:
         stop_server(node)
+
+
+def test_an_unexpected_failure_is_an_error_reply() -> None:
+    """A bug in a command's handler is answered (and logged), not raised into the server."""
+    from trimq.server import control as control_module
+
+    async def broken(state: Any, args: dict[str, Any]) -> Any:
+        raise RuntimeError("a bug")
+
+    control_module.COMMANDS["broken_for_test"] = broken
+    try:
+        answer = trio.run(control_module._dispatch, None, {"command": "broken_for_test"})
+    finally:
+        del control_module.COMMANDS["broken_for_test"]
+    assert answer == {"ok": False, "kind": "error", "error": "broken_for_test failed "
+                      "unexpectedly (RuntimeError); see the broker log"}
