@@ -959,3 +959,38 @@ def test_main_streams(broker: FakeBroker, capsys: pytest.CaptureFixture[str]) ->
                                             "guest\t[administrator]"], "")
     r = run_main(capsys, "list_users", "x")
     assert r.code == 64 and r.out == "" and "too many arguments" in r.err
+
+
+def test_vhost_limits(broker: FakeBroker) -> None:
+    """rabbitmqctl 3.10.8's formats; the requests trimqctl sends."""
+    limits = [{"vhost": "/", "limits": {"max-queues": 3, "max-connections": 10}},
+              {"vhost": "v2", "limits": {}}]
+    broker.replies["list_vhost_limits"] = ok(limits[:1])
+    r = run("list_vhost_limits", "--formatter", "json")
+    assert broker.last == {"command": "list_vhost_limits", "args": {"vhost": "/"}}
+    assert r.lines == [f'{{"node":"{NODE}","result":"ok","value":'
+                       '"{\\"max-connections\\":10,\\"max-queues\\":3}"}']
+    broker.replies["list_vhost_limits"] = ok(limits)
+    r = run("list_vhost_limits", "--global", "--formatter", "csv")
+    assert broker.last["args"] == {"global": True}
+    assert r.lines == ['"vhost","limits"', '"/","{""max-connections"":10,""max-queues"":3}"',
+                       '"v2","{}"']
+    r = run("list_vhost_limits", "--global", "--no-table-headers")
+    assert r.lines == ["Listing limits for all vhosts ...",
+                       '/\t{"max-connections":10,"max-queues":3}', "v2\t{}"]
+    broker.replies["list_vhost_limits"] = ok([])
+    assert run("list_vhost_limits", "--formatter", "json").lines == ["[]"]
+    assert run("list_vhost_limits", "--global", "--formatter", "json").lines == ["[]"]
+    assert run("list_vhost_limits", "--global", "-q").out == "\n"
+    broker.replies["set_vhost_limits"] = ok({})
+    r = run("set_vhost_limits", "-p", "dev", '{"max-queues": 1}')
+    assert broker.last == {"command": "set_vhost_limits",
+                           "args": {"vhost": "dev", "definition": '{"max-queues": 1}'}}
+    assert (r.code, r.lines) == (0, ['Setting vhost limits to "{"max-queues": 1}" for vhost '
+                                     '"dev" ...'])
+    broker.replies["set_vhost_limits"] = fail("vhost_not_found", "x")
+    r = run("set_vhost_limits", "-p", "nosuch", "{}")
+    assert (r.code, r.errlines) == (65, ["Virtual host 'nosuch' does not exist"])
+    broker.replies["clear_vhost_limits"] = fail("not_found", "Parameter does not exist")
+    r = run("clear_vhost_limits", "-q")
+    assert (r.code, r.out, r.errlines) == (69, "", ["Error:", "Parameter does not exist"])

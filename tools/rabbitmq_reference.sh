@@ -40,7 +40,10 @@ PORT=${RABBITMQ_REFERENCE_PORT:-$FREE_AMQP}
 BASE=$(mktemp -d "${TMPDIR:-/tmp}/trimq-rabbitmq.XXXXXX")
 mkdir -p "$BASE/mnesia" "$BASE/log" "$BASE/home"
 echo '[].' > "$BASE/enabled_plugins"
-: > "$BASE/rabbitmq.conf"
+# consumer_timeout checked twice a second, so tests/test_consumer_timeout.py can see it fire
+CONSUMER_TIMEOUT_MS=8000
+echo "consumer_timeout = $CONSUMER_TIMEOUT_MS" > "$BASE/rabbitmq.conf"
+echo '[{rabbit, [{channel_tick_interval, 500}]}].' > "$BASE/advanced.config"
 NODE_PID=
 
 stop_node() {
@@ -60,9 +63,15 @@ trap stop_node EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+NODENAME="trimq-reference-$PORT@localhost"
+# the node's own rabbitmqctl, for tests that administer the broker (tests/test_vhost_limits.py)
+printf '#!/bin/sh\nHOME="%s" ERL_EPMD_PORT=%s exec /usr/lib/rabbitmq/bin/rabbitmqctl -n %s "$@"\n' \
+  "$BASE/home" "$EPMD_PORT" "$NODENAME" > "$BASE/rabbitmqctl"
+chmod +x "$BASE/rabbitmqctl"
+
 (
   export HOME="$BASE/home"
-  export RABBITMQ_NODENAME="trimq-reference-$PORT@localhost"
+  export RABBITMQ_NODENAME="$NODENAME"
   export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
   export RABBITMQ_NODE_PORT="$PORT"
   export RABBITMQ_DIST_PORT="$DIST_PORT"
@@ -99,6 +108,8 @@ if [ -z "$ready" ]; then
 fi
 
 export TRIMQ_TEST_URL="amqp://guest:guest@127.0.0.1:$PORT/%2F"
+export TRIMQ_TEST_RABBITMQCTL="$BASE/rabbitmqctl"
+export TRIMQ_TEST_CONSUMER_TIMEOUT=$CONSUMER_TIMEOUT_MS
 echo "rabbitmq_reference: RabbitMQ $(ls /usr/lib/rabbitmq/lib | sed -n 's/^rabbitmq_server-//p')" \
   "ready at $TRIMQ_TEST_URL" >&2
 if [ $# -eq 0 ]; then

@@ -4,7 +4,7 @@ A password hash is base64(4-byte salt ++ SHA-256(salt ++ UTF-8 password)), the
 rabbit_password_hashing_sha256 scheme, so definitions move between trimq and RabbitMQ.
 Permissions are three regular expressions per (vhost, user); as RabbitMQ, a resource is allowed
 when the expression matches anywhere in its name (unanchored), and an empty expression allows
-nothing.
+nothing. The expressions are RabbitMQ's (PCRE), read through trimq/broker/pcre.py.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import base64
 import hashlib
 import hmac
 import os
-import re
 from dataclasses import dataclass, field
+
+from trimq.broker.pcre import PatternError, compile_pattern, name_bytes
 
 HASHING_ALGORITHM = "rabbit_password_hashing_sha256"
 
@@ -54,28 +55,33 @@ class Permission:
     __slots__ = ("configure", "write", "read", "_compiled")
 
     def __init__(self, configure: str, write: str, read: str) -> None:
+        """PatternError (from compile_pattern) if an expression cannot be used."""
         self.configure = configure
         self.write = write
         self.read = read
         self._compiled = {
-            kind: (re.compile(expr) if expr else None)
+            kind: (compile_pattern(expr) if expr else None)
             for kind, expr in (("configure", configure), ("write", write), ("read", read))
         }
 
     def allows(self, kind: str, name: str) -> bool:
         pattern = self._compiled[kind]
-        return pattern is not None and pattern.search(name) is not None
+        return pattern is not None and pattern.search(name_bytes(name)) is not None
 
     def definition(self) -> dict[str, str]:
         return {"configure": self.configure, "write": self.write, "read": self.read}
 
 
-def check_regex(expression: str) -> str | None:
-    """None if `expression` compiles, else why not (for a usage error)."""
+def regex_problem(expression: object) -> str | None:
+    """None if `expression` can be a permission expression, else why not."""
+    if not isinstance(expression, str):
+        return "it is not a string"
+    if not expression:
+        return None
     try:
-        re.compile(expression)
-    except re.error as exc:
-        return str(exc)
+        compile_pattern(expression)
+    except PatternError as exc:
+        return f"{exc.message} at position {exc.position}"
     return None
 
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from trimq.broker.auth import Permission, User, Users, hash_password
+from trimq.broker.auth import Permission, User, Users, hash_password, regex_problem
 from trimq.broker.journal import Journal
+from trimq.broker.limits import LimitsError, parse_limits
 from trimq.broker.policy import PolicyError, make_policy
 from trimq.broker.reply_to import ReplyTo
 from trimq.broker.timers import Timers
@@ -33,6 +34,7 @@ class BrokerConfig:
     connection_max: int = 0  # open connections allowed (0: no limit)
     channel_unacked_max: int = 0  # unacked deliveries a channel may hold (0: no limit)
     connection_output_buffer: int = 4 * 1024 * 1024  # deliveries to a connection pause above
+    consumer_timeout: int = 1_800_000  # ms an unacked delivery may wait (0: forever)
     memory_high_watermark: float = 0.4  # fraction of RAM: above it publishers are blocked
     memory_high_watermark_absolute: int = 0  # bytes, instead of the fraction when set
     disk_free_limit: int = 50_000_000  # bytes free on the data directory's disk, at least
@@ -46,6 +48,18 @@ class AdminError(Exception):
         super().__init__(message)
         self.kind = kind
         self.message = message
+
+
+def check_permissions(vhost: str, user: str, configure: object, write: object, read: object,
+                      ) -> None:
+    """Refuse (before anything else, as RabbitMQ) an expression that cannot be used, naming
+    the user, the vhost and the expression."""
+    for expression in (configure, write, read):
+        problem = regex_problem(expression)
+        if problem is not None:
+            raise AdminError("error", f"Failed to set permissions for '{user}' in virtual host "
+                                      f"'{vhost}': regular expression '{expression}' cannot be "
+                                      f"used: {problem}")
 
 
 class Broker:
@@ -110,6 +124,23 @@ class Broker:
         self._define("vhost", [name], None)  # storage drops everything inside it
         return vhost
 
+    def set_vhost_limits(self, vhost: str, definition: Any) -> None:
+        """Replace the vhost's limits (RabbitMQ's set_vhost_limits: no merge)."""
+        target = self.get_vhost(vhost)
+        try:
+            limits = parse_limits(definition)
+        except LimitsError as exc:
+            raise AdminError("error", str(exc)) from None
+        self._define("vhost_limits", [vhost], {"limits": limits})
+        target.limits = limits
+
+    def clear_vhost_limits(self, vhost: str) -> None:
+        target = self.vhosts.get(vhost)
+        if target is None or target.limits is None:
+            raise AdminError("not_found", "Parameter does not exist")
+        target.limits = None
+        self._define("vhost_limits", [vhost], None)
+
     # -- users --------------------------------------------------------------------------
 
     def get_user(self, name: str) -> User:
@@ -158,6 +189,7 @@ class Broker:
 
     def set_permissions(self, vhost: str, user: str, configure: str, write: str, read: str,
                         ) -> None:
+        check_permissions(vhost, user, configure, write, read)
         self.get_vhost(vhost)
         self.get_user(user)
         self.users.permissions[(vhost, user)] = Permission(configure, write, read)

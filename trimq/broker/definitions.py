@@ -8,8 +8,9 @@ from typing import Any
 from trimq import __version__
 from trimq.amqp.codec import typed_to_plain
 from trimq.broker.auth import HASHING_ALGORITHM
-from trimq.broker.broker import AdminError, Broker
+from trimq.broker.broker import AdminError, Broker, check_permissions
 from trimq.broker.exchange import Exchange
+from trimq.broker.limits import in_force
 from trimq.broker.vhost import DEFAULT_EXCHANGES
 from trimq.errors import AMQPError
 
@@ -50,14 +51,18 @@ def export_definitions(broker: Broker) -> dict[str, Any]:
             "hashing_algorithm": HASHING_ALGORITHM, "tags": list(u.tags), "limits": {},
         } for u in sorted(users.users.values(), key=lambda u: u.name)],
         "vhosts": [{
-            "name": v.name, "limits": [],
+            "name": v.name, "limits": [[k, n] for k, n in sorted((v.limits or {}).items())],
             "metadata": {"description": v.description, "tags": list(v.tags)},
         } for v in sorted(broker.vhosts.values(), key=lambda v: v.name)],
         "permissions": [{
             "user": user, "vhost": vhost, "configure": p.configure, "write": p.write,
             "read": p.read,
         } for (vhost, user), p in sorted(users.permissions.items())],
-        "topic_permissions": [], "parameters": [], "global_parameters": [], "policies": [],
+        "topic_permissions": [], "global_parameters": [], "policies": [],
+        "parameters": [{  # vhost limits are a runtime parameter to RabbitMQ
+            "vhost": v.name, "component": "vhost-limits", "name": "limits",
+            "value": dict(v.limits),
+        } for v in sorted(broker.vhosts.values(), key=lambda v: v.name) if v.limits is not None],
         "queues": [], "exchanges": [], "bindings": [],
     }
     for vhost in broker.vhosts.values():
@@ -90,10 +95,13 @@ def export_definitions(broker: Broker) -> dict[str, Any]:
 
 
 def import_definitions(broker: Broker, doc: dict[str, Any]) -> None:
-    """Create what the document defines; existing entities are updated or left as they are."""
+    """Create what the document defines; existing entities are updated or left as they are.
+    Permissions that cannot be used and queues over a vhost's limit refuse the whole document
+    before anything changes."""
     if not isinstance(doc, dict):
         raise AdminError("error", "definitions must be a JSON object")
     try:
+        _check(broker, doc)
         _import(broker, doc)
     except AMQPError as exc:
         raise AdminError("error", exc.text) from exc
@@ -101,41 +109,104 @@ def import_definitions(broker: Broker, doc: dict[str, Any]) -> None:
         raise AdminError("error", f"invalid definitions: {exc!r}") from exc
 
 
+def _entries(doc: dict[str, Any], section: str, *names: str) -> list[dict[str, Any]]:
+    """The objects of a section, each with the string fields `names`."""
+    entries = doc.get(section) or []
+    if not isinstance(entries, list):
+        raise AdminError("error", f"invalid definitions: '{section}' must be a list")
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise AdminError("error", f"invalid definitions: '{section}' must hold objects")
+        for name in names:
+            if not isinstance(entry.get(name), str):
+                raise AdminError("error", f"invalid definitions: each of '{section}' needs a "
+                                          f"string '{name}'")
+    return entries
+
+
+def _table(entry: dict[str, Any], section: str) -> dict[str, Any]:
+    arguments = entry.get("arguments") or {}
+    if not isinstance(arguments, dict):
+        raise AdminError("error", f"invalid definitions: arguments in '{section}' must be "
+                                  "objects")
+    return _typed_table(arguments)
+
+
+def _check(broker: Broker, doc: dict[str, Any]) -> None:
+    """What RabbitMQ checks before importing: permission expressions and queue limits."""
+    for p in _entries(doc, "permissions", "vhost", "user"):
+        check_permissions(p["vhost"], p["user"], p.get("configure"), p.get("write"),
+                          p.get("read"))
+    new: dict[str, set[str]] = {}
+    for q in _entries(doc, "queues", "name", "vhost"):
+        vhost = broker.vhosts.get(q["vhost"])
+        if vhost is not None and q["name"] not in vhost.queues:
+            new.setdefault(vhost.name, set()).add(q["name"])
+    for name, added in new.items():
+        vhost = broker.vhosts[name]
+        limit = in_force(vhost.limits, "max-queues")
+        if limit is not None and len(vhost.queues) + len(added) > limit:
+            raise AdminError("error", f'Adding {len(added)} queue(s) to virtual host "{name}" '
+                                      f"would exceed the limit of {limit} queue(s).\n\nThis "
+                                      f"virtual host currently has {len(vhost.queues)} queue(s) "
+                                      "defined.\n\nImport aborted!")
+
+
 def _import(broker: Broker, doc: dict[str, Any]) -> None:
-    for v in doc.get("vhosts", []):
+    for v in _entries(doc, "vhosts", "name"):
         if v["name"] not in broker.vhosts:
             meta = v.get("metadata") or {}
-            broker.add_vhost(v["name"], meta.get("description", ""), meta.get("tags", []))
-    for u in doc.get("users", []):
-        tags = u.get("tags", [])
-        if isinstance(tags, str):  # RabbitMQ before 3.10 wrote "administrator,management"
-            tags = [t for t in tags.split(",") if t]
+            if not isinstance(meta, dict):
+                raise AdminError("error", "invalid definitions: vhost metadata must be objects")
+            broker.add_vhost(v["name"], str(meta.get("description") or ""),
+                             _tags(meta.get("tags")))
+    for u in _entries(doc, "users", "name"):
+        tags = _tags(u.get("tags"))
+        password_hash = u.get("password_hash") or ""
+        if not isinstance(password_hash, str):
+            raise AdminError("error", "invalid definitions: password_hash must be a string")
         if u["name"] in broker.users.users:
             user = broker.get_user(u["name"])
-            user.password_hash = u.get("password_hash", "")
-            user.tags = list(tags)
-            broker.set_user_tags(user.name, user.tags)
+            user.password_hash = password_hash
+            broker.set_user_tags(user.name, tags)
         else:
-            broker.add_user(u["name"], None, tags, password_hash=u.get("password_hash", ""))
-    for p in doc.get("permissions", []):
+            broker.add_user(u["name"], None, tags, password_hash=password_hash)
+    for p in _entries(doc, "permissions", "vhost", "user"):
         broker.set_permissions(p["vhost"], p["user"], p["configure"], p["write"], p["read"])
-    for x in doc.get("exchanges", []):
+    for parameter in _entries(doc, "parameters", "vhost", "component"):
+        if parameter["component"] == "vhost-limits":
+            broker.set_vhost_limits(parameter["vhost"], parameter.get("value"))
+    for x in _entries(doc, "exchanges", "name", "vhost", "type"):
         vhost = broker.get_vhost(x["vhost"])
-        vhost.declare_exchange(x["name"], x["type"], durable=x.get("durable", True),
-                               auto_delete=x.get("auto_delete", False),
-                               internal=x.get("internal", False),
-                               arguments=_typed_table(x.get("arguments")))
-    for q in doc.get("queues", []):
+        vhost.declare_exchange(x["name"], x["type"], durable=bool(x.get("durable", True)),
+                               auto_delete=bool(x.get("auto_delete", False)),
+                               internal=bool(x.get("internal", False)),
+                               arguments=_table(x, "exchanges"))
+    for q in _entries(doc, "queues", "name", "vhost"):
         vhost = broker.get_vhost(q["vhost"])
-        vhost.declare_queue(q["name"], None, durable=q.get("durable", True),
-                            auto_delete=q.get("auto_delete", False),
-                            arguments=_typed_table(q.get("arguments")), server_named=True)
-    for b in doc.get("bindings", []):
+        vhost.declare_queue(q["name"], None, durable=bool(q.get("durable", True)),
+                            auto_delete=bool(q.get("auto_delete", False)),
+                            arguments=_table(q, "queues"), server_named=True,
+                            enforce_limit=False)
+    for b in _entries(doc, "bindings", "vhost", "source", "destination"):
         vhost = broker.get_vhost(b["vhost"])
         source = vhost.get_exchange(b["source"])
         dests = vhost.exchanges if b.get("destination_type") == "exchange" else vhost.queues
         dest = dests.get(b["destination"])
         if dest is None:
             raise AdminError("error", f"binding destination '{b['destination']}' not found")
-        vhost.bind(source, dest, b.get("routing_key", ""), _typed_table(b.get("arguments")))
+        routing_key = b.get("routing_key") or ""
+        if not isinstance(routing_key, str):
+            raise AdminError("error", "invalid definitions: routing_key must be a string")
+        vhost.bind(source, dest, routing_key, _table(b, "bindings"))
 
+
+def _tags(tags: Any) -> list[str]:
+    """User or vhost tags: a list, or (RabbitMQ before 3.10) "administrator,management"."""
+    if isinstance(tags, str):
+        return [t for t in tags.split(",") if t]
+    if tags is None:
+        return []
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise AdminError("error", "invalid definitions: tags must be a list of strings")
+    return list(tags)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trimq.amqp.frames import erlang_binary
+from trimq.broker.pcre import PatternError, compile_pattern, name_bytes
 
 # policy key -> the queue argument it stands for
 QUEUE_KEYS = {
@@ -141,13 +142,13 @@ class Policy:
     definition: dict[str, Any]
     priority: int = 0
     apply_to: str = "all"
-    _regex: re.Pattern[str] = field(init=False, repr=False)
+    _regex: re.Pattern[bytes] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._regex = re.compile(self.pattern)
+        self._regex = compile_pattern(self.pattern)
 
     def applies(self, kind: str, name: str) -> bool:
-        return self.apply_to in (kind, "all") and self._regex.search(name) is not None
+        return self.apply_to in (kind, "all") and self._regex.search(name_bytes(name)) is not None
 
     def arguments(self, kind: str) -> dict[str, Any]:
         """The definition as typed arguments of a queue or exchange."""
@@ -171,10 +172,10 @@ def make_policy(vhost: str, name: str, pattern: str, definition: Any, priority: 
         raise PolicyError(f"Validation failed\n\napply-to '{apply_to}' unrecognised; should be "
                           "'queues', 'exchanges' or 'all'")
     try:
-        re.compile(pattern)
-    except re.error as exc:
+        compile_pattern(pattern)
+    except PatternError as exc:
         raise PolicyError("Validation failed\n\npattern should be regular expression but is "
-                          f'invalid: {{"{exc.msg}",{exc.pos or 0}}}') from None
+                          f'invalid: {{"{exc.message}",{exc.position}}}') from None
     if not isinstance(definition, dict):
         raise PolicyError("Validation failed\n\nthe definition must be a JSON object")
     if not definition:

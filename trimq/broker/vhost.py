@@ -14,6 +14,7 @@ from trimq.amqp.codec import TYPE_NAMES, encode_typed_table, typed_to_plain
 from trimq.broker.arguments import validate_queue_arguments
 from trimq.broker.exchange import EXCHANGE_TYPES, Binding, Exchange, args_key
 from trimq.broker.journal import Journal
+from trimq.broker.limits import in_force
 from trimq.broker.message import Message
 from trimq.broker.policy import Policy, effective
 from trimq.broker.queue import Queue
@@ -81,6 +82,8 @@ class VHost:
         self.description = ""
         self.tags: list[str] = []
         self.deleted = False
+        self.limits: dict[str, int] | None = None  # set_vhost_limits (None: never set)
+        self.connections = 0  # open AMQP connections, for max-connections
         self.policies: dict[str, Policy] = {}
         self.exchanges: dict[str, Exchange] = {}
         self.queues: dict[str, Queue] = {}
@@ -123,6 +126,21 @@ class VHost:
             "It could be originally declared on another connection or the exclusive property"
             " value does not match that of the original declaration.",
         )
+
+    # -- limits -------------------------------------------------------------------------
+
+    def connection_limit_reached(self) -> int | None:
+        """The max-connections limit if one more connection would exceed it, else None."""
+        limit = in_force(self.limits, "max-connections")
+        return limit if limit is not None and self.connections >= limit else None
+
+    def check_queue_limit(self, name: str) -> None:
+        """max-queues: a new queue is refused once the vhost holds that many (all kinds)."""
+        limit = in_force(self.limits, "max-queues")
+        if limit is not None and len(self.queues) >= limit:
+            raise ChannelError(PRECONDITION_FAILED, f"cannot declare queue '{name}': queue "
+                                                    f"limit in vhost '{self.name}' ({limit}) "
+                                                    "is reached")
 
     # -- exchanges ----------------------------------------------------------------------
 
@@ -233,9 +251,12 @@ class VHost:
         auto_delete: bool = False,
         arguments: dict[str, Any] | None = None,
         server_named: bool = False,
+        enforce_limit: bool = True,
     ) -> tuple[Queue, bool]:
         """Declare (or check) a queue for connection `owner`; returns it and whether created.
-        `server_named`: `name` was generated for an empty one (so its amq. prefix is ours)."""
+        `server_named`: `name` was generated for an empty one (so its amq. prefix is ours).
+        `enforce_limit`: refuse a new queue over max-queues (a definitions import checks the
+        limit for the whole document beforehand, as RabbitMQ)."""
         if passive:
             return self.get_queue(name, owner), False
         if not name:
@@ -265,6 +286,8 @@ class VHost:
             self.check_arguments(what, CHECKED_QUEUE_ARGS, arguments, existing.arguments)
             existing.touch()
             return existing, False
+        if enforce_limit:  # as RabbitMQ, before the arguments are looked at
+            self.check_queue_limit(name)
         validate_queue_arguments(what, arguments)
         queue = Queue(name, self.name, durable, owner if exclusive else None, auto_delete,
                       arguments)

@@ -6,7 +6,8 @@ command-line flags. Every key is checked at start; a bad one is refused with its
     [auth]   default_user, default_pass, default_vhost, loopback_users
     [log]    level, format ("auto": console on a terminal, JSON otherwise; "console"; "json")
     [wal]    segment_size, fsync, compaction_interval
-    [limits] connection_max, max_message_size, channel_unacked_max, connection_output_buffer
+    [limits] connection_max, max_message_size, channel_unacked_max, connection_output_buffer,
+             consumer_timeout (milliseconds; 0 disables)
     [resources] memory_high_watermark (fraction of RAM), memory_high_watermark_absolute,
              disk_free_limit
 
@@ -57,6 +58,7 @@ class Settings:
     max_message_size: int = 128 * 2**20
     channel_unacked_max: int = 0
     connection_output_buffer: int = 4 * 2**20
+    consumer_timeout: int = 1_800_000
     memory_high_watermark: float = 0.4
     memory_high_watermark_absolute: int = 0
     disk_free_limit: int = 50_000_000
@@ -186,6 +188,7 @@ KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "limits.max_message_size": ("max_message_size", _size(1, 512 * 2**20)),
     "limits.channel_unacked_max": ("channel_unacked_max", _int(0, 2**31 - 1)),
     "limits.connection_output_buffer": ("connection_output_buffer", _size(4096, 2**40)),
+    "limits.consumer_timeout": ("consumer_timeout", _int(0, 2**31 - 1)),
     "resources.memory_high_watermark": ("memory_high_watermark", _fraction),
     "resources.memory_high_watermark_absolute": ("memory_high_watermark_absolute",
                                                  _size(0, 2**50)),

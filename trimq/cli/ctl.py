@@ -212,6 +212,19 @@ COMMAND_LIST = [
             usage_additional=[("<vhost>", "Name of the virtual host to delete.")]),
     _list_command("list_vhosts", "list_vhosts [--no-table-headers] [<column> ...]",
                   "Lists virtual hosts", VHOST_ITEMS, ["name"], section="access_control"),
+    Command("set_vhost_limits", "set_vhost_limits [--vhost <vhost>] <definition>",
+            "Sets virtual host limits", "virtual_hosts", min_args=1, max_args=1,
+            usage_additional=[
+                ("<definition>", "Limit definitions, must be a valid JSON document: "
+                                 '{"max-connections": N, "max-queues": N} (negative: no '
+                                 "limit)")]),
+    Command("clear_vhost_limits", "clear_vhost_limits [--vhost <vhost>]",
+            "Clears virtual host limits", "virtual_hosts"),
+    Command("list_vhost_limits",
+            "list_vhost_limits [--vhost <vhost>] [--global] [--no-table-headers]",
+            "Displays configured virtual host limits", "virtual_hosts", table=True,
+            switches={"global": "boolean"},
+            usage_additional=[("--global", "list the limits of every virtual host")]),
     Command("set_permissions",
             "set_permissions [--vhost <vhost>] <username> <conf> <write> <read>",
             "Sets user permissions for a vhost", "access_control", min_args=4, max_args=4,
@@ -1046,8 +1059,51 @@ def _permissions_command(ctx: Context, request: dict[str, Any]) -> int:
             if ctx.json:
                 raise ctx.json_error(text) from None
             raise CtlExit(EXIT_UNAVAILABLE, error_text(text)) from None
+        if exc.kind == "error":  # an expression that cannot be used: rabbitmqctl exits 69
+            raise CtlExit(EXIT_UNAVAILABLE, error_text(exc.text)) from None
         raise default_error(ctx, exc) from None
     return ctx.ok()
+
+
+def run_set_vhost_limits(ctx: Context) -> int:
+    try:
+        ctx.call("set_vhost_limits", {"vhost": ctx.vhost, "definition": ctx.args[0]})
+    except BrokerError as exc:
+        raise _vhost_limits_error(ctx, exc) from None
+    return ctx.ok()
+
+
+def run_clear_vhost_limits(ctx: Context) -> int:
+    try:
+        ctx.call("clear_vhost_limits", {"vhost": ctx.vhost})
+    except BrokerError as exc:
+        raise _vhost_limits_error(ctx, exc) from None
+    return ctx.ok()
+
+
+def run_list_vhost_limits(ctx: Context) -> int:
+    everywhere = bool(ctx.opts.get("global"))
+    request: dict[str, Any] = {"global": True} if everywhere else {"vhost": ctx.vhost}
+    try:
+        rows = ctx.call("list_vhost_limits", request)
+    except BrokerError as exc:
+        raise _vhost_limits_error(ctx, exc) from None
+    rows = [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
+    for line in output.vhost_limits_lines(rows, everywhere, ctx.node,
+                                          str(ctx.opts.get("formatter")),
+                                          headers=bool(ctx.opts.get("table_headers", True))
+                                          and not ctx.opts.get("silent")):
+        ctx.print(line)
+    return EXIT_OK
+
+
+def _vhost_limits_error(ctx: Context, exc: BrokerError) -> CtlExit:
+    """rabbitmqctl's: a missing vhost is 65 without "Error:", the rest 69."""
+    if exc.kind == "vhost_not_found":
+        return CtlExit(EXIT_DATAERR, f"Virtual host '{ctx.vhost}' does not exist")
+    if exc.kind == "usage":
+        return default_error(ctx, exc)
+    return CtlExit(EXIT_UNAVAILABLE, error_text(exc.text))
 
 
 def run_set_policy(ctx: Context) -> int:
@@ -1257,6 +1313,9 @@ RUNNERS: dict[str, Callable[[Context], int]] = {
 for _command in COMMAND_LIST:
     if _command.name.startswith("list_"):
         RUNNERS[_command.name] = run_list
+RUNNERS.update({"set_vhost_limits": run_set_vhost_limits,
+                "clear_vhost_limits": run_clear_vhost_limits,
+                "list_vhost_limits": run_list_vhost_limits})
 
 
 KNOWN_UNITS = {"bytes", "kb", "kilobytes", "mb", "megabytes", "gb", "gigabytes", "tb",

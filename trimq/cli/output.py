@@ -377,6 +377,28 @@ def csv_lines(rows: Sequence[Mapping[str, Any]], items: Sequence[str]) -> list[s
     return [line(items)] + [line(format_value(row.get(i), i) for i in items) for row in rows]
 
 
+def vhost_limits_lines(rows: Sequence[Mapping[str, Any]], everywhere: bool, node: str,
+                       formatter: str, headers: bool) -> list[str]:
+    """list_vhost_limits as rabbitmqctl prints it: for one vhost its limits as a JSON line
+    (an empty line when there are none); with --global a table of vhost and limits."""
+    texts = [(str(row.get("vhost", "")), json_encode(row.get("limits") or {}, sort_keys=True))
+             for row in rows]
+    if not everywhere:
+        text = texts[0][1] if texts and texts[0][1] != "{}" else ""
+        if formatter == "json":
+            return [json_encode({"node": node, "result": "ok", "value": text})] if text \
+                else ["[]"]
+        return [text]
+    if not texts:
+        return ["[]" if formatter == "json" else ""]
+    if formatter == "json":
+        return ["["] + [("," if index else "") + json_encode({"vhost": vhost, "limits": text})
+                        for index, (vhost, text) in enumerate(texts)] + ["]"]
+    if formatter == "csv":
+        return csv_lines([{"vhost": v, "limits": t} for v, t in texts], ["vhost", "limits"])
+    return (["vhost\tlimits"] if headers else []) + [f"{v}\t{t}" for v, t in texts]
+
+
 # -- banners ----------------------------------------------------------------------------------
 
 
@@ -431,6 +453,14 @@ def banner(command: str, args: Sequence[str], opts: Mapping[str, Any]) -> list[s
         if args[0] == "mem_relative" and len(args) > 1:
             return [f"Setting disk free limit on {node} to {args[1]} times the total RAM ..."]
         return [f"Setting disk free limit on {node} to {args[0]} bytes ..."]
+    if command == "set_vhost_limits":
+        return [f'Setting vhost limits to "{args[0]}" for vhost "{vhost}" ...']
+    if command == "clear_vhost_limits":
+        return [f'Clearing vhost "{vhost}" limits ...']
+    if command == "list_vhost_limits":
+        if opts.get("global"):
+            return ["Listing limits for all vhosts ..."]
+        return [f'Listing limits for vhost "{vhost}" ...']
     if command == "set_user_tags":
         return [f'Setting tags for user "{user}" to [{", ".join(args[1:])}] ...']
     if command == "delete_queue":

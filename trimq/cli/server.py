@@ -102,6 +102,7 @@ def broker_config(settings: config.Settings) -> BrokerConfig:
         max_message_size=settings.max_message_size, connection_max=settings.connection_max,
         channel_unacked_max=settings.channel_unacked_max,
         connection_output_buffer=settings.connection_output_buffer,
+        consumer_timeout=settings.consumer_timeout,
         memory_high_watermark=settings.memory_high_watermark,
         memory_high_watermark_absolute=settings.memory_high_watermark_absolute,
         disk_free_limit=settings.disk_free_limit,

@@ -23,6 +23,7 @@ from trimq.broker.broker import Broker, BrokerConfig
 from trimq.broker.journal import Journal
 from trimq.broker.recovery import restore
 from trimq.server.connection import ServerConnection
+from trimq.server.consumer_timeout import watch_consumer_timeouts
 from trimq.server.control import CONTROL_SOCKET, serve_control
 from trimq.server.notify import Notifier
 from trimq.server.resources import Resources
@@ -254,6 +255,9 @@ async def serve(
                     nursery.start_soon(_signal_watcher, state)
                 nursery.start_soon(_stopper, state, nursery)
                 nursery.start_soon(_timer_task, broker)
+                if broker.config.consumer_timeout:
+                    nursery.start_soon(watch_consumer_timeouts, state.connections,
+                                       broker.config.consumer_timeout)
                 nursery.start_soon(state.resources.run)
                 nursery.start_soon(state.notifier.watchdog)
                 log.info("server.listening",

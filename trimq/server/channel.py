@@ -126,6 +126,7 @@ class Channel:
         self.consumers: dict[str, Consumer] = {}
         self.unacked: dict[int, Unacked] = {}
         self.next_delivery_tag = 0
+        self.ack_marks: deque[tuple[float, int]] = deque()  # see check_ack_timeout
         self.prefetch_consumer = 0  # basic.qos global=false: applies to consumers made after it
         self.prefetch_channel = 0  # basic.qos global=true: shared by the channel
         self.unacked_limit = 0  # the channel's unacked deliveries at most (0: no limit)
@@ -700,6 +701,34 @@ class Channel:
         self._requeue(items)
         if type(m) is spec.BasicRecover:
             self.write_method(spec.BasicRecoverOk())
+
+    def check_ack_timeout(self, now: float, timeout_ms: int) -> bool:
+        """RabbitMQ's consumer_timeout, checked periodically so that deliveries carry no
+        timestamp: each check records (time, newest delivery tag so far), so the oldest unacked
+        delivery was made no later than the first record covering its tag. Once that is
+        `timeout_ms` ago the channel closes with 406, never early (at most two check intervals
+        late). Returns whether it closed."""
+        marks = self.ack_marks
+        if not self.unacked or self.closing:
+            marks.clear()
+            return False
+        oldest = next(iter(self.unacked))  # tags only grow, and a rollback restores order
+        while marks and marks[0][1] < oldest:
+            marks.popleft()
+        if marks and (now - marks[0][0]) * 1000 >= timeout_ms:
+            consumer = self.unacked[oldest][2]
+            log.warning("channel.consumer_timeout", channel=self.number,
+                        peer=self.connection.peer, timeout_ms=timeout_ms,
+                        consumer_tag=consumer.tag if consumer is not None else None)
+            self.fail(ChannelError(
+                PRECONDITION_FAILED, f"delivery acknowledgement on channel {self.number} timed "
+                f"out. Timeout value used: {timeout_ms} ms. This timeout value can be "
+                "configured, see consumers doc guide to learn more"))
+            marks.clear()
+            return True
+        if not marks or marks[-1][1] < self.next_delivery_tag:
+            marks.append((now, self.next_delivery_tag))
+        return False
 
     # -- publishing ---------------------------------------------------------------------
 

@@ -223,6 +223,8 @@ class ServerConnection:
                         error.code, error.text, error.class_id, error.method_id)))
         finally:
             self.cleanup()
+            if self.vhost is not None:
+                self.vhost.connections -= 1
             await trio.aclose_forcefully(self.stream)
             if self.opened:
                 self.resources.connections -= 1
@@ -316,6 +318,13 @@ class ServerConnection:
                 NOT_ALLOWED, f"vhost {open_.virtual_host} not found",
                 open_.CLASS_ID, open_.METHOD_ID,
             )
+        vhost_limit = vhost.connection_limit_reached()  # as RabbitMQ, before permissions
+        if vhost_limit is not None:
+            raise ConnectionError(
+                NOT_ALLOWED, f"access to vhost '{vhost.name}' refused for user "
+                f"'{self.username}': connection limit ({vhost_limit}) is reached",
+                open_.CLASS_ID, open_.METHOD_ID,
+            )
         if self.broker.users.permission(vhost.name, self.username) is None:
             log.warning("connection.vhost_refused", peer=self.peer, user=self.username,
                         vhost=vhost.name)
@@ -331,6 +340,7 @@ class ServerConnection:
                 open_.CLASS_ID, open_.METHOD_ID,
             )
         self.vhost = vhost
+        vhost.connections += 1  # counted at once: no other handshake can pass the check first
         await self._send_now(frames.method_frame(0, spec.ConnectionOpenOk("")))
         return True
 

@@ -7,6 +7,7 @@ docs/control-protocol.md for the framing and the commands.
 from __future__ import annotations
 
 import json
+import math
 import os
 import socket
 import time
@@ -18,9 +19,9 @@ import structlog
 import trio
 
 from trimq import __version__
-from trimq.broker.auth import check_regex
 from trimq.broker.broker import AdminError
 from trimq.broker.definitions import export_definitions, import_definitions
+from trimq.broker.vhost import VHost
 from trimq.info_items import BINDING_ITEMS, CONSUMER_ITEMS, ITEMS
 from trimq.server import info
 from trimq.server.resources import total_memory
@@ -75,14 +76,34 @@ async def serve_control(state: ServerState, path: Path,
 
 
 async def _handle(state: ServerState, stream: trio.SocketStream) -> None:
+    """One request. Nothing a client sends may end the broker: anything unexpected is logged
+    and answered as an error."""
     async with stream:
         try:
             with trio.fail_after(REQUEST_TIMEOUT):
-                request = await _read_request(stream)
-                reply = await _dispatch(state, request)
-                await stream.send_all(json.dumps(reply).encode() + b"\n")
+                try:
+                    request = await _read_request(stream)
+                except AdminError as exc:
+                    reply = _failure(exc.kind, exc.message)
+                else:
+                    reply = await _dispatch(state, request)
+                await stream.send_all(_encode(reply))
         except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
             return
+        except Exception:  # a bug here must not take the broker down
+            log.exception("control.failed")
+
+
+def _failure(kind: str, error: str) -> dict[str, Any]:
+    return {"ok": False, "kind": kind, "error": error}
+
+
+def _encode(reply: dict[str, Any]) -> bytes:
+    try:
+        return json.dumps(reply).encode() + b"\n"
+    except (TypeError, ValueError):
+        log.error("control.unencodable_reply")
+        return json.dumps(_failure("error", "the reply could not be encoded")).encode() + b"\n"
 
 
 async def _read_request(stream: trio.SocketStream) -> Any:
@@ -96,35 +117,95 @@ async def _read_request(stream: trio.SocketStream) -> Any:
             raise AdminError("usage", "request too large")
     try:
         return json.loads(buf.split(b"\n", 1)[0])
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON (or not UTF-8); absurdly nested
         return None
 
 
 async def _dispatch(state: ServerState, request: Any) -> dict[str, Any]:
     if not isinstance(request, dict) or not isinstance(request.get("command"), str):
-        return {"ok": False, "kind": "usage", "error": "malformed request"}
+        return _failure("usage", "malformed request")
     name = request["command"]
-    args = request.get("args") or {}
+    args = request.get("args")
+    if args is None:
+        args = {}
+    if not isinstance(args, dict):
+        return _failure("usage", f"bad arguments for {name}: args must be an object")
     handler = COMMANDS.get(name)
     if handler is None:
-        return {"ok": False, "kind": "usage", "error": f"unknown command '{name}'"}
+        return _failure("usage", f"unknown command '{name}'")
     try:
         result = await handler(state, args)
     except AdminError as exc:
-        return {"ok": False, "kind": exc.kind, "error": exc.message}
+        return _failure(exc.kind, exc.message)
     except (KeyError, TypeError, ValueError) as exc:
-        return {"ok": False, "kind": "usage", "error": f"bad arguments for {name}: {exc}"}
+        return _failure("usage", f"bad arguments for {name}: {exc}")
+    except Exception as exc:  # a bug: the broker goes on, the operator is told
+        log.exception("control.command_failed", command=name)
+        return _failure("error", f"{name} failed unexpectedly ({type(exc).__name__}); see "
+                                 "the broker log")
     log.info("control.command", command=name,
              **{k: v for k, v in args.items() if k in ("user", "vhost", "queue", "name")})
     return {"ok": True, "result": result}
 
 
+# -- arguments: each is checked for its type, so a malformed one is a usage error --------------
+
+
+_REQUIRED: Any = object()
+
+
+def _arg(args: dict[str, Any], key: str, default: Any) -> Any:
+    value = args.get(key)
+    if value is None:
+        if default is _REQUIRED:
+            raise AdminError("usage", f"missing argument '{key}'")
+        return default
+    return value
+
+
+def arg_str(args: dict[str, Any], key: str, default: Any = _REQUIRED) -> str:
+    value = _arg(args, key, default)
+    if not isinstance(value, str):
+        raise AdminError("usage", f"argument '{key}' must be a string")
+    return value
+
+
+def arg_int(args: dict[str, Any], key: str, default: Any = _REQUIRED, low: int = 0,
+            high: int = 2**63 - 1) -> int:
+    value = _arg(args, key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise AdminError("usage", f"argument '{key}' must be an integer from {low} to {high}")
+    return value
+
+
+def arg_number(args: dict[str, Any], key: str, default: Any = _REQUIRED) -> float:
+    value = _arg(args, key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value):
+        raise AdminError("usage", f"argument '{key}' must be a number")
+    return float(value)
+
+
+def arg_bool(args: dict[str, Any], key: str) -> bool:
+    value = _arg(args, key, False)
+    if not isinstance(value, bool):
+        raise AdminError("usage", f"argument '{key}' must be true or false")
+    return value
+
+
+def arg_strings(args: dict[str, Any], key: str) -> list[str]:
+    value = _arg(args, key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise AdminError("usage", f"argument '{key}' must be a list of strings")
+    return list(value)
+
+
 def _items(args: dict[str, Any], kind: str) -> list[str]:
-    items = args.get("items") or []
+    items = arg_strings(args, "items")
     unknown = [i for i in items if i not in ITEMS[kind]]
     if unknown:
         raise AdminError("usage", f"Info key(s) {','.join(unknown)} are not supported")
-    return list(items)
+    return items
 
 
 # -- node ------------------------------------------------------------------------------------
@@ -169,8 +250,8 @@ def count_open_files() -> int | None:
 
 @command("set_memory_high_watermark")
 async def _set_memory_high_watermark(state: ServerState, args: dict[str, Any]) -> Any:
-    absolute = int(args.get("absolute") or 0)
-    fraction = float(args.get("fraction") or 0.0)
+    absolute = arg_int(args, "absolute", 0)
+    fraction = arg_number(args, "fraction", 0.0)
     if not absolute and not 0.0 <= fraction <= 1.0:
         raise AdminError("usage", "The threshold should be a fraction between 0.0 and 1.0")
     state.resources.set_memory_high_watermark(fraction, absolute)
@@ -181,9 +262,12 @@ async def _set_memory_high_watermark(state: ServerState, args: dict[str, Any]) -
 @command("set_disk_free_limit")
 async def _set_disk_free_limit(state: ServerState, args: dict[str, Any]) -> Any:
     if "mem_relative" in args:
-        limit = int(float(args["mem_relative"]) * total_memory())
+        relative = arg_number(args, "mem_relative")
+        if not 0.0 <= relative <= 100.0:
+            raise AdminError("usage", "argument 'mem_relative' must be from 0 to 100")
+        limit = int(relative * total_memory())
     else:
-        limit = int(args["bytes"])
+        limit = arg_int(args, "bytes")
     state.resources.set_disk_free_limit(limit)
     log.info("control.disk_free_limit", limit=limit)
     return {}
@@ -201,39 +285,39 @@ async def _stop(state: ServerState, args: dict[str, Any]) -> Any:
 
 @command("add_user")
 async def _add_user(state: ServerState, args: dict[str, Any]) -> Any:
-    state.broker.add_user(args["user"], args["password"])
+    state.broker.add_user(arg_str(args, "user"), arg_str(args, "password"))
     return {}
 
 
 @command("delete_user")
 async def _delete_user(state: ServerState, args: dict[str, Any]) -> Any:
-    state.broker.delete_user(args["user"])
+    state.broker.delete_user(arg_str(args, "user"))
     return {}
 
 
 @command("change_password")
 async def _change_password(state: ServerState, args: dict[str, Any]) -> Any:
-    state.broker.change_password(args["user"], args["password"])
+    state.broker.change_password(arg_str(args, "user"), arg_str(args, "password"))
     return {}
 
 
 @command("clear_password")
 async def _clear_password(state: ServerState, args: dict[str, Any]) -> Any:
-    state.broker.clear_password(args["user"])
+    state.broker.clear_password(arg_str(args, "user"))
     return {}
 
 
 @command("authenticate_user")
 async def _authenticate_user(state: ServerState, args: dict[str, Any]) -> Any:
-    name = args["user"]
-    if state.broker.users.authenticate(name, args["password"]) is None:
+    name = arg_str(args, "user")
+    if state.broker.users.authenticate(name, arg_str(args, "password")) is None:
         raise AdminError("auth_failed", f"user '{name}' - invalid credentials")
     return {}
 
 
 @command("set_user_tags")
 async def _set_user_tags(state: ServerState, args: dict[str, Any]) -> Any:
-    state.broker.set_user_tags(args["user"], list(args.get("tags") or []))
+    state.broker.set_user_tags(arg_str(args, "user"), arg_strings(args, "tags"))
     return {}
 
 
@@ -248,7 +332,8 @@ async def _list_users(state: ServerState, args: dict[str, Any]) -> Any:
 
 @command("add_vhost")
 async def _add_vhost(state: ServerState, args: dict[str, Any]) -> Any:
-    state.broker.add_vhost(args["vhost"], args.get("description", ""), args.get("tags", []))
+    state.broker.add_vhost(arg_str(args, "vhost"), arg_str(args, "description", ""),
+                           arg_strings(args, "tags"))
     return {}
 
 
@@ -256,7 +341,7 @@ async def _add_vhost(state: ServerState, args: dict[str, Any]) -> Any:
 async def _delete_vhost(state: ServerState, args: dict[str, Any]) -> Any:
     from trimq.server.app import close_connections
 
-    name = args["vhost"]
+    name = arg_str(args, "vhost")
     state.broker.get_vhost(name)
     inside = [c for c in state.connections if c.opened and c.vhost.name == name]
     await close_connections(inside, f"vhost '{name}' is deleted")
@@ -270,36 +355,66 @@ async def _list_vhosts(state: ServerState, args: dict[str, Any]) -> Any:
     return info.select(info.vhost_rows(state), items)
 
 
+@command("set_vhost_limits")
+async def _set_vhost_limits(state: ServerState, args: dict[str, Any]) -> Any:
+    vhost = arg_str(args, "vhost", "/")
+    definition = _arg(args, "definition", _REQUIRED)
+    state.broker.get_vhost(vhost)
+    if isinstance(definition, str):
+        definition = _json_argument(definition)
+    state.broker.set_vhost_limits(vhost, definition)
+    return {}
+
+
+@command("clear_vhost_limits")
+async def _clear_vhost_limits(state: ServerState, args: dict[str, Any]) -> Any:
+    state.broker.clear_vhost_limits(arg_str(args, "vhost", "/"))
+    return {}
+
+
+@command("list_vhost_limits")
+async def _list_vhost_limits(state: ServerState, args: dict[str, Any]) -> Any:
+    if arg_bool(args, "global"):
+        vhosts = sorted(state.broker.vhosts.values(), key=lambda v: v.name)
+    else:
+        vhosts = [state.broker.get_vhost(arg_str(args, "vhost", "/"))]
+    return [{"vhost": v.name, "limits": dict(v.limits)} for v in vhosts if v.limits is not None]
+
+
+def _json_argument(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise AdminError("error", "JSON decoding error. Reason: badarg") from None
+
+
 # -- permissions -----------------------------------------------------------------------------
 
 
 @command("set_permissions")
 async def _set_permissions(state: ServerState, args: dict[str, Any]) -> Any:
-    for kind in ("configure", "write", "read"):
-        problem = check_regex(args[kind])
-        if problem is not None:
-            raise AdminError("usage", f"invalid {kind} regular expression: {problem}")
-    state.broker.set_permissions(args["vhost"], args["user"], args["configure"],
-                                 args["write"], args["read"])
+    state.broker.set_permissions(arg_str(args, "vhost", "/"), arg_str(args, "user"),
+                                 arg_str(args, "configure"), arg_str(args, "write"),
+                                 arg_str(args, "read"))
     return {}
 
 
 @command("clear_permissions")
 async def _clear_permissions(state: ServerState, args: dict[str, Any]) -> Any:
-    state.broker.clear_permissions(args["vhost"], args["user"])
+    state.broker.clear_permissions(arg_str(args, "vhost", "/"), arg_str(args, "user"))
     return {}
 
 
 @command("list_permissions")
 async def _list_permissions(state: ServerState, args: dict[str, Any]) -> Any:
-    vhost = state.broker.get_vhost(args.get("vhost", "/")).name
+    vhost = state.broker.get_vhost(arg_str(args, "vhost", "/")).name
     return [{"user": user, "configure": p.configure, "write": p.write, "read": p.read}
             for (v, user), p in sorted(state.broker.users.permissions.items()) if v == vhost]
 
 
 @command("list_user_permissions")
 async def _list_user_permissions(state: ServerState, args: dict[str, Any]) -> Any:
-    user = state.broker.get_user(args["user"]).name
+    user = state.broker.get_user(arg_str(args, "user")).name
     return [{"vhost": v, "configure": p.configure, "write": p.write, "read": p.read}
             for (v, u), p in sorted(state.broker.users.permissions.items()) if u == user]
 
@@ -307,25 +422,26 @@ async def _list_user_permissions(state: ServerState, args: dict[str, Any]) -> An
 # -- listings --------------------------------------------------------------------------------
 
 
+def _vhost(state: ServerState, args: dict[str, Any]) -> VHost:
+    return state.broker.get_vhost(arg_str(args, "vhost", "/"))
+
+
 @command("list_queues")
 async def _list_queues(state: ServerState, args: dict[str, Any]) -> Any:
     items = _items(args, "queues") or ["name", "messages"]
-    vhost = state.broker.get_vhost(args.get("vhost", "/"))
-    return info.select(info.queue_rows(state, vhost), items)
+    return info.select(info.queue_rows(state, _vhost(state, args)), items)
 
 
 @command("list_exchanges")
 async def _list_exchanges(state: ServerState, args: dict[str, Any]) -> Any:
     items = _items(args, "exchanges") or ["name", "type"]
-    vhost = state.broker.get_vhost(args.get("vhost", "/"))
-    return info.select(info.exchange_rows(vhost), items)
+    return info.select(info.exchange_rows(_vhost(state, args)), items)
 
 
 @command("list_bindings")
 async def _list_bindings(state: ServerState, args: dict[str, Any]) -> Any:
     items = _items(args, "bindings") or BINDING_ITEMS
-    vhost = state.broker.get_vhost(args.get("vhost", "/"))
-    return info.select(info.binding_rows(vhost), items)
+    return info.select(info.binding_rows(_vhost(state, args)), items)
 
 
 @command("list_connections")
@@ -344,8 +460,7 @@ async def _list_channels(state: ServerState, args: dict[str, Any]) -> Any:
 @command("list_consumers")
 async def _list_consumers(state: ServerState, args: dict[str, Any]) -> Any:
     items = _items(args, "consumers") or CONSUMER_ITEMS[:6] + ["arguments"]
-    vhost = state.broker.get_vhost(args.get("vhost", "/"))
-    return info.select(info.consumer_rows(state, vhost), items)
+    return info.select(info.consumer_rows(state, _vhost(state, args)), items)
 
 
 # -- queues and connections ------------------------------------------------------------------
@@ -353,22 +468,22 @@ async def _list_consumers(state: ServerState, args: dict[str, Any]) -> Any:
 
 @command("delete_queue")
 async def _delete_queue(state: ServerState, args: dict[str, Any]) -> Any:
-    vhost = state.broker.get_vhost(args.get("vhost", "/"))
-    name = args["queue"]
+    vhost = _vhost(state, args)
+    name = arg_str(args, "queue")
     queue = vhost.queues.get(name)
     if queue is None:
         raise AdminError("not_found", f"queue '{name}' in vhost '{vhost.name}' not found")
-    if args.get("if_unused") and queue.consumers:
+    if arg_bool(args, "if_unused") and queue.consumers:
         raise AdminError("error", f"queue '{name}' in vhost '{vhost.name}' in use")
-    if args.get("if_empty") and queue.ready:
+    if arg_bool(args, "if_empty") and queue.ready:
         raise AdminError("error", f"queue '{name}' in vhost '{vhost.name}' is not empty")
     return {"messages": vhost.delete_queue(queue)}
 
 
 @command("purge_queue")
 async def _purge_queue(state: ServerState, args: dict[str, Any]) -> Any:
-    vhost = state.broker.get_vhost(args.get("vhost", "/"))
-    name = args["queue"]
+    vhost = _vhost(state, args)
+    name = arg_str(args, "queue")
     queue = vhost.queues.get(name)
     if queue is None:
         raise AdminError("not_found", f"queue '{name}' in vhost '{vhost.name}' not found")
@@ -379,12 +494,13 @@ async def _purge_queue(state: ServerState, args: dict[str, Any]) -> Any:
 async def _close_connection(state: ServerState, args: dict[str, Any]) -> Any:
     from trimq.server.app import close_connections
 
-    target = args["name"]
+    target = arg_str(args, "name")
+    reason = arg_str(args, "reason", "")
     found = [c for c in state.connections
              if c.opened and target in (c.name, info.connection_pid(c))]
     if not found:
         raise AdminError("not_found", f"connection '{target}' not found")
-    await close_connections(found, args.get("reason") or "Closed via trimqctl")
+    await close_connections(found, reason or "Closed via trimqctl")
     return {}
 
 
@@ -392,13 +508,14 @@ async def _close_connection(state: ServerState, args: dict[str, Any]) -> Any:
 async def _close_all_connections(state: ServerState, args: dict[str, Any]) -> Any:
     from trimq.server.app import close_connections
 
-    vhost = args.get("vhost")
+    vhost = arg_str(args, "vhost", "") or None
+    limit = arg_int(args, "limit", 0)
+    reason = arg_str(args, "reason", "")
     found = [c for c in sorted(state.connections, key=lambda c: c.number)
              if c.opened and (vhost is None or c.vhost.name == vhost)]
-    limit = args.get("limit")
     if limit:
-        found = found[: int(limit)]
-    await close_connections(found, args.get("reason") or "Closed via trimqctl")
+        found = found[:limit]
+    await close_connections(found, reason or "Closed via trimqctl")
     return {"closed": len(found)}
 
 
@@ -407,26 +524,28 @@ async def _close_all_connections(state: ServerState, args: dict[str, Any]) -> An
 
 @command("set_policy")
 async def _set_policy(state: ServerState, args: dict[str, Any]) -> Any:
-    definition = args["definition"]
+    definition = _arg(args, "definition", _REQUIRED)
     if isinstance(definition, str):
         try:
             definition = json.loads(definition)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise AdminError("usage", "JSON decoding error. Reason: badarg") from None
-    state.broker.set_policy(args.get("vhost", "/"), args["name"], args["pattern"], definition,
-                            int(args.get("priority", 0)), args.get("apply_to", "all"))
+    state.broker.set_policy(arg_str(args, "vhost", "/"), arg_str(args, "name"),
+                            arg_str(args, "pattern"), definition,
+                            arg_int(args, "priority", 0, low=-2**63),
+                            arg_str(args, "apply_to", "all"))
     return {}
 
 
 @command("clear_policy")
 async def _clear_policy(state: ServerState, args: dict[str, Any]) -> Any:
-    state.broker.clear_policy(args.get("vhost", "/"), args["name"])
+    state.broker.clear_policy(arg_str(args, "vhost", "/"), arg_str(args, "name"))
     return {}
 
 
 @command("list_policies")
 async def _list_policies(state: ServerState, args: dict[str, Any]) -> Any:
-    vhost = state.broker.get_vhost(args.get("vhost", "/"))
+    vhost = _vhost(state, args)
     return [{
         "vhost": vhost.name, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
         "definition": json.dumps(p.definition, separators=(",", ":")), "priority": p.priority,
@@ -443,5 +562,5 @@ async def _export_definitions(state: ServerState, args: dict[str, Any]) -> Any:
 
 @command("import_definitions")
 async def _import_definitions(state: ServerState, args: dict[str, Any]) -> Any:
-    import_definitions(state.broker, args["definitions"])
+    import_definitions(state.broker, _arg(args, "definitions", _REQUIRED))
     return {}
