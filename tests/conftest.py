@@ -99,7 +99,7 @@ RABBITMQ_REFERENCE = frozenset({
     "test_async_pika.py", "test_basic.py", "test_celery_kombu.py", "test_confirms_tx.py",
     "test_connection.py", "test_direct_reply_to.py", "test_dispatch.py", "test_examples.py",
     "test_exchanges.py", "test_protocol_errors.py", "test_queue_features.py", "test_queues.py",
-    "test_topic.py", "test_vhost_limits.py", "test_consumer_timeout.py",
+    "test_topic.py", "test_vhost_limits.py", "test_consumer_timeout.py", "test_permissions.py",
 })
 
 

@@ -1,13 +1,21 @@
 """Users, vhosts and permissions: enforced where RabbitMQ enforces them, with its 403 and 530
 texts, durable across restarts, and managed over the control socket.
 
-trimq-only: each test runs its own trimq-server to administer it.
+Most tests run their own trimq-server to administer it (trimq-only). Those using the `admin`
+fixture administer the shared broker: trimq's control socket, or, under TRIMQ_TEST_URL,
+rabbitmqctl for that node given as TRIMQ_TEST_RABBITMQCTL (a command line, for example
+`env HOME=/tmp/rmq/home /usr/lib/rabbitmq/bin/rabbitmqctl -n rabbit-side-5690@localhost`);
+without it they skip. Their expectations were checked against RabbitMQ 3.10.8.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import socket
+import subprocess
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,7 +31,7 @@ from test_operations import control
 from trimq.broker.broker import Broker as Model
 from trimq.server.connection import ServerConnection, is_loopback
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
+trimq_only = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
                                 reason="trimq-only: administers its own trimq-server")
 
 
@@ -51,6 +59,7 @@ def denial(user: str, kind: str, name: str, vhost: str = "/") -> tuple[int, str]
                  f"user '{user}'")
 
 
+@trimq_only
 def test_each_operation_checks_its_permission(node: Broker) -> None:
     data = node.data_dir
     assert data is not None
@@ -100,6 +109,7 @@ def test_each_operation_checks_its_permission(node: Broker) -> None:
     conn.close()
 
 
+@trimq_only
 def test_vhost_access_needs_a_permission(node: Broker) -> None:
     data = node.data_dir
     assert data is not None
@@ -115,6 +125,7 @@ def test_vhost_access_needs_a_permission(node: Broker) -> None:
     conn.close()
 
 
+@trimq_only
 def test_password_changes_and_cleared_passwords(node: Broker) -> None:
     data = node.data_dir
     assert data is not None
@@ -135,6 +146,7 @@ def test_password_changes_and_cleared_passwords(node: Broker) -> None:
         connect(node, "dave", "new")
 
 
+@trimq_only
 def test_delete_vhost_closes_its_connections_and_drops_its_queues(node: Broker) -> None:
     data = node.data_dir
     assert data is not None
@@ -157,6 +169,7 @@ def test_delete_vhost_closes_its_connections_and_drops_its_queues(node: Broker) 
         again.channel().queue_declare("doomed", passive=True)
 
 
+@trimq_only
 def test_recovery_recipe_and_everything_survives_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
     server = start_server(data)
@@ -183,6 +196,7 @@ def test_recovery_recipe_and_everything_survives_a_restart(tmp_path: Path) -> No
         assert stop_server(server) == 0
 
 
+@trimq_only
 def test_definitions_export_import_round_trip(tmp_path: Path) -> None:
     first = start_server(tmp_path / "a")
     second = start_server(tmp_path / "b")
@@ -234,6 +248,7 @@ def test_other_addresses_are_not_loopback(host: str) -> None:
     assert not is_loopback(host)
 
 
+@trimq_only
 @pytest.mark.parametrize(("peer", "allowed"), [
     ("127.0.0.1", True), ("::1", True), ("::ffff:127.0.0.1", True),
     ("10.1.2.3", False), ("2001:db8::1", False), ("::ffff:10.1.2.3", False)])
@@ -306,11 +321,13 @@ def guest_login_from(server: Broker, address: str) -> bool:
         return False
 
 
+@trimq_only
 @pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.2", "::1"])
 def test_guest_logs_in_over_loopback(everywhere: Broker, address: str) -> None:
     assert guest_login_from(everywhere, address)
 
 
+@trimq_only
 @pytest.mark.parametrize(("family", "somewhere"), [
     (socket.AF_INET, "198.51.100.1"), (socket.AF_INET6, "2001:db8::1")])
 def test_guest_is_refused_from_an_address_of_the_host_that_is_not_loopback(
@@ -319,3 +336,192 @@ def test_guest_is_refused_from_an_address_of_the_host_that_is_not_loopback(
     if address is None:
         pytest.skip(f"this host has no {family.name} address other than loopback")
     assert not guest_login_from(everywhere, address)
+
+
+# -- exchanges that receive messages on the declarer's behalf ------------------------------
+
+
+class Admin:
+    """Users, permissions and policies of the shared broker under test (see the docstring)."""
+
+    def __init__(self, broker: Broker, rabbitmqctl: list[str] | None) -> None:
+        self.broker = broker
+        self.rabbitmqctl = rabbitmqctl
+        self.users: list[str] = []
+        self.policies: list[str] = []
+
+    def _run(self, command: str, ctl_args: list[str], **args: object) -> None:
+        if self.rabbitmqctl is None:
+            assert self.broker.data_dir is not None
+            ok(control(self.broker.data_dir, command, **args))
+            return
+        done = subprocess.run([*self.rabbitmqctl, command, *ctl_args], capture_output=True,
+                              text=True, timeout=60, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+
+    def add_user(self, user: str, configure: str, write: str, read: str) -> pika.BlockingConnection:
+        """A user with these permissions on vhost /, connected."""
+        self._run("add_user", [user, "pw"], user=user, password="pw")
+        self.users.append(user)
+        self._run("set_permissions", ["-p", "/", user, configure, write, read], vhost="/",
+                  user=user, configure=configure, write=write, read=read)
+        return connect(self.broker, user, "pw")
+
+    def set_policy(self, name: str, pattern: str, definition: dict, apply_to: str) -> None:
+        text = json.dumps(definition)
+        self._run("set_policy", [name, pattern, text, "--apply-to", apply_to], vhost="/",
+                  name=name, pattern=pattern, definition=text, apply_to=apply_to)
+        self.policies.append(name)
+
+    def cleanup(self) -> None:
+        for name in self.policies:
+            self._run("clear_policy", [name], vhost="/", name=name)
+        for user in self.users:
+            self._run("delete_user", [user], user=user)
+
+
+@pytest.fixture
+def admin(broker: Broker) -> Iterator[Admin]:
+    ctl = None
+    if os.environ.get("TRIMQ_TEST_URL"):
+        if not os.environ.get("TRIMQ_TEST_RABBITMQCTL"):
+            pytest.skip("administering the other broker needs TRIMQ_TEST_RABBITMQCTL")
+        ctl = shlex.split(os.environ["TRIMQ_TEST_RABBITMQCTL"])
+    tool = Admin(broker, ctl)
+    yield tool
+    tool.cleanup()
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    """Names this test's user may configure and write start with it."""
+    return f"p{zlib.crc32(request.node.nodeid.encode()):08x}{os.getpid()}"
+
+
+@pytest.fixture
+def target(broker: Broker, prefix: str) -> Iterator[str]:
+    """An exchange that users of these tests may not write to, and a queue it routes to."""
+    conn = broker.connect()
+    ch = conn.channel()
+    name = f"target.{prefix}"
+    ch.exchange_declare(name, "fanout")
+    ch.queue_declare(name)
+    ch.queue_bind(name, name)
+    yield name
+    ch.queue_delete(name)
+    ch.exchange_delete(name)
+    conn.close()
+
+
+def exists(broker: Broker, kind: str, name: str) -> bool:
+    conn = broker.connect()
+    try:
+        ch = conn.channel()
+        if kind == "queue":
+            ch.queue_declare(name, passive=True)
+        else:
+            ch.exchange_declare(name, passive=True)
+        return True
+    except pika.exceptions.ChannelClosedByBroker as error:
+        assert error.reply_code == 404
+        return False
+    finally:
+        conn.close()
+
+
+def test_dead_letter_exchange_needs_write_permission(admin: Admin, broker: Broker, prefix: str,
+                                                     target: str) -> None:
+    """Else a queue with x-message-ttl 0 would publish to `target` on the user's behalf."""
+    user = f"{prefix}.u"
+    conn = admin.add_user(user, f"^{prefix}\\.", f"^{prefix}\\.", ".*")
+    mine = f"{prefix}.q"
+    args = {"x-dead-letter-exchange": target, "x-message-ttl": 0}
+    assert refused(conn.channel().queue_declare, mine, arguments=args) == denial(
+        user, "exchange", target)
+    assert not exists(broker, "queue", mine)
+    args = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": target}
+    assert refused(conn.channel().queue_declare, mine, arguments=args) == denial(
+        user, "exchange", "amq.default")
+    # the permission is checked before the other arguments, after the exchange name's type
+    args = {"x-dead-letter-exchange": target, "x-message-ttl": -1}
+    assert refused(conn.channel().queue_declare, mine, arguments=args) == denial(
+        user, "exchange", target)
+    args = {"x-dead-letter-exchange": 5}
+    assert refused(conn.channel().queue_declare, mine, arguments=args) == (
+        406, f"PRECONDITION_FAILED - invalid type 'signedint' for arg 'x-dead-letter-exchange'"
+        f" in queue '{mine}' in vhost '/'")
+    ch = conn.channel()
+    ch.queue_declare(mine, exclusive=True, arguments={"x-dead-letter-exchange": f"{prefix}.x"})
+    # an existing queue is not checked again, nor is a passive declaration
+    guest = broker.connect()
+    guest.channel().queue_declare(f"{prefix}.old", arguments={"x-dead-letter-exchange": target})
+    ch.queue_declare(f"{prefix}.old", arguments={"x-dead-letter-exchange": target})
+    ch.queue_declare(f"{prefix}.old", passive=True)
+    guest.channel().queue_delete(f"{prefix}.old")
+    guest.close()
+    conn.close()
+
+
+def test_dead_letter_exchange_needs_read_permission_on_the_queue(
+        admin: Admin, prefix: str, target: str) -> None:
+    user = f"{prefix}.u"
+    conn = admin.add_user(user, f"^{prefix}\\.", ".*", "^$")
+    mine = f"{prefix}.q"
+    assert refused(conn.channel().queue_declare, mine, exclusive=True,
+                   arguments={"x-dead-letter-exchange": target}) == denial(user, "queue", mine)
+    conn.channel().queue_declare(mine, exclusive=True)  # without one, configure is enough
+    conn.close()
+
+
+def test_alternate_exchange_needs_write_permission(admin: Admin, broker: Broker, prefix: str,
+                                                   target: str) -> None:
+    user = f"{prefix}.u"
+    conn = admin.add_user(user, f"^{prefix}\\.", f"^{prefix}\\.", ".*")
+    mine = f"{prefix}.x"
+    assert refused(conn.channel().exchange_declare, mine, "fanout",
+                   arguments={"alternate-exchange": target}) == denial(user, "exchange", target)
+    assert not exists(broker, "exchange", mine)
+    assert refused(conn.channel().exchange_declare, mine, "fanout",
+                   arguments={"alternate-exchange": ""}) == denial(
+        user, "exchange", "amq.default")
+    assert refused(conn.channel().exchange_declare, mine, "fanout",
+                   arguments={"alternate-exchange": 5}) == (
+        406, f"PRECONDITION_FAILED - invalid type 'signedint' for arg 'alternate-exchange' in "
+        f"exchange '{mine}' in vhost '/'")
+    ch = conn.channel()
+    ch.exchange_declare(mine, "fanout", auto_delete=True,
+                        arguments={"alternate-exchange": f"{prefix}.ae"})
+    # an existing exchange is not checked again
+    guest = broker.connect()
+    old = f"{prefix}.old"
+    guest.channel().exchange_declare(old, "fanout", arguments={"alternate-exchange": target})
+    ch.exchange_declare(old, "fanout", arguments={"alternate-exchange": target})
+    guest.channel().exchange_delete(old)
+    guest.close()
+    ch.exchange_delete(mine)
+    conn.close()
+
+
+def test_alternate_exchange_needs_read_permission_on_the_exchange(
+        admin: Admin, prefix: str, target: str) -> None:
+    user = f"{prefix}.u"
+    conn = admin.add_user(user, f"^{prefix}\\.", ".*", "^$")
+    mine = f"{prefix}.x"
+    assert refused(conn.channel().exchange_declare, mine, "fanout",
+                   arguments={"alternate-exchange": target}) == denial(user, "exchange", mine)
+    conn.close()
+
+
+def test_policies_name_exchanges_without_the_declarers_permission(
+        admin: Admin, broker: Broker, prefix: str, target: str) -> None:
+    """Policies are the operator's: a dead-letter or alternate exchange they give is not
+    checked against the declaring user's permissions (as RabbitMQ)."""
+    admin.set_policy(f"{prefix}.dlx", f"^{prefix}\\.dl", {"dead-letter-exchange": target},
+                     "queues")
+    admin.set_policy(f"{prefix}.ae", f"^{prefix}\\.ae", {"alternate-exchange": target},
+                     "exchanges")
+    conn = admin.add_user(f"{prefix}.u", f"^{prefix}\\.", f"^{prefix}\\.", ".*")
+    ch = conn.channel()
+    ch.queue_declare(f"{prefix}.dl", exclusive=True)
+    ch.exchange_declare(f"{prefix}.ae", "fanout", auto_delete=True)
+    conn.close()

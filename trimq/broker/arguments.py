@@ -147,16 +147,21 @@ QUEUE_ARGUMENT_CHECKS: dict[str, Check] = {
 
 def validate_queue_arguments(what: str, arguments: dict[str, Any]) -> None:
     """Raise RabbitMQ's 406 "invalid arg" for the first argument that fails its check."""
-    for name, check in QUEUE_ARGUMENT_CHECKS.items():
-        value = arguments.get(name)
-        if value is None:
-            continue
-        try:
-            error = check(value, arguments)
-        except TypeMismatch as mismatch:
-            raise ChannelError(
-                PRECONDITION_FAILED,
-                f"invalid type '{mismatch}' for arg '{name}' in {what}",
-            ) from None
-        if error is not None:
-            raise ChannelError(PRECONDITION_FAILED, f"invalid arg '{name}' for {what}: {error}")
+    for name in QUEUE_ARGUMENT_CHECKS:
+        validate_queue_argument(what, name, arguments)
+
+
+def validate_queue_argument(what: str, name: str, arguments: dict[str, Any]) -> None:
+    """Check one argument (if given) as `validate_queue_arguments` does."""
+    value = arguments.get(name)
+    if value is None:
+        return
+    try:
+        error = QUEUE_ARGUMENT_CHECKS[name](value, arguments)
+    except TypeMismatch as mismatch:
+        raise ChannelError(
+            PRECONDITION_FAILED,
+            f"invalid type '{mismatch}' for arg '{name}' in {what}",
+        ) from None
+    if error is not None:
+        raise ChannelError(PRECONDITION_FAILED, f"invalid arg '{name}' for {what}: {error}")

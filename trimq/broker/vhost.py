@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from typing import Any
 
 from trimq.amqp.codec import TYPE_NAMES, encode_typed_table, typed_to_plain
-from trimq.broker.arguments import validate_queue_arguments
+from trimq.broker.arguments import validate_queue_argument, validate_queue_arguments
 from trimq.broker.exchange import EXCHANGE_TYPES, Binding, Exchange, args_key
 from trimq.broker.journal import Journal
 from trimq.broker.limits import in_force
@@ -153,8 +154,10 @@ class VHost:
         auto_delete: bool = False,
         internal: bool = False,
         arguments: dict[str, Any] | None = None,
+        may_forward: Callable[[str], None] | None = None,
     ) -> tuple[Exchange, bool]:
-        """Declare (or check) an exchange; returns it and whether it was created."""
+        """Declare (or check) an exchange; returns it and whether it was created.
+        `may_forward(name)` may refuse (ChannelError) the alternate exchange of a new one."""
         if not passive and type_ not in EXCHANGE_TYPES:
             raise ChannelError(PRECONDITION_FAILED, f"unknown exchange type '{type_}'")
         if name == "":
@@ -186,6 +189,15 @@ class VHost:
                     )
             self.check_arguments(what, CHECKED_EXCHANGE_ARGS, arguments, existing.arguments)
             return existing, False
+        alternate = arguments.get("alternate-exchange")
+        if alternate is not None:
+            if alternate[0] != "S":
+                raise ChannelError(
+                    PRECONDITION_FAILED,
+                    f"invalid type '{TYPE_NAMES[alternate[0]]}' for arg 'alternate-exchange' "
+                    f"in {self.describe('exchange', name)}")
+            if may_forward is not None:
+                may_forward(alternate[1])
         exchange = cls(name, self.name, durable, auto_delete, internal, arguments)
         exchange.apply_policy(effective(self.policies, "exchanges", name))
         self.exchanges[name] = exchange
@@ -252,11 +264,13 @@ class VHost:
         arguments: dict[str, Any] | None = None,
         server_named: bool = False,
         enforce_limit: bool = True,
+        may_forward: Callable[[str], None] | None = None,
     ) -> tuple[Queue, bool]:
         """Declare (or check) a queue for connection `owner`; returns it and whether created.
         `server_named`: `name` was generated for an empty one (so its amq. prefix is ours).
         `enforce_limit`: refuse a new queue over max-queues (a definitions import checks the
-        limit for the whole document beforehand, as RabbitMQ)."""
+        limit for the whole document beforehand, as RabbitMQ).
+        `may_forward(name)` may refuse (ChannelError) the dead-letter exchange of a new one."""
         if passive:
             return self.get_queue(name, owner), False
         if not name:
@@ -288,6 +302,11 @@ class VHost:
             return existing, False
         if enforce_limit:  # as RabbitMQ, before the arguments are looked at
             self.check_queue_limit(name)
+        dead_letter_exchange = arguments.get("x-dead-letter-exchange")
+        if dead_letter_exchange is not None:  # as RabbitMQ: its type, then who may use it
+            validate_queue_argument(what, "x-dead-letter-exchange", arguments)
+            if may_forward is not None:
+                may_forward(dead_letter_exchange[1])
         validate_queue_arguments(what, arguments)
         queue = Queue(name, self.name, durable, owner if exclusive else None, auto_delete,
                       arguments)

@@ -370,11 +370,21 @@ class Channel:
                 f"'{self.connection.username}'",
             )
 
+    def may_forward(self, kind: str, name: str) -> Callable[[str], None]:
+        """The check for the exchange a new queue dead-letters to, or a new exchange passes
+        unrouted messages to: as RabbitMQ, the declarer must be allowed to read `name` and
+        to write to that exchange (else it could publish there by proxy)."""
+        def check(target: str) -> None:
+            self.permit("read", kind, name)
+            self.permit("write", "exchange", target)
+        return check
+
     def on_exchange_declare(self, m: spec.ExchangeDeclare) -> None:
         if not m.passive:
             self.permit("configure", "exchange", m.exchange)
         self.vhost.declare_exchange(
-            m.exchange, m.type, m.passive, m.durable, m.auto_delete, m.internal, m.arguments
+            m.exchange, m.type, m.passive, m.durable, m.auto_delete, m.internal, m.arguments,
+            self.may_forward("exchange", m.exchange),
         )
         self.reply(m.nowait, spec.ExchangeDeclareOk())
 
@@ -423,7 +433,7 @@ class Channel:
             self.permit("configure", "queue", name)
         queue, created = self.vhost.declare_queue(
             name, self.connection, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments,
-            server_named,
+            server_named, may_forward=self.may_forward("queue", name),
         )
         if created and queue.exclusive:
             self.connection.exclusive_queues.append(queue)
