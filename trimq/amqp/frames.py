@@ -349,6 +349,16 @@ def method_with_content(
     )
 
 
+def method_with_content_parts(
+    channel: int, method: spec.Method, properties_raw: bytes, body: bytes, frame_max: int
+) -> list[bytes | memoryview]:
+    """As method_with_content, in pieces that refer to a large body rather than copy it."""
+    if len(body) < LARGE_BODY:
+        return [method_with_content(channel, method, properties_raw, body, frame_max)]
+    return [method_frame(channel, method),
+            *content_parts(channel, method.CLASS_ID, properties_raw, body, frame_max)]
+
+
 __all__ = [
     "FRAME_ERROR",
     "Frame",
@@ -360,6 +370,7 @@ __all__ = [
     "method_frame",
     "content_frames",
     "method_with_content",
+    "method_with_content_parts",
     "deliver_frames",
     "deliver_parts",
     "LARGE_BODY",

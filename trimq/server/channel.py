@@ -290,6 +290,14 @@ class Channel:
     def write_method(self, method: spec.Method) -> None:
         self.connection.write(frames.method_frame(self.number, method))
 
+    def write_with_content(self, method: spec.Method, properties_raw: bytes,
+                           body: bytes) -> None:
+        """Get-Ok, Return or a direct reply with its content; a large body is not copied."""
+        connection = self.connection
+        for part in frames.method_with_content_parts(
+                self.number, method, properties_raw, body, connection.frame_max):
+            connection.write(part)
+
     def reply_now(self, nowait: bool, method: spec.Method) -> None:
         if not nowait:
             self.write_method(method)
@@ -522,9 +530,7 @@ class Channel:
         self.next_delivery_tag += 1
         method = spec.BasicDeliver(self.reply_consumer[0], self.next_delivery_tag, False,
                                    message.exchange, message.routing_key)
-        self.connection.write(frames.method_with_content(
-            self.number, method, message.properties_raw, message.body, self.connection.frame_max
-        ))
+        self.write_with_content(method, message.properties_raw, message.body)
 
     def on_cancel(self, m: spec.BasicCancel) -> None:
         if self.reply_consumer is not None and m.consumer_tag == self.reply_consumer[0]:
@@ -599,10 +605,7 @@ class Channel:
         message = entry.message
         method = spec.BasicGetOk(tag, entry.redelivered, message.exchange, message.routing_key,
                                  queue.message_count)
-        self.connection.write(frames.method_with_content(
-            self.number, method, delivered_properties(entry, queue), message.body,
-            self.connection.frame_max,
-        ))
+        self.write_with_content(method, delivered_properties(entry, queue), message.body)
 
     # -- acknowledgements ---------------------------------------------------------------
 
@@ -740,11 +743,9 @@ class Channel:
         queues = self.vhost.route(exchange, message.routing_key, headers)
         if not queues:
             if mandatory:
-                self.connection.write(frames.method_with_content(
-                    self.number,
+                self.write_with_content(
                     spec.BasicReturn(NO_ROUTE, "NO_ROUTE", message.exchange, message.routing_key),
-                    message.properties_raw, message.body, self.connection.frame_max,
-                ))
+                    message.properties_raw, message.body)
             return 0, False
         if headers and "BCC" in headers:
             message = without_bcc(message)

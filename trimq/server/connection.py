@@ -121,7 +121,9 @@ class ServerConnection:
         self.deliveries_paused = False  # a consumer was refused for a full output buffer
         self.publisher = False  # has published: an alarm blocks it
         self.blocked = False  # not read because of an alarm
-        self._blocked_scope: trio.CancelScope | None = None
+        self.flow = False  # not read while its unsent output is over output_limit
+        self._paused_scope: trio.CancelScope | None = None  # either pause: Close cancels it
+        self._drained = trio.Event()  # the writer took the output: a paused reader goes on
         self._wake = trio.Event()
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: list[Queue] = []
@@ -146,10 +148,16 @@ class ServerConnection:
     def output_full(self) -> bool:
         """Whether deliveries must wait for the writer: a client that reads slowly (or not at
         all) holds at most about twice the limit of the broker's memory, not the queue."""
-        if len(self.out) < self.output_limit:
+        if self.out.size < self.output_limit:
             return False
         self.deliveries_paused = True
         return True
+
+    def over_output_limit(self) -> bool:
+        """Whether the reader must stop until the writer has taken the output: every reply
+        (Get-Ok, returns, confirms, method replies) comes from input, so not reading bounds
+        them all. A closing connection is read on, for the Close-Ok."""
+        return self.out.size >= self.output_limit and not self.closing
 
     def _resume_deliveries(self) -> None:
         self.deliveries_paused = False
@@ -164,6 +172,7 @@ class ServerConnection:
                 self._wake = trio.Event()
                 while self.out:
                     data, self.out = self.out, Output()
+                    self._drained.set()
                     await data.send_to(stream)
                     self.last_sent = trio.current_time()
                     self.stats.send_oct += len(data)
@@ -412,6 +421,9 @@ class ServerConnection:
             if self._after_durable is not None:
                 await self._wait_durable()
                 continue
+            if self.over_output_limit():
+                await self._wait_output_taken()
+                continue
             if self.publisher and self.resources.alarms and not self.closing:
                 await self._stay_blocked()
                 continue
@@ -427,7 +439,11 @@ class ServerConnection:
         buffer = self.frames
         channels = self.channels
         max_body = self.broker.config.max_message_size
+        out = self.out  # the writer swaps it only while this (synchronous) loop is not running
+        limit = self.output_limit
         while not self.finished:
+            if out.size >= limit and not self.closing:
+                return  # the reader waits for the writer first (over_output_limit)
             publish = buffer.next_publish(max_body)
             if publish is not None:
                 channel = channels.get(publish.channel)
@@ -455,15 +471,30 @@ class ServerConnection:
         log.info("connection.blocked", peer=self.peer, reason=reason)
         self.blocked = True
         try:
-            with trio.CancelScope() as self._blocked_scope:
+            with trio.CancelScope() as self._paused_scope:
                 await self.resources.wait_clear()
         finally:
             self.blocked = False
-            self._blocked_scope = None
+            self._paused_scope = None
             self.last_received = trio.current_time()  # heartbeats were not read meanwhile
         if told and not self.closing:
             self.write(frames.method_frame(0, spec.ConnectionUnblocked()))
         log.info("connection.unblocked", peer=self.peer)
+
+    async def _wait_output_taken(self) -> None:
+        """The unsent output is over the limit: stop reading until the writer takes it (TCP
+        then holds the client back). The client is not dropped, and heartbeats are not
+        expected meanwhile: its frames are not being read."""
+        self.flow = True
+        try:
+            with trio.CancelScope() as self._paused_scope:
+                while self.over_output_limit():
+                    self._drained = trio.Event()
+                    await self._drained.wait()
+        finally:
+            self.flow = False
+            self._paused_scope = None
+            self.last_received = trio.current_time()
 
     def after_durable(self, lsn: int, reply: Callable[[], None]) -> None:
         """Run `reply` once `lsn` is fsynced; frames after this one wait, keeping replies in
@@ -500,8 +531,8 @@ class ServerConnection:
         if error.code != CONNECTION_FORCED:
             log.info("connection.error", peer=self.peer, code=error.code, text=error.text)
         self.closing = True
-        if self._blocked_scope is not None:  # read again, for the Close-Ok
-            self._blocked_scope.cancel()
+        if self._paused_scope is not None:  # read again, for the Close-Ok
+            self._paused_scope.cancel()
         self.cleanup()
         self.write(frames.method_frame(0, spec.ConnectionClose(
             error.code, error.text, error.class_id, error.method_id)))
@@ -591,7 +622,8 @@ class ServerConnection:
         while True:
             await trio.sleep(interval / 2)
             now = trio.current_time()
-            if now - self.last_received > interval * 2 and not self.blocked:
+            paused = self.blocked or self.flow  # we are not reading: silence proves nothing
+            if now - self.last_received > interval * 2 and not paused:
                 log.warning("connection.heartbeat_timeout", peer=self.peer, timeout=interval)
                 self.finished = True
                 self._reader_scope.cancel()
