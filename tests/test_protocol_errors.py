@@ -185,10 +185,11 @@ def test_frame_size_limit_boundary(broker: Broker) -> None:
     with wire(broker) as c:
         c.handshake(frame_max=4096)
         c.open_channel(1)
-        body = b"b" * (4096 - 8)
-        c.send(publish_frames() + content_header_frame(1, 60, len(body)) + body_frame(1, body))
-        c.send(method_frame(1, QUEUE_DECLARE, queue_declare_args("", exclusive=True)))
-        assert c.read_method().class_method == QUEUE_DECLARE_OK
+        for size in (4096 - 8, 4096):
+            body = b"b" * size
+            c.send(publish_frames() + content_header_frame(1, 60, size) + body_frame(1, body))
+            c.send(method_frame(1, QUEUE_DECLARE, queue_declare_args("", exclusive=True)))
+            assert c.read_method().class_method == QUEUE_DECLARE_OK
         body = b"b" * 4097
         c.send(publish_frames() + content_header_frame(1, 60, len(body)))
         assert send_and_expect_close(c, body_frame(1, body), wait_eof=False) == (

@@ -31,6 +31,9 @@ METHOD_IDS = struct.Struct(">HH")
 FRAME_END = b"\xce"
 HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 FRAME_OVERHEAD = 8  # 7-byte header + frame-end octet
+# RabbitMQ refuses a payload over frame_max - 8 + 8: the limit it names is frame_max - 8 but
+# it allows 8 octets of slack, so a payload may reach frame_max itself.
+FRAME_SIZE_FUDGE = FRAME_OVERHEAD
 LARGE_BODY = 65536  # a body from this size on is not copied into intermediate buffers
 
 METHOD = spec.FRAME_METHOD
@@ -119,8 +122,8 @@ class FrameBuffer:
         if len(buf) - pos < 7:
             return None
         frame_type, channel, size = FRAME_HEADER.unpack_from(buf, pos)
-        limit = self.frame_max - FRAME_OVERHEAD
-        if self.frame_max and size > limit:
+        if self.frame_max and size > self.frame_max:  # frame_max - 8, and the fudge
+            limit = self.frame_max - FRAME_OVERHEAD
             raise FrameError(f"{frame_detail(frame_type, b'')}: {{frame_too_large,{size},{limit}}}")
         end = pos + 7 + size
         if len(buf) <= end:
@@ -152,7 +155,7 @@ class FrameBuffer:
         if available - pos < 11 or buf[pos] != METHOD:
             return None
         _type, channel, size, class_id, method_id = METHOD_FRAME_START.unpack_from(buf, pos)
-        limit = self.frame_max - FRAME_OVERHEAD if self.frame_max else 1 << 32
+        limit = self.frame_max or 1 << 32  # payload size, as next_frame checks it
         end = pos + 7 + size
         if (method_id != 40 or class_id != 60 or size > limit or end + 20 > available
                 or buf[end] != 0xCE):

@@ -100,6 +100,7 @@ def broker_config(settings: config.Settings) -> BrokerConfig:
         channel_max=settings.channel_max, frame_max=settings.frame_max,
         heartbeat=settings.heartbeat, handshake_timeout=settings.handshake_timeout,
         max_message_size=settings.max_message_size, connection_max=settings.connection_max,
+        handshake_max=settings.handshake_max,
         channel_unacked_max=settings.channel_unacked_max,
         connection_output_buffer=settings.connection_output_buffer,
         memory_high_watermark=settings.memory_high_watermark,

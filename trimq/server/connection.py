@@ -13,6 +13,7 @@ import ipaddress
 import itertools
 import platform
 import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from trimq.errors import (
     CONNECTION_FORCED,
     INTERNAL_ERROR,
     NOT_ALLOWED,
+    SYNTAX_ERROR,
     UNEXPECTED_FRAME,
     AMQPError,
     ConnectionError,
@@ -52,11 +54,23 @@ log = structlog.get_logger("trimq.connection")
 
 RECEIVE_SIZE = 256 * 1024
 CLOSE_TIMEOUT = 3.0  # how long we wait for Close-Ok after sending Connection.Close
+# As RabbitMQ: a handshake error before Tune-Ok closes the socket this long after, without a
+# frame, so that a client not yet trusted cannot retry fast.
+SILENT_CLOSE_DELAY = 3.0
 CAPABILITIES = (
     "publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify",
     "connection.blocked", "consumer_priorities", "authentication_failure_close",
     "per_consumer_qos", "direct_reply_to",
 )
+
+
+def _text(value: Any) -> str | None:
+    """An AMQPLAIN field as text (a string or byte array), else None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -111,7 +125,8 @@ class ServerConnection:
         self._after_durable: tuple[int, Callable[[], None]] | None = None
         self.peer = peer
         config = broker.config
-        self.frames = frames.FrameBuffer(frame_max=config.frame_max)
+        # Until Tune-Ok, frames over the protocol's minimum frame_max are refused (RabbitMQ).
+        self.frames = frames.FrameBuffer(frame_max=spec.FRAME_MIN_SIZE)
         self.frame_max = config.frame_max
         self.channel_max = config.channel_max
         self.heartbeat = config.heartbeat
@@ -138,6 +153,8 @@ class ServerConnection:
         self.last_received = trio.current_time()
         self.last_sent = trio.current_time()
         self._reader_scope = trio.CancelScope()
+        self._unauthenticated = False  # counted in resources.handshakes
+        self.login_refused = False
 
     # -- output -------------------------------------------------------------------------
 
@@ -194,6 +211,12 @@ class ServerConnection:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def serve(self) -> None:
+        """Handshake, then serve until the connection ends; the socket is closed on the way
+        out. A socket over the limit of those not yet authenticated is closed at once."""
+        if not self.resources.start_handshake():
+            await trio.aclose_forcefully(self.stream)
+            return
+        self._unauthenticated = True
         try:
             with trio.move_on_after(self.broker.config.handshake_timeout) as handshake:
                 opened = await self._handshake()
@@ -201,6 +224,8 @@ class ServerConnection:
                 log.info("connection.handshake_timeout", peer=self.peer)
                 return
             if not opened:
+                if self.login_refused:
+                    await self._linger()
                 return
             self.opened = True
             self.resources.connections += 1
@@ -223,16 +248,58 @@ class ServerConnection:
             pass
         except AMQPError as error:  # during the handshake
             log.info("connection.error", peer=self.peer, code=error.code, text=error.text)
-            if self.tuned:  # as RabbitMQ: before Tune-Ok the socket just closes
-                with trio.move_on_after(1):
-                    await self._send_now(frames.method_frame(0, spec.ConnectionClose(
-                        error.code, error.text, error.class_id, error.method_id)))
+            await self._refuse(error)
         finally:
+            self._authenticated()
             self.cleanup()
             await trio.aclose_forcefully(self.stream)
             if self.opened:
                 self.resources.connections -= 1
                 log.info("connection.closed", peer=self.peer, user=self.username)
+
+    def _authenticated(self) -> None:
+        """No longer counted among the sockets not yet authenticated."""
+        if self._unauthenticated:
+            self._unauthenticated = False
+            self.resources.end_handshake()
+
+    async def _refuse(self, error: AMQPError) -> None:
+        """A handshake error, as RabbitMQ: after Tune-Ok, Connection.Close and up to 3 s for
+        the Close-Ok; before it, no frame at all and the socket closed 3 s later."""
+        try:
+            if self.tuned:
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await self._send_now(frames.method_frame(0, spec.ConnectionClose(
+                        error.code, error.text, error.class_id, error.method_id)))
+                await self._linger()
+            else:
+                await trio.sleep(SILENT_CLOSE_DELAY)
+        except (PeerGone, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _linger(self) -> None:
+        """After refusing a connection with Connection.Close (or refusing a login): for up to
+        CLOSE_TIMEOUT, answer a Connection.Close and end at the client's Close-Ok, ignoring
+        anything else, as RabbitMQ's closed state does."""
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                while True:
+                    frame = self.frames.next_frame()
+                    if frame is None:
+                        await self._receive()
+                        continue
+                    if frame.type != frames.METHOD or frame.channel:
+                        continue
+                    try:
+                        method = frames.decode_method(frame.payload)
+                    except AMQPError:
+                        continue
+                    if type(method) is spec.ConnectionCloseOk:
+                        return
+                    if type(method) is spec.ConnectionClose:
+                        await self._send_now(frames.method_frame(0, spec.ConnectionCloseOk()))
+            except (AMQPError, PeerGone, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
 
     def cleanup(self) -> None:
         """Requeue, cancel consumers, drop exclusive queues. Synchronous by design."""
@@ -340,26 +407,42 @@ class ServerConnection:
         await self._send_now(frames.method_frame(0, spec.ConnectionOpenOk("")))
         return True
 
-    def _credentials(self, start_ok: spec.ConnectionStartOk) -> tuple[str, str]:
+    def _credentials(self, start_ok: spec.ConnectionStartOk) -> tuple[str, str | None]:
+        """The user name and password (None: not a string, so refused). A response that does
+        not parse closes the connection without a frame, as RabbitMQ; the error names
+        neither the response nor any of its octets (it holds the password)."""
         mechanism = start_ok.mechanism
         response = start_ok.response
         if mechanism == "PLAIN":
+            # As RabbitMQ: NUL, user name, NUL, password; no authorisation identity.
             parts = response.split(b"\x00")
-            if len(parts) != 3:
-                return "", ""
+            if len(parts) != 3 or parts[0]:
+                raise ConnectionError(SYNTAX_ERROR, "PLAIN response is malformed")
             return parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
         if mechanism == "AMQPLAIN":
             # A field table without its length prefix, as py-amqp and RabbitMQ have it.
-            table, _ = decode_table(len(response).to_bytes(4, "big") + response, 0)
-            return str(table.get("LOGIN", "")), str(table.get("PASSWORD", ""))
+            try:
+                table, _ = decode_table(len(response).to_bytes(4, "big") + response, 0)
+            except (AMQPError, struct.error, IndexError, ValueError, OverflowError):
+                raise ConnectionError(SYNTAX_ERROR, "AMQPLAIN response is malformed") from None
+            if "LOGIN" not in table or "PASSWORD" not in table:
+                raise ConnectionError(
+                    SYNTAX_ERROR, "AMQPLAIN response is missing LOGIN or PASSWORD")
+            login, password = _text(table["LOGIN"]), _text(table["PASSWORD"])
+            if login is None or password is None:  # not strings: refused, as RabbitMQ
+                return login or "", None
+            return login, password
         raise ConnectionError(
             COMMAND_INVALID, f"unknown authentication mechanism '{mechanism}'",
             start_ok.CLASS_ID, start_ok.METHOD_ID,
         )
 
     async def _authenticate(self, start_ok: spec.ConnectionStartOk) -> bool:
+        """Check the credentials; a refused login gets RabbitMQ's 403 Connection.Close (if the
+        client has the authentication_failure_close capability) and the socket is kept up
+        to 3 s for its Close-Ok (`serve`), as RabbitMQ does."""
         name, password = self._credentials(start_ok)
-        user = self.broker.users.authenticate(name, password)
+        user = self.broker.users.authenticate(name, password) if password is not None else None
         if user is not None and name in self.broker.config.loopback_users and not (
             is_loopback(self.peer[0])
         ):
@@ -372,6 +455,7 @@ class ServerConnection:
                         mechanism=start_ok.mechanism, reason="invalid credentials")
         if user is not None:
             self.username = user.name
+            self._authenticated()
             return True
         if self.capability("authentication_failure_close"):
             text = reply_text(
@@ -381,6 +465,7 @@ class ServerConnection:
             )
             await self._send_now(frames.method_frame(0, spec.ConnectionClose(
                 ACCESS_REFUSED, text, 0, 0)))
+        self.login_refused = True
         return False
 
     def _apply_tune(self, tune_ok: spec.ConnectionTuneOk) -> None:
