@@ -209,6 +209,21 @@ def test_undecodable_frames(conn: WireConnection, data: bytes, text: str) -> Non
     assert send_and_expect_close(conn, data) == (501, text, 0, 0)
 
 
+@pytest.mark.parametrize(("data", "code", "text"), [
+    (frame(3, 0, b"0123456789abcdefXYZ"), 505,
+     'UNEXPECTED_FRAME - type 3, first 16 octets = <<"0123456789abcdef">>'),
+    (frame(9, 1, b"0123456789abcdefXYZ"), 501,
+     'FRAME_ERROR - type 9, first 16 octets = <<"0123456789abcdef">>: unknown_frame'),
+], ids=["unexpected-frame", "unknown-frame"])
+def test_long_payloads_are_quoted_up_to_16_octets(conn: WireConnection, data: bytes,
+                                                  code: int, text: str) -> None:
+    """RabbitMQ quotes at most 16 octets of a bad frame. (It pretty-prints the Erlang terms
+    of its texts, wrapping them past column 78, which trimq does not reproduce: a bad frame
+    end after 16 printable octets reads `{invalid_frame_end_marker,` newline, 51 spaces,
+    `65}` there.)"""
+    assert send_and_expect_close(conn, data) == (code, text, 0, 0)
+
+
 def test_truncated_content_header(conn: WireConnection) -> None:
     data = publish_frames() + frame(2, 1, b"\x00\x3c\x00")
     assert send_and_expect_close(conn, data) == (

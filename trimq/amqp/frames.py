@@ -17,6 +17,7 @@ from trimq.errors import (
     FRAME_ERROR,
     INTERNAL_ERROR,
     NOT_IMPLEMENTED,
+    UNEXPECTED_FRAME,
     ConnectionError,
     FrameError,
     SyntaxFrameError,
@@ -52,8 +53,31 @@ def erlang_binary(data: bytes) -> str:
     return "<<" + ",".join(str(b) for b in data) + ">>"
 
 
-def frame_detail(frame_type: int, payload: bytes) -> str:
-    return f"type {frame_type}, all octets = {erlang_binary(payload)}"
+def octets_not_logged(data: bytes) -> str:
+    """What the log shows instead of a client's octets (they may be a password or a body)."""
+    return f"<<{len(data)} octets>>"
+
+
+def frame_detail(frame_type: int, payload: bytes, log: bool = False) -> str:
+    """RabbitMQ's description of a bad frame: its type and up to 16 octets of its payload
+    (with `log`, only how many there are)."""
+    if log:
+        return f"type {frame_type}, octets = {octets_not_logged(payload)}"
+    if len(payload) <= 16:
+        return f"type {frame_type}, all octets = {erlang_binary(payload)}"
+    return f"type {frame_type}, first 16 octets = {erlang_binary(payload[:16])}"
+
+
+def frame_error(frame_type: int, payload: bytes, reason: str) -> FrameError:
+    """501 FRAME_ERROR for a frame, as RabbitMQ words it; the log form omits the octets."""
+    return FrameError(f"{frame_detail(frame_type, payload)}: {reason}",
+                      f"{frame_detail(frame_type, payload, log=True)}: {reason}")
+
+
+def unexpected_frame(frame_type: int, payload: bytes) -> ConnectionError:
+    """505 UNEXPECTED_FRAME for a frame where none of its type may come (channel 0)."""
+    return ConnectionError(UNEXPECTED_FRAME, frame_detail(frame_type, payload),
+                           log_detail=frame_detail(frame_type, payload, log=True))
 
 
 class Frame(NamedTuple):
@@ -124,21 +148,20 @@ class FrameBuffer:
         frame_type, channel, size = FRAME_HEADER.unpack_from(buf, pos)
         if self.frame_max and size > self.frame_max:  # frame_max - 8, and the fudge
             limit = self.frame_max - FRAME_OVERHEAD
-            raise FrameError(f"{frame_detail(frame_type, b'')}: {{frame_too_large,{size},{limit}}}")
+            raise frame_error(frame_type, b"", f"{{frame_too_large,{size},{limit}}}")
         end = pos + 7 + size
         if len(buf) <= end:
             return None
         payload = bytes(buf[pos + 7 : end])
         if buf[end] != 0xCE:
-            raise FrameError(
-                f"{frame_detail(frame_type, payload)}: {{invalid_frame_end_marker,{buf[end]}}}")
+            raise frame_error(frame_type, payload, f"{{invalid_frame_end_marker,{buf[end]}}}")
         if not (
             frame_type == METHOD and size >= 4
             or frame_type == HEADER and size >= CONTENT_HEADER.size
             or frame_type == BODY
             or frame_type == HEARTBEAT and size == 0
         ):
-            raise FrameError(f"{frame_detail(frame_type, payload)}: unknown_frame")
+            raise frame_error(frame_type, payload, "unknown_frame")
         self._pos = end + 1
         return _new_frame((frame_type, channel, payload))
 
@@ -247,9 +270,10 @@ def decode_method(payload: bytes) -> spec.Method:
         method, end = cls.decode(payload, 4)
     except (SyntaxFrameError, struct.error, IndexError, ValueError, UnicodeDecodeError):
         end = -1
-    if end != len(payload):
+    if end != len(payload):  # the octets may hold a password (Start-Ok, Update-Secret)
         raise ConnectionError(
-            FRAME_ERROR, f"cannot decode {erlang_binary(payload[4:])}", class_id, method_id
+            FRAME_ERROR, f"cannot decode {erlang_binary(payload[4:])}", class_id, method_id,
+            log_detail=f"cannot decode {octets_not_logged(payload[4:])}",
         )
     return method
 

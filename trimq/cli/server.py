@@ -41,7 +41,10 @@ def configure_logging(level: str, fmt: str = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if fmt == "console" or (fmt == "auto" and sys.stderr.isatty()):
-        processors.append(structlog.dev.ConsoleRenderer())
+        # A plain traceback: richer formatters print local variables, which may hold a
+        # frame's octets (a password, a message body).
+        processors.append(structlog.dev.ConsoleRenderer(
+            exception_formatter=structlog.dev.plain_traceback))
     else:
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     structlog.configure(

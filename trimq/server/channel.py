@@ -277,7 +277,7 @@ class Channel:
     def fail(self, error: AMQPError) -> None:
         """A soft error: close this channel with the error's code and text."""
         log.info(
-            "channel.error", channel=self.number, code=error.code, text=error.text,
+            "channel.error", channel=self.number, code=error.code, text=error.log_text,
             peer=self.connection.peer,
         )
         self.assembler.reset()

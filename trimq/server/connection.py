@@ -36,7 +36,6 @@ from trimq.errors import (
     INTERNAL_ERROR,
     NOT_ALLOWED,
     SYNTAX_ERROR,
-    UNEXPECTED_FRAME,
     AMQPError,
     ConnectionError,
     reply_text,
@@ -247,7 +246,8 @@ class ServerConnection:
         except (PeerGone, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except AMQPError as error:  # during the handshake
-            log.info("connection.error", peer=self.peer, code=error.code, text=error.text)
+            log.info("connection.error", peer=self.peer, code=error.code,
+                     text=error.log_text)
             await self._refuse(error)
         finally:
             self._authenticated()
@@ -497,7 +497,8 @@ class ServerConnection:
             except ConnectionError as error:
                 self.start_close(error)
             except AMQPError as error:  # a soft error outside any channel: treat as hard
-                self.start_close(ConnectionError(error.code, error.detail))
+                self.start_close(ConnectionError(error.code, error.detail,
+                                                 log_detail=error.log_detail))
             except Exception:  # a bug: keep the broker up, tell the client, log it
                 log.exception("connection.internal_error", peer=self.peer)
                 self.start_close(ConnectionError(INTERNAL_ERROR, "internal error"))
@@ -614,7 +615,8 @@ class ServerConnection:
             self.finished = True
             return
         if error.code != CONNECTION_FORCED:
-            log.info("connection.error", peer=self.peer, code=error.code, text=error.text)
+            log.info("connection.error", peer=self.peer, code=error.code,
+                     text=error.log_text)
         self.closing = True
         if self._paused_scope is not None:  # read again, for the Close-Ok
             self._paused_scope.cancel()
@@ -630,7 +632,7 @@ class ServerConnection:
             return
         if channel_number:
             if frame.type == frames.HEARTBEAT:
-                raise ConnectionError(UNEXPECTED_FRAME, frames.frame_detail(frame.type, b""))
+                raise frames.unexpected_frame(frame.type, b"")
             channel = self.channels.get(channel_number)
             if channel is not None:
                 channel.handle_frame(frame)
@@ -640,8 +642,7 @@ class ServerConnection:
         if frame.type == frames.HEARTBEAT:
             return
         if frame.type != frames.METHOD:
-            raise ConnectionError(
-                UNEXPECTED_FRAME, frames.frame_detail(frame.type, frame.payload))
+            raise frames.unexpected_frame(frame.type, frame.payload)
         method = frames.decode_method(frame.payload)
         kind = type(method)
         if kind is spec.ConnectionClose:
