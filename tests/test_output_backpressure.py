@@ -1,7 +1,8 @@
 """A client that sends requests and never reads the replies holds a bounded amount of the
-broker's memory: the connection stops being read while its unsent output is over
+broker's memory: the connection stops being read while the replies it has not taken are over
 `connection_output_buffer` (TCP holds the client back), it is not dropped meanwhile, and it
-gets every reply once it reads again.
+gets every reply once it reads again. Deliveries waiting for a consumer that does not read
+never stop the broker reading that connection (they stop by themselves).
 
 trimq-only: it reads the RSS of its own trimq-server and asks its control socket.
 """
@@ -31,6 +32,7 @@ from amqp_wire import (
     method_frame,
     queue_declare_args,
     shortstr,
+    table,
 )
 from conftest import Broker, start_server, stop_server
 from test_overload import control, rss
@@ -215,3 +217,58 @@ def test_closing_a_held_back_connection(server: Broker) -> None:
     conn.read_until_closed(timeout=15)
     closer.join()
     assert control(server, "list_connections", items=["state"]) == []
+
+
+def test_deliveries_waiting_do_not_stop_reading(server: Broker) -> None:
+    """A consumer that does not read, with far more deliveries waiting than the limit, still
+    has its input read: a blocking client publishing a large message on that connection
+    meanwhile must not be stuck with the broker (the message is routed)."""
+    conn = WireConnection(server.host, server.port, timeout=30).handshake()
+    conn.open_channel(1)
+    conn.send_method(1, QUEUE_DECLARE, queue_declare_args("backlog", auto_delete=True))
+    assert conn.read_method().class_method == QUEUE_DECLARE_OK
+    body = b"d" * 65536
+    message = (method_frame(1, BASIC_PUBLISH, basic_publish_args("", "backlog"))
+               + content_header_frame(1, 60, len(body)) + body_frame(1, body))
+    conn.send(message * 400)  # 26 MB waiting for a consumer
+    observer = server.connect()
+    channel = observer.channel()
+    channel.queue_declare("large-target")
+    consume = struct.pack(">H", 0) + shortstr("backlog") + shortstr("ctag") + b"\x02"
+    conn.send(method_frame(1, (60, 20), consume + table()))  # no_ack, never read from now on
+    waiting, previous = 400, -1
+    deadline = time.monotonic() + 15
+    while waiting != previous:  # until deliveries stall: the consumer's buffers are full
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+        previous = waiting
+        waiting = channel.queue_declare("backlog", passive=True).method.message_count
+    assert 0 < waiting <= 400 - LIMIT // len(body)  # at least the limit waits to go out
+    # Now the broker's writer is stuck; deliveries from another publisher fill the output.
+    channel.queue_purge("backlog")
+    for _ in range(2 * LIMIT // len(body)):
+        channel.basic_publish("", "backlog", body)
+    deadline = time.monotonic() + 15
+    while first_connection(server)["send_pend"] < LIMIT:  # delivered until it is full
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert channel.queue_declare("backlog", passive=True).method.message_count > 0
+    large = b"L" * (16 * MiB)  # more than the kernel buffers hold: sendall needs the broker
+    conn.sock.settimeout(15)
+    conn.send(method_frame(1, BASIC_PUBLISH, basic_publish_args("", "large-target"))
+              + content_header_frame(1, 60, len(large))
+              + b"".join(body_frame(1, large[i:i + 131064])
+                         for i in range(0, len(large), 131064)))
+    deadline = time.monotonic() + 30
+    while channel.queue_declare("large-target", passive=True).method.message_count != 1:
+        assert time.monotonic() < deadline, "the large publish was not read"
+        time.sleep(0.05)
+    channel.queue_delete("large-target")
+    conn.close()
+    observer.close()
+
+
+def first_connection(server: Broker) -> dict[str, Any]:
+    """The first connection opened (the raw consumer)."""
+    rows = control(server, "list_connections", items=["pid", "state", "send_pend"])
+    return rows[0]

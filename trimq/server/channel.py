@@ -582,14 +582,14 @@ class Channel:
         properties = (message.properties_raw if queue.settings.delivery_limit is None
                       else delivered_properties(entry, queue))
         if message.size < frames.LARGE_BODY:
-            connection.write(frames.deliver_frames(
+            connection.write_delivery(frames.deliver_frames(
                 self.number, consumer.encoded_tag, tag, entry.redelivered,
                 message.encoded_route(), properties, message.body, connection.frame_max))
             return
         for part in frames.deliver_parts(
                 self.number, consumer.encoded_tag, tag, entry.redelivered,
                 message.encoded_route(), properties, message.body, connection.frame_max):
-            connection.write(part)
+            connection.write_delivery(part)
 
     def on_get(self, m: spec.BasicGet) -> None:
         self.permit("read", "queue", self.queue_name(m.queue))

@@ -132,6 +132,7 @@ class ServerConnection:
         self.resources = resources if resources is not None else Resources()
         self.out = Output()
         self.output_limit = config.connection_output_buffer
+        self.replies = 0  # bytes of replies put in `out` since the writer last took it
         self.deliveries_paused = False  # a consumer was refused for a full output buffer
         self.publisher = False  # has published: an alarm blocks it
         self.blocked = False  # not read because of an alarm
@@ -158,6 +159,13 @@ class ServerConnection:
     # -- output -------------------------------------------------------------------------
 
     def write(self, data: bytes | memoryview) -> None:
+        """Queue a reply (anything but a delivery): replies count towards pausing the reader."""
+        self.out += data
+        self.replies += len(data)
+        self._wake.set()
+
+    def write_delivery(self, data: bytes | memoryview) -> None:
+        """Queue a delivery: deliveries are bounded by `output_full`, not by the reader."""
         self.out += data
         self._wake.set()
 
@@ -171,9 +179,11 @@ class ServerConnection:
 
     def over_output_limit(self) -> bool:
         """Whether the reader must stop until the writer has taken the output: every reply
-        (Get-Ok, returns, confirms, method replies) comes from input, so not reading bounds
-        them all. A closing connection is read on, for the Close-Ok."""
-        return self.out.size >= self.output_limit and not self.closing
+        (Get-Ok, returns, confirms, method replies) answers input, so not reading bounds
+        them all. Deliveries do not count: they stop by themselves (`output_full`), and a
+        consumer's acks (or a publish it is still sending) must go on being read. A closing
+        connection is read on, for the Close-Ok."""
+        return self.replies >= self.output_limit and not self.closing
 
     def _resume_deliveries(self) -> None:
         self.deliveries_paused = False
@@ -188,6 +198,7 @@ class ServerConnection:
                 self._wake = trio.Event()
                 while self.out:
                     data, self.out = self.out, Output()
+                    self.replies = 0
                     self._drained.set()
                     await data.send_to(stream)
                     self.last_sent = trio.current_time()
@@ -525,10 +536,9 @@ class ServerConnection:
         buffer = self.frames
         channels = self.channels
         max_body = self.broker.config.max_message_size
-        out = self.out  # the writer swaps it only while this (synchronous) loop is not running
         limit = self.output_limit
         while not self.finished:
-            if out.size >= limit and not self.closing:
+            if self.replies >= limit and not self.closing:
                 return  # the reader waits for the writer first (over_output_limit)
             publish = buffer.next_publish(max_body)
             if publish is not None:
