@@ -136,7 +136,7 @@ class ServerConnection:
         self.deliveries_paused = False  # a consumer was refused for a full output buffer
         self.publisher = False  # has published: an alarm blocks it
         self.blocked = False  # not read because of an alarm
-        self.flow = False  # not read while its unsent output is over output_limit
+        self.flow = False  # not read while the replies it has not taken exceed output_limit
         self._paused_scope: trio.CancelScope | None = None  # either pause: Close cancels it
         self._drained = trio.Event()  # the writer took the output: a paused reader goes on
         self._wake = trio.Event()
@@ -578,9 +578,9 @@ class ServerConnection:
         log.info("connection.unblocked", peer=self.peer)
 
     async def _wait_output_taken(self) -> None:
-        """The unsent output is over the limit: stop reading until the writer takes it (TCP
-        then holds the client back). The client is not dropped, and heartbeats are not
-        expected meanwhile: its frames are not being read."""
+        """The replies not yet taken by the writer are over the limit: stop reading until it
+        takes them (TCP then holds the client back). The client is not dropped, and
+        heartbeats are not expected meanwhile: its frames are not being read."""
         self.flow = True
         try:
             with trio.CancelScope() as self._paused_scope:
