@@ -346,7 +346,7 @@ def test_clean_session_and_probe() -> None:
         pytest.param(raw(1, 1, struct.pack(">HHB", 20, 20, 1), end=b"\x00"), {501},
                      id="bad-frame-end"),
         pytest.param(raw(7, 0, b"abc"), {501}, id="unknown-frame-type"),
-        pytest.param(struct.pack(">BHI", 3, 1, 131072), {501}, id="frame-too-large"),
+        pytest.param(struct.pack(">BHI", 3, 1, 131073), {501}, id="frame-too-large"),
         pytest.param(raw(2, 1, struct.pack(">HHQ", 60, 0, 1) + b"\x00\x00"), {505},
                      id="header-without-method"),
         pytest.param(raw(3, 1, b"body"), {505}, id="body-without-method"),

@@ -185,10 +185,11 @@ def test_frame_size_limit_boundary(broker: Broker) -> None:
     with wire(broker) as c:
         c.handshake(frame_max=4096)
         c.open_channel(1)
-        body = b"b" * (4096 - 8)
-        c.send(publish_frames() + content_header_frame(1, 60, len(body)) + body_frame(1, body))
-        c.send(method_frame(1, QUEUE_DECLARE, queue_declare_args("", exclusive=True)))
-        assert c.read_method().class_method == QUEUE_DECLARE_OK
+        for size in (4096 - 8, 4096):
+            body = b"b" * size
+            c.send(publish_frames() + content_header_frame(1, 60, size) + body_frame(1, body))
+            c.send(method_frame(1, QUEUE_DECLARE, queue_declare_args("", exclusive=True)))
+            assert c.read_method().class_method == QUEUE_DECLARE_OK
         body = b"b" * 4097
         c.send(publish_frames() + content_header_frame(1, 60, len(body)))
         assert send_and_expect_close(c, body_frame(1, body), wait_eof=False) == (
@@ -206,6 +207,21 @@ def test_frame_size_limit_boundary(broker: Broker) -> None:
         "short-method-id"])
 def test_undecodable_frames(conn: WireConnection, data: bytes, text: str) -> None:
     assert send_and_expect_close(conn, data) == (501, text, 0, 0)
+
+
+@pytest.mark.parametrize(("data", "code", "text"), [
+    (frame(3, 0, b"0123456789abcdefXYZ"), 505,
+     'UNEXPECTED_FRAME - type 3, first 16 octets = <<"0123456789abcdef">>'),
+    (frame(9, 1, b"0123456789abcdefXYZ"), 501,
+     'FRAME_ERROR - type 9, first 16 octets = <<"0123456789abcdef">>: unknown_frame'),
+], ids=["unexpected-frame", "unknown-frame"])
+def test_long_payloads_are_quoted_up_to_16_octets(conn: WireConnection, data: bytes,
+                                                  code: int, text: str) -> None:
+    """RabbitMQ quotes at most 16 octets of a bad frame. (It pretty-prints the Erlang terms
+    of its texts, wrapping them past column 78, which trimq does not reproduce: a bad frame
+    end after 16 printable octets reads `{invalid_frame_end_marker,` newline, 51 spaces,
+    `65}` there.)"""
+    assert send_and_expect_close(conn, data) == (code, text, 0, 0)
 
 
 def test_truncated_content_header(conn: WireConnection) -> None:

@@ -55,10 +55,18 @@ def reply_text(code: int, detail: str) -> str:
 
 
 class AMQPError(Exception):
-    """A protocol-visible error: a reply code, RabbitMQ's detail text, and the method at fault."""
+    """A protocol-visible error: a reply code, RabbitMQ's detail text, and the method at fault.
 
-    def __init__(self, code: int, detail: str, class_id: int = 0, method_id: int = 0) -> None:
-        super().__init__(detail)
+    A detail that echoes the client's octets (RabbitMQ's texts do: they are the client's own
+    data) comes with `log_detail`, the same text without them: a frame can hold a password
+    or a message body, which must never reach the log. Logs use `log_text`, and str() of the
+    error is the log form too, so that a traceback cannot carry the octets either.
+    """
+
+    def __init__(self, code: int, detail: str, class_id: int = 0, method_id: int = 0,
+                 log_detail: str | None = None) -> None:
+        self.log_detail = detail if log_detail is None else log_detail
+        super().__init__(self.log_detail)
         self.code = code
         self.detail = detail
         self.class_id = class_id
@@ -66,7 +74,13 @@ class AMQPError(Exception):
 
     @property
     def text(self) -> str:
+        """The reply text sent to the client."""
         return reply_text(self.code, self.detail)
+
+    @property
+    def log_text(self) -> str:
+        """The reply text as logged: no octet of the client's frames."""
+        return reply_text(self.code, self.log_detail)
 
 
 class ChannelError(AMQPError):
@@ -80,8 +94,8 @@ class ConnectionError(AMQPError):  # noqa: A001 - AMQP's name, distinct from the
 class FrameError(ConnectionError):
     """The peer sent bytes that are not a valid frame (501 FRAME_ERROR)."""
 
-    def __init__(self, detail: str) -> None:
-        super().__init__(FRAME_ERROR, detail)
+    def __init__(self, detail: str, log_detail: str | None = None) -> None:
+        super().__init__(FRAME_ERROR, detail, log_detail=log_detail)
 
 
 class SyntaxFrameError(ConnectionError):

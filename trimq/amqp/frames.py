@@ -17,6 +17,7 @@ from trimq.errors import (
     FRAME_ERROR,
     INTERNAL_ERROR,
     NOT_IMPLEMENTED,
+    UNEXPECTED_FRAME,
     ConnectionError,
     FrameError,
     SyntaxFrameError,
@@ -31,6 +32,9 @@ METHOD_IDS = struct.Struct(">HH")
 FRAME_END = b"\xce"
 HEARTBEAT_FRAME = b"\x08\x00\x00\x00\x00\x00\x00\xce"
 FRAME_OVERHEAD = 8  # 7-byte header + frame-end octet
+# RabbitMQ refuses a payload over frame_max - 8 + 8: the limit it names is frame_max - 8 but
+# it allows 8 octets of slack, so a payload may reach frame_max itself.
+FRAME_SIZE_FUDGE = FRAME_OVERHEAD
 LARGE_BODY = 65536  # a body from this size on is not copied into intermediate buffers
 
 METHOD = spec.FRAME_METHOD
@@ -49,8 +53,31 @@ def erlang_binary(data: bytes) -> str:
     return "<<" + ",".join(str(b) for b in data) + ">>"
 
 
-def frame_detail(frame_type: int, payload: bytes) -> str:
-    return f"type {frame_type}, all octets = {erlang_binary(payload)}"
+def octets_not_logged(data: bytes) -> str:
+    """What the log shows instead of a client's octets (they may be a password or a body)."""
+    return f"<<{len(data)} octets>>"
+
+
+def frame_detail(frame_type: int, payload: bytes, log: bool = False) -> str:
+    """RabbitMQ's description of a bad frame: its type and up to 16 octets of its payload
+    (with `log`, only how many there are)."""
+    if log:
+        return f"type {frame_type}, octets = {octets_not_logged(payload)}"
+    if len(payload) <= 16:
+        return f"type {frame_type}, all octets = {erlang_binary(payload)}"
+    return f"type {frame_type}, first 16 octets = {erlang_binary(payload[:16])}"
+
+
+def frame_error(frame_type: int, payload: bytes, reason: str) -> FrameError:
+    """501 FRAME_ERROR for a frame, as RabbitMQ words it; the log form omits the octets."""
+    return FrameError(f"{frame_detail(frame_type, payload)}: {reason}",
+                      f"{frame_detail(frame_type, payload, log=True)}: {reason}")
+
+
+def unexpected_frame(frame_type: int, payload: bytes) -> ConnectionError:
+    """505 UNEXPECTED_FRAME for a frame where none of its type may come (channel 0)."""
+    return ConnectionError(UNEXPECTED_FRAME, frame_detail(frame_type, payload),
+                           log_detail=frame_detail(frame_type, payload, log=True))
 
 
 class Frame(NamedTuple):
@@ -119,23 +146,22 @@ class FrameBuffer:
         if len(buf) - pos < 7:
             return None
         frame_type, channel, size = FRAME_HEADER.unpack_from(buf, pos)
-        limit = self.frame_max - FRAME_OVERHEAD
-        if self.frame_max and size > limit:
-            raise FrameError(f"{frame_detail(frame_type, b'')}: {{frame_too_large,{size},{limit}}}")
+        if self.frame_max and size > self.frame_max:  # frame_max - 8, and the fudge
+            limit = self.frame_max - FRAME_OVERHEAD
+            raise frame_error(frame_type, b"", f"{{frame_too_large,{size},{limit}}}")
         end = pos + 7 + size
         if len(buf) <= end:
             return None
         payload = bytes(buf[pos + 7 : end])
         if buf[end] != 0xCE:
-            raise FrameError(
-                f"{frame_detail(frame_type, payload)}: {{invalid_frame_end_marker,{buf[end]}}}")
+            raise frame_error(frame_type, payload, f"{{invalid_frame_end_marker,{buf[end]}}}")
         if not (
             frame_type == METHOD and size >= 4
             or frame_type == HEADER and size >= CONTENT_HEADER.size
             or frame_type == BODY
             or frame_type == HEARTBEAT and size == 0
         ):
-            raise FrameError(f"{frame_detail(frame_type, payload)}: unknown_frame")
+            raise frame_error(frame_type, payload, "unknown_frame")
         self._pos = end + 1
         return _new_frame((frame_type, channel, payload))
 
@@ -152,7 +178,7 @@ class FrameBuffer:
         if available - pos < 11 or buf[pos] != METHOD:
             return None
         _type, channel, size, class_id, method_id = METHOD_FRAME_START.unpack_from(buf, pos)
-        limit = self.frame_max - FRAME_OVERHEAD if self.frame_max else 1 << 32
+        limit = self.frame_max or 1 << 32  # payload size, as next_frame checks it
         end = pos + 7 + size
         if (method_id != 40 or class_id != 60 or size > limit or end + 20 > available
                 or buf[end] != 0xCE):
@@ -244,9 +270,10 @@ def decode_method(payload: bytes) -> spec.Method:
         method, end = cls.decode(payload, 4)
     except (SyntaxFrameError, struct.error, IndexError, ValueError, UnicodeDecodeError):
         end = -1
-    if end != len(payload):
+    if end != len(payload):  # the octets may hold a password (Start-Ok, Update-Secret)
         raise ConnectionError(
-            FRAME_ERROR, f"cannot decode {erlang_binary(payload[4:])}", class_id, method_id
+            FRAME_ERROR, f"cannot decode {erlang_binary(payload[4:])}", class_id, method_id,
+            log_detail=f"cannot decode {octets_not_logged(payload[4:])}",
         )
     return method
 
@@ -349,6 +376,16 @@ def method_with_content(
     )
 
 
+def method_with_content_parts(
+    channel: int, method: spec.Method, properties_raw: bytes, body: bytes, frame_max: int
+) -> list[bytes | memoryview]:
+    """As method_with_content, in pieces that refer to a large body rather than copy it."""
+    if len(body) < LARGE_BODY:
+        return [method_with_content(channel, method, properties_raw, body, frame_max)]
+    return [method_frame(channel, method),
+            *content_parts(channel, method.CLASS_ID, properties_raw, body, frame_max)]
+
+
 __all__ = [
     "FRAME_ERROR",
     "Frame",
@@ -360,6 +397,7 @@ __all__ = [
     "method_frame",
     "content_frames",
     "method_with_content",
+    "method_with_content_parts",
     "deliver_frames",
     "deliver_parts",
     "LARGE_BODY",

@@ -32,6 +32,7 @@ class BrokerConfig:
     max_message_size: int = 128 * 1024 * 1024
     handshake_timeout: float = 10.0
     connection_max: int = 0  # open connections allowed (0: no limit)
+    handshake_max: int = 1000  # sockets not yet authenticated (0: no limit)
     channel_unacked_max: int = 0  # unacked deliveries a channel may hold (0: no limit)
     connection_output_buffer: int = 4 * 1024 * 1024  # deliveries to a connection pause above
     consumer_timeout: int = 1_800_000  # ms an unacked delivery may wait (0: forever)

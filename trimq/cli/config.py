@@ -6,8 +6,8 @@ command-line flags. Every key is checked at start; a bad one is refused with its
     [auth]   default_user, default_pass, default_vhost, loopback_users
     [log]    level, format ("auto": console on a terminal, JSON otherwise; "console"; "json")
     [wal]    segment_size, fsync, compaction_interval
-    [limits] connection_max, max_message_size, channel_unacked_max, connection_output_buffer,
-             consumer_timeout (milliseconds; 0 disables)
+    [limits] connection_max, handshake_max, max_message_size, channel_unacked_max,
+             connection_output_buffer, consumer_timeout (milliseconds; 0 disables)
     [resources] memory_high_watermark (fraction of RAM), memory_high_watermark_absolute,
              disk_free_limit
 
@@ -55,6 +55,7 @@ class Settings:
     wal_fsync: bool = True
     wal_compaction_interval: float = 5.0
     connection_max: int = 0
+    handshake_max: int = 1000
     max_message_size: int = 128 * 2**20
     channel_unacked_max: int = 0
     connection_output_buffer: int = 4 * 2**20
@@ -185,6 +186,7 @@ KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "wal.fsync": ("wal_fsync", _bool),
     "wal.compaction_interval": ("wal_compaction_interval", _number(0.01)),
     "limits.connection_max": ("connection_max", _int(0, 2**31 - 1)),
+    "limits.handshake_max": ("handshake_max", _int(0, 2**31 - 1)),
     "limits.max_message_size": ("max_message_size", _size(1, 512 * 2**20)),
     "limits.channel_unacked_max": ("channel_unacked_max", _int(0, 2**31 - 1)),
     "limits.connection_output_buffer": ("connection_output_buffer", _size(4096, 2**40)),

@@ -41,7 +41,10 @@ def configure_logging(level: str, fmt: str = "auto") -> None:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     if fmt == "console" or (fmt == "auto" and sys.stderr.isatty()):
-        processors.append(structlog.dev.ConsoleRenderer())
+        # A plain traceback: richer formatters print local variables, which may hold a
+        # frame's octets (a password, a message body).
+        processors.append(structlog.dev.ConsoleRenderer(
+            exception_formatter=structlog.dev.plain_traceback))
     else:
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     structlog.configure(
@@ -100,6 +103,7 @@ def broker_config(settings: config.Settings) -> BrokerConfig:
         channel_max=settings.channel_max, frame_max=settings.frame_max,
         heartbeat=settings.heartbeat, handshake_timeout=settings.handshake_timeout,
         max_message_size=settings.max_message_size, connection_max=settings.connection_max,
+        handshake_max=settings.handshake_max,
         channel_unacked_max=settings.channel_unacked_max,
         connection_output_buffer=settings.connection_output_buffer,
         consumer_timeout=settings.consumer_timeout,

@@ -279,7 +279,7 @@ class Channel:
     def fail(self, error: AMQPError) -> None:
         """A soft error: close this channel with the error's code and text."""
         log.info(
-            "channel.error", channel=self.number, code=error.code, text=error.text,
+            "channel.error", channel=self.number, code=error.code, text=error.log_text,
             peer=self.connection.peer,
         )
         self.assembler.reset()
@@ -291,6 +291,14 @@ class Channel:
 
     def write_method(self, method: spec.Method) -> None:
         self.connection.write(frames.method_frame(self.number, method))
+
+    def write_with_content(self, method: spec.Method, properties_raw: bytes,
+                           body: bytes) -> None:
+        """Get-Ok, Return or a direct reply with its content; a large body is not copied."""
+        connection = self.connection
+        for part in frames.method_with_content_parts(
+                self.number, method, properties_raw, body, connection.frame_max):
+            connection.write(part)
 
     def reply_now(self, nowait: bool, method: spec.Method) -> None:
         if not nowait:
@@ -551,9 +559,7 @@ class Channel:
         self.next_delivery_tag += 1
         method = spec.BasicDeliver(self.reply_consumer[0], self.next_delivery_tag, False,
                                    message.exchange, message.routing_key)
-        self.connection.write(frames.method_with_content(
-            self.number, method, message.properties_raw, message.body, self.connection.frame_max
-        ))
+        self.write_with_content(method, message.properties_raw, message.body)
 
     def on_cancel(self, m: spec.BasicCancel) -> None:
         if self.reply_consumer is not None and m.consumer_tag == self.reply_consumer[0]:
@@ -614,14 +620,14 @@ class Channel:
         properties = (message.properties_raw if queue.settings.delivery_limit is None
                       else delivered_properties(entry, queue))
         if message.size < frames.LARGE_BODY:
-            connection.write(frames.deliver_frames(
+            connection.write_delivery(frames.deliver_frames(
                 self.number, consumer.encoded_tag, tag, entry.redelivered,
                 message.encoded_route(), properties, message.body, connection.frame_max))
             return
         for part in frames.deliver_parts(
                 self.number, consumer.encoded_tag, tag, entry.redelivered,
                 message.encoded_route(), properties, message.body, connection.frame_max):
-            connection.write(part)
+            connection.write_delivery(part)
 
     def on_get(self, m: spec.BasicGet) -> None:
         self.permit("read", "queue", self.queue_name(m.queue))
@@ -637,10 +643,7 @@ class Channel:
         message = entry.message
         method = spec.BasicGetOk(tag, entry.redelivered, message.exchange, message.routing_key,
                                  queue.message_count)
-        self.connection.write(frames.method_with_content(
-            self.number, method, delivered_properties(entry, queue), message.body,
-            self.connection.frame_max,
-        ))
+        self.write_with_content(method, delivered_properties(entry, queue), message.body)
 
     # -- acknowledgements ---------------------------------------------------------------
 
@@ -806,11 +809,9 @@ class Channel:
         queues = self.vhost.route(exchange, message.routing_key, message)
         if not queues:
             if mandatory:
-                self.connection.write(frames.method_with_content(
-                    self.number,
+                self.write_with_content(
                     spec.BasicReturn(NO_ROUTE, "NO_ROUTE", message.exchange, message.routing_key),
-                    message.properties_raw, message.body, self.connection.frame_max,
-                ))
+                    message.properties_raw, message.body)
             return 0, False
         if headers and "BCC" in headers:
             message = without_bcc(message)

@@ -13,6 +13,7 @@ import ipaddress
 import itertools
 import platform
 import socket
+import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,7 +35,7 @@ from trimq.errors import (
     CONNECTION_FORCED,
     INTERNAL_ERROR,
     NOT_ALLOWED,
-    UNEXPECTED_FRAME,
+    SYNTAX_ERROR,
     AMQPError,
     ConnectionError,
     reply_text,
@@ -52,11 +53,23 @@ log = structlog.get_logger("trimq.connection")
 
 RECEIVE_SIZE = 256 * 1024
 CLOSE_TIMEOUT = 3.0  # how long we wait for Close-Ok after sending Connection.Close
+# As RabbitMQ: a handshake error before Tune-Ok closes the socket this long after, without a
+# frame, so that a client not yet trusted cannot retry fast.
+SILENT_CLOSE_DELAY = 3.0
 CAPABILITIES = (
     "publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify",
     "connection.blocked", "consumer_priorities", "authentication_failure_close",
     "per_consumer_qos", "direct_reply_to",
 )
+
+
+def _text(value: Any) -> str | None:
+    """An AMQPLAIN field as text (a string or byte array), else None."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
+    return None
 
 
 def is_loopback(host: str) -> bool:
@@ -114,17 +127,21 @@ class ServerConnection:
         self._after_durable: tuple[int, Callable[[], None]] | None = None
         self.peer = peer
         config = broker.config
-        self.frames = frames.FrameBuffer(frame_max=config.frame_max)
+        # Until Tune-Ok, frames over the protocol's minimum frame_max are refused (RabbitMQ).
+        self.frames = frames.FrameBuffer(frame_max=spec.FRAME_MIN_SIZE)
         self.frame_max = config.frame_max
         self.channel_max = config.channel_max
         self.heartbeat = config.heartbeat
         self.resources = resources if resources is not None else Resources()
         self.out = Output()
         self.output_limit = config.connection_output_buffer
+        self.replies = 0  # bytes of replies put in `out` since the writer last took it
         self.deliveries_paused = False  # a consumer was refused for a full output buffer
         self.publisher = False  # has published: an alarm blocks it
         self.blocked = False  # not read because of an alarm
-        self._blocked_scope: trio.CancelScope | None = None
+        self.flow = False  # not read while the replies it has not taken exceed output_limit
+        self._paused_scope: trio.CancelScope | None = None  # either pause: Close cancels it
+        self._drained = trio.Event()  # the writer took the output: a paused reader goes on
         self._wake = trio.Event()
         self.channels: dict[int, Channel] = {}
         self.exclusive_queues: list[Queue] = []
@@ -139,20 +156,37 @@ class ServerConnection:
         self.last_received = trio.current_time()
         self.last_sent = trio.current_time()
         self._reader_scope = trio.CancelScope()
+        self._unauthenticated = False  # counted in resources.handshakes
+        self.login_refused = False
 
     # -- output -------------------------------------------------------------------------
 
     def write(self, data: bytes | memoryview) -> None:
+        """Queue a reply (anything but a delivery): replies count towards pausing the reader."""
+        self.out += data
+        self.replies += len(data)
+        self._wake.set()
+
+    def write_delivery(self, data: bytes | memoryview) -> None:
+        """Queue a delivery: deliveries are bounded by `output_full`, not by the reader."""
         self.out += data
         self._wake.set()
 
     def output_full(self) -> bool:
         """Whether deliveries must wait for the writer: a client that reads slowly (or not at
         all) holds at most about twice the limit of the broker's memory, not the queue."""
-        if len(self.out) < self.output_limit:
+        if self.out.size < self.output_limit:
             return False
         self.deliveries_paused = True
         return True
+
+    def over_output_limit(self) -> bool:
+        """Whether the reader must stop until the writer has taken the output: every reply
+        (Get-Ok, returns, confirms, method replies) answers input, so not reading bounds
+        them all. Deliveries do not count: they stop by themselves (`output_full`), and a
+        consumer's acks (or a publish it is still sending) must go on being read. A closing
+        connection is read on, for the Close-Ok."""
+        return self.replies >= self.output_limit and not self.closing
 
     def _resume_deliveries(self) -> None:
         self.deliveries_paused = False
@@ -167,6 +201,8 @@ class ServerConnection:
                 self._wake = trio.Event()
                 while self.out:
                     data, self.out = self.out, Output()
+                    self.replies = 0
+                    self._drained.set()
                     await data.send_to(stream)
                     self.last_sent = trio.current_time()
                     self.stats.send_oct += len(data)
@@ -188,6 +224,12 @@ class ServerConnection:
     # -- lifecycle ----------------------------------------------------------------------
 
     async def serve(self) -> None:
+        """Handshake, then serve until the connection ends; the socket is closed on the way
+        out. A socket over the limit of those not yet authenticated is closed at once."""
+        if not self.resources.start_handshake():
+            await trio.aclose_forcefully(self.stream)
+            return
+        self._unauthenticated = True
         try:
             with trio.move_on_after(self.broker.config.handshake_timeout) as handshake:
                 opened = await self._handshake()
@@ -195,6 +237,8 @@ class ServerConnection:
                 log.info("connection.handshake_timeout", peer=self.peer)
                 return
             if not opened:
+                if self.login_refused:
+                    await self._linger()
                 return
             self.opened = True
             self.resources.connections += 1
@@ -216,12 +260,11 @@ class ServerConnection:
         except (PeerGone, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except AMQPError as error:  # during the handshake
-            log.info("connection.error", peer=self.peer, code=error.code, text=error.text)
-            if self.tuned:  # as RabbitMQ: before Tune-Ok the socket just closes
-                with trio.move_on_after(1):
-                    await self._send_now(frames.method_frame(0, spec.ConnectionClose(
-                        error.code, error.text, error.class_id, error.method_id)))
+            log.info("connection.error", peer=self.peer, code=error.code,
+                     text=error.log_text)
+            await self._refuse(error)
         finally:
+            self._authenticated()
             self.cleanup()
             if self.vhost is not None:
                 self.vhost.connections -= 1
@@ -229,6 +272,50 @@ class ServerConnection:
             if self.opened:
                 self.resources.connections -= 1
                 log.info("connection.closed", peer=self.peer, user=self.username)
+
+    def _authenticated(self) -> None:
+        """No longer counted among the sockets not yet authenticated."""
+        if self._unauthenticated:
+            self._unauthenticated = False
+            self.resources.end_handshake()
+
+    async def _refuse(self, error: AMQPError) -> None:
+        """A handshake error, as RabbitMQ: after Tune-Ok, Connection.Close and up to 3 s for
+        the Close-Ok; before it, no frame at all and the socket closed 3 s later."""
+        try:
+            if self.tuned:
+                with trio.move_on_after(CLOSE_TIMEOUT):
+                    await self._send_now(frames.method_frame(0, spec.ConnectionClose(
+                        error.code, error.text, error.class_id, error.method_id)))
+                await self._linger()
+            else:
+                await trio.sleep(SILENT_CLOSE_DELAY)
+        except (PeerGone, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+
+    async def _linger(self) -> None:
+        """After refusing a connection with Connection.Close (or refusing a login): for up to
+        CLOSE_TIMEOUT, answer a Connection.Close and end at the client's Close-Ok, ignoring
+        anything else, as RabbitMQ's closed state does."""
+        with trio.move_on_after(CLOSE_TIMEOUT):
+            try:
+                while True:
+                    frame = self.frames.next_frame()
+                    if frame is None:
+                        await self._receive()
+                        continue
+                    if frame.type != frames.METHOD or frame.channel:
+                        continue
+                    try:
+                        method = frames.decode_method(frame.payload)
+                    except AMQPError:
+                        continue
+                    if type(method) is spec.ConnectionCloseOk:
+                        return
+                    if type(method) is spec.ConnectionClose:
+                        await self._send_now(frames.method_frame(0, spec.ConnectionCloseOk()))
+            except (AMQPError, PeerGone, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
 
     def cleanup(self) -> None:
         """Requeue, cancel consumers, drop exclusive queues. Synchronous by design."""
@@ -344,26 +431,42 @@ class ServerConnection:
         await self._send_now(frames.method_frame(0, spec.ConnectionOpenOk("")))
         return True
 
-    def _credentials(self, start_ok: spec.ConnectionStartOk) -> tuple[str, str]:
+    def _credentials(self, start_ok: spec.ConnectionStartOk) -> tuple[str, str | None]:
+        """The user name and password (None: not a string, so refused). A response that does
+        not parse closes the connection without a frame, as RabbitMQ; the error names
+        neither the response nor any of its octets (it holds the password)."""
         mechanism = start_ok.mechanism
         response = start_ok.response
         if mechanism == "PLAIN":
+            # As RabbitMQ: NUL, user name, NUL, password; no authorisation identity.
             parts = response.split(b"\x00")
-            if len(parts) != 3:
-                return "", ""
+            if len(parts) != 3 or parts[0]:
+                raise ConnectionError(SYNTAX_ERROR, "PLAIN response is malformed")
             return parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
         if mechanism == "AMQPLAIN":
             # A field table without its length prefix, as py-amqp and RabbitMQ have it.
-            table, _ = decode_table(len(response).to_bytes(4, "big") + response, 0)
-            return str(table.get("LOGIN", "")), str(table.get("PASSWORD", ""))
+            try:
+                table, _ = decode_table(len(response).to_bytes(4, "big") + response, 0)
+            except (AMQPError, struct.error, IndexError, ValueError, OverflowError):
+                raise ConnectionError(SYNTAX_ERROR, "AMQPLAIN response is malformed") from None
+            if "LOGIN" not in table or "PASSWORD" not in table:
+                raise ConnectionError(
+                    SYNTAX_ERROR, "AMQPLAIN response is missing LOGIN or PASSWORD")
+            login, password = _text(table["LOGIN"]), _text(table["PASSWORD"])
+            if login is None or password is None:  # not strings: refused, as RabbitMQ
+                return login or "", None
+            return login, password
         raise ConnectionError(
             COMMAND_INVALID, f"unknown authentication mechanism '{mechanism}'",
             start_ok.CLASS_ID, start_ok.METHOD_ID,
         )
 
     async def _authenticate(self, start_ok: spec.ConnectionStartOk) -> bool:
+        """Check the credentials; a refused login gets RabbitMQ's 403 Connection.Close (if the
+        client has the authentication_failure_close capability) and the socket is kept up
+        to 3 s for its Close-Ok (`serve`), as RabbitMQ does."""
         name, password = self._credentials(start_ok)
-        user = self.broker.users.authenticate(name, password)
+        user = self.broker.users.authenticate(name, password) if password is not None else None
         if user is not None and name in self.broker.config.loopback_users and not (
             is_loopback(self.peer[0])
         ):
@@ -376,6 +479,7 @@ class ServerConnection:
                         mechanism=start_ok.mechanism, reason="invalid credentials")
         if user is not None:
             self.username = user.name
+            self._authenticated()
             return True
         if self.capability("authentication_failure_close"):
             text = reply_text(
@@ -385,6 +489,7 @@ class ServerConnection:
             )
             await self._send_now(frames.method_frame(0, spec.ConnectionClose(
                 ACCESS_REFUSED, text, 0, 0)))
+        self.login_refused = True
         return False
 
     def _apply_tune(self, tune_ok: spec.ConnectionTuneOk) -> None:
@@ -416,7 +521,8 @@ class ServerConnection:
             except ConnectionError as error:
                 self.start_close(error)
             except AMQPError as error:  # a soft error outside any channel: treat as hard
-                self.start_close(ConnectionError(error.code, error.detail))
+                self.start_close(ConnectionError(error.code, error.detail,
+                                                 log_detail=error.log_detail))
             except Exception:  # a bug: keep the broker up, tell the client, log it
                 log.exception("connection.internal_error", peer=self.peer)
                 self.start_close(ConnectionError(INTERNAL_ERROR, "internal error"))
@@ -424,6 +530,9 @@ class ServerConnection:
                 return
             if self._after_durable is not None:
                 await self._wait_durable()
+                continue
+            if self.over_output_limit():
+                await self._wait_output_taken()
                 continue
             if self.publisher and self.resources.alarms and not self.closing:
                 await self._stay_blocked()
@@ -440,7 +549,10 @@ class ServerConnection:
         buffer = self.frames
         channels = self.channels
         max_body = self.broker.config.max_message_size
+        limit = self.output_limit
         while not self.finished:
+            if self.replies >= limit and not self.closing:
+                return  # the reader waits for the writer first (over_output_limit)
             publish = buffer.next_publish(max_body)
             if publish is not None:
                 channel = channels.get(publish.channel)
@@ -468,15 +580,30 @@ class ServerConnection:
         log.info("connection.blocked", peer=self.peer, reason=reason)
         self.blocked = True
         try:
-            with trio.CancelScope() as self._blocked_scope:
+            with trio.CancelScope() as self._paused_scope:
                 await self.resources.wait_clear()
         finally:
             self.blocked = False
-            self._blocked_scope = None
+            self._paused_scope = None
             self.last_received = trio.current_time()  # heartbeats were not read meanwhile
         if told and not self.closing:
             self.write(frames.method_frame(0, spec.ConnectionUnblocked()))
         log.info("connection.unblocked", peer=self.peer)
+
+    async def _wait_output_taken(self) -> None:
+        """The replies not yet taken by the writer are over the limit: stop reading until it
+        takes them (TCP then holds the client back). The client is not dropped, and
+        heartbeats are not expected meanwhile: its frames are not being read."""
+        self.flow = True
+        try:
+            with trio.CancelScope() as self._paused_scope:
+                while self.over_output_limit():
+                    self._drained = trio.Event()
+                    await self._drained.wait()
+        finally:
+            self.flow = False
+            self._paused_scope = None
+            self.last_received = trio.current_time()
 
     def after_durable(self, lsn: int, reply: Callable[[], None]) -> None:
         """Run `reply` once `lsn` is fsynced; frames after this one wait, keeping replies in
@@ -511,10 +638,11 @@ class ServerConnection:
             self.finished = True
             return
         if error.code != CONNECTION_FORCED:
-            log.info("connection.error", peer=self.peer, code=error.code, text=error.text)
+            log.info("connection.error", peer=self.peer, code=error.code,
+                     text=error.log_text)
         self.closing = True
-        if self._blocked_scope is not None:  # read again, for the Close-Ok
-            self._blocked_scope.cancel()
+        if self._paused_scope is not None:  # read again, for the Close-Ok
+            self._paused_scope.cancel()
         self.cleanup()
         self.write(frames.method_frame(0, spec.ConnectionClose(
             error.code, error.text, error.class_id, error.method_id)))
@@ -527,7 +655,7 @@ class ServerConnection:
             return
         if channel_number:
             if frame.type == frames.HEARTBEAT:
-                raise ConnectionError(UNEXPECTED_FRAME, frames.frame_detail(frame.type, b""))
+                raise frames.unexpected_frame(frame.type, b"")
             channel = self.channels.get(channel_number)
             if channel is not None:
                 channel.handle_frame(frame)
@@ -537,8 +665,7 @@ class ServerConnection:
         if frame.type == frames.HEARTBEAT:
             return
         if frame.type != frames.METHOD:
-            raise ConnectionError(
-                UNEXPECTED_FRAME, frames.frame_detail(frame.type, frame.payload))
+            raise frames.unexpected_frame(frame.type, frame.payload)
         method = frames.decode_method(frame.payload)
         kind = type(method)
         if kind is spec.ConnectionClose:
@@ -604,7 +731,8 @@ class ServerConnection:
         while True:
             await trio.sleep(interval / 2)
             now = trio.current_time()
-            if now - self.last_received > interval * 2 and not self.blocked:
+            paused = self.blocked or self.flow  # we are not reading: silence proves nothing
+            if now - self.last_received > interval * 2 and not paused:
                 log.warning("connection.heartbeat_timeout", peer=self.peer, timeout=interval)
                 self.finished = True
                 self._reader_scope.cancel()

@@ -146,11 +146,14 @@ def binding_rows(vhost: VHost) -> list[dict[str, Any]]:
 
 
 def connection_state(connection: ServerConnection, state: ServerState) -> str:
-    """RabbitMQ's words: under an alarm a publisher is "blocked", any other "blocking"."""
+    """RabbitMQ's words: under an alarm a publisher is "blocked", any other "blocking"; one
+    not read until its output is sent is in "flow"."""
     if connection.closing:
         return "closing"
     if connection.blocked:
         return "blocked"
+    if connection.flow:
+        return "flow"
     return "blocking" if state.resources.alarms else "running"
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import resource
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ DISK_EVERY = 10  # disk checks every this many ticks
 CHECK_AFTER_BYTES = 4 * 1024 * 1024  # received by all connections since the last check
 TRIM_INTERVAL = 1.0  # at most one malloc_trim a second while the memory alarm is on
 REASONS = {"memory": "low on memory", "disk": "low on disk"}
+REFUSAL_LOG_INTERVAL = 1.0  # at most one log line a second about refused handshakes
 
 
 def resident_bytes() -> int | None:
@@ -55,6 +57,24 @@ def free_disk_bytes(path: Path) -> int | None:
     except OSError:
         return None
     return stats.f_bavail * stats.f_frsize
+
+
+def handshake_limit(configured: int) -> int:
+    """The limit on sockets not yet authenticated that is in force: the configured one (0: no
+    limit), but at most half the process's open-file limit, so that they can never take
+    every descriptor."""
+    try:
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (OSError, ValueError):
+        return configured
+    if soft == resource.RLIM_INFINITY or not configured:
+        return configured
+    cap = max(1, soft // 2)
+    if configured > cap:
+        log.warning("resources.handshake_max_lowered", configured=configured, limit=cap,
+                    open_files_limit=soft)
+        return cap
+    return configured
 
 
 def _malloc_trim() -> Callable[[], None]:
@@ -81,6 +101,7 @@ class Resources:
         memory_high_watermark_absolute: int = 0,
         disk_free_limit: int = 50_000_000,
         data_dir: Path | None = None,
+        handshake_max: int = 0,
         *,
         measure_memory: Callable[[], int | None] = resident_bytes,
         measure_disk: Callable[[Path], int | None] = free_disk_bytes,
@@ -95,6 +116,10 @@ class Resources:
         self._last_trim = 0.0
         self.alarms: set[str] = set()
         self.connections = 0  # open (past the handshake), for the connection limit
+        self.handshake_max = handshake_max  # sockets not yet authenticated, at most (0: any)
+        self.handshakes = 0  # sockets not yet authenticated
+        self._refused_handshakes = 0  # since the last log line about them
+        self._last_refusal_log = -REFUSAL_LOG_INTERVAL
         self.memory_used: int | None = None
         self.disk_free: int | None = None
         self._changed = trio.Event()
@@ -103,7 +128,7 @@ class Resources:
     @classmethod
     def for_broker(cls, config: BrokerConfig, data_dir: Path | None) -> Resources:
         return cls(config.memory_high_watermark, config.memory_high_watermark_absolute,
-                   config.disk_free_limit, data_dir)
+                   config.disk_free_limit, data_dir, handshake_limit(config.handshake_max))
 
     @property
     def memory_limit(self) -> int:
@@ -152,6 +177,24 @@ class Resources:
             return
         self.disk_free = free
         self._set("disk", free < self.disk_free_limit)
+
+    def start_handshake(self) -> bool:
+        """Count a new socket until it authenticates; False (close it at once) when as many
+        as handshake_max are already waiting, logged at most once a second."""
+        if self.handshake_max and self.handshakes >= self.handshake_max:
+            self._refused_handshakes += 1
+            now = time.monotonic()
+            if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL:
+                log.warning("connection.handshake_limit_reached", limit=self.handshake_max,
+                            refused=self._refused_handshakes)
+                self._last_refusal_log = now
+                self._refused_handshakes = 0
+            return False
+        self.handshakes += 1
+        return True
+
+    def end_handshake(self) -> None:
+        self.handshakes -= 1
 
     def received(self, size: int) -> None:
         """A connection read `size` bytes: check memory now and then between ticks."""
