@@ -44,8 +44,16 @@ def replace_file(path: Path, chunks: list[bytes], fsync: bool) -> None:
     tmp = path.with_name(path.name + TMP_SUFFIX)
     if tmp.exists():
         tmp.unlink()
-    write_new_file(tmp, chunks, fsync)
-    os.replace(tmp, path)
+    try:
+        write_new_file(tmp, chunks, fsync)
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk or an I/O error: the old content stands; do not leave the part behind.
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
     if fsync:
         fsync_dir(path.parent)
 

@@ -285,7 +285,9 @@ class WAL:
         """Checkpoint the current state, then compact the sealed segments it covers, in a
         worker thread (the same code as `trimq-wal compact`). Appends continue meanwhile;
         `progress` is called from that thread. Needs the committer running (it waits for the
-        records so far to be durable). Raises CorruptWAL if a covered segment is damaged."""
+        records so far to be durable). Raises CorruptWAL if a covered segment is damaged, or
+        the OSError of a step that failed (a full disk): the log stays consistent on disk and
+        in memory, appends go on, and compaction can simply be tried again later."""
         if not self._open:
             raise WALClosed("the WAL is not open")
         self._committer.check()
@@ -301,24 +303,47 @@ class WAL:
 
     def _compact_sync(self, state: ReplayState, lsn: int, segments: list[SegmentInfo],
                       progress: Progress | None) -> CompactionResult:
-        """Checkpoint at `lsn` (durable), then compact what it covers."""
-        if lsn > 0:
-            write_checkpoint(self.wal_dir, state, lsn, self.fsync)
-            self.checkpoint_lsn = lsn
-        result = compact(self.wal_dir, [(s.base, s.path) for s in segments], state, lsn,
-                         self.fsync, progress)
+        """Checkpoint at `lsn` (durable), then compact what it covers. When a step fails the
+        segment list is brought back in line with the files before the error goes on, so the
+        log stays usable and a later compaction can finish the job."""
+        result = CompactionResult()
+        try:
+            if lsn > 0:
+                write_checkpoint(self.wal_dir, state, lsn, self.fsync)
+                self.checkpoint_lsn = lsn
+            compact(self.wal_dir, [(s.base, s.path) for s in segments], state, lsn,
+                    self.fsync, progress, result)
+        except BaseException:
+            self._forget_compacted(result, segments[:-1], reread=True)
+            raise
+        self._forget_compacted(result, segments[:-1], reread=False)
+        return result
+
+    def _forget_compacted(self, result: CompactionResult, sealed: list[SegmentInfo],
+                          reread: bool) -> None:
+        """Update the segment list after compaction: drop the segments it deleted, note the
+        new size of those it rewrote. After a failure (reread) the sealed segments it was
+        given are looked at again on disk, whatever step failed."""
         deleted = set(result.deleted)
+        looked_at = {id(s) for s in sealed} if reread else set()
         with self._segments_lock:
             kept = []
             for s in self._segments:
                 if s.path.name in deleted:
                     continue
-                if s.path.name in result.rewritten:
+                if id(s) in looked_at:
+                    try:
+                        s.size = os.stat(s.path).st_size
+                    except FileNotFoundError:
+                        continue
+                    except OSError:
+                        pass  # cannot tell: keep it (compaction will read it again)
+                    s.header = None  # perhaps rewritten: read it again if needed
+                elif s.path.name in result.rewritten:
                     s.size = result.rewritten[s.path.name]
                     s.header = None  # rewritten: read it again if needed
                 kept.append(s)
             self._segments = kept
-        return result
 
 
 def compact_directory(directory: Path, progress: Progress | None = None,
