@@ -83,13 +83,18 @@ def _print_inspect(report: InspectReport, out: TextIO) -> None:
                   f"{s.dead_bytes:>10}  {status}\n")
         if s.records:
             kinds = " ".join(f"{k}={v}" for k, v in sorted(s.by_type.items()))
-            out.write(f"    LSN {s.first_lsn}..{s.last_lsn}: {kinds}\n")
+            batches = f" in {s.batches} batches" if s.batches else ""
+            out.write(f"    LSN {s.first_lsn}..{s.last_lsn}{batches}: {kinds}\n")
         if s.damage:
             out.write(f"    CRC errors: {s.crc_errors}, invalid bytes at end: "
                       f"{s.invalid_bytes_at_end}\n")
+        if s.torn_tail_offset is not None:
+            out.write(f"    torn tail from offset {s.torn_tail_offset} "
+                      f"({s.size - s.torn_tail_offset} bytes, at least {s.torn_tail_records} "
+                      "records, never confirmed): cut at startup\n")
         for d in s.damage:
             out.write(f"    damage at offset {d.offset}, {d.length} bytes: {d.reason}"
-                      f"{' (torn tail: cut at startup)' if d.torn_tail else ''}\n")
+                      f"{' (in the torn tail)' if d.torn_tail else ''}\n")
     for c in report.checkpoints:
         out.write(f"{c.name}: {'valid' if c.valid else 'INVALID: ' + c.detail}\n")
     if report.records is not None:

@@ -95,8 +95,14 @@ def recover(config: BrokerConfig, data_dir: Path, segment_size: int, fsync: bool
     for reason in skipped:
         log.warning("wal.definition_skipped", reason=reason)
     elapsed = time.monotonic() - started
-    if state.dropped_tail_bytes:
-        log.warning("wal.torn_tail", dropped_bytes=state.dropped_tail_bytes)
+    if state.broken_copy:
+        log.warning("wal.torn_tail", dropped_bytes=state.dropped_tail_bytes,
+                    dropped_records=state.dropped_tail_records, segment=state.torn_segment,
+                    offset=state.torn_offset, copy=state.broken_copy,
+                    message=f"cut a torn tail of {state.dropped_tail_bytes} bytes (at least "
+                            f"{state.dropped_tail_records} records, none of them confirmed) "
+                            f"from {state.torn_segment} at offset {state.torn_offset}; the "
+                            f"bytes are kept in {state.broken_copy}")
     log.info("wal.recovered", queues=queues, messages=messages, seconds=round(elapsed, 3),
              message=f"recovered {queues} queues, {messages} messages in {elapsed:.3f} s")
     return broker, wal
