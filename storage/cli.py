@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from storage.errors import CorruptWAL, StorageError, WALLocked
+from storage.fsutil import PRIVATE_UMASK
 from storage.inspect import InspectReport, inspect_directory, repair_directory, verify_directory
 from storage.wal import compact_directory
 
@@ -221,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out if out is not None else sys.stdout
     args = build_parser().parse_args(argv)
+    # Quarantine files, rewritten segments, checkpoints: the owner's only, whatever the umask
+    # (restored on the way out, for callers that run this in their own process).
+    umask = os.umask(PRIVATE_UMASK)
     try:
         return int(args.func(args, out))
     except BrokenPipeError:  # `trimq-wal inspect DIR --records | head`
@@ -232,6 +236,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except StorageError as exc:
         sys.stderr.write(f"trimq-wal: {exc}\n")
         return EXIT_CORRUPT if isinstance(exc, CorruptWAL) else EXIT_UNUSABLE
+    finally:
+        os.umask(umask)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from storage.format import (
     decode_record_header,
     rewritten_header,
 )
-from storage.fsutil import fsync_dir, replace_file, unique_path, write_new_file
+from storage.fsutil import DIR_MODE, fsync_dir, replace_file, unique_path, write_new_file
 from storage.lock import DirLock
 from storage.records import RecordType, describe
 from storage.recovery import Progress
@@ -350,7 +350,7 @@ def repair_directory(data_dir: Path, *, dry_run: bool = False) -> RepairReport:
             if not reader.damage:
                 continue
             if not dry_run:
-                quarantine.mkdir(exist_ok=True)
+                quarantine.mkdir(mode=DIR_MODE, exist_ok=True)
             torn = reader.torn_tail() if below is None else None
             if torn is not None and torn.offset < SEGMENT_HEADER_SIZE:
                 torn = None  # no header left: rewritten below, as any other damage
@@ -392,7 +392,7 @@ def repair_directory(data_dir: Path, *, dry_run: bool = False) -> RepairReport:
             except (ValueError, OSError):
                 report.checkpoints_quarantined.append(path.name)
                 if not dry_run:
-                    quarantine.mkdir(exist_ok=True)
+                    quarantine.mkdir(mode=DIR_MODE, exist_ok=True)
                     os.replace(path, unique_path(quarantine / path.name))
                     fsync_dir(quarantine)
                     fsync_dir(wal_dir)

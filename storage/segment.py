@@ -34,7 +34,7 @@ from storage.format import (
     record_crc_ok,
     unpack_record_header,
 )
-from storage.fsutil import fsync_dir, write_all
+from storage.fsutil import FILE_MODE, fsync_dir, write_all
 from storage.records import RECORD_TYPES, PayloadError, decode_payload
 
 SEGMENT_SUFFIX = ".seg"
@@ -85,7 +85,7 @@ class SegmentWriter:
         """Create the file with its header, fsync it, then fsync the directory so the new name
         survives a crash."""
         path = wal_dir / segment_name(header.base_lsn)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
         try:
             write_all(fd, header.encode())
             if fsync:

@@ -28,7 +28,7 @@ from storage.format import (
     encode_record,
     rewritten_header,
 )
-from storage.fsutil import replace_file
+from storage.fsutil import DIR_MODE, replace_file
 from storage.lock import DirLock
 from storage.records import RecordType, encode_payload
 from storage.recovery import Progress, SegmentInfo, gc_paused, recover
@@ -75,7 +75,7 @@ class WAL:
         if self._open or self._closed:
             raise StorageError("a WAL object can be opened once")
         started = time.monotonic()
-        self.wal_dir.mkdir(parents=True, exist_ok=True)
+        self.wal_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         self._lock.acquire()
         try:
             rec = recover(self.wal_dir, fsync=self.fsync, progress=progress)

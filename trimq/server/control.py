@@ -23,6 +23,7 @@ from trimq.broker.broker import AdminError
 from trimq.broker.definitions import export_definitions, import_definitions
 from trimq.info_items import BINDING_ITEMS, CONSUMER_ITEMS, ITEMS
 from trimq.server import info
+from trimq.server.datadir import exposure_warning
 from trimq.server.resources import total_memory
 
 if TYPE_CHECKING:
@@ -142,6 +143,7 @@ async def _status(state: ServerState, args: dict[str, Any]) -> Any:
         "connections": sum(1 for c in state.connections if c.opened),
         "queues": len(queues), "messages": sum(q.message_count for q in queues),
         "tasks": count_tasks(), "open_files": count_open_files(),
+        "warnings": [w for w in (exposure_warning(state.data_dir),) if w],
         **state.resources.status(),
     }
 
