@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 
 from storage.errors import CorruptWAL, StorageError, WALLocked
+from storage.fsutil import PRIVATE_UMASK
 from storage.inspect import InspectReport, inspect_directory, repair_directory, verify_directory
 from storage.wal import compact_directory
 
@@ -83,13 +84,18 @@ def _print_inspect(report: InspectReport, out: TextIO) -> None:
                   f"{s.dead_bytes:>10}  {status}\n")
         if s.records:
             kinds = " ".join(f"{k}={v}" for k, v in sorted(s.by_type.items()))
-            out.write(f"    LSN {s.first_lsn}..{s.last_lsn}: {kinds}\n")
+            batches = f" in {s.batches} batches" if s.batches else ""
+            out.write(f"    LSN {s.first_lsn}..{s.last_lsn}{batches}: {kinds}\n")
         if s.damage:
             out.write(f"    CRC errors: {s.crc_errors}, invalid bytes at end: "
                       f"{s.invalid_bytes_at_end}\n")
+        if s.torn_tail_offset is not None:
+            out.write(f"    torn tail from offset {s.torn_tail_offset} "
+                      f"({s.size - s.torn_tail_offset} bytes, at least {s.torn_tail_records} "
+                      "records, never confirmed): cut at startup\n")
         for d in s.damage:
             out.write(f"    damage at offset {d.offset}, {d.length} bytes: {d.reason}"
-                      f"{' (torn tail: cut at startup)' if d.torn_tail else ''}\n")
+                      f"{' (in the torn tail)' if d.torn_tail else ''}\n")
     for c in report.checkpoints:
         out.write(f"{c.name}: {'valid' if c.valid else 'INVALID: ' + c.detail}\n")
     if report.records is not None:
@@ -216,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out if out is not None else sys.stdout
     args = build_parser().parse_args(argv)
+    # Quarantine files, rewritten segments, checkpoints: the owner's only, whatever the umask
+    # (restored on the way out, for callers that run this in their own process).
+    umask = os.umask(PRIVATE_UMASK)
     try:
         return int(args.func(args, out))
     except BrokenPipeError:  # `trimq-wal inspect DIR --records | head`
@@ -227,6 +236,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except StorageError as exc:
         sys.stderr.write(f"trimq-wal: {exc}\n")
         return EXIT_CORRUPT if isinstance(exc, CorruptWAL) else EXIT_UNUSABLE
+    finally:
+        os.umask(umask)
 
 
 if __name__ == "__main__":

@@ -237,10 +237,17 @@ def apply_plans(plans: list[SegmentPlan], fsync: bool, result: CompactionResult)
 
 
 def compact(wal_dir: Path, segments: list[tuple[int, Path]], final: ReplayState, bound: int,
-            fsync: bool, progress: Progress | None = None) -> CompactionResult:
+            fsync: bool, progress: Progress | None = None,
+            result: CompactionResult | None = None) -> CompactionResult:
     """Compact the segments covered by the checkpoint at `bound`, which must exist already;
-    `final` is the replay state at `bound` or later, `segments` every segment oldest first."""
-    result = CompactionResult(checkpoint_lsn=bound)
+    `final` is the replay state at `bound` or later, `segments` every segment oldest first.
+
+    Each step is recorded in `result` as it completes, so that when one fails (OSError, or
+    CorruptWAL before any change) the caller still knows which files are gone or new; what
+    is on disk then is what a crash at that step leaves, which replays to the same state."""
+    if result is None:
+        result = CompactionResult()
+    result.checkpoint_lsn = bound
     if bound <= 0:
         return result
     plans = plan_compaction(segments, final, bound, progress)

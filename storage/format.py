@@ -9,6 +9,19 @@ Segment header (48 bytes, little endian):
 Record (17-byte header, then the payload):
     crc u32 | payload length u32 | LSN u64 | record type u8 | payload
 The record CRC covers everything after itself: length, LSN, type and payload.
+
+Batch mark (format version 2): a record of type BATCH_MARK that opens every write the
+committer makes to a segment (one group-commit batch, or its part in one segment). Its LSN is
+the batch's first LSN; it takes no LSN of its own (the records after it carry that one), and
+its 16-byte payload is:
+    last LSN of the batch u64 | durable LSN u64
+where the durable LSN is the highest LSN the committer knew to be on disk (fsynced and so
+possibly confirmed) when it wrote the batch. A later batch mark therefore proves that every
+record up to its durable LSN had been made durable: damage there is corruption, whereas
+damage that no later mark vouches for lies in the last write, which a crash can tear.
+
+Version 1 segments (written before batch marks) hold no marks; version 2 is written, both are
+read. An older binary refuses a version 2 segment ("unsupported segment format version 2").
 """
 
 from __future__ import annotations
@@ -18,7 +31,9 @@ from dataclasses import dataclass
 
 import crc32c
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = frozenset({1, 2})
+BATCHED_VERSION = 2  # the first version whose appended segments carry batch marks
 SEGMENT_MAGIC = b"TRIMQWAL"
 
 # The segment's LSNs may skip: records were removed from it (compaction or repair).
@@ -80,6 +95,11 @@ class SegmentHeader:
     def rewritten(self) -> bool:
         return bool(self.flags & FLAG_REWRITTEN)
 
+    @property
+    def batched(self) -> bool:
+        """Whether every write appended to this segment begins with a batch mark."""
+        return self.version >= BATCHED_VERSION and not self.rewritten
+
     def encode(self) -> bytes:
         head = _SEGMENT_HEADER.pack(
             SEGMENT_MAGIC, self.version, self.flags, self.base_lsn, self.next_message_id,
@@ -101,7 +121,7 @@ def decode_segment_header(data: bytes | memoryview) -> SegmentHeader:
         raise HeaderError("bad segment magic")
     if crc != checksum(data[: SEGMENT_HEADER_SIZE - 4]):
         raise HeaderError("segment header CRC mismatch")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise HeaderError(f"unsupported segment format version {version}")
     if flags & ~KNOWN_FLAGS:
         raise HeaderError(f"unknown segment flags {flags:#x}")
@@ -157,3 +177,24 @@ def record_crc_ok(data: bytes | memoryview, offset: int, crc: int, payload_lengt
     caller checked lies within data) matches its CRC."""
     end = offset + RECORD_HEADER_SIZE + payload_length
     return crc == mask_crc(crc32c.crc32c(memoryview(data)[offset + 4 : end]))
+
+
+BATCH_MARK = 5  # the record type of a batch mark (not a storage record: see the top)
+_MARK = struct.Struct("<QQ")
+MARK_SIZE = RECORD_HEADER_SIZE + _MARK.size  # 33
+
+
+def encode_batch_mark(first_lsn: int, last_lsn: int, durable_lsn: int) -> bytes:
+    """The mark that opens a write of the records first_lsn..last_lsn."""
+    return encode_record(first_lsn, BATCH_MARK, _MARK.pack(last_lsn, durable_lsn))
+
+
+def decode_batch_mark(first_lsn: int, payload: bytes | memoryview) -> tuple[int, int] | None:
+    """(last LSN, durable LSN) of a batch mark whose CRC is right, or None when its content
+    cannot be (a batch ends before it starts, or calls its own records durable)."""
+    if len(payload) != _MARK.size:
+        return None
+    last, durable = _MARK.unpack(payload)
+    if last < first_lsn or durable >= first_lsn:
+        return None
+    return last, durable

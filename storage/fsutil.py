@@ -7,6 +7,10 @@ import os
 from pathlib import Path
 
 TMP_SUFFIX = ".tmp"
+# Everything the log holds (messages, definitions, password hashes) is for its owner only.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+PRIVATE_UMASK = 0o077  # what trimq-server and trimq-wal set first, whatever they inherit
 
 
 def write_all(fd: int, data: bytes | memoryview) -> None:
@@ -28,7 +32,7 @@ def fsync_dir(path: Path) -> None:
 
 def write_new_file(path: Path, chunks: list[bytes], fsync: bool) -> None:
     """Create `path` (which must not exist) with `chunks`, fsynced."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
     try:
         for chunk in chunks:
             write_all(fd, chunk)
@@ -44,8 +48,16 @@ def replace_file(path: Path, chunks: list[bytes], fsync: bool) -> None:
     tmp = path.with_name(path.name + TMP_SUFFIX)
     if tmp.exists():
         tmp.unlink()
-    write_new_file(tmp, chunks, fsync)
-    os.replace(tmp, path)
+    try:
+        write_new_file(tmp, chunks, fsync)
+        os.replace(tmp, path)
+    except BaseException:
+        # A full disk or an I/O error: the old content stands; do not leave the part behind.
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
     if fsync:
         fsync_dir(path.parent)
 

@@ -20,12 +20,14 @@ from storage.checkpoint import list_checkpoints, load_checkpoint
 from storage.compaction import Liveness
 from storage.errors import StorageError
 from storage.format import (
+    BATCH_MARK,
+    MARK_SIZE,
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
     decode_record_header,
     rewritten_header,
 )
-from storage.fsutil import fsync_dir, replace_file, unique_path, write_new_file
+from storage.fsutil import DIR_MODE, fsync_dir, replace_file, unique_path, write_new_file
 from storage.lock import DirLock
 from storage.records import RecordType, describe
 from storage.recovery import Progress
@@ -56,7 +58,7 @@ class DamageEntry:
     offset: int
     length: int
     reason: str
-    torn_tail: bool  # a torn write at the end of the newest segment: cut at startup
+    torn_tail: bool  # in a torn tail of the newest segment: cut at startup
 
 
 @dataclass
@@ -73,9 +75,13 @@ class SegmentReport:
     last_lsn: int | None = None
     live_bytes: int = 0
     dead_bytes: int = 0
+    batches: int = 0  # batch marks (one per write appended since format version 2)
     crc_errors: int = 0
     invalid_bytes_at_end: int = 0
     damage: list[DamageEntry] = field(default_factory=list)
+    # The torn tail startup cuts: from this offset to the end, at least this many records.
+    torn_tail_offset: int | None = None
+    torn_tail_records: int = 0
 
     @property
     def corrupt(self) -> bool:
@@ -107,14 +113,19 @@ class InspectReport:
 
     @property
     def torn_tail_bytes(self) -> int:
-        return sum(d.length for s in self.segments for d in s.damage if d.torn_tail)
+        return sum(s.size - s.torn_tail_offset for s in self.segments
+                   if s.torn_tail_offset is not None)
 
     def problems(self) -> list[str]:
         """One line per thing that is wrong, for people."""
         out = []
         for s in self.segments:
+            if s.torn_tail_offset is not None:
+                out.append(f"{s.name} offset {s.torn_tail_offset}: torn tail (cut at startup): "
+                           f"{s.size - s.torn_tail_offset} bytes, at least "
+                           f"{s.torn_tail_records} records never confirmed")
             for d in s.damage:
-                what = "torn tail (cut at startup)" if d.torn_tail else "CORRUPT"
+                what = "in the torn tail" if d.torn_tail else "CORRUPT"
                 out.append(f"{s.name} offset {d.offset}: {what}: {d.reason} ({d.length} bytes)")
         for c in self.checkpoints:
             if not c.valid:
@@ -156,6 +167,8 @@ def _claimed(data: bytes, damage: Damage) -> tuple[int | None, str]:
         return None, "-"
     if damage.offset >= SEGMENT_HEADER_SIZE and len(data) - damage.offset >= RECORD_HEADER_SIZE:
         head = decode_record_header(data, damage.offset)
+        if head.rtype == BATCH_MARK:
+            return head.lsn, "BATCH"
         try:
             return head.lsn, RecordType(head.rtype).name
         except ValueError:
@@ -182,15 +195,25 @@ def inspect_directory(data_dir: Path, *, records: bool = False, liveness: bool =
             if progress is not None:
                 progress(done[0], done[1], total)
 
-        # Pass 1: check every segment and replay what is valid.
+        # Pass 1: check every segment and replay what is valid (what recovery would keep).
         final = ReplayState()
+        cuts: dict[int, int] = {}  # segment index -> where startup cuts its torn tail
         for i, (base, path) in enumerate(segments):
             data = read_segment(path)
             newest = i == len(segments) - 1
             below = None if newest else segments[i + 1][0]
             reader = SegmentReader(path, data, base, below_lsn=below)
             seg = SegmentReport(path.name, base, len(data), newest, False, False)
-            for _off, size, lsn, rtype, payload in reader.records():
+            found = list(reader.records())
+            torn = reader.torn_tail() if newest else None
+            if torn is not None:
+                cuts[i] = torn.offset
+                seg.torn_tail_offset = torn.offset
+                seg.torn_tail_records = torn.records
+                seg.invalid_bytes_at_end = torn.length
+            for off, size, lsn, rtype, payload in found:
+                if torn is not None and off >= torn.offset:
+                    continue
                 final.apply(lsn, rtype, payload, size)
                 name = RecordType(rtype).name
                 seg.by_type[name] = seg.by_type.get(name, 0) + 1
@@ -198,16 +221,17 @@ def inspect_directory(data_dir: Path, *, records: bool = False, liveness: bool =
                 if seg.first_lsn is None:
                     seg.first_lsn = lsn
                 seg.last_lsn = lsn
+            seg.batches = len(reader.marks)
             if reader.header is not None:
                 seg.header_ok = True
                 seg.rewritten = reader.header.rewritten
                 final.raise_floor(reader.header.next_message_id, base - 1)
-            torn = reader.torn_tail() if newest else None
             for d in reader.damage:
-                seg.damage.append(DamageEntry(d.offset, d.length, d.reason, d is torn))
+                seg.damage.append(DamageEntry(d.offset, d.length, d.reason,
+                                              torn is not None and d.offset >= torn.offset))
                 if d.framing:
                     seg.crc_errors += 1
-                if d.at_end and d.framing:
+                if d.at_end and d.framing and torn is None:
                     seg.invalid_bytes_at_end = d.length
             seg.dead_bytes = len(data) - SEGMENT_HEADER_SIZE
             report.segments.append(seg)
@@ -225,7 +249,15 @@ def inspect_directory(data_dir: Path, *, records: bool = False, liveness: bool =
                 below = None if seg.newest else segments[i + 1][0]
                 reader = SegmentReader(path, data, base, below_lsn=below)
                 live_bytes = 0
+                cut = cuts.get(i)
                 for off, size, lsn, rtype, payload in reader.records():
+                    if cut is not None and off >= cut:
+                        if records:
+                            subject, ids = describe(rtype, payload)
+                            listing.append(RecordEntry(
+                                path.name, off, size, lsn, RecordType(rtype).name, "ok",
+                                subject, ids, False, "in the torn tail: cut at startup"))
+                        continue
                     # As if compaction rewrote every segment: what it would keep.
                     live = judge.is_live(lsn, rtype, payload)
                     if live:
@@ -237,6 +269,11 @@ def inspect_directory(data_dir: Path, *, records: bool = False, liveness: bool =
                                                    RecordType(rtype).name, "ok", subject, ids,
                                                    live))
                 if records:
+                    for mark in reader.marks:
+                        listing.append(RecordEntry(
+                            path.name, mark.offset, MARK_SIZE, mark.first_lsn, "BATCH", "ok",
+                            f"batch LSN {mark.first_lsn}..{mark.last_lsn}, durable up to "
+                            f"LSN {mark.durable_lsn} when written"))
                     for d in reader.damage:
                         lsn_claimed, kind = _claimed(data, d)
                         listing.append(RecordEntry(path.name, d.offset, d.length, lsn_claimed,
@@ -313,22 +350,29 @@ def repair_directory(data_dir: Path, *, dry_run: bool = False) -> RepairReport:
             if not reader.damage:
                 continue
             if not dry_run:
-                quarantine.mkdir(exist_ok=True)
-            for d in reader.damage:
-                lsn, kind = _claimed(data, d)
+                quarantine.mkdir(mode=DIR_MODE, exist_ok=True)
+            torn = reader.torn_tail() if below is None else None
+            if torn is not None and torn.offset < SEGMENT_HEADER_SIZE:
+                torn = None  # no header left: rewritten below, as any other damage
+            # A torn tail goes aside whole (valid records after damage in it included), as
+            # open() would cut it; any other damage stretch by stretch.
+            stretches = ([(torn.offset, torn.length, f"torn tail: {torn.reason}")]
+                         if torn is not None else
+                         [(d.offset, d.length, d.reason) for d in reader.damage])
+            for offset, length, reason in stretches:
+                lsn, kind = _claimed(data, Damage(offset, length, reason, True, True))
                 target = None
-                if not dry_run and d.length:
-                    target = unique_path(quarantine / f"{path.name}.{d.offset}.bad")
-                    write_new_file(target, [data[d.offset : d.offset + d.length]], True)
+                if not dry_run and length:
+                    target = unique_path(quarantine / f"{path.name}.{offset}.bad")
+                    write_new_file(target, [data[offset : offset + length]], True)
                 report.items.append(QuarantinedItem(
-                    path.name, d.offset, d.length, d.reason, lsn, kind,
+                    path.name, offset, length, reason, lsn, kind,
                     str(target) if target else None))
             if dry_run:
                 continue
             fsync_dir(quarantine)
             fsync_dir(wal_dir)
-            torn = reader.torn_tail() if below is None else None
-            if torn is not None and torn.offset >= SEGMENT_HEADER_SIZE:
+            if torn is not None:
                 # What open() would do: cut the torn tail of the newest segment.
                 with open(path, "r+b") as f:
                     f.truncate(torn.offset)
@@ -348,7 +392,7 @@ def repair_directory(data_dir: Path, *, dry_run: bool = False) -> RepairReport:
             except (ValueError, OSError):
                 report.checkpoints_quarantined.append(path.name)
                 if not dry_run:
-                    quarantine.mkdir(exist_ok=True)
+                    quarantine.mkdir(mode=DIR_MODE, exist_ok=True)
                     os.replace(path, unique_path(quarantine / path.name))
                     fsync_dir(quarantine)
                     fsync_dir(wal_dir)

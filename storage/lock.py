@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from storage.errors import WALLocked
+from storage.fsutil import FILE_MODE
 
 LOCK_NAME = "LOCK"
 
@@ -24,7 +25,7 @@ class DirLock:
         self._fd = -1
 
     def acquire(self) -> None:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, FILE_MODE)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

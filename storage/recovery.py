@@ -3,7 +3,9 @@ by record; a torn tail of the newest segment is cut (after a copy is kept), any 
 stops recovery with CorruptWAL.
 
 Only the newest segment can end in a torn write: a segment is fsynced before the next one is
-created, so damage anywhere else was not left by a crash and may hit confirmed records.
+created, so damage anywhere else was not left by a crash and may hit confirmed records. In the
+newest segment, damage is a torn tail unless a later batch mark says the records it can have
+hit had been made durable (SegmentReader.torn_tail): then it is corruption too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from storage.format import SEGMENT_HEADER_SIZE, SegmentHeader
 from storage.fsutil import TMP_SUFFIX, fsync_dir, replace_file, unique_path, write_new_file
 from storage.records import PayloadError
 from storage.replay import ReplayState
-from storage.segment import Damage, SegmentBuffer, SegmentReader, list_segments
+from storage.segment import SegmentBuffer, SegmentReader, TornTail, list_segments
 
 # progress(records_done, bytes_done, bytes_total)
 Progress = Callable[[int, int, int], None]
@@ -48,6 +50,9 @@ class Recovery:
     ignored_checkpoints: list[tuple[Path, str]] = field(default_factory=list)
     records_replayed: int = 0
     dropped_tail_bytes: int = 0
+    dropped_tail_records: int = 0  # at least this many (see TornTail)
+    torn_segment: Path | None = None
+    torn_offset: int = 0
     broken_copy: Path | None = None
 
 
@@ -107,8 +112,15 @@ def _recover(wal_dir: Path, fsync: bool, progress: Progress | None) -> Recovery:
         below = None if newest else infos[i + 1].base
         reader = SegmentReader(info.path, data, info.base, below_lsn=below)
         replay = state.replay
-        for off, size, lsn, rtype, payload in reader.records(stop_at_damage=True,
+        damage = reader.damage
+        last_lsn = 0  # of the last record before any damage
+        # The newest segment is read to its end whatever it holds: whether damage is a torn
+        # tail depends on the batch marks after it. Records after damage are not replayed.
+        for off, size, lsn, rtype, payload in reader.records(stop_at_damage=not newest,
                                                              decode=False):
+            if damage:
+                continue
+            last_lsn = lsn
             if lsn <= ckpt_lsn:
                 continue
             try:
@@ -121,14 +133,13 @@ def _recover(wal_dir: Path, fsync: bool, progress: Progress | None) -> Recovery:
             if progress is not None and replayed % PROGRESS_EVERY == 0:
                 progress(replayed, done_bytes + off, total)
         info.header = reader.header
-        info.last_lsn = reader.last_lsn
+        info.last_lsn = last_lsn
         if reader.header is not None:
             state.raise_floor(reader.header.next_message_id, info.base - 1)
-        damage = reader.first_damage()
-        if damage is not None:
+        if damage:
             torn = reader.torn_tail() if newest else None
             if torn is None:
-                raise CorruptWAL(info.path, damage.offset, damage.reason)
+                raise CorruptWAL(info.path, damage[0].offset, damage[0].reason)
             _cut_torn_tail(result, info, data, torn, fsync)
         elif newest and fsync:
             # What we replayed may still be only in the page cache (a previous run without
@@ -150,11 +161,12 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _cut_torn_tail(result: Recovery, info: SegmentInfo, data: memoryview, damage: Damage,
+def _cut_torn_tail(result: Recovery, info: SegmentInfo, data: memoryview, torn: TornTail,
                    fsync: bool) -> None:
-    """Keep the damaged bytes as <segment>.broken-<offset>, then cut them off. The records in
-    them never reached an fsync, so nobody was told they were safe."""
-    cut = damage.offset
+    """Keep the torn bytes as <segment>.broken-<offset>, then cut them off. The records in
+    them never reached an fsync that a confirm waited for, so nobody was told they were
+    safe."""
+    cut = torn.offset
     broken = unique_path(info.path.with_name(f"{info.path.name}.broken-{cut}"))
     write_new_file(broken, [bytes(data[cut:])], fsync)
     if cut < SEGMENT_HEADER_SIZE:
@@ -172,4 +184,7 @@ def _cut_torn_tail(result: Recovery, info: SegmentInfo, data: memoryview, damage
     if fsync:
         fsync_dir(info.path.parent)
     result.dropped_tail_bytes = len(data) - cut
+    result.dropped_tail_records = torn.records
+    result.torn_segment = info.path
+    result.torn_offset = cut
     result.broken_copy = broken

@@ -62,7 +62,13 @@ class RecoveredState:
     next_message_id: int = 1
     last_lsn: int = 0
     records_replayed: int = 0
+    # A torn tail cut from the newest segment: how many bytes and (at least) records, where,
+    # and the copy kept beside it.
     dropped_tail_bytes: int = 0
+    dropped_tail_records: int = 0
+    torn_segment: str = ""
+    torn_offset: int = 0
+    broken_copy: str = ""
     elapsed: float = 0.0
     checkpoint_lsn: int = 0  # LSN of the checkpoint recovery started from (0: none)
 

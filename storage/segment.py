@@ -4,8 +4,10 @@ A segment is named by its base LSN (20 digits, so names sort like LSNs) and star
 SegmentHeader. Reading checks each record's CRC and LSN continuity: consecutive from the base,
 or merely increasing in a segment rewritten by compaction or repair. When the framing breaks
 (short header, impossible length, CRC mismatch) the reader searches the rest of the segment
-for a valid record: if there is none the damage runs to the end (a torn tail when this is the
-newest segment); if there is one, records were damaged in the middle of the log.
+for a valid record and goes on from there. Batch marks (storage/format.py) are checked and
+collected, never yielded; with them torn_tail() tells damage in writes no later write calls
+durable (a crash can tear those: recovery cuts them) from damage in records that were
+durable (corruption: recovery refuses).
 """
 
 from __future__ import annotations
@@ -15,29 +17,33 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from crc32c import crc32c
 
 from storage import fsync_hook
 from storage.format import (
+    BATCH_MARK,
     MASK_DELTA,
     MAX_PAYLOAD,
     RECORD_HEADER_SIZE,
     SEGMENT_HEADER_SIZE,
     HeaderError,
     SegmentHeader,
+    decode_batch_mark,
     decode_segment_header,
     record_crc_ok,
     unpack_record_header,
 )
-from storage.fsutil import fsync_dir, write_all
+from storage.fsutil import FILE_MODE, fsync_dir, write_all
 from storage.records import RECORD_TYPES, PayloadError, decode_payload
 
 SEGMENT_SUFFIX = ".seg"
 _SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
-# A record's type byte sits 16 bytes into its header: candidates for a resync search.
-_TYPE_BYTE = re.compile(b"[" + b"".join(bytes([t]) for t in sorted(RECORD_TYPES)) + b"]")
+# A record's type byte sits 16 bytes into its header: candidates for a resync search (batch
+# marks included: after damage, valid records may resume with one).
+_TYPE_BYTE = re.compile(
+    b"[" + b"".join(bytes([t]) for t in sorted(RECORD_TYPES | {BATCH_MARK})) + b"]")
 # Test-only (storage/fsync_hook.py): None unless TRIMQ_TEST_FSYNC_DIR is set.
 _FSYNC_HOOK = fsync_hook.from_environment()
 
@@ -82,7 +88,7 @@ class SegmentWriter:
         """Create the file with its header, fsync it, then fsync the directory so the new name
         survives a crash."""
         path = wal_dir / segment_name(header.base_lsn)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, FILE_MODE)
         try:
             write_all(fd, header.encode())
             if fsync:
@@ -137,10 +143,32 @@ class Damage:
         return self.framing and self.at_end
 
 
+class BatchMark(NamedTuple):
+    """A batch mark read back (see storage/format.py): where it is, the LSNs of the write it
+    opens, and the highest LSN known durable when that write was made."""
+
+    offset: int
+    first_lsn: int
+    last_lsn: int
+    durable_lsn: int
+
+
+@dataclass(frozen=True)
+class TornTail:
+    """The end of the newest segment that recovery cuts: from `offset` to the end of the file
+    (`length` bytes), holding at least `records` records (as far as the batch marks and the
+    records that survive tell). None of them was ever confirmed."""
+
+    offset: int
+    length: int
+    reason: str
+    records: int
+
+
 def find_valid_record(data: bytes | memoryview, start: int, min_lsn: int,
                       below_lsn: int | None = None) -> int | None:
     """Offset of the first position >= start where a whole record with a valid CRC, a known
-    type and an LSN in [min_lsn, below_lsn) begins, or None."""
+    type (or a well-formed batch mark) and an LSN in [min_lsn, below_lsn) begins, or None."""
     n = len(data)
     last = n - RECORD_HEADER_SIZE
     if start > last:
@@ -149,12 +177,15 @@ def find_valid_record(data: bytes | memoryview, start: int, min_lsn: int,
         p = m.start() - 16
         if p > last:
             break
-        crc, length, lsn, _rtype = unpack_record_header(data, p)
+        crc, length, lsn, rtype = unpack_record_header(data, p)
         if lsn < min_lsn or (below_lsn is not None and lsn >= below_lsn):
             continue
         if length > MAX_PAYLOAD or p + RECORD_HEADER_SIZE + length > n:
             continue
         if record_crc_ok(data, p, crc, length):
+            if rtype == BATCH_MARK and decode_batch_mark(
+                    lsn, data[p + RECORD_HEADER_SIZE : p + RECORD_HEADER_SIZE + length]) is None:
+                continue
             return p
     return None
 
@@ -164,28 +195,39 @@ class SegmentReader:
 
     min_lsn: the lowest LSN this segment may hold (one above what came before).
     below_lsn: the next segment's base, which every LSN here must stay under.
-    After iterating, `damage` lists what was found and `valid_end` is the offset just after the
-    last valid record (or the header), where a torn tail would be cut.
+    After iterating, `damage` lists what was found, `marks` the batch marks read (which are
+    checked but never yielded), and `valid_end` is the offset just after the last valid record
+    (or the header). `first_damaged_lsn` is the lowest LSN the first damage can have hit.
     """
 
     def __init__(self, path: Path, data: bytes | memoryview, base_lsn: int, *, min_lsn: int = 1,
                  below_lsn: int | None = None) -> None:
         self.path = path
         self.data = data
+        self.size = len(data)
         self.base_lsn = base_lsn
         self.min_lsn = max(min_lsn, base_lsn)
         self.below_lsn = below_lsn
         self.header: SegmentHeader | None = None
         self.damage: list[Damage] = []
+        self.marks: list[BatchMark] = []
+        self.first_damaged_lsn = 0
         self.valid_end = 0
         self.last_lsn = 0  # LSN of the last valid record (0: none)
 
+    def _damaged(self, damage: Damage, lowest_lsn: int) -> None:
+        """Note damage; `lowest_lsn` is the lowest LSN it can have hit."""
+        if not self.damage:
+            self.first_damaged_lsn = lowest_lsn
+        self.damage.append(damage)
+
     def _search(self, offset: int, end: int, reason: str, prev_lsn: int) -> int | None:
         """Record framing damage at `offset`; return where valid records resume, if they do."""
-        resume = find_valid_record(memoryview(self.data)[:end], offset + 1,
-                                   max(prev_lsn + 1, self.min_lsn), self.below_lsn)
+        lowest = max(prev_lsn + 1, self.min_lsn)
+        resume = find_valid_record(memoryview(self.data)[:end], offset + 1, lowest,
+                                   self.below_lsn)
         stop = end if resume is None else resume
-        self.damage.append(Damage(offset, stop - offset, reason, True, resume is None))
+        self._damaged(Damage(offset, stop - offset, reason, True, resume is None), lowest)
         return resume
 
     def records(self, *, stop_at_damage: bool = False, decode: bool = True
@@ -214,10 +256,10 @@ class SegmentReader:
             off = self.valid_end = SEGMENT_HEADER_SIZE
             consecutive = not header.rewritten
             if header.base_lsn != self.base_lsn:
-                self.damage.append(Damage(
+                self._damaged(Damage(
                     0, SEGMENT_HEADER_SIZE,
                     f"header says base LSN {header.base_lsn}, file name says {self.base_lsn}",
-                    False, False))
+                    False, False), self.min_lsn)
                 if stop_at_damage:
                     return
                 consecutive = False
@@ -225,10 +267,10 @@ class SegmentReader:
                 end_lsn = header.end_lsn
                 if header.sealed_size != n:
                     # Rewritten segments are written whole and never change size.
-                    self.damage.append(Damage(
+                    self._damaged(Damage(
                         min(n, header.sealed_size), abs(n - header.sealed_size),
                         f"segment is {n} bytes, its header says {header.sealed_size}",
-                        False, True))
+                        False, True), self.min_lsn)
                     if stop_at_damage:
                         return
                     n = min(n, header.sealed_size)
@@ -239,6 +281,7 @@ class SegmentReader:
                    end_lsn if end_lsn is not None else 1 << 64)
         unpack = unpack_record_header
         last = self.last_lsn
+        mark_alone: int | None = None  # offset of a batch mark no record has followed yet
         try:
             while off < n:
                 # The fast path: one record, whole, CRC right, LSN where it belongs.
@@ -267,16 +310,34 @@ class SegmentReader:
                                 if consecutive:
                                     expected = lsn + 1
                                 off = self.valid_end = end
+                                mark_alone = None
                                 continue
                             # In its place, only its payload is wrong: the records after it
                             # still follow on from its LSN.
+                            lowest = lsn
                             prev = lsn
                             if consecutive:
                                 expected = lsn + 1
+                        elif rtype == BATCH_MARK:
+                            problem = self._read_mark(view, off, end, lsn, prev, expected, high)
+                            lowest = prev + 1
+                            if problem is None:
+                                if mark_alone is not None:
+                                    self._damaged(Damage(
+                                        mark_alone, off - mark_alone,
+                                        "records missing: a batch mark followed by none of "
+                                        "its records", False, False), prev + 1)
+                                    if stop_at_damage:
+                                        return
+                                mark_alone = off
+                                off = end
+                                continue
                         else:
                             problem = self._misplaced(rtype, lsn, prev, expected, high)
+                            lowest = prev + 1
                         # A whole record with a valid CRC, but wrong: skip just that record.
-                        self.damage.append(Damage(off, end - off, problem, False, end >= n))
+                        self._damaged(Damage(off, end - off, problem, False, end >= n), lowest)
+                        mark_alone = None
                         if stop_at_damage:
                             return
                         off = end
@@ -287,6 +348,7 @@ class SegmentReader:
                         reason = "CRC mismatch"
                 else:
                     reason = f"truncated record header ({n - off} bytes)"
+                mark_alone = None
                 resume = self._search(off, n, reason, prev)
                 if resume is None or stop_at_damage:
                     return
@@ -294,7 +356,26 @@ class SegmentReader:
                 expected = None  # records were lost in the damage: accept the gap once
         finally:
             self.last_lsn = last
+        if mark_alone is not None:
+            # The write it opened ends right after it: torn, as far as anyone can tell.
+            self._damaged(Damage(mark_alone, n - mark_alone,
+                                 "records missing: a batch mark followed by none of its "
+                                 "records", True, True), prev + 1)
+            return
         self._check_end(n, end_lsn)
+
+    def _read_mark(self, view: memoryview, off: int, end: int, lsn: int, prev: int,
+                   expected: int | None, high: int) -> str | None:
+        """Check a batch mark whose CRC is right and note it; or say what is wrong with it."""
+        if expected is not None and lsn != expected:
+            return f"batch mark for LSN {lsn} where LSN {expected} was expected"
+        if lsn <= prev or lsn > high:
+            return f"batch mark for LSN {lsn} out of place (after LSN {prev})"
+        mark = decode_batch_mark(lsn, view[off + RECORD_HEADER_SIZE : end])
+        if mark is None:
+            return f"batch mark for LSN {lsn} is malformed"
+        self.marks.append(BatchMark(off, lsn, mark[0], mark[1]))
+        return None
 
     def _misplaced(self, rtype: int, lsn: int, prev: int, expected: int | None,
                    high: int) -> str:
@@ -320,23 +401,48 @@ class SegmentReader:
             return
         reached = end_lsn if end_lsn is not None else (self.last_lsn or self.base_lsn - 1)
         if reached != self.below_lsn - 1:
-            self.damage.append(Damage(
+            self._damaged(Damage(
                 n, len(self.data) - n,
                 f"records missing: the segment ends at LSN {reached} but the next one starts "
-                f"at LSN {self.below_lsn}", False, True))
+                f"at LSN {self.below_lsn}", False, True), reached + 1)
 
     def first_damage(self) -> Damage | None:
         return self.damage[0] if self.damage else None
 
-    def torn_tail(self) -> Damage | None:
-        """The damage, if it is all a crash can have left at the end of the newest segment:
-        unparseable bytes running to the end of a segment that was being appended to (a
-        rewritten segment is written whole and renamed into place, so it is never torn)."""
-        if len(self.damage) != 1:
+    def torn_tail(self) -> TornTail | None:
+        """The damage, if all of it is what a crash can have left at the end of the newest
+        segment (the caller asks only of that one; read it to the end first, without
+        stop_at_damage). Nothing written after the damage may prove it durable:
+
+        - In a segment with batch marks: no mark after the first damage vouches for a record
+          the damage can have hit (a durable LSN at or above it). The damage then lies in
+          the last write, or in writes that nothing later calls durable (a disk may write the
+          pages of a write in any order): all of it is cut, valid records after it included.
+        - Otherwise (a segment from before batch marks, a damaged header): the damage must be
+          one stretch of unparseable bytes running to the end of the file.
+
+        A rewritten segment is written whole and renamed into place: never torn."""
+        if not self.damage:
             return None
-        damage = self.damage[0]
-        appended = self.header is None or not self.header.rewritten
-        return damage if damage.torn and appended else None
+        first = self.damage[0]
+        header = self.header
+        if header is not None and header.rewritten:
+            return None
+        if header is None or not header.batched or first.offset < SEGMENT_HEADER_SIZE:
+            if len(self.damage) != 1 or not first.torn:
+                return None
+            return TornTail(first.offset, first.length, first.reason, 0)
+        lowest = self.first_damaged_lsn
+        if any(m.offset > first.offset and m.durable_lsn >= lowest for m in self.marks):
+            return None
+        # A mark none of whose records precede the damage goes with them.
+        cut = first.offset
+        before = [m for m in self.marks if m.offset < cut]
+        if before and before[-1].first_lsn >= lowest:
+            cut = before[-1].offset
+        # How many records the cut takes, as far as the marks and the survivors tell.
+        known = max([self.last_lsn, *(m.last_lsn for m in self.marks)])
+        return TornTail(cut, self.size - cut, first.reason, max(0, known - lowest + 1))
 
 
 def read_segment(path: Path) -> bytes:

@@ -20,8 +20,15 @@ from storage.checkpoint import write_checkpoint
 from storage.committer import Committer
 from storage.compaction import CompactionResult, compact
 from storage.errors import StorageError, WALClosed
-from storage.format import SEGMENT_HEADER_SIZE, SegmentHeader, encode_record, rewritten_header
-from storage.fsutil import replace_file
+from storage.format import (
+    MARK_SIZE,
+    SEGMENT_HEADER_SIZE,
+    SegmentHeader,
+    encode_batch_mark,
+    encode_record,
+    rewritten_header,
+)
+from storage.fsutil import DIR_MODE, replace_file
 from storage.lock import DirLock
 from storage.records import RecordType, encode_payload
 from storage.recovery import Progress, SegmentInfo, gc_paused, recover
@@ -52,6 +59,9 @@ class WAL:
         self._segments_lock = threading.Lock()  # the committer's and compaction's threads
         self._writer: SegmentWriter | None = None
         self._written_next_id = 1  # message id counter after the last record written
+        # The highest LSN known durable (fsynced; confirmed, without fsync) by the committer's
+        # thread: what the next batch mark says.
+        self._durable_written = 0
         self._next_lsn = 1
         self._open = False
         self._closed = False
@@ -65,7 +75,7 @@ class WAL:
         if self._open or self._closed:
             raise StorageError("a WAL object can be opened once")
         started = time.monotonic()
-        self.wal_dir.mkdir(parents=True, exist_ok=True)
+        self.wal_dir.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         self._lock.acquire()
         try:
             rec = recover(self.wal_dir, fsync=self.fsync, progress=progress)
@@ -74,6 +84,7 @@ class WAL:
             self.checkpoint_lsn = rec.checkpoint_lsn
             self._next_lsn = rec.state.last_lsn + 1
             self._written_next_id = rec.state.next_message_id
+            self._durable_written = rec.state.last_lsn  # recovery made what it read durable
             self._open_active_segment()
         except BaseException:
             if self._writer is not None:
@@ -86,25 +97,34 @@ class WAL:
             result = self._state.recovered()
         result.records_replayed = rec.records_replayed
         result.dropped_tail_bytes = rec.dropped_tail_bytes
+        if rec.broken_copy is not None:
+            result.dropped_tail_records = rec.dropped_tail_records
+            result.torn_segment = str(rec.torn_segment)
+            result.torn_offset = rec.torn_offset
+            result.broken_copy = str(rec.broken_copy)
         result.checkpoint_lsn = rec.checkpoint_lsn
         result.elapsed = time.monotonic() - started
         return result
 
     def _open_active_segment(self) -> None:
         """Continue the newest segment when it can take the next LSN; else seal it and start
-        a new one."""
+        a new one. A segment from before batch marks is never continued (its damage is
+        judged without them), so the first batch after an upgrade starts a new one."""
         newest = self._segments[-1] if self._segments else None
         if newest is not None:
             header = newest.header
             assert header is not None and newest.last_lsn is not None  # recovery read it
             expected = newest.last_lsn + 1 if newest.last_lsn else newest.base
-            if not header.rewritten and expected == self._next_lsn:
-                if newest.size < self.segment_size:
-                    self._writer = SegmentWriter.reopen(newest.path, header, newest.size,
-                                                        self.fsync)
-                    return
+            follows = not header.rewritten and expected == self._next_lsn
+            if follows and header.batched and newest.size < self.segment_size:
+                self._writer = SegmentWriter.reopen(newest.path, header, newest.size,
+                                                    self.fsync)
+                return
+            if follows and newest.last_lsn:
+                pass  # sealed as it is: its last record is just below the next segment
             elif newest.base == self._next_lsn:
-                # No records and cannot be continued (repair rewrote it): start it afresh.
+                # No records and cannot be continued (repair rewrote it, or it is from before
+                # batch marks): start it afresh.
                 os.unlink(newest.path)
                 self._segments.pop()
             elif not header.rewritten or header.end_lsn != self._next_lsn - 1:
@@ -180,38 +200,53 @@ class WAL:
         await self._committer.run(task_status=task_status)
 
     def _write_batch(self, batch: list[_Pending], nbytes: int) -> None:
-        """Committer thread: write the batch (one write per segment it lands in), rotating
-        where the segment is full, then fsync."""
+        """Committer thread: write the batch (one write per segment it lands in, each opened
+        by a batch mark), rotating where the segment is full, then fsync."""
         writer = self._writer
         assert writer is not None
-        if writer.size + nbytes <= self.segment_size:
-            writer.write(b"".join([item[1] for item in batch]))
+        if writer.size + MARK_SIZE + nbytes <= self.segment_size:
+            parts = [item[1] for item in batch]
+            parts.insert(0, encode_batch_mark(batch[0][0], batch[-1][0], self._durable_written))
+            writer.write(b"".join(parts))
         else:
             chunk: list[bytes] = []
-            size = writer.size
+            first = last = 0
+            size = writer.size + MARK_SIZE
+            empty = SEGMENT_HEADER_SIZE + MARK_SIZE  # a segment with nothing in it yet
             next_id = self._written_next_id
             for lsn, record, id_after in batch:
-                if size > SEGMENT_HEADER_SIZE and size + len(record) > self.segment_size:
-                    writer.write(b"".join(chunk))
+                if size > empty and size + len(record) > self.segment_size:
+                    if chunk:
+                        self._write_chunk(writer, first, last, chunk)
                     writer = self._rotate(writer, lsn, next_id)
                     chunk = []
-                    size = SEGMENT_HEADER_SIZE
+                    size = empty
+                if not chunk:
+                    first = lsn
                 chunk.append(record)
                 size += len(record)
+                last = lsn
                 next_id = id_after
-            writer.write(b"".join(chunk))
+            self._write_chunk(writer, first, last, chunk)
         writer.sync()
+        self._durable_written = batch[-1][0]
         self._written_next_id = batch[-1][2]
         with self._segments_lock:
             active = self._segments[-1]
             active.size = writer.size
             active.last_lsn = batch[-1][0]
 
+    def _write_chunk(self, writer: SegmentWriter, first: int, last: int,
+                     records: list[bytes]) -> None:
+        records.insert(0, encode_batch_mark(first, last, self._durable_written))
+        writer.write(b"".join(records))
+
     def _rotate(self, old: SegmentWriter, base: int, next_id: int) -> SegmentWriter:
         """Seal the full segment (fsync, close) and start the next at `base` (created and
         the directory fsynced before any record goes in)."""
         old.sync()
         old.close()
+        self._durable_written = base - 1
         with self._segments_lock:
             sealed = self._segments[-1]
             sealed.size = old.size
@@ -285,7 +320,9 @@ class WAL:
         """Checkpoint the current state, then compact the sealed segments it covers, in a
         worker thread (the same code as `trimq-wal compact`). Appends continue meanwhile;
         `progress` is called from that thread. Needs the committer running (it waits for the
-        records so far to be durable). Raises CorruptWAL if a covered segment is damaged."""
+        records so far to be durable). Raises CorruptWAL if a covered segment is damaged, or
+        the OSError of a step that failed (a full disk): the log stays consistent on disk and
+        in memory, appends go on, and compaction can simply be tried again later."""
         if not self._open:
             raise WALClosed("the WAL is not open")
         self._committer.check()
@@ -301,24 +338,47 @@ class WAL:
 
     def _compact_sync(self, state: ReplayState, lsn: int, segments: list[SegmentInfo],
                       progress: Progress | None) -> CompactionResult:
-        """Checkpoint at `lsn` (durable), then compact what it covers."""
-        if lsn > 0:
-            write_checkpoint(self.wal_dir, state, lsn, self.fsync)
-            self.checkpoint_lsn = lsn
-        result = compact(self.wal_dir, [(s.base, s.path) for s in segments], state, lsn,
-                         self.fsync, progress)
+        """Checkpoint at `lsn` (durable), then compact what it covers. When a step fails the
+        segment list is brought back in line with the files before the error goes on, so the
+        log stays usable and a later compaction can finish the job."""
+        result = CompactionResult()
+        try:
+            if lsn > 0:
+                write_checkpoint(self.wal_dir, state, lsn, self.fsync)
+                self.checkpoint_lsn = lsn
+            compact(self.wal_dir, [(s.base, s.path) for s in segments], state, lsn,
+                    self.fsync, progress, result)
+        except BaseException:
+            self._forget_compacted(result, segments[:-1], reread=True)
+            raise
+        self._forget_compacted(result, segments[:-1], reread=False)
+        return result
+
+    def _forget_compacted(self, result: CompactionResult, sealed: list[SegmentInfo],
+                          reread: bool) -> None:
+        """Update the segment list after compaction: drop the segments it deleted, note the
+        new size of those it rewrote. After a failure (reread) the sealed segments it was
+        given are looked at again on disk, whatever step failed."""
         deleted = set(result.deleted)
+        looked_at = {id(s) for s in sealed} if reread else set()
         with self._segments_lock:
             kept = []
             for s in self._segments:
                 if s.path.name in deleted:
                     continue
-                if s.path.name in result.rewritten:
+                if id(s) in looked_at:
+                    try:
+                        s.size = os.stat(s.path).st_size
+                    except FileNotFoundError:
+                        continue
+                    except OSError:
+                        pass  # cannot tell: keep it (compaction will read it again)
+                    s.header = None  # perhaps rewritten: read it again if needed
+                elif s.path.name in result.rewritten:
                     s.size = result.rewritten[s.path.name]
                     s.header = None  # rewritten: read it again if needed
                 kept.append(s)
             self._segments = kept
-        return result
 
 
 def compact_directory(directory: Path, progress: Progress | None = None,

@@ -13,8 +13,9 @@ from typing import Any
 import trio
 from hypothesis import strategies as st
 
-from storage import WAL, RecordType, RecoveredMessage, RecoveredState
-from storage.segment import SegmentReader, list_segments, read_segment
+from storage import WAL, CorruptWAL, RecordType, RecoveredMessage, RecoveredState
+from storage.format import MARK_SIZE, SEGMENT_HEADER_SIZE
+from storage.segment import BatchMark, SegmentReader, list_segments, read_segment
 
 __all__ = ["read_segment"]
 
@@ -134,7 +135,9 @@ op_strategy = st.one_of(
 )
 ops_strategy = st.lists(op_strategy, max_size=60)
 reopen_op = st.tuples(st.just("reopen"), st.booleans())
-ops_with_reopens = st.lists(st.one_of(op_strategy, reopen_op), max_size=60)
+sync_op = st.just(("sync",))  # ends a group-commit batch
+ops_with_reopens = st.lists(st.one_of(op_strategy, reopen_op, sync_op), max_size=60)
+ops_with_syncs = st.lists(st.one_of(op_strategy, op_strategy, sync_op), max_size=60)
 
 
 def record_for(op: Op, next_id: int) -> tuple[RecordType, dict[str, Any]]:
@@ -171,6 +174,10 @@ async def run_ops(directory: Path, ops: Sequence[Op], segment_size: int = 256, *
     async with trio.open_nursery() as nursery:
         await nursery.start(wal.run_committer)
         for op in ops:
+            if op[0] == "sync":  # what was appended so far is one batch, durable
+                if wal.last_lsn:
+                    await wal.wait_durable(wal.last_lsn)
+                continue
             if op[0] == "reopen":
                 await wal.close(checkpoint=op[1])
                 wal = WAL(directory, segment_size=segment_size, fsync=fsync)
@@ -221,6 +228,17 @@ def record_spans(path: Path) -> list[tuple[int, int, int]]:
     return [(off, size, lsn) for off, size, lsn, _t, _p in reader.records()]
 
 
+def batch_marks(path: Path) -> list[BatchMark]:
+    """The batch marks of a segment (offset, first LSN, last LSN, durable LSN)."""
+    return marks_of(read_segment(path), path)
+
+
+def units(path: Path) -> list[tuple[int, int, int | None]]:
+    """(offset, size, LSN or None) of the header, each batch mark (LSN None) and each record
+    of a healthy segment, in file order: the pieces damage can hit."""
+    return units_of(read_segment(path), path)
+
+
 def flip_bit(path: Path, offset: int, bit: int = 0) -> None:
     data = bytearray(path.read_bytes())
     data[offset] ^= 1 << bit
@@ -242,3 +260,68 @@ def copy_dir(src: Path, dst: Path) -> Path:
 def remove_checkpoints(directory: Path) -> None:
     for p in wal_dir(directory).glob("checkpoint-*.ckpt"):
         p.unlink()
+
+
+def expected_damage(path: Path, original: bytes, model: Model,
+                    ) -> tuple[str, int, Model | None]:
+    """What recovery must make of the newest segment `path` (once `original`) as it is now,
+    worked out from which of its pieces (header, batch marks, records) differ:
+    ("corrupt", offset, None), or ("ok", bytes dropped, model of what survives).
+
+    The rule: the first damaged piece is a torn tail unless a later intact batch mark calls
+    an LSN it can have hit durable; a tail is cut at that piece (at the batch mark before it
+    if it opens the batch); a damaged header is a torn tail only with nothing intact after."""
+    now = path.read_bytes()
+    base = int(path.name[:20])
+    pieces = units_of(original, path)
+    damaged = [now[off : off + size] != original[off : off + size] for off, size, _ in pieces]
+    if True not in damaged:
+        return "ok", max(0, len(now) - len(original)), model
+    first = damaged.index(True)
+    if first == 0:
+        if False in damaged[1:]:
+            return "corrupt", 0, None
+        return "ok", len(now), model.upto(base - 1)
+    before = [lsn for _off, _size, lsn in pieces[:first] if lsn is not None]
+    prev = before[-1] if before else base - 1
+    marks = {m.offset: m for m in marks_of(original, path)}
+    for i in range(first + 1, len(pieces)):
+        mark = marks.get(pieces[i][0])
+        if mark is not None and not damaged[i] and mark.durable_lsn > prev:
+            return "corrupt", pieces[first][0], None
+    cut = pieces[first][0]
+    if pieces[first - 1][0] in marks:
+        cut = pieces[first - 1][0]
+    return "ok", len(now) - cut, model.upto(prev)
+
+
+def check_damage(directory: Path, path: Path, model: Model, original: bytes,
+                 segment_size: int) -> None:
+    """Recover and compare with expected_damage."""
+    verdict, value, expected = expected_damage(path, original, model)
+    try:
+        state = recover_state(directory, segment_size)
+    except CorruptWAL as exc:
+        assert verdict == "corrupt", f"refused, yet only a torn tail: {exc}"
+        assert exc.path.name == path.name and exc.offset == value
+        return
+    assert verdict == "ok", f"damage at {value} that a later batch calls durable was accepted"
+    assert expected is not None
+    assert state.dropped_tail_bytes == value
+    assert_state(state, expected)
+
+
+def marks_of(data: bytes, path: Path) -> list[BatchMark]:
+    reader = SegmentReader(path, data, int(path.name[:20]))
+    for _ in reader.records():
+        pass
+    return reader.marks
+
+
+def units_of(data: bytes, path: Path) -> list[tuple[int, int, int | None]]:
+    """units() of a segment's bytes."""
+    reader = SegmentReader(path, data, int(path.name[:20]))
+    spans: list[tuple[int, int, int | None]] = [(0, SEGMENT_HEADER_SIZE, None)]
+    spans += [(off, size, lsn) for off, size, lsn, _t, _p in reader.records()]
+    spans += [(m.offset, MARK_SIZE, None) for m in reader.marks]
+    return sorted(spans)

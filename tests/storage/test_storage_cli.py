@@ -13,6 +13,7 @@ import pytest
 import trio
 from storage_helpers import (
     Op,
+    batch_marks,
     flip_bit,
     queue_messages,
     ready_queues_op,
@@ -25,7 +26,7 @@ from storage_helpers import (
 
 from storage import WAL, RecordType
 from storage.cli import ProgressBar, main
-from storage.format import encode_record
+from storage.format import MARK_SIZE, encode_record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,8 +67,14 @@ def test_inspect_json(healthy: Path) -> None:
     assert report["live_messages"] == 6
     assert [s["name"] for s in report["segments"]] == [p.name for p in segments(healthy)]
     assert sum(s["records"] for s in report["segments"]) == len(_history())
-    assert [r["lsn"] for r in report["records"]] == list(range(1, len(_history()) + 1))
-    by_lsn = {r["lsn"]: r for r in report["records"]}
+    rows = [r for r in report["records"] if r["type"] != "BATCH"]
+    assert [r["lsn"] for r in rows] == list(range(1, len(_history()) + 1))
+    # One write (a batch) went to each segment, each opened by its batch mark.
+    marks = [r for r in report["records"] if r["type"] == "BATCH"]
+    assert len(marks) == len(segments(healthy)) == sum(s["batches"] for s in report["segments"])
+    assert marks[0]["offset"] == 48 and marks[0]["lsn"] == 1 and "durable up to" in marks[0][
+        "subject"]
+    by_lsn = {r["lsn"]: r for r in rows}
     assert by_lsn[5]["type"] == "MESSAGE" and by_lsn[5]["message_ids"] == [1]
     assert by_lsn[5]["live"] is False and by_lsn[24]["live"] is True
     assert by_lsn[25]["subject"] == "/:a" and by_lsn[25]["crc"] == "ok"
@@ -230,9 +237,9 @@ def test_the_tools_script_runs(healthy: Path) -> None:
 
 
 def test_repair_sets_aside_only_a_record_whose_payload_is_bad(tmp_path: Path) -> None:
-    """A record with a valid CRC and a bad payload, mid-segment: the records after it still
-    follow on from its LSN and are kept."""
-    write_log(tmp_path, _history()[:6], 4096, checkpoint=False)
+    """A record with a valid CRC and a bad payload, mid-segment in a batch that a later batch
+    calls durable: the records after it still follow on from its LSN and are kept."""
+    write_log(tmp_path, [*_history()[:5], ("sync",), *_history()[5:7]], 4096, checkpoint=False)
     [segment] = segments(tmp_path)
     spans = record_spans(segment)
     off, size, lsn = spans[4]
@@ -245,3 +252,27 @@ def test_repair_sets_aside_only_a_record_whose_payload_is_bad(tmp_path: Path) ->
     assert (item["offset"], item["length"], item["lsn"]) == (off, len(bad), lsn)
     assert [s[2] for s in record_spans(segment)] == [s[2] for s in spans if s[2] != lsn]
     assert recover_state(tmp_path, 4096).last_lsn == spans[-1][2]
+
+
+def test_repair_cuts_a_torn_last_batch_whole(tmp_path: Path) -> None:
+    """Damage in the last batch, with a valid record after it: a torn tail, which repair cuts
+    as startup would, keeping the whole tail (the valid record too) in quarantine."""
+    write_log(tmp_path, [*_history()[:5], ("sync",), *_history()[5:8]], 4096, checkpoint=False)
+    [segment] = segments(tmp_path)
+    spans = record_spans(segment)
+    flip_bit(segment, spans[5][0] + 20)  # the first record of the last batch; two follow
+    off = batch_marks(segment)[-1].offset  # its batch mark goes with it
+    assert off == spans[5][0] - MARK_SIZE
+    data = segment.read_bytes()
+    code, text = run("verify", str(tmp_path))
+    assert code == 0 and "torn tail (cut at startup)" in text and "at least 3 records" in text
+    code, text = run("repair", str(tmp_path), "--json")
+    assert code == 0
+    report = json.loads(text)
+    [item] = report["items"]
+    assert (item["offset"], item["length"]) == (off, len(data) - off)
+    assert item["reason"].startswith("torn tail: ")
+    assert Path(item["quarantine_file"]).read_bytes() == data[off:]
+    assert report["segments_truncated"] == [segment.name]
+    assert segment.read_bytes() == data[:off]
+    assert recover_state(tmp_path, 4096).last_lsn == spans[4][2]

@@ -13,7 +13,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 FUZZ_FILES = ["test_storage_recovery_fuzz.py", "test_storage_compaction.py",
-              "test_storage_checkpoint.py"]
+              "test_storage_checkpoint.py", "test_storage_torn_batches.py"]
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from storage_helpers import (
     Model,
     arecover_state,
     assert_state,
+    batch_marks,
     flip_bit,
     read_segment,
     ready_queues_op,
@@ -303,7 +304,7 @@ async def test_stats(tmp_path: Path) -> None:
 
 async def _log_with_sealed_segments(directory: Path) -> Model:
     ops = [*ready_queues_op()] + [("publish", [("/", "a")], bytes(20))] * 30
-    return await run_ops(directory, ops, segment_size=300, checkpoint=False)
+    return await run_ops(directory, ops, segment_size=400, checkpoint=False)
 
 
 async def test_torn_tail_is_cut_and_kept_beside(tmp_path: Path) -> None:
@@ -314,7 +315,7 @@ async def test_torn_tail_is_cut_and_kept_beside(tmp_path: Path) -> None:
     original = newest.read_bytes()
     cut = spans[-1][0] + 5  # inside the last record
     truncate(newest, cut)
-    wal = WAL(tmp_path, segment_size=300, fsync=False)
+    wal = WAL(tmp_path, segment_size=400, fsync=False)
     state = wal.open()
     assert state.dropped_tail_bytes == 5
     assert state.last_lsn == spans[-2][2]
@@ -334,7 +335,7 @@ async def test_torn_segment_header_is_reinitialised(tmp_path: Path) -> None:
     last = segments(tmp_path)[-1]
     nxt = last.with_name(f"{model.last_lsn + 1:020d}.seg")
     nxt.write_bytes(b"TRIMQW")  # a crash while the next segment was being created
-    state = await arecover_state(tmp_path, 300)
+    state = await arecover_state(tmp_path, 400)
     assert state.dropped_tail_bytes == 6
     assert_state(state, model)
     assert nxt.stat().st_size == SEGMENT_HEADER_SIZE
@@ -356,15 +357,41 @@ async def test_damage_in_a_sealed_segment_is_refused_with_its_offset(tmp_path: P
         WAL(tmp_path, fsync=False).open()
 
 
-async def test_damage_before_valid_records_in_the_newest_segment_is_refused(
+async def _three_batches(directory: Path) -> Model:
+    """One segment: the queues (one batch), two messages (the next), two more (the last)."""
+    ops = [*ready_queues_op(), ("sync",), *[("publish", [("/", "a")], bytes(5))] * 2,
+           ("sync",), *[("publish", [("/", "a")], bytes(6))] * 2]
+    model = await run_ops(directory, ops, segment_size=2000, checkpoint=False)
+    assert len(segments(directory)) == 1
+    return model
+
+
+async def test_damage_in_a_batch_a_later_batch_calls_durable_is_refused(
         tmp_path: Path) -> None:
-    await _log_with_sealed_segments(tmp_path)
-    newest = segments(tmp_path)[-1]
+    await _three_batches(tmp_path)
+    (newest,) = segments(tmp_path)
     spans = record_spans(newest)
-    flip_bit(newest, spans[0][0] + 18)
+    marks = batch_marks(newest)
+    assert len(marks) == 3 and marks[2].durable_lsn == spans[5][2]
+    flip_bit(newest, spans[4][0] + 18)  # a message of the middle batch
     with pytest.raises(CorruptWAL) as info:
         WAL(tmp_path, fsync=False).open()
-    assert info.value.offset == spans[0][0]
+    assert info.value.path == newest and info.value.offset == spans[4][0]
+
+
+async def test_damage_in_the_last_batch_before_its_valid_records_is_a_torn_tail(
+        tmp_path: Path) -> None:
+    model = await _three_batches(tmp_path)
+    (newest,) = segments(tmp_path)
+    spans = record_spans(newest)
+    flip_bit(newest, spans[6][0] + 18)  # the first record of the last batch; one follows
+    size = newest.stat().st_size
+    cut = batch_marks(newest)[-1].offset  # the batch's mark goes with its records
+    state = await arecover_state(tmp_path, 2000)
+    assert state.dropped_tail_bytes == size - cut
+    assert state.dropped_tail_records == 2  # the batch mark says so
+    assert_state(state, model.upto(spans[5][2]))
+    assert newest.with_name(f"{newest.name}.broken-{cut}").exists()
 
 
 async def test_sealed_segment_cut_at_a_record_boundary_is_refused(tmp_path: Path) -> None:
@@ -384,10 +411,10 @@ async def test_missing_segment_is_refused(tmp_path: Path) -> None:
 
 async def test_invalid_checkpoint_falls_back_to_full_replay(tmp_path: Path) -> None:
     model = await _log_with_sealed_segments(tmp_path)
-    await run_ops(tmp_path, [], segment_size=300, model=model)  # reopen, close: checkpoint
+    await run_ops(tmp_path, [], segment_size=400, model=model)  # reopen, close: checkpoint
     (ckpt,) = (tmp_path / "wal").glob("checkpoint-*.ckpt")
     flip_bit(ckpt, ckpt.stat().st_size - 3)
-    wal = WAL(tmp_path, segment_size=300, fsync=False)
+    wal = WAL(tmp_path, segment_size=400, fsync=False)
     state = wal.open()
     assert state.checkpoint_lsn == 0 and state.records_replayed == model.last_lsn
     assert_state(state, model)
@@ -397,19 +424,19 @@ async def test_invalid_checkpoint_falls_back_to_full_replay(tmp_path: Path) -> N
 async def test_checkpoint_beyond_the_log_end(tmp_path: Path) -> None:
     # Possible only without fsync: the checkpoint reached the disk, the log's tail did not.
     model = await _log_with_sealed_segments(tmp_path)
-    await run_ops(tmp_path, [], segment_size=300, model=model)
+    await run_ops(tmp_path, [], segment_size=400, model=model)
     newest = segments(tmp_path)[-1]
     truncate(newest, record_spans(newest)[-1][0])
-    wal = WAL(tmp_path, segment_size=300, fsync=False)
+    wal = WAL(tmp_path, segment_size=400, fsync=False)
     assert_state(wal.open(), model)
     async with trio.open_nursery() as nursery:
         await nursery.start(wal.run_committer)
         rtype, payload = record_for(("publish", [("/", "a")], b"after"), model.next_id)
         model.apply(wal.append(rtype, payload), rtype, payload)
         await wal.close(checkpoint=False)
-    assert_state(await arecover_state(tmp_path, 300), model)
+    assert_state(await arecover_state(tmp_path, 400), model)
     remove_checkpoints(tmp_path)
-    assert (await arecover_state(tmp_path, 300)).last_lsn == model.last_lsn
+    assert (await arecover_state(tmp_path, 400)).last_lsn == model.last_lsn
 
 
 async def test_coalesced_records_are_appended_before_each_batch_and_on_close(

@@ -83,5 +83,7 @@ def daemonize(pid_file: Path, log_file: Path) -> Daemon:
     os.close(devnull)
     os.close(log_fd)
     os.chdir("/")
-    pid_file.write_text(f"{os.getpid()}\n")
+    pid_fd = os.open(pid_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(pid_fd, "w") as f:
+        f.write(f"{os.getpid()}\n")
     return Daemon(write_end, pid_file)

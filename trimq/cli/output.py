@@ -536,6 +536,7 @@ def status_map(status: Mapping[str, Any], node: str, os_name: str) -> dict[str, 
                    "queue_count": status.get("queues", 0),
                    "message_count": status.get("messages", 0)},
         "uptime": int(uptime) if isinstance(uptime, (int, float)) else uptime,
+        "warnings": [str(w) for w in status.get("warnings") or []],
     }
 
 
@@ -581,6 +582,7 @@ def status_lines(status: Mapping[str, Any], node: str, os_name: str, tty: bool) 
         f"Node name: {node}",
         f"\n{bright('Data directory', tty)}\n",
         f"Node data directory: {m['data_directory']}",
+        *(f"Warning: {w}" for w in m["warnings"]),
         f"\n{bright('Alarms', tty)}\n",
         *(alarm_lines(m["alarms"], node) or ["(none)"]),
         f"\n{bright('Memory', tty)}\n",

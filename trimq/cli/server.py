@@ -19,11 +19,13 @@ import structlog
 import trio
 
 from storage import StorageError
+from storage.fsutil import PRIVATE_UMASK
 from trimq import __version__
 from trimq.broker.broker import BrokerConfig
 from trimq.cli import config
 from trimq.cli.daemon import Daemon, daemonize
 from trimq.server.app import recover, serve, tune_gc
+from trimq.server.datadir import exposure_warning
 from trimq.server.notify import Notifier
 
 DEFAULT_DATA_DIR = Path(
@@ -114,6 +116,10 @@ def broker_config(settings: config.Settings) -> BrokerConfig:
 
 
 async def _run(settings: config.Settings, daemon: Daemon | None) -> None:
+    warning = exposure_warning(settings.data_dir)
+    if warning is not None:
+        structlog.get_logger("trimq.server").warning(
+            "data_dir.exposed", path=str(settings.data_dir), message=warning)
     notifier = Notifier()
     notifier.notify(f"STATUS=recovering {settings.data_dir}")
     broker, wal = recover(broker_config(settings), settings.data_dir,
@@ -150,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"trimq-server: invalid configuration: {exc}", file=sys.stderr)
         return EX_CONFIG
+    # Every file and directory trimq-server creates is the owner's only (segments,
+    # checkpoints, lock, pid and log files, torn-tail copies), whatever umask it inherits.
+    os.umask(PRIVATE_UMASK)
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:

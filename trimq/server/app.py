@@ -17,7 +17,7 @@ from pathlib import Path
 import structlog
 import trio
 
-from storage import WAL, WALFailed
+from storage import WAL, WALClosed, WALFailed
 from storage.recovery import gc_paused
 from trimq.broker.broker import Broker, BrokerConfig
 from trimq.broker.journal import Journal
@@ -33,6 +33,7 @@ log = structlog.get_logger("trimq.server")
 ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
 SHUTDOWN_GRACE = 3.0
 COMPACTION_CHECK_INTERVAL = 5.0  # seconds between looks at the log's dead bytes
+COMPACTION_RETRY_MAX = 600.0  # the longest pause before retrying a failed compaction
 
 
 SHUTDOWN_TEXT = "broker forced connection closure with reason 'shutdown'"
@@ -95,8 +96,14 @@ def recover(config: BrokerConfig, data_dir: Path, segment_size: int, fsync: bool
     for reason in skipped:
         log.warning("wal.definition_skipped", reason=reason)
     elapsed = time.monotonic() - started
-    if state.dropped_tail_bytes:
-        log.warning("wal.torn_tail", dropped_bytes=state.dropped_tail_bytes)
+    if state.broken_copy:
+        log.warning("wal.torn_tail", dropped_bytes=state.dropped_tail_bytes,
+                    dropped_records=state.dropped_tail_records, segment=state.torn_segment,
+                    offset=state.torn_offset, copy=state.broken_copy,
+                    message=f"cut a torn tail of {state.dropped_tail_bytes} bytes (at least "
+                            f"{state.dropped_tail_records} records, none of them confirmed) "
+                            f"from {state.torn_segment} at offset {state.torn_offset}; the "
+                            f"bytes are kept in {state.broken_copy}")
     log.info("wal.recovered", queues=queues, messages=messages, seconds=round(elapsed, 3),
              message=f"recovered {queues} queues, {messages} messages in {elapsed:.3f} s")
     return broker, wal
@@ -178,10 +185,24 @@ def compaction_due(stats: dict[str, int], segment_size: int) -> bool:
     return stats["segments"] > 1 and dead >= max(segment_size, stats["live_bytes"])
 
 
+def compaction_pause(interval: float, failures: int) -> float:
+    """Seconds until the next look: the check interval, doubled for each failure in a row
+    (up to COMPACTION_RETRY_MAX, or the interval itself if that is longer)."""
+    if not failures:
+        return interval
+    return min(interval * 2**failures, max(interval, COMPACTION_RETRY_MAX))
+
+
 async def _compactor(wal: WAL, segment_size: int, interval: float) -> None:
-    """Online compaction with the same code as `trimq-wal compact`, when enough is dead."""
+    """Online compaction with the same code as `trimq-wal compact`, when enough is dead.
+
+    A compaction that fails (a full disk, an I/O error, a damaged sealed segment) leaves the
+    log consistent and usable (WAL.compact_online): it is logged and tried again later, after
+    a pause that doubles with each failure in a row, up to COMPACTION_RETRY_MAX. Only a
+    failed log (nothing can be written any more) ends the task."""
+    failures = 0
     while True:
-        await trio.sleep(interval)
+        await trio.sleep(compaction_pause(interval, failures))
         stats = wal.stats()
         if not compaction_due(stats, segment_size):
             continue
@@ -189,8 +210,16 @@ async def _compactor(wal: WAL, segment_size: int, interval: float) -> None:
         try:
             result = await wal.compact_online()
         except WALFailed as exc:
-            log.error("wal.compaction_failed", error=str(exc))
+            log.error("wal.compaction_failed", error=str(exc), retry=False)
             return
+        except WALClosed:
+            return  # shutting down
+        except Exception as exc:  # the broker goes on serving whatever went wrong here
+            failures += 1
+            log.error("wal.compaction_failed", error=str(exc), error_type=type(exc).__name__,
+                      failures=failures, retry_in=compaction_pause(interval, failures))
+            continue
+        failures = 0
         after = wal.stats()
         log.info("wal.compacted", seconds=round(time.monotonic() - started, 3),
                  bytes_before=stats["total_bytes"], bytes_after=after["total_bytes"],

@@ -24,6 +24,7 @@ from trimq.broker.definitions import export_definitions, import_definitions
 from trimq.broker.vhost import VHost
 from trimq.info_items import BINDING_ITEMS, CONSUMER_ITEMS, ITEMS
 from trimq.server import info
+from trimq.server.datadir import exposure_warning
 from trimq.server.resources import total_memory
 
 if TYPE_CHECKING:
@@ -223,6 +224,7 @@ async def _status(state: ServerState, args: dict[str, Any]) -> Any:
         "connections": sum(1 for c in state.connections if c.opened),
         "queues": len(queues), "messages": sum(q.message_count for q in queues),
         "tasks": count_tasks(), "open_files": count_open_files(),
+        "warnings": [w for w in (exposure_warning(state.data_dir),) if w],
         **state.resources.status(),
     }
 
