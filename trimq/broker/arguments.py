@@ -156,6 +156,13 @@ def _queue_mode(value: TypedValue, _args: Arguments) -> str | None:
     return error
 
 
+def _queue_version(value: TypedValue, args: Arguments) -> str | None:
+    error = _non_negative(value, args)
+    if error is None and value[1] not in QUEUE_VERSIONS:
+        return f"\"unsupported queue version '{value[1]}'\""
+    return error
+
+
 def _bool(value: TypedValue, _args: Arguments) -> str | None:
     letter, _ = value
     if letter != "t":
@@ -256,6 +263,10 @@ QUEUE_ARGUMENTS: tuple[QueueArgument, ...] = (
     QueueArgument("x-queue-mode", _queue_mode,
                   policy=PolicyKey("queue-mode", _one_of(*QUEUE_MODES),
                                    "a valid queue-mode value")),
+    # RabbitMQ's on-disk index format: accepted and checked, nothing to choose here
+    QueueArgument("x-queue-version", _queue_version,
+                  policy=PolicyKey("queue-version", _one_of(*QUEUE_VERSIONS),
+                                   "a valid queue-version value")),
     QueueArgument("x-single-active-consumer", _bool, "single_active_consumer"),
     QueueArgument("x-queue-type", _queue_type, absent=("S", "classic")),
     # mirroring: RabbitMQ compares it but checks no value at declaration
@@ -264,10 +275,6 @@ QUEUE_ARGUMENTS: tuple[QueueArgument, ...] = (
     QueueArgument("x-delivery-limit", _non_negative, "delivery_limit",
                   policy=PolicyKey("delivery-limit", _integer_from(0),
                                    "a valid delivery limit")),
-    # RabbitMQ's on-disk index format: nothing to choose here
-    QueueArgument("x-queue-version", None,
-                  policy=PolicyKey("queue-version", _one_of(*QUEUE_VERSIONS),
-                                   "a valid queue-version value")),
 )
 
 QUEUE_ARGUMENT = {argument.name: argument for argument in QUEUE_ARGUMENTS}
