@@ -1041,6 +1041,13 @@ def test_bcc_makes_message_routable(channel: Channel, tidy: Tidy) -> None:
         ({"x-single-active-consumer": "yes"}, "x-single-active-consumer",
          "{unacceptable_type,longstr}"),
         ({"x-queue-mode": 5}, "x-queue-mode", "{unacceptable_type,signedint}"),
+        ({"x-queue-mode": "bogus"}, "x-queue-mode", "\"unsupported queue mode 'bogus'\""),
+        # the text as Erlang's ~p prints it: escaped, and a list of bytes when not Latin-1
+        ({"x-queue-mode": 'a"b\t'}, "x-queue-mode", "\"unsupported queue mode 'a\\\"b\\t'\""),
+        ({"x-queue-mode": "é"}, "x-queue-mode", "\"unsupported queue mode 'é'\""),
+        ({"x-queue-mode": "€"}, "x-queue-mode",
+         "[" + ",".join(str(b) for b in "unsupported queue mode '€'".encode()) + "]"),
+        ({"x-queue-type": "bogus"}, "x-queue-type", "\"unsupported queue type 'bogus'\""),
         ({"x-queue-version": 3}, "x-queue-version", "\"unsupported queue version '3'\""),
         ({"x-queue-version": 0}, "x-queue-version", "\"unsupported queue version '0'\""),
         ({"x-queue-version": -1}, "x-queue-version", "{value_negative,-1}"),

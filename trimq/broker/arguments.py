@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from trimq.amqp.codec import TYPE_NAMES
+from trimq.amqp.codec import STR_ENCODING, STR_ERRORS, TYPE_NAMES
 from trimq.errors import PRECONDITION_FAILED, ChannelError
 
 TypedValue = tuple[str, Any]  # (type letter, value) as the codec decodes a table entry
@@ -61,6 +61,21 @@ class QueueSettings:
 
 def _type_name(letter: str) -> str:
     return TYPE_NAMES.get(letter, letter)
+
+
+# the escapes Erlang's ~p writes in a printable string
+_ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x0B: "\\v",
+            0x08: "\\b", 0x0C: "\\f", 0x1B: "\\e"}
+
+
+def _erlang_string(text: str) -> str:
+    """A text as RabbitMQ prints a formatted message with ~p: its bytes quoted (with escapes)
+    when Erlang finds them printable as Latin-1, else the list of byte values."""
+    data = text.encode(STR_ENCODING, STR_ERRORS)
+    if all(32 <= b < 127 or b >= 160 or b in _ESCAPES for b in data):
+        quoted = b"".join(_ESCAPES[b].encode() if b in _ESCAPES else bytes((b,)) for b in data)
+        return '"' + quoted.decode(STR_ENCODING, STR_ERRORS) + '"'
+    return "[" + ",".join(str(b) for b in data) + "]"
 
 
 def _int(value: TypedValue) -> str | None:
@@ -152,14 +167,14 @@ def _overflow(value: TypedValue, _args: Arguments) -> str | None:
 def _queue_mode(value: TypedValue, _args: Arguments) -> str | None:
     error = _longstr(value)
     if error is None and value[1] not in QUEUE_MODES:
-        return "invalid_queue_mode"
+        return _erlang_string(f"unsupported queue mode '{value[1]}'")
     return error
 
 
 def _queue_version(value: TypedValue, args: Arguments) -> str | None:
     error = _non_negative(value, args)
     if error is None and value[1] not in QUEUE_VERSIONS:
-        return f"\"unsupported queue version '{value[1]}'\""
+        return _erlang_string(f"unsupported queue version '{value[1]}'")
     return error
 
 
@@ -172,7 +187,9 @@ def _bool(value: TypedValue, _args: Arguments) -> str | None:
 
 def _queue_type(value: TypedValue, _args: Arguments) -> str | None:
     error = _longstr(value)
-    if error is None and value[1] != "classic":
+    if error is None and value[1] not in ("classic", "quorum", "stream"):
+        return _erlang_string(f"unsupported queue type '{value[1]}'")
+    if error is None and value[1] != "classic":  # RabbitMQ's other types: not here
         return f"{{unsupported_queue_type,<<\"{value[1]}\">>}}"
     return error
 
