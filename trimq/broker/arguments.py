@@ -264,7 +264,7 @@ QUEUE_ARGUMENTS: tuple[QueueArgument, ...] = (
     QueueArgument("x-max-length-bytes", _non_negative, "max_length_bytes",
                   policy=PolicyKey("max-length-bytes", _integer_from(0),
                                    "a valid maximum length in bytes")),
-    # RabbitMQ's limits on the messages a classic queue keeps in memory: trimq keeps all there
+    # quorum-queue limits in RabbitMQ (which refuses them on a classic queue): no effect here
     QueueArgument("x-max-in-memory-length", _non_negative,
                   policy=PolicyKey("max-in-memory-length", _integer_from(0),
                                    "a valid maximum memory in bytes")),
@@ -333,7 +333,9 @@ def validate_queue_argument(what: str, name: str, arguments: Arguments) -> None:
 def queue_settings(arguments: Arguments,
                    definition: Mapping[str, Any] | None = None) -> QueueSettings:
     """Settings from a queue's (already validated) arguments and the definition of the policy
-    that applies to it (already validated): where both give a value, the argument wins."""
+    that applies to it (already validated): where both give a value, the argument wins.
+    (RabbitMQ 3.10 takes the lower of the two for expires, message-ttl, max-length and
+    max-length-bytes.)"""
     values: dict[str, Any] = {}
     for setting, name, policy_key in _SETTING_SOURCES:
         typed = arguments.get(name)
