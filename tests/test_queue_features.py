@@ -1040,6 +1040,21 @@ def test_bcc_makes_message_routable(channel: Channel, tidy: Tidy) -> None:
          "routing_key_but_no_dlx_defined"),
         ({"x-single-active-consumer": "yes"}, "x-single-active-consumer",
          "{unacceptable_type,longstr}"),
+        ({"x-queue-mode": 5}, "x-queue-mode", "{unacceptable_type,signedint}"),
+        ({"x-queue-mode": "bogus"}, "x-queue-mode", "\"unsupported queue mode 'bogus'\""),
+        # the text as Erlang's ~p prints it: escaped, and a list of bytes when not Latin-1
+        ({"x-queue-mode": 'a"b\t'}, "x-queue-mode", "\"unsupported queue mode 'a\\\"b\\t'\""),
+        ({"x-queue-mode": "é"}, "x-queue-mode", "\"unsupported queue mode 'é'\""),
+        ({"x-queue-mode": "€"}, "x-queue-mode",
+         "[" + ",".join(str(b) for b in "unsupported queue mode '€'".encode()) + "]"),
+        ({"x-queue-type": "bogus"}, "x-queue-type", "\"unsupported queue type 'bogus'\""),
+        ({"x-queue-version": 3}, "x-queue-version", "\"unsupported queue version '3'\""),
+        ({"x-queue-version": 0}, "x-queue-version", "\"unsupported queue version '0'\""),
+        ({"x-queue-version": -1}, "x-queue-version", "{value_negative,-1}"),
+        ({"x-queue-version": "2"}, "x-queue-version", '"expected integer, got longstr"'),
+        # the first in RabbitMQ's order is told
+        ({"x-queue-version": 5, "x-single-active-consumer": "yes"}, "x-queue-version",
+         "\"unsupported queue version '5'\""),
     ],
 )
 def test_invalid_queue_argument(channel: Channel, unique: str, arguments: dict[str, Any],
@@ -1048,6 +1063,15 @@ def test_invalid_queue_argument(channel: Channel, unique: str, arguments: dict[s
     assert code == 406
     assert text == (f"PRECONDITION_FAILED - invalid arg '{name}' for queue '{unique}' in vhost "
                     f"'/': {detail}")
+
+
+def test_arguments_without_effect_are_accepted_and_kept(channel: Channel, tidy: Tidy) -> None:
+    arguments = {"x-queue-mode": "lazy", "x-queue-version": 2,
+                 "x-queue-master-locator": "client-local"}
+    q = tidy.queue("q", **arguments)
+    assert channel.queue_declare(q, arguments=arguments).method.queue == q
+    publish(channel, "", q, "m")
+    assert bodies(get_all(channel, q)) == ["m"]
 
 
 def test_largest_ttl_and_expires_accepted(channel: Channel, tidy: Tidy) -> None:
@@ -1081,6 +1105,21 @@ def test_dead_letter_exchange_of_wrong_type(channel: Channel, unique: str) -> No
          "x-single-active-consumer", "received 'false' but current is 'true'"),
         ({"x-expires": 60000}, {"x-expires": 30000}, "x-expires",
          "received '30000' but current is '60000'"),
+        ({"x-queue-mode": "lazy"}, {"x-queue-mode": "default"}, "x-queue-mode",
+         "received 'default' but current is 'lazy'"),
+        ({"x-queue-version": 1}, {"x-queue-version": 2}, "x-queue-version",
+         "received '2' but current is '1'"),
+        ({}, {"x-queue-version": 1}, "x-queue-version",
+         "received the value '1' of type 'signedint' but current is none"),
+        ({"x-queue-master-locator": "min-masters"}, {"x-queue-master-locator": "random"},
+         "x-queue-master-locator", "received 'random' but current is 'min-masters'"),
+        # the first in RabbitMQ's order is told
+        ({"x-queue-version": 1, "x-single-active-consumer": True},
+         {"x-queue-version": 2, "x-single-active-consumer": False}, "x-queue-version",
+         "received '2' but current is '1'"),
+        ({"x-queue-master-locator": "random", "x-queue-version": 1},
+         {"x-queue-master-locator": "min-masters", "x-queue-version": 2}, "x-queue-version",
+         "received '2' but current is '1'"),
     ],
 )
 def test_inequivalent_queue_argument(channel: Channel, tidy: Tidy, first: dict[str, Any],

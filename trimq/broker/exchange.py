@@ -66,7 +66,7 @@ class Exchange:
     def apply_policy(self, policy: Any) -> None:
         """alternate-exchange from the arguments, else from the policy."""
         self.policy = policy
-        merged = {**(policy.arguments("exchanges") if policy else {}), **self.arguments}
+        merged = {**(policy.exchange_arguments() if policy else {}), **self.arguments}
         alternate = merged.get("alternate-exchange")
         self.alternate_exchange = (
             alternate[1] if alternate is not None and isinstance(alternate[1], str) else None

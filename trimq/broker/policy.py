@@ -1,33 +1,31 @@
 """Policies: RabbitMQ's way to give queues and exchanges arguments from outside, by name
-pattern. Queue arguments win over a policy's definition, as in RabbitMQ; of several matching
-policies the one with the highest priority applies."""
+pattern. A queue's or exchange's own arguments win over a policy's definition; of several
+matching policies the one with the highest priority applies. Which keys stand for which queue
+arguments, and how their values are checked, is the table in arguments.py."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from trimq.amqp.frames import erlang_binary
+from trimq.broker.arguments import QUEUE_ARGUMENTS
 from trimq.broker.pcre import PatternError, compile_pattern, name_bytes
 
-# policy key -> the queue argument it stands for
-QUEUE_KEYS = {
-    "message-ttl": "x-message-ttl", "expires": "x-expires", "max-length": "x-max-length",
-    "max-length-bytes": "x-max-length-bytes", "overflow": "x-overflow",
-    "dead-letter-exchange": "x-dead-letter-exchange",
-    "dead-letter-routing-key": "x-dead-letter-routing-key",
-    "delivery-limit": "x-delivery-limit", "queue-mode": "x-queue-mode",
-}
 EXCHANGE_KEYS = {"alternate-exchange": "alternate-exchange"}
-# Keys RabbitMQ accepts for mirroring, quorum queues, streams and its queue storage. They mean
-# nothing on one node with one queue type, so they are accepted (and listed) but change nothing:
-# operators' existing set_policy scripts keep working.
+# Policy keys of queue arguments: the table in arguments.py says which key gives which argument
+# and whether it changes anything here (queue-mode, queue-version and the like are accepted and
+# checked, without effect).
+QUEUE_KEYS = frozenset(a.policy.key for a in QUEUE_ARGUMENTS if a.policy is not None)
+# Keys RabbitMQ accepts for mirroring, quorum queues and streams, with no queue argument here.
+# They mean nothing on one node with one queue type, so they are accepted (and listed) but
+# change nothing: operators' existing set_policy scripts keep working.
 INERT_KEYS = frozenset({
     "ha-mode", "ha-params", "ha-sync-mode", "ha-sync-batch-size", "ha-promote-on-shutdown",
-    "ha-promote-on-failure", "queue-master-locator", "queue-version", "max-in-memory-length",
-    "max-in-memory-bytes", "dead-letter-strategy", "max-age", "stream-max-segment-size-bytes",
-    "initial-cluster-size",
+    "ha-promote-on-failure", "dead-letter-strategy", "max-age",
+    "stream-max-segment-size-bytes", "initial-cluster-size",
 })
 APPLY_TO = ("queues", "exchanges", "all")
 
@@ -52,30 +50,13 @@ def _integer(value: Any, least: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= least
 
 
-def _one_of(*choices: str) -> Any:
-    return lambda value: value in choices
-
-
 # key -> (test of its value, what RabbitMQ says the value is not)
-_VALUE_CHECKS: dict[str, tuple[Any, str]] = {
+_VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "alternate-exchange": (lambda v: isinstance(v, str), "a valid alternate exchange name"),
-    "dead-letter-exchange": (lambda v: isinstance(v, str), "a valid dead letter exchange name"),
-    "dead-letter-routing-key": (lambda v: isinstance(v, str),
-                                "a valid dead letter routing key"),
-    "message-ttl": (lambda v: _integer(v, 0), "a valid message TTL"),
-    "expires": (lambda v: _integer(v, 1), "a valid queue expiry"),
-    "max-length": (lambda v: _integer(v, 0), "a valid maximum length"),
-    "max-length-bytes": (lambda v: _integer(v, 0), "a valid maximum length in bytes"),
-    "overflow": (_one_of("drop-head", "reject-publish", "reject-publish-dlx"),
-                 "a valid overflow value"),
-    "delivery-limit": (lambda v: _integer(v, 0), "a valid delivery limit"),
-    "queue-mode": (_one_of("default", "lazy"), "a valid queue-mode value"),
-    "queue-version": (lambda v: v in (1, 2) and not isinstance(v, bool),
-                      "a valid queue-version value"),
-    "max-in-memory-length": (lambda v: _integer(v, 0), "a valid maximum memory in bytes"),
-    "max-in-memory-bytes": (lambda v: _integer(v, 0), "a valid maximum memory in bytes"),
-    "dead-letter-strategy": (_one_of("at-most-once", "at-least-once"),
+    "dead-letter-strategy": (lambda v: v in ("at-most-once", "at-least-once"),
                              "a valid dead letter strategy"),
+    **{a.policy.key: (a.policy.valid, a.policy.noun) for a in QUEUE_ARGUMENTS
+       if a.policy is not None and a.policy.valid is not None},
 }
 
 
@@ -150,15 +131,11 @@ class Policy:
     def applies(self, kind: str, name: str) -> bool:
         return self.apply_to in (kind, "all") and self._regex.search(name_bytes(name)) is not None
 
-    def arguments(self, kind: str) -> dict[str, Any]:
-        """The definition as typed arguments of a queue or exchange."""
-        keys = QUEUE_KEYS if kind == "queues" else EXCHANGE_KEYS
-        typed = {}
-        for key, value in self.definition.items():
-            if key in keys:
-                letter = "t" if isinstance(value, bool) else "l" if isinstance(value, int) else "S"
-                typed[keys[key]] = (letter, value)
-        return typed
+    def exchange_arguments(self) -> dict[str, Any]:
+        """The definition's exchange keys as typed arguments of an exchange. (A queue reads its
+        keys from the definition through arguments.queue_settings.)"""
+        return {EXCHANGE_KEYS[key]: ("S", value) for key, value in self.definition.items()
+                if key in EXCHANGE_KEYS}
 
     def as_value(self) -> dict[str, Any]:
         return {"pattern": self.pattern, "definition": self.definition,

@@ -17,12 +17,12 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from trimq.amqp.codec import encode_shortstr
+from trimq.broker.arguments import queue_settings
 from trimq.broker.deadletter import dead_letter
 from trimq.broker.journal import Journal
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.policy import Policy
 from trimq.broker.ready import ReadyList
-from trimq.broker.settings import queue_settings
 from trimq.broker.timers import Timers
 
 if TYPE_CHECKING:
@@ -123,15 +123,11 @@ class Queue:
         return len(self.consumers)
 
     def apply_policy(self, policy: Policy | None) -> None:
-        """Arguments from a policy, under the queue's own (which win, as in RabbitMQ)."""
+        """Settings from its arguments and the policy that applies (arguments.queue_settings)."""
         if policy is self.policy:
             return
         self.policy = policy
-        merged = {**(policy.arguments("queues") if policy else {}), **self.arguments}
-        merged.pop("x-max-priority", None)  # fixed at declaration: the ready list depends on it
-        if "x-max-priority" in self.arguments:
-            merged["x-max-priority"] = self.arguments["x-max-priority"]
-        self.settings = queue_settings(merged)
+        self.settings = queue_settings(self.arguments, policy.definition if policy else None)
         if self.settings.bounded and self.settings.overflow == "drop-head":
             self._drop_over_limit()
         self.touch()

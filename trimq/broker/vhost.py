@@ -12,7 +12,13 @@ from collections.abc import Callable
 from typing import Any
 
 from trimq.amqp.codec import TYPE_NAMES, encode_typed_table, typed_to_plain
-from trimq.broker.arguments import validate_queue_argument, validate_queue_arguments
+from trimq.broker.arguments import (
+    ABSENT_VALUES,
+    COMPARED_QUEUE_ARGUMENTS,
+    INTEGER_LETTERS,
+    validate_queue_argument,
+    validate_queue_arguments,
+)
 from trimq.broker.exchange import EXCHANGE_TYPES, Binding, Exchange, args_key
 from trimq.broker.journal import Journal
 from trimq.broker.limits import in_force
@@ -36,17 +42,9 @@ DEFAULT_EXCHANGES = (
     ("amq.match", "headers"),
 )
 
-# Queue arguments RabbitMQ compares on redeclare; others are stored but not compared.
-CHECKED_QUEUE_ARGS = (
-    "x-expires", "x-message-ttl", "x-dead-letter-exchange", "x-dead-letter-routing-key",
-    "x-max-length", "x-max-length-bytes", "x-max-in-memory-length", "x-max-in-memory-bytes",
-    "x-max-priority", "x-overflow", "x-queue-mode", "x-single-active-consumer",
-    "x-queue-type", "x-queue-master-locator", "x-delivery-limit", "x-queue-version",
-)
+# Exchange arguments RabbitMQ compares on redeclare; others are stored but not compared. (Queue
+# arguments: the table in arguments.py.)
 CHECKED_EXCHANGE_ARGS = ("alternate-exchange",)
-# Arguments whose absence RabbitMQ treats as this value when it compares a redeclaration.
-ARGUMENT_DEFAULTS = {"x-queue-type": ("S", "classic")}
-NUMERIC_LETTERS = frozenset("bBsuIil")
 
 
 def generated_name(prefix: str) -> str:
@@ -65,7 +63,7 @@ def _render(value: Any) -> str:
 
 
 def _equivalent(a: Any, b: Any) -> bool:
-    if a[0] in NUMERIC_LETTERS and b[0] in NUMERIC_LETTERS:
+    if a[0] in INTEGER_LETTERS and b[0] in INTEGER_LETTERS:
         return bool(a[1] == b[1])
     return typed_to_plain(a) == typed_to_plain(b)
 
@@ -297,7 +295,8 @@ class VHost:
                         f"inequivalent arg '{field}' for {what}: "
                         f"received '{_bool(received)}' but current is '{_bool(current)}'",
                     )
-            self.check_arguments(what, CHECKED_QUEUE_ARGS, arguments, existing.arguments)
+            self.check_arguments(what, COMPARED_QUEUE_ARGUMENTS, arguments,
+                                 existing.arguments)
             existing.touch()
             return existing, False
         if enforce_limit:  # as RabbitMQ, before the arguments are looked at
@@ -329,11 +328,12 @@ class VHost:
     def check_arguments(
         what: str, names: tuple[str, ...], received: dict[str, Any], current: dict[str, Any]
     ) -> None:
+        """Refuse a redeclaration that differs in one of the arguments `names` (in order)."""
         for arg in names:
             new, old = received.get(arg), current.get(arg)
             if new is None and old is None:
                 continue
-            default = ARGUMENT_DEFAULTS.get(arg)
+            default = ABSENT_VALUES.get(arg)
             if default is not None and (new or default) == (old or default):
                 continue
             if new is None:
