@@ -52,7 +52,18 @@ def test_x_queue_mode_is_accepted_checked_and_without_effect_yet() -> None:
 @pytest.mark.parametrize(("arguments", "definition", "expected"), [
     ({}, {"max-length": 5, "overflow": "reject-publish"},
      {"max_length": 5, "overflow": "reject-publish", "bounded": True}),
-    ({"x-max-length": ("I", 3)}, {"max-length": 1}, {"max_length": 3, "bounded": True}),
+    # RabbitMQ 3.10: the lower of argument and policy for the limits and TTLs ...
+    ({"x-max-length": ("I", 3)}, {"max-length": 1}, {"max_length": 1, "bounded": True}),
+    ({"x-max-length": ("I", 1)}, {"max-length": 3}, {"max_length": 1, "bounded": True}),
+    ({"x-message-ttl": ("I", 500)}, {"message-ttl": 100, "expires": 9000},
+     {"message_ttl": 100, "expires": 9000}),
+    ({"x-expires": ("I", 2000), "x-max-length-bytes": ("l", 10)},
+     {"expires": 9000, "max-length-bytes": 5},
+     {"expires": 2000, "max_length_bytes": 5, "bounded": True}),
+    # ... and the argument for the others
+    ({"x-overflow": ("S", "reject-publish"), "x-dead-letter-exchange": ("S", "a")},
+     {"overflow": "drop-head", "dead-letter-exchange": "b"},
+     {"overflow": "reject-publish", "dead_letter_exchange": "a"}),
     ({"x-message-ttl": ("l", 10)}, {"expires": 1000, "delivery-limit": 2},
      {"message_ttl": 10, "expires": 1000, "delivery_limit": 2}),
     ({"x-max-priority": ("B", 5)}, {}, {"max_priority": 5}),

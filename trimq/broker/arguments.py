@@ -216,11 +216,14 @@ def _one_of(*choices: Any) -> Callable[[Any], bool]:
 class PolicyKey:
     """How a policy definition names an argument, and how RabbitMQ checks the value there:
     `valid(value)`, else "<value> is not <noun>". Without `valid`, policy.py checks the key
-    itself (as RabbitMQ, which has a validator of its own for it)."""
+    itself (as RabbitMQ, which has a validator of its own for it). `lower_wins`: where both the
+    queue's argument and the policy give a value, the lower applies (RabbitMQ's res_min);
+    otherwise the argument wins."""
 
     key: str
     valid: Callable[[Any], bool] | None = None
     noun: str = ""
+    lower_wins: bool = False
 
 
 @dataclass(frozen=True)
@@ -237,7 +240,7 @@ class QueueArgument:
     compared: bool = True
     # the value a missing argument counts as when a redeclaration is compared
     absent: TypedValue | None = None
-    # the policy key that may give it; the queue's own argument wins over the policy's value
+    # the policy key that may give it, and how its value combines with the queue's own
     policy: PolicyKey | None = None
 
     @property
@@ -250,9 +253,11 @@ class QueueArgument:
 # is the one reported.
 QUEUE_ARGUMENTS: tuple[QueueArgument, ...] = (
     QueueArgument("x-expires", _expires, "expires",
-                  policy=PolicyKey("expires", _integer_from(1), "a valid queue expiry")),
+                  policy=PolicyKey("expires", _integer_from(1), "a valid queue expiry",
+                                   lower_wins=True)),
     QueueArgument("x-message-ttl", _message_ttl, "message_ttl",
-                  policy=PolicyKey("message-ttl", _integer_from(0), "a valid message TTL")),
+                  policy=PolicyKey("message-ttl", _integer_from(0), "a valid message TTL",
+                                   lower_wins=True)),
     QueueArgument("x-dead-letter-exchange", _dlx, "dead_letter_exchange",
                   policy=PolicyKey("dead-letter-exchange", _string,
                                    "a valid dead letter exchange name")),
@@ -260,10 +265,11 @@ QUEUE_ARGUMENTS: tuple[QueueArgument, ...] = (
                   policy=PolicyKey("dead-letter-routing-key", _string,
                                    "a valid dead letter routing key")),
     QueueArgument("x-max-length", _non_negative, "max_length",
-                  policy=PolicyKey("max-length", _integer_from(0), "a valid maximum length")),
+                  policy=PolicyKey("max-length", _integer_from(0), "a valid maximum length",
+                                   lower_wins=True)),
     QueueArgument("x-max-length-bytes", _non_negative, "max_length_bytes",
                   policy=PolicyKey("max-length-bytes", _integer_from(0),
-                                   "a valid maximum length in bytes")),
+                                   "a valid maximum length in bytes", lower_wins=True)),
     # quorum-queue limits in RabbitMQ (which refuses them on a classic queue): no effect here
     QueueArgument("x-max-in-memory-length", _non_negative,
                   policy=PolicyKey("max-in-memory-length", _integer_from(0),
@@ -299,8 +305,10 @@ QUEUE_ARGUMENT = {argument.name: argument for argument in QUEUE_ARGUMENTS}
 COMPARED_QUEUE_ARGUMENTS = tuple(a.name for a in QUEUE_ARGUMENTS if a.compared)
 # what a missing argument counts as in that comparison
 ABSENT_VALUES = {a.name: a.absent for a in QUEUE_ARGUMENTS if a.absent is not None}
-# (QueueSettings attribute, argument, policy key or None) for the arguments that do something
-_SETTING_SOURCES = tuple((a.setting, a.name, a.policy.key if a.policy else None)
+# (QueueSettings attribute, argument, policy key or None, lower wins) for the arguments that do
+# something
+_SETTING_SOURCES = tuple((a.setting, a.name, a.policy.key if a.policy else None,
+                          a.policy.lower_wins if a.policy else False)
                          for a in QUEUE_ARGUMENTS if a.setting is not None)
 
 
@@ -333,14 +341,19 @@ def validate_queue_argument(what: str, name: str, arguments: Arguments) -> None:
 def queue_settings(arguments: Arguments,
                    definition: Mapping[str, Any] | None = None) -> QueueSettings:
     """Settings from a queue's (already validated) arguments and the definition of the policy
-    that applies to it (already validated): where both give a value, the argument wins.
-    (RabbitMQ 3.10 takes the lower of the two for expires, message-ttl, max-length and
-    max-length-bytes.)"""
+    that applies to it (already validated): where both give a value, the lower applies for
+    the keys marked `lower_wins` (expires, message-ttl, max-length, max-length-bytes, as
+    RabbitMQ 3.10) and the argument wins for the others."""
     values: dict[str, Any] = {}
-    for setting, name, policy_key in _SETTING_SOURCES:
+    policy = definition or {}
+    for setting, name, policy_key, lower_wins in _SETTING_SOURCES:
         typed = arguments.get(name)
-        if typed is not None:
+        from_policy = policy.get(policy_key) if policy_key is not None else None
+        if typed is None:
+            if from_policy is not None:
+                values[setting] = from_policy
+        elif from_policy is not None and lower_wins:
+            values[setting] = min(typed[1], from_policy)
+        else:
             values[setting] = typed[1]
-        elif definition and policy_key is not None and policy_key in definition:
-            values[setting] = definition[policy_key]
     return QueueSettings(**values)

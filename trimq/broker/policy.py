@@ -1,5 +1,6 @@
 """Policies: RabbitMQ's way to give queues and exchanges arguments from outside, by name
-pattern. A queue's or exchange's own arguments win over a policy's definition; of several
+pattern. A queue's or exchange's own arguments win over a policy's definition (the lower value
+applies for the limits and TTLs, see PolicyKey.lower_wins); of several
 matching policies the one with the highest priority applies. Which keys stand for which queue
 arguments, and how their values are checked, is the table in arguments.py."""
 
