@@ -950,13 +950,17 @@ def test_table_and_json_lines() -> None:
 
 def test_banners() -> None:
     opts = {"vhost": "/", "timeout": 60000, "node": "trimq@h"}
-    assert output.banner("list_queues", [], opts) == ["Timeout: 60.0 seconds ...",
-                                                      "Listing queues for vhost / ..."]
-    assert output.banner("list_bindings", [], opts) == ["Listing bindings for vhost /..."]
-    assert output.banner("stop", [], opts) == ["Stopping and halting node trimq@h ..."]
-    assert output.banner("set_permissions", ["u", "a", "b", "c"], opts) == [
+
+    def banner(name: str, args: list[str]) -> list[str]:
+        return ctl.COMMANDS[name].banner_lines(args, opts)
+
+    assert banner("list_queues", []) == ["Timeout: 60.0 seconds ...",
+                                         "Listing queues for vhost / ..."]
+    assert banner("list_bindings", []) == ["Listing bindings for vhost /..."]
+    assert banner("stop", []) == ["Stopping and halting node trimq@h ..."]
+    assert banner("set_permissions", ["u", "a", "b", "c"]) == [
         'Setting permissions for user "u" in vhost "/" ...']
-    assert output.banner("help", [], opts) == []
+    assert banner("help", []) == []
 
 
 def test_main_streams(broker: FakeBroker, capsys: pytest.CaptureFixture[str]) -> None:

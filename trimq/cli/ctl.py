@@ -51,7 +51,7 @@ def default_data_dir() -> Path:
         return fallback
 
 
-# -- options shared by every command --------------------------------------------------------
+# -- options shared by every command ----------------------------------------------------------
 
 GLOBAL_SWITCHES: dict[str, str] = {
     "node": "string", "quiet": "boolean", "silent": "boolean", "dry_run": "boolean",
@@ -137,7 +137,7 @@ def parse_options(argv: Sequence[str], switches: Mapping[str, str],
     return opts, args, invalid
 
 
-# -- running a command ----------------------------------------------------------------------
+# -- running a command ------------------------------------------------------------------------
 
 
 def effective_formatter(command: Command, requested: str | None) -> str:

@@ -10,7 +10,10 @@ from importlib import import_module
 
 from trimq.cli.commands.base import COMMANDS, Command
 
-MODULES = ("help", "node", "users", "remaining")
+MODULES = (
+    "help", "node", "users", "vhosts", "vhost_limits", "permissions", "listings", "policies",
+    "queues", "connections", "definitions",
+)
 
 for _module in MODULES:
     import_module(f"{__name__}.{_module}")

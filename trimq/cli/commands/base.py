@@ -4,8 +4,8 @@ A `Command` holds everything about one command, as rabbitmqctl's command modules
 usage texts, its switches, how its arguments are checked, the banner it prints, and `run`.
 Each module in this package declares its commands and `register`s them; `ctl.py` looks them
 up by name in `COMMANDS`. The order of registration is the order `__init__.py` imports the
-modules in, and it matters: a mistyped command name is matched against the commands in that
-order (`help.suggest_command`).
+modules in, and it matters: of two equally close suggestions for a mistyped command name, the
+one registered first is offered (`help.suggest_command`).
 
 `run` gets a `Context` (arguments, options, output streams, the control client) and returns
 the exit code after printing its result; every failure is raised as `CtlExit`. Exit codes are
@@ -274,11 +274,3 @@ def default_error(ctx: Context, exc: BrokerError) -> CtlExit:
     }.get(exc.kind, EXIT_SOFTWARE)
     return CtlExit(code, error_text(exc.text))
 
-
-def simple_call(ctx: Context, request: Mapping[str, Any]) -> int:
-    """Send the command's own request; `:ok` on success, the default error otherwise."""
-    try:
-        ctx.call(ctx.command.name, request)
-    except BrokerError as exc:
-        raise default_error(ctx, exc) from None
-    return ctx.ok()

@@ -20,7 +20,7 @@ from trimq.cli.commands.base import (
     error_text,
     register,
 )
-from trimq.cli.commands.listing import print_rows
+from trimq.cli.commands.rows import print_rows
 from trimq.cli.control_client import TOOL, BrokerError
 from trimq.cli.output import json_encode
 

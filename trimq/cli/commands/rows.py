@@ -1,5 +1,5 @@
-"""What the list_* commands share: rows printed as a table, JSON or CSV, and the shape of a
-listing whose columns are chosen from info items (list_queues, list_vhosts...)."""
+"""What the list_* commands share: their rows printed as a table, JSON or CSV, and the shape
+of a listing whose columns are chosen among info items (list_queues, list_vhosts...)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from trimq.cli.commands.base import (
     Runner,
     Section,
     columns_usage,
+    default_error,
     prepare_info_keys,
 )
+from trimq.cli.control_client import BrokerError
 
 
 def print_rows(ctx: Context, rows: Any, items: Sequence[str], *,
@@ -40,9 +42,7 @@ def print_rows(ctx: Context, rows: Any, items: Sequence[str], *,
     return EXIT_OK
 
 
-def requested_items(ctx: Context) -> list[str]:
-    """The columns asked for on the command line, else the command's default ones."""
-    return prepare_info_keys(ctx.args) or list(ctx.command.default_items)
+# -- listings of info items -------------------------------------------------------------------
 
 
 def info_list_command(name: str, usage: str, description: str, keys: Sequence[str],
@@ -54,3 +54,25 @@ def info_list_command(name: str, usage: str, description: str, keys: Sequence[st
                    has_timeout=True, default_timeout=LIST_TIMEOUT_MS, info_keys=keys,
                    default_items=default, usage_additional=[columns_usage(keys)],
                    switches={"timeout": "integer", **(switches or {})}, banner=banner)
+
+
+def requested_items(ctx: Context) -> list[str]:
+    """The columns asked for on the command line, else the command's default ones."""
+    return prepare_info_keys(ctx.args) or list(ctx.command.default_items)
+
+
+def run_info_list(ctx: Context, *, in_vhost: bool = False, drop_missing: bool = False) -> int:
+    """Ask the node for the command's rows with the requested columns and print them.
+
+    `in_vhost`: the listing is of one vhost, and a vhost that does not exist lists nothing
+    (as rabbitmqctl). `drop_missing`: columns a row has no value for are left out of it."""
+    items = requested_items(ctx)
+    request: dict[str, Any] = {"vhost": ctx.vhost, "items": items} if in_vhost \
+        else {"items": items}
+    try:
+        rows = ctx.call(ctx.command.name, request)
+    except BrokerError as exc:
+        if not (in_vhost and exc.kind == "vhost_not_found"):
+            raise default_error(ctx, exc) from None
+        rows = []
+    return print_rows(ctx, rows, items, drop_missing=drop_missing)
