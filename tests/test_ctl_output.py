@@ -18,6 +18,10 @@ from typing import Any
 import pytest
 
 from trimq.cli import ctl, output
+from trimq.cli.commands.base import prepare_info_keys
+from trimq.cli.commands.help import jaro_distance
+from trimq.cli.commands.users import ADD_USER_DONE
+from trimq.cli.control_client import TOOL
 from trimq.cli.output import (
     amqp_table_json,
     amqp_table_term,
@@ -26,6 +30,7 @@ from trimq.cli.output import (
     erlang_float,
     format_value,
 )
+from trimq.info_items import BINDING_ITEMS, QUEUE_ITEMS
 
 HOST = socket.gethostname().split(".")[0]
 NODE = f"trimq@{HOST}"
@@ -159,7 +164,7 @@ def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> Run:
     return Run(code, captured.out, captured.err)
 
 
-USAGE_HEAD = f"{ctl.TOOL} [--node <node>] [--longnames] [--quiet] "
+USAGE_HEAD = f"{TOOL} [--node <node>] [--longnames] [--quiet] "
 
 
 # -- the reference transcript -------------------------------------------------------------------
@@ -270,7 +275,7 @@ def test_list_bindings_empty(broker: FakeBroker) -> None:
     broker.replies["list_bindings"] = ok([])
     r = run("list_bindings", "-p", "dev")
     assert (r.code, r.lines) == (0, ["Listing bindings for vhost dev..."])
-    assert broker.last["args"]["items"] == ctl.BINDING_ITEMS
+    assert broker.last["args"]["items"] == BINDING_ITEMS
     assert run("list_bindings", "--formatter", "json").lines == ["[", "]"]
 
 
@@ -526,10 +531,10 @@ def test_user_commands(broker: FakeBroker) -> None:
     r = run("delete_user", "alice", "--formatter", "json")
     assert r.lines == [f'{{"node":"{NODE}","result":"ok"}}']
     r = run("add_user", "bob", "pw", "--formatter", "json")
-    assert json.loads(r.out) == {"message": ctl.ADD_USER_DONE, "node": NODE, "status": "ok"}
+    assert json.loads(r.out) == {"message": ADD_USER_DONE, "node": NODE, "status": "ok"}
     # passwords from standard input
     r = run("add_user", "carol", stdin="s3cret\n")
-    assert r.lines == ['Adding user "carol" ...', "Password: ", ctl.ADD_USER_DONE]
+    assert r.lines == ['Adding user "carol" ...', "Password: ", ADD_USER_DONE]
     assert broker.last["args"] == {"user": "carol", "password": "s3cret"}
     r = run("add_user", "-q", "dave", stdin="pw\n")
     assert r.out == "" and broker.last["args"]["password"] == "pw"
@@ -809,6 +814,9 @@ def test_unknown_commands(data_dir: Path) -> None:
     r = run("list_quues")
     assert (r.code, r.out) == (64, "")
     assert r.err == "\nCommand 'list_quues' not found. \nDid you mean 'list_queues'? \n\n"
+    # equally close names: the command registered first (trimq/cli/commands/__init__.py)
+    assert run("delete_qusue").err.endswith("Did you mean 'delete_user'? \n\n")
+    assert run("list_qusues").err.endswith("Did you mean 'list_users'? \n\n")
     r = run("frobnicate")
     assert r.code == 64
     assert r.errlines[:5] == ["", "Command 'frobnicate' not found. ", "", "Usage", ""]
@@ -821,12 +829,12 @@ def test_unknown_commands(data_dir: Path) -> None:
 def test_help(data_dir: Path) -> None:
     r = run("--help")
     assert r.code == 0
-    assert r.lines[:4] == ["", "Usage", "", f"{ctl.TOOL} [--node <node>] [--timeout <timeout>] "
+    assert r.lines[:4] == ["", "Usage", "", f"{TOOL} [--node <node>] [--timeout <timeout>] "
                            "[--longnames] [--quiet] <command> [<command options>]"]
     assert "Available commands:" in r.lines
     pad = max(len(n) for n in ctl.COMMANDS)
     assert f"   {'list_queues'.ljust(pad)}  Lists queues and their properties" in r.lines
-    assert r.lines[-1] == f"Use '{ctl.TOOL} help <command>' to learn more about a specific command"
+    assert r.lines[-1] == f"Use '{TOOL} help <command>' to learn more about a specific command"
     sections = [line for line in r.lines if line.endswith(":") and not line.startswith(" ")]
     assert sections == ["Available commands:", "Help:", "Nodes:", "Users:", "Access Control:",
                         "Monitoring, observability and health checks:", "Policies:",
@@ -842,7 +850,7 @@ def test_help(data_dir: Path) -> None:
                            "[<column>, ...] [--timeout <timeout>]", "",
                            "Lists queues and their properties.", "", ""]
     assert r.lines[8:11] == ["Arguments and Options", "", "<column>"]
-    assert r.lines[11] == "\tmust be one of " + ", ".join(sorted(ctl.QUEUE_ITEMS))
+    assert r.lines[11] == "\tmust be one of " + ", ".join(sorted(QUEUE_ITEMS))
     assert "General Options" in r.lines
     assert run("list_queues", "--help").out == r.out
     r = run("help", "nosuch")
@@ -865,9 +873,9 @@ def test_parse_options() -> None:
     assert opts == {"vhost": "/", "table_headers": False, "timeout": 5, "if_empty": True}
     assert args == ["list", "-x"]
     assert invalid == []
-    assert ctl.prepare_info_keys(["name,messages", " durable ", "name", ","]) == [
+    assert prepare_info_keys(["name,messages", " durable ", "name", ","]) == [
         "name", "messages", "durable"]
-    assert ctl.jaro_distance("list_quues", "list_queues") > 0.9
+    assert jaro_distance("list_quues", "list_queues") > 0.9
     assert ctl.suggest_command("zzzz") is None
 
 
@@ -942,13 +950,17 @@ def test_table_and_json_lines() -> None:
 
 def test_banners() -> None:
     opts = {"vhost": "/", "timeout": 60000, "node": "trimq@h"}
-    assert output.banner("list_queues", [], opts) == ["Timeout: 60.0 seconds ...",
-                                                      "Listing queues for vhost / ..."]
-    assert output.banner("list_bindings", [], opts) == ["Listing bindings for vhost /..."]
-    assert output.banner("stop", [], opts) == ["Stopping and halting node trimq@h ..."]
-    assert output.banner("set_permissions", ["u", "a", "b", "c"], opts) == [
+
+    def banner(name: str, args: list[str]) -> list[str]:
+        return ctl.COMMANDS[name].banner_lines(args, opts)
+
+    assert banner("list_queues", []) == ["Timeout: 60.0 seconds ...",
+                                         "Listing queues for vhost / ..."]
+    assert banner("list_bindings", []) == ["Listing bindings for vhost /..."]
+    assert banner("stop", []) == ["Stopping and halting node trimq@h ..."]
+    assert banner("set_permissions", ["u", "a", "b", "c"]) == [
         'Setting permissions for user "u" in vhost "/" ...']
-    assert output.banner("help", [], opts) == []
+    assert banner("help", []) == []
 
 
 def test_main_streams(broker: FakeBroker, capsys: pytest.CaptureFixture[str]) -> None:

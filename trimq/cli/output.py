@@ -7,7 +7,9 @@
 - JSON output (`--formatter json`): `[`, then the first row, then `,{...}` per further row, then
   `]`, each on its own line, encoded compactly as rabbitmqctl's JSON library does (tables as
   `[key, type, value]` triples, Erlang-style floats).
-- Banners: the informational first line(s) each command prints before its result.
+
+The banner each command prints before its result is declared with the command
+(trimq/cli/commands/).
 
 Control-protocol values are plain JSON: AMQP tables arrive as lists of `[key, value]` pairs
 (a `[key, type, value]` triple is taken as explicitly typed).
@@ -399,99 +401,12 @@ def vhost_limits_lines(rows: Sequence[Mapping[str, Any]], everywhere: bool, node
     return (["vhost\tlimits"] if headers else []) + [f"{v}\t{t}" for v, t in texts]
 
 
-# -- banners ----------------------------------------------------------------------------------
+# -- timeouts ---------------------------------------------------------------------------------
 
 
 def timeout_seconds(timeout_ms: int) -> str:
     """`#{timeout / 1000}` in Elixir: always a float (`60.0`)."""
     return erlang_float(timeout_ms / 1000)
-
-
-def banner(command: str, args: Sequence[str], opts: Mapping[str, Any]) -> list[str]:
-    """The banner line(s) rabbitmqctl prints before running `command` (none for some)."""
-    vhost = opts.get("vhost", "/")
-    node = opts.get("node", "")
-    user = args[0] if args else ""
-    if command == "list_queues":
-        return [f"Timeout: {timeout_seconds(opts['timeout'])} seconds ...",
-                f"Listing queues for vhost {vhost} ..."]
-    simple = {
-        "list_exchanges": f"Listing exchanges for vhost {vhost} ...",
-        "list_bindings": f"Listing bindings for vhost {vhost}...",
-        "list_connections": "Listing connections ...",
-        "list_channels": "Listing channels ...",
-        "list_consumers": f"Listing consumers in vhost {vhost} ...",
-        "list_users": "Listing users ...",
-        "list_vhosts": "Listing vhosts ...",
-        "list_permissions": f'Listing permissions for vhost "{vhost}" ...',
-        "list_user_permissions": f'Listing permissions for user "{user}" ...',
-        "add_user": f'Adding user "{user}" ...',
-        "delete_user": f'Deleting user "{user}" ...',
-        "change_password": f'Changing password for user "{user}" ...',
-        "clear_password": f'Clearing password for user "{user}" ...',
-        "authenticate_user": f'Authenticating user "{user}" ...',
-        "add_vhost": f'Adding vhost "{user}" ...',
-        "delete_vhost": f'Deleting vhost "{user}" ...',
-        "set_permissions": f'Setting permissions for user "{user}" in vhost "{vhost}" ...',
-        "clear_permissions": f'Clearing permissions for user "{user}" in vhost "{vhost}" ...',
-        "purge_queue": f"Purging queue '{user}' in vhost '{vhost}' ...",
-        "clear_policy": f'Clearing policy "{user}" on vhost "{vhost}" ...',
-        "list_policies": f'Listing policies for vhost "{vhost}" ...',
-        "status": f"Status of node {node} ...",
-    }
-    if command in simple:
-        return [simple[command]]
-    if command == "set_policy":
-        priority = opts.get("priority") or 0
-        return [f'Setting policy "{args[0]}" for pattern "{args[1]}" to "{args[2]}" with '
-                f'priority "{priority}" for vhost "{vhost}" ...']
-    if command == "set_vm_memory_high_watermark":
-        if args[0] == "absolute" and len(args) > 1:
-            return [f"Setting memory threshold on {node} to {args[1]} bytes ..."]
-        return [f"Setting memory threshold on {node} to {args[0]} ..."]
-    if command == "set_disk_free_limit":
-        if args[0] == "mem_relative" and len(args) > 1:
-            return [f"Setting disk free limit on {node} to {args[1]} times the total RAM ..."]
-        return [f"Setting disk free limit on {node} to {args[0]} bytes ..."]
-    if command == "set_vhost_limits":
-        return [f'Setting vhost limits to "{args[0]}" for vhost "{vhost}" ...']
-    if command == "clear_vhost_limits":
-        return [f'Clearing vhost "{vhost}" limits ...']
-    if command == "list_vhost_limits":
-        if opts.get("global"):
-            return ["Listing limits for all vhosts ..."]
-        return [f'Listing limits for vhost "{vhost}" ...']
-    if command == "set_user_tags":
-        return [f'Setting tags for user "{user}" to [{", ".join(args[1:])}] ...']
-    if command == "delete_queue":
-        conditions = []
-        if opts.get("if_empty"):
-            conditions.append("if queue is empty ")
-        if opts.get("if_unused"):
-            conditions.append("if queue is unused ")
-        return [f"Deleting queue '{user}' on vhost '{vhost}' " + "and ".join(conditions) + "..."]
-    if command == "close_connection":
-        return [f"Closing connection {args[0]}, reason: {args[1]}..."]
-    if command == "close_all_connections":
-        reason = args[0]
-        if opts.get("global"):
-            return [f"Closing all connections to node {node} (across all vhosts), "
-                    f"reason: {reason}..."]
-        limit = opts.get("limit", 0)
-        if not limit:
-            return [f"Closing all connections in vhost {vhost}, reason: {reason}..."]
-        return [f"Closing {limit} connections in vhost {vhost}, reason: {reason}..."]
-    if command == "stop":
-        if args:
-            return [f"Stopping and halting node {node} (will monitor pid file {args[0]}) ..."]
-        return [f"Stopping and halting node {node} ..."]
-    if command == "export_definitions":
-        return [f'Exporting definitions in JSON to a file at "{args[0]}" ...']
-    if command == "import_definitions":
-        if not args:
-            return ["Importing definitions in JSON from standard input ..."]
-        return [f'Importing definitions in JSON from a file at "{args[0]}" ...']
-    return []
 
 
 # -- status -----------------------------------------------------------------------------------
