@@ -11,7 +11,6 @@ import gc
 import signal
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
@@ -27,11 +26,11 @@ from trimq.server.consumer_timeout import watch_consumer_timeouts
 from trimq.server.control import CONTROL_SOCKET, serve_control
 from trimq.server.notify import Notifier
 from trimq.server.resources import Resources
+from trimq.server.state import ServerState, close_connections
 
 log = structlog.get_logger("trimq.server")
 
 ACCEPT_RETRY_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS}
-SHUTDOWN_GRACE = 3.0
 COMPACTION_CHECK_INTERVAL = 5.0  # seconds between looks at the log's dead bytes
 COMPACTION_RETRY_MAX = 600.0  # the longest pause before retrying a failed compaction
 
@@ -49,24 +48,6 @@ GC_THRESHOLDS = (20_000, 10, 10)
 def tune_gc() -> None:
     """Set the broker process's collector thresholds (see GC_THRESHOLDS)."""
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-@dataclass
-class ServerState:
-    broker: Broker
-    wal: WAL | None = None
-    connections: set[ServerConnection] = field(default_factory=set)
-    stopping: bool = False
-    stop_requested: trio.Event = field(default_factory=trio.Event)
-    started_at: float = field(default_factory=time.time)
-    listeners: list[tuple[str, int]] = field(default_factory=list)
-    data_dir: Path | None = None
-    notifier: Notifier = field(default_factory=Notifier)
-    resources: Resources = field(default_factory=Resources)
-
-    def request_stop(self) -> None:
-        """Ask the server to shut down cleanly (a signal, or `trimqctl stop`)."""
-        self.stop_requested.set()
 
 
 def recover(config: BrokerConfig, data_dir: Path, segment_size: int, fsync: bool,
@@ -157,16 +138,6 @@ async def _accept_loop(state: ServerState, listener: trio.SocketListener,
                 continue
             raise
         nursery.start_soon(_handle, state, stream)
-
-
-async def close_connections(connections: list[ServerConnection], detail: str) -> None:
-    """Close these clients with 320 CONNECTION_FORCED and give them a moment to answer."""
-    for connection in connections:
-        if connection.opened:
-            connection.force_close(detail)
-    with trio.move_on_after(SHUTDOWN_GRACE):
-        while any(c.opened and not c.finished for c in connections):
-            await trio.sleep(0.02)
 
 
 async def _stopper(state: ServerState, nursery: trio.Nursery) -> None:
@@ -267,6 +238,7 @@ async def serve(
     checkpointed on the way out."""
     state = ServerState(broker, wal, data_dir=data_dir, notifier=notifier or Notifier(),
                         resources=Resources.for_broker(broker.config, data_dir))
+    wal_closing = False
     try:
         async with trio.open_nursery() as outer:
             if wal is not None:
@@ -295,9 +267,25 @@ async def serve(
                                       + ", ".join(f"{h}:{p}" for h, p in state.listeners))
                 task_status.started(state.listeners)
             if wal is not None:
+                wal_closing = True
                 with trio.CancelScope(shield=True):
                     await wal.close(checkpoint=True)
                 log.info("wal.closed")
             outer.cancel_scope.cancel()
     finally:
+        if wal is not None and not wal_closing:
+            await _close_abandoned(wal)
         log.info("server.stopped")
+
+
+async def _close_abandoned(wal: WAL) -> None:
+    """Close the log when serve() ends another way than its stop path (cancelled by its
+    caller, or a task failed): otherwise its lock would stay held for the rest of the process.
+    What goes wrong here is logged, so the reason serve() ended is what propagates."""
+    with trio.CancelScope(shield=True):
+        try:
+            await wal.close(checkpoint=True)
+        except Exception as exc:
+            log.error("wal.close_failed", error=str(exc), error_type=type(exc).__name__)
+            return
+    log.info("wal.closed")

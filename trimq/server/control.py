@@ -13,7 +13,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import structlog
 import trio
@@ -26,9 +26,7 @@ from trimq.info_items import BINDING_ITEMS, CONSUMER_ITEMS, ITEMS
 from trimq.server import info
 from trimq.server.datadir import exposure_warning
 from trimq.server.resources import total_memory
-
-if TYPE_CHECKING:
-    from trimq.server.app import ServerState
+from trimq.server.state import ServerState, close_connections
 
 log = structlog.get_logger("trimq.control")
 
@@ -36,7 +34,7 @@ CONTROL_SOCKET = "trimq.sock"
 MAX_REQUEST = 64 * 2**20  # import_definitions documents can be large
 REQUEST_TIMEOUT = 30.0
 
-Handler = Callable[["ServerState", dict[str, Any]], Awaitable[Any]]
+Handler = Callable[[ServerState, dict[str, Any]], Awaitable[Any]]
 COMMANDS: dict[str, Handler] = {}
 
 
@@ -341,8 +339,6 @@ async def _add_vhost(state: ServerState, args: dict[str, Any]) -> Any:
 
 @command("delete_vhost")
 async def _delete_vhost(state: ServerState, args: dict[str, Any]) -> Any:
-    from trimq.server.app import close_connections
-
     name = arg_str(args, "vhost")
     state.broker.get_vhost(name)
     inside = [c for c in state.connections if c.opened and c.vhost.name == name]
@@ -494,8 +490,6 @@ async def _purge_queue(state: ServerState, args: dict[str, Any]) -> Any:
 
 @command("close_connection")
 async def _close_connection(state: ServerState, args: dict[str, Any]) -> Any:
-    from trimq.server.app import close_connections
-
     target = arg_str(args, "name")
     reason = arg_str(args, "reason", "")
     found = [c for c in state.connections
@@ -508,8 +502,6 @@ async def _close_connection(state: ServerState, args: dict[str, Any]) -> Any:
 
 @command("close_all_connections")
 async def _close_all_connections(state: ServerState, args: dict[str, Any]) -> Any:
-    from trimq.server.app import close_connections
-
     vhost = arg_str(args, "vhost", "") or None
     limit = arg_int(args, "limit", 0)
     reason = arg_str(args, "reason", "")

@@ -19,9 +19,9 @@ from trimq.broker.queue import Queue
 from trimq.broker.vhost import VHost
 
 if TYPE_CHECKING:
-    from trimq.server.app import ServerState
     from trimq.server.channel import Channel
     from trimq.server.connection import ServerConnection
+    from trimq.server.state import ServerState
 
 NODE = f"trimq@{socket.gethostname().split('.')[0]}"
 
