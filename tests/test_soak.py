@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import start_server, stop_server
+from conftest import Broker, start_server, stop_server
 from soak import (
     DURABLE_QUEUE,
     Gate,
@@ -86,6 +86,30 @@ def summary(idle: list[Sample], load: list[Sample], totals: Totals,
         "idle": [vars(s) for s in idle],
         "load": [vars(s) for s in load],
     }
+
+
+def own_objects(data_dir: Path) -> dict[str, int]:
+    counts = control(data_dir, "object_counts")["types"]
+    return {name: n for name, n in counts.items() if name.startswith("trimq.")}
+
+
+def test_object_counts_see_a_client_and_forget_it_once_gone(node: Broker) -> None:
+    assert node.data_dir is not None
+    before = own_objects(node.data_dir)
+    conn = node.connect()
+    ch = conn.channel()
+    ch.queue_declare("", exclusive=True)
+    ch.basic_consume(ch.queue_declare("", exclusive=True).method.queue, lambda *a: None)
+    during = own_objects(node.data_dir)
+    for name, count in (("trimq.server.connection.ServerConnection", 1),
+                        ("trimq.server.channel.Channel", 1), ("trimq.broker.queue.Queue", 2),
+                        ("trimq.broker.queue.Consumer", 1)):
+        assert during.get(name, 0) - before.get(name, 0) == count, name
+    conn.close()
+    deadline = time.monotonic() + 10
+    while (after := own_objects(node.data_dir)) != before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert after == before
 
 
 def test_short_lived_clients_leave_memory_descriptors_and_tasks_flat(tmp_path: Path) -> None:
