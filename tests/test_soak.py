@@ -112,6 +112,7 @@ def test_object_counts_see_a_client_and_forget_it_once_gone(node: Broker) -> Non
     assert after == before
 
 
+@pytest.mark.timeout(SECONDS * 2 + 120)  # the idle samples take time too
 def test_short_lived_clients_leave_memory_descriptors_and_tasks_flat(tmp_path: Path) -> None:
     data = tmp_path / "data"
     # Small segments and frequent checks, so that online compaction runs during the soak too.
