@@ -27,7 +27,7 @@
 #                                 means the repository's default branch
 #          PIKA_SRC=/path/to/pika a pika clone (bare or not), read with git archive; without it
 #                                 the cached copy of the last run with this PIKA_REF is used
-#          PIKA_CACHE=dir         the revision's whole tree (default ~/.cache/trimq/pika-acceptance-<rev>)
+#          PIKA_CACHE=dir         the revision's whole tree (default ~/.cache/trimq/pika-<rev>-src)
 #          PIKA_VENV=dir          its own venv (default ~/.cache/trimq/pika-<rev>-venv): pika
 #                                 pip-installed from that tree plus the suite's dependencies
 #                                 (pytest, pytest-timeout, gevent, tornado, twisted); VENV is not
@@ -90,7 +90,7 @@ fetch_tree() {   # the whole tree of commit $1 into $SUITE (pika itself, its tes
 
 if [ -n "${PIKA_REF:-}" ]; then
   name=$(printf %s "$PIKA_REF" | tr -c 'A-Za-z0-9._-' _)
-  SUITE=${PIKA_CACHE:-$CACHE/pika-acceptance-$name}
+  SUITE=${PIKA_CACHE:-$CACHE/pika-$name-src}
   PIKA_VENV=${PIKA_VENV:-$CACHE/pika-$name-venv}
   if [ -n "${PIKA_SRC:-}" ]; then
     commit=$(resolve_ref)
