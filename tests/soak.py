@@ -270,6 +270,18 @@ def drain(params: pika.ConnectionParameters, totals: Totals) -> None:
         conn.close()
 
 
+def quiet_descriptors(pid: int) -> int:
+    """The descriptor count once it stops moving (two looks 20 ms apart agree): the broker
+    closes its side of a control request just after answering it."""
+    count = descriptors(pid)
+    while True:
+        time.sleep(0.02)
+        again = descriptors(pid)
+        if again == count:
+            return count
+        count = again
+
+
 def idle_sample(pid: int, data_dir: Path, started: float, cycles: int,
                 baseline: Sample | None, timeout: float = 15.0) -> Sample:
     """The broker once every client has gone: no connection left and the task and descriptor
@@ -278,11 +290,12 @@ def idle_sample(pid: int, data_dir: Path, started: float, cycles: int,
     previous: Sample | None = None
     deadline = time.monotonic() + timeout
     while True:
-        connections = control(data_dir, "status")["connections"]
-        current = sample(pid, data_dir, started, cycles)
+        status = control(data_dir, "status")
+        current = Sample(round(time.monotonic() - started, 3), rss(pid), quiet_descriptors(pid),
+                         status["tasks"], cycles)
         reference = baseline or previous
-        if connections == 0 and reference is not None and (current.tasks, current.fds) == (
-                reference.tasks, reference.fds):
+        if status["connections"] == 0 and reference is not None and (
+                current.tasks, current.fds) == (reference.tasks, reference.fds):
             break
         if time.monotonic() > deadline:
             break
