@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Start a private trimq-server on a free port, run pika's acceptance suite against it
 # (tools/pika_acceptance.sh), stop the server. Extra arguments go to pytest.
+#   tools/run_acceptance.sh                                   the installed pika release's suite
+#   PIKA_REF=master PIKA_SRC=/path/to/pika tools/run_acceptance.sh   pika's development head
+#                                                             (the settings are pika_acceptance.sh's)
 # The three TestGetaddrinfoWWWGoogleDotComPort80 tests resolve a public host name and need the
-# internet, which CI and the development machines do not have; they are deselected here.
+# internet, which CI and the development machines do not have; they are deselected here
+# (pika's later revisions resolve localhost instead).
 set -euo pipefail
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$REPO/.venv}

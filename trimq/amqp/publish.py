@@ -73,6 +73,12 @@ def content_properties(data: bytes) -> tuple[spec.BasicProperties, bytes] | None
     return decoded
 
 
+def clear_caches() -> None:
+    """Forget every cached decoding (for leak hunting: what remains is what something holds)."""
+    _args_cache.clear()
+    _properties_cache.clear()
+
+
 def decodable(arguments: bytes, properties: bytes) -> bool:
     """Whether a publish's arguments and properties decode: only then may the rest of it be
     waited for (the general path reports an undecodable one as soon as it arrives)."""
