@@ -18,6 +18,7 @@ from trimq.errors import INTERNAL_ERROR, ConnectionError
 if TYPE_CHECKING:
     from trimq.broker.message import Message
     from trimq.broker.queue import Queue
+    from trimq.broker.records import Definition
 
 Append = Callable[[RecordType, dict[str, Any]], int]
 
@@ -57,6 +58,14 @@ class Journal:
         lsn = self._append(RecordType.DEFINE, {"kind": kind, "key": key, "value": value})
         self.last_define_lsn = lsn
         return lsn
+
+    def put(self, record: Definition) -> int:
+        """Record a definition's latest state (its kind's schema: trimq/broker/records.py)."""
+        return self.define(record.KIND, record.key(), record.value())
+
+    def drop(self, kind: str, key: list[str]) -> int:
+        """Record a definition's deletion (`key` from its kind's make_key)."""
+        return self.define(kind, key, None)
 
     def message(self, message: Message, queues: Iterable[Queue]) -> int:
         """Record a persistent message once, with every durable queue it reached, and when (its
