@@ -3,8 +3,10 @@
 A DEFINE record (storage/records.py) carries {"kind", "key", "value"}; storage only keeps the
 latest value per (kind, key) and knows nothing of what they mean. This module is the one place
 that says what each kind's key and value hold: the broker model builds a record here to
-journal it (`Journal.put`), and recovery decodes the recovered ones here (`decode`) before
-handing them to the same broker functions a live declaration uses, with `loading=True`.
+journal it (`Journal.put`), and recovery decodes the recovered ones here (`decode`) and has
+each `load` itself through the broker function a live change uses, with `loading=True`: not
+journaled again, not checked again (as LavinMQ's `apply(f, loading)`). `load` returns why a
+definition was left out (a value this version no longer accepts), or None.
 
 The encoding must stay byte-compatible with logs and checkpoints already on disk: the keys and
 value maps below are written exactly as before (same fields, same order). A deletion is a
@@ -14,10 +16,16 @@ DEFINE of the kind's key with value None (`Journal.drop`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from trimq.amqp.codec import decode_table_typed, encode_typed_table
-from trimq.broker.exchange import args_key
+from trimq.broker.exchange import EXCHANGE_TYPES, args_key
+from trimq.broker.pcre import PatternError
+from trimq.broker.policy import PolicyError
+from trimq.broker.queue import Queue
+
+if TYPE_CHECKING:
+    from trimq.broker.broker import Broker
 
 # A definition's value as it is stored: a msgpack map.
 Value = dict[str, Any]
@@ -49,6 +57,10 @@ class VHostDef:
     def decode(cls, key: tuple[Any, ...], value: Value) -> VHostDef:
         return cls(key[0], value.get("description", ""), list(value.get("tags", [])))
 
+    def load(self, broker: Broker) -> str | None:
+        broker.add_vhost(self.name, self.description, self.tags, loading=True)
+        return None
+
 
 @dataclass(frozen=True)
 class VHostLimitsDef:
@@ -69,6 +81,10 @@ class VHostLimitsDef:
     @classmethod
     def decode(cls, key: tuple[Any, ...], value: Value) -> VHostLimitsDef:
         return cls(key[0], dict(value["limits"]))
+
+    def load(self, broker: Broker) -> str | None:
+        broker.set_vhost_limits(self.vhost, self.limits, loading=True)
+        return None
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,11 @@ class UserDef:
         return cls(key[0], value.get("password_hash", ""), list(value.get("tags", [])),
                    value.get("hashing_algorithm", ""))
 
+    def load(self, broker: Broker) -> str | None:
+        broker.add_user(self.name, None, self.tags, password_hash=self.password_hash,
+                        loading=True)
+        return None
+
 
 @dataclass(frozen=True)
 class PermissionDef:
@@ -118,6 +139,14 @@ class PermissionDef:
     @classmethod
     def decode(cls, key: tuple[Any, ...], value: Value) -> PermissionDef:
         return cls(key[0], key[1], value["configure"], value["write"], value["read"])
+
+    def load(self, broker: Broker) -> str | None:
+        try:
+            broker.set_permissions(self.vhost, self.user, self.configure, self.write,
+                                   self.read, loading=True)
+        except PatternError as exc:  # an expression this version cannot use: left out
+            return f"permissions of user {self.user!r} in vhost {self.vhost!r}: {exc}"
+        return None
 
 
 @dataclass(frozen=True)
@@ -146,6 +175,14 @@ class PolicyDef:
         return cls(key[0], key[1], value["pattern"], value["definition"], value["priority"],
                    value["apply_to"])
 
+    def load(self, broker: Broker) -> str | None:
+        try:
+            broker.set_policy(self.vhost, self.name, self.pattern, self.definition,
+                              self.priority, self.apply_to, loading=True)
+        except PolicyError as exc:  # set before its values were checked: left out
+            return f"policy {self.name!r} in vhost {self.vhost!r}: {exc}"
+        return None
+
 
 @dataclass(frozen=True)
 class ExchangeDef:
@@ -173,6 +210,15 @@ class ExchangeDef:
         return cls(key[0], key[1], value["type"], value["auto_delete"], value["internal"],
                    _table(value["arguments"]))
 
+    def load(self, broker: Broker) -> str | None:
+        """An exchange type this version lacks, or a default exchange: left as it is."""
+        vhost = broker.loading_vhost(self.vhost)
+        cls = EXCHANGE_TYPES.get(self.type)
+        if cls is not None and self.name not in vhost.exchanges:
+            vhost.add_exchange(cls(self.name, vhost.name, True, self.auto_delete,
+                                   self.internal, self.arguments), loading=True)
+        return None
+
 
 @dataclass(frozen=True)
 class QueueDef:
@@ -196,6 +242,12 @@ class QueueDef:
     @classmethod
     def decode(cls, key: tuple[Any, ...], value: Value) -> QueueDef:
         return cls(key[0], key[1], value["auto_delete"], _table(value["arguments"]))
+
+    def load(self, broker: Broker) -> str | None:
+        vhost = broker.loading_vhost(self.vhost)
+        vhost.add_queue(Queue(self.name, vhost.name, True, None, self.auto_delete,
+                              self.arguments), loading=True)
+        return None
 
 
 @dataclass(frozen=True)
@@ -227,6 +279,16 @@ class BindingDef:
     @classmethod
     def decode(cls, key: tuple[Any, ...], value: Value) -> BindingDef:
         return cls(key[0], key[1], key[2], key[3], key[4], _table(value["arguments"]))
+
+    def load(self, broker: Broker) -> str | None:
+        """A binding whose source or destination is missing: left out, silently."""
+        vhost = broker.loading_vhost(self.vhost)
+        source = vhost.exchanges.get(self.source)
+        dests = vhost.queues if self.destination_kind == "queue" else vhost.exchanges
+        dest = dests.get(self.destination)
+        if source is not None and dest is not None:
+            vhost.bind(source, dest, self.routing_key, self.arguments, loading=True)
+        return None
 
 
 Definition = (VHostDef | VHostLimitsDef | UserDef | PermissionDef | PolicyDef | ExchangeDef

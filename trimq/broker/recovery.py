@@ -10,22 +10,8 @@ from storage import RecoveredState
 from storage.replay import StoredMessage
 from trimq.amqp.spec import BasicProperties
 from trimq.broker.broker import Broker
-from trimq.broker.exchange import EXCHANGE_TYPES
 from trimq.broker.message import Message
-from trimq.broker.pcre import PatternError
-from trimq.broker.policy import PolicyError
-from trimq.broker.queue import Queue
-from trimq.broker.records import (
-    Definition,
-    ExchangeDef,
-    PermissionDef,
-    PolicyDef,
-    QueueDef,
-    UserDef,
-    VHostDef,
-    VHostLimitsDef,
-    decode,
-)
+from trimq.broker.records import decode
 
 
 def restore(broker: Broker, state: RecoveredState,
@@ -38,9 +24,11 @@ def restore(broker: Broker, state: RecoveredState,
     if "vhost" not in kinds and "user" not in kinds:
         broker.bootstrap()  # a new data directory: default vhost and user, journaled
     for (kind, key), value in state.definitions.items():
+        # Each through the function a live change uses, with loading=True (records.py).
         record = decode(kind, key, value)
-        if record is not None:
-            _load(broker, record, skipped)
+        problem = record.load(broker) if record is not None else None
+        if problem is not None:
+            skipped.append(problem)
     for vhost in broker.vhosts.values():
         vhost.apply_policies()
     count = 0
@@ -97,46 +85,3 @@ def _properties_decoder() -> Callable[[bytes], tuple[BasicProperties, bytes]]:
 
     return decode
 
-
-def _load(broker: Broker, record: Definition, skipped: list[str]) -> None:
-    """Make one recovered definition through the functions a live declaration uses, with
-    `loading=True`: nothing is journaled again, and what was checked when it was made is not
-    checked again. Policies are applied once everything is loaded. Definitions that no longer
-    validate are left out and described in `skipped`."""
-    if isinstance(record, VHostDef):
-        broker.add_vhost(record.name, record.description, record.tags, loading=True)
-    elif isinstance(record, VHostLimitsDef):
-        broker.set_vhost_limits(record.vhost, record.limits, loading=True)
-    elif isinstance(record, UserDef):
-        broker.add_user(record.name, None, record.tags, password_hash=record.password_hash,
-                        loading=True)
-    elif isinstance(record, PolicyDef):
-        try:
-            broker.set_policy(record.vhost, record.name, record.pattern, record.definition,
-                              record.priority, record.apply_to, loading=True)
-        except PolicyError as exc:  # set before its values were checked: left out
-            skipped.append(f"policy {record.name!r} in vhost {record.vhost!r}: {exc}")
-    elif isinstance(record, PermissionDef):
-        try:
-            broker.set_permissions(record.vhost, record.user, record.configure, record.write,
-                                   record.read, loading=True)
-        except PatternError as exc:  # an expression this version cannot use: left out
-            skipped.append(f"permissions of user {record.user!r} in vhost {record.vhost!r}: "
-                           f"{exc}")
-    elif isinstance(record, ExchangeDef):
-        vhost = broker.loading_vhost(record.vhost)
-        cls = EXCHANGE_TYPES.get(record.type)
-        if cls is not None and record.name not in vhost.exchanges:
-            vhost.add_exchange(cls(record.name, vhost.name, True, record.auto_delete,
-                                   record.internal, record.arguments), loading=True)
-    elif isinstance(record, QueueDef):
-        vhost = broker.loading_vhost(record.vhost)
-        vhost.add_queue(Queue(record.name, vhost.name, True, None, record.auto_delete,
-                              record.arguments), loading=True)
-    else:
-        vhost = broker.loading_vhost(record.vhost)
-        source = vhost.exchanges.get(record.source)
-        dests = vhost.queues if record.destination_kind == "queue" else vhost.exchanges
-        dest = dests.get(record.destination)
-        if source is not None and dest is not None:
-            vhost.bind(source, dest, record.routing_key, record.arguments, loading=True)
