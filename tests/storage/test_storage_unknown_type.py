@@ -74,7 +74,7 @@ async def test_unknown_type_in_a_sealed_segment_is_refused(tmp_path: Path) -> No
     assert f"unknown record type {UNKNOWN}" in str(info.value)
 
 
-async def test_inspect_lists_an_unknown_type_as_damage_and_does_not_cut_it(
+async def test_inspect_and_verify_report_an_unknown_type_as_damage_not_a_torn_tail(
         tmp_path: Path) -> None:
     last = await _log(tmp_path)
     newest = segments(tmp_path)[-1]
@@ -84,6 +84,7 @@ async def test_inspect_lists_an_unknown_type_as_damage_and_does_not_cut_it(
     assert seg.torn_tail_offset is None
     assert [(d.offset, d.reason) for d in seg.damage] == [
         (off, f"unknown record type {UNKNOWN}")]
+    assert seg.corrupt and report.corrupt  # trimq-wal verify exits 1
 
 
 def test_compaction_never_judges_an_unknown_type_as_a_definition() -> None:
