@@ -85,8 +85,8 @@ def test_recovery_loads_through_the_live_functions_without_journaling() -> None:
                                                              {"max-queues": 10})
     user = broker.users.users["u"]
     assert (user.password_hash, user.tags) == ("h", ["management"])
-    assert broker.users.permissions[("v", "u")].definition() == {
-        "configure": ".*", "write": "w", "read": "r"}
+    permission = broker.users.permissions[("v", "u")]
+    assert (permission.configure, permission.write, permission.read) == (".*", "w", "r")
     queue = vhost.queues["q"]
     assert queue.durable and queue.arguments == ARGS and queue.journal is broker.journal
     assert queue.policy is vhost.policies["p"]  # applied once everything was loaded
