@@ -35,7 +35,7 @@ from storage.checkpoint import remove_older_checkpoints
 from storage.errors import CorruptWAL
 from storage.format import SEGMENT_HEADER_SIZE, SegmentHeader, rewritten_header
 from storage.fsutil import fsync_dir, replace_file
-from storage.records import Key, QueueKey, RecordType, freeze_key
+from storage.records import RECORD_TYPES, Key, QueueKey, RecordType, freeze_key
 from storage.recovery import Progress
 from storage.replay import DefKey, ReplayState, vhost_scoped
 from storage.segment import SegmentReader, read_segment
@@ -67,6 +67,8 @@ class Liveness:
         if rtype == RecordType.SETTLE or rtype == RecordType.DELIVER:
             dead = self._dead_ids
             return any(mid in messages or mid in dead for mid in payload["ids"])
+        if rtype != RecordType.DEFINE:  # SegmentReader refuses unknown types before this
+            raise ValueError(f"unknown record type {rtype}")
         kind = payload["kind"]
         key = freeze_key(payload["key"])
         if payload["value"] is not None:
@@ -92,6 +94,8 @@ class Liveness:
             self._named.update((q[0], q[1]) for q in payload["queues"])
             if payload["id"] not in self.final.messages:
                 self._dead_ids.add(payload["id"])
+        elif rtype not in (RecordType.DEFINE, RecordType.SETTLE, RecordType.DELIVER):
+            raise ValueError(f"unknown record type {rtype}")
         elif rtype == RecordType.DEFINE:
             kind = payload["kind"]
             key = freeze_key(payload["key"])
@@ -163,7 +167,9 @@ def plan_compaction(segments: list[tuple[int, Path]], final: ReplayState, bound:
         # The action follows from the bytes live on their own (deletions are small and
         # decided below, once it is known which records before them stay).
         live = 0
-        for _off, size, lsn, rtype, payload in records:
+        for off, size, lsn, rtype, payload in records:
+            if rtype not in RECORD_TYPES:  # never judged as a DEFINE: refused, kept as it is
+                raise CorruptWAL(path, off, f"LSN {lsn}: unknown record type {rtype}")
             deletion = rtype == RecordType.DEFINE and payload["value"] is None
             if not deletion and liveness.is_live(lsn, rtype, payload):
                 live += size

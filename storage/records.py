@@ -177,5 +177,7 @@ def describe(rtype: int, payload: dict[str, Any]) -> tuple[str | None, list[int]
     if rtype == RecordType.MESSAGE:
         queues = ",".join(f"{v}:{n}" for v, n in payload["queues"])
         return queues, [payload["id"]]
-    vhost, name = payload["queue"]
-    return f"{vhost}:{name}", list(payload["ids"])
+    if rtype in (RecordType.SETTLE, RecordType.DELIVER):
+        vhost, name = payload["queue"]
+        return f"{vhost}:{name}", list(payload["ids"])
+    return f"unknown record type {rtype}", []

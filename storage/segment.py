@@ -129,6 +129,10 @@ class Damage:
     framing: the bytes could not be parsed as records (as a torn write leaves them), as opposed
     to a well-formed record with a valid CRC that is wrong (LSN out of order, bad payload).
     at_end: no valid record follows in this segment.
+    foreign: a whole record, CRC right, of a type this version does not know: a newer
+    version wrote it. No crash leaves one, so it is never cut as a torn tail: the log is
+    refused (CorruptWAL names the file, the offset and the type) until a version that knows
+    the type opens it.
     """
 
     offset: int
@@ -136,6 +140,7 @@ class Damage:
     reason: str
     framing: bool
     at_end: bool
+    foreign: bool = False
 
     @property
     def torn(self) -> bool:
@@ -336,7 +341,9 @@ class SegmentReader:
                             problem = self._misplaced(rtype, lsn, prev, expected, high)
                             lowest = prev + 1
                         # A whole record with a valid CRC, but wrong: skip just that record.
-                        self._damaged(Damage(off, end - off, problem, False, end >= n), lowest)
+                        self._damaged(Damage(off, end - off, problem, False, end >= n,
+                                             rtype not in RECORD_TYPES and rtype != BATCH_MARK),
+                                      lowest)
                         mark_alone = None
                         if stop_at_damage:
                             return
@@ -421,8 +428,9 @@ class SegmentReader:
         - Otherwise (a segment from before batch marks, a damaged header): the damage must be
           one stretch of unparseable bytes running to the end of the file.
 
-        A rewritten segment is written whole and renamed into place: never torn."""
-        if not self.damage:
+        A rewritten segment is written whole and renamed into place: never torn. Nor is a
+        record of a type this version does not know (Damage.foreign): a newer one wrote it."""
+        if not self.damage or any(d.foreign for d in self.damage):
             return None
         first = self.damage[0]
         header = self.header

@@ -44,10 +44,6 @@ class User:
     password_hash: str
     tags: list[str] = field(default_factory=list)
 
-    def definition(self) -> dict[str, object]:
-        return {"password_hash": self.password_hash, "tags": list(self.tags),
-                "hashing_algorithm": HASHING_ALGORITHM}
-
 
 class Permission:
     """configure / write / read expressions of one user in one vhost."""
@@ -67,9 +63,6 @@ class Permission:
     def allows(self, kind: str, name: str) -> bool:
         pattern = self._compiled[kind]
         return pattern is not None and pattern.search(name_bytes(name)) is not None
-
-    def definition(self) -> dict[str, str]:
-        return {"configure": self.configure, "write": self.write, "read": self.read}
 
 
 def regex_problem(expression: object) -> str | None:

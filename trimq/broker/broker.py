@@ -10,10 +10,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from trimq.broker.auth import Permission, User, Users, hash_password, regex_problem
+from trimq.broker.auth import (
+    HASHING_ALGORITHM,
+    Permission,
+    User,
+    Users,
+    hash_password,
+    regex_problem,
+)
 from trimq.broker.journal import Journal
 from trimq.broker.limits import LimitsError, parse_limits
 from trimq.broker.policy import PolicyError, make_policy
+from trimq.broker.records import (
+    Definition,
+    PermissionDef,
+    PolicyDef,
+    UserDef,
+    VHostDef,
+    VHostLimitsDef,
+)
 from trimq.broker.reply_to import ReplyTo
 from trimq.broker.timers import Timers
 from trimq.broker.vhost import VHost
@@ -85,25 +100,26 @@ class Broker:
     # -- vhosts -------------------------------------------------------------------------
 
     def add_vhost(self, name: str, description: str = "", tags: list[str] | None = None,
-                  ) -> VHost:
-        if name in self.vhosts:
+                  loading: bool = False) -> VHost:
+        """`loading`: the vhost comes from storage (recovery): an existing one (made for a
+        definition inside it) takes the description and tags, nothing is journaled again."""
+        if loading:
+            vhost = self.loading_vhost(name)
+        elif name in self.vhosts:
             raise AdminError("exists", f'Virtual host "{name}" already exists')
-        vhost = self.vhosts[name] = VHost(name, self.journal, self.timers)
+        else:
+            vhost = self.vhosts[name] = VHost(name, self.journal, self.timers)
         vhost.description = description
         vhost.tags = list(tags or [])
-        self._define("vhost", [name], {"description": description, "tags": vhost.tags})
+        if not loading:
+            self._put(VHostDef(name, description, vhost.tags))
         return vhost
 
-    def restore_vhost(self, name: str, description: str | None = None,
-                      tags: list[str] | None = None) -> VHost:
-        """Recreate a vhost from storage (not journaled again)."""
+    def loading_vhost(self, name: str) -> VHost:
+        """The vhost a definition loaded from storage belongs to, made if need be."""
         vhost = self.vhosts.get(name)
         if vhost is None:
             vhost = self.vhosts[name] = VHost(name, self.journal, self.timers)
-        if description is not None:
-            vhost.description = description
-        if tags is not None:
-            vhost.tags = list(tags)
         return vhost
 
     def get_vhost(self, name: str) -> VHost:
@@ -122,17 +138,21 @@ class Broker:
         del self.vhosts[name]
         for key in [k for k in self.users.permissions if k[0] == name]:
             del self.users.permissions[key]
-        self._define("vhost", [name], None)  # storage drops everything inside it
+        self._drop(VHostDef.KIND, VHostDef.make_key(name))  # storage drops all inside it
         return vhost
 
-    def set_vhost_limits(self, vhost: str, definition: Any) -> None:
-        """Replace the vhost's limits (RabbitMQ's set_vhost_limits: no merge)."""
+    def set_vhost_limits(self, vhost: str, definition: Any, loading: bool = False) -> None:
+        """Replace the vhost's limits (RabbitMQ's set_vhost_limits: no merge). `loading`:
+        `definition` is the limits stored (recovery): taken as they are, not journaled."""
+        if loading:
+            self.loading_vhost(vhost).limits = dict(definition)
+            return
         target = self.get_vhost(vhost)
         try:
             limits = parse_limits(definition)
         except LimitsError as exc:
             raise AdminError("error", str(exc)) from None
-        self._define("vhost_limits", [vhost], {"limits": limits})
+        self._put(VHostLimitsDef(vhost, limits))
         target.limits = limits
 
     def clear_vhost_limits(self, vhost: str) -> None:
@@ -140,7 +160,7 @@ class Broker:
         if target is None or target.limits is None:
             raise AdminError("not_found", "Parameter does not exist")
         target.limits = None
-        self._define("vhost_limits", [vhost], None)
+        self._drop(VHostLimitsDef.KIND, VHostLimitsDef.make_key(vhost))
 
     # -- users --------------------------------------------------------------------------
 
@@ -151,22 +171,24 @@ class Broker:
         return user
 
     def add_user(self, name: str, password: str | None, tags: list[str] | None = None,
-                 password_hash: str | None = None) -> User:
-        if name in self.users.users:
+                 password_hash: str | None = None, loading: bool = False) -> User:
+        """`loading`: the user comes from storage (recovery): not journaled again."""
+        if not loading and name in self.users.users:
             raise AdminError("exists", f'User "{name}" already exists')
         user = self.users.add(name, password, tags)
         if password_hash is not None:
             user.password_hash = password_hash
-        self._save_user(user)
+        if not loading:
+            self._save_user(user)
         return user
 
     def delete_user(self, name: str) -> None:
         self.get_user(name)
         del self.users.users[name]
-        self._define("user", [name], None)
+        self._drop(UserDef.KIND, UserDef.make_key(name))
         for key in [k for k in self.users.permissions if k[1] == name]:
             del self.users.permissions[key]
-            self._define("permission", list(key), None)
+            self._drop(PermissionDef.KIND, PermissionDef.make_key(*key))
 
     def change_password(self, name: str, password: str) -> None:
         user = self.get_user(name)
@@ -184,45 +206,61 @@ class Broker:
         self._save_user(user)
 
     def _save_user(self, user: User) -> None:
-        self._define("user", [user.name], user.definition())
+        self._put(UserDef(user.name, user.password_hash, list(user.tags), HASHING_ALGORITHM))
 
     # -- permissions --------------------------------------------------------------------
 
     def set_permissions(self, vhost: str, user: str, configure: str, write: str, read: str,
-                        ) -> None:
-        check_permissions(vhost, user, configure, write, read)
-        self.get_vhost(vhost)
-        self.get_user(user)
+                        loading: bool = False) -> None:
+        """`loading`: the permissions come from storage (recovery): not checked against the
+        vhosts and users, not journaled again; an expression this version cannot use raises
+        PatternError."""
+        if not loading:
+            check_permissions(vhost, user, configure, write, read)
+            self.get_vhost(vhost)
+            self.get_user(user)
         self.users.permissions[(vhost, user)] = Permission(configure, write, read)
-        self._define("permission", [vhost, user],
-                     {"configure": configure, "write": write, "read": read})
+        if not loading:
+            self._put(PermissionDef(vhost, user, configure, write, read))
 
     def clear_permissions(self, vhost: str, user: str) -> None:
         self.get_vhost(vhost)
         self.get_user(user)
         if self.users.permissions.pop((vhost, user), None) is not None:
-            self._define("permission", [vhost, user], None)
+            self._drop(PermissionDef.KIND, PermissionDef.make_key(vhost, user))
 
     # -- policies -----------------------------------------------------------------------
 
     def set_policy(self, vhost: str, name: str, pattern: str, definition: Any,
-                   priority: int = 0, apply_to: str = "all") -> None:
+                   priority: int = 0, apply_to: str = "all", loading: bool = False) -> None:
+        """`loading`: the policy comes from storage (recovery): a value that no longer
+        validates raises PolicyError; it is not journaled again, and is applied once all
+        definitions are loaded (VHost.apply_policies)."""
+        if loading:
+            self.loading_vhost(vhost).policies[name] = make_policy(
+                vhost, name, pattern, definition, priority, apply_to)
+            return
         target = self.get_vhost(vhost)
         try:
             policy = make_policy(vhost, name, pattern, definition, priority, apply_to)
         except PolicyError as exc:
             raise AdminError("usage", str(exc)) from None
         target.policies[name] = policy
-        self._define("policy", [vhost, name], policy.as_value())
+        self._put(PolicyDef(vhost, name, policy.pattern, policy.definition, policy.priority,
+                            policy.apply_to))
         target.apply_policies()
 
     def clear_policy(self, vhost: str, name: str) -> None:
         target = self.get_vhost(vhost)
         if target.policies.pop(name, None) is None:
             raise AdminError("not_found", "Parameter does not exist")
-        self._define("policy", [vhost, name], None)
+        self._drop(PolicyDef.KIND, PolicyDef.make_key(vhost, name))
         target.apply_policies()
 
-    def _define(self, kind: str, key: list[str], value: dict[str, object] | None) -> None:
+    def _put(self, record: Definition) -> None:
         if self.journal is not None:
-            self.journal.define(kind, key, value)
+            self.journal.put(record)
+
+    def _drop(self, kind: str, key: list[str]) -> None:
+        if self.journal is not None:
+            self.journal.drop(kind, key)

@@ -18,6 +18,7 @@ from trimq.errors import INTERNAL_ERROR, ConnectionError
 if TYPE_CHECKING:
     from trimq.broker.message import Message
     from trimq.broker.queue import Queue
+    from trimq.broker.records import Definition
 
 Append = Callable[[RecordType, dict[str, Any]], int]
 
@@ -52,11 +53,20 @@ class Journal:
         except WALFailed:
             return 0
 
-    def define(self, kind: str, key: list[str], value: dict[str, Any] | None) -> int:
-        """Record the latest state of a definition; None records its deletion."""
+    def _define(self, kind: str, key: list[str], value: dict[str, Any] | None) -> int:
+        """Record the latest state of a definition; None records its deletion. Only through
+        put and drop, so every key and value follows trimq/broker/records.py."""
         lsn = self._append(RecordType.DEFINE, {"kind": kind, "key": key, "value": value})
         self.last_define_lsn = lsn
         return lsn
+
+    def put(self, record: Definition) -> int:
+        """Record a definition's latest state (its kind's schema: trimq/broker/records.py)."""
+        return self._define(record.KIND, record.key(), record.value())
+
+    def drop(self, kind: str, key: list[str]) -> int:
+        """Record a definition's deletion (`key` from its kind's make_key)."""
+        return self._define(kind, key, None)
 
     def message(self, message: Message, queues: Iterable[Queue]) -> int:
         """Record a persistent message once, with every durable queue it reached, and when (its

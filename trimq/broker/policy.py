@@ -138,10 +138,6 @@ class Policy:
         return {EXCHANGE_KEYS[key]: ("S", value) for key, value in self.definition.items()
                 if key in EXCHANGE_KEYS}
 
-    def as_value(self) -> dict[str, Any]:
-        return {"pattern": self.pattern, "definition": self.definition,
-                "priority": self.priority, "apply_to": self.apply_to}
-
 
 def make_policy(vhost: str, name: str, pattern: str, definition: Any, priority: int,
                 apply_to: str) -> Policy:

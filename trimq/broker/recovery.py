@@ -5,23 +5,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 from storage import RecoveredState
 from storage.replay import StoredMessage
-from trimq.amqp.codec import decode_table_typed
 from trimq.amqp.spec import BasicProperties
-from trimq.broker.auth import Permission
 from trimq.broker.broker import Broker
-from trimq.broker.exchange import EXCHANGE_TYPES, Binding
 from trimq.broker.message import Message
-from trimq.broker.pcre import PatternError
-from trimq.broker.policy import PolicyError, make_policy
-from trimq.broker.queue import Queue
-
-
-def _arguments(raw: bytes) -> dict[str, Any]:
-    return decode_table_typed(raw, 0)[0] if raw else {}
+from trimq.broker.records import decode
 
 
 def restore(broker: Broker, state: RecoveredState,
@@ -30,55 +20,15 @@ def restore(broker: Broker, state: RecoveredState,
     Definitions that no longer validate are left out and described in `skipped`."""
     if skipped is None:
         skipped = []
-    journal = broker.journal
     kinds = {kind for kind, _ in state.definitions}
     if "vhost" not in kinds and "user" not in kinds:
         broker.bootstrap()  # a new data directory: default vhost and user, journaled
     for (kind, key), value in state.definitions.items():
-        if kind == "vhost":
-            broker.restore_vhost(key[0], value.get("description", ""), value.get("tags", []))
-        elif kind == "vhost_limits":
-            broker.restore_vhost(key[0]).limits = dict(value["limits"])
-        elif kind == "user":
-            user = broker.users.add(key[0], None, value.get("tags", []))
-            user.password_hash = value.get("password_hash", "")
-        elif kind == "policy":
-            try:
-                policy = make_policy(key[0], key[1], value["pattern"], value["definition"],
-                                     value["priority"], value["apply_to"])
-            except PolicyError as exc:  # set before its values were checked: left out
-                skipped.append(f"policy {key[1]!r} in vhost {key[0]!r}: {exc}")
-                continue
-            broker.restore_vhost(key[0]).policies[key[1]] = policy
-        elif kind == "permission":
-            try:
-                permission = Permission(value["configure"], value["write"], value["read"])
-            except PatternError as exc:  # an expression this version cannot use: left out
-                skipped.append(f"permissions of user {key[1]!r} in vhost {key[0]!r}: {exc}")
-                continue
-            broker.users.permissions[(key[0], key[1])] = permission
-        elif kind == "exchange":
-            vhost = broker.restore_vhost(key[0])
-            cls = EXCHANGE_TYPES.get(value["type"])
-            if cls is not None and key[1] not in vhost.exchanges:
-                vhost.exchanges[key[1]] = cls(key[1], vhost.name, True, value["auto_delete"],
-                                              value["internal"], _arguments(value["arguments"]))
-        elif kind == "queue":
-            vhost = broker.restore_vhost(key[0])
-            queue = Queue(key[1], vhost.name, True, None, value["auto_delete"],
-                          _arguments(value["arguments"]))
-            vhost.queues[queue.name] = queue
-            queue.journal = journal
-            queue.attach(vhost, broker.timers)
-        elif kind == "binding":
-            vhost = broker.restore_vhost(key[0])
-            _, source_name, dest_kind, dest_name, routing_key, _ = key
-            source = vhost.exchanges.get(source_name)
-            dest = (vhost.queues if dest_kind == "queue" else vhost.exchanges).get(dest_name)
-            if source is not None and dest is not None:
-                source.add_binding(
-                    Binding(source_name, dest, routing_key, _arguments(value["arguments"]))
-                )
+        # Each through the function a live change uses, with loading=True (records.py).
+        record = decode(kind, key, value)
+        problem = record.load(broker) if record is not None else None
+        if problem is not None:
+            skipped.append(problem)
     for vhost in broker.vhosts.values():
         vhost.apply_policies()
     count = 0
@@ -134,3 +84,4 @@ def _properties_decoder() -> Callable[[bytes], tuple[BasicProperties, bytes]]:
         return found
 
     return decode
+

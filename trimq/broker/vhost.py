@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from trimq.amqp.codec import TYPE_NAMES, encode_typed_table, typed_to_plain
+from trimq.amqp.codec import TYPE_NAMES, typed_to_plain
 from trimq.broker.arguments import (
     ABSENT_VALUES,
     COMPARED_QUEUE_ARGUMENTS,
@@ -19,12 +19,13 @@ from trimq.broker.arguments import (
     validate_queue_argument,
     validate_queue_arguments,
 )
-from trimq.broker.exchange import EXCHANGE_TYPES, Binding, Exchange, args_key
+from trimq.broker.exchange import EXCHANGE_TYPES, Binding, Exchange
 from trimq.broker.journal import Journal
 from trimq.broker.limits import in_force
 from trimq.broker.message import Message
 from trimq.broker.policy import Policy, effective
 from trimq.broker.queue import Queue
+from trimq.broker.records import BindingDef, ExchangeDef, QueueDef
 from trimq.broker.timers import Timers
 from trimq.errors import (
     ACCESS_REFUSED,
@@ -197,10 +198,18 @@ class VHost:
             if may_forward is not None:
                 may_forward(alternate[1])
         exchange = cls(name, self.name, durable, auto_delete, internal, arguments)
-        exchange.apply_policy(effective(self.policies, "exchanges", name))
-        self.exchanges[name] = exchange
-        self._journal_exchange(exchange, present=True)
+        self.add_exchange(exchange)
         return exchange, True
+
+    def add_exchange(self, exchange: Exchange, loading: bool = False) -> None:
+        """Register a new exchange; a durable one is journaled. `loading`: it comes from
+        storage (recovery), so it is not journaled again and gets its policy once all are
+        loaded (apply_policies)."""
+        self.exchanges[exchange.name] = exchange
+        if loading:
+            return
+        exchange.apply_policy(effective(self.policies, "exchanges", exchange.name))
+        self._journal_exchange(exchange, present=True)
 
     def delete_exchange(self, name: str, if_unused: bool = False) -> Exchange | None:
         if name == "":
@@ -312,17 +321,19 @@ class VHost:
         self.add_queue(queue)
         return queue, True
 
-    def add_queue(self, queue: Queue) -> None:
-        """Register a new queue; a durable, non-exclusive one is journaled."""
+    def add_queue(self, queue: Queue, loading: bool = False) -> None:
+        """Register a new queue; a durable, non-exclusive one is journaled. `loading`: it
+        comes from storage (recovery), so it is not journaled again and gets its policy once
+        all are loaded (apply_policies)."""
         self.queues[queue.name] = queue
         queue.attach(self, self.timers)
-        queue.apply_policy(effective(self.policies, "queues", queue.name))
+        if not loading:
+            queue.apply_policy(effective(self.policies, "queues", queue.name))
         if self.journal is not None and queue.durable and not queue.exclusive:
             queue.journal = self.journal
-            self.journal.define("queue", [self.name, queue.name], {
-                "auto_delete": queue.auto_delete,
-                "arguments": encode_typed_table(queue.arguments),
-            })
+            if not loading:
+                self.journal.put(QueueDef(self.name, queue.name, queue.auto_delete,
+                                          queue.arguments))
 
     @staticmethod
     def check_arguments(
@@ -361,7 +372,7 @@ class VHost:
         queue.deleted = True
         self.queues.pop(queue.name, None)
         if queue.journal is not None:
-            queue.journal.define("queue", [self.name, queue.name], None)
+            queue.journal.drop(QueueDef.KIND, QueueDef.make_key(self.name, queue.name))
         for source in self._unbind_destination(queue):
             self._remove_exchange(source)
         queue.ready.clear()
@@ -373,11 +384,13 @@ class VHost:
     # -- bindings -----------------------------------------------------------------------
 
     def bind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
-             arguments: dict[str, Any]) -> None:
+             arguments: dict[str, Any], loading: bool = False) -> None:
+        """Bind (nothing changes if the binding exists). `loading`: it comes from storage
+        (recovery): neither checked nor journaled again."""
         binding = Binding(source.name, destination, routing_key, arguments)
-        if binding.key not in source.bindings:
+        if not loading and binding.key not in source.bindings:
             source.validate_binding(arguments)
-        if source.add_binding(binding):
+        if source.add_binding(binding) and not loading:
             self._journal_binding(source, binding, present=True)
 
     def unbind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
@@ -393,14 +406,12 @@ class VHost:
     def _journal_exchange(self, exchange: Exchange, present: bool) -> None:
         if self.journal is None or not exchange.durable:
             return
-        value = None
         if present:
-            value = {
-                "type": exchange.TYPE, "auto_delete": exchange.auto_delete,
-                "internal": exchange.internal,
-                "arguments": encode_typed_table(exchange.arguments),
-            }
-        self.journal.define("exchange", [self.name, exchange.name], value)
+            self.journal.put(ExchangeDef(self.name, exchange.name, exchange.TYPE,
+                                         exchange.auto_delete, exchange.internal,
+                                         exchange.arguments))
+        else:
+            self.journal.drop(ExchangeDef.KIND, ExchangeDef.make_key(self.name, exchange.name))
 
     def _journal_binding(self, source: Exchange, binding: Binding, present: bool) -> None:
         """A binding is durable when both ends are (an exclusive queue never is)."""
@@ -412,11 +423,13 @@ class VHost:
             or (isinstance(dest, Queue) and dest.exclusive)
         ):
             return
-        kind = "queue" if isinstance(dest, Queue) else "exchange"
-        key = [self.name, source.name, kind, dest.name, binding.routing_key,
-               repr(args_key(binding.arguments))]
-        value = {"arguments": encode_typed_table(binding.arguments)} if present else None
-        self.journal.define("binding", key, value)
+        record = BindingDef(self.name, source.name,
+                            "queue" if isinstance(dest, Queue) else "exchange", dest.name,
+                            binding.routing_key, binding.arguments)
+        if present:
+            self.journal.put(record)
+        else:
+            self.journal.drop(record.KIND, record.key())
 
     def check_bindable(self, name: str) -> None:
         if name == "":
