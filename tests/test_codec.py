@@ -12,6 +12,16 @@ from typing import Any
 
 import pika.data
 import pytest
+from codec_strategies import (
+    MAX_TIMESTAMP,
+    keys,
+    nested_tables,
+    pika_encode,
+    pika_tables,
+    plain_tables,
+    typed_tables,
+    typed_values,
+)
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -34,109 +44,6 @@ from trimq.errors import SYNTAX_ERROR, SyntaxFrameError
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # --------------------------------------------------------------------------- strategies
-
-MAX_TIMESTAMP = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
-
-# Field names: short strings (<= 255 bytes once encoded). Binary ones go through surrogateescape,
-# which is how trimq keeps names lossless.
-keys = st.one_of(
-    st.text(max_size=20),
-    st.binary(max_size=30).map(lambda b: b.decode("utf-8", "surrogateescape")),
-)
-longstr_text = st.one_of(
-    st.text(max_size=40),
-    st.binary(max_size=40).map(lambda b: b.decode("utf-8", "surrogateescape")),
-)
-timestamps = st.integers(0, MAX_TIMESTAMP).map(lambda s: datetime.fromtimestamp(s, UTC))
-# AMQP 0-9-1 decimals: scale octet + unsigned 32-bit value (as RabbitMQ's parser reads them).
-decimals = st.builds(
-    lambda raw, scale: Decimal(raw).scaleb(-scale),
-    st.integers(0, 2**32 - 1), st.integers(0, 255),
-)
-
-
-def scalar_typed(allow_nan: bool = False) -> st.SearchStrategy[tuple[str, Any]]:
-    """(letter, value) for every non-container RabbitMQ field type."""
-    return st.one_of(
-        st.tuples(st.just("t"), st.booleans()),
-        st.tuples(st.just("b"), st.integers(-(2**7), 2**7 - 1)),
-        st.tuples(st.just("B"), st.integers(0, 2**8 - 1)),
-        st.tuples(st.just("s"), st.integers(-(2**15), 2**15 - 1)),
-        st.tuples(st.just("u"), st.integers(0, 2**16 - 1)),
-        st.tuples(st.just("I"), st.integers(-(2**31), 2**31 - 1)),
-        st.tuples(st.just("i"), st.integers(0, 2**32 - 1)),
-        st.tuples(st.just("l"), st.integers(-(2**63), 2**63 - 1)),
-        st.tuples(st.just("f"), st.floats(width=32, allow_nan=allow_nan)),
-        st.tuples(st.just("d"), st.floats(allow_nan=allow_nan)),
-        st.tuples(st.just("D"), decimals),
-        st.tuples(st.just("S"), longstr_text),
-        st.tuples(st.just("x"), st.binary(max_size=40)),
-        st.tuples(st.just("T"), timestamps),
-        # seconds beyond datetime's range (after 9999) stay a plain count of seconds
-        st.tuples(st.just("T"), st.integers(MAX_TIMESTAMP + 1, 2**64 - 1)),
-        st.tuples(st.just("V"), st.none()),
-    )
-
-
-def typed_values(allow_nan: bool = False) -> st.SearchStrategy[tuple[str, Any]]:
-    return st.recursive(
-        scalar_typed(allow_nan),
-        lambda inner: st.one_of(
-            st.tuples(st.just("F"), st.dictionaries(keys, inner, max_size=4)),
-            st.tuples(st.just("A"), st.lists(inner, max_size=4)),
-        ),
-        max_leaves=12,
-    )
-
-
-typed_tables = st.dictionaries(keys, typed_values(), max_size=6)
-
-# Plain Python values whose letter encode_table infers and whose decode gives them back.
-plain_scalars = st.one_of(
-    st.booleans(),
-    st.integers(-(2**63), 2**63 - 1),
-    longstr_text,
-    st.binary(max_size=40),
-    st.floats(allow_nan=False),
-    decimals,
-    timestamps,
-    st.none(),
-)
-plain_values = st.recursive(
-    plain_scalars,
-    lambda inner: st.one_of(st.dictionaries(keys, inner, max_size=4), st.lists(inner, max_size=4)),
-    max_leaves=12,
-)
-plain_tables = st.dictionaries(keys, plain_values, max_size=6)
-
-# What pika's encoder supports (no floats: pika cannot encode them; decimals as pika packs them,
-# normalized with a signed 32-bit raw value, so only non-negative ones agree with the spec).
-pika_scalars = st.one_of(
-    st.booleans(),
-    st.integers(-(2**63), 2**63 - 1),
-    st.text(max_size=40),
-    st.binary(max_size=40),
-    st.builds(
-        lambda raw, scale: Decimal(raw).scaleb(-scale).normalize(),
-        st.integers(0, 2**31 - 1), st.integers(0, 9),
-    ),
-    timestamps,
-    st.none(),
-)
-pika_values = st.recursive(
-    pika_scalars,
-    lambda inner: st.one_of(
-        st.dictionaries(st.text(max_size=20), inner, max_size=4), st.lists(inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-pika_tables = st.dictionaries(st.text(max_size=20), pika_values, max_size=6)
-
-
-def pika_encode(table: dict[str, Any]) -> bytes:
-    pieces: list[bytes] = []
-    pika.data.encode_table(pieces, table)
-    return b"".join(pieces)
 
 
 def letters(table: dict[str, Any]) -> dict[str, Any]:
@@ -392,15 +299,6 @@ def test_timestamp_at_the_edges_of_datetime() -> None:
         body = b"\x01aT" + struct.pack(">Q", seconds)
         data = struct.pack(">I", len(body)) + body
         assert decode_table(data, 0)[0] == {"a": datetime.fromtimestamp(seconds, UTC)}
-
-
-def nested_tables(depth: int, letter: bytes = b"F") -> bytes:
-    """A table holding `depth` levels of nested tables (F) or arrays (A) under key 'a'."""
-    inner = b"\x00\x00\x00\x00"
-    for level in range(depth):
-        body = (b"\x01a" if letter == b"F" or level == depth - 1 else b"") + letter + inner
-        inner = struct.pack(">I", len(body)) + body
-    return inner
 
 
 def test_moderately_nested_tables_decode() -> None:

@@ -22,10 +22,9 @@ import pika.spec as ps
 import pytest
 import trio
 import trio.testing
+from codec_strategies import methods, nested_tables
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from test_codec import nested_tables
-from test_spec import methods
 
 import trimq.server.connection as connection_module
 from trimq.broker.broker import Broker

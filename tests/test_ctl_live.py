@@ -7,25 +7,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pika
 import pytest
 from conftest import Broker
+from ctl_helpers import ctl
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
                                 reason="trimq-only: administers its own trimq-server")
-
-
-
-def ctl(server: Broker, *args: str) -> tuple[int, list[str], list[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRIMQ_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "trimq.cli.ctl", "--data-dir", str(server.data_dir), *args],
-        capture_output=True, text=True, timeout=60, env=env)
-    return result.returncode, result.stdout.splitlines(), result.stderr.splitlines()
 
 
 def test_users_as_in_the_rabbitmqctl_transcript(node: Broker) -> None:

@@ -132,3 +132,15 @@ def test_storage_never_imports_trimq() -> None:
     for name, path in _modules("storage").items():
         bad = sorted(t for t in imports(path, name) if _under(t, "trimq"))
         assert not bad, f"{name} imports {bad}"
+
+
+def test_tests_never_import_one_another() -> None:
+    """Shared helpers live in helper modules (ctl_helpers, codec_strategies, pika_helpers...):
+    importing a test module would also collect its tests twice and tie unrelated files."""
+    paths = sorted((ROOT / "tests").rglob("test_*.py"))
+    stems = {path.stem for path in paths}
+    assert "test_codec" in stems and "test_spec" in stems
+    for path in paths:
+        name = _module_name(path)
+        bad = sorted(t for t in imports(path, name) if stems & set(t.split(".")))
+        assert not bad, f"{name} imports {bad}"

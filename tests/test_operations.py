@@ -6,7 +6,6 @@ trimq-only: these run their own trimq-server processes.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -18,6 +17,7 @@ from pathlib import Path
 import pika
 import pytest
 from conftest import start_server, stop_server
+from ctl_helpers import control_reply
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
                                 reason="trimq-only: runs its own trimq-server")
@@ -31,21 +31,6 @@ def run_server(*args: str, env: dict[str, str] | None = None, timeout: float = 2
     full_env.update(env or {})
     return subprocess.run([*SERVER, *args], capture_output=True, text=True, timeout=timeout,
                           env=full_env)
-
-
-def control(data_dir: Path, command: str, **args: object) -> dict:
-    sock = socket.socket(socket.AF_UNIX)
-    sock.settimeout(10)
-    sock.connect(str(data_dir / "trimq.sock"))
-    sock.sendall(json.dumps({"command": command, "args": args}).encode() + b"\n")
-    reply = b""
-    while not reply.endswith(b"\n"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        reply += chunk
-    sock.close()
-    return json.loads(reply)
 
 
 # -- configuration -------------------------------------------------------------------------
@@ -110,7 +95,7 @@ def test_detached_server_writes_pid_file_and_stops_over_control_socket(tmp_path:
     conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
     conn.channel().queue_declare("d", durable=True)
     conn.close()
-    assert control(data, "stop") == {"ok": True, "result": {}}
+    assert control_reply(data, "stop") == {"ok": True, "result": {}}
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:

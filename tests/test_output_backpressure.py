@@ -35,7 +35,7 @@ from amqp_wire import (
     table,
 )
 from conftest import Broker, start_server, stop_server
-from test_overload import control, rss
+from ctl_helpers import control, rss
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
                                 reason="trimq-only: measures its own trimq-server")

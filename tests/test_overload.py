@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,8 +20,8 @@ import pika
 import pika.exceptions
 import pytest
 from conftest import Broker, start_server, stop_server
+from ctl_helpers import control, ctl, rss
 from pika_helpers import pump, round_trip, wait_until
-from test_ctl_live import ctl
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
                                 reason="trimq-only: configures its own trimq-server")
@@ -37,35 +36,10 @@ def configured_server(tmp_path: Path, toml: str) -> Broker:
     return start_server(data, log_path=tmp_path / "server.log")
 
 
-def rss(server: Broker) -> int:
-    assert server.process is not None
-    for line in Path(f"/proc/{server.process.pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 def status(server: Broker) -> dict[str, Any]:
     code, out, err = ctl(server, "status", "--formatter", "json")
     assert code == 0, err
     return json.loads("\n".join(out))
-
-
-def control(server: Broker, command: str, **args: Any) -> Any:
-    """A request on the control socket (docs/control-protocol.md), for numbers trimqctl does
-    not print."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(30)
-        sock.connect(str(server.data_dir / "trimq.sock"))
-        sock.sendall(json.dumps({"command": command, "args": args}).encode() + b"\n")
-        reply = b""
-        while not reply.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            assert chunk, "the broker closed the control connection"
-            reply += chunk
-    answer = json.loads(reply)
-    assert answer["ok"], answer
-    return answer["result"]
 
 
 Configured = Callable[[str], Broker]

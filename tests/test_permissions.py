@@ -26,7 +26,7 @@ import trio
 import trio.testing
 from amqp_wire import CONNECTION_TUNE, WireConnection, longstr, shortstr, table
 from conftest import Broker, start_server, stop_server
-from test_operations import control
+from ctl_helpers import control_reply
 
 from trimq.broker.broker import Broker as Model
 from trimq.server.connection import ServerConnection, is_loopback
@@ -63,9 +63,9 @@ def denial(user: str, kind: str, name: str, vhost: str = "/") -> tuple[int, str]
 def test_each_operation_checks_its_permission(node: Broker) -> None:
     data = node.data_dir
     assert data is not None
-    ok(control(data, "add_user", user="bob", password="pw"))
+    ok(control_reply(data, "add_user", user="bob", password="pw"))
     # bob may configure and write only "bob.*" resources, and read only "shared.*" ones.
-    ok(control(data, "set_permissions", vhost="/", user="bob", configure="^bob\\.",
+    ok(control_reply(data, "set_permissions", vhost="/", user="bob", configure="^bob\\.",
                write="^bob\\.", read="^shared\\."))
     admin = node.connect().channel()
     admin.exchange_declare("shared.x", "fanout")
@@ -113,12 +113,12 @@ def test_each_operation_checks_its_permission(node: Broker) -> None:
 def test_vhost_access_needs_a_permission(node: Broker) -> None:
     data = node.data_dir
     assert data is not None
-    ok(control(data, "add_user", user="carol", password="pw"))
-    ok(control(data, "add_vhost", vhost="dev"))
+    ok(control_reply(data, "add_user", user="carol", password="pw"))
+    ok(control_reply(data, "add_vhost", vhost="dev"))
     with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as info:
         connect(node, "carol", "pw", "dev")
     assert "NOT_ALLOWED - access to vhost 'dev' refused for user 'carol'" in str(info.value)
-    ok(control(data, "set_permissions", vhost="dev", user="carol", configure=".*",
+    ok(control_reply(data, "set_permissions", vhost="dev", user="carol", configure=".*",
                write=".*", read=".*"))
     conn = connect(node, "carol", "pw", "dev")
     conn.channel().queue_declare("in-dev")
@@ -129,19 +129,19 @@ def test_vhost_access_needs_a_permission(node: Broker) -> None:
 def test_password_changes_and_cleared_passwords(node: Broker) -> None:
     data = node.data_dir
     assert data is not None
-    ok(control(data, "add_user", user="dave", password="old"))
-    ok(control(data, "set_permissions", vhost="/", user="dave", configure=".*", write=".*",
+    ok(control_reply(data, "add_user", user="dave", password="old"))
+    ok(control_reply(data, "set_permissions", vhost="/", user="dave", configure=".*", write=".*",
                read=".*"))
     connect(node, "dave", "old").close()
-    ok(control(data, "change_password", user="dave", password="new"))
+    ok(control_reply(data, "change_password", user="dave", password="new"))
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         connect(node, "dave", "old")
     connect(node, "dave", "new").close()
-    assert control(data, "authenticate_user", user="dave", password="new")["ok"]
-    failed = control(data, "authenticate_user", user="dave", password="old")
+    assert control_reply(data, "authenticate_user", user="dave", password="new")["ok"]
+    failed = control_reply(data, "authenticate_user", user="dave", password="old")
     assert failed == {"ok": False, "kind": "auth_failed",
                       "error": "user 'dave' - invalid credentials"}
-    ok(control(data, "clear_password", user="dave"))
+    ok(control_reply(data, "clear_password", user="dave"))
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         connect(node, "dave", "new")
 
@@ -150,19 +150,19 @@ def test_password_changes_and_cleared_passwords(node: Broker) -> None:
 def test_delete_vhost_closes_its_connections_and_drops_its_queues(node: Broker) -> None:
     data = node.data_dir
     assert data is not None
-    ok(control(data, "add_vhost", vhost="tmp"))
-    ok(control(data, "set_permissions", vhost="tmp", user="guest", configure=".*",
+    ok(control_reply(data, "add_vhost", vhost="tmp"))
+    ok(control_reply(data, "set_permissions", vhost="tmp", user="guest", configure=".*",
                write=".*", read=".*"))
     inside = connect(node, "guest", "guest", "tmp")
     inside.channel().queue_declare("doomed", durable=True)
     outside = node.connect()
-    ok(control(data, "delete_vhost", vhost="tmp"))
+    ok(control_reply(data, "delete_vhost", vhost="tmp"))
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
         inside.channel()
     assert info.value.reply_code == 320
     assert outside.channel().queue_declare("", exclusive=True)  # others are untouched
-    ok(control(data, "add_vhost", vhost="tmp"))
-    ok(control(data, "set_permissions", vhost="tmp", user="guest", configure=".*",
+    ok(control_reply(data, "add_vhost", vhost="tmp"))
+    ok(control_reply(data, "set_permissions", vhost="tmp", user="guest", configure=".*",
                write=".*", read=".*"))
     again = connect(node, "guest", "guest", "tmp")
     with pytest.raises(pika.exceptions.ChannelClosedByBroker):
@@ -173,19 +173,19 @@ def test_delete_vhost_closes_its_connections_and_drops_its_queues(node: Broker) 
 def test_recovery_recipe_and_everything_survives_a_restart(tmp_path: Path) -> None:
     data = tmp_path / "data"
     server = start_server(data)
-    ok(control(data, "delete_vhost", vhost="/"))
-    ok(control(data, "add_vhost", vhost="/"))
-    ok(control(data, "add_user", user="erin", password="pw"))
-    ok(control(data, "set_user_tags", user="erin", tags=["monitoring"]))
-    ok(control(data, "set_permissions", vhost="/", user="erin", configure=".*", write=".*",
+    ok(control_reply(data, "delete_vhost", vhost="/"))
+    ok(control_reply(data, "add_vhost", vhost="/"))
+    ok(control_reply(data, "add_user", user="erin", password="pw"))
+    ok(control_reply(data, "set_user_tags", user="erin", tags=["monitoring"]))
+    ok(control_reply(data, "set_permissions", vhost="/", user="erin", configure=".*", write=".*",
                read=".*"))
-    ok(control(data, "delete_user", user="guest"))
+    ok(control_reply(data, "delete_user", user="guest"))
     assert stop_server(server) == 0
 
     server = start_server(data)
     try:
-        assert ok(control(data, "list_users")) == [{"user": "erin", "tags": ["monitoring"]}]
-        assert ok(control(data, "list_permissions", vhost="/")) == [
+        assert ok(control_reply(data, "list_users")) == [{"user": "erin", "tags": ["monitoring"]}]
+        assert ok(control_reply(data, "list_permissions", vhost="/")) == [
             {"user": "erin", "configure": ".*", "write": ".*", "read": ".*"}]
         conn = connect(server, "erin", "pw")
         conn.channel().queue_declare("works")
@@ -202,21 +202,21 @@ def test_definitions_export_import_round_trip(tmp_path: Path) -> None:
     second = start_server(tmp_path / "b")
     try:
         a, b = tmp_path / "a", tmp_path / "b"
-        ok(control(a, "add_user", user="frank", password="pw"))
-        ok(control(a, "add_vhost", vhost="prod"))
-        ok(control(a, "set_permissions", vhost="prod", user="frank", configure=".*",
+        ok(control_reply(a, "add_user", user="frank", password="pw"))
+        ok(control_reply(a, "add_vhost", vhost="prod"))
+        ok(control_reply(a, "set_permissions", vhost="prod", user="frank", configure=".*",
                    write=".*", read=".*"))
         ch = pika.BlockingConnection(pika.ConnectionParameters(
             first.host, first.port, "prod", pika.PlainCredentials("frank", "pw"))).channel()
         ch.exchange_declare("orders", "topic", durable=True)
         ch.queue_declare("orders.eu", durable=True, arguments={"x-max-length": 10})
         ch.queue_bind("orders.eu", "orders", "eu.#")
-        exported = ok(control(a, "export_definitions"))
+        exported = ok(control_reply(a, "export_definitions"))
         frank = next(u for u in exported["users"] if u["name"] == "frank")
         assert frank["hashing_algorithm"] == "rabbit_password_hashing_sha256"
         assert {"name": "orders.eu", "vhost": "prod", "durable": True, "auto_delete": False,
                 "arguments": {"x-max-length": 10}} in exported["queues"]
-        ok(control(b, "import_definitions", definitions=exported))
+        ok(control_reply(b, "import_definitions", definitions=exported))
         ch = pika.BlockingConnection(pika.ConnectionParameters(
             second.host, second.port, "prod", pika.PlainCredentials("frank", "pw"))).channel()
         ch.confirm_delivery()
@@ -353,7 +353,7 @@ class Admin:
     def _run(self, command: str, ctl_args: list[str], **args: object) -> None:
         if self.rabbitmqctl is None:
             assert self.broker.data_dir is not None
-            ok(control(self.broker.data_dir, command, **args))
+            ok(control_reply(self.broker.data_dir, command, **args))
             return
         done = subprocess.run([*self.rabbitmqctl, command, *ctl_args], capture_output=True,
                               text=True, timeout=60, check=False)

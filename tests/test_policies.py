@@ -13,7 +13,7 @@ from pathlib import Path
 import pika
 import pytest
 from conftest import Broker, start_server, stop_server
-from test_ctl_live import ctl
+from ctl_helpers import ctl
 
 pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
                                 reason="trimq-only: administers its own trimq-server")

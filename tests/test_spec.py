@@ -13,9 +13,17 @@ from typing import Any
 import pika.frame
 import pika.spec
 import pytest
+from codec_strategies import (
+    KINDS,
+    METHOD_CLASSES,
+    PROPERTY_KINDS,
+    method_values,
+    methods,
+    pika_encode,
+    strategy,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_codec import pika_encode, pika_tables, plain_tables, typed_tables
 
 from trimq.amqp import frames, spec
 from trimq.amqp.codec import decode_table_typed
@@ -26,81 +34,6 @@ SPEC_JSON = ROOT.parent / "shared" / "spec" / "amqp-rabbitmq-0.9.1.json"
 
 FAST = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-METHOD_CLASSES = sorted(spec.METHODS.values(), key=lambda cls: cls.INDEX)
-
-
-# --------------------------------------------------------------------------- field kinds
-
-
-def _int_width(make: Any) -> int:
-    """The width in bits of an integer field: the widest all-ones value that still encodes."""
-    width = 0
-    for bits in (8, 16, 32, 64):
-        try:
-            make(2**bits - 1).encode()
-        except struct.error:
-            break
-        width = bits
-    assert width, "an integer field that cannot even hold 255"
-    return width
-
-
-def field_kinds(cls: type) -> list[tuple[str, str]]:
-    """[(field, kind)] from the generated annotations: int8/16/32/64, bool, shortstr, longstr,
-    table (or typed-table for `arguments`, which keeps type letters)."""
-    if "__init__" not in cls.__dict__:
-        return []
-    annotations = cls.__init__.__annotations__
-    kinds = []
-    for name in cls.__slots__:
-        annotation = annotations[name]
-        if annotation == "int" or annotation == "int | None":
-            kind = f"int{_int_width(lambda v, n=name: cls(**{n: v}))}"
-        elif annotation == "bool":
-            kind = "bit"
-        elif annotation.startswith("str"):
-            kind = "shortstr"
-        elif annotation.startswith("bytes"):
-            kind = "longstr"
-        elif annotation.startswith("dict"):
-            kind = "typed-table" if name == "arguments" else "table"
-        else:
-            raise AssertionError(f"{cls.__name__}.{name}: unexpected annotation {annotation}")
-        kinds.append((name, kind))
-    return kinds
-
-
-KINDS = {cls: field_kinds(cls) for cls in METHOD_CLASSES}
-PROPERTY_KINDS = field_kinds(spec.BasicProperties)
-
-shortstrs = st.one_of(
-    st.text(max_size=30).filter(lambda s: len(s.encode()) <= 255),
-    st.binary(max_size=255).map(lambda b: b.decode("utf-8", "surrogateescape")),
-)
-
-
-def strategy(kind: str, *, pika_compatible: bool = False) -> st.SearchStrategy[Any]:
-    if kind.startswith("int"):
-        return st.integers(0, 2 ** int(kind[3:]) - 1)
-    if kind == "bit":
-        return st.booleans()
-    if kind == "shortstr":
-        return st.text(max_size=30).filter(lambda s: len(s.encode()) <= 255) if (
-            pika_compatible) else shortstrs
-    if kind == "longstr":
-        return st.binary(max_size=60)
-    if kind == "table":
-        return pika_tables if pika_compatible else plain_tables
-    if kind == "typed-table":
-        return pika_tables if pika_compatible else typed_tables
-    raise AssertionError(kind)
-
-
-def method_values(cls: type, pika_compatible: bool = False) -> st.SearchStrategy[dict[str, Any]]:
-    return st.fixed_dictionaries(
-        {name: strategy(kind, pika_compatible=pika_compatible) for name, kind in KINDS[cls]}
-    )
-
 
 def decode_arguments(cls: type, payload: bytes) -> Any:
     """cls.decode(payload, 4), checking the end offset where decode reports one."""
@@ -110,12 +43,6 @@ def decode_arguments(cls: type, payload: bytes) -> Any:
         assert end == len(payload)
         return method
     return result
-
-
-@st.composite
-def methods(draw: Any) -> spec.Method:
-    cls = draw(st.sampled_from(METHOD_CLASSES))
-    return cls(**draw(method_values(cls)))
 
 
 # --------------------------------------------------------------------------- round trips
