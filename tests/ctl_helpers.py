@@ -40,6 +40,7 @@ def control_reply(data_dir: Path, command: str, **args: Any) -> dict[str, Any]:
 
 def control(server: Broker, command: str, **args: Any) -> Any:
     """A control request that must succeed, for numbers trimqctl does not print: its result."""
+    assert server.data_dir is not None
     answer = control_reply(server.data_dir, command, **args)
     assert answer["ok"], answer
     return answer["result"]
