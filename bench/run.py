@@ -5,8 +5,8 @@
     .venv/bin/python bench/run.py --scenarios 1,2 --rounds 5 --profile
 
 Starts both brokers itself (trimq with a fresh data directory; RabbitMQ from Debian's
-rabbitmq-server package as a private node `trimq-bench@localhost` with its own base directory,
-set up like shared/tools/rabbitmq-node.sh but with another node name so that it can run beside
+rabbitmq-server package as a private node `trimq-bench-PORT@localhost` (`--rabbitmq-node`)
+with its own base directory, set up like shared/tools/rabbitmq-node.sh but with another node name so that it can run beside
 the shared rabbit-side node), runs each scenario against both, alternating which goes first,
 for several rounds, prints the medians and the trimq/RabbitMQ ratio, and updates
 bench/RESULTS.md. Both brokers are stopped at the end, also on errors and Ctrl-C.
@@ -44,7 +44,6 @@ PY_SPY = ROOT / ".venv" / "bin" / "py-spy"
 RABBITMQ_SERVER = Path("/usr/lib/rabbitmq/bin/rabbitmq-server")
 RESULTS = HERE / "RESULTS.md"
 README = ROOT / "README.md"
-RABBIT_NODE = "trimq-bench@localhost"
 
 
 def git(*args: str) -> str:
@@ -196,8 +195,10 @@ class Trimq(Broker):
 class RabbitMQ(Broker):
     name = "rabbitmq"
 
-    def __init__(self, port: int, workdir: Path) -> None:
+    def __init__(self, port: int, workdir: Path, node: str = "") -> None:
         super().__init__(port, workdir)
+        # a node name of its own per port, so that two runs can share a machine
+        self.node = node or f"trimq-bench-{port}@localhost"
         self.base = workdir / "rabbitmq"
         shutil.rmtree(self.base, ignore_errors=True)
         for d in ("mnesia", "log", "home"):
@@ -206,7 +207,7 @@ class RabbitMQ(Broker):
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         b = self.base
-        env = dict(os.environ, HOME=str(b / "home"), RABBITMQ_NODENAME=RABBIT_NODE,
+        env = dict(os.environ, HOME=str(b / "home"), RABBITMQ_NODENAME=self.node,
                    RABBITMQ_NODE_IP_ADDRESS="127.0.0.1", RABBITMQ_NODE_PORT=str(self.port),
                    RABBITMQ_DIST_PORT=str(20000 + self.port),
                    RABBITMQ_MNESIA_BASE=str(b / "mnesia"), RABBITMQ_LOG_BASE=str(b / "log"),
@@ -436,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
                          "tree as it is)")
     ap.add_argument("--trimq-port", type=int, default=5811)
     ap.add_argument("--rabbitmq-port", type=int, default=5812)
+    ap.add_argument("--rabbitmq-node", default="",
+                    help="RabbitMQ's node name (default trimq-bench-PORT@localhost)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/trimq-bench"))
     ap.add_argument("--profile", action="store_true",
                     help="afterwards, profile scenarios 1 and 2 on trimq with py-spy")
@@ -456,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     if "trimq" in names:
         brokers["trimq"] = Trimq(args.trimq_port, args.workdir, args.trimq_rev)
     if "rabbitmq" in names:
-        brokers["rabbitmq"] = RabbitMQ(args.rabbitmq_port, args.workdir)
+        brokers["rabbitmq"] = RabbitMQ(args.rabbitmq_port, args.workdir, args.rabbitmq_node)
     results: dict[str, dict[str, list[float]]] = {b: defaultdict(list) for b in brokers}
     order: list[str] = []
     failures: list[str] = []
