@@ -6,10 +6,10 @@
 
 Starts both brokers itself (trimq with a fresh data directory; RabbitMQ from Debian's
 rabbitmq-server package as a private node `trimq-bench-PORT@localhost` (`--rabbitmq-node`)
-with its own base directory, set up like shared/tools/rabbitmq-node.sh but with another node name so that it can run beside
-the shared rabbit-side node), runs each scenario against both, alternating which goes first,
-for several rounds, prints the medians and the trimq/RabbitMQ ratio, and updates
-bench/RESULTS.md. Both brokers are stopped at the end, also on errors and Ctrl-C.
+with its own base directory, set up like shared/tools/rabbitmq-node.sh but with another node
+name so that it can run beside the shared rabbit-side node), runs each scenario against both,
+alternating which goes first, for several rounds, prints the medians and the trimq/RabbitMQ
+ratio, and updates bench/RESULTS.md. Both brokers are stopped at the end, also on errors and Ctrl-C.
 """
 
 from __future__ import annotations
