@@ -55,25 +55,36 @@ def parse_url(url: str) -> dict[str, Any]:
     if u.scheme != "amqp":
         raise ValueError(f"only amqp:// URLs are supported, not {url!r}")
     vhost = unquote(u.path[1:]) if len(u.path) > 1 else "/"
-    return {"host": u.hostname or "127.0.0.1", "port": u.port or 5672,
-            "user": unquote(u.username or "guest"), "password": unquote(u.password or "guest"),
-            "vhost": vhost}
+    return {
+        "host": u.hostname or "127.0.0.1",
+        "port": u.port or 5672,
+        "user": unquote(u.username or "guest"),
+        "password": unquote(u.password or "guest"),
+        "vhost": vhost,
+    }
 
 
 def method_frame(channel: int, method: Any) -> bytes:
     return pika.frame.Method(channel, method).marshal()
 
 
-def encode_message(channel: int, exchange: str, routing_key: str, body: bytes,
-                   properties: spec.BasicProperties | None = None,
-                   frame_max: int = 131072) -> bytes:
+def encode_message(
+    channel: int,
+    exchange: str,
+    routing_key: str,
+    body: bytes,
+    properties: spec.BasicProperties | None = None,
+    frame_max: int = 131072,
+) -> bytes:
     """The frames of one Basic.Publish with its content, ready to be sent as many times as
     wanted."""
-    out = [method_frame(channel, spec.Basic.Publish(exchange=exchange, routing_key=routing_key)),
-           pika.frame.Header(channel, len(body), properties or spec.BasicProperties()).marshal()]
+    out = [
+        method_frame(channel, spec.Basic.Publish(exchange=exchange, routing_key=routing_key)),
+        pika.frame.Header(channel, len(body), properties or spec.BasicProperties()).marshal(),
+    ]
     step = frame_max - 8
     for i in range(0, len(body), step):
-        out.append(pika.frame.Body(channel, body[i:i + step]).marshal())
+        out.append(pika.frame.Body(channel, body[i : i + step]).marshal())
     return b"".join(out)
 
 
@@ -85,9 +96,9 @@ def ack_frame(channel: int, delivery_tag: int, multiple: bool = True) -> bytes:
 def describe_close(payload: bytes | memoryview) -> str:
     """reply code and text of a Channel.Close / Connection.Close payload."""
     try:
-        code, = struct.unpack_from(">H", payload, 4)
+        (code,) = struct.unpack_from(">H", payload, 4)
         n = payload[6]
-        text = bytes(payload[7:7 + n]).decode(errors="replace")
+        text = bytes(payload[7 : 7 + n]).decode(errors="replace")
         return f"{code} {text}"
     except Exception:  # noqa: BLE001 - best effort for an error message
         return repr(bytes(payload[:64]))
@@ -96,8 +107,15 @@ def describe_close(payload: bytes | memoryview) -> str:
 class Client:
     """One AMQP connection over a blocking socket."""
 
-    def __init__(self, url: str, *, timeout: float = 30.0, frame_max: int = 131072,
-                 product: str = "trimq-bench", connect: bool = True) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 30.0,
+        frame_max: int = 131072,
+        product: str = "trimq-bench",
+        connect: bool = True,
+    ) -> None:
         self.params = parse_url(url)
         self.timeout = timeout
         self.frame_max = frame_max
@@ -110,8 +128,9 @@ class Client:
 
     # -- handshake, done step by step so that many connections can be opened in lockstep ------
     def start_connect(self) -> None:
-        self.sock = socket.create_connection((self.params["host"], self.params["port"]),
-                                             timeout=self.timeout)
+        self.sock = socket.create_connection(
+            (self.params["host"], self.params["port"]), timeout=self.timeout
+        )
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.sendall(b"AMQP\x00\x00\x09\x01")
 
@@ -119,18 +138,34 @@ class Client:
         start = self.expect(0, spec.Connection.Start)
         self.server_properties = start.server_properties
         response = f"\0{self.params['user']}\0{self.params['password']}".encode()
-        self.send_method(0, spec.Connection.StartOk(
-            client_properties={"product": self.product, "capabilities": {
-                "publisher_confirms": True, "basic.nack": True,
-                "consumer_cancel_notify": True, "connection.blocked": True}},
-            mechanism="PLAIN", response=response, locale="en_US"))
+        self.send_method(
+            0,
+            spec.Connection.StartOk(
+                client_properties={
+                    "product": self.product,
+                    "capabilities": {
+                        "publisher_confirms": True,
+                        "basic.nack": True,
+                        "consumer_cancel_notify": True,
+                        "connection.blocked": True,
+                    },
+                },
+                mechanism="PLAIN",
+                response=response,
+                locale="en_US",
+            ),
+        )
 
     def handshake_tune(self, open_channel: int = 0) -> None:
         tune = self.expect(0, spec.Connection.Tune)
         if tune.frame_max:
             self.frame_max = min(self.frame_max, tune.frame_max)
-        data = method_frame(0, spec.Connection.TuneOk(
-            channel_max=tune.channel_max, frame_max=self.frame_max, heartbeat=0))
+        data = method_frame(
+            0,
+            spec.Connection.TuneOk(
+                channel_max=tune.channel_max, frame_max=self.frame_max, heartbeat=0
+            ),
+        )
         data += method_frame(0, spec.Connection.Open(virtual_host=self.params["vhost"]))
         if open_channel:
             data += method_frame(open_channel, spec.Channel.Open())
@@ -186,7 +221,8 @@ class Client:
                 if isinstance(m, spec.Channel.Close):
                     self.send_method(frame.channel_number, spec.Channel.CloseOk())
                     raise BrokerError(
-                        f"channel {frame.channel_number} closed: {m.reply_code} {m.reply_text}")
+                        f"channel {frame.channel_number} closed: {m.reply_code} {m.reply_text}"
+                    )
                 if frame.channel_number == channel and isinstance(m, method_cls):
                     return m
             # anything else (heartbeats, stray acks, content) is ignored during set-up
@@ -199,26 +235,56 @@ class Client:
     def channel_open(self, channel: int = 1) -> None:
         self.rpc(channel, spec.Channel.Open(), spec.Channel.OpenOk)
 
-    def exchange_declare(self, channel: int, exchange: str, exchange_type: str = "direct",
-                         durable: bool = False, auto_delete: bool = False) -> None:
-        self.rpc(channel, spec.Exchange.Declare(exchange=exchange, type=exchange_type,
-                                                durable=durable, auto_delete=auto_delete),
-                 spec.Exchange.DeclareOk)
+    def exchange_declare(
+        self,
+        channel: int,
+        exchange: str,
+        exchange_type: str = "direct",
+        durable: bool = False,
+        auto_delete: bool = False,
+    ) -> None:
+        self.rpc(
+            channel,
+            spec.Exchange.Declare(
+                exchange=exchange, type=exchange_type, durable=durable, auto_delete=auto_delete
+            ),
+            spec.Exchange.DeclareOk,
+        )
 
     def exchange_delete(self, channel: int, exchange: str) -> None:
         self.rpc(channel, spec.Exchange.Delete(exchange=exchange), spec.Exchange.DeleteOk)
 
-    def queue_declare(self, channel: int, queue: str = "", *, durable: bool = False,
-                      exclusive: bool = False, auto_delete: bool = False, passive: bool = False,
-                      arguments: dict[str, Any] | None = None) -> tuple[str, int, int]:
-        ok = self.rpc(channel, spec.Queue.Declare(
-            queue=queue, passive=passive, durable=durable, exclusive=exclusive,
-            auto_delete=auto_delete, arguments=arguments or {}), spec.Queue.DeclareOk)
+    def queue_declare(
+        self,
+        channel: int,
+        queue: str = "",
+        *,
+        durable: bool = False,
+        exclusive: bool = False,
+        auto_delete: bool = False,
+        passive: bool = False,
+        arguments: dict[str, Any] | None = None,
+    ) -> tuple[str, int, int]:
+        ok = self.rpc(
+            channel,
+            spec.Queue.Declare(
+                queue=queue,
+                passive=passive,
+                durable=durable,
+                exclusive=exclusive,
+                auto_delete=auto_delete,
+                arguments=arguments or {},
+            ),
+            spec.Queue.DeclareOk,
+        )
         return ok.queue, ok.message_count, ok.consumer_count
 
     def queue_bind(self, channel: int, queue: str, exchange: str, routing_key: str = "") -> None:
-        self.rpc(channel, spec.Queue.Bind(queue=queue, exchange=exchange,
-                                          routing_key=routing_key), spec.Queue.BindOk)
+        self.rpc(
+            channel,
+            spec.Queue.Bind(queue=queue, exchange=exchange, routing_key=routing_key),
+            spec.Queue.BindOk,
+        )
 
     def queue_delete(self, channel: int, queue: str) -> int:
         return self.rpc(channel, spec.Queue.Delete(queue=queue), spec.Queue.DeleteOk).message_count
@@ -232,11 +298,14 @@ class Client:
     def confirm_select(self, channel: int) -> None:
         self.rpc(channel, spec.Confirm.Select(), spec.Confirm.SelectOk)
 
-    def basic_consume(self, channel: int, queue: str, no_ack: bool = False,
-                      consumer_tag: str = "") -> str:
-        ok = self.rpc(channel, spec.Basic.Consume(queue=queue, no_ack=no_ack,
-                                                  consumer_tag=consumer_tag),
-                      spec.Basic.ConsumeOk)
+    def basic_consume(
+        self, channel: int, queue: str, no_ack: bool = False, consumer_tag: str = ""
+    ) -> str:
+        ok = self.rpc(
+            channel,
+            spec.Basic.Consume(queue=queue, no_ack=no_ack, consumer_tag=consumer_tag),
+            spec.Basic.ConsumeOk,
+        )
         return ok.consumer_tag
 
     def close(self) -> None:
@@ -244,12 +313,14 @@ class Client:
         if self.sock is None:
             return
         try:
-            self.send_method(0, spec.Connection.Close(reply_code=200, reply_text="bye",
-                                                      class_id=0, method_id=0))
+            self.send_method(
+                0, spec.Connection.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0)
+            )
             while True:
                 frame = self.read_frame()
                 if isinstance(frame, pika.frame.Method) and isinstance(
-                        frame.method, (spec.Connection.CloseOk, spec.Connection.Close)):
+                    frame.method, (spec.Connection.CloseOk, spec.Connection.Close)
+                ):
                     break
         except (OSError, BrokerError):
             pass
@@ -275,7 +346,7 @@ class ConfirmTracker:
     frames a publishing connection receives."""
 
     def __init__(self) -> None:
-        self.upto = 0               # every tag <= upto is settled
+        self.upto = 0  # every tag <= upto is settled
         self.singles: set[int] = set()  # settled tags above upto
         self.acked = 0
         self.nacked = 0
@@ -321,14 +392,16 @@ class ConfirmTracker:
             if fend > end:
                 break
             if ftype == FRAME_METHOD:
-                cm, = unpack_u32(buf, pos + 7)
+                (cm,) = unpack_u32(buf, pos + 7)
                 if cm == BASIC_ACK or cm == BASIC_NACK:
-                    tag, = unpack_u64(buf, pos + 11)
+                    (tag,) = unpack_u64(buf, pos + 11)
                     self._settle(tag, bool(buf[pos + 19] & 1), cm == BASIC_ACK)
                 elif cm in (CHANNEL_CLOSE, CONNECTION_CLOSE):
-                    raise BrokerError(f"{'channel' if cm == CHANNEL_CLOSE else 'connection'} "
-                                      f"closed by the broker: "
-                                      f"{describe_close(buf[pos + 7:fend - 1])}")
+                    raise BrokerError(
+                        f"{'channel' if cm == CHANNEL_CLOSE else 'connection'} "
+                        f"closed by the broker: "
+                        f"{describe_close(buf[pos + 7 : fend - 1])}"
+                    )
                 elif cm == CONNECTION_BLOCKED:
                     self.blocked += 1
                 elif cm == BASIC_RETURN:
@@ -340,14 +413,25 @@ class ConfirmTracker:
 class Publisher:
     """Publishes copies of one pre-encoded message on an open channel."""
 
-    def __init__(self, client: Client, channel: int, exchange: str, routing_key: str,
-                 body: bytes, properties: spec.BasicProperties | None = None, *,
-                 confirm: bool = False, window: int = 1000, batch: int = 1000,
-                 max_batch_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        client: Client,
+        channel: int,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: spec.BasicProperties | None = None,
+        *,
+        confirm: bool = False,
+        window: int = 1000,
+        batch: int = 1000,
+        max_batch_bytes: int = 1 << 20,
+    ) -> None:
         self.client = client
         self.channel = channel
-        self.message = encode_message(channel, exchange, routing_key, body, properties,
-                                      client.frame_max)
+        self.message = encode_message(
+            channel, exchange, routing_key, body, properties, client.frame_max
+        )
         batch = min(batch, max(1, max_batch_bytes // len(self.message)))
         self.batch = max(1, min(batch, window) if confirm else batch)
         self.batch_bytes = self.message * self.batch
@@ -390,8 +474,11 @@ class Publisher:
         low = max(1, min(self.window // 4, self.batch))
         tracker = self.tracker
         while self.published < target:
-            room = min(self.window - (self.published - tracker.settled),
-                       target - self.published, self.batch)
+            room = min(
+                self.window - (self.published - tracker.settled),
+                target - self.published,
+                self.batch,
+            )
             if room >= low or (room > 0 and self.published + room == target):
                 sendall(self.batch_bytes if room == self.batch else self.message * room)
                 self.published += room
@@ -409,15 +496,23 @@ class TimestampPublisher:
     """Publishes messages whose body starts with the send time (time.monotonic() as a double),
     at a fixed rate. The frames are pre-encoded; only the 8 timestamp bytes change."""
 
-    def __init__(self, client: Client, channel: int, exchange: str, routing_key: str,
-                 body_size: int = 16, properties: spec.BasicProperties | None = None) -> None:
+    def __init__(
+        self,
+        client: Client,
+        channel: int,
+        exchange: str,
+        routing_key: str,
+        body_size: int = 16,
+        properties: spec.BasicProperties | None = None,
+    ) -> None:
         body_size = max(8, body_size)
         self.client = client
-        template = encode_message(channel, exchange, routing_key, b"\0" * body_size,
-                                  properties, client.frame_max)
+        template = encode_message(
+            channel, exchange, routing_key, b"\0" * body_size, properties, client.frame_max
+        )
         body_at = len(template) - 1 - body_size  # the body frame is last (one frame, small body)
         self.prefix = template[:body_at]
-        self.suffix = template[body_at + 8:]
+        self.suffix = template[body_at + 8 :]
         self.published = 0
 
     def run(self, rate: float, count: int, tick: float = 0.001) -> float:
@@ -446,9 +541,17 @@ class Consumer:
     """Counts deliveries on one consumer channel by scanning frame headers, and acks with
     multiple=true every `ack_every` deliveries (at the end of a received chunk)."""
 
-    def __init__(self, client: Client, channel: int, queue: str, *, prefetch: int = 1000,
-                 ack_every: int | None = None, no_ack: bool = False,
-                 latency: bool = False) -> None:
+    def __init__(
+        self,
+        client: Client,
+        channel: int,
+        queue: str,
+        *,
+        prefetch: int = 1000,
+        ack_every: int | None = None,
+        no_ack: bool = False,
+        latency: bool = False,
+    ) -> None:
         self.client = client
         self.channel = channel
         self.no_ack = no_ack
@@ -489,15 +592,17 @@ class Consumer:
                     lat.append(t - _F64.unpack_from(buf, pos + 7)[0])  # type: ignore[union-attr]
                     want_ts = False
             elif ftype == FRAME_METHOD:
-                cm, = unpack_u32(buf, pos + 7)
+                (cm,) = unpack_u32(buf, pos + 7)
                 if cm == BASIC_DELIVER:
                     count += 1
                     last_deliver = pos
                     want_ts = lat is not None
                 elif cm in (CHANNEL_CLOSE, CONNECTION_CLOSE):
-                    raise BrokerError(f"{'channel' if cm == CHANNEL_CLOSE else 'connection'} "
-                                      f"closed by the broker: "
-                                      f"{describe_close(bytes(buf[pos + 7:fend - 1]))}")
+                    raise BrokerError(
+                        f"{'channel' if cm == CHANNEL_CLOSE else 'connection'} "
+                        f"closed by the broker: "
+                        f"{describe_close(bytes(buf[pos + 7 : fend - 1]))}"
+                    )
                 elif cm == BASIC_CANCEL:
                     raise BrokerError("consumer cancelled by the broker")
             pos = fend
@@ -505,7 +610,7 @@ class Consumer:
         self.body_bytes += body
         if last_deliver >= 0:
             off = last_deliver + 11 + 1 + self._ctag_len
-            self.last_tag, = _U64.unpack_from(buf, off)
+            (self.last_tag,) = _U64.unpack_from(buf, off)
             if buf[off + 8] & 1:
                 self.redelivered += 1
         return pos
@@ -515,13 +620,13 @@ class Consumer:
         if self.client.buf:
             pending = self.client.buf
             self.client.buf = b""
-            self._buf[:len(pending)] = pending
+            self._buf[: len(pending)] = pending
             self._filled = len(pending)
             t = time.monotonic()
             if self.count == 0:
                 self.first_time = t
             used = self._scan(self._buf, self._filled, t)
-            self._buf[:self._filled - used] = self._buf[used:self._filled]
+            self._buf[: self._filled - used] = self._buf[used : self._filled]
             self._filled -= used
 
     def step(self) -> None:
@@ -530,10 +635,11 @@ class Consumer:
         assert sock is not None
         buf = self._buf
         try:
-            n = sock.recv_into(memoryview(buf)[self._filled:])
+            n = sock.recv_into(memoryview(buf)[self._filled :])
         except TimeoutError:
-            raise BrokerError(f"no delivery for {sock.gettimeout()} s after {self.count} "
-                              f"deliveries") from None
+            raise BrokerError(
+                f"no delivery for {sock.gettimeout()} s after {self.count} deliveries"
+            ) from None
         if not n:
             raise BrokerError(f"connection closed by the broker after {self.count} deliveries")
         t = time.monotonic()
@@ -542,7 +648,7 @@ class Consumer:
         end = self._filled + n
         used = self._scan(buf, end, t)
         if used < end:
-            buf[:end - used] = buf[used:end]
+            buf[: end - used] = buf[used:end]
         self._filled = end - used
         self.last_time = t
         if not self.no_ack and self.last_tag - self.acked_tag >= self.ack_every:
@@ -565,8 +671,7 @@ class Consumer:
             self.acked_tag = self.last_tag
 
 
-def consume_many(consumers: list[Consumer], expected_each: int,
-                 idle_timeout: float = 30.0) -> None:
+def consume_many(consumers: list[Consumer], expected_each: int, idle_timeout: float = 30.0) -> None:
     """Drive several consumers (one connection each) from one process with a selector."""
     sel = selectors.DefaultSelector()
     for c in consumers:
@@ -580,8 +685,9 @@ def consume_many(consumers: list[Consumer], expected_each: int,
         events = sel.select(idle_timeout)
         if not events:
             counts = [c.count for c in consumers]
-            raise BrokerError(f"no delivery for {idle_timeout} s; counts {counts} of "
-                              f"{expected_each} each")
+            raise BrokerError(
+                f"no delivery for {idle_timeout} s; counts {counts} of {expected_each} each"
+            )
         for key, _ in events:
             c = key.data
             c.step()

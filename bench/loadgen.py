@@ -52,22 +52,22 @@ class Sizes:
     """How big each scenario is. `QUICK` is a smoke setting; `FULL` the default."""
 
     prefetch: int = 1000
-    batch: int = 1000             # messages per sendall (capped at ~1 MiB)
-    idle_timeout: float = 60.0    # a consumer with no delivery for this long fails the scenario
+    batch: int = 1000  # messages per sendall (capped at ~1 MiB)
+    idle_timeout: float = 60.0  # a consumer with no delivery for this long fails the scenario
     s1_messages: int = 300_000
     s2_messages: int = 100_000
     s2_window: int = 1000
-    s3_messages: int = 100_000    # published; each of the queues gets them all
+    s3_messages: int = 100_000  # published; each of the queues gets them all
     s3_queues: int = 10
-    s3_consumer_procs: int = 2    # the 10 consumer connections are spread over these processes
+    s3_consumer_procs: int = 2  # the 10 consumer connections are spread over these processes
     s4_4k_messages: int = 200_000
     s4_256k_messages: int = 10_000
     s4_256k_prefetch: int = 50
     s5_rate: int = 5000
     s5_seconds: float = 20.0
-    s5_warmup: int = 1000         # first deliveries not counted in the latency percentiles
+    s5_warmup: int = 1000  # first deliveries not counted in the latency percentiles
     s6_connections: int = 2000
-    s6_lockstep: int = 100        # handshakes in flight at once
+    s6_lockstep: int = 100  # handshakes in flight at once
     s7_messages: int = 1_000_000
     s7_window: int = 5000
     s8_messages: int = 1_000_000
@@ -76,10 +76,19 @@ class Sizes:
 
     @classmethod
     def quick(cls) -> Sizes:
-        return cls(s1_messages=60_000, s2_messages=30_000, s3_messages=10_000,
-                   s4_4k_messages=30_000, s4_256k_messages=1_000, s5_seconds=3.0,
-                   s5_warmup=500, s6_connections=300, s7_messages=50_000,
-                   s8_messages=50_000, idle_timeout=30.0)
+        return cls(
+            s1_messages=60_000,
+            s2_messages=30_000,
+            s3_messages=10_000,
+            s4_4k_messages=30_000,
+            s4_256k_messages=1_000,
+            s5_seconds=3.0,
+            s5_warmup=500,
+            s6_connections=300,
+            s7_messages=50_000,
+            s8_messages=50_000,
+            idle_timeout=30.0,
+        )
 
     def override(self, spec_text: str) -> Sizes:
         """'s1_messages=1000,s5_seconds=5' -> a copy with those fields changed."""
@@ -170,8 +179,15 @@ def cpu_seconds(pid: int) -> float:
 
 
 # -- worker bodies (run in child processes) -----------------------------------------------------
-def consumer_proc(url: str, queues: list[str], expected_each: int, prefetch: int,
-                  ready: Any, latency: bool, idle_timeout: float) -> dict[str, Any]:
+def consumer_proc(
+    url: str,
+    queues: list[str],
+    expected_each: int,
+    prefetch: int,
+    ready: Any,
+    latency: bool,
+    idle_timeout: float,
+) -> dict[str, Any]:
     consumers = []
     for q in queues:
         c = ac.connect_channel(url)
@@ -182,33 +198,60 @@ def consumer_proc(url: str, queues: list[str], expected_each: int, prefetch: int
         consumers[0].run(expected_each, idle_timeout)
     else:
         ac.consume_many(consumers, expected_each, idle_timeout)
-    out = {"count": sum(c.count for c in consumers), "started": started,
-           "first": min(c.first_time for c in consumers),
-           "last": max(c.last_time for c in consumers),
-           "body_bytes": sum(c.body_bytes for c in consumers),
-           "latencies": [x for c in consumers for x in c.latencies],
-           "cpu": time.process_time()}
+    out = {
+        "count": sum(c.count for c in consumers),
+        "started": started,
+        "first": min(c.first_time for c in consumers),
+        "last": max(c.last_time for c in consumers),
+        "body_bytes": sum(c.body_bytes for c in consumers),
+        "latencies": [x for c in consumers for x in c.latencies],
+        "cpu": time.process_time(),
+    }
     for c in consumers:
         c.client.close()
     return out
 
 
-def publisher_proc(url: str, exchange: str, routing_key: str, body_size: int, n: int,
-                   persistent: bool, confirm: bool, window: int, batch: int) -> dict[str, Any]:
+def publisher_proc(
+    url: str,
+    exchange: str,
+    routing_key: str,
+    body_size: int,
+    n: int,
+    persistent: bool,
+    confirm: bool,
+    window: int,
+    batch: int,
+) -> dict[str, Any]:
     c = ac.connect_channel(url)
-    p = ac.Publisher(c, 1, exchange, routing_key, b"\x2a" * body_size,
-                     PERSISTENT if persistent else None, confirm=confirm, window=window,
-                     batch=batch)
+    p = ac.Publisher(
+        c,
+        1,
+        exchange,
+        routing_key,
+        b"\x2a" * body_size,
+        PERSISTENT if persistent else None,
+        confirm=confirm,
+        window=window,
+        batch=batch,
+    )
     t0 = time.monotonic()
     p.publish(n)
     t_sent = time.monotonic()
     c.close()  # Close-Ok arrives after the broker handled every publish before it
-    return {"t0": t0, "sent": t_sent, "closed": time.monotonic(), "acked": p.tracker.acked,
-            "nacked": p.tracker.nacked, "cpu": time.process_time()}
+    return {
+        "t0": t0,
+        "sent": t_sent,
+        "closed": time.monotonic(),
+        "acked": p.tracker.acked,
+        "nacked": p.tracker.nacked,
+        "cpu": time.process_time(),
+    }
 
 
-def timestamp_publisher_proc(url: str, queue: str, body_size: int, rate: int,
-                             seconds: float) -> dict[str, Any]:
+def timestamp_publisher_proc(
+    url: str, queue: str, body_size: int, rate: int, seconds: float
+) -> dict[str, Any]:
     c = ac.connect_channel(url)
     p = ac.TimestampPublisher(c, 1, "", queue, body_size)
     achieved = p.run(rate, int(rate * seconds))
@@ -230,9 +273,19 @@ def fresh_queue(c: ac.Client, name: str, durable: bool = False) -> None:
     c.queue_declare(1, name, durable=durable)
 
 
-def _pubsub(target: Target, sizes: Sizes, *, queue: str, body_size: int, n: int,
-            persistent: bool = False, confirm: bool = False, window: int = 1000,
-            durable: bool = False, prefetch: int | None = None) -> dict[str, Any]:
+def _pubsub(
+    target: Target,
+    sizes: Sizes,
+    *,
+    queue: str,
+    body_size: int,
+    n: int,
+    persistent: bool = False,
+    confirm: bool = False,
+    window: int = 1000,
+    durable: bool = False,
+    prefetch: int | None = None,
+) -> dict[str, Any]:
     """One publisher process, one consumer process, one queue."""
     c = control(target)
     fresh_queue(c, queue, durable)
@@ -240,14 +293,34 @@ def _pubsub(target: Target, sizes: Sizes, *, queue: str, body_size: int, n: int,
     try:
         with Workers() as ws:
             ready = CTX.Event()
-            cons = ws.spawn("consumer", consumer_proc, target.url, [queue], n,
-                            prefetch or sizes.prefetch, ready, False, sizes.idle_timeout)
+            cons = ws.spawn(
+                "consumer",
+                consumer_proc,
+                target.url,
+                [queue],
+                n,
+                prefetch or sizes.prefetch,
+                ready,
+                False,
+                sizes.idle_timeout,
+            )
             if not ready.wait(30):
                 cons.get(1)
                 raise ScenarioError("consumer did not start")
             cpu0 = cpu_seconds(pid)
-            pub = ws.spawn("publisher", publisher_proc, target.url, "", queue, body_size, n,
-                           persistent, confirm, window, sizes.batch)
+            pub = ws.spawn(
+                "publisher",
+                publisher_proc,
+                target.url,
+                "",
+                queue,
+                body_size,
+                n,
+                persistent,
+                confirm,
+                window,
+                sizes.batch,
+            )
             limit = 120 + n * (body_size + 200) / 2e6 + n / 2000
             p = pub.get(limit)
             r = cons.get(limit)
@@ -256,30 +329,53 @@ def _pubsub(target: Target, sizes: Sizes, *, queue: str, body_size: int, n: int,
         c.queue_delete(1, queue)
         c.close()
     elapsed = r["last"] - p["t0"]
-    return {"n": n, "e2e": n / elapsed, "pub": n / (p["closed"] - p["t0"]),
-            "mbps": r["body_bytes"] / elapsed / 2**20, "p": p, "r": r,
-            "cpu_us": cpu / n * 1e6, "client_cpu": (p["cpu"] + r["cpu"]) / elapsed}
+    return {
+        "n": n,
+        "e2e": n / elapsed,
+        "pub": n / (p["closed"] - p["t0"]),
+        "mbps": r["body_bytes"] / elapsed / 2**20,
+        "p": p,
+        "r": r,
+        "cpu_us": cpu / n * 1e6,
+        "client_cpu": (p["cpu"] + r["cpu"]) / elapsed,
+    }
 
 
 # -- the scenarios ------------------------------------------------------------------------------
 def s1_transient(target: Target, sizes: Sizes) -> dict[str, float]:
     """1 publisher, 1 consumer, transient 16-byte messages, end to end."""
     x = _pubsub(target, sizes, queue="bench.s1", body_size=16, n=sizes.s1_messages)
-    return {"s1 transient 16 B e2e msg/s": x["e2e"], "s1 publish msg/s (to Close-Ok)": x["pub"],
-            "s1 broker CPU µs/msg": x["cpu_us"], "s1 load generator CPU (cores)": x["client_cpu"]}
+    return {
+        "s1 transient 16 B e2e msg/s": x["e2e"],
+        "s1 publish msg/s (to Close-Ok)": x["pub"],
+        "s1 broker CPU µs/msg": x["cpu_us"],
+        "s1 load generator CPU (cores)": x["client_cpu"],
+    }
 
 
 def s2_persistent(target: Target, sizes: Sizes) -> dict[str, float]:
     """Persistent 16-byte messages to a durable queue with publisher confirms (window)."""
-    x = _pubsub(target, sizes, queue="bench.s2", body_size=16, n=sizes.s2_messages,
-                persistent=True, confirm=True, window=sizes.s2_window, durable=True)
+    x = _pubsub(
+        target,
+        sizes,
+        queue="bench.s2",
+        body_size=16,
+        n=sizes.s2_messages,
+        persistent=True,
+        confirm=True,
+        window=sizes.s2_window,
+        durable=True,
+    )
     p = x["p"]
     if p["acked"] != sizes.s2_messages:
-        raise ScenarioError(f"{p['acked']} acks and {p['nacked']} nacks for "
-                            f"{sizes.s2_messages} publishes")
-    return {"s2 persistent+confirms e2e msg/s": x["e2e"],
-            "s2 confirmed msg/s": sizes.s2_messages / (p["sent"] - p["t0"]),
-            "s2 broker CPU µs/msg": x["cpu_us"]}
+        raise ScenarioError(
+            f"{p['acked']} acks and {p['nacked']} nacks for {sizes.s2_messages} publishes"
+        )
+    return {
+        "s2 persistent+confirms e2e msg/s": x["e2e"],
+        "s2 confirmed msg/s": sizes.s2_messages / (p["sent"] - p["t0"]),
+        "s2 broker CPU µs/msg": x["cpu_us"],
+    }
 
 
 def s3_fanout(target: Target, sizes: Sizes) -> dict[str, float]:
@@ -297,17 +393,39 @@ def s3_fanout(target: Target, sizes: Sizes) -> dict[str, float]:
             procs = max(1, min(sizes.s3_consumer_procs, nq))
             groups = [queues[i::procs] for i in range(procs)]
             events = [CTX.Event() for _ in groups]
-            cons = [ws.spawn(f"consumer{i}", consumer_proc, target.url, g, n, sizes.prefetch,
-                             ev, False, sizes.idle_timeout)
-                    for i, (g, ev) in enumerate(zip(groups, events, strict=True))]
+            cons = [
+                ws.spawn(
+                    f"consumer{i}",
+                    consumer_proc,
+                    target.url,
+                    g,
+                    n,
+                    sizes.prefetch,
+                    ev,
+                    False,
+                    sizes.idle_timeout,
+                )
+                for i, (g, ev) in enumerate(zip(groups, events, strict=True))
+            ]
             for ev, w in zip(events, cons, strict=True):
                 if not ev.wait(30):
                     w.get(1)
                     raise ScenarioError("consumer did not start")
             pid = target.pid()
             cpu0 = cpu_seconds(pid)
-            pub = ws.spawn("publisher", publisher_proc, target.url, "bench.fanout", "", 16, n,
-                           False, False, 0, sizes.batch)
+            pub = ws.spawn(
+                "publisher",
+                publisher_proc,
+                target.url,
+                "bench.fanout",
+                "",
+                16,
+                n,
+                False,
+                False,
+                0,
+                sizes.batch,
+            )
             limit = 120 + n * nq / 2000
             p = pub.get(limit)
             rs = [w.get(limit) for w in cons]
@@ -318,20 +436,32 @@ def s3_fanout(target: Target, sizes: Sizes) -> dict[str, float]:
         c.exchange_delete(1, "bench.fanout")
         c.close()
     elapsed = max(r["last"] for r in rs) - p["t0"]
-    return {f"s3 fanout x{nq} deliveries/s": n * nq / elapsed,
-            f"s3 fanout x{nq} publish msg/s": n / elapsed,
-            "s3 broker CPU µs/delivery": cpu / (n * nq) * 1e6}
+    return {
+        f"s3 fanout x{nq} deliveries/s": n * nq / elapsed,
+        f"s3 fanout x{nq} publish msg/s": n / elapsed,
+        "s3 broker CPU µs/delivery": cpu / (n * nq) * 1e6,
+    }
 
 
 def s4_bodies(target: Target, sizes: Sizes) -> dict[str, float]:
     """4 KiB and 256 KiB transient bodies, 1 publisher 1 consumer."""
     a = _pubsub(target, sizes, queue="bench.s4", body_size=4096, n=sizes.s4_4k_messages)
-    b = _pubsub(target, sizes, queue="bench.s4", body_size=256 * 1024,
-                n=sizes.s4_256k_messages, prefetch=sizes.s4_256k_prefetch)
-    return {"s4 4 KiB e2e msg/s": a["e2e"], "s4 4 KiB MiB/s": a["mbps"],
-            "s4 4 KiB broker CPU µs/msg": a["cpu_us"],
-            "s4 256 KiB e2e msg/s": b["e2e"], "s4 256 KiB MiB/s": b["mbps"],
-            "s4 256 KiB broker CPU µs/msg": b["cpu_us"]}
+    b = _pubsub(
+        target,
+        sizes,
+        queue="bench.s4",
+        body_size=256 * 1024,
+        n=sizes.s4_256k_messages,
+        prefetch=sizes.s4_256k_prefetch,
+    )
+    return {
+        "s4 4 KiB e2e msg/s": a["e2e"],
+        "s4 4 KiB MiB/s": a["mbps"],
+        "s4 4 KiB broker CPU µs/msg": a["cpu_us"],
+        "s4 256 KiB e2e msg/s": b["e2e"],
+        "s4 256 KiB MiB/s": b["mbps"],
+        "s4 256 KiB broker CPU µs/msg": b["cpu_us"],
+    }
 
 
 def s5_latency(target: Target, sizes: Sizes) -> dict[str, float]:
@@ -343,27 +473,47 @@ def s5_latency(target: Target, sizes: Sizes) -> dict[str, float]:
     try:
         with Workers() as ws:
             ready = CTX.Event()
-            cons = ws.spawn("consumer", consumer_proc, target.url, [q], n, sizes.prefetch,
-                            ready, True, sizes.idle_timeout)
+            cons = ws.spawn(
+                "consumer",
+                consumer_proc,
+                target.url,
+                [q],
+                n,
+                sizes.prefetch,
+                ready,
+                True,
+                sizes.idle_timeout,
+            )
             if not ready.wait(30):
                 cons.get(1)
                 raise ScenarioError("consumer did not start")
-            pub = ws.spawn("publisher", timestamp_publisher_proc, target.url, q, 16,
-                           sizes.s5_rate, sizes.s5_seconds)
+            pub = ws.spawn(
+                "publisher",
+                timestamp_publisher_proc,
+                target.url,
+                q,
+                16,
+                sizes.s5_rate,
+                sizes.s5_seconds,
+            )
             p = pub.get(sizes.s5_seconds + 120)
             r = cons.get(sizes.s5_seconds + 120)
     finally:
         c.queue_delete(1, q)
         c.close()
-    lat = sorted(r["latencies"][sizes.s5_warmup:])
+    lat = sorted(r["latencies"][sizes.s5_warmup :])
     if not lat:
         raise ScenarioError("no latency samples")
 
     def pct(p_: float) -> float:
         return lat[min(len(lat) - 1, int(p_ * len(lat)))] * 1000
 
-    return {"s5 latency p50 ms": pct(0.50), "s5 latency p99 ms": pct(0.99),
-            "s5 latency p99.9 ms": pct(0.999), "s5 achieved msg/s": p["rate"]}
+    return {
+        "s5 latency p50 ms": pct(0.50),
+        "s5 latency p99 ms": pct(0.99),
+        "s5 latency p99.9 ms": pct(0.999),
+        "s5 achieved msg/s": p["rate"],
+    }
 
 
 def idle_connections_proc(url: str, n: int, lockstep: int, conn: Any) -> dict[str, Any]:
@@ -397,10 +547,11 @@ def idle_connections_proc(url: str, n: int, lockstep: int, conn: Any) -> dict[st
     conn.send(("opened", opened))
     conn.recv()  # the parent has read the RSS
     t1 = time.monotonic()
-    close = ac.method_frame(0, spec.Connection.Close(reply_code=200, reply_text="bye",
-                                                     class_id=0, method_id=0))
+    close = ac.method_frame(
+        0, spec.Connection.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0)
+    )
     for i in range(0, n, lockstep):
-        group = clients[i:i + lockstep]
+        group = clients[i : i + lockstep]
         for c in group:
             c.send(close)
         for c in group:
@@ -417,8 +568,7 @@ def s6_idle_connections(target: Target, sizes: Sizes) -> dict[str, float]:
     before = rss_kib(pid)
     parent, child = CTX.Pipe()
     with Workers() as ws:
-        w = ws.spawn("connections", idle_connections_proc, target.url, n, sizes.s6_lockstep,
-                     child)
+        w = ws.spawn("connections", idle_connections_proc, target.url, n, sizes.s6_lockstep, child)
         if not parent.poll(120 + n / 20):
             w.get(1)
             raise ScenarioError(f"{n} connections not opened in time")
@@ -429,9 +579,13 @@ def s6_idle_connections(target: Target, sizes: Sizes) -> dict[str, float]:
         r = w.get(120 + n / 20)
     time.sleep(1.0)
     after = rss_kib(pid)
-    return {"s6 open conn/s": n / msg[1], "s6 RSS KiB/conn": (during - before) / n,
-            "s6 RSS MiB before": before / 1024, "s6 RSS MiB after close": after / 1024,
-            "s6 close conn/s": n / r["closed_s"]}
+    return {
+        "s6 open conn/s": n / msg[1],
+        "s6 RSS KiB/conn": (during - before) / n,
+        "s6 RSS MiB before": before / 1024,
+        "s6 RSS MiB after close": after / 1024,
+        "s6 close conn/s": n / r["closed_s"],
+    }
 
 
 def s7_backlog(target: Target, sizes: Sizes) -> dict[str, float]:
@@ -445,8 +599,19 @@ def s7_backlog(target: Target, sizes: Sizes) -> dict[str, float]:
         time.sleep(1.0)
         before = rss_kib(pid)
         with Workers() as ws:
-            pub = ws.spawn("publisher", publisher_proc, target.url, "", q, 100, n, False, True,
-                           sizes.s7_window, sizes.batch)
+            pub = ws.spawn(
+                "publisher",
+                publisher_proc,
+                target.url,
+                "",
+                q,
+                100,
+                n,
+                False,
+                True,
+                sizes.s7_window,
+                sizes.batch,
+            )
             p = pub.get(120 + n / 1000)
             if p["acked"] != n:
                 raise ScenarioError(f"{p['acked']} acks, {p['nacked']} nacks for {n}")
@@ -456,18 +621,29 @@ def s7_backlog(target: Target, sizes: Sizes) -> dict[str, float]:
             time.sleep(2.0)
             full = rss_kib(pid)
             ready = CTX.Event()
-            cons = ws.spawn("consumer", consumer_proc, target.url, [q], n, sizes.prefetch,
-                            ready, False, sizes.idle_timeout)
+            cons = ws.spawn(
+                "consumer",
+                consumer_proc,
+                target.url,
+                [q],
+                n,
+                sizes.prefetch,
+                ready,
+                False,
+                sizes.idle_timeout,
+            )
             r = cons.get(120 + n / 1000)
         after = rss_kib(pid)
     finally:
         c.queue_delete(1, q)
         c.close()
-    return {"s7 backlog publish msg/s (confirmed)": n / (p["sent"] - p["t0"]),
-            "s7 backlog RSS MiB": (full - before) / 1024,
-            "s7 backlog RSS bytes/msg": (full - before) * 1024 / n,
-            "s7 drain msg/s": n / (r["last"] - r["started"]),
-            "s7 RSS MiB after drain": after / 1024}
+    return {
+        "s7 backlog publish msg/s (confirmed)": n / (p["sent"] - p["t0"]),
+        "s7 backlog RSS MiB": (full - before) / 1024,
+        "s7 backlog RSS bytes/msg": (full - before) * 1024 / n,
+        "s7 drain msg/s": n / (r["last"] - r["started"]),
+        "s7 RSS MiB after drain": after / 1024,
+    }
 
 
 def wait_ready(url: str, queue: str, expected: int, timeout: float) -> tuple[float, float]:
@@ -519,8 +695,19 @@ def s8_recovery(target: Target, sizes: Sizes) -> dict[str, float]:
     out: dict[str, float] = {}
     try:
         with Workers() as ws:
-            pub = ws.spawn("publisher", publisher_proc, target.url, "", q, 100, n, True, True,
-                           sizes.s8_window, sizes.batch)
+            pub = ws.spawn(
+                "publisher",
+                publisher_proc,
+                target.url,
+                "",
+                q,
+                100,
+                n,
+                True,
+                True,
+                sizes.s8_window,
+                sizes.batch,
+            )
             p = pub.get(120 + n / 500)
         if p["acked"] != n:
             raise ScenarioError(f"{p['acked']} acks, {p['nacked']} nacks for {n}")
@@ -565,8 +752,14 @@ def _wait_port(url: str, timeout: float) -> float:
 
 
 SCENARIOS: dict[int, Callable[[Target, Sizes], dict[str, float]]] = {
-    1: s1_transient, 2: s2_persistent, 3: s3_fanout, 4: s4_bodies, 5: s5_latency,
-    6: s6_idle_connections, 7: s7_backlog, 8: s8_recovery,
+    1: s1_transient,
+    2: s2_persistent,
+    3: s3_fanout,
+    4: s4_bodies,
+    5: s5_latency,
+    6: s6_idle_connections,
+    7: s7_backlog,
+    8: s8_recovery,
 }
 # scenarios that read the broker's RSS start from a freshly restarted broker
 FRESH_BROKER = {6, 7}

@@ -53,27 +53,51 @@ def copy_data(src: Path, dst: Path) -> None:
 
 
 class Server:
-    def __init__(self, data_dir: Path, port: int, logfile: Path,
-                 profile: Path | None = None, src: Path = ROOT) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        logfile: Path,
+        profile: Path | None = None,
+        src: Path = ROOT,
+    ) -> None:
         self.url = f"amqp://guest:guest@127.0.0.1:{port}/"
-        cmd = [str(SERVER), "--port", str(port), "--data-dir", str(data_dir),
-               "--host", "127.0.0.1"]
+        cmd = [str(SERVER), "--port", str(port), "--data-dir", str(data_dir), "--host", "127.0.0.1"]
         if profile is not None:
-            cmd = [str(PY_SPY), "record", "--format", "speedscope", "--rate", "250",
-                   "-o", str(profile), "--", *cmd]
+            cmd = [
+                str(PY_SPY),
+                "record",
+                "--format",
+                "speedscope",
+                "--rate",
+                "250",
+                "-o",
+                str(profile),
+                "--",
+                *cmd,
+            ]
         env = dict(os.environ, PYTHONPATH=str(src))
         with open(logfile, "ab") as out:
             self.t0 = time.monotonic()
-            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            self.proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def stop(self, sig: signal.Signals) -> None:
         """Signal the server (py-spy passes SIGTERM on to its child; SIGKILL goes to the
         server itself) and wait for it to exit."""
         target = self.proc.pid
         if sig == signal.SIGKILL and PY_SPY.name in str(self.proc.args):
-            target = int(subprocess.run(["pgrep", "-P", str(self.proc.pid)], check=True,
-                                        capture_output=True, text=True).stdout.split()[0])
+            target = int(
+                subprocess.run(
+                    ["pgrep", "-P", str(self.proc.pid)], check=True, capture_output=True, text=True
+                ).stdout.split()[0]
+            )
         os.kill(target, sig)
         self.proc.wait(120)
 
@@ -117,14 +141,16 @@ def export(workdir: Path, rev: str) -> Path:
     src = workdir / f"src-{rev}"
     shutil.rmtree(src, ignore_errors=True)
     src.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "trimq", "storage"],
-                             check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "trimq", "storage"],
+        check=True,
+        capture_output=True,
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
     return src
 
 
-def measure(workdir: Path, rounds: int, port: int, profile: Path | None,
-            revs: list[str]) -> None:
+def measure(workdir: Path, rounds: int, port: int, profile: Path | None, revs: list[str]) -> None:
     n = int((workdir / "messages").read_text())
     scratch = workdir / "run"
     sources = {rev: export(workdir, rev) for rev in revs} or {"checkout": ROOT}
@@ -152,8 +178,10 @@ def measure(workdir: Path, rounds: int, port: int, profile: Path | None,
             print(f"round {r + 1} {key}: {times[key][-1]:.2f} s", flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
     for key, values in times.items():
-        print(f"{key}: median {statistics.median(values):.2f} s "
-              f"({', '.join(f'{t:.2f}' for t in values)})")
+        print(
+            f"{key}: median {statistics.median(values):.2f} s "
+            f"({', '.join(f'{t:.2f}' for t in values)})"
+        )
 
 
 def main() -> None:
@@ -164,8 +192,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--port", type=int, default=5899)
     ap.add_argument("--profile", type=Path, help="directory for py-spy profiles")
-    ap.add_argument("--rev", action="append", default=[],
-                    help="git revision to measure instead of the checkout (repeatable)")
+    ap.add_argument(
+        "--rev",
+        action="append",
+        default=[],
+        help="git revision to measure instead of the checkout (repeatable)",
+    )
     args = ap.parse_args()
     if args.command == "prepare":
         prepare(args.workdir, args.messages, args.port)

@@ -47,8 +47,9 @@ README = ROOT / "README.md"
 
 
 def git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def log(msg: str) -> None:
@@ -80,9 +81,15 @@ class Broker:
         out.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(cmd)}\n".encode())
         out.flush()
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL, start_new_session=True,
-                                     cwd=self.workdir)
+        self.proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.workdir,
+        )
         out.close()
         return t0
 
@@ -90,8 +97,9 @@ class Broker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc is None or self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited while starting; see {self.logfile}:\n"
-                                   + self.log_tail())
+                raise RuntimeError(
+                    f"{self.name} exited while starting; see {self.logfile}:\n" + self.log_tail()
+                )
             try:
                 c = ac.Client(self.url, timeout=5)
             except (OSError, ac.BrokerError):
@@ -173,16 +181,29 @@ class Trimq(Broker):
         self.src = workdir / "trimq-src"
         shutil.rmtree(self.src, ignore_errors=True)
         self.src.mkdir(parents=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", sha, "trimq", "storage"],
-                                 check=True, capture_output=True).stdout
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", sha, "trimq", "storage"],
+            check=True,
+            capture_output=True,
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(self.src)], input=archive, check=True)
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         env = dict(os.environ)
         if self.src is not None:
             env["PYTHONPATH"] = str(self.src)
-        return ([str(TRIMQ_SERVER), "--port", str(self.port), "--data-dir", str(self.data_dir),
-                 "--host", "127.0.0.1"], env)
+        return (
+            [
+                str(TRIMQ_SERVER),
+                "--port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+                "--host",
+                "127.0.0.1",
+            ],
+            env,
+        )
 
     def pid(self) -> int:
         assert self.proc is not None
@@ -207,15 +228,22 @@ class RabbitMQ(Broker):
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         b = self.base
-        env = dict(os.environ, HOME=str(b / "home"), RABBITMQ_NODENAME=self.node,
-                   RABBITMQ_NODE_IP_ADDRESS="127.0.0.1", RABBITMQ_NODE_PORT=str(self.port),
-                   RABBITMQ_DIST_PORT=str(20000 + self.port),
-                   RABBITMQ_MNESIA_BASE=str(b / "mnesia"), RABBITMQ_LOG_BASE=str(b / "log"),
-                   RABBITMQ_LOGS="-", RABBITMQ_PID_FILE=str(b / "pid"),
-                   RABBITMQ_ENABLED_PLUGINS_FILE=str(b / "enabled_plugins"),
-                   RABBITMQ_CONF_ENV_FILE=str(b / "rabbitmq-env.conf"),
-                   RABBITMQ_CONFIG_FILE=str(b / "rabbitmq"),
-                   RABBITMQ_ADVANCED_CONFIG_FILE=str(b / "advanced.config"))
+        env = dict(
+            os.environ,
+            HOME=str(b / "home"),
+            RABBITMQ_NODENAME=self.node,
+            RABBITMQ_NODE_IP_ADDRESS="127.0.0.1",
+            RABBITMQ_NODE_PORT=str(self.port),
+            RABBITMQ_DIST_PORT=str(20000 + self.port),
+            RABBITMQ_MNESIA_BASE=str(b / "mnesia"),
+            RABBITMQ_LOG_BASE=str(b / "log"),
+            RABBITMQ_LOGS="-",
+            RABBITMQ_PID_FILE=str(b / "pid"),
+            RABBITMQ_ENABLED_PLUGINS_FILE=str(b / "enabled_plugins"),
+            RABBITMQ_CONF_ENV_FILE=str(b / "rabbitmq-env.conf"),
+            RABBITMQ_CONFIG_FILE=str(b / "rabbitmq"),
+            RABBITMQ_ADVANCED_CONFIG_FILE=str(b / "advanced.config"),
+        )
         return [str(RABBITMQ_SERVER)], env
 
     def start(self) -> float:
@@ -253,9 +281,15 @@ def machine_info(brokers: dict[str, Broker]) -> dict[str, str]:
             if line.startswith("MemTotal:"):
                 mem_kib = int(line.split()[1])
     venv = subprocess.run(
-        [str(VENV_PYTHON), "-c", "import sys, importlib.metadata as m; "
-         "print(sys.version.split()[0], m.version('trio'), m.version('trimq'))"],
-        capture_output=True, text=True).stdout.split()
+        [
+            str(VENV_PYTHON),
+            "-c",
+            "import sys, importlib.metadata as m; "
+            "print(sys.version.split()[0], m.version('trio'), m.version('trimq'))",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     try:
         otp = Path("/usr/lib/erlang/releases").glob("*/OTP_VERSION")
         erlang = next(otp).read_text().strip()
@@ -267,13 +301,19 @@ def machine_info(brokers: dict[str, Broker]) -> dict[str, str]:
         v = brokers[b].server_properties.get("version", "?") if b in brokers else "?"
         return v.decode() if isinstance(v, bytes) else str(v)
 
-    return {"date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-            "nproc": str(os.cpu_count()), "cpu": cpu, "ram": f"{mem_kib / 2**20:.1f} GiB",
-            "kernel": platform.release(), "python": venv[0] if venv else "?",
-            "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-            "trio": venv[1] if len(venv) > 1 else "?",
-            "trimq": f"{venv[2] if len(venv) > 2 else '?'} ({trimq_commit})",
-            "rabbitmq": version("rabbitmq"), "erlang": f"OTP {erlang}"}
+    return {
+        "date": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
+        "nproc": str(os.cpu_count()),
+        "cpu": cpu,
+        "ram": f"{mem_kib / 2**20:.1f} GiB",
+        "kernel": platform.release(),
+        "python": venv[0] if venv else "?",
+        "loadavg": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        "trio": venv[1] if len(venv) > 1 else "?",
+        "trimq": f"{venv[2] if len(venv) > 2 else '?'} ({trimq_commit})",
+        "rabbitmq": version("rabbitmq"),
+        "erlang": f"OTP {erlang}",
+    }
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -290,12 +330,17 @@ def fmt(v: float | None) -> str:
 
 
 def lower_is_better(metric: str) -> bool:
-    return (any(k in metric for k in ("latency", "RSS", " s", "CPU")) and "/s" not in metric
-            or "/msg" in metric or "/delivery" in metric)
+    return (
+        any(k in metric for k in ("latency", "RSS", " s", "CPU"))
+        and "/s" not in metric
+        or "/msg" in metric
+        or "/delivery" in metric
+    )
 
 
-def table(results: dict[str, dict[str, list[float]]], order: list[str],
-          brokers: list[str]) -> list[list[str]]:
+def table(
+    results: dict[str, dict[str, list[float]]], order: list[str], brokers: list[str]
+) -> list[list[str]]:
     rows = []
     for m in order:
         meds = {b: lg.median(results[b][m]) if results[b].get(m) else None for b in brokers}
@@ -310,8 +355,10 @@ def table(results: dict[str, dict[str, list[float]]], order: list[str],
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |",
-             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|",
+    ]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines)
 
@@ -320,8 +367,12 @@ def text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
     out = []
     for r in [header] + rows:
-        out.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                             for i, (c, w) in enumerate(zip(r, widths, strict=True))))
+        out.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w)
+                for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            )
+        )
     return "\n".join(out)
 
 
@@ -329,8 +380,7 @@ def replace_section(text: str, tag: str, body: str) -> str:
     begin, end = f"<!-- bench:{tag} -->", f"<!-- /bench:{tag} -->"
     block = f"{begin}\n{body.rstrip()}\n{end}"
     if begin in text and end in text:
-        return re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text,
-                      flags=re.S)
+        return re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     return text.rstrip() + "\n\n" + block + "\n"
 
 
@@ -383,22 +433,38 @@ def self_times(raw: Path) -> tuple[Counter[str], int]:
 
 def profile(broker: Trimq, scenarios: list[int], sizes: lg.Sizes, workdir: Path) -> str:
     if not PY_SPY.exists():
-        subprocess.run([str(ROOT / ".venv" / "bin" / "pip"), "install", "-q", "py-spy"],
-                       check=True)
-    parts = ["py-spy samples the trimq process 100 times a second while the scenario runs "
-             "(`py-spy record --gil --function --format raw`: only samples where a thread "
-             "holds the GIL, i.e. Python CPU time; threads waiting in fsync or on locks are not "
-             "counted). Top 10 functions by self time, as % of those samples; `file:line` is "
-             "the line where the function starts. The profiled runs are 3x the scenario's "
-             "size; py-spy slows the broker a little."]
+        subprocess.run([str(ROOT / ".venv" / "bin" / "pip"), "install", "-q", "py-spy"], check=True)
+    parts = [
+        "py-spy samples the trimq process 100 times a second while the scenario runs "
+        "(`py-spy record --gil --function --format raw`: only samples where a thread "
+        "holds the GIL, i.e. Python CPU time; threads waiting in fsync or on locks are not "
+        "counted). Top 10 functions by self time, as % of those samples; `file:line` is "
+        "the line where the function starts. The profiled runs are 3x the scenario's "
+        "size; py-spy slows the broker a little."
+    ]
     # three times the scenario's size, for more samples
     sizes = lg.replace(sizes, s1_messages=sizes.s1_messages * 3, s2_messages=sizes.s2_messages * 3)
     for s in scenarios:
         broker.restart()
         raw = workdir / f"profile-s{s}.txt"
-        spy = subprocess.Popen([str(PY_SPY), "record", "-p", str(broker.pid()), "-f", "raw",
-                                "--gil", "-F", "-r", "100", "-o", str(raw)],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = subprocess.Popen(
+            [
+                str(PY_SPY),
+                "record",
+                "-p",
+                str(broker.pid()),
+                "-f",
+                "raw",
+                "--gil",
+                "-F",
+                "-r",
+                "100",
+                "-o",
+                str(raw),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         time.sleep(1.0)
         t0 = time.monotonic()
         try:
@@ -409,14 +475,19 @@ def profile(broker: Trimq, scenarios: list[int], sizes: lg.Sizes, workdir: Path)
         spy.send_signal(signal.SIGINT)
         spy.wait(60)
         selfc, total = self_times(raw)
-        summary = ", ".join(f"{k} {fmt(v) if isinstance(v, float) else v}"
-                            for k, v in metrics.items())
+        summary = ", ".join(
+            f"{k} {fmt(v) if isinstance(v, float) else v}" for k, v in metrics.items()
+        )
         title = (lg.SCENARIOS[s].__doc__ or "").splitlines()[0].rstrip(".")
-        parts.append(f"\n### Scenario {s}: {title}\n\n"
-                     f"{summary}. {total} samples holding the GIL in {elapsed:.1f} s "
-                     f"(the GIL was held ≈{total / max(elapsed, 1e-9):.0f}% of the time).\n")
-        rows = [[str(i + 1), f"`{k}`", f"{100 * v / max(total, 1):.1f}%"]
-                for i, (k, v) in enumerate(selfc.most_common(10))]
+        parts.append(
+            f"\n### Scenario {s}: {title}\n\n"
+            f"{summary}. {total} samples holding the GIL in {elapsed:.1f} s "
+            f"(the GIL was held ≈{total / max(elapsed, 1e-9):.0f}% of the time).\n"
+        )
+        rows = [
+            [str(i + 1), f"`{k}`", f"{100 * v / max(total, 1):.1f}%"]
+            for i, (k, v) in enumerate(selfc.most_common(10))
+        ]
         parts.append(markdown_table(["#", "function (file:line)", "self"], rows))
         log(f"profile s{s}: {total} samples; top: {selfc.most_common(3)}")
     return "\n".join(parts)
@@ -424,24 +495,36 @@ def profile(broker: Trimq, scenarios: list[int], sizes: lg.Sizes, workdir: Path)
 
 # -- main ---------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scenarios", default="1,2,3,4,5,6,7,8",
-                    help="comma-separated scenario numbers (default all)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--scenarios",
+        default="1,2,3,4,5,6,7,8",
+        help="comma-separated scenario numbers (default all)",
+    )
     ap.add_argument("--rounds", type=int, default=3, help="rounds per broker (default 3)")
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     ap.add_argument("--sizes", default="", help="override sizes, e.g. s1_messages=100000")
     ap.add_argument("--brokers", default="trimq,rabbitmq")
-    ap.add_argument("--trimq-rev", default="HEAD",
-                    help="git revision of trimq to run (default HEAD; 'worktree': the working "
-                         "tree as it is)")
+    ap.add_argument(
+        "--trimq-rev",
+        default="HEAD",
+        help="git revision of trimq to run (default HEAD; 'worktree': the working tree as it is)",
+    )
     ap.add_argument("--trimq-port", type=int, default=5811)
     ap.add_argument("--rabbitmq-port", type=int, default=5812)
-    ap.add_argument("--rabbitmq-node", default="",
-                    help="RabbitMQ's node name (default trimq-bench-PORT@localhost)")
+    ap.add_argument(
+        "--rabbitmq-node",
+        default="",
+        help="RabbitMQ's node name (default trimq-bench-PORT@localhost)",
+    )
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/trimq-bench"))
-    ap.add_argument("--profile", action="store_true",
-                    help="afterwards, profile scenarios 1 and 2 on trimq with py-spy")
+    ap.add_argument(
+        "--profile",
+        action="store_true",
+        help="afterwards, profile scenarios 1 and 2 on trimq with py-spy",
+    )
     ap.add_argument("--profile-scenarios", default="1,2")
     ap.add_argument("--no-write", action="store_true", help="do not update bench/RESULTS.md")
     args = ap.parse_args(argv)
@@ -485,13 +568,14 @@ def main(argv: list[str] | None = None) -> int:
                         metrics = lg.SCENARIOS[s](b, sizes)
                     except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
                         alive = b.alive()
-                        msg = (f"round {r + 1}, scenario {s}, {b.name}: "
-                               f"{type(exc).__name__}: {exc}")
+                        msg = f"round {r + 1}, scenario {s}, {b.name}: {type(exc).__name__}: {exc}"
                         if not isinstance(exc, (lg.ScenarioError, ac.BrokerError)):
                             msg += "\n" + traceback.format_exc(limit=6)
                         if not alive:
-                            msg += (f"\n  broker exited with code {b.proc.returncode}"  # type: ignore[union-attr]
-                                    f"; log tail:\n{b.log_tail()}")
+                            msg += (
+                                f"\n  broker exited with code {b.proc.returncode}"  # type: ignore[union-attr]
+                                f"; log tail:\n{b.log_tail()}"
+                            )
                         log("FAILED " + msg)
                         failures.append(msg)
                         metrics = {}
@@ -500,8 +584,10 @@ def main(argv: list[str] | None = None) -> int:
                             order.append(k)
                         results[b.name][k].append(v)
                     if metrics:
-                        log(f"  {time.monotonic() - t0:.1f} s: "
-                            + ", ".join(f"{k} {fmt(v)}" for k, v in metrics.items()))
+                        log(
+                            f"  {time.monotonic() - t0:.1f} s: "
+                            + ", ".join(f"{k} {fmt(v)}" for k, v in metrics.items())
+                        )
                     try:
                         if s in lg.WIPE_AFTER:
                             b.reset()
@@ -526,34 +612,47 @@ def main(argv: list[str] | None = None) -> int:
             cmd = "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
             if args.rounds and scenarios:
                 minutes = (time.monotonic() - t_start) / 60
-                body = [f"## Latest run: {info['date']}", "",
-                        f"Command: `{cmd.strip()}` ({minutes:.0f} min)  ",
-                        f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram']} RAM, "
-                        f"Linux {info['kernel']}; load average at the start "
-                        f"{info['loadavg']}  ",
-                        f"Versions: Python {info['python']}, trio {info['trio']}, "
-                        f"trimq {info['trimq']}, RabbitMQ {info['rabbitmq']}, "
-                        f"Erlang {info['erlang']}  ",
-                        f"Rounds: {args.rounds}, brokers alternating; medians. Sizes: "
-                        f"{'quick' if args.quick else 'full'}"
-                        + (f" with {args.sizes}" if args.sizes else "") + ".", "",
-                        markdown_table(header, rows), ""]
+                body = [
+                    f"## Latest run: {info['date']}",
+                    "",
+                    f"Command: `{cmd.strip()}` ({minutes:.0f} min)  ",
+                    f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['ram']} RAM, "
+                    f"Linux {info['kernel']}; load average at the start "
+                    f"{info['loadavg']}  ",
+                    f"Versions: Python {info['python']}, trio {info['trio']}, "
+                    f"trimq {info['trimq']}, RabbitMQ {info['rabbitmq']}, "
+                    f"Erlang {info['erlang']}  ",
+                    f"Rounds: {args.rounds}, brokers alternating; medians. Sizes: "
+                    f"{'quick' if args.quick else 'full'}"
+                    + (f" with {args.sizes}" if args.sizes else "")
+                    + ".",
+                    "",
+                    markdown_table(header, rows),
+                    "",
+                ]
                 if failures:
                     body += ["Failures in this run:", ""]
                     body += ["```", *failures, "```", ""]
                 body += ["<details><summary>Every round</summary>", "", "```"]
                 for b in bnames:
                     for m in order:
-                        body.append(f"{b:9} {m}: "
-                                    + ", ".join(fmt(v) for v in results[b].get(m, [])))
+                        body.append(
+                            f"{b:9} {m}: " + ", ".join(fmt(v) for v in results[b].get(m, []))
+                        )
                 body += ["```", "</details>"]
                 update_results("results", "\n".join(body))
                 if len(bnames) == 2 and not args.quick and len(scenarios) == len(lg.SCENARIOS):
-                    update_readme("\n".join([
-                        f"Latest complete run ({info['date']}, {info['nproc']} CPUs, "
-                        f"RabbitMQ {info['rabbitmq']}, trimq {info['trimq']}; medians of "
-                        f"{args.rounds} rounds; details in bench/RESULTS.md):", "",
-                        markdown_table(header, rows)]))
+                    update_readme(
+                        "\n".join(
+                            [
+                                f"Latest complete run ({info['date']}, {info['nproc']} CPUs, "
+                                f"RabbitMQ {info['rabbitmq']}, trimq {info['trimq']}; medians of "
+                                f"{args.rounds} rounds; details in bench/RESULTS.md):",
+                                "",
+                                markdown_table(header, rows),
+                            ]
+                        )
+                    )
             if profile_text:
                 update_results("profiles", "## Profiles\n\n" + profile_text)
             log(f"updated {RESULTS}")

@@ -25,7 +25,8 @@ def main() -> None:
     args = parser.parse_args()
 
     connection = pika.BlockingConnection(
-        pika.URLParameters(os.environ.get("AMQP_URL", DEFAULT_URL)))
+        pika.URLParameters(os.environ.get("AMQP_URL", DEFAULT_URL))
+    )
     channel = connection.channel()
     channel.exchange_declare(exchange=args.exchange, exchange_type="direct", durable=True)
     channel.queue_declare(queue=args.queue, durable=True)

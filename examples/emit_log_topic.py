@@ -22,11 +22,13 @@ def main() -> None:
     message = " ".join(args.words) or "Hello World!"
 
     connection = pika.BlockingConnection(
-        pika.URLParameters(os.environ.get("AMQP_URL", DEFAULT_URL)))
+        pika.URLParameters(os.environ.get("AMQP_URL", DEFAULT_URL))
+    )
     channel = connection.channel()
     channel.exchange_declare(exchange=args.exchange, exchange_type="topic")
-    channel.basic_publish(exchange=args.exchange, routing_key=args.routing_key,
-                          body=message.encode())
+    channel.basic_publish(
+        exchange=args.exchange, routing_key=args.routing_key, body=message.encode()
+    )
     print(f" [x] Sent {args.routing_key}:{message}", flush=True)
     connection.close()
 

@@ -21,7 +21,8 @@ def main() -> None:
     message = " ".join(args.words) or "Hello World!"
 
     connection = pika.BlockingConnection(
-        pika.URLParameters(os.environ.get("AMQP_URL", DEFAULT_URL)))
+        pika.URLParameters(os.environ.get("AMQP_URL", DEFAULT_URL))
+    )
     channel = connection.channel()
     channel.queue_declare(queue=args.queue, durable=True)
     channel.basic_publish(

@@ -24,7 +24,8 @@ def main() -> None:
     args = parser.parse_args()
 
     connection = pika.BlockingConnection(
-        pika.URLParameters(os.environ.get("AMQP_URL", DEFAULT_URL)))
+        pika.URLParameters(os.environ.get("AMQP_URL", DEFAULT_URL))
+    )
     channel = connection.channel()
     channel.exchange_declare(exchange=args.exchange, exchange_type="direct", durable=True)
     channel.queue_declare(queue=args.queue, durable=True)
@@ -36,7 +37,8 @@ def main() -> None:
             routing_key=args.routing_key,
             body=message.encode(),
             properties=pika.BasicProperties(
-                delivery_mode=pika.DeliveryMode.Persistent, content_type="text/plain"),
+                delivery_mode=pika.DeliveryMode.Persistent, content_type="text/plain"
+            ),
         )
         print(f" [x] Sent {message!r}", flush=True)
     connection.close()

@@ -24,7 +24,8 @@ def main() -> None:
     args = parser.parse_args()
 
     connection = pika.BlockingConnection(
-        pika.URLParameters(os.environ.get("AMQP_URL", DEFAULT_URL)))
+        pika.URLParameters(os.environ.get("AMQP_URL", DEFAULT_URL))
+    )
     channel = connection.channel()
     channel.queue_declare(queue=args.queue, durable=True)
     channel.basic_qos(prefetch_count=1)

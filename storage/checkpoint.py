@@ -77,8 +77,17 @@ def _encode_state(state: ReplayState, lsn: int) -> bytes:
     messages: list[Any] = []
     add = messages.extend
     for mid, m in state.messages.items():
-        add((mid, value_index(m.exchange), value_index(m.routing_key),
-             value_index(m.properties), m.body, m.size, value_index(m.time)))
+        add(
+            (
+                mid,
+                value_index(m.exchange),
+                value_index(m.routing_key),
+                value_index(m.properties),
+                m.body,
+                m.size,
+                value_index(m.time),
+            )
+        )
     queues = []
     for (vhost, name), held in state.queues.items():
         pairs: list[int] = []
@@ -149,13 +158,20 @@ def _decode_v2(body: Any, state: ReplayState) -> None:
     messages = state.messages
     it = iter(body["messages"])
     for mid, exchange, routing_key, properties, msg_body, size, recorded in zip(
-            it, it, it, it, it, it, it, strict=True):
+        it, it, it, it, it, it, it, strict=True
+    ):
         held_by = refs[mid]
         if not held_by:
             raise CheckpointError(f"message {mid} is in no queue")
-        messages[mid] = StoredMessage(values[exchange], values[routing_key],
-                                      values[properties], msg_body, size, held_by,
-                                      values[recorded])
+        messages[mid] = StoredMessage(
+            values[exchange],
+            values[routing_key],
+            values[properties],
+            msg_body,
+            size,
+            held_by,
+            values[recorded],
+        )
     if len(messages) != len(refs):
         raise CheckpointError("queues hold messages that are not in the checkpoint")
 
@@ -165,8 +181,9 @@ def _decode_v1(body: Any, state: ReplayState) -> None:
     themselves; each queue's messages as [id, delivery count] arrays."""
     for mid, exchange, routing_key, properties, msg_body, size, *rest in body["messages"]:
         # Checkpoints written before messages kept their time have six fields.
-        state.messages[mid] = StoredMessage(exchange, routing_key, properties, msg_body, size,
-                                            0, rest[0] if rest else 0)
+        state.messages[mid] = StoredMessage(
+            exchange, routing_key, properties, msg_body, size, 0, rest[0] if rest else 0
+        )
     messages = state.messages
     for vhost, name, held in body["queues"]:
         ids = dict(held)

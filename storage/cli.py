@@ -45,9 +45,11 @@ class ProgressBar:
         share = done / total if total else 1.0
         width = 30
         filled = int(share * width)
-        self.stream.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
-                          f"{share:4.0%} {done / 2**20:.1f}/{total / 2**20:.1f} MiB "
-                          f"{records} records")
+        self.stream.write(
+            f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] "
+            f"{share:4.0%} {done / 2**20:.1f}/{total / 2**20:.1f} MiB "
+            f"{records} records"
+        )
         self.stream.flush()
         self._drawn = True
 
@@ -60,9 +62,11 @@ class ProgressBar:
 
 def _print_inspect(report: InspectReport, out: TextIO) -> None:
     n_records = sum(s.records for s in report.segments)
-    out.write(f"WAL {report.directory}/wal: {len(report.segments)} segments, {n_records} "
-              f"records, {report.live_messages} live messages, {report.definitions} "
-              "definitions\n")
+    out.write(
+        f"WAL {report.directory}/wal: {len(report.segments)} segments, {n_records} "
+        f"records, {report.live_messages} live messages, {report.definitions} "
+        "definitions\n"
+    )
     out.write(f"{'segment':<26} {'size':>10} {'records':>8} {'live':>10} {'dead':>10}  status\n")
     for s in report.segments:
         if s.corrupt:
@@ -80,27 +84,36 @@ def _print_inspect(report: InspectReport, out: TextIO) -> None:
             flags.append("bad header")
         if flags:
             status += f" ({', '.join(flags)})"
-        out.write(f"{s.name:<26} {s.size:>10} {s.records:>8} {s.live_bytes:>10} "
-                  f"{s.dead_bytes:>10}  {status}\n")
+        out.write(
+            f"{s.name:<26} {s.size:>10} {s.records:>8} {s.live_bytes:>10} "
+            f"{s.dead_bytes:>10}  {status}\n"
+        )
         if s.records:
             kinds = " ".join(f"{k}={v}" for k, v in sorted(s.by_type.items()))
             batches = f" in {s.batches} batches" if s.batches else ""
             out.write(f"    LSN {s.first_lsn}..{s.last_lsn}{batches}: {kinds}\n")
         if s.damage:
-            out.write(f"    CRC errors: {s.crc_errors}, invalid bytes at end: "
-                      f"{s.invalid_bytes_at_end}\n")
+            out.write(
+                f"    CRC errors: {s.crc_errors}, invalid bytes at end: {s.invalid_bytes_at_end}\n"
+            )
         if s.torn_tail_offset is not None:
-            out.write(f"    torn tail from offset {s.torn_tail_offset} "
-                      f"({s.size - s.torn_tail_offset} bytes, at least {s.torn_tail_records} "
-                      "records, never confirmed): cut at startup\n")
+            out.write(
+                f"    torn tail from offset {s.torn_tail_offset} "
+                f"({s.size - s.torn_tail_offset} bytes, at least {s.torn_tail_records} "
+                "records, never confirmed): cut at startup\n"
+            )
         for d in s.damage:
-            out.write(f"    damage at offset {d.offset}, {d.length} bytes: {d.reason}"
-                      f"{' (in the torn tail)' if d.torn_tail else ''}\n")
+            out.write(
+                f"    damage at offset {d.offset}, {d.length} bytes: {d.reason}"
+                f"{' (in the torn tail)' if d.torn_tail else ''}\n"
+            )
     for c in report.checkpoints:
         out.write(f"{c.name}: {'valid' if c.valid else 'INVALID: ' + c.detail}\n")
     if report.records is not None:
-        out.write(f"\n{'lsn':>10} {'type':<8} {'size':>8} {'position':<34} {'crc':<4} "
-                  f"{'live':<5} subject / message ids\n")
+        out.write(
+            f"\n{'lsn':>10} {'type':<8} {'size':>8} {'position':<34} {'crc':<4} "
+            f"{'live':<5} subject / message ids\n"
+        )
         for r in report.records:
             lsn = "-" if r.lsn is None else str(r.lsn)
             live = "-" if r.live is None else ("yes" if r.live else "no")
@@ -109,12 +122,16 @@ def _print_inspect(report: InspectReport, out: TextIO) -> None:
                 about += f" ids={','.join(map(str, r.message_ids))}"
             if r.problem:
                 about += f" [{r.problem}]"
-            out.write(f"{lsn:>10} {r.type:<8} {r.size:>8} {r.segment + ':' + str(r.offset):<34} "
-                      f"{r.crc:<4} {live:<5} {about}\n")
+            out.write(
+                f"{lsn:>10} {r.type:<8} {r.size:>8} {r.segment + ':' + str(r.offset):<34} "
+                f"{r.crc:<4} {live:<5} {about}\n"
+            )
     problems = report.problems()
     if report.corrupt:
-        out.write("\nCORRUPT: the broker will refuse to start until this is repaired "
-                  f"(`trimq-wal repair {report.directory}` sets the damage aside):\n")
+        out.write(
+            "\nCORRUPT: the broker will refuse to start until this is repaired "
+            f"(`trimq-wal repair {report.directory}` sets the damage aside):\n"
+        )
     elif problems:
         out.write("\nno corruption; note:\n")
     for line in problems:
@@ -141,8 +158,9 @@ def _cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     for line in report.problems():
         out.write(f"{line}\n")
     if report.corrupt:
-        out.write(f"CORRUPT: {args.dir}/wal ({len(report.segments)} segments, "
-                  f"{n_records} records)\n")
+        out.write(
+            f"CORRUPT: {args.dir}/wal ({len(report.segments)} segments, {n_records} records)\n"
+        )
         return EXIT_CORRUPT
     out.write(f"OK: {args.dir}/wal ({len(report.segments)} segments, {n_records} records)\n")
     return EXIT_OK
@@ -160,10 +178,12 @@ def _cmd_compact(args: argparse.Namespace, out: TextIO) -> int:
     except CorruptWAL as exc:
         out.write(f"{exc}\n")
         return EXIT_CORRUPT
-    out.write(f"checkpoint at LSN {result.checkpoint_lsn}; {result.examined} sealed segments "
-              f"covered; {len(result.deleted)} deleted, {len(result.rewritten)} rewritten; "
-              f"{result.records_dropped} records dropped; "
-              f"{result.bytes_before} -> {result.bytes_after} bytes\n")
+    out.write(
+        f"checkpoint at LSN {result.checkpoint_lsn}; {result.examined} sealed segments "
+        f"covered; {len(result.deleted)} deleted, {len(result.rewritten)} rewritten; "
+        f"{result.records_dropped} records dropped; "
+        f"{result.bytes_before} -> {result.bytes_after} bytes\n"
+    )
     for name in result.deleted:
         out.write(f"  deleted   {name}\n")
     for name, size in result.rewritten.items():
@@ -181,8 +201,10 @@ def _cmd_repair(args: argparse.Namespace, out: TextIO) -> int:
     for item in report.items:
         claim = f" (claims LSN {item.lsn}, {item.type})" if item.lsn is not None else ""
         where = f" -> {item.quarantine_file}" if item.quarantine_file else ""
-        out.write(f"{verb}: {item.segment} offset {item.offset}, {item.length} bytes: "
-                  f"{item.reason}{claim}{where}\n")
+        out.write(
+            f"{verb}: {item.segment} offset {item.offset}, {item.length} bytes: "
+            f"{item.reason}{claim}{where}\n"
+        )
     for name in report.checkpoints_quarantined:
         out.write(f"{verb}: invalid checkpoint {name}\n")
     for name in report.segments_truncated:
@@ -198,7 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trimq-wal",
         description="Inspect and maintain the write-ahead log in DIR/wal "
-                    "(DIR: the broker's data directory). Refuses a directory a broker holds.")
+        "(DIR: the broker's data directory). Refuses a directory a broker holds.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="per segment: records by type, live/dead bytes, damage")
     p.add_argument("dir", type=Path, metavar="DIR")

@@ -69,8 +69,11 @@ class Committer:
     def pending(self) -> int:
         return len(self._pending)
 
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-                  ) -> None:
+    async def run(
+        self,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """The committer task: returns after close() once everything pending is written."""
         if self._running:
             raise RuntimeError("the committer is already running")

@@ -81,8 +81,10 @@ class Liveness:
         """The present definitions and queues a deletion of (kind, key) would clear."""
         if kind == "vhost":
             vhost = key[0]
-            return ([k for k in self._defined if vhost_scoped(k[0], k[1], vhost)],
-                    [q for q in self._named if q[0] == vhost])
+            return (
+                [k for k in self._defined if vhost_scoped(k[0], k[1], vhost)],
+                [q for q in self._named if q[0] == vhost],
+            )
         defs = [(kind, key)] if (kind, key) in self._defined else []
         if kind == "queue" and len(key) == 2 and (key[0], key[1]) in self._named:
             return defs, [(key[0], key[1])]
@@ -147,8 +149,12 @@ def covered_segments(segments: list[tuple[int, Path]], bound: int) -> list[tuple
     return out
 
 
-def plan_compaction(segments: list[tuple[int, Path]], final: ReplayState, bound: int,
-                    progress: Progress | None = None) -> list[SegmentPlan]:
+def plan_compaction(
+    segments: list[tuple[int, Path]],
+    final: ReplayState,
+    bound: int,
+    progress: Progress | None = None,
+) -> list[SegmentPlan]:
     """Read every covered segment and decide. Nothing is changed; raises CorruptWAL first if
     any of them is damaged."""
     covered = covered_segments(segments, bound)
@@ -182,8 +188,19 @@ def plan_compaction(segments: list[tuple[int, Path]], final: ReplayState, bound:
             if action == KEEP or liveness.is_live(lsn, rtype, payload):
                 keep.append((off, size))
                 liveness.present(lsn, rtype, payload)
-        plans.append(SegmentPlan(base, path, len(data), reader.header, keep, len(records),
-                                 sum(size for _, size in keep), action, segments[i + 1][0] - 1))
+        plans.append(
+            SegmentPlan(
+                base,
+                path,
+                len(data),
+                reader.header,
+                keep,
+                len(records),
+                sum(size for _, size in keep),
+                action,
+                segments[i + 1][0] - 1,
+            )
+        )
         done += len(data)
         records_done += len(records)
         if progress is not None:
@@ -210,8 +227,9 @@ def _place_empty_segments(plans: list[SegmentPlan]) -> None:
             anchor.action = REWRITE
             plan.action = DELETE
         else:
-            unchanged = (plan.records == 0 and plan.header.rewritten
-                         and plan.header.end_lsn == plan.end_lsn)
+            unchanged = (
+                plan.records == 0 and plan.header.rewritten and plan.header.end_lsn == plan.end_lsn
+            )
             plan.action = KEEP if unchanged else REWRITE
             anchor = plan
 
@@ -230,8 +248,9 @@ def apply_plans(plans: list[SegmentPlan], fsync: bool, result: CompactionResult)
         if plan.action == REWRITE:
             data = read_segment(plan.path) if plan.keep else b""
             kept = [data[off : off + size] for off, size in plan.keep]
-            header = rewritten_header(plan.base, plan.header.next_message_id, plan.end_lsn,
-                                      sum(len(k) for k in kept))
+            header = rewritten_header(
+                plan.base, plan.header.next_message_id, plan.end_lsn, sum(len(k) for k in kept)
+            )
             chunks = [header.encode(), *kept]
             replace_file(plan.path, chunks, fsync)
             new_size = sum(len(c) for c in chunks)
@@ -242,9 +261,15 @@ def apply_plans(plans: list[SegmentPlan], fsync: bool, result: CompactionResult)
         result.bytes_after += plan.size
 
 
-def compact(wal_dir: Path, segments: list[tuple[int, Path]], final: ReplayState, bound: int,
-            fsync: bool, progress: Progress | None = None,
-            result: CompactionResult | None = None) -> CompactionResult:
+def compact(
+    wal_dir: Path,
+    segments: list[tuple[int, Path]],
+    final: ReplayState,
+    bound: int,
+    fsync: bool,
+    progress: Progress | None = None,
+    result: CompactionResult | None = None,
+) -> CompactionResult:
     """Compact the segments covered by the checkpoint at `bound`, which must exist already;
     `final` is the replay state at `bound` or later, `segments` every segment oldest first.
 

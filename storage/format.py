@@ -102,8 +102,14 @@ class SegmentHeader:
 
     def encode(self) -> bytes:
         head = _SEGMENT_HEADER.pack(
-            SEGMENT_MAGIC, self.version, self.flags, self.base_lsn, self.next_message_id,
-            self.end_lsn, self.sealed_size, 0,
+            SEGMENT_MAGIC,
+            self.version,
+            self.flags,
+            self.base_lsn,
+            self.next_message_id,
+            self.end_lsn,
+            self.sealed_size,
+            0,
         )[:-4]
         return head + struct.pack("<I", checksum(head))
 
@@ -130,11 +136,13 @@ def decode_segment_header(data: bytes | memoryview) -> SegmentHeader:
     return SegmentHeader(base, next_id, flags, end, sealed, version)
 
 
-def rewritten_header(base_lsn: int, next_message_id: int, end_lsn: int,
-                     record_bytes: int) -> SegmentHeader:
+def rewritten_header(
+    base_lsn: int, next_message_id: int, end_lsn: int, record_bytes: int
+) -> SegmentHeader:
     """The header of a segment rewritten to hold `record_bytes` bytes of records."""
-    return SegmentHeader(base_lsn, next_message_id, FLAG_REWRITTEN, end_lsn,
-                         SEGMENT_HEADER_SIZE + record_bytes)
+    return SegmentHeader(
+        base_lsn, next_message_id, FLAG_REWRITTEN, end_lsn, SEGMENT_HEADER_SIZE + record_bytes
+    )
 
 
 _CRC = struct.Struct("<I")

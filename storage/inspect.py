@@ -108,22 +108,24 @@ class InspectReport:
     @property
     def corrupt(self) -> bool:
         """Damage that would stop the broker from starting, or an unreadable checkpoint."""
-        return (any(s.corrupt for s in self.segments)
-                or any(not c.valid for c in self.checkpoints))
+        return any(s.corrupt for s in self.segments) or any(not c.valid for c in self.checkpoints)
 
     @property
     def torn_tail_bytes(self) -> int:
-        return sum(s.size - s.torn_tail_offset for s in self.segments
-                   if s.torn_tail_offset is not None)
+        return sum(
+            s.size - s.torn_tail_offset for s in self.segments if s.torn_tail_offset is not None
+        )
 
     def problems(self) -> list[str]:
         """One line per thing that is wrong, for people."""
         out = []
         for s in self.segments:
             if s.torn_tail_offset is not None:
-                out.append(f"{s.name} offset {s.torn_tail_offset}: torn tail (cut at startup): "
-                           f"{s.size - s.torn_tail_offset} bytes, at least "
-                           f"{s.torn_tail_records} records never confirmed")
+                out.append(
+                    f"{s.name} offset {s.torn_tail_offset}: torn tail (cut at startup): "
+                    f"{s.size - s.torn_tail_offset} bytes, at least "
+                    f"{s.torn_tail_records} records never confirmed"
+                )
             for d in s.damage:
                 what = "in the torn tail" if d.torn_tail else "CORRUPT"
                 out.append(f"{s.name} offset {d.offset}: {what}: {d.reason} ({d.length} bytes)")
@@ -176,8 +178,13 @@ def _claimed(data: bytes, damage: Damage) -> tuple[int | None, str]:
     return None, "segment header" if damage.offset < SEGMENT_HEADER_SIZE else "?"
 
 
-def inspect_directory(data_dir: Path, *, records: bool = False, liveness: bool = True,
-                      progress: Progress | None = None) -> InspectReport:
+def inspect_directory(
+    data_dir: Path,
+    *,
+    records: bool = False,
+    liveness: bool = True,
+    progress: Progress | None = None,
+) -> InspectReport:
     """Report on every segment and checkpoint of DIR/wal (DIR: the broker's data directory).
 
     records: also list every record. liveness: compute live and dead bytes (a second pass)."""
@@ -227,8 +234,11 @@ def inspect_directory(data_dir: Path, *, records: bool = False, liveness: bool =
                 seg.rewritten = reader.header.rewritten
                 final.raise_floor(reader.header.next_message_id, base - 1)
             for d in reader.damage:
-                seg.damage.append(DamageEntry(d.offset, d.length, d.reason,
-                                              torn is not None and d.offset >= torn.offset))
+                seg.damage.append(
+                    DamageEntry(
+                        d.offset, d.length, d.reason, torn is not None and d.offset >= torn.offset
+                    )
+                )
                 if d.framing:
                     seg.crc_errors += 1
                 if d.at_end and d.framing and torn is None:
@@ -254,9 +264,20 @@ def inspect_directory(data_dir: Path, *, records: bool = False, liveness: bool =
                     if cut is not None and off >= cut:
                         if records:
                             subject, ids = describe(rtype, payload)
-                            listing.append(RecordEntry(
-                                path.name, off, size, lsn, RecordType(rtype).name, "ok",
-                                subject, ids, False, "in the torn tail: cut at startup"))
+                            listing.append(
+                                RecordEntry(
+                                    path.name,
+                                    off,
+                                    size,
+                                    lsn,
+                                    RecordType(rtype).name,
+                                    "ok",
+                                    subject,
+                                    ids,
+                                    False,
+                                    "in the torn tail: cut at startup",
+                                )
+                            )
                         continue
                     # As if compaction rewrote every segment: what it would keep.
                     live = judge.is_live(lsn, rtype, payload)
@@ -265,20 +286,46 @@ def inspect_directory(data_dir: Path, *, records: bool = False, liveness: bool =
                         judge.present(lsn, rtype, payload)
                     if records:
                         subject, ids = describe(rtype, payload)
-                        listing.append(RecordEntry(path.name, off, size, lsn,
-                                                   RecordType(rtype).name, "ok", subject, ids,
-                                                   live))
+                        listing.append(
+                            RecordEntry(
+                                path.name,
+                                off,
+                                size,
+                                lsn,
+                                RecordType(rtype).name,
+                                "ok",
+                                subject,
+                                ids,
+                                live,
+                            )
+                        )
                 if records:
                     for mark in reader.marks:
-                        listing.append(RecordEntry(
-                            path.name, mark.offset, MARK_SIZE, mark.first_lsn, "BATCH", "ok",
-                            f"batch LSN {mark.first_lsn}..{mark.last_lsn}, durable up to "
-                            f"LSN {mark.durable_lsn} when written"))
+                        listing.append(
+                            RecordEntry(
+                                path.name,
+                                mark.offset,
+                                MARK_SIZE,
+                                mark.first_lsn,
+                                "BATCH",
+                                "ok",
+                                f"batch LSN {mark.first_lsn}..{mark.last_lsn}, durable up to "
+                                f"LSN {mark.durable_lsn} when written",
+                            )
+                        )
                     for d in reader.damage:
                         lsn_claimed, kind = _claimed(data, d)
-                        listing.append(RecordEntry(path.name, d.offset, d.length, lsn_claimed,
-                                                   kind, "BAD" if d.framing else "ok",
-                                                   problem=d.reason))
+                        listing.append(
+                            RecordEntry(
+                                path.name,
+                                d.offset,
+                                d.length,
+                                lsn_claimed,
+                                kind,
+                                "BAD" if d.framing else "ok",
+                                problem=d.reason,
+                            )
+                        )
                 seg.live_bytes = live_bytes
                 seg.dead_bytes = max(0, seg.size - SEGMENT_HEADER_SIZE - live_bytes)
                 tick(len(data), 0)
@@ -356,18 +403,28 @@ def repair_directory(data_dir: Path, *, dry_run: bool = False) -> RepairReport:
                 torn = None  # no header left: rewritten below, as any other damage
             # A torn tail goes aside whole (valid records after damage in it included), as
             # open() would cut it; any other damage stretch by stretch.
-            stretches = ([(torn.offset, torn.length, f"torn tail: {torn.reason}")]
-                         if torn is not None else
-                         [(d.offset, d.length, d.reason) for d in reader.damage])
+            stretches = (
+                [(torn.offset, torn.length, f"torn tail: {torn.reason}")]
+                if torn is not None
+                else [(d.offset, d.length, d.reason) for d in reader.damage]
+            )
             for offset, length, reason in stretches:
                 lsn, kind = _claimed(data, Damage(offset, length, reason, True, True))
                 target = None
                 if not dry_run and length:
                     target = unique_path(quarantine / f"{path.name}.{offset}.bad")
                     write_new_file(target, [data[offset : offset + length]], True)
-                report.items.append(QuarantinedItem(
-                    path.name, offset, length, reason, lsn, kind,
-                    str(target) if target else None))
+                report.items.append(
+                    QuarantinedItem(
+                        path.name,
+                        offset,
+                        length,
+                        reason,
+                        lsn,
+                        kind,
+                        str(target) if target else None,
+                    )
+                )
             if dry_run:
                 continue
             fsync_dir(quarantine)
@@ -382,8 +439,11 @@ def repair_directory(data_dir: Path, *, dry_run: bool = False) -> RepairReport:
             kept = [data[off : off + size] for off, size in keep]
             last = reader.last_lsn or base - 1
             header = rewritten_header(
-                base, reader.header.next_message_id if reader.header else 1,
-                last if below is None else below - 1, sum(len(k) for k in kept))
+                base,
+                reader.header.next_message_id if reader.header else 1,
+                last if below is None else below - 1,
+                sum(len(k) for k in kept),
+            )
             replace_file(path, [header.encode(), *kept], True)
             report.segments_rewritten.append(path.name)
         for _lsn, path in list_checkpoints(wal_dir):

@@ -105,8 +105,9 @@ def _check_message(p: dict[str, Any]) -> None:
     if not isinstance(queues, _SEQ):
         raise PayloadError("MESSAGE needs a 'queues' list")
     for q in queues:
-        if not (isinstance(q, _SEQ) and len(q) == 2 and isinstance(q[0], str)
-                and isinstance(q[1], str)):
+        if not (
+            isinstance(q, _SEQ) and len(q) == 2 and isinstance(q[0], str) and isinstance(q[1], str)
+        ):
             raise PayloadError(f"a queue is [vhost, name] (two str), not {q!r}")
 
 

@@ -95,12 +95,16 @@ def _recover(wal_dir: Path, fsync: bool, progress: Progress | None) -> Recovery:
     # below the first LSN the checkpoint lacks. The newest segment is always read.
     if infos and loaded is not None and infos[0].base > ckpt_lsn + 1:
         # Compaction only deletes segments a checkpoint covers.
-        raise CorruptWAL(infos[0].path, 0,
-                         f"records {ckpt_lsn + 1}..{infos[0].base - 1} are missing: the "
-                         f"checkpoint ends at LSN {ckpt_lsn} and the first segment starts "
-                         f"at LSN {infos[0].base}")
-    to_read = [i for i, info in enumerate(infos)
-               if i == len(infos) - 1 or infos[i + 1].base > ckpt_lsn + 1]
+        raise CorruptWAL(
+            infos[0].path,
+            0,
+            f"records {ckpt_lsn + 1}..{infos[0].base - 1} are missing: the "
+            f"checkpoint ends at LSN {ckpt_lsn} and the first segment starts "
+            f"at LSN {infos[0].base}",
+        )
+    to_read = [
+        i for i, info in enumerate(infos) if i == len(infos) - 1 or infos[i + 1].base > ckpt_lsn + 1
+    ]
     total = sum(infos[i].size for i in to_read)
     done_bytes = 0
     replayed = 0
@@ -116,8 +120,9 @@ def _recover(wal_dir: Path, fsync: bool, progress: Progress | None) -> Recovery:
         last_lsn = 0  # of the last record before any damage
         # The newest segment is read to its end whatever it holds: whether damage is a torn
         # tail depends on the batch marks after it. Records after damage are not replayed.
-        for off, size, lsn, rtype, payload in reader.records(stop_at_damage=not newest,
-                                                             decode=False):
+        for off, size, lsn, rtype, payload in reader.records(
+            stop_at_damage=not newest, decode=False
+        ):
             if damage:
                 continue
             last_lsn = lsn
@@ -161,8 +166,9 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
-def _cut_torn_tail(result: Recovery, info: SegmentInfo, data: memoryview, torn: TornTail,
-                   fsync: bool) -> None:
+def _cut_torn_tail(
+    result: Recovery, info: SegmentInfo, data: memoryview, torn: TornTail, fsync: bool
+) -> None:
     """Keep the torn bytes as <segment>.broken-<offset>, then cut them off. The records in
     them never reached an fsync that a confirm waited for, so nobody was told they were
     safe."""

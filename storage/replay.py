@@ -76,10 +76,11 @@ class RecoveredState:
         """A queue's messages as tuples, in order: for tools and tests (the broker reads
         queues and messages directly rather than build a tuple per message)."""
         messages = self.messages
-        return [RecoveredMessage(mid, m.exchange, m.routing_key, m.properties, m.body, count,
-                                 m.time)
-                for mid, count in self.queues[queue].items()
-                for m in (messages[mid],)]
+        return [
+            RecoveredMessage(mid, m.exchange, m.routing_key, m.properties, m.body, count, m.time)
+            for mid, count in self.queues[queue].items()
+            for m in (messages[mid],)
+        ]
 
 
 class StoredMessage:
@@ -89,8 +90,16 @@ class StoredMessage:
 
     __slots__ = ("exchange", "routing_key", "properties", "body", "time", "size", "refs")
 
-    def __init__(self, exchange: str, routing_key: str, properties: bytes, body: bytes,
-                 size: int, refs: int = 0, time: int = 0) -> None:
+    def __init__(
+        self,
+        exchange: str,
+        routing_key: str,
+        properties: bytes,
+        body: bytes,
+        size: int,
+        refs: int = 0,
+        time: int = 0,
+    ) -> None:
         self.exchange = exchange
         self.routing_key = routing_key
         self.properties = properties
@@ -138,8 +147,13 @@ class ReplayState:
         """Apply one checked record (see records.check_payload)."""
         if rtype == RecordType.MESSAGE:
             self.apply_message(
-                payload["id"], payload["exchange"], payload["routing_key"],
-                payload["properties"], payload["body"], payload["queues"], size,
+                payload["id"],
+                payload["exchange"],
+                payload["routing_key"],
+                payload["properties"],
+                payload["body"],
+                payload["queues"],
+                size,
                 payload.get("time", 0),
             )
         elif rtype == RecordType.SETTLE:
@@ -149,8 +163,9 @@ class ReplayState:
             q = payload["queue"]
             self.apply_deliver((q[0], q[1]), payload["ids"])
         elif rtype == RecordType.DEFINE:
-            self.apply_define(lsn, payload["kind"], freeze_key(payload["key"]),
-                              payload["value"], size)
+            self.apply_define(
+                lsn, payload["kind"], freeze_key(payload["key"]), payload["value"], size
+            )
         else:  # pragma: no cover - records.check_payload refuses unknown types first
             raise ValueError(f"unknown record type {rtype}")
         if lsn > self.last_lsn:
@@ -189,14 +204,21 @@ class ReplayState:
             recorded = p.get("time", 0)
         except (KeyError, TypeError, AttributeError):  # a missing key, or not a map at all
             return False
-        if not (type(mid) is int and mid >= 0 and type(exchange) is str
-                and type(routing_key) is str and type(properties) is bytes
-                and type(body) is bytes and type(queues) is list and type(recorded) is int
-                and recorded >= 0 and mid not in self.messages):
+        if not (
+            type(mid) is int
+            and mid >= 0
+            and type(exchange) is str
+            and type(routing_key) is str
+            and type(properties) is bytes
+            and type(body) is bytes
+            and type(queues) is list
+            and type(recorded) is int
+            and recorded >= 0
+            and mid not in self.messages
+        ):
             return False
         for q in queues:
-            if not (type(q) is list and len(q) == 2 and type(q[0]) is str
-                    and type(q[1]) is str):
+            if not (type(q) is list and len(q) == 2 and type(q[0]) is str and type(q[1]) is str):
                 return False
         # Messages mostly repeat the routing key, the properties and (to the millisecond) the
         # time of others: one object for each value rather than one per message saves about
@@ -212,8 +234,7 @@ class ReplayState:
         # From here on, what apply_message does for a new message.
         if mid >= self.next_message_id:
             self.next_message_id = mid + 1
-        msg = self._last = StoredMessage(exchange, routing_key, properties, body, size, 0,
-                                         recorded)
+        msg = self._last = StoredMessage(exchange, routing_key, properties, body, size, 0, recorded)
         all_queues = self.queues
         for vhost, name in queues:
             held = all_queues.get((vhost, name))
@@ -227,8 +248,9 @@ class ReplayState:
             self.live_bytes += size
         return True
 
-    def apply_define(self, lsn: int, kind: str, key: Key, value: dict[str, Any] | None,
-                     size: int) -> None:
+    def apply_define(
+        self, lsn: int, kind: str, key: Key, value: dict[str, Any] | None, size: int
+    ) -> None:
         k = (kind, key)
         if value is not None:
             entry = self.definitions.get(k)
@@ -271,8 +293,17 @@ class ReplayState:
                     del messages[mid]
                     self.live_bytes -= msg.size
 
-    def apply_message(self, mid: int, exchange: str, routing_key: str, properties: bytes,
-                      body: bytes, queues: Any, size: int, time: int = 0) -> None:
+    def apply_message(
+        self,
+        mid: int,
+        exchange: str,
+        routing_key: str,
+        properties: bytes,
+        body: bytes,
+        queues: Any,
+        size: int,
+        time: int = 0,
+    ) -> None:
         """queues: [vhost, name] pairs (lists or tuples)."""
         if mid >= self.next_message_id:
             self.next_message_id = mid + 1
@@ -324,8 +355,9 @@ class ReplayState:
 
     def recount_live_bytes(self) -> None:
         """Recompute live_bytes (after building a state by hand, as a checkpoint load does)."""
-        self.live_bytes = (sum(m.size for m in self.messages.values())
-                           + sum(d.size for d in self.definitions.values()))
+        self.live_bytes = sum(m.size for m in self.messages.values()) + sum(
+            d.size for d in self.definitions.values()
+        )
 
     def snapshot(self) -> ReplayState:
         """A read-only copy that later appends do not change, for a checkpoint or compaction

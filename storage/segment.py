@@ -43,7 +43,8 @@ _SEGMENT_NAME = re.compile(r"^(\d{20})\.seg$")
 # A record's type byte sits 16 bytes into its header: candidates for a resync search (batch
 # marks included: after damage, valid records may resume with one).
 _TYPE_BYTE = re.compile(
-    b"[" + b"".join(bytes([t]) for t in sorted(RECORD_TYPES | {BATCH_MARK})) + b"]")
+    b"[" + b"".join(bytes([t]) for t in sorted(RECORD_TYPES | {BATCH_MARK})) + b"]"
+)
 # Test-only (storage/fsync_hook.py): None unless TRIMQ_TEST_FSYNC_DIR is set.
 _FSYNC_HOOK = fsync_hook.from_environment()
 
@@ -170,8 +171,9 @@ class TornTail:
     records: int
 
 
-def find_valid_record(data: bytes | memoryview, start: int, min_lsn: int,
-                      below_lsn: int | None = None) -> int | None:
+def find_valid_record(
+    data: bytes | memoryview, start: int, min_lsn: int, below_lsn: int | None = None
+) -> int | None:
     """Offset of the first position >= start where a whole record with a valid CRC, a known
     type (or a well-formed batch mark) and an LSN in [min_lsn, below_lsn) begins, or None."""
     n = len(data)
@@ -188,8 +190,13 @@ def find_valid_record(data: bytes | memoryview, start: int, min_lsn: int,
         if length > MAX_PAYLOAD or p + RECORD_HEADER_SIZE + length > n:
             continue
         if record_crc_ok(data, p, crc, length):
-            if rtype == BATCH_MARK and decode_batch_mark(
-                    lsn, data[p + RECORD_HEADER_SIZE : p + RECORD_HEADER_SIZE + length]) is None:
+            if (
+                rtype == BATCH_MARK
+                and decode_batch_mark(
+                    lsn, data[p + RECORD_HEADER_SIZE : p + RECORD_HEADER_SIZE + length]
+                )
+                is None
+            ):
                 continue
             return p
     return None
@@ -205,8 +212,15 @@ class SegmentReader:
     (or the header). `first_damaged_lsn` is the lowest LSN the first damage can have hit.
     """
 
-    def __init__(self, path: Path, data: bytes | memoryview, base_lsn: int, *, min_lsn: int = 1,
-                 below_lsn: int | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        data: bytes | memoryview,
+        base_lsn: int,
+        *,
+        min_lsn: int = 1,
+        below_lsn: int | None = None,
+    ) -> None:
         self.path = path
         self.data = data
         self.size = len(data)
@@ -229,14 +243,12 @@ class SegmentReader:
     def _search(self, offset: int, end: int, reason: str, prev_lsn: int) -> int | None:
         """Record framing damage at `offset`; return where valid records resume, if they do."""
         lowest = max(prev_lsn + 1, self.min_lsn)
-        resume = find_valid_record(memoryview(self.data)[:end], offset + 1, lowest,
-                                   self.below_lsn)
+        resume = find_valid_record(memoryview(self.data)[:end], offset + 1, lowest, self.below_lsn)
         stop = end if resume is None else resume
         self._damaged(Damage(offset, stop - offset, reason, True, resume is None), lowest)
         return resume
 
-    def records(self, *, stop_at_damage: bool = False, decode: bool = True
-                ) -> Iterator[Record]:
+    def records(self, *, stop_at_damage: bool = False, decode: bool = True) -> Iterator[Record]:
         """Yield every valid record in order; on damage, stop (stop_at_damage) or resume at the
         next valid record. After the last record, check that nothing is missing at the end.
         With decode=False every payload is yielded as the memoryview of its bytes, unpacked
@@ -261,10 +273,16 @@ class SegmentReader:
             off = self.valid_end = SEGMENT_HEADER_SIZE
             consecutive = not header.rewritten
             if header.base_lsn != self.base_lsn:
-                self._damaged(Damage(
-                    0, SEGMENT_HEADER_SIZE,
-                    f"header says base LSN {header.base_lsn}, file name says {self.base_lsn}",
-                    False, False), self.min_lsn)
+                self._damaged(
+                    Damage(
+                        0,
+                        SEGMENT_HEADER_SIZE,
+                        f"header says base LSN {header.base_lsn}, file name says {self.base_lsn}",
+                        False,
+                        False,
+                    ),
+                    self.min_lsn,
+                )
                 if stop_at_damage:
                     return
                 consecutive = False
@@ -272,18 +290,25 @@ class SegmentReader:
                 end_lsn = header.end_lsn
                 if header.sealed_size != n:
                     # Rewritten segments are written whole and never change size.
-                    self._damaged(Damage(
-                        min(n, header.sealed_size), abs(n - header.sealed_size),
-                        f"segment is {n} bytes, its header says {header.sealed_size}",
-                        False, True), self.min_lsn)
+                    self._damaged(
+                        Damage(
+                            min(n, header.sealed_size),
+                            abs(n - header.sealed_size),
+                            f"segment is {n} bytes, its header says {header.sealed_size}",
+                            False,
+                            True,
+                        ),
+                        self.min_lsn,
+                    )
                     if stop_at_damage:
                         return
                     n = min(n, header.sealed_size)
         expected = self.base_lsn if consecutive else None
         below = self.below_lsn
         # Highest LSN allowed here: under the next segment's base, within a rewritten span.
-        high = min(below - 1 if below is not None else 1 << 64,
-                   end_lsn if end_lsn is not None else 1 << 64)
+        high = min(
+            below - 1 if below is not None else 1 << 64, end_lsn if end_lsn is not None else 1 << 64
+        )
         unpack = unpack_record_header
         last = self.last_lsn
         mark_alone: int | None = None  # offset of a batch mark no record has followed yet
@@ -295,10 +320,15 @@ class SegmentReader:
                     end = off + RECORD_HEADER_SIZE + length
                     # mask_crc, inlined: this runs for every record of the log.
                     c = crc32c(view[off + 4 : end])
-                    if end <= n and crc == (((c >> 15 | c << 17) & 0xFFFFFFFF) + MASK_DELTA
-                                            ) & 0xFFFFFFFF:
-                        if (rtype in RECORD_TYPES and prev < lsn <= high
-                                and (expected is None or lsn == expected)):
+                    if (
+                        end <= n
+                        and crc == (((c >> 15 | c << 17) & 0xFFFFFFFF) + MASK_DELTA) & 0xFFFFFFFF
+                    ):
+                        if (
+                            rtype in RECORD_TYPES
+                            and prev < lsn <= high
+                            and (expected is None or lsn == expected)
+                        ):
                             problem = None
                             payload: Any
                             if not decode:
@@ -306,7 +336,8 @@ class SegmentReader:
                             else:
                                 try:
                                     payload = decode_payload(
-                                        rtype, view[off + RECORD_HEADER_SIZE : end])
+                                        rtype, view[off + RECORD_HEADER_SIZE : end]
+                                    )
                                 except PayloadError as exc:
                                     problem = f"LSN {lsn}: {exc}"
                             if problem is None:
@@ -328,10 +359,17 @@ class SegmentReader:
                             lowest = prev + 1
                             if problem is None:
                                 if mark_alone is not None:
-                                    self._damaged(Damage(
-                                        mark_alone, off - mark_alone,
-                                        "records missing: a batch mark followed by none of "
-                                        "its records", False, False), prev + 1)
+                                    self._damaged(
+                                        Damage(
+                                            mark_alone,
+                                            off - mark_alone,
+                                            "records missing: a batch mark followed by none of "
+                                            "its records",
+                                            False,
+                                            False,
+                                        ),
+                                        prev + 1,
+                                    )
                                     if stop_at_damage:
                                         return
                                 mark_alone = off
@@ -341,9 +379,17 @@ class SegmentReader:
                             problem = self._misplaced(rtype, lsn, prev, expected, high)
                             lowest = prev + 1
                         # A whole record with a valid CRC, but wrong: skip just that record.
-                        self._damaged(Damage(off, end - off, problem, False, end >= n,
-                                             rtype not in RECORD_TYPES and rtype != BATCH_MARK),
-                                      lowest)
+                        self._damaged(
+                            Damage(
+                                off,
+                                end - off,
+                                problem,
+                                False,
+                                end >= n,
+                                rtype not in RECORD_TYPES and rtype != BATCH_MARK,
+                            ),
+                            lowest,
+                        )
                         mark_alone = None
                         if stop_at_damage:
                             return
@@ -365,14 +411,29 @@ class SegmentReader:
             self.last_lsn = last
         if mark_alone is not None:
             # The write it opened ends right after it: torn, as far as anyone can tell.
-            self._damaged(Damage(mark_alone, n - mark_alone,
-                                 "records missing: a batch mark followed by none of its "
-                                 "records", True, True), prev + 1)
+            self._damaged(
+                Damage(
+                    mark_alone,
+                    n - mark_alone,
+                    "records missing: a batch mark followed by none of its records",
+                    True,
+                    True,
+                ),
+                prev + 1,
+            )
             return
         self._check_end(n, end_lsn)
 
-    def _read_mark(self, view: memoryview, off: int, end: int, lsn: int, prev: int,
-                   expected: int | None, high: int) -> str | None:
+    def _read_mark(
+        self,
+        view: memoryview,
+        off: int,
+        end: int,
+        lsn: int,
+        prev: int,
+        expected: int | None,
+        high: int,
+    ) -> str | None:
         """Check a batch mark whose CRC is right and note it; or say what is wrong with it."""
         if expected is not None and lsn != expected:
             return f"batch mark for LSN {lsn} where LSN {expected} was expected"
@@ -384,8 +445,7 @@ class SegmentReader:
         self.marks.append(BatchMark(off, lsn, mark[0], mark[1]))
         return None
 
-    def _misplaced(self, rtype: int, lsn: int, prev: int, expected: int | None,
-                   high: int) -> str:
+    def _misplaced(self, rtype: int, lsn: int, prev: int, expected: int | None, high: int) -> str:
         """Why a record with a valid CRC does not belong where it is."""
         if rtype not in RECORD_TYPES:
             return f"unknown record type {rtype}"
@@ -408,10 +468,17 @@ class SegmentReader:
             return
         reached = end_lsn if end_lsn is not None else (self.last_lsn or self.base_lsn - 1)
         if reached != self.below_lsn - 1:
-            self._damaged(Damage(
-                n, len(self.data) - n,
-                f"records missing: the segment ends at LSN {reached} but the next one starts "
-                f"at LSN {self.below_lsn}", False, True), reached + 1)
+            self._damaged(
+                Damage(
+                    n,
+                    len(self.data) - n,
+                    f"records missing: the segment ends at LSN {reached} but the next one starts "
+                    f"at LSN {self.below_lsn}",
+                    False,
+                    True,
+                ),
+                reached + 1,
+            )
 
     def first_damage(self) -> Damage | None:
         return self.damage[0] if self.damage else None

@@ -45,8 +45,9 @@ _Pending = tuple[int, bytes, int]
 class WAL:
     """A durable, append-only log of storage records in DIR/wal (DIR: the data directory)."""
 
-    def __init__(self, directory: Path, segment_size: int = DEFAULT_SEGMENT_SIZE,
-                 fsync: bool = True) -> None:
+    def __init__(
+        self, directory: Path, segment_size: int = DEFAULT_SEGMENT_SIZE, fsync: bool = True
+    ) -> None:
         self.directory = Path(directory)
         self.wal_dir = self.directory / WAL_DIRNAME
         self.segment_size = segment_size
@@ -117,8 +118,7 @@ class WAL:
             expected = newest.last_lsn + 1 if newest.last_lsn else newest.base
             follows = not header.rewritten and expected == self._next_lsn
             if follows and header.batched and newest.size < self.segment_size:
-                self._writer = SegmentWriter.reopen(newest.path, header, newest.size,
-                                                    self.fsync)
+                self._writer = SegmentWriter.reopen(newest.path, header, newest.size, self.fsync)
                 return
             if follows and newest.last_lsn:
                 pass  # sealed as it is: its last record is just below the next segment
@@ -137,8 +137,9 @@ class WAL:
     def _seal_rewritten(self, info: SegmentInfo, header: SegmentHeader) -> None:
         with open(info.path, "rb") as f:
             records = f.read(info.size)[SEGMENT_HEADER_SIZE:]
-        sealed = rewritten_header(info.base, header.next_message_id, self._next_lsn - 1,
-                                  len(records))
+        sealed = rewritten_header(
+            info.base, header.next_message_id, self._next_lsn - 1, len(records)
+        )
         replace_file(info.path, [sealed.encode(), records], self.fsync)
         info.header = sealed
 
@@ -146,8 +147,9 @@ class WAL:
         header = SegmentHeader(base, next_id)
         self._writer = SegmentWriter.create(self.wal_dir, header, self.fsync)
         with self._segments_lock:
-            self._segments.append(SegmentInfo(base, self._writer.path, SEGMENT_HEADER_SIZE,
-                                              header, 0))
+            self._segments.append(
+                SegmentInfo(base, self._writer.path, SEGMENT_HEADER_SIZE, header, 0)
+            )
 
     # -- appending ------------------------------------------------------------------------
 
@@ -194,8 +196,11 @@ class WAL:
     def failed(self) -> BaseException | None:
         return self._committer.failed
 
-    async def run_committer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-                            ) -> None:
+    async def run_committer(
+        self,
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
         """The group-commit task (`await nursery.start(wal.run_committer)`); ends after close."""
         await self._committer.run(task_status=task_status)
 
@@ -236,8 +241,9 @@ class WAL:
             active.size = writer.size
             active.last_lsn = batch[-1][0]
 
-    def _write_chunk(self, writer: SegmentWriter, first: int, last: int,
-                     records: list[bytes]) -> None:
+    def _write_chunk(
+        self, writer: SegmentWriter, first: int, last: int, records: list[bytes]
+    ) -> None:
         records.insert(0, encode_batch_mark(first, last, self._durable_written))
         writer.write(b"".join(records))
 
@@ -273,7 +279,8 @@ class WAL:
                 if checkpoint and self.failed is None and lsn > self.checkpoint_lsn:
                     try:
                         await trio.to_thread.run_sync(
-                            write_checkpoint, self.wal_dir, self._state, lsn, self.fsync)
+                            write_checkpoint, self.wal_dir, self._state, lsn, self.fsync
+                        )
                     except OSError as exc:
                         raise StorageError(f"could not write the checkpoint: {exc}") from exc
                     self.checkpoint_lsn = lsn
@@ -333,11 +340,13 @@ class WAL:
             with self._segments_lock:
                 segments = list(self._segments)
             result = await trio.to_thread.run_sync(
-                self._compact_sync, snapshot, lsn, segments, progress)
+                self._compact_sync, snapshot, lsn, segments, progress
+            )
             return result
 
-    def _compact_sync(self, state: ReplayState, lsn: int, segments: list[SegmentInfo],
-                      progress: Progress | None) -> CompactionResult:
+    def _compact_sync(
+        self, state: ReplayState, lsn: int, segments: list[SegmentInfo], progress: Progress | None
+    ) -> CompactionResult:
         """Checkpoint at `lsn` (durable), then compact what it covers. When a step fails the
         segment list is brought back in line with the files before the error goes on, so the
         log stays usable and a later compaction can finish the job."""
@@ -346,16 +355,24 @@ class WAL:
             if lsn > 0:
                 write_checkpoint(self.wal_dir, state, lsn, self.fsync)
                 self.checkpoint_lsn = lsn
-            compact(self.wal_dir, [(s.base, s.path) for s in segments], state, lsn,
-                    self.fsync, progress, result)
+            compact(
+                self.wal_dir,
+                [(s.base, s.path) for s in segments],
+                state,
+                lsn,
+                self.fsync,
+                progress,
+                result,
+            )
         except BaseException:
             self._forget_compacted(result, segments[:-1], reread=True)
             raise
         self._forget_compacted(result, segments[:-1], reread=False)
         return result
 
-    def _forget_compacted(self, result: CompactionResult, sealed: list[SegmentInfo],
-                          reread: bool) -> None:
+    def _forget_compacted(
+        self, result: CompactionResult, sealed: list[SegmentInfo], reread: bool
+    ) -> None:
         """Update the segment list after compaction: drop the segments it deleted, note the
         new size of those it rewrote. After a failure (reread) the sealed segments it was
         given are looked at again on disk, whatever step failed."""
@@ -381,8 +398,9 @@ class WAL:
             self._segments = kept
 
 
-def compact_directory(directory: Path, progress: Progress | None = None,
-                      open_progress: Progress | None = None) -> CompactionResult:
+def compact_directory(
+    directory: Path, progress: Progress | None = None, open_progress: Progress | None = None
+) -> CompactionResult:
     """Offline compaction (`trimq-wal compact DIR`): lock and recover the directory, checkpoint
     it, compact every sealed segment, release. Raises WALLocked while a broker holds it."""
     wal = WAL(directory)
@@ -393,4 +411,3 @@ def compact_directory(directory: Path, progress: Progress | None = None,
         return wal._compact_sync(wal._state, wal.last_lsn, segments, progress)
     finally:
         wal._release()
-

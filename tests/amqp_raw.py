@@ -45,22 +45,38 @@ class RawClient:
         self.sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
         self.sock.sendall(b"AMQP\x00\x00\x09\x01")
         self.expect(0, spec.Connection.Start)
-        self.send_method(0, spec.Connection.StartOk(
-            client_properties={"product": "trimq-tests", "capabilities": {
-                "publisher_confirms": True, "basic.nack": True,
-                "consumer_cancel_notify": True}},
-            mechanism="PLAIN", response=b"\0guest\0guest", locale="en_US"))
+        self.send_method(
+            0,
+            spec.Connection.StartOk(
+                client_properties={
+                    "product": "trimq-tests",
+                    "capabilities": {
+                        "publisher_confirms": True,
+                        "basic.nack": True,
+                        "consumer_cancel_notify": True,
+                    },
+                },
+                mechanism="PLAIN",
+                response=b"\0guest\0guest",
+                locale="en_US",
+            ),
+        )
         tune = self.expect(0, spec.Connection.Tune)
         self.frame_max = tune.frame_max or self.frame_max
-        self.send_method(0, spec.Connection.TuneOk(
-            channel_max=tune.channel_max, frame_max=self.frame_max, heartbeat=0))
+        self.send_method(
+            0,
+            spec.Connection.TuneOk(
+                channel_max=tune.channel_max, frame_max=self.frame_max, heartbeat=0
+            ),
+        )
         self.send_method(0, spec.Connection.Open(virtual_host="/"))
         self.expect(0, spec.Connection.OpenOk)
 
     # -- framing -------------------------------------------------------------------------------
     def send_frame(self, frame_type: int, channel: int, payload: bytes) -> None:
-        self.sock.sendall(struct.pack(">BHI", frame_type, channel, len(payload)) + payload
-                          + b"\xce")
+        self.sock.sendall(
+            struct.pack(">BHI", frame_type, channel, len(payload)) + payload + b"\xce"
+        )
 
     def send_method(self, channel: int, method: Any) -> None:
         payload = struct.pack(">I", method.INDEX) + b"".join(method.encode())
@@ -70,18 +86,31 @@ class RawClient:
         self.send_frame(FRAME_HEADER, channel, header_payload)
         step = self.frame_max - 8
         for i in range(0, len(body), step):
-            self.send_frame(FRAME_BODY, channel, body[i:i + step])
+            self.send_frame(FRAME_BODY, channel, body[i : i + step])
 
-    def publish(self, channel: int, exchange: str, routing_key: str, body: bytes,
-                properties: spec.BasicProperties | None = None, *, mandatory: bool = False,
-                immediate: bool = False, header_payload: bytes | None = None) -> None:
-        self.send_method(channel, spec.Basic.Publish(
-            exchange=exchange, routing_key=routing_key, mandatory=mandatory,
-            immediate=immediate))
+    def publish(
+        self,
+        channel: int,
+        exchange: str,
+        routing_key: str,
+        body: bytes,
+        properties: spec.BasicProperties | None = None,
+        *,
+        mandatory: bool = False,
+        immediate: bool = False,
+        header_payload: bytes | None = None,
+    ) -> None:
+        self.send_method(
+            channel,
+            spec.Basic.Publish(
+                exchange=exchange, routing_key=routing_key, mandatory=mandatory, immediate=immediate
+            ),
+        )
         if header_payload is None:
             props = properties or spec.BasicProperties()
-            header_payload = (struct.pack(">HHQ", spec.Basic.INDEX, 0, len(body))
-                              + b"".join(props.encode()))
+            header_payload = struct.pack(">HHQ", spec.Basic.INDEX, 0, len(body)) + b"".join(
+                props.encode()
+            )
         self.send_content(channel, body, header_payload)
 
     def _read_exact(self, n: int) -> bytes:
@@ -128,7 +157,8 @@ class RawClient:
         cmd = self.read_command()
         assert cmd.channel == channel and isinstance(cmd.method, method_class), (
             f"expected {method_class.NAME} on channel {channel}, got {cmd.method!r} "
-            f"on channel {cmd.channel}")
+            f"on channel {cmd.channel}"
+        )
         return cmd.method
 
     def rpc(self, channel: int, method: Any, reply_class: type) -> Any:
@@ -140,9 +170,11 @@ class RawClient:
 
     def close(self) -> None:
         try:
-            self.rpc(0, spec.Connection.Close(reply_code=200, reply_text="bye", class_id=0,
-                                                          method_id=0),
-                     spec.Connection.CloseOk)
+            self.rpc(
+                0,
+                spec.Connection.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0),
+                spec.Connection.CloseOk,
+            )
         except (OSError, AssertionError):
             pass
         finally:
@@ -157,6 +189,7 @@ class RawClient:
 
 # -- field tables with explicit type tags ---------------------------------------------------
 
+
 def encode_typed_table(items: list[tuple[str, str, Any]]) -> bytes:
     """Encode [(key, type_tag, value)] as given (tags: t b B s u I i l f d D S x T V F A)."""
     body = b""
@@ -169,8 +202,19 @@ def encode_typed_table(items: list[tuple[str, str, Any]]) -> bytes:
 def encode_typed_value(tag: str, value: Any) -> bytes:
     t = tag.encode()
     if tag in "bBsuIilfdtT":
-        fmt = {"b": "b", "B": "B", "s": "h", "u": "H", "I": "i", "i": "I", "l": "q", "f": "f",
-               "d": "d", "t": "B", "T": "Q"}[tag]
+        fmt = {
+            "b": "b",
+            "B": "B",
+            "s": "h",
+            "u": "H",
+            "I": "i",
+            "i": "I",
+            "l": "q",
+            "f": "f",
+            "d": "d",
+            "t": "B",
+            "T": "Q",
+        }[tag]
         return t + struct.pack(">" + fmt, value)
     if tag in "Sx":
         data = value.encode() if isinstance(value, str) else value
@@ -196,7 +240,7 @@ def decode_typed_table(data: bytes, offset: int = 0) -> tuple[list[tuple[str, st
     items = []
     while offset < end:
         key_len = data[offset]
-        key = data[offset + 1:offset + 1 + key_len].decode()
+        key = data[offset + 1 : offset + 1 + key_len].decode()
         offset += 1 + key_len
         tag, value, offset = decode_typed_value(data, offset)
         items.append((key, tag, value))
@@ -206,15 +250,28 @@ def decode_typed_table(data: bytes, offset: int = 0) -> tuple[list[tuple[str, st
 def decode_typed_value(data: bytes, offset: int) -> tuple[str, Any, int]:
     tag = chr(data[offset])
     offset += 1
-    fixed = {"b": "b", "B": "B", "s": "h", "u": "H", "I": "i", "i": "I", "l": "q", "L": "Q",
-             "f": "f", "d": "d", "t": "B", "T": "Q", "U": "h"}
+    fixed = {
+        "b": "b",
+        "B": "B",
+        "s": "h",
+        "u": "H",
+        "I": "i",
+        "i": "I",
+        "l": "q",
+        "L": "Q",
+        "f": "f",
+        "d": "d",
+        "t": "B",
+        "T": "Q",
+        "U": "h",
+    }
     if tag in fixed:
         fmt = ">" + fixed[tag]
         (value,) = struct.unpack_from(fmt, data, offset)
         return tag, value, offset + struct.calcsize(fmt)
     if tag in "Sx":
         (n,) = struct.unpack_from(">I", data, offset)
-        return tag, data[offset + 4:offset + 4 + n], offset + 4 + n
+        return tag, data[offset + 4 : offset + 4 + n], offset + 4 + n
     if tag == "D":
         decimals, raw = struct.unpack_from(">Bi", data, offset)
         return tag, (decimals, raw), offset + 5
@@ -253,5 +310,12 @@ def headers_of(header_payload: bytes) -> list[tuple[str, str, Any]]:
     return items
 
 
-__all__ = ["Command", "Decimal", "RawClient", "decode_typed_table", "encode_typed_table",
-           "header_payload_with_headers", "headers_of"]
+__all__ = [
+    "Command",
+    "Decimal",
+    "RawClient",
+    "decode_typed_table",
+    "encode_typed_table",
+    "header_payload_with_headers",
+    "headers_of",
+]

@@ -92,8 +92,9 @@ def method_frame(channel: int, class_method: tuple[int, int], args: bytes = b"")
     return frame(FRAME_METHOD, channel, method_payload(class_method, args))
 
 
-def content_header_frame(channel: int, class_id: int, body_size: int, flags: int = 0,
-                         props: bytes = b"") -> bytes:
+def content_header_frame(
+    channel: int, class_id: int, body_size: int, flags: int = 0, props: bytes = b""
+) -> bytes:
     payload = struct.pack(">HHQH", class_id, 0, body_size, flags) + props
     return frame(FRAME_HEADER, channel, payload)
 
@@ -111,12 +112,18 @@ def channel_open_args() -> bytes:
 
 
 def basic_publish_args(exchange: str = "", routing_key: str = "", mandatory: bool = False) -> bytes:
-    return (struct.pack(">H", 0) + shortstr(exchange) + shortstr(routing_key)
-            + bytes([int(mandatory)]))
+    return (
+        struct.pack(">H", 0) + shortstr(exchange) + shortstr(routing_key) + bytes([int(mandatory)])
+    )
 
 
-def queue_declare_args(queue: str = "", passive: bool = False, durable: bool = False,
-                       exclusive: bool = False, auto_delete: bool = False) -> bytes:
+def queue_declare_args(
+    queue: str = "",
+    passive: bool = False,
+    durable: bool = False,
+    exclusive: bool = False,
+    auto_delete: bool = False,
+) -> bytes:
     bits = int(passive) | int(durable) << 1 | int(exclusive) << 2 | int(auto_delete) << 3
     return struct.pack(">H", 0) + shortstr(queue) + bytes([bits]) + table()
 
@@ -132,7 +139,7 @@ class Reader:
     def take(self, n: int) -> bytes:
         if self.pos + n > len(self.data):
             raise ValueError("truncated")
-        chunk = self.data[self.pos:self.pos + n]
+        chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
@@ -160,8 +167,20 @@ class Reader:
 
     def field_value(self) -> Any:
         kind = self.take(1)
-        simple = {b"b": ">b", b"B": ">B", b"s": ">h", b"u": ">H", b"U": ">h", b"I": ">i",
-                  b"i": ">I", b"l": ">q", b"L": ">q", b"f": ">f", b"d": ">d", b"T": ">Q"}
+        simple = {
+            b"b": ">b",
+            b"B": ">B",
+            b"s": ">h",
+            b"u": ">H",
+            b"U": ">h",
+            b"I": ">i",
+            b"i": ">I",
+            b"l": ">q",
+            b"L": ">q",
+            b"f": ">f",
+            b"d": ">d",
+            b"T": ">Q",
+        }
         if kind in simple:
             return self.unpack(simple[kind])[0]
         if kind == b"t":
@@ -235,10 +254,12 @@ class PeerClosed(Exception):
 class WireConnection:
     """A blocking socket speaking raw AMQP frames, with a deadline on every read."""
 
-    def __init__(self, host: str, port: int, timeout: float = 5.0,
-                 source: str | None = None) -> None:
+    def __init__(
+        self, host: str, port: int, timeout: float = 5.0, source: str | None = None
+    ) -> None:
         self.sock = socket.create_connection(
-            (host, port), timeout=timeout, source_address=None if source is None else (source, 0))
+            (host, port), timeout=timeout, source_address=None if source is None else (source, 0)
+        )
         self.timeout = timeout
         self.buffer = b""
         self.server_properties: dict[str, Any] = {}
@@ -295,9 +316,9 @@ class WireConnection:
         self._fill(7, deadline)
         ftype, channel, size = struct.unpack(">BHI", self.buffer[:7])
         self._fill(7 + size + 1, deadline)
-        payload = self.buffer[7:7 + size]
+        payload = self.buffer[7 : 7 + size]
         end = self.buffer[7 + size]
-        self.buffer = self.buffer[7 + size + 1:]
+        self.buffer = self.buffer[7 + size + 1 :]
         if end != FRAME_END:
             raise ValueError(f"bad frame end {end:#x} from server")
         return Frame(ftype, channel, payload)
@@ -325,16 +346,27 @@ class WireConnection:
         self.mechanisms = r.longstr()
         self.locales = r.longstr()
 
-    def start_ok(self, user: str = "guest", password: str = "guest",
-                 mechanism: str = "PLAIN", response: bytes | None = None) -> None:
+    def start_ok(
+        self,
+        user: str = "guest",
+        password: str = "guest",
+        mechanism: str = "PLAIN",
+        response: bytes | None = None,
+    ) -> None:
         if response is None:
             response = b"\x00" + user.encode() + b"\x00" + password.encode()
-        self.send_method(0, CONNECTION_START_OK,
-                         table({"product": "amqp_wire"}) + shortstr(mechanism)
-                         + longstr(response) + shortstr("en_US"))
+        self.send_method(
+            0,
+            CONNECTION_START_OK,
+            table({"product": "amqp_wire"})
+            + shortstr(mechanism)
+            + longstr(response)
+            + shortstr("en_US"),
+        )
 
-    def tune(self, channel_max: int | None = None, frame_max: int | None = None,
-             heartbeat: int = 0) -> None:
+    def tune(
+        self, channel_max: int | None = None, frame_max: int | None = None, heartbeat: int = 0
+    ) -> None:
         f = self.read_method()
         assert f.class_method == CONNECTION_TUNE, f
         r = f.args()
@@ -344,8 +376,11 @@ class WireConnection:
         if frame_max is not None:
             self.frame_max = frame_max
         self.heartbeat = heartbeat
-        self.send_method(0, CONNECTION_TUNE_OK,
-                         struct.pack(">HIH", self.channel_max, self.frame_max, self.heartbeat))
+        self.send_method(
+            0,
+            CONNECTION_TUNE_OK,
+            struct.pack(">HIH", self.channel_max, self.frame_max, self.heartbeat),
+        )
 
     def open(self, vhost: str = "/") -> None:
         self.send_method(0, CONNECTION_OPEN, shortstr(vhost) + shortstr("") + b"\x00")

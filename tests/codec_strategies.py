@@ -31,7 +31,8 @@ timestamps = st.integers(0, MAX_TIMESTAMP).map(lambda s: datetime.fromtimestamp(
 # AMQP 0-9-1 decimals: scale octet + unsigned 32-bit value (as RabbitMQ's parser reads them).
 decimals = st.builds(
     lambda raw, scale: Decimal(raw).scaleb(-scale),
-    st.integers(0, 2**32 - 1), st.integers(0, 255),
+    st.integers(0, 2**32 - 1),
+    st.integers(0, 255),
 )
 
 
@@ -98,7 +99,8 @@ pika_scalars = st.one_of(
     st.binary(max_size=40),
     st.builds(
         lambda raw, scale: Decimal(raw).scaleb(-scale).normalize(),
-        st.integers(0, 2**31 - 1), st.integers(0, 9),
+        st.integers(0, 2**31 - 1),
+        st.integers(0, 9),
     ),
     timestamps,
     st.none(),
@@ -186,8 +188,11 @@ def strategy(kind: str, *, pika_compatible: bool = False) -> st.SearchStrategy[A
     if kind == "bit":
         return st.booleans()
     if kind == "shortstr":
-        return st.text(max_size=30).filter(lambda s: len(s.encode()) <= 255) if (
-            pika_compatible) else shortstrs
+        return (
+            st.text(max_size=30).filter(lambda s: len(s.encode()) <= 255)
+            if (pika_compatible)
+            else shortstrs
+        )
     if kind == "longstr":
         return st.binary(max_size=60)
     if kind == "table":

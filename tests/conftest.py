@@ -52,15 +52,25 @@ def durable_dead_letter_target(channel: Any) -> None:
     channel.queue_bind("dead", "dlx")
 
 
-def start_server(data_dir: Path, *extra: str, port: int = 0, timeout: float = 20.0,
-                 log_path: Path | None = None) -> Broker:
+def start_server(
+    data_dir: Path, *extra: str, port: int = 0, timeout: float = 20.0, log_path: Path | None = None
+) -> Broker:
     """Start `trimq-server` as a subprocess on `port` (0: any free one) and wait until it listens.
 
     Its JSON log lines (stderr) go to `log_path` when given, else to the test's stderr.
     """
     cmd = [
-        sys.executable, "-m", "trimq.cli.server", "--host", "127.0.0.1", "--port", str(port),
-        "--data-dir", str(data_dir), "--log-level", os.environ.get("TRIMQ_TEST_LOG_LEVEL", "info"),
+        sys.executable,
+        "-m",
+        "trimq.cli.server",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(data_dir),
+        "--log-level",
+        os.environ.get("TRIMQ_TEST_LOG_LEVEL", "info"),
         *extra,
     ]
     log_file = open(log_path, "wb") if log_path is not None else None  # noqa: SIM115
@@ -95,12 +105,26 @@ def stop_server(broker: Broker, timeout: float = 10.0) -> int:
 # Test files whose expectations are RabbitMQ's behaviour, checked against RabbitMQ 3.10 with
 # TRIMQ_TEST_URL: they carry the marker `rabbitmq_reference`, and `make test-rabbitmq` (which CI
 # runs) runs them against a private RabbitMQ node. A file joins the list once it passes there.
-RABBITMQ_REFERENCE = frozenset({
-    "test_async_pika.py", "test_basic.py", "test_celery_kombu.py", "test_confirms_tx.py",
-    "test_connection.py", "test_direct_reply_to.py", "test_dispatch.py", "test_examples.py",
-    "test_exchanges.py", "test_protocol_errors.py", "test_queue_features.py", "test_queues.py",
-    "test_topic.py", "test_vhost_limits.py", "test_consumer_timeout.py", "test_permissions.py",
-})
+RABBITMQ_REFERENCE = frozenset(
+    {
+        "test_async_pika.py",
+        "test_basic.py",
+        "test_celery_kombu.py",
+        "test_confirms_tx.py",
+        "test_connection.py",
+        "test_direct_reply_to.py",
+        "test_dispatch.py",
+        "test_examples.py",
+        "test_exchanges.py",
+        "test_protocol_errors.py",
+        "test_queue_features.py",
+        "test_queues.py",
+        "test_topic.py",
+        "test_vhost_limits.py",
+        "test_consumer_timeout.py",
+        "test_permissions.py",
+    }
+)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

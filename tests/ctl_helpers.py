@@ -19,7 +19,11 @@ def ctl(server: Broker, *args: str) -> tuple[int, list[str], list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIMQ_")}
     result = subprocess.run(
         [sys.executable, "-m", "trimq.cli.ctl", "--data-dir", str(server.data_dir), *args],
-        capture_output=True, text=True, timeout=60, env=env)
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     return result.returncode, result.stdout.splitlines(), result.stderr.splitlines()
 
 

@@ -22,8 +22,9 @@ def wait_until(predicate: Callable[[], T], timeout: float = 5.0, interval: float
     return value
 
 
-def pump(connection: pika.BlockingConnection, until: Callable[[], bool],
-         timeout: float = 5.0) -> bool:
+def pump(
+    connection: pika.BlockingConnection, until: Callable[[], bool], timeout: float = 5.0
+) -> bool:
     """Process I/O on `connection` until `until()` is true or `timeout` passes; return until()."""
     deadline = time.monotonic() + timeout
     while not until():
@@ -52,8 +53,10 @@ def round_trip(channel: BlockingChannel, queue: str | None = None) -> None:
 
 def collector(into: list[Delivery]) -> Callable[..., None]:
     """A basic_consume callback appending (method, properties, body) to `into`."""
+
     def on_message(_ch: BlockingChannel, method: Any, properties: Any, body: bytes) -> None:
         into.append((method, properties, body))
+
     return on_message
 
 
@@ -71,8 +74,9 @@ def message_count(channel: BlockingChannel, queue: str) -> int:
     return channel.queue_declare(queue, passive=True).method.message_count
 
 
-def wait_for_count(channel: BlockingChannel, queue: str, expected: int,
-                   timeout: float = 5.0) -> int:
+def wait_for_count(
+    channel: BlockingChannel, queue: str, expected: int, timeout: float = 5.0
+) -> int:
     """Poll a queue's ready-message count until it equals `expected` (or time runs out)."""
     deadline = time.monotonic() + timeout
     while (count := message_count(channel, queue)) != expected and time.monotonic() < deadline:

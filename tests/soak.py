@@ -152,8 +152,7 @@ class Gate:
                 self._cond.wait()
 
 
-def pika_cycle(params: pika.ConnectionParameters, name: str, style: int,
-               totals: Totals) -> None:
+def pika_cycle(params: pika.ConnectionParameters, name: str, style: int, totals: Totals) -> None:
     """One client's life: `style` 0 closes politely, 1 also closes a channel early and
     deletes its exchange itself, 2 closes with half its deliveries unacked."""
     conn = pika.BlockingConnection(params)
@@ -198,8 +197,11 @@ def raw_cycle(host: str, port: int, name: str, totals: Totals) -> None:
     try:
         client.open_channel(1)
         client.rpc(1, spec.Confirm.Select(), spec.Confirm.SelectOk)
-        client.rpc(1, spec.Exchange.Declare(exchange=name, type="fanout", auto_delete=True),
-                   spec.Exchange.DeclareOk)
+        client.rpc(
+            1,
+            spec.Exchange.Declare(exchange=name, type="fanout", auto_delete=True),
+            spec.Exchange.DeclareOk,
+        )
         queue = client.rpc(1, spec.Queue.Declare(exclusive=True), spec.Queue.DeclareOk).queue
         client.rpc(1, spec.Queue.Bind(queue=queue, exchange=name), spec.Queue.BindOk)
         for _ in range(MESSAGES):
@@ -214,8 +216,13 @@ def raw_cycle(host: str, port: int, name: str, totals: Totals) -> None:
         client.sock.close()
 
 
-def worker(params: pika.ConnectionParameters, number: int, gate: Gate, totals: Totals,
-           stop_on_error: Callable[[], None]) -> None:
+def worker(
+    params: pika.ConnectionParameters,
+    number: int,
+    gate: Gate,
+    totals: Totals,
+    stop_on_error: Callable[[], None],
+) -> None:
     """Run cycles while the gate is open; the 4th of every 4 drops its socket."""
     n = 0
     while gate.enter():
@@ -250,8 +257,9 @@ class Sample:
 
 def sample(pid: int, data_dir: Path, started: float, cycles: int) -> Sample:
     status = control(data_dir, "status")
-    return Sample(round(time.monotonic() - started, 3), rss(pid), descriptors(pid),
-                  status["tasks"], cycles)
+    return Sample(
+        round(time.monotonic() - started, 3), rss(pid), descriptors(pid), status["tasks"], cycles
+    )
 
 
 def drain(params: pika.ConnectionParameters, totals: Totals) -> None:
@@ -282,8 +290,14 @@ def quiet_descriptors(pid: int) -> int:
         count = again
 
 
-def idle_sample(pid: int, data_dir: Path, started: float, cycles: int,
-                baseline: Sample | None, timeout: float = 15.0) -> Sample:
+def idle_sample(
+    pid: int,
+    data_dir: Path,
+    started: float,
+    cycles: int,
+    baseline: Sample | None,
+    timeout: float = 15.0,
+) -> Sample:
     """The broker once every client has gone: no connection left and the task and descriptor
     counts back at `baseline` (or, without one, unchanged over two looks); after `timeout`,
     whatever they are. Then its objects, after a full collection."""
@@ -291,11 +305,19 @@ def idle_sample(pid: int, data_dir: Path, started: float, cycles: int,
     deadline = time.monotonic() + timeout
     while True:
         status = control(data_dir, "status")
-        current = Sample(round(time.monotonic() - started, 3), rss(pid), quiet_descriptors(pid),
-                         status["tasks"], cycles)
+        current = Sample(
+            round(time.monotonic() - started, 3),
+            rss(pid),
+            quiet_descriptors(pid),
+            status["tasks"],
+            cycles,
+        )
         reference = baseline or previous
-        if status["connections"] == 0 and reference is not None and (
-                current.tasks, current.fds) == (reference.tasks, reference.fds):
+        if (
+            status["connections"] == 0
+            and reference is not None
+            and (current.tasks, current.fds) == (reference.tasks, reference.fds)
+        ):
             break
         if time.monotonic() > deadline:
             break
@@ -304,6 +326,7 @@ def idle_sample(pid: int, data_dir: Path, started: float, cycles: int,
     objects = control(data_dir, "object_counts")
     current.gc_objects = objects["gc_objects"]
     current.blocks = objects["allocated_blocks"]
-    current.own_objects = {name: count for name, count in objects["types"].items()
-                           if name.startswith("trimq.")}
+    current.own_objects = {
+        name: count for name, count in objects["types"].items() if name.startswith("trimq.")
+    }
     return current

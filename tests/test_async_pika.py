@@ -27,9 +27,11 @@ class Flow:
         self.error: str | None = None
         self.channel = None
         self.conn = SelectConnection(
-            broker.params(), on_open_callback=self.on_open,
+            broker.params(),
+            on_open_callback=self.on_open,
             on_open_error_callback=lambda _c, err: self.fail(f"open failed: {err!r}"),
-            on_close_callback=self.on_closed)
+            on_close_callback=self.on_closed,
+        )
         self.conn.ioloop.call_later(10, lambda: self.fail("timed out"))
 
     def run(self) -> None:
@@ -61,15 +63,19 @@ class Flow:
 
     def on_declared(self, frame) -> None:
         self.events.append(("declared", frame.method.queue, frame.method.message_count))
-        self.channel.confirm_delivery(ack_nack_callback=self.on_confirm,
-                                      callback=self.on_confirm_mode)
+        self.channel.confirm_delivery(
+            ack_nack_callback=self.on_confirm, callback=self.on_confirm_mode
+        )
 
     def on_confirm_mode(self, frame) -> None:
         self.events.append(("confirm mode", type(frame.method).__name__))
         for i in range(N):
             self.channel.basic_publish(
-                "", self.queue, b"msg-%d" % i,
-                pika.BasicProperties(message_id=str(i), delivery_mode=2))
+                "",
+                self.queue,
+                b"msg-%d" % i,
+                pika.BasicProperties(message_id=str(i), delivery_mode=2),
+            )
 
     def on_confirm(self, frame) -> None:
         method = frame.method
@@ -82,9 +88,12 @@ class Flow:
             self.channel.basic_qos(prefetch_count=3, callback=self.on_qos)
 
     def on_qos(self, _frame) -> None:
-        self.channel.basic_consume(self.queue, self.on_message, consumer_tag="async-consumer",
-                                   callback=lambda f: self.events.append(
-                                       ("consuming", f.method.consumer_tag)))
+        self.channel.basic_consume(
+            self.queue,
+            self.on_message,
+            consumer_tag="async-consumer",
+            callback=lambda f: self.events.append(("consuming", f.method.consumer_tag)),
+        )
 
     def on_message(self, channel, method, props, body) -> None:
         self.deliveries.append((method.delivery_tag, method.redelivered, body, props.message_id))
@@ -95,8 +104,9 @@ class Flow:
     def on_cancelled(self, frame) -> None:
         self.events.append(("cancelled", frame.method.consumer_tag))
         # the auto-delete queue went away with its last consumer: this closes the channel
-        self.channel.queue_declare(self.queue, passive=True,
-                                   callback=lambda _f: self.fail("queue still exists"))
+        self.channel.queue_declare(
+            self.queue, passive=True, callback=lambda _f: self.fail("queue still exists")
+        )
 
 
 def test_select_connection_publish_confirm_consume(broker, unique):
@@ -126,21 +136,29 @@ def test_select_connection_server_cancels_consumer_on_queue_delete(broker, uniqu
     def on_channel(ch):
         state["ch"] = ch
         ch.add_on_cancel_callback(on_server_cancel)
-        ch.queue_declare(unique, callback=lambda _f: ch.basic_consume(
-            unique, lambda *a: None, consumer_tag="doomed", callback=on_consuming))
+        ch.queue_declare(
+            unique,
+            callback=lambda _f: ch.basic_consume(
+                unique, lambda *a: None, consumer_tag="doomed", callback=on_consuming
+            ),
+        )
 
     def on_consuming(frame):
         events.append(("consuming", frame.method.consumer_tag))
         # delete the queue from a second channel
-        state["conn"].channel(on_open_callback=lambda ch2: ch2.queue_delete(
-            unique, callback=lambda f: events.append(("deleted", f.method.message_count))))
+        state["conn"].channel(
+            on_open_callback=lambda ch2: ch2.queue_delete(
+                unique, callback=lambda f: events.append(("deleted", f.method.message_count))
+            )
+        )
 
     def on_server_cancel(frame):
         events.append(("server cancel", frame.method.consumer_tag, frame.method.nowait))
         state["conn"].ioloop.call_later(0.2, state["conn"].close)
 
-    conn = SelectConnection(broker.params(), on_open_callback=on_open,
-                            on_close_callback=lambda *_: conn.ioloop.stop())
+    conn = SelectConnection(
+        broker.params(), on_open_callback=on_open, on_close_callback=lambda *_: conn.ioloop.stop()
+    )
     state["conn"] = conn
     conn.ioloop.call_later(10, functools.partial(events.append, ("timed out",)))
     conn.ioloop.call_later(10, conn.ioloop.stop)

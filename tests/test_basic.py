@@ -64,40 +64,91 @@ def publish_n(channel, queue: str, n: int, prefix: str = "m") -> list[bytes]:
 
 # --- publish / get round trips ---------------------------------------------------------------
 
+
 def test_get_returns_every_basic_property(channel, queue):
     props = pika.BasicProperties(
-        content_type="application/json", content_encoding="gzip",
-        headers={"h": "v"}, delivery_mode=2, priority=5, correlation_id="corr-1",
-        reply_to="reply.q", expiration="60000", message_id="msg-1", timestamp=1700000000,
-        type="greeting", user_id="guest", app_id="trimq-tests", cluster_id="c1")
+        content_type="application/json",
+        content_encoding="gzip",
+        headers={"h": "v"},
+        delivery_mode=2,
+        priority=5,
+        correlation_id="corr-1",
+        reply_to="reply.q",
+        expiration="60000",
+        message_id="msg-1",
+        timestamp=1700000000,
+        type="greeting",
+        user_id="guest",
+        app_id="trimq-tests",
+        cluster_id="c1",
+    )
     channel.basic_publish("", queue, b'{"a": 1}', props)
     method, got, body = channel.basic_get(queue, auto_ack=True)
     assert isinstance(method, spec.Basic.GetOk)
-    assert (method.delivery_tag, method.redelivered, method.exchange, method.routing_key,
-            method.message_count) == (1, False, "", queue, 0)
+    assert (
+        method.delivery_tag,
+        method.redelivered,
+        method.exchange,
+        method.routing_key,
+        method.message_count,
+    ) == (1, False, "", queue, 0)
     assert body == b'{"a": 1}'
-    for name in ("content_type", "content_encoding", "headers", "delivery_mode", "priority",
-                 "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type",
-                 "user_id", "app_id", "cluster_id"):
+    for name in (
+        "content_type",
+        "content_encoding",
+        "headers",
+        "delivery_mode",
+        "priority",
+        "correlation_id",
+        "reply_to",
+        "expiration",
+        "message_id",
+        "timestamp",
+        "type",
+        "user_id",
+        "app_id",
+        "cluster_id",
+    ):
         assert getattr(got, name) == getattr(props, name), name
 
 
 def test_unset_properties_stay_unset(channel, queue):
     channel.basic_publish("", queue, b"x")
     _, got, _ = channel.basic_get(queue, auto_ack=True)
-    for name in ("content_type", "headers", "delivery_mode", "priority", "timestamp",
-                 "expiration", "message_id", "user_id"):
+    for name in (
+        "content_type",
+        "headers",
+        "delivery_mode",
+        "priority",
+        "timestamp",
+        "expiration",
+        "message_id",
+        "user_id",
+    ):
         assert getattr(got, name) is None, name
 
 
 def test_header_values_come_back_as_pika_sent_them(channel, queue):
     when = datetime(2023, 11, 14, 22, 13, 20, tzinfo=UTC)
     headers = {
-        "str": "hello", "unicode": "h\u00e9llo \u2603", "empty": "", "bytes": b"\x00\x01\xff",
-        "true": True, "false": False, "int": 42, "negative": -7, "int32max": 2**31 - 1,
-        "big": 2**40, "bignegative": -(2**40), "decimal": Decimal("123.45"), "when": when,
-        "none": None, "table": {"inner": "x", "n": 1, "deeper": {"z": True}},
-        "array": [1, "two", b"3", None, [4], {"k": "v"}], "emptyarray": [], "emptytable": {},
+        "str": "hello",
+        "unicode": "h\u00e9llo \u2603",
+        "empty": "",
+        "bytes": b"\x00\x01\xff",
+        "true": True,
+        "false": False,
+        "int": 42,
+        "negative": -7,
+        "int32max": 2**31 - 1,
+        "big": 2**40,
+        "bignegative": -(2**40),
+        "decimal": Decimal("123.45"),
+        "when": when,
+        "none": None,
+        "table": {"inner": "x", "n": 1, "deeper": {"z": True}},
+        "array": [1, "two", b"3", None, [4], {"k": "v"}],
+        "emptyarray": [],
+        "emptytable": {},
     }
     channel.basic_publish("", queue, b"x", pika.BasicProperties(headers=headers))
     _, got, _ = channel.basic_get(queue, auto_ack=True)
@@ -118,10 +169,22 @@ def test_header_values_come_back_as_pika_sent_them(channel, queue):
 def test_header_values_keep_their_wire_type(raw, channel, queue):
     """Types pika cannot send or tell apart (b B s u i f ...) are returned with the same tag."""
     items = [
-        ("t", "t", 1), ("b", "b", -5), ("B", "B", 250), ("s", "s", -300), ("u", "u", 65000),
-        ("I", "I", -70000), ("i", "i", 4000000000), ("l", "l", -(2**40)), ("f", "f", 1.5),
-        ("d", "d", 2.25), ("D", "D", (2, 12345)), ("S", "S", b"hello"), ("x", "x", b"\0\xff"),
-        ("T", "T", 1700000000), ("V", "V", None), ("F", "F", [("in", "s", 7), ("b", "b", 1)]),
+        ("t", "t", 1),
+        ("b", "b", -5),
+        ("B", "B", 250),
+        ("s", "s", -300),
+        ("u", "u", 65000),
+        ("I", "I", -70000),
+        ("i", "i", 4000000000),
+        ("l", "l", -(2**40)),
+        ("f", "f", 1.5),
+        ("d", "d", 2.25),
+        ("D", "D", (2, 12345)),
+        ("S", "S", b"hello"),
+        ("x", "x", b"\0\xff"),
+        ("T", "T", 1700000000),
+        ("V", "V", None),
+        ("F", "F", [("in", "s", 7), ("b", "b", 1)]),
         ("A", "A", [("b", 1), ("S", b"z"), ("l", 5), ("f", 0.5), ("F", [])]),
     ]
     raw.open_channel(1)
@@ -137,8 +200,14 @@ def test_header_values_keep_their_wire_type(raw, channel, queue):
     assert wait_for_count(channel, queue, 1) == 1
     _, props, _ = channel.basic_get(queue, auto_ack=True)
     h = props.headers
-    assert (h["b"], h["B"], h["s"], h["u"], h["I"], h["i"]) == (-5, 250, -300, 65000, -70000,
-                                                               4000000000)
+    assert (h["b"], h["B"], h["s"], h["u"], h["I"], h["i"]) == (
+        -5,
+        250,
+        -300,
+        65000,
+        -70000,
+        4000000000,
+    )
     assert h["D"] == Decimal("123.45") and h["S"] == "hello" and h["x"] == b"\0\xff"
     assert h["T"] == datetime.fromtimestamp(1700000000, UTC) and h["V"] is None
     assert h["F"] == {"in": 7, "b": 1} and h["t"] is True
@@ -201,6 +270,7 @@ def test_get_through_named_exchange(channel, queue, unique):
 
 # --- acknowledgements -------------------------------------------------------------------------
 
+
 def test_ack_multiple_then_close_requeues_rest(connection, channel, queue):
     publish_n(channel, queue, 5)
     tags = [channel.basic_get(queue)[0].delivery_tag for _ in range(5)]
@@ -210,7 +280,9 @@ def test_ack_multiple_then_close_requeues_rest(connection, channel, queue):
     ch = connection.channel()
     rest = get_all(ch, queue)
     assert [(m.delivery_tag, m.redelivered, b) for m, _, b in rest] == [
-        (1, True, b"m3"), (2, True, b"m4")]
+        (1, True, b"m3"),
+        (2, True, b"m4"),
+    ]
 
 
 def test_requeue_restores_original_order(channel, queue):
@@ -222,7 +294,11 @@ def test_requeue_restores_original_order(channel, queue):
     channel.basic_nack(3, requeue=True)
     got = get_all(channel, queue, auto_ack=False)
     assert [(b, m.delivery_tag, m.redelivered, m.message_count) for m, _, b in got] == [
-        (b"m1", 6, True, 3), (b"m2", 7, True, 2), (b"m3", 8, True, 1), (b"m5", 9, False, 0)]
+        (b"m1", 6, True, 3),
+        (b"m2", 7, True, 2),
+        (b"m3", 8, True, 1),
+        (b"m5", 9, False, 0),
+    ]
 
 
 def test_nack_multiple_requeue(channel, queue):
@@ -232,7 +308,11 @@ def test_nack_multiple_requeue(channel, queue):
     channel.basic_nack(3, multiple=True, requeue=True)  # m0 m1 m2 back, m3 still unacked
     got = get_all(channel, queue, auto_ack=False)
     assert [(b, m.delivery_tag, m.redelivered) for m, _, b in got] == [
-        (b"m0", 5, True), (b"m1", 6, True), (b"m2", 7, True), (b"m4", 8, False)]
+        (b"m0", 5, True),
+        (b"m1", 6, True),
+        (b"m2", 7, True),
+        (b"m4", 8, False),
+    ]
     channel.basic_ack(0, multiple=True)
     assert message_count(channel, queue) == 0
 
@@ -265,7 +345,9 @@ def test_nack_zero_multiple_requeues_everything(channel, queue):
     channel.basic_nack(0, multiple=True, requeue=True)
     got = get_all(channel, queue)
     assert [(b, m.delivery_tag, m.redelivered) for m, _, b in got] == [
-        (b"m0", 3, True), (b"m1", 4, True)]
+        (b"m0", 3, True),
+        (b"m1", 4, True),
+    ]
 
 
 @pytest.mark.parametrize("op", ["ack", "ack-multiple", "nack", "nack-multiple", "reject"])
@@ -283,7 +365,9 @@ def test_unknown_delivery_tag(connection, channel, queue, op):
     with pytest.raises(ChannelClosedByBroker) as exc:
         channel.basic_get(queue)  # a synchronous call to receive the Channel.Close
     assert (exc.value.reply_code, exc.value.reply_text) == (
-        406, "PRECONDITION_FAILED - unknown delivery tag 5")
+        406,
+        "PRECONDITION_FAILED - unknown delivery tag 5",
+    )
     assert connection.is_open
     # the unacked message went back to the queue when the channel closed
     assert message_count(connection.channel(), queue) == 1
@@ -297,7 +381,9 @@ def test_double_ack(channel, queue):
     with pytest.raises(ChannelClosedByBroker) as exc:
         channel.basic_get(queue)
     assert (exc.value.reply_code, exc.value.reply_text) == (
-        406, "PRECONDITION_FAILED - unknown delivery tag 1")
+        406,
+        "PRECONDITION_FAILED - unknown delivery tag 1",
+    )
 
 
 def test_ack_zero_without_multiple_is_unknown(channel, queue):
@@ -307,7 +393,9 @@ def test_ack_zero_without_multiple_is_unknown(channel, queue):
     with pytest.raises(ChannelClosedByBroker) as exc:
         channel.basic_get(queue)
     assert (exc.value.reply_code, exc.value.reply_text) == (
-        406, "PRECONDITION_FAILED - unknown delivery tag 0")
+        406,
+        "PRECONDITION_FAILED - unknown delivery tag 0",
+    )
 
 
 def test_delivery_tags_are_per_channel(connection, channel, queue):
@@ -338,12 +426,18 @@ def test_recover_requeue_redelivers(connection, channel, queue):
     channel.basic_consume(queue, collector(got))
     assert pump(connection, lambda: len(got) == 3)
     assert [(m.delivery_tag, m.redelivered, b) for m, _, b in got] == [
-        (1, False, b"m0"), (2, False, b"m1"), (3, False, b"m2")]
+        (1, False, b"m0"),
+        (2, False, b"m1"),
+        (3, False, b"m2"),
+    ]
     got.clear()
     channel.basic_recover(requeue=True)
     assert pump(connection, lambda: len(got) == 3)
     assert [(m.delivery_tag, m.redelivered, b) for m, _, b in got] == [
-        (4, True, b"m0"), (5, True, b"m1"), (6, True, b"m2")]
+        (4, True, b"m0"),
+        (5, True, b"m1"),
+        (6, True, b"m2"),
+    ]
     channel.basic_ack(6, multiple=True)
     # old tags are gone
     channel.basic_ack(1)
@@ -355,11 +449,11 @@ def test_recover_requeue_redelivers(connection, channel, queue):
 def test_recover_without_requeue_not_implemented(channel):
     with pytest.raises(ConnectionClosedByBroker) as exc:
         channel.basic_recover(requeue=False)
-    assert (exc.value.reply_code, exc.value.reply_text) == (
-        540, "NOT_IMPLEMENTED - requeue=false")
+    assert (exc.value.reply_code, exc.value.reply_text) == (540, "NOT_IMPLEMENTED - requeue=false")
 
 
 # --- consumers --------------------------------------------------------------------------------
+
 
 def test_consume_no_ack(connection, channel, queue):
     publish_n(channel, queue, 3)
@@ -367,9 +461,10 @@ def test_consume_no_ack(connection, channel, queue):
     tag = channel.basic_consume(queue, collector(got), auto_ack=True, consumer_tag="mine")
     assert tag == "mine"
     assert pump(connection, lambda: len(got) == 3)
-    assert [(m.consumer_tag, m.delivery_tag, m.redelivered, m.exchange, m.routing_key, b)
-            for m, _, b in got] == [("mine", i + 1, False, "", queue, b"m%d" % i)
-                                    for i in range(3)]
+    assert [
+        (m.consumer_tag, m.delivery_tag, m.redelivered, m.exchange, m.routing_key, b)
+        for m, _, b in got
+    ] == [("mine", i + 1, False, "", queue, b"m%d" % i) for i in range(3)]
     channel.basic_cancel(tag)
     channel.close()
     assert message_count(connection.channel(), queue) == 0
@@ -377,8 +472,12 @@ def test_consume_no_ack(connection, channel, queue):
 
 def test_server_generated_consumer_tags(raw, queue):
     raw.open_channel(1)
-    tags = [raw.rpc(1, spec.Basic.Consume(queue=queue, consumer_tag=""),
-                    spec.Basic.ConsumeOk).consumer_tag for _ in range(2)]
+    tags = [
+        raw.rpc(
+            1, spec.Basic.Consume(queue=queue, consumer_tag=""), spec.Basic.ConsumeOk
+        ).consumer_tag
+        for _ in range(2)
+    ]
     for tag in tags:
         assert re.fullmatch(r"amq\.ctag-[A-Za-z0-9_-]{22}", tag), tag
     assert tags[0] != tags[1]
@@ -402,7 +501,9 @@ def test_reused_consumer_tag_closes_connection(raw, queue):
     raw.send_method(1, spec.Basic.Consume(queue=queue, consumer_tag="t1"))
     close = raw.expect(0, spec.Connection.Close)
     assert (close.reply_code, close.reply_text) == (
-        530, "NOT_ALLOWED - attempt to reuse consumer tag 't1'")
+        530,
+        "NOT_ALLOWED - attempt to reuse consumer tag 't1'",
+    )
     assert (close.class_id, close.method_id) == (60, 20)
     raw.send_method(0, spec.Connection.CloseOk())
 
@@ -429,7 +530,9 @@ def test_exclusive_consumer_blocks_others(connection, channel, queue):
     with pytest.raises(ChannelClosedByBroker) as exc:
         other.basic_consume(queue, collector([]))
     assert (exc.value.reply_code, exc.value.reply_text) == (
-        403, f"ACCESS_REFUSED - queue '{queue}' in vhost '/' in exclusive use")
+        403,
+        f"ACCESS_REFUSED - queue '{queue}' in vhost '/' in exclusive use",
+    )
 
 
 def test_exclusive_consume_refused_when_queue_has_consumers(connection, channel, queue):
@@ -438,24 +541,31 @@ def test_exclusive_consume_refused_when_queue_has_consumers(connection, channel,
     with pytest.raises(ChannelClosedByBroker) as exc:
         other.basic_consume(queue, collector([]), exclusive=True)
     assert (exc.value.reply_code, exc.value.reply_text) == (
-        403, f"ACCESS_REFUSED - queue '{queue}' in vhost '/' in exclusive use")
+        403,
+        f"ACCESS_REFUSED - queue '{queue}' in vhost '/' in exclusive use",
+    )
 
 
 def test_consume_missing_queue(channel, unique):
     with pytest.raises(ChannelClosedByBroker) as exc:
         channel.basic_consume(unique + ".missing", collector([]))
     assert (exc.value.reply_code, exc.value.reply_text) == (
-        404, f"NOT_FOUND - no queue '{unique}.missing' in vhost '/'")
+        404,
+        f"NOT_FOUND - no queue '{unique}.missing' in vhost '/'",
+    )
 
 
 def test_get_missing_queue(channel, unique):
     with pytest.raises(ChannelClosedByBroker) as exc:
         channel.basic_get(unique + ".missing")
     assert (exc.value.reply_code, exc.value.reply_text) == (
-        404, f"NOT_FOUND - no queue '{unique}.missing' in vhost '/'")
+        404,
+        f"NOT_FOUND - no queue '{unique}.missing' in vhost '/'",
+    )
 
 
 # --- returns and routing failures -------------------------------------------------------------
+
 
 def test_mandatory_unroutable_is_returned(connection, channel, unique):
     returned = []
@@ -467,10 +577,20 @@ def test_mandatory_unroutable_is_returned(connection, channel, unique):
     (m1, p1, b1), (m2, _, b2) = returned
     assert isinstance(m1, spec.Basic.Return)
     assert (m1.reply_code, m1.reply_text, m1.exchange, m1.routing_key, b1) == (
-        312, "NO_ROUTE", "", unique + ".nowhere", b"back")
+        312,
+        "NO_ROUTE",
+        "",
+        unique + ".nowhere",
+        b"back",
+    )
     assert p1.message_id == "r1" and p1.headers == {"k": 1}
     assert (m2.reply_code, m2.reply_text, m2.exchange, m2.routing_key, b2) == (
-        312, "NO_ROUTE", "amq.direct", "nobody", b"back2")
+        312,
+        "NO_ROUTE",
+        "amq.direct",
+        "nobody",
+        b"back2",
+    )
 
 
 def test_mandatory_unroutable_with_confirms_raises(channel, unique):
@@ -479,7 +599,11 @@ def test_mandatory_unroutable_with_confirms_raises(channel, unique):
         channel.basic_publish("", unique + ".nowhere", b"back", mandatory=True)
     (msg,) = exc.value.messages
     assert (msg.method.reply_code, msg.method.reply_text, msg.method.routing_key, msg.body) == (
-        312, "NO_ROUTE", unique + ".nowhere", b"back")
+        312,
+        "NO_ROUTE",
+        unique + ".nowhere",
+        b"back",
+    )
 
 
 def test_mandatory_routable_not_returned(connection, channel, queue):
@@ -506,7 +630,9 @@ def test_publish_to_missing_exchange_closes_channel(connection, channel, unique)
     with pytest.raises(ChannelClosedByBroker) as exc:
         channel.basic_qos(prefetch_count=0)
     assert (exc.value.reply_code, exc.value.reply_text) == (
-        404, f"NOT_FOUND - no exchange '{unique}.nox' in vhost '/'")
+        404,
+        f"NOT_FOUND - no exchange '{unique}.nox' in vhost '/'",
+    )
     assert connection.is_open
     connection.channel().basic_qos(prefetch_count=0)
 
@@ -516,7 +642,11 @@ def test_publish_to_missing_exchange_close_frame(raw, unique):
     raw.publish(1, unique + ".nox", "rk", b"x")
     close = raw.expect(1, spec.Channel.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
-        404, f"NOT_FOUND - no exchange '{unique}.nox' in vhost '/'", 60, 40)
+        404,
+        f"NOT_FOUND - no exchange '{unique}.nox' in vhost '/'",
+        60,
+        40,
+    )
     raw.send_method(1, spec.Channel.CloseOk())
     raw.open_channel(1)  # the channel number can be reused
 
@@ -526,7 +656,11 @@ def test_immediate_publish_not_implemented(raw, queue):
     raw.publish(1, "", queue, b"x", immediate=True)
     close = raw.expect(0, spec.Connection.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
-        540, "NOT_IMPLEMENTED - immediate=true", 60, 40)
+        540,
+        "NOT_IMPLEMENTED - immediate=true",
+        60,
+        40,
+    )
     raw.send_method(0, spec.Connection.CloseOk())
 
 
@@ -534,7 +668,9 @@ def test_qos_prefetch_size_not_implemented(channel):
     with pytest.raises(ConnectionClosedByBroker) as exc:
         channel.basic_qos(prefetch_size=1000)
     assert (exc.value.reply_code, exc.value.reply_text) == (
-        540, "NOT_IMPLEMENTED - prefetch_size!=0 (1000)")
+        540,
+        "NOT_IMPLEMENTED - prefetch_size!=0 (1000)",
+    )
 
 
 def test_qos_prefetch_size_close_frame(raw):
@@ -542,7 +678,11 @@ def test_qos_prefetch_size_close_frame(raw):
     raw.send_method(1, spec.Basic.Qos(prefetch_size=1000, prefetch_count=0))
     close = raw.expect(0, spec.Connection.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
-        540, "NOT_IMPLEMENTED - prefetch_size!=0 (1000)", 60, 10)
+        540,
+        "NOT_IMPLEMENTED - prefetch_size!=0 (1000)",
+        60,
+        10,
+    )
     raw.send_method(0, spec.Connection.CloseOk())
 
 

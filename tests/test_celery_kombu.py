@@ -24,9 +24,24 @@ def amqp_url(broker) -> str:  # type: ignore[no-untyped-def]
 def test_celery_worker_completes_200_tasks_with_rpc_results(broker) -> None:  # type: ignore[no-untyped-def]
     env = {**os.environ, "AMQP_URL": amqp_url(broker), "PYTHONPATH": str(APPS)}
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool=solo",
-         "--concurrency=1", "--loglevel=WARNING", "--without-gossip", "--without-mingle"],
-        env=env, cwd=APPS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "celery_app",
+            "worker",
+            "--pool=solo",
+            "--concurrency=1",
+            "--loglevel=WARNING",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=env,
+        cwd=APPS,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         sys.path.insert(0, str(APPS))
         os.environ["AMQP_URL"] = amqp_url(broker)
@@ -49,14 +64,21 @@ def test_kombu_publish_consume_ack(broker, unique: str) -> None:  # type: ignore
     from kombu import Connection, Exchange, Queue
 
     exchange = Exchange(f"{unique}.x", type="direct", durable=True)
-    queue = Queue(unique, exchange, routing_key="k", durable=True,
-                  queue_arguments={"x-max-priority": 5})
+    queue = Queue(
+        unique, exchange, routing_key="k", durable=True, queue_arguments={"x-max-priority": 5}
+    )
     received: list[tuple[dict, int]] = []
     with Connection(amqp_url(broker), transport="pyamqp") as conn:
         producer = conn.Producer(serializer="json")
         for n in range(5):
-            producer.publish({"n": n}, exchange=exchange, routing_key="k", declare=[queue],
-                             priority=n % 3, delivery_mode=2)
+            producer.publish(
+                {"n": n},
+                exchange=exchange,
+                routing_key="k",
+                declare=[queue],
+                priority=n % 3,
+                delivery_mode=2,
+            )
 
         def handle(body: dict, message) -> None:  # type: ignore[no-untyped-def]
             received.append((body, message.properties.get("priority", 0)))

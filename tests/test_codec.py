@@ -70,11 +70,23 @@ def test_every_rabbitmq_type_letter_is_known() -> None:
 @pytest.mark.parametrize(
     ("letter", "value"),
     [
-        ("t", True), ("b", -128), ("B", 255), ("s", -32768), ("u", 65535),
-        ("I", -(2**31)), ("i", 2**32 - 1), ("l", -(2**63)), ("f", 1.5), ("d", -2.25),
-        ("D", Decimal("3.14")), ("S", "héllo"), ("x", b"\x00\xff"),
-        ("T", datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)), ("F", {"k": ("u", 7)}),
-        ("A", [("b", 1), ("S", "x")]), ("V", None),
+        ("t", True),
+        ("b", -128),
+        ("B", 255),
+        ("s", -32768),
+        ("u", 65535),
+        ("I", -(2**31)),
+        ("i", 2**32 - 1),
+        ("l", -(2**63)),
+        ("f", 1.5),
+        ("d", -2.25),
+        ("D", Decimal("3.14")),
+        ("S", "héllo"),
+        ("x", b"\x00\xff"),
+        ("T", datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)),
+        ("F", {"k": ("u", 7)}),
+        ("A", [("b", 1), ("S", "x")]),
+        ("V", None),
     ],
 )
 def test_each_letter_keeps_its_letter_and_value(letter: str, value: Any) -> None:
@@ -119,14 +131,35 @@ def test_plain_round_trip(table: dict[str, Any], prefix: bytes) -> None:
 
 def test_plain_encoding_infers_rabbitmq_letters() -> None:
     table = {
-        "bool": True, "int": 2**31 - 1, "neg": -(2**31), "big": 2**31, "str": "s", "bin": b"b",
-        "float": 0.5, "dec": Decimal("1.5"), "ts": datetime(2020, 1, 1, tzinfo=UTC), "none": None,
-        "tab": {}, "arr": [], "typed": Typed("u", 9),
+        "bool": True,
+        "int": 2**31 - 1,
+        "neg": -(2**31),
+        "big": 2**31,
+        "str": "s",
+        "bin": b"b",
+        "float": 0.5,
+        "dec": Decimal("1.5"),
+        "ts": datetime(2020, 1, 1, tzinfo=UTC),
+        "none": None,
+        "tab": {},
+        "arr": [],
+        "typed": Typed("u", 9),
     }
     decoded, _ = decode_table_typed(encode_table(table), 0)
     assert {k: v[0] for k, v in decoded.items()} == {
-        "bool": "t", "int": "I", "neg": "I", "big": "l", "str": "S", "bin": "x", "float": "d",
-        "dec": "D", "ts": "T", "none": "V", "tab": "F", "arr": "A", "typed": "u",
+        "bool": "t",
+        "int": "I",
+        "neg": "I",
+        "big": "l",
+        "str": "S",
+        "bin": "x",
+        "float": "d",
+        "dec": "D",
+        "ts": "T",
+        "none": "V",
+        "tab": "F",
+        "arr": "A",
+        "typed": "u",
     }
 
 
@@ -187,16 +220,25 @@ def test_pika_letters_trimq_decodes() -> None:
 
     (Integral floats only: pika truncates f and d values to integers.)
     """
-    payload = b"".join([
-        b"\x01bb\xff", b"\x01BB\xff", b"\x01ss\xff\xfe", b"\x01uu\xff\xfe",
-        b"\x01ii\xff\xff\xff\xff", b"\x01ff" + struct.pack(">f", 2.0),
-        b"\x01dd" + struct.pack(">d", -4.0),
-    ])
+    payload = b"".join(
+        [
+            b"\x01bb\xff",
+            b"\x01BB\xff",
+            b"\x01ss\xff\xfe",
+            b"\x01uu\xff\xfe",
+            b"\x01ii\xff\xff\xff\xff",
+            b"\x01ff" + struct.pack(">f", 2.0),
+            b"\x01dd" + struct.pack(">d", -4.0),
+        ]
+    )
     data = struct.pack(">I", len(payload)) + payload
     ours, _ = decode_table(data, 0)
     theirs, _ = pika.data.decode_table(data, 0)
-    assert ours == theirs == {"b": -1, "B": 255, "s": -2, "u": 65534, "i": 2**32 - 1,
-                              "f": 2.0, "d": -4.0}
+    assert (
+        ours
+        == theirs
+        == {"b": -1, "B": 255, "s": -2, "u": 65534, "i": 2**32 - 1, "f": 2.0, "d": -4.0}
+    )
 
 
 # --------------------------------------------------------------------------- garbage in

@@ -27,8 +27,9 @@ import trimq.server.app
 from trimq.broker.broker import BrokerConfig
 from trimq.server.app import COMPACTION_RETRY_MAX, compaction_pause, recover, serve
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: makes the broker's own disk fail")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: makes the broker's own disk fail"
+)
 
 SEGMENT = 4096
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
@@ -45,9 +46,16 @@ class BrokerThread:
         broker, wal = recover(BrokerConfig(), self.data_dir, SEGMENT, True)
         async with trio.open_nursery() as nursery:
             addresses = await nursery.start(
-                lambda task_status: serve(broker, "127.0.0.1", 0, wal=wal,
-                                          data_dir=self.data_dir, compaction_interval=0.05,
-                                          task_status=task_status))
+                lambda task_status: serve(
+                    broker,
+                    "127.0.0.1",
+                    0,
+                    wal=wal,
+                    data_dir=self.data_dir,
+                    compaction_interval=0.05,
+                    task_status=task_status,
+                )
+            )
             self.port = addresses[0][1]
             self.ready.set()
 
@@ -78,6 +86,7 @@ class LogRecorder:
     def __getattr__(self, level: str) -> Callable[..., None]:
         def record(event: str, **fields: Any) -> None:
             self.events.append((event, fields))
+
         return record
 
     def named(self, name: str) -> list[dict[str, Any]]:
@@ -147,7 +156,8 @@ def test_compaction_pause_doubles_after_each_failure_up_to_a_limit() -> None:
 
 
 def test_failed_compactions_are_logged_retried_and_lose_nothing(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     logged = LogRecorder()
     monkeypatch.setattr(trimq.server.app, "log", logged)
     faults = FailingSteps(monkeypatch)

@@ -63,6 +63,7 @@ def read_confirms(raw: RawClient, channel: int, tags: set[int]) -> list[spec.Bas
 
 # --- confirms ---------------------------------------------------------------------------------
 
+
 def test_confirm_select_with_pika(channel, queue):
     channel.confirm_delivery()
     for i in range(20):
@@ -86,12 +87,17 @@ def test_confirms_cover_every_sequence_number(raw, queue, unique):
 def test_confirm_mandatory_unroutable_gets_return_then_ack(raw, unique):
     raw.open_channel(1)
     raw.rpc(1, spec.Confirm.Select(), spec.Confirm.SelectOk)
-    raw.publish(1, "", unique + ".nowhere", b"back", spec.BasicProperties(message_id="x"),
-                mandatory=True)
+    raw.publish(
+        1, "", unique + ".nowhere", b"back", spec.BasicProperties(message_id="x"), mandatory=True
+    )
     ret = raw.read_command()
     assert isinstance(ret.method, spec.Basic.Return)
-    assert (ret.method.reply_code, ret.method.reply_text, ret.method.exchange,
-            ret.method.routing_key) == (312, "NO_ROUTE", "", unique + ".nowhere")
+    assert (
+        ret.method.reply_code,
+        ret.method.reply_text,
+        ret.method.exchange,
+        ret.method.routing_key,
+    ) == (312, "NO_ROUTE", "", unique + ".nowhere")
     assert ret.body == b"back" and ret.properties.message_id == "x"
     ack = raw.read_command()
     assert isinstance(ack.method, spec.Basic.Ack)
@@ -150,12 +156,15 @@ def test_pika_confirm_mandatory_unroutable_raises(channel, queue, unique):
 
 # --- mode switching and errors ----------------------------------------------------------------
 
+
 def test_confirm_then_tx_refused(channel):
     channel.confirm_delivery()
     with pytest.raises(ChannelClosedByBroker) as exc:
         channel.tx_select()
     assert (exc.value.reply_code, exc.value.reply_text) == (
-        406, "PRECONDITION_FAILED - cannot switch from confirm to tx mode")
+        406,
+        "PRECONDITION_FAILED - cannot switch from confirm to tx mode",
+    )
 
 
 def test_tx_then_confirm_refused(channel):
@@ -163,7 +172,9 @@ def test_tx_then_confirm_refused(channel):
     with pytest.raises(ChannelClosedByBroker) as exc:
         channel.confirm_delivery()
     assert (exc.value.reply_code, exc.value.reply_text) == (
-        406, "PRECONDITION_FAILED - cannot switch from tx to confirm mode")
+        406,
+        "PRECONDITION_FAILED - cannot switch from tx to confirm mode",
+    )
 
 
 @pytest.mark.parametrize("op", ["commit", "rollback"])
@@ -171,7 +182,9 @@ def test_tx_without_select(connection, channel, op):
     with pytest.raises(ChannelClosedByBroker) as exc:
         getattr(channel, f"tx_{op}")()
     assert (exc.value.reply_code, exc.value.reply_text) == (
-        406, "PRECONDITION_FAILED - channel is not transactional")
+        406,
+        "PRECONDITION_FAILED - channel is not transactional",
+    )
     assert connection.is_open
 
 
@@ -182,17 +195,26 @@ def test_mode_switch_close_frames(raw):
     raw.send_method(1, spec.Confirm.Select())
     close = raw.expect(1, spec.Channel.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
-        406, "PRECONDITION_FAILED - cannot switch from tx to confirm mode", 85, 10)
+        406,
+        "PRECONDITION_FAILED - cannot switch from tx to confirm mode",
+        85,
+        10,
+    )
     raw.send_method(1, spec.Channel.CloseOk())
     raw.open_channel(2)
     raw.send_method(2, spec.Tx.Commit())
     close = raw.expect(2, spec.Channel.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
-        406, "PRECONDITION_FAILED - channel is not transactional", 90, 20)
+        406,
+        "PRECONDITION_FAILED - channel is not transactional",
+        90,
+        20,
+    )
     raw.send_method(2, spec.Channel.CloseOk())
 
 
 # --- transactions -----------------------------------------------------------------------------
+
 
 def test_tx_publish_visible_only_after_commit(connection, channel, queue):
     tx = connection.channel()
@@ -233,7 +255,11 @@ def test_tx_double_ack_fails_at_once(raw, queue):
     raw.send_method(1, spec.Basic.Qos(prefetch_count=0))
     close = raw.expect(1, spec.Channel.Close)
     assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
-        406, "PRECONDITION_FAILED - unknown delivery tag 1", 60, 80)
+        406,
+        "PRECONDITION_FAILED - unknown delivery tag 1",
+        60,
+        80,
+    )
     raw.send_method(1, spec.Channel.CloseOk())
 
 

@@ -44,8 +44,10 @@ CAPABILITIES = {
     "direct_reply_to": True,
 }
 
-LOGIN_REFUSED = ("ACCESS_REFUSED - Login was refused using authentication mechanism {}. "
-                 "For details see the broker logfile.")
+LOGIN_REFUSED = (
+    "ACCESS_REFUSED - Login was refused using authentication mechanism {}. "
+    "For details see the broker logfile."
+)
 
 
 def wire(broker: Broker, timeout: float = 5.0) -> WireConnection:
@@ -54,10 +56,10 @@ def wire(broker: Broker, timeout: float = 5.0) -> WireConnection:
 
 def start_ok_with_capabilities(conn: WireConnection, mechanism: str, response: bytes) -> None:
     """StartOk advertising authentication_failure_close, as pika and the Java client do."""
-    props = table({"product": "amqp_wire",
-                   "capabilities": {"authentication_failure_close": True}})
-    conn.send_method(0, (10, 11), props + shortstr(mechanism) + longstr(response)
-                     + shortstr("en_US"))
+    props = table({"product": "amqp_wire", "capabilities": {"authentication_failure_close": True}})
+    conn.send_method(
+        0, (10, 11), props + shortstr(mechanism) + longstr(response) + shortstr("en_US")
+    )
 
 
 def amqplain_response(login: str, password: str) -> bytes:
@@ -145,8 +147,12 @@ def test_channel_max_is_enforced(broker: Broker) -> None:
         conn.send_method(3, (20, 10), shortstr(""))
         close = conn.expect_connection_close()
         assert close.fields == (
-            530, "NOT_ALLOWED - number of channels opened (2) has reached the negotiated "
-            "channel_max (2)", 0, 0)
+            530,
+            "NOT_ALLOWED - number of channels opened (2) has reached the negotiated "
+            "channel_max (2)",
+            0,
+            0,
+        )
 
 
 # --------------------------------------------------------------------------- heartbeats
@@ -226,16 +232,18 @@ def test_client_heartbeats_keep_raw_connection_alive(broker: Broker) -> None:
 
 
 def test_bad_password_pika(broker: Broker) -> None:
-    params = broker.params(credentials=pika.PlainCredentials("guest", "wrong"),
-                           connection_attempts=1)
+    params = broker.params(
+        credentials=pika.PlainCredentials("guest", "wrong"), connection_attempts=1
+    )
     with pytest.raises(pika.exceptions.ProbableAuthenticationError) as info:
         pika.BlockingConnection(params)
     assert f"(403) '{LOGIN_REFUSED.format('PLAIN')}'" in str(info.value)
 
 
 def test_unknown_user_pika(broker: Broker) -> None:
-    params = broker.params(credentials=pika.PlainCredentials("nosuchuser", "guest"),
-                           connection_attempts=1)
+    params = broker.params(
+        credentials=pika.PlainCredentials("nosuchuser", "guest"), connection_attempts=1
+    )
     with pytest.raises(pika.exceptions.ProbableAuthenticationError) as info:
         pika.BlockingConnection(params)
     assert f"(403) '{LOGIN_REFUSED.format('PLAIN')}'" in str(info.value)
@@ -276,8 +284,9 @@ def test_unknown_mechanism_closes_silently(broker: Broker) -> None:
 
 
 def test_unknown_vhost_pika(broker: Broker) -> None:
-    params = pika.ConnectionParameters(host=broker.host, port=broker.port,
-                                       virtual_host="nosuch", connection_attempts=1)
+    params = pika.ConnectionParameters(
+        host=broker.host, port=broker.port, virtual_host="nosuch", connection_attempts=1
+    )
     with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as info:
         pika.BlockingConnection(params)
     assert "(530) 'NOT_ALLOWED - vhost nosuch not found'" in str(info.value)
@@ -317,7 +326,11 @@ def test_second_connection_open_is_rejected(broker: Broker) -> None:
         conn.send_method(0, CONNECTION_OPEN, shortstr("/") + shortstr("") + b"\0")
         close = conn.expect_connection_close()
         assert close.fields == (
-            504, "CHANNEL_ERROR - unexpected method in connection state running", 10, 40)
+            504,
+            "CHANNEL_ERROR - unexpected method in connection state running",
+            10,
+            40,
+        )
 
 
 def test_protocol_header_answer_for_other_versions(broker: Broker) -> None:
@@ -354,8 +367,7 @@ def test_reopen_closed_channel_number(connection: pika.BlockingConnection, uniqu
     assert again.queue_declare(unique, passive=True).method.queue == unique
 
 
-def test_reopen_channel_closed_by_broker(connection: pika.BlockingConnection,
-                                         unique: str) -> None:
+def test_reopen_channel_closed_by_broker(connection: pika.BlockingConnection, unique: str) -> None:
     ch = connection.channel(channel_number=3)
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
         ch.queue_declare(unique, passive=True)
@@ -389,8 +401,8 @@ def test_channel_flow_active(channel: pika.adapters.blocking_connection.Blocking
 
 
 def test_channel_flow_inactive_not_implemented(
-        connection: pika.BlockingConnection,
-        channel: pika.adapters.blocking_connection.BlockingChannel) -> None:
+    connection: pika.BlockingConnection, channel: pika.adapters.blocking_connection.BlockingChannel
+) -> None:
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
         channel.flow(False)
     assert info.value.reply_code == 540
@@ -427,8 +439,12 @@ def test_connection_survives_other_connections_closing(broker: Broker) -> None:
 # --------------------------------------------------------------------------- SelectConnection
 
 
-def run_select(broker: Broker, on_open: Callable[[SelectConnection, dict[str, Any]], None],
-               timeout: float = 5.0, **params: Any) -> dict[str, Any]:
+def run_select(
+    broker: Broker,
+    on_open: Callable[[SelectConnection, dict[str, Any]], None],
+    timeout: float = 5.0,
+    **params: Any,
+) -> dict[str, Any]:
     """Run a SelectConnection until the callbacks call `conn.close()` (or the timeout)."""
     state: dict[str, Any] = {"events": []}
 
@@ -445,9 +461,12 @@ def run_select(broker: Broker, on_open: Callable[[SelectConnection, dict[str, An
         state["close_reason"] = reason
         conn.ioloop.stop()
 
-    conn = SelectConnection(broker.params(**params), on_open_callback=on_open_ok,
-                            on_open_error_callback=on_open_error,
-                            on_close_callback=on_closed)
+    conn = SelectConnection(
+        broker.params(**params),
+        on_open_callback=on_open_ok,
+        on_open_error_callback=on_open_error,
+        on_close_callback=on_closed,
+    )
 
     def on_timeout() -> None:
         state["timed_out"] = True
@@ -493,8 +512,12 @@ def test_select_connection_channel_error_then_reopen(broker: Broker, unique: str
         def on_channel_closed(ch: pika.channel.Channel, reason: BaseException) -> None:
             state["channel_reason"] = reason
             # pika forgets the channel only after its close callbacks have run
-            conn.ioloop.call_later(0, lambda: conn.channel(channel_number=ch.channel_number,
-                                                           on_open_callback=on_reopened))
+            conn.ioloop.call_later(
+                0,
+                lambda: conn.channel(
+                    channel_number=ch.channel_number, on_open_callback=on_reopened
+                ),
+            )
 
         def on_reopened(ch: pika.channel.Channel) -> None:
             state["reopened"] = ch.channel_number
@@ -507,13 +530,19 @@ def test_select_connection_channel_error_then_reopen(broker: Broker, unique: str
     reason = state["channel_reason"]
     assert isinstance(reason, pika.exceptions.ChannelClosedByBroker)
     assert (reason.reply_code, reason.reply_text) == (
-        404, f"NOT_FOUND - no exchange '{unique}' in vhost '/'")
+        404,
+        f"NOT_FOUND - no exchange '{unique}' in vhost '/'",
+    )
     assert state["reopened"] == 1
 
 
 def test_select_connection_bad_password(broker: Broker) -> None:
-    state = run_select(broker, lambda conn, state: conn.close(),
-                       credentials=pika.PlainCredentials("guest", "bad"), connection_attempts=1)
+    state = run_select(
+        broker,
+        lambda conn, state: conn.close(),
+        credentials=pika.PlainCredentials("guest", "bad"),
+        connection_attempts=1,
+    )
     err = state["open_error"]
     assert isinstance(err, pika.exceptions.ProbableAuthenticationError)
     assert LOGIN_REFUSED.format("PLAIN") in str(err)

@@ -43,8 +43,9 @@ def method(channel: int, m: Any) -> bytes:
     return pika.frame.Method(channel, m).marshal()
 
 
-def content(channel: int, body: bytes, props: ps.BasicProperties | None = None,
-            step: int = 131064) -> bytes:
+def content(
+    channel: int, body: bytes, props: ps.BasicProperties | None = None, step: int = 131064
+) -> bytes:
     out = pika.frame.Header(channel, len(body), props or ps.BasicProperties()).marshal()
     for i in range(0, len(body), step):
         out += pika.frame.Body(channel, body[i : i + step]).marshal()
@@ -97,17 +98,38 @@ class Client:
         await self.send(b"AMQP\x00\x00\x09\x01")
         await self.expect(ps.Connection.Start)
         if client_properties is None:
-            await self.send(method(0, ps.Connection.StartOk(
-                client_properties={"product": "fuzz", "capabilities": {
-                    "authentication_failure_close": True}},
-                mechanism="PLAIN", response=b"\0guest\0guest", locale="en_US")))
+            await self.send(
+                method(
+                    0,
+                    ps.Connection.StartOk(
+                        client_properties={
+                            "product": "fuzz",
+                            "capabilities": {"authentication_failure_close": True},
+                        },
+                        mechanism="PLAIN",
+                        response=b"\0guest\0guest",
+                        locale="en_US",
+                    ),
+                )
+            )
         else:  # a raw field table, for tables pika cannot build
-            args = (client_properties + b"\x05PLAIN" + struct.pack(">I", 12)
-                    + b"\0guest\0guest" + b"\x05en_US")
+            args = (
+                client_properties
+                + b"\x05PLAIN"
+                + struct.pack(">I", 12)
+                + b"\0guest\0guest"
+                + b"\x05en_US"
+            )
             await self.send(raw(1, 0, struct.pack(">HH", 10, 11) + args))
         tune = await self.expect(ps.Connection.Tune)
-        await self.send(method(0, ps.Connection.TuneOk(
-            channel_max=tune.channel_max, frame_max=tune.frame_max, heartbeat=0)))
+        await self.send(
+            method(
+                0,
+                ps.Connection.TuneOk(
+                    channel_max=tune.channel_max, frame_max=tune.frame_max, heartbeat=0
+                ),
+            )
+        )
         await self.send(method(0, ps.Connection.Open(virtual_host="/")))
         await self.expect(ps.Connection.OpenOk)
 
@@ -120,12 +142,16 @@ class Outcome:
     handshake_done: bool = False
 
     def closes(self) -> list[Any]:
-        return [f.method for f in self.frames if isinstance(f, pika.frame.Method)
-                and isinstance(f.method, ps.Connection.Close)]
+        return [
+            f.method
+            for f in self.frames
+            if isinstance(f, pika.frame.Method) and isinstance(f.method, ps.Connection.Close)
+        ]
 
 
-async def session(broker: Broker, payload: bytes, *,
-                  client_properties: bytes | None = None) -> Outcome:
+async def session(
+    broker: Broker, payload: bytes, *, client_properties: bytes | None = None
+) -> Outcome:
     """Handshake, open channel 1, send `payload`; answer a Connection.Close with Close-Ok, or
     else close our side once the server is idle; read until the server closes."""
     client_stream, server_stream = trio.testing.memory_stream_pair()
@@ -181,8 +207,10 @@ async def probe(broker: Broker) -> None:
         await client.expect(ps.Channel.OpenOk)
         await client.send(method(1, ps.Queue.Declare(queue=PROBE_QUEUE)))
         declared = await client.expect(ps.Queue.DeclareOk)
-        await client.send(method(1, ps.Basic.Publish(exchange="", routing_key=PROBE_QUEUE))
-                          + content(1, b"alive", ps.BasicProperties(message_id="m1")))
+        await client.send(
+            method(1, ps.Basic.Publish(exchange="", routing_key=PROBE_QUEUE))
+            + content(1, b"alive", ps.BasicProperties(message_id="m1"))
+        )
         await client.send(method(1, ps.Basic.Get(queue=PROBE_QUEUE, no_ack=True)))
         await client.expect(ps.Basic.GetOk)
         header = await client.frame()
@@ -193,14 +221,22 @@ async def probe(broker: Broker) -> None:
         await client.send(method(1, ps.Queue.Delete(queue=PROBE_QUEUE)))
         deleted = await client.expect(ps.Queue.DeleteOk)
         assert deleted.message_count == 0 == declared.message_count
-        await client.send(method(0, ps.Connection.Close(reply_code=200, reply_text="bye",
-                                                        class_id=0, method_id=0)))
+        await client.send(
+            method(
+                0, ps.Connection.Close(reply_code=200, reply_text="bye", class_id=0, method_id=0)
+            )
+        )
         await client.expect(ps.Connection.CloseOk)
         assert await client.frame() is None
 
 
-def run(payload: bytes, *, client_properties: bytes | None = None, check_probe: bool = True,
-        after: Callable[[Broker], Awaitable[None]] | None = None) -> tuple[Outcome, LogRecorder]:
+def run(
+    payload: bytes,
+    *,
+    client_properties: bytes | None = None,
+    check_probe: bool = True,
+    after: Callable[[Broker], Awaitable[None]] | None = None,
+) -> tuple[Outcome, LogRecorder]:
     """One fuzzed session on a fresh Broker, then the probe, then `after(broker)` if given."""
     recorder = LogRecorder()
 
@@ -235,8 +271,11 @@ def check(outcome: Outcome, recorder: LogRecorder) -> None:
             assert isinstance(m, ps.Connection.CloseOk), f"{m!r} after Connection.Close"
         if isinstance(m, ps.Connection.Close | ps.Channel.Close):
             assert m.reply_code in ERROR_CODES, m
-            text = m.reply_text if isinstance(m.reply_text, str) else m.reply_text.decode(
-                "utf-8", "replace")
+            text = (
+                m.reply_text
+                if isinstance(m.reply_text, str)
+                else m.reply_text.decode("utf-8", "replace")
+            )
             assert text.startswith(REPLY_NAMES[m.reply_code]), m
             assert (frame.channel_number == 0) == isinstance(m, ps.Connection.Close)
         if isinstance(m, ps.Connection.Close):
@@ -267,9 +306,17 @@ SCENARIOS = [
 trimq_methods = st.builds(lambda ch, m: raw(1, ch, m.encode()), CHANNELS, methods())
 headers = st.builds(
     lambda ch, cls, size, props: raw(2, ch, struct.pack(">HHQ", cls, 0, size) + props),
-    CHANNELS, st.sampled_from([60, 60, 50, 0]), st.integers(0, 64),
-    st.sampled_from([b"\x00\x00", b"".join(ps.BasicProperties(
-        content_type="t", headers={"a": [1, "b"]}, priority=3).encode())]),
+    CHANNELS,
+    st.sampled_from([60, 60, 50, 0]),
+    st.integers(0, 64),
+    st.sampled_from(
+        [
+            b"\x00\x00",
+            b"".join(
+                ps.BasicProperties(content_type="t", headers={"a": [1, "b"]}, priority=3).encode()
+            ),
+        ]
+    ),
 )
 bodies = st.builds(lambda ch, data: raw(3, ch, data), CHANNELS, st.binary(max_size=64))
 heartbeats = st.builds(lambda ch: raw(8, ch, b""), st.sampled_from([0, 0, 1]))
@@ -284,15 +331,24 @@ publishes = st.builds(
 )
 random_ids = st.builds(
     lambda ch, cid, mid, args: raw(1, ch, struct.pack(">HH", cid, mid) + args),
-    CHANNELS, st.one_of(st.sampled_from([10, 20, 40, 50, 60, 85, 90]), st.integers(0, 65535)),
+    CHANNELS,
+    st.one_of(st.sampled_from([10, 20, 40, 50, 60, 85, 90]), st.integers(0, 65535)),
     st.one_of(st.sampled_from([10, 11, 20, 40, 50, 70]), st.integers(0, 65535)),
     st.binary(max_size=24),
 )
-random_types = st.builds(lambda t, ch, data: raw(t, ch, data),
-                         st.integers(0, 255), CHANNELS, st.binary(max_size=16))
+random_types = st.builds(
+    lambda t, ch, data: raw(t, ch, data), st.integers(0, 255), CHANNELS, st.binary(max_size=16)
+)
 units = st.one_of(
-    st.sampled_from(SCENARIOS), trimq_methods, headers, bodies, heartbeats, publishes,
-    random_ids, random_types, st.binary(min_size=1, max_size=24),
+    st.sampled_from(SCENARIOS),
+    trimq_methods,
+    headers,
+    bodies,
+    heartbeats,
+    publishes,
+    random_ids,
+    random_types,
+    st.binary(min_size=1, max_size=24),
 )
 
 
@@ -312,7 +368,8 @@ def mutated(draw: Any) -> bytes:
 # Mostly well-formed traffic first (to reach deeper states: content, consumers, confirms, tx),
 # then random and mutated frames.
 valid_units = st.one_of(
-    st.sampled_from(SCENARIOS), publishes,
+    st.sampled_from(SCENARIOS),
+    publishes,
     st.builds(lambda m: raw(1, 1, m.encode()), methods()),
     st.just(raw(8, 0, b"")),
 )
@@ -322,8 +379,11 @@ payloads = st.builds(
     st.lists(st.one_of(units, mutated()), min_size=1, max_size=4),
 )
 
-FUZZ = settings(max_examples=200, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 # --------------------------------------------------------------------------- tests
@@ -332,8 +392,10 @@ FUZZ = settings(max_examples=200, deadline=None,
 def test_clean_session_and_probe() -> None:
     outcome, recorder = run(PUBLISH_TO_FQ + method(1, ps.Basic.Get(queue="fq", no_ack=True)))
     check(outcome, recorder)
-    kinds = [type(f.method).__name__ if isinstance(f, pika.frame.Method) else type(f).__name__
-             for f in outcome.frames]
+    kinds = [
+        type(f.method).__name__ if isinstance(f, pika.frame.Method) else type(f).__name__
+        for f in outcome.frames
+    ]
     assert kinds == ["DeclareOk", "GetOk", "Header", "Body"]
     assert outcome.frames[-1].fragment == b"payload"
     assert not outcome.closes()
@@ -342,22 +404,36 @@ def test_clean_session_and_probe() -> None:
 @pytest.mark.parametrize(
     ("payload", "codes"),
     [
-        pytest.param(raw(1, 1, struct.pack(">HHB", 20, 20, 1), end=b"\x00"), {501},
-                     id="bad-frame-end"),
+        pytest.param(
+            raw(1, 1, struct.pack(">HHB", 20, 20, 1), end=b"\x00"), {501}, id="bad-frame-end"
+        ),
         pytest.param(raw(7, 0, b"abc"), {501}, id="unknown-frame-type"),
         pytest.param(struct.pack(">BHI", 3, 1, 131073), {501}, id="frame-too-large"),
-        pytest.param(raw(2, 1, struct.pack(">HHQ", 60, 0, 1) + b"\x00\x00"), {505},
-                     id="header-without-method"),
+        pytest.param(
+            raw(2, 1, struct.pack(">HHQ", 60, 0, 1) + b"\x00\x00"),
+            {505},
+            id="header-without-method",
+        ),
         pytest.param(raw(3, 1, b"body"), {505}, id="body-without-method"),
-        pytest.param(method(1, ps.Basic.Publish()) + method(1, ps.Basic.Qos()), {505},
-                     id="method-instead-of-header"),
+        pytest.param(
+            method(1, ps.Basic.Publish()) + method(1, ps.Basic.Qos()),
+            {505},
+            id="method-instead-of-header",
+        ),
         pytest.param(raw(1, 1, struct.pack(">HH", 999, 1)), {540}, id="unknown-class"),
-        pytest.param(raw(1, 1, struct.pack(">HH", 50, 10) + b"\x00"), {501, 502},
-                     id="truncated-arguments"),
-        pytest.param(raw(1, 0, struct.pack(">HH", 50, 10) + b"\x00\x00\x01q\x00\x00\x00\x00\x00"),
-                     {503, 504}, id="queue-declare-on-channel-0"),
-        pytest.param(raw(1, 5, struct.pack(">HH", 50, 10) + b"\x00\x00\x01q\x00\x00\x00\x00\x00"),
-                     {504}, id="method-on-unopened-channel"),
+        pytest.param(
+            raw(1, 1, struct.pack(">HH", 50, 10) + b"\x00"), {501, 502}, id="truncated-arguments"
+        ),
+        pytest.param(
+            raw(1, 0, struct.pack(">HH", 50, 10) + b"\x00\x00\x01q\x00\x00\x00\x00\x00"),
+            {503, 504},
+            id="queue-declare-on-channel-0",
+        ),
+        pytest.param(
+            raw(1, 5, struct.pack(">HH", 50, 10) + b"\x00\x00\x01q\x00\x00\x00\x00\x00"),
+            {504},
+            id="method-on-unopened-channel",
+        ),
         pytest.param(method(1, ps.Channel.Open()), {504}, id="second-channel-open"),
     ],
 )
@@ -374,9 +450,11 @@ def test_partial_frame_then_eof_ends_quietly() -> None:
 
 
 def test_soft_error_closes_only_the_channel() -> None:
-    outcome, recorder = run(method(1, ps.Queue.Declare(queue="nope", passive=True))
-                            + method(1, ps.Channel.CloseOk())
-                            + method(1, ps.Channel.Open()))
+    outcome, recorder = run(
+        method(1, ps.Queue.Declare(queue="nope", passive=True))
+        + method(1, ps.Channel.CloseOk())
+        + method(1, ps.Channel.Open())
+    )
     check(outcome, recorder)
     closes = [f.method for f in outcome.frames if isinstance(f.method, ps.Channel.Close)]
     assert [c.reply_code for c in closes] == [404]
@@ -402,9 +480,13 @@ def summary(outcome: Outcome) -> list[Any]:
 
 
 def test_unacked_deliveries_are_requeued_after_a_connection_error() -> None:
-    payload = (method(1, ps.Queue.Declare(queue="rq"))
-               + method(1, ps.Basic.Publish(routing_key="rq")) + content(1, b"m1")
-               + method(1, ps.Basic.Consume(queue="rq", consumer_tag="c")) + GARBAGE)
+    payload = (
+        method(1, ps.Queue.Declare(queue="rq"))
+        + method(1, ps.Basic.Publish(routing_key="rq"))
+        + content(1, b"m1")
+        + method(1, ps.Basic.Consume(queue="rq", consumer_tag="c"))
+        + GARBAGE
+    )
     later: list[Outcome] = []
 
     async def after(broker: Broker) -> None:
@@ -412,8 +494,14 @@ def test_unacked_deliveries_are_requeued_after_a_connection_error() -> None:
 
     outcome, recorder = run(payload, after=after)
     check(outcome, recorder)
-    assert summary(outcome) == [(1, ps.Queue.DeclareOk), (1, ps.Basic.ConsumeOk),
-                                (1, ps.Basic.Deliver), "header", b"m1", (0, ps.Connection.Close)]
+    assert summary(outcome) == [
+        (1, ps.Queue.DeclareOk),
+        (1, ps.Basic.ConsumeOk),
+        (1, ps.Basic.Deliver),
+        "header",
+        b"m1",
+        (0, ps.Connection.Close),
+    ]
     get_ok = later[0].frames[0].method
     assert isinstance(get_ok, ps.Basic.GetOk) and get_ok.redelivered
     assert summary(later[0])[1:] == ["header", b"m1", (0, ps.Connection.CloseOk)]
@@ -425,8 +513,9 @@ def test_exclusive_queue_is_deleted_after_a_connection_error() -> None:
     async def after(broker: Broker) -> None:
         later.append(await session(broker, method(1, ps.Queue.Declare(queue="xq", passive=True))))
 
-    outcome, recorder = run(method(1, ps.Queue.Declare(queue="xq", exclusive=True)) + GARBAGE,
-                            after=after)
+    outcome, recorder = run(
+        method(1, ps.Queue.Declare(queue="xq", exclusive=True)) + GARBAGE, after=after
+    )
     check(outcome, recorder)
     closes = [f.method for f in later[0].frames if isinstance(f.method, ps.Channel.Close)]
     assert [c.reply_code for c in closes] == [404]
@@ -435,28 +524,42 @@ def test_exclusive_queue_is_deleted_after_a_connection_error() -> None:
 def test_contents_on_two_channels_may_interleave() -> None:
     publish = ps.Basic.Publish(routing_key="iq")
     payload = (
-        method(2, ps.Channel.Open()) + method(1, ps.Queue.Declare(queue="iq"))
-        + method(1, publish) + method(2, publish)
+        method(2, ps.Channel.Open())
+        + method(1, ps.Queue.Declare(queue="iq"))
+        + method(1, publish)
+        + method(2, publish)
         + raw(2, 1, struct.pack(">HHQ", 60, 0, 3) + b"\x00\x00")
         + raw(8, 0, b"")
         + raw(2, 2, struct.pack(">HHQ", 60, 0, 3) + b"\x00\x00")
-        + raw(3, 2, b"two") + raw(3, 1, b"o") + raw(3, 1, b"ne")
+        + raw(3, 2, b"two")
+        + raw(3, 1, b"o")
+        + raw(3, 1, b"ne")
         + method(1, ps.Basic.Get(queue="iq", no_ack=True))
-        + method(2, ps.Basic.Get(queue="iq", no_ack=True)) + BYE
+        + method(2, ps.Basic.Get(queue="iq", no_ack=True))
+        + BYE
     )
     outcome, recorder = run(payload)
     check(outcome, recorder)
     assert summary(outcome) == [
-        (2, ps.Channel.OpenOk), (1, ps.Queue.DeclareOk),
-        (1, ps.Basic.GetOk), "header", b"two", (2, ps.Basic.GetOk), "header", b"one",
+        (2, ps.Channel.OpenOk),
+        (1, ps.Queue.DeclareOk),
+        (1, ps.Basic.GetOk),
+        "header",
+        b"two",
+        (2, ps.Basic.GetOk),
+        "header",
+        b"one",
         (0, ps.Connection.CloseOk),
     ]
 
 
 def test_connection_close_in_the_middle_of_a_content() -> None:
-    payload = (method(1, ps.Basic.Publish(routing_key="q"))
-               + raw(2, 1, struct.pack(">HHQ", 60, 0, 10) + b"\x00\x00") + raw(3, 1, b"abc")
-               + BYE)
+    payload = (
+        method(1, ps.Basic.Publish(routing_key="q"))
+        + raw(2, 1, struct.pack(">HHQ", 60, 0, 10) + b"\x00\x00")
+        + raw(3, 1, b"abc")
+        + BYE
+    )
     outcome, recorder = run(payload)
     check(outcome, recorder)
     assert summary(outcome) == [(0, ps.Connection.CloseOk)]
@@ -468,8 +571,10 @@ def test_connection_close_in_the_middle_of_a_content() -> None:
 @example(raw(2, 0, struct.pack(">HHQ", 60, 0, 3) + b"\x00\x00"))
 @example(method(1, ps.Basic.Publish(routing_key="fq")) + raw(2, 1, b"\x00\x3c"))
 @example(raw(8, 1, b""))
-@example(method(0, ps.Connection.Close(reply_code=200, reply_text="", class_id=0, method_id=0))
-         + b"\x01\x00")
+@example(
+    method(0, ps.Connection.Close(reply_code=200, reply_text="", class_id=0, method_id=0))
+    + b"\x01\x00"
+)
 def test_random_frames_never_break_the_connection_or_the_broker(payload: bytes) -> None:
     outcome, recorder = run(payload)
     check(outcome, recorder)
@@ -494,10 +599,12 @@ def test_huge_timestamp_argument_is_accepted() -> None:
 
 def test_huge_timestamp_header_is_accepted() -> None:
     props = struct.pack(">HI", 0x2000, len(HUGE_TIMESTAMP)) + HUGE_TIMESTAMP
-    payload = (method(1, ps.Queue.Declare(queue="ts"))
-               + method(1, ps.Basic.Publish(routing_key="ts"))
-               + raw(2, 1, struct.pack(">HHQ", 60, 0, 0) + props)
-               + method(1, ps.Queue.Declare(queue="ts", passive=True)))
+    payload = (
+        method(1, ps.Queue.Declare(queue="ts"))
+        + method(1, ps.Basic.Publish(routing_key="ts"))
+        + raw(2, 1, struct.pack(">HHQ", 60, 0, 0) + props)
+        + method(1, ps.Queue.Declare(queue="ts", passive=True))
+    )
     outcome, recorder = run(payload)  # (not fetched back: pika cannot decode such a header)
     check(outcome, recorder)
     counts = [f.method.message_count for f in outcome.frames]
@@ -512,15 +619,19 @@ def test_deeply_nested_arguments_are_a_connection_error() -> None:
 
 def test_huge_timestamp_in_client_properties_is_accepted() -> None:
     body = HUGE_TIMESTAMP
-    outcome, recorder = run(method(1, ps.Basic.Qos()), check_probe=True,
-                            client_properties=struct.pack(">I", len(body)) + body)
+    outcome, recorder = run(
+        method(1, ps.Basic.Qos()),
+        check_probe=True,
+        client_properties=struct.pack(">I", len(body)) + body,
+    )
     assert outcome.handshake_done
     check(outcome, recorder)
 
 
 def test_deeply_nested_client_properties_do_not_escape_serve() -> None:
-    outcome, recorder = run(b"", client_properties=nested_tables(sys.getrecursionlimit() + 100),
-                            check_probe=True)
+    outcome, recorder = run(
+        b"", client_properties=nested_tables(sys.getrecursionlimit() + 100), check_probe=True
+    )
     assert outcome.serve_error is None
     assert not outcome.handshake_done  # refused before Tune-Ok: the socket just closes
     assert not recorder.internal_errors()

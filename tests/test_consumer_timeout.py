@@ -39,9 +39,11 @@ trimq_only = pytest.mark.skipif(bool(REFERENCE), reason="trimq-only: starts its 
 
 def timeout_text(channel: int, timeout_ms: int) -> str:
     """RabbitMQ 3.10.8's text, observed with consumer_timeout = 2000."""
-    return (f"PRECONDITION_FAILED - delivery acknowledgement on channel {channel} timed out. "
-            f"Timeout value used: {timeout_ms} ms. This timeout value can be configured, see "
-            "consumers doc guide to learn more")
+    return (
+        f"PRECONDITION_FAILED - delivery acknowledgement on channel {channel} timed out. "
+        f"Timeout value used: {timeout_ms} ms. This timeout value can be configured, see "
+        "consumers doc guide to learn more"
+    )
 
 
 def start_with_timeout(data_dir: Path, timeout_ms: int) -> Broker:
@@ -83,7 +85,9 @@ def test_unacked_delivery_closes_its_channel(timed: tuple[Broker, int], unique: 
         channel.start_consuming()
     closed = time.monotonic()
     assert (info.value.reply_code, info.value.reply_text) == (
-        406, timeout_text(channel.channel_number, timeout_ms))
+        406,
+        timeout_text(channel.channel_number, timeout_ms),
+    )
     assert len(delivered) == 1 and (closed - delivered[0]) * 1000 >= timeout_ms * 0.95
     # the message went back to its queue; the connection and its other channels carry on
     method, _, body = setup.basic_get(unique, auto_ack=True)
@@ -103,15 +107,18 @@ def test_basic_get_delivery_times_out_too(timed: tuple[Broker, int], unique: str
         assert isinstance(raw.read_command().method, spec.Basic.GetOk)
         close = raw.expect(2, spec.Channel.Close)
         assert (close.reply_code, close.reply_text, close.class_id, close.method_id) == (
-            406, timeout_text(2, timeout_ms), 0, 0)
+            406,
+            timeout_text(2, timeout_ms),
+            0,
+            0,
+        )
         raw.send_method(2, spec.Channel.CloseOk())
         ok = raw.rpc(1, spec.Queue.Declare(queue=unique, passive=True), spec.Queue.DeclareOk)
         assert ok.message_count == 1  # requeued
         raw.rpc(1, spec.Queue.Delete(queue=unique), spec.Queue.DeleteOk)
 
 
-def test_acked_and_no_ack_deliveries_are_left_alone(timed: tuple[Broker, int],
-                                                     unique: str) -> None:
+def test_acked_and_no_ack_deliveries_are_left_alone(timed: tuple[Broker, int], unique: str) -> None:
     """For three timeouts a consumer acks each delivery at once, another never acks (no-ack):
     neither channel is closed. (Proving that nothing happens needs an observation window.)"""
     server, timeout_ms = timed
@@ -155,21 +162,35 @@ def test_zero_disables_the_timeout(tmp_path: Path) -> None:
 
 
 @trimq_only
-@pytest.mark.parametrize(("steps", "closed_at"), [
-    # tag 1 delivered before the check at 0.5, which records it: closed one timeout after that
-    ([("deliver", 0.0), ("check", 0.5), ("check", 1.49), ("check", 1.5)], 1.5),
-    # tag 1 acked after tag 2 was delivered: tag 2 is judged by the first record covering it
-    ([("deliver", 0.0), ("check", 0.5), ("deliver", 0.7), ("check", 1.0), ("ack", 1.2),
-      ("check", 1.5), ("check", 1.99), ("check", 2.0)], 2.0),
-    # every delivery acked between checks: the records go, nothing closes
-    ([("deliver", 0.0), ("check", 0.5), ("ack", 0.6), ("check", 1.0), ("check", 3.0)], None),
-])
-def test_the_check_is_never_early(steps: list[tuple[str, float]],
-                                  closed_at: float | None) -> None:
+@pytest.mark.parametrize(
+    ("steps", "closed_at"),
+    [
+        # tag 1 delivered before the check at 0.5, which records it: closed one timeout after that
+        ([("deliver", 0.0), ("check", 0.5), ("check", 1.49), ("check", 1.5)], 1.5),
+        # tag 1 acked after tag 2 was delivered: tag 2 is judged by the first record covering it
+        (
+            [
+                ("deliver", 0.0),
+                ("check", 0.5),
+                ("deliver", 0.7),
+                ("check", 1.0),
+                ("ack", 1.2),
+                ("check", 1.5),
+                ("check", 1.99),
+                ("check", 2.0),
+            ],
+            2.0,
+        ),
+        # every delivery acked between checks: the records go, nothing closes
+        ([("deliver", 0.0), ("check", 0.5), ("ack", 0.6), ("check", 1.0), ("check", 3.0)], None),
+    ],
+)
+def test_the_check_is_never_early(steps: list[tuple[str, float]], closed_at: float | None) -> None:
     """Channel.check_ack_timeout (timeout 1 s) at chosen times. Deliveries carry no timestamp:
     each check records the newest delivery tag, and the oldest unacked delivery is judged by the
     first record covering it, so a channel closes at least a timeout after the delivery and at
     most two check intervals later."""
+
     async def scenario() -> float | None:
         model = Model()
         _, server_stream = trio.testing.memory_stream_pair()
@@ -207,6 +228,8 @@ def test_configuration(tmp_path: Path) -> None:
     settings = config.load(None, {**environ, "TRIMQ_LIMITS_CONSUMER_TIMEOUT": "250"}, {})
     assert broker_config(settings).consumer_timeout == 250
     for bad in ("-1", "soon", "2147483648"):
-        with pytest.raises(config.ConfigError, match="'limits.consumer_timeout' must be an "
-                                                     "integer from 0 to 2147483647"):
+        with pytest.raises(
+            config.ConfigError,
+            match="'limits.consumer_timeout' must be an integer from 0 to 2147483647",
+        ):
             config.load(None, {**environ, "TRIMQ_LIMITS_CONSUMER_TIMEOUT": bad}, {})

@@ -24,33 +24,56 @@ from conftest import Broker, start_server, stop_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: administers its own trimq-server")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: administers its own trimq-server"
+)
 
-KINDS = {"usage", "auth_failed", "user_not_found", "vhost_not_found", "not_found", "exists",
-         "error"}
+KINDS = {
+    "usage",
+    "auth_failed",
+    "user_not_found",
+    "vhost_not_found",
+    "not_found",
+    "exists",
+    "error",
+}
 # Every command of docs/control-protocol.md but `stop`, with the arguments it reads.
 COMMANDS: dict[str, tuple[str, ...]] = {
-    "status": (), "set_memory_high_watermark": ("fraction", "absolute"),
-    "set_disk_free_limit": ("bytes", "mem_relative"), "add_user": ("user", "password"),
-    "delete_user": ("user",), "change_password": ("user", "password"),
-    "clear_password": ("user",), "authenticate_user": ("user", "password"),
-    "set_user_tags": ("user", "tags"), "list_users": (),
-    "add_vhost": ("vhost", "description", "tags"), "delete_vhost": ("vhost",),
-    "list_vhosts": ("items",), "set_vhost_limits": ("vhost", "definition"),
-    "clear_vhost_limits": ("vhost",), "list_vhost_limits": ("vhost", "global"),
+    "status": (),
+    "set_memory_high_watermark": ("fraction", "absolute"),
+    "set_disk_free_limit": ("bytes", "mem_relative"),
+    "add_user": ("user", "password"),
+    "delete_user": ("user",),
+    "change_password": ("user", "password"),
+    "clear_password": ("user",),
+    "authenticate_user": ("user", "password"),
+    "set_user_tags": ("user", "tags"),
+    "list_users": (),
+    "add_vhost": ("vhost", "description", "tags"),
+    "delete_vhost": ("vhost",),
+    "list_vhosts": ("items",),
+    "set_vhost_limits": ("vhost", "definition"),
+    "clear_vhost_limits": ("vhost",),
+    "list_vhost_limits": ("vhost", "global"),
     "set_permissions": ("vhost", "user", "configure", "write", "read"),
-    "clear_permissions": ("vhost", "user"), "list_permissions": ("vhost",),
-    "list_user_permissions": ("user",), "list_queues": ("vhost", "items"),
-    "list_exchanges": ("vhost", "items"), "list_bindings": ("vhost", "items"),
-    "list_connections": ("items",), "list_channels": ("items",),
+    "clear_permissions": ("vhost", "user"),
+    "list_permissions": ("vhost",),
+    "list_user_permissions": ("user",),
+    "list_queues": ("vhost", "items"),
+    "list_exchanges": ("vhost", "items"),
+    "list_bindings": ("vhost", "items"),
+    "list_connections": ("items",),
+    "list_channels": ("items",),
     "list_consumers": ("vhost", "items"),
     "delete_queue": ("vhost", "queue", "if_unused", "if_empty"),
-    "purge_queue": ("vhost", "queue"), "close_connection": ("name", "reason"),
+    "purge_queue": ("vhost", "queue"),
+    "close_connection": ("name", "reason"),
     "close_all_connections": ("vhost", "limit", "reason"),
     "set_policy": ("vhost", "name", "pattern", "definition", "priority", "apply_to"),
-    "clear_policy": ("vhost", "name"), "list_policies": ("vhost",),
-    "export_definitions": (), "import_definitions": ("definitions",),
+    "clear_policy": ("vhost", "name"),
+    "list_policies": ("vhost",),
+    "export_definitions": (),
+    "import_definitions": ("definitions",),
 }
 
 
@@ -94,26 +117,38 @@ def alive(node: Broker) -> None:
     """The process runs and answers on both the control socket and AMQP."""
     assert node.process is not None and node.process.poll() is None
     assert node.data_dir is not None
-    status = check_reply(request(node.data_dir / "trimq.sock",
-                                 b'{"command": "status"}\n'))
+    status = check_reply(request(node.data_dir / "trimq.sock", b'{"command": "status"}\n'))
     assert status["ok"]
 
 
 # -- the property ---------------------------------------------------------------------------
 
 SURROGATE = st.sampled_from(["\ud800", "a\udfffb"])
-TEXT = st.one_of(st.text(max_size=20), st.sampled_from(["/", "guest", ".*", "(", "(?|a)",
-                                                        r"\Qx\E", "[[:^digit:]a]"]), SURROGATE)
-NUMBERS = st.one_of(st.integers(), st.integers(min_value=2**63 - 2, max_value=2**200),
-                    st.floats(allow_nan=True, allow_infinity=True))
+TEXT = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(["/", "guest", ".*", "(", "(?|a)", r"\Qx\E", "[[:^digit:]a]"]),
+    SURROGATE,
+)
+NUMBERS = st.one_of(
+    st.integers(),
+    st.integers(min_value=2**63 - 2, max_value=2**200),
+    st.floats(allow_nan=True, allow_infinity=True),
+)
 JSON = st.recursive(
     st.one_of(st.none(), st.booleans(), NUMBERS, TEXT),
-    lambda inner: st.one_of(st.lists(inner, max_size=4),
-                            st.dictionaries(TEXT, inner, max_size=4)),
+    lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(TEXT, inner, max_size=4)),
     max_leaves=12,
 )
-DEFINITION_SECTIONS = ["vhosts", "users", "permissions", "parameters", "exchanges", "queues",
-                       "bindings", "policies"]
+DEFINITION_SECTIONS = [
+    "vhosts",
+    "users",
+    "permissions",
+    "parameters",
+    "exchanges",
+    "queues",
+    "bindings",
+    "policies",
+]
 
 
 @st.composite
@@ -129,13 +164,19 @@ def requests(draw: st.DrawFn) -> bytes:
     keys = COMMANDS.get(name, ()) + ("items", "vhost")
     args = draw(st.dictionaries(st.sampled_from(keys), JSON, max_size=len(keys)))
     if name == "import_definitions" and draw(st.booleans()):
-        args["definitions"] = draw(st.dictionaries(st.sampled_from(DEFINITION_SECTIONS),
-                                                   st.lists(JSON, max_size=3), max_size=3))
+        args["definitions"] = draw(
+            st.dictionaries(
+                st.sampled_from(DEFINITION_SECTIONS), st.lists(JSON, max_size=3), max_size=3
+            )
+        )
     return json.dumps({"command": name, "args": args}).encode() + b"\n"
 
 
-@settings(max_examples=400, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=400,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(raw=requests())
 def test_every_request_gets_a_reply_and_the_broker_stays_up(server: Broker, raw: bytes) -> None:
     assert server.data_dir is not None
@@ -146,38 +187,63 @@ def test_every_request_gets_a_reply_and_the_broker_stays_up(server: Broker, raw:
 def test_malformed_requests_by_hand(server: Broker) -> None:
     assert server.data_dir is not None
     path = server.data_dir / "trimq.sock"
-    cases = {
-        b"not json\n": "malformed request",
-        b"\xff\xfe\n": "malformed request",
-        b"[" * 100_000 + b"\n": "malformed request",
-        b'{"command": 5}\n': "malformed request",
-        b'{"command": "no_such"}\n': "unknown command 'no_such'",
-        b'{"command": "add_user", "args": "bob"}\n':
+    cases = [
+        (b"not json\n", "malformed request"),
+        (b"\xff\xfe\n", "malformed request"),
+        (b"[" * 100_000 + b"\n", "malformed request"),
+        (b'{"command": 5}\n', "malformed request"),
+        (b'{"command": "no_such"}\n', "unknown command 'no_such'"),
+        (
+            b'{"command": "add_user", "args": "bob"}\n',
             "bad arguments for add_user: args must be an object",
-        b'{"command": "add_user", "args": {"user": "bob"}}\n': "missing argument 'password'",
-        b'{"command": "add_user", "args": {"user": "bob", "password": 5}}\n':
+        ),
+        (b'{"command": "add_user", "args": {"user": "bob"}}\n', "missing argument 'password'"),
+        (
+            b'{"command": "add_user", "args": {"user": "bob", "password": 5}}\n',
             "argument 'password' must be a string",
-        b'{"command": "set_disk_free_limit", "args": {"bytes": 1e400}}\n':
+        ),
+        (
+            b'{"command": "set_disk_free_limit", "args": {"bytes": 1e400}}\n',
             "argument 'bytes' must be an integer from 0 to 9223372036854775807",
-        b'{"command": "set_disk_free_limit", "args": {"mem_relative": NaN}}\n':
+        ),
+        (
+            b'{"command": "set_disk_free_limit", "args": {"mem_relative": NaN}}\n',
             "argument 'mem_relative' must be a number",
-        b'{"command": "set_user_tags", "args": {"user": "guest", "tags": [1]}}\n':
+        ),
+        (
+            b'{"command": "set_user_tags", "args": {"user": "guest", "tags": [1]}}\n',
             "argument 'tags' must be a list of strings",
-        b'{"command": "list_queues", "args": {"items": "name"}}\n':
+        ),
+        (
+            b'{"command": "list_queues", "args": {"items": "name"}}\n',
             "argument 'items' must be a list of strings",
-        b'{"command": "import_definitions", "args": {"definitions": {"queues": 5}}}\n':
+        ),
+        (
+            b'{"command": "import_definitions", "args": {"definitions": {"queues": 5}}}\n',
             "invalid definitions: 'queues' must be a list",
-        b'{"command": "import_definitions", "args": {"definitions": '
-        b'{"users": [{"name": 5}]}}}\n': "invalid definitions: each of 'users' needs a "
-                                         "string 'name'",
-    }
-    for raw, error in cases.items():
+        ),
+        (
+            b'{"command": "import_definitions", "args": {"definitions": '
+            b'{"users": [{"name": 5}]}}}\n',
+            "invalid definitions: each of 'users' needs a string 'name'",
+        ),
+    ]
+    for raw, error in cases:
         answer = check_reply(request(path, raw))
         assert not answer["ok"] and answer["error"] == error, (raw[:80], answer)
     huge = "x" * 10_000_000  # a huge value is refused for what it is, not for its size
-    answer = check_reply(request(path, json.dumps(
-        {"command": "set_permissions", "args": {"user": "guest", "configure": huge,
-                                                 "write": ".*", "read": 5}}).encode() + b"\n"))
+    answer = check_reply(
+        request(
+            path,
+            json.dumps(
+                {
+                    "command": "set_permissions",
+                    "args": {"user": "guest", "configure": huge, "write": ".*", "read": 5},
+                }
+            ).encode()
+            + b"\n",
+        )
+    )
     assert answer["error"] == "argument 'read' must be a string"
     answer = check_reply(request(path, b"x" * (64 * 2**20 + 65536)))  # no newline, too long
     assert answer == {"ok": False, "kind": "usage", "error": "request too large"}
@@ -189,14 +255,21 @@ def test_malformed_requests_by_hand(server: Broker) -> None:
 
 def control(node: Broker, command: str, **args: Any) -> dict[str, Any]:
     assert node.data_dir is not None
-    return check_reply(request(node.data_dir / "trimq.sock", json.dumps(
-        {"command": command, "args": args}).encode() + b"\n"))
+    return check_reply(
+        request(
+            node.data_dir / "trimq.sock",
+            json.dumps({"command": command, "args": args}).encode() + b"\n",
+        )
+    )
 
 
 def declared(node: Broker, user: str, names: list[str]) -> dict[str, bool]:
     """Which queues `user` may declare (configure permission) in vhost "/"."""
-    conn = pika.BlockingConnection(pika.ConnectionParameters(
-        node.host, node.port, "/", pika.PlainCredentials(user, "pw"), connection_attempts=1))
+    conn = pika.BlockingConnection(
+        pika.ConnectionParameters(
+            node.host, node.port, "/", pika.PlainCredentials(user, "pw"), connection_attempts=1
+        )
+    )
     result = {}
     for name in names:
         channel = conn.channel()
@@ -215,36 +288,76 @@ def test_import_translates_rabbitmq_expressions(server: Broker) -> None:
     """Before, `\\Q..\\E` raised re.error out of the handler and ended the broker."""
     document = {
         "users": [{"name": "pcre", "password_hash": "", "tags": []}],
-        "permissions": [{"user": "pcre", "vhost": "/", "configure": r"^\Qa.b\E$|^(?<n>x)\k<n>$"
-                                                                    r"|^c++$|^(?>d+)$",
-                         "write": ".*", "read": ".*"}],
+        "permissions": [
+            {
+                "user": "pcre",
+                "vhost": "/",
+                "configure": r"^\Qa.b\E$|^(?<n>x)\k<n>$"
+                r"|^c++$|^(?>d+)$",
+                "write": ".*",
+                "read": ".*",
+            }
+        ],
     }
     assert control(server, "import_definitions", definitions=document)["ok"]
     assert control(server, "change_password", user="pcre", password="pw")["ok"]
     assert declared(server, "pcre", ["a.b", "axb", "xx", "xy", "ccc", "ddd"]) == {
-        "a.b": True, "axb": False, "xx": True, "xy": False, "ccc": True, "ddd": True}
+        "a.b": True,
+        "axb": False,
+        "xx": True,
+        "xy": False,
+        "ccc": True,
+        "ddd": True,
+    }
     alive(server)
 
 
 def test_expressions_without_equivalent_are_refused_by_name(server: Broker) -> None:
     document = {
-        "queues": [{"name": "not-created", "vhost": "/", "durable": True,
-                    "auto_delete": False, "arguments": {}}],
-        "permissions": [{"user": "guest", "vhost": "/", "configure": ".*",
-                         "write": "^(?|(a)|(b))$", "read": ".*"}],
+        "queues": [
+            {
+                "name": "not-created",
+                "vhost": "/",
+                "durable": True,
+                "auto_delete": False,
+                "arguments": {},
+            }
+        ],
+        "permissions": [
+            {
+                "user": "guest",
+                "vhost": "/",
+                "configure": ".*",
+                "write": "^(?|(a)|(b))$",
+                "read": ".*",
+            }
+        ],
     }
     answer = control(server, "import_definitions", definitions=document)
-    assert answer == {"ok": False, "kind": "error", "error": (
-        "Failed to set permissions for 'guest' in virtual host '/': regular expression "
-        "'^(?|(a)|(b))$' cannot be used: a branch reset group (?|...) has no equivalent in "
-        "Python's re at position 1")}
+    assert answer == {
+        "ok": False,
+        "kind": "error",
+        "error": (
+            "Failed to set permissions for 'guest' in virtual host '/': regular expression "
+            "'^(?|(a)|(b))$' cannot be used: a branch reset group (?|...) has no equivalent in "
+            "Python's re at position 1"
+        ),
+    }
     queues = control(server, "list_queues", vhost="/", items=["name"])["result"]
     assert {"name": "not-created"} not in queues  # refused before anything changed
-    answer = control(server, "set_permissions", vhost="/", user="guest", configure=r"\p{L}",
-                     write=".*", read=".*")
+    answer = control(
+        server,
+        "set_permissions",
+        vhost="/",
+        user="guest",
+        configure=r"\p{L}",
+        write=".*",
+        read=".*",
+    )
     assert answer["error"].startswith(
         "Failed to set permissions for 'guest' in virtual host '/': regular expression "
-        r"'\p{L}' cannot be used: \p (Unicode properties) has no equivalent")
+        r"'\p{L}' cannot be used: \p (Unicode properties) has no equivalent"
+    )
     assert control(server, "list_permissions", vhost="/")["result"][0]["configure"] == ".*"
     alive(server)
 
@@ -253,29 +366,55 @@ def test_trimqctl_set_permissions_with_an_unusable_expression(server: Broker) ->
     """rabbitmqctl 3.10.8 answers an invalid expression with exit code 69 and `Error:`."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIMQ_")}
     result = subprocess.run(
-        [sys.executable, "-m", "trimq.cli.ctl", "--data-dir", str(server.data_dir),
-         "set_permissions", "guest", "(", ".*", ".*"],
-        capture_output=True, text=True, timeout=60, env=env)
+        [
+            sys.executable,
+            "-m",
+            "trimq.cli.ctl",
+            "--data-dir",
+            str(server.data_dir),
+            "set_permissions",
+            "guest",
+            "(",
+            ".*",
+            ".*",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
     assert result.returncode == 69
     assert result.stdout.splitlines() == ['Setting permissions for user "guest" in vhost "/" ...']
     assert result.stderr.splitlines() == [
-        "Error:", "Failed to set permissions for 'guest' in virtual host '/': regular "
-        "expression '(' cannot be used: missing ), unterminated subpattern at position 0"]
+        "Error:",
+        "Failed to set permissions for 'guest' in virtual host '/': regular "
+        "expression '(' cannot be used: missing ), unterminated subpattern at position 0",
+    ]
 
 
 def test_policy_patterns_are_rabbitmq_patterns(server: Broker) -> None:
-    assert control(server, "set_policy", vhost="/", name="quoted", pattern=r"^\Qttl.q\E$",
-                   definition={"message-ttl": 1000}, apply_to="queues")["ok"]
+    assert control(
+        server,
+        "set_policy",
+        vhost="/",
+        name="quoted",
+        pattern=r"^\Qttl.q\E$",
+        definition={"message-ttl": 1000},
+        apply_to="queues",
+    )["ok"]
     conn = server.connect()
     channel = conn.channel()
     channel.queue_declare("ttl.q", auto_delete=True)
     channel.queue_declare("ttlxq", auto_delete=True)
-    rows = {row["name"]: row["policy"] for row in control(
-        server, "list_queues", vhost="/", items=["name", "policy"])["result"]}
+    rows = {
+        row["name"]: row["policy"]
+        for row in control(server, "list_queues", vhost="/", items=["name", "policy"])["result"]
+    }
     assert rows["ttl.q"] == "quoted" and rows["ttlxq"] == ""
     conn.close()
-    answer = control(server, "set_policy", vhost="/", name="bad", pattern=r"(?|a)",
-                     definition={"message-ttl": 1})
+    answer = control(
+        server, "set_policy", vhost="/", name="bad", pattern=r"(?|a)", definition={"message-ttl": 1}
+    )
     assert answer["kind"] == "usage" and "has no equivalent in Python's re" in answer["error"]
 
 
@@ -283,8 +422,15 @@ def test_permissions_journaled_before_survive_a_restart(tmp_path: Path) -> None:
     node = start_server(tmp_path / "data")
     try:
         assert control(node, "add_user", user="kept", password="pw")["ok"]
-        assert control(node, "set_permissions", vhost="/", user="kept",
-                       configure=r"^\Qk.\E", write=".*", read=".*")["ok"]
+        assert control(
+            node,
+            "set_permissions",
+            vhost="/",
+            user="kept",
+            configure=r"^\Qk.\E",
+            write=".*",
+            read=".*",
+        )["ok"]
     finally:
         stop_server(node)
     node = start_server(tmp_path / "data")
@@ -306,5 +452,8 @@ def test_an_unexpected_failure_is_an_error_reply() -> None:
         answer = trio.run(control_module._dispatch, None, {"command": "broken_for_test"})
     finally:
         del control_module.COMMANDS["broken_for_test"]
-    assert answer == {"ok": False, "kind": "error", "error": "broken_for_test failed "
-                      "unexpectedly (RuntimeError); see the broker log"}
+    assert answer == {
+        "ok": False,
+        "kind": "error",
+        "error": "broken_for_test failed unexpectedly (RuntimeError); see the broker log",
+    }

@@ -41,8 +41,10 @@ from storage.cli import main as trimq_wal
 from storage.records import RecordType
 from storage.segment import SegmentReader, list_segments, read_segment
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: kills and restarts its own trimq-server")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")),
+    reason="trimq-only: kills and restarts its own trimq-server",
+)
 
 ROUNDS = int(os.environ.get("TRIMQ_CRASH_ROUNDS", "3"))
 SEED = int(os.environ.get("TRIMQ_CRASH_SEED", str(random.randrange(2**32))))
@@ -63,8 +65,9 @@ class Ledger:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def publisher(broker: Broker, ledger: Ledger, name: str, stop: threading.Event,
-              rng: random.Random) -> None:
+def publisher(
+    broker: Broker, ledger: Ledger, name: str, stop: threading.Event, rng: random.Random
+) -> None:
     try:
         conn = broker.connect(connection_attempts=1)
         ch = conn.channel()
@@ -88,8 +91,9 @@ def publisher(broker: Broker, ledger: Ledger, name: str, stop: threading.Event,
         return  # the broker was killed
 
 
-def firehose(broker: Broker, ledger: Ledger, name: str, stop: threading.Event,
-             rng: random.Random) -> None:
+def firehose(
+    broker: Broker, ledger: Ledger, name: str, stop: threading.Event, rng: random.Random
+) -> None:
     """Persistent publishes without confirms: they keep the committer busy, so that a kill
     often lands while a batch nobody was told about is being written (the unsynced tail)."""
     try:
@@ -108,8 +112,9 @@ def firehose(broker: Broker, ledger: Ledger, name: str, stop: threading.Event,
         return
 
 
-def consumer(broker: Broker, ledger: Ledger, queue: str, stop: threading.Event,
-             rng: random.Random) -> None:
+def consumer(
+    broker: Broker, ledger: Ledger, queue: str, stop: threading.Event, rng: random.Random
+) -> None:
     try:
         conn = broker.connect(connection_attempts=1)
         ch = conn.channel()
@@ -161,8 +166,10 @@ def check_after_restart(broker: Broker, ledger: Ledger) -> tuple[int, int]:
         assert not unknown, f"{queue}: never-published messages appeared: {sorted(unknown)[:3]}"
         expected = ledger.confirmed - ledger.acked[queue]
         missing = expected - seen
-        assert not missing, (f"{queue}: {len(missing)} confirmed messages lost, e.g. "
-                             f"{sorted(missing)[:3]} (seed {SEED})")
+        assert not missing, (
+            f"{queue}: {len(missing)} confirmed messages lost, e.g. "
+            f"{sorted(missing)[:3]} (seed {SEED})"
+        )
         checked += len(present)
         expected_total += len(expected)
         with ledger.lock:  # drained with auto-ack: they may still come back after a crash
@@ -193,7 +200,8 @@ def damage_unsynced_tail(data: Path, ledger: Ledger, kind: str, rng: random.Rand
         if last is None or off < last.offset:
             continue
         if rtype == RecordType.DEFINE or (
-                rtype == RecordType.MESSAGE and payload["body"] in ledger.confirmed):
+            rtype == RecordType.MESSAGE and payload["body"] in ledger.confirmed
+        ):
             confirmed = True
     if confirmed or kind == "garbage":
         with open(path, "ab") as f:
@@ -240,27 +248,41 @@ def test_kill_minus_nine_loses_no_confirmed_message(tmp_path: Path) -> None:
     data = tmp_path / "data"
     ledger = Ledger()
     # Tiny segments and frequent compaction checks: kills also land inside online compactions.
-    server = start_server(data, "--wal-segment-size", str(rng.choice([4096, 65536, 1 << 20])),
-                          "--wal-compaction-interval", "0.1",
-                          log_path=tmp_path / "server-0.log")
+    server = start_server(
+        data,
+        "--wal-segment-size",
+        str(rng.choice([4096, 65536, 1 << 20])),
+        "--wal-compaction-interval",
+        "0.1",
+        log_path=tmp_path / "server-0.log",
+    )
     declare_topology(server)
     confirmed_total = 0
     kinds: dict[str, int] = {}
     repairs = cuts = records_cut = bytes_cut = 0
     for round_no in range(1, ROUNDS + 1):
         stop = threading.Event()
-        threads = [
-            threading.Thread(target=publisher, args=(server, ledger, f"r{round_no}p{i}", stop,
-                                                      random.Random(rng.random())))
-            for i in range(3)
-        ] + [
-            threading.Thread(target=firehose, args=(server, ledger, f"r{round_no}", stop,
-                                                     random.Random(rng.random()))),
-        ] + [
-            threading.Thread(target=consumer, args=(server, ledger, queue, stop,
-                                                    random.Random(rng.random())))
-            for queue in QUEUES
-        ]
+        threads = (
+            [
+                threading.Thread(
+                    target=publisher,
+                    args=(server, ledger, f"r{round_no}p{i}", stop, random.Random(rng.random())),
+                )
+                for i in range(3)
+            ]
+            + [
+                threading.Thread(
+                    target=firehose,
+                    args=(server, ledger, f"r{round_no}", stop, random.Random(rng.random())),
+                ),
+            ]
+            + [
+                threading.Thread(
+                    target=consumer, args=(server, ledger, queue, stop, random.Random(rng.random()))
+                )
+                for queue in QUEUES
+            ]
+        )
         for thread in threads:
             thread.start()
         time.sleep(rng.uniform(0.2, 1.5))
@@ -280,20 +302,25 @@ def test_kill_minus_nine_loses_no_confirmed_message(tmp_path: Path) -> None:
         cuts += len(cut)
         records_cut += sum(int(str(c["dropped_records"])) for c in cut)
         bytes_cut += sum(int(str(c["dropped_bytes"])) for c in cut)
-        compactions += (tmp_path / f"server-{round_no - 1}.log").read_text().count(
-            '"event": "wal.compacted"')
+        compactions += (
+            (tmp_path / f"server-{round_no - 1}.log").read_text().count('"event": "wal.compacted"')
+        )
         checked, expected = check_after_restart(server, ledger)
         declare_topology(server)  # the non-durable queue again; the durable part is unchanged
         confirmed_total = len(ledger.confirmed)
-        print(f"round {round_no}: {confirmed_total} confirmed so far, {expected} expected "
-              f"present, {checked} present, 0 lost; {compactions} online compactions so far; "
-              f"tail: {done}; cut at start: {cut[0]['dropped_bytes'] if cut else 0} bytes"
-              f"{'; NEEDED A REPAIR' if repaired else ''}")
+        print(
+            f"round {round_no}: {confirmed_total} confirmed so far, {expected} expected "
+            f"present, {checked} present, 0 lost; {compactions} online compactions so far; "
+            f"tail: {done}; cut at start: {cut[0]['dropped_bytes'] if cut else 0} bytes"
+            f"{'; NEEDED A REPAIR' if repaired else ''}"
+        )
     assert stop_server(server) == 0
-    print(f"crash-recovery summary: {ROUNDS} rounds, seed {SEED}: {confirmed_total} confirmed "
-          f"messages, 0 lost; tail damage {kinds}; {cuts} torn tails cut at start "
-          f"({records_cut} records, {bytes_cut} bytes); {repairs} starts needed a repair; "
-          f"{compactions} online compactions")
+    print(
+        f"crash-recovery summary: {ROUNDS} rounds, seed {SEED}: {confirmed_total} confirmed "
+        f"messages, 0 lost; tail damage {kinds}; {cuts} torn tails cut at start "
+        f"({records_cut} records, {bytes_cut} bytes); {repairs} starts needed a repair; "
+        f"{compactions} online compactions"
+    )
     assert confirmed_total > 0, "the publishers never got a confirm: the test proved nothing"
     assert repairs == 0, f"{repairs} starts were refused and needed trimq-wal repair"
 
@@ -304,12 +331,16 @@ def _last_batch(data: Path) -> tuple[Path, int, list[bytes]]:
     reader = SegmentReader(path, read_segment(path), base)
     records = list(reader.records())
     start = reader.marks[-1].offset if reader.marks else len(reader.data)
-    return path, start, [p["body"] for off, _s, _l, t, p in records
-                         if off > start and t == RecordType.MESSAGE]
+    return (
+        path,
+        start,
+        [p["body"] for off, _s, _l, t, p in records if off > start and t == RecordType.MESSAGE],
+    )
 
 
 def test_a_byte_flipped_in_the_unconfirmed_last_batch_does_not_keep_the_broker_down(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """kill -9 during load, one byte flipped a few hundred bytes before the end of the active
     segment, inside the last write (whose messages were never confirmed): the broker cuts the
     torn tail, says so in its log, and starts with every confirmed message."""
@@ -354,6 +385,6 @@ def test_a_byte_flipped_in_the_unconfirmed_last_batch_does_not_keep_the_broker_d
             break
         present.append(body)
     assert present[: len(confirmed)] == confirmed
-    assert set(present[len(confirmed):]) <= set(burst)
+    assert set(present[len(confirmed) :]) <= set(burst)
     assert len(present) < len(confirmed) + len(burst)  # the torn batch is gone
     assert stop_server(server) == 0

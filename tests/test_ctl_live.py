@@ -14,35 +14,54 @@ import pytest
 from conftest import Broker
 from ctl_helpers import ctl
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: administers its own trimq-server")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: administers its own trimq-server"
+)
 
 
 def test_users_as_in_the_rabbitmqctl_transcript(node: Broker) -> None:
-    assert ctl(node, "add_user", "alice", "secret") == (0, [
-        'Adding user "alice" ...',
-        "Done. Don't forget to grant the user permissions to some virtual hosts! See "
-        "'trimqctl help set_permissions' to learn more."], [])
+    assert ctl(node, "add_user", "alice", "secret") == (
+        0,
+        [
+            'Adding user "alice" ...',
+            "Done. Don't forget to grant the user permissions to some virtual hosts! See "
+            "'trimqctl help set_permissions' to learn more.",
+        ],
+        [],
+    )
     code, out, err = ctl(node, "add_user", "alice", "secret")
     assert code == 70 and out == ['Adding user "alice" ...']
     assert err == ["Error:", 'User "alice" already exists']
     code, out, err = ctl(node, "delete_user", "nosuch")
     assert code == 67 and err == ["Error:", 'User "nosuch" does not exist']
     assert ctl(node, "set_user_tags", "alice", "monitoring") == (
-        0, ['Setting tags for user "alice" to [monitoring] ...'], [])
+        0,
+        ['Setting tags for user "alice" to [monitoring] ...'],
+        [],
+    )
     assert ctl(node, "list_users", "-s") == (
-        0, ["alice\t[monitoring]", "guest\t[administrator]"], [])
+        0,
+        ["alice\t[monitoring]", "guest\t[administrator]"],
+        [],
+    )
     code, out, _ = ctl(node, "list_users", "--formatter", "json")
     assert code == 0
-    assert json.loads("".join(out)) == [{"user": "alice", "tags": ["monitoring"]},
-                                        {"user": "guest", "tags": ["administrator"]}]
+    assert json.loads("".join(out)) == [
+        {"user": "alice", "tags": ["monitoring"]},
+        {"user": "guest", "tags": ["administrator"]},
+    ]
     assert out[0] == "[" and out[-1] == "]" and out[2].startswith(",{")
     assert ctl(node, "authenticate_user", "alice", "secret") == (
-        0, ['Authenticating user "alice" ...', "Success"], [])
+        0,
+        ['Authenticating user "alice" ...', "Success"],
+        [],
+    )
     code, out, err = ctl(node, "authenticate_user", "alice", "wrong")
     assert code == 65
-    assert err[-2:] == ['Error: failed to authenticate user "alice"',
-                        "user 'alice' - invalid credentials"]
+    assert err[-2:] == [
+        'Error: failed to authenticate user "alice"',
+        "user 'alice' - invalid credentials",
+    ]
 
 
 def test_vhosts_permissions_and_the_recovery_recipe(node: Broker) -> None:
@@ -51,10 +70,19 @@ def test_vhosts_permissions_and_the_recovery_recipe(node: Broker) -> None:
     assert ctl(node, "delete_vhost", "/")[0] == 0
     assert ctl(node, "add_vhost", "/")[0] == 0
     assert ctl(node, "set_permissions", "-p", "/", "guest", ".*", ".*", ".*") == (
-        0, ['Setting permissions for user "guest" in vhost "/" ...'], [])
-    assert ctl(node, "list_permissions", "-p", "/") == (0, [
-        'Listing permissions for vhost "/" ...', "user\tconfigure\twrite\tread",
-        "guest\t.*\t.*\t.*"], [])
+        0,
+        ['Setting permissions for user "guest" in vhost "/" ...'],
+        [],
+    )
+    assert ctl(node, "list_permissions", "-p", "/") == (
+        0,
+        [
+            'Listing permissions for vhost "/" ...',
+            "user\tconfigure\twrite\tread",
+            "guest\t.*\t.*\t.*",
+        ],
+        [],
+    )
     conn = node.connect()
     conn.channel().queue_declare("after-recipe")
     conn.close()
@@ -69,12 +97,25 @@ def test_list_queues_exchanges_bindings_connections(node: Broker) -> None:
     ch.confirm_delivery()
     ch.basic_publish("", "hello", b"x", pika.BasicProperties(delivery_mode=2))
     assert ctl(node, "list_queues") == (
-        0, ["Timeout: 60.0 seconds ...", "Listing queues for vhost / ...", "name\tmessages",
-            "hello\t1"], [])
-    assert ctl(node, "list_queues", "-q", "name", "durable", "arguments",
-               "messages_persistent") == (
-        0, ["name\tdurable\targuments\tmessages_persistent",
-            'hello\ttrue\t[{"x-message-ttl",60000}]\t1'], [])
+        0,
+        [
+            "Timeout: 60.0 seconds ...",
+            "Listing queues for vhost / ...",
+            "name\tmessages",
+            "hello\t1",
+        ],
+        [],
+    )
+    assert ctl(
+        node, "list_queues", "-q", "name", "durable", "arguments", "messages_persistent"
+    ) == (
+        0,
+        [
+            "name\tdurable\targuments\tmessages_persistent",
+            'hello\ttrue\t[{"x-message-ttl",60000}]\t1',
+        ],
+        [],
+    )
     code, out, _ = ctl(node, "list_exchanges")
     assert code == 0 and out[:2] == ["Listing exchanges for vhost / ...", "name\ttype"]
     assert "\tdirect" in out and "logs\tfanout" in out and "amq.topic\ttopic" in out
@@ -105,7 +146,9 @@ def test_purge_delete_close_and_stop(node: Broker) -> None:
     with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as info:
         conn.channel()
     assert (info.value.reply_code, info.value.reply_text) == (
-        320, "CONNECTION_FORCED - maintenance")
+        320,
+        "CONNECTION_FORCED - maintenance",
+    )
     code, out, _ = ctl(node, "stop")
     assert code == 0 and out[0].startswith("Stopping and halting node trimq@")
     assert node.process is not None and node.process.wait(10) == 0
@@ -127,8 +170,9 @@ def test_export_and_import_definitions(node: Broker, tmp_path: Path) -> None:
     document = json.loads(target.read_text())
     assert any(q["name"] == "kept" for q in document["queues"])
     assert document["users"][0]["hashing_algorithm"] == "rabbit_password_hashing_sha256"
-    document["queues"].append({"name": "imported", "vhost": "/", "durable": True,
-                               "auto_delete": False, "arguments": {}})
+    document["queues"].append(
+        {"name": "imported", "vhost": "/", "durable": True, "auto_delete": False, "arguments": {}}
+    )
     target.write_text(json.dumps(document))
     assert ctl(node, "import_definitions", str(target))[0] == 0
     conn = node.connect()

@@ -39,6 +39,7 @@ def bodies(deliveries) -> list[bytes]:
 
 # --- round robin ------------------------------------------------------------------------------
 
+
 def test_round_robin_across_connections(broker, channel, queue):
     conn_a, conn_b = broker.connect(), broker.connect()
     try:
@@ -73,6 +74,7 @@ def test_round_robin_on_one_channel(connection, channel, queue):
 
 
 # --- prefetch ---------------------------------------------------------------------------------
+
 
 def test_prefetch_count_per_consumer(connection, channel, queue):
     channel.basic_qos(prefetch_count=3)
@@ -235,6 +237,7 @@ def test_no_ack_consumer_ignores_prefetch(connection, channel, queue):
 
 # --- requeue on close -------------------------------------------------------------------------
 
+
 def test_unacked_requeued_when_channel_closes(connection, channel, queue):
     consumer_channel = connection.channel()
     got = []
@@ -258,7 +261,10 @@ def test_unacked_requeued_when_connection_closes(broker, channel, queue):
     assert wait_for_count(channel, queue, 3) == 3
     again = get_all(channel, queue)
     assert [(body, m.redelivered) for m, _, body in again] == [
-        (b"m0", True), (b"m1", True), (b"m2", True)]
+        (b"m0", True),
+        (b"m1", True),
+        (b"m2", True),
+    ]
 
 
 def test_requeued_messages_go_to_other_consumer_in_order(broker, channel, queue):
@@ -278,7 +284,10 @@ def test_requeued_messages_go_to_other_consumer_in_order(broker, channel, queue)
         first.close()
         assert pump(second, lambda: len(got_second) == 6)
         assert [(body, m.redelivered) for m, _, body in got_second[3:]] == [
-            (b"m0", True), (b"m1", True), (b"m2", True)]
+            (b"m0", True),
+            (b"m1", True),
+            (b"m2", True),
+        ]
     finally:
         second.close()
         if first.is_open:
@@ -303,11 +312,13 @@ ch.start_consuming()
 
 def test_killed_consumer_process_messages_redelivered(broker, connection, channel, queue):
     publish_n(channel, queue, 4)
-    proc = subprocess.Popen([sys.executable, "-c", CHILD_CONSUMER, broker.url, queue],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD_CONSUMER, broker.url, queue], stdout=subprocess.PIPE, text=True
+    )
     lines: queue_mod.Queue[str] = queue_mod.Queue()
-    reader = threading.Thread(target=lambda: [lines.put(line.strip()) for line in proc.stdout],
-                              daemon=True)
+    reader = threading.Thread(
+        target=lambda: [lines.put(line.strip()) for line in proc.stdout], daemon=True
+    )
     reader.start()
     try:
         received = [lines.get(timeout=10) for _ in range(5)]
@@ -320,7 +331,11 @@ def test_killed_consumer_process_messages_redelivered(broker, connection, channe
         proc.wait(timeout=5)
         assert pump(connection, lambda: len(got) == 4)
         assert [(body, m.redelivered, m.delivery_tag) for m, _, body in got] == [
-            (b"m0", True, 1), (b"m1", True, 2), (b"m2", True, 3), (b"m3", True, 4)]
+            (b"m0", True, 1),
+            (b"m1", True, 2),
+            (b"m2", True, 3),
+            (b"m3", True, 4),
+        ]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -20,8 +20,9 @@ import pytest
 from conftest import Broker, durable_dead_letter_target, start_server, stop_server
 from pika_helpers import wait_until
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: restarts its own trimq-server")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: restarts its own trimq-server"
+)
 
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
 
@@ -37,8 +38,12 @@ class Node:
 
     def start(self) -> Broker:
         self.starts += 1
-        self.server = start_server(self.data, "--wal-segment-size", "65536",
-                                   log_path=self.logs / f"server-{self.starts}.log")
+        self.server = start_server(
+            self.data,
+            "--wal-segment-size",
+            "65536",
+            log_path=self.logs / f"server-{self.starts}.log",
+        )
         return self.server
 
     def stop(self) -> int:
@@ -75,8 +80,10 @@ def node(tmp_path: Path) -> Iterator[Node]:
         n.stop()
 
 
-def kill_when_durable(node: Node, channel: pika.adapters.blocking_connection.BlockingChannel,
-                      ) -> pika.adapters.blocking_connection.BlockingChannel:
+def kill_when_durable(
+    node: Node,
+    channel: pika.adapters.blocking_connection.BlockingChannel,
+) -> pika.adapters.blocking_connection.BlockingChannel:
     """Make everything done so far durable (a confirmed publish after it), SIGKILL the broker,
     start it again and return a channel on it."""
     channel.queue_declare("sync", durable=True)
@@ -85,8 +92,9 @@ def kill_when_durable(node: Node, channel: pika.adapters.blocking_connection.Blo
     return node.start().connect().channel()
 
 
-def drain(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str,
-          ack: bool = True) -> list[tuple[bytes, bool]]:
+def drain(
+    channel: pika.adapters.blocking_connection.BlockingChannel, queue: str, ack: bool = True
+) -> list[tuple[bytes, bool]]:
     """Every message in `queue` via basic_get: (body, redelivered)."""
     got = []
     while True:
@@ -96,9 +104,13 @@ def drain(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str
         got.append((body, method.redelivered))
 
 
-def publish_confirmed(channel: pika.adapters.blocking_connection.BlockingChannel,
-                      bodies: list[bytes], routing_key: str, exchange: str = "",
-                      properties: pika.BasicProperties = PERSISTENT) -> None:
+def publish_confirmed(
+    channel: pika.adapters.blocking_connection.BlockingChannel,
+    bodies: list[bytes],
+    routing_key: str,
+    exchange: str = "",
+    properties: pika.BasicProperties = PERSISTENT,
+) -> None:
     channel.confirm_delivery()
     for body in bodies:
         channel.basic_publish(exchange, routing_key, body, properties)
@@ -229,8 +241,13 @@ def test_properties_and_large_bodies_survive(node: Node) -> None:
     conn = node.server.connect()  # type: ignore[union-attr]
     ch = conn.channel()
     ch.queue_declare("big", durable=True)
-    props = pika.BasicProperties(delivery_mode=2, content_type="application/json",
-                                 headers={"n": 7, "tag": "x"}, message_id="m-1", priority=3)
+    props = pika.BasicProperties(
+        delivery_mode=2,
+        content_type="application/json",
+        headers={"n": 7, "tag": "x"},
+        message_id="m-1",
+        priority=3,
+    )
     body = os.urandom(300_000)  # larger than a segment: a record may exceed segment size
     publish_confirmed(ch, [body], "big", properties=props)
     node.stop()
@@ -239,9 +256,13 @@ def test_properties_and_large_bodies_survive(node: Node) -> None:
     ch = conn.channel()
     method, got_props, got_body = ch.basic_get("big", auto_ack=True)
     assert got_body == body
-    assert (got_props.content_type, got_props.headers, got_props.message_id,
-            got_props.priority, got_props.delivery_mode) == (
-        "application/json", {"n": 7, "tag": "x"}, "m-1", 3, 2)
+    assert (
+        got_props.content_type,
+        got_props.headers,
+        got_props.message_id,
+        got_props.priority,
+        got_props.delivery_mode,
+    ) == ("application/json", {"n": 7, "tag": "x"}, "m-1", 3, 2)
     conn.close()
 
 
@@ -261,9 +282,20 @@ def test_recovery_is_logged(node: Node) -> None:
 
 def test_second_broker_on_same_data_dir_is_refused(node: Node, tmp_path: Path) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "trimq.cli.server", "--port", "0", "--host", "127.0.0.1",
-         "--data-dir", str(node.data)],
-        capture_output=True, text=True, timeout=30,
+        [
+            sys.executable,
+            "-m",
+            "trimq.cli.server",
+            "--port",
+            "0",
+            "--host",
+            "127.0.0.1",
+            "--data-dir",
+            str(node.data),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert proc.returncode == 1
     assert "trimq-server:" in proc.stderr and "lock" in proc.stderr.lower()
@@ -289,9 +321,14 @@ def test_corrupt_sealed_segment_refuses_startup(node: Node) -> None:
 
 def test_online_compaction_reclaims_acked_messages(tmp_path: Path) -> None:
     node = Node(tmp_path)
-    node.server = start_server(node.data, "--wal-segment-size", "65536",
-                               "--wal-compaction-interval", "0.2",
-                               log_path=tmp_path / "server-1.log")
+    node.server = start_server(
+        node.data,
+        "--wal-segment-size",
+        "65536",
+        "--wal-compaction-interval",
+        "0.2",
+        log_path=tmp_path / "server-1.log",
+    )
     node.starts = 1
     conn = node.server.connect()
     ch = conn.channel()
@@ -326,8 +363,9 @@ def test_delivery_limit_counts_survive_a_restart(node: Node) -> None:
     conn = node.server.connect()  # type: ignore[union-attr]
     ch = conn.channel()
     durable_dead_letter_target(ch)
-    ch.queue_declare("limited", durable=True,
-                     arguments={"x-delivery-limit": 2, "x-dead-letter-exchange": "dlx"})
+    ch.queue_declare(
+        "limited", durable=True, arguments={"x-delivery-limit": 2, "x-dead-letter-exchange": "dlx"}
+    )
     publish_confirmed(ch, [b"poison"], "limited")
     for expected in (0, 1):  # two deliveries, each returned
         method, props, _ = ch.basic_get("limited")
@@ -345,8 +383,9 @@ def test_delivery_limit_counts_survive_a_restart(node: Node) -> None:
     conn.close()
 
 
-def get_within(channel: pika.adapters.blocking_connection.BlockingChannel, queue: str,
-               seconds: float) -> tuple[pika.BasicProperties, bytes] | None:
+def get_within(
+    channel: pika.adapters.blocking_connection.BlockingChannel, queue: str, seconds: float
+) -> tuple[pika.BasicProperties, bytes] | None:
     """The first message basic_get finds in `queue` within `seconds`, or None."""
     deadline = time.monotonic() + seconds
     while True:
@@ -408,13 +447,14 @@ def test_ttl_keeps_counting_from_publish_across_a_restart(node: Node) -> None:
     restarted = time.monotonic()
     assert ch.queue_declare("ttl", durable=True, passive=True).method.message_count == 1
     # It goes at the original deadline, although a full TTL after the restart has not passed.
-    assert wait_until(lambda: ch.queue_declare(
-        "ttl", durable=True, passive=True).method.message_count == 0, timeout=ttl_ms / 1000 + 5)
+    assert wait_until(
+        lambda: ch.queue_declare("ttl", durable=True, passive=True).method.message_count == 0,
+        timeout=ttl_ms / 1000 + 5,
+    )
     gone = time.monotonic()
     assert gone - published > ttl_ms / 1000 - 0.2, "expired before its deadline"
     # nearer the original deadline than a full TTL after the restart
-    assert gone - published < ttl_ms / 1000 + (restarted - published) / 2, (
-        "a restart reset the TTL")
+    assert gone - published < ttl_ms / 1000 + (restarted - published) / 2, "a restart reset the TTL"
     conn.close()
 
 

@@ -24,9 +24,13 @@ def example_env(broker) -> dict[str, str]:
 
 def run(broker, script: str, *args: str, timeout: float = 15) -> list[str]:
     """Run an example to completion; return its stdout lines."""
-    done = subprocess.run([sys.executable, str(EXAMPLES / script), *args],
-                          env=example_env(broker), capture_output=True, text=True,
-                          timeout=timeout)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / script), *args],
+        env=example_env(broker),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     assert done.returncode == 0, done.stderr
     return done.stdout.splitlines()
 
@@ -35,9 +39,13 @@ class Running:
     """A long-running example whose stdout lines are read by a thread."""
 
     def __init__(self, broker, script: str, *args: str) -> None:
-        self.proc = subprocess.Popen([sys.executable, str(EXAMPLES / script), *args],
-                                     env=example_env(broker), stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(EXAMPLES / script), *args],
+            env=example_env(broker),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         self.lines: queue_mod.Queue[str] = queue_mod.Queue()
         self.thread = threading.Thread(target=self._read, daemon=True)
         self.thread.start()
@@ -98,8 +106,7 @@ def test_producer_then_consumer(broker, channel, unique, cleanup):
     assert (props.delivery_mode, props.content_type) == (2, "text/plain")
     channel.close()  # gives the message back
     out = run(broker, "consumer.py", "--count", "3", *names)
-    assert out == [WAITING, " [x] Received 'one'", " [x] Received 'two'",
-                   " [x] Received 'three'"]
+    assert out == [WAITING, " [x] Received 'one'", " [x] Received 'two'", " [x] Received 'three'"]
 
 
 def test_consumer_waits_for_producer(broker, connection, unique, cleanup):
@@ -119,15 +126,18 @@ def test_consumer_waits_for_producer(broker, connection, unique, cleanup):
 
 def test_work_queue_two_workers(broker, connection, unique, cleanup):
     cleanup["queues"].append(unique)
-    workers = [Running(broker, "worker.py", "--queue", unique, "--count", "2",
-                       "--dot-seconds", "0.05") for _ in range(2)]
+    workers = [
+        Running(broker, "worker.py", "--queue", unique, "--count", "2", "--dot-seconds", "0.05")
+        for _ in range(2)
+    ]
     try:
         for worker in workers:
             assert worker.next_line() == WAITING
         tasks = ["First message.", "Second message..", "Third message...", "Fourth"]
         for task in tasks:
             assert run(broker, "new_task.py", "--queue", unique, *task.split()) == [
-                f" [x] Sent {task!r}"]
+                f" [x] Sent {task!r}"
+            ]
         outputs = [worker.finish() for worker in workers]
     finally:
         for worker in workers:
@@ -151,23 +161,42 @@ def test_new_task_default_message_is_persistent(broker, channel, unique, cleanup
 def test_topic_logs(broker, unique, cleanup):
     exchange = unique + ".logs"
     cleanup["exchanges"].append(exchange)
-    kern = Running(broker, "receive_logs_topic.py", "--exchange", exchange, "--count", "2",
-                   "kern.*")
-    critical = Running(broker, "receive_logs_topic.py", "--exchange", exchange, "--count", "3",
-                       "*.critical", "audit.#")
+    kern = Running(
+        broker, "receive_logs_topic.py", "--exchange", exchange, "--count", "2", "kern.*"
+    )
+    critical = Running(
+        broker,
+        "receive_logs_topic.py",
+        "--exchange",
+        exchange,
+        "--count",
+        "3",
+        "*.critical",
+        "audit.#",
+    )
     try:
         for receiver in (kern, critical):
             assert receiver.next_line() == " [*] Waiting for logs. To exit press CTRL+C"
-        emits = [("kern.critical", "A critical kernel error"), ("kern.info", "booted"),
-                 ("app.warning", "nobody listens"), ("app.critical", "app down"),
-                 ("audit.user.login", "alice")]
+        emits = [
+            ("kern.critical", "A critical kernel error"),
+            ("kern.info", "booted"),
+            ("app.warning", "nobody listens"),
+            ("app.critical", "app down"),
+            ("audit.user.login", "alice"),
+        ]
         for key, message in emits:
-            assert run(broker, "emit_log_topic.py", "--exchange", exchange, key,
-                       *message.split()) == [f" [x] Sent {key}:{message}"]
-        assert kern.finish() == [" [x] kern.critical:A critical kernel error",
-                                 " [x] kern.info:booted"]
-        assert critical.finish() == [" [x] kern.critical:A critical kernel error",
-                                     " [x] app.critical:app down", " [x] audit.user.login:alice"]
+            assert run(
+                broker, "emit_log_topic.py", "--exchange", exchange, key, *message.split()
+            ) == [f" [x] Sent {key}:{message}"]
+        assert kern.finish() == [
+            " [x] kern.critical:A critical kernel error",
+            " [x] kern.info:booted",
+        ]
+        assert critical.finish() == [
+            " [x] kern.critical:A critical kernel error",
+            " [x] app.critical:app down",
+            " [x] audit.user.login:alice",
+        ]
     finally:
         kern.kill()
         critical.kill()
@@ -180,6 +209,7 @@ def test_emit_log_topic_defaults(broker, channel, unique, cleanup):
     queue = channel.queue_declare("", exclusive=True).method.queue
     channel.queue_bind(queue, exchange, "anonymous.*")
     assert run(broker, "emit_log_topic.py", "--exchange", exchange) == [
-        " [x] Sent anonymous.info:Hello World!"]
+        " [x] Sent anonymous.info:Hello World!"
+    ]
     method, _, body = channel.basic_get(queue, auto_ack=True)
     assert (method.routing_key, body) == ("anonymous.info", b"Hello World!")

@@ -78,8 +78,10 @@ def drain(ch: Channel, queue: str) -> list[bytes]:
 
 
 def inequivalent(arg: str, name: str, received: str, current: str) -> str:
-    return (f"PRECONDITION_FAILED - inequivalent arg '{arg}' for exchange '{name}' in vhost '/': "
-            f"received '{received}' but current is '{current}'")
+    return (
+        f"PRECONDITION_FAILED - inequivalent arg '{arg}' for exchange '{name}' in vhost '/': "
+        f"received '{received}' but current is '{current}'"
+    )
 
 
 # --------------------------------------------------------------------------- declare
@@ -96,8 +98,9 @@ def test_declare_each_type(channel: Channel, unique: str, cleanup: list[str], ki
     assert isinstance(passive.method, pika.spec.Exchange.DeclareOk)
 
 
-def test_passive_declare_ignores_other_fields(channel: Channel, unique: str,
-                                               cleanup: list[str]) -> None:
+def test_passive_declare_ignores_other_fields(
+    channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, "direct")
     frame = channel.exchange_declare(unique, "fanout", passive=True, durable=True)
@@ -106,7 +109,9 @@ def test_passive_declare_ignores_other_fields(channel: Channel, unique: str,
 
 def test_passive_declare_missing(channel: Channel, unique: str) -> None:
     assert closed_by_broker(channel, channel.exchange_declare, unique, passive=True) == (
-        404, f"NOT_FOUND - no exchange '{unique}' in vhost '/'")
+        404,
+        f"NOT_FOUND - no exchange '{unique}' in vhost '/'",
+    )
 
 
 def test_predeclared_exchanges_exist(channel: Channel) -> None:
@@ -116,54 +121,74 @@ def test_predeclared_exchanges_exist(channel: Channel) -> None:
     channel.exchange_declare("amq.direct", "direct", durable=True)
 
 
-@pytest.mark.parametrize(("first", "second", "arg", "received", "current"), [
-    ({"exchange_type": "direct"}, {"exchange_type": "fanout"}, "type", "fanout", "direct"),
-    ({"exchange_type": "topic"}, {"exchange_type": "headers"}, "type", "headers", "topic"),
-    ({}, {"durable": True}, "durable", "true", "false"),
-    ({"durable": True}, {"durable": False}, "durable", "false", "true"),
-    ({}, {"auto_delete": True}, "auto_delete", "true", "false"),
-    ({"auto_delete": True}, {}, "auto_delete", "false", "true"),
-    ({}, {"internal": True}, "internal", "true", "false"),
-])
-def test_redeclare_inequivalent(connection: pika.BlockingConnection, channel: Channel,
-                                unique: str, cleanup: list[str], first: dict, second: dict,
-                                arg: str, received: str, current: str) -> None:
+@pytest.mark.parametrize(
+    ("first", "second", "arg", "received", "current"),
+    [
+        ({"exchange_type": "direct"}, {"exchange_type": "fanout"}, "type", "fanout", "direct"),
+        ({"exchange_type": "topic"}, {"exchange_type": "headers"}, "type", "headers", "topic"),
+        ({}, {"durable": True}, "durable", "true", "false"),
+        ({"durable": True}, {"durable": False}, "durable", "false", "true"),
+        ({}, {"auto_delete": True}, "auto_delete", "true", "false"),
+        ({"auto_delete": True}, {}, "auto_delete", "false", "true"),
+        ({}, {"internal": True}, "internal", "true", "false"),
+    ],
+)
+def test_redeclare_inequivalent(
+    connection: pika.BlockingConnection,
+    channel: Channel,
+    unique: str,
+    cleanup: list[str],
+    first: dict,
+    second: dict,
+    arg: str,
+    received: str,
+    current: str,
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, **first)
     assert closed_by_broker(channel, channel.exchange_declare, unique, **second) == (
-        406, inequivalent(arg, unique, received, current))
+        406,
+        inequivalent(arg, unique, received, current),
+    )
     # the original is untouched
     connection.channel().exchange_declare(unique, **first)
 
 
-def test_redeclare_alternate_exchange_differs(channel: Channel, unique: str,
-                                              cleanup: list[str],
-                                              connection: pika.BlockingConnection) -> None:
+def test_redeclare_alternate_exchange_differs(
+    channel: Channel, unique: str, cleanup: list[str], connection: pika.BlockingConnection
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, arguments={"alternate-exchange": "ae1"})
-    assert closed_by_broker(channel, channel.exchange_declare, unique,
-                            arguments={"alternate-exchange": "ae2"}) == (
-        406, inequivalent("alternate-exchange", unique, "ae2", "ae1"))
+    assert closed_by_broker(
+        channel, channel.exchange_declare, unique, arguments={"alternate-exchange": "ae2"}
+    ) == (406, inequivalent("alternate-exchange", unique, "ae2", "ae1"))
     ch = connection.channel()
     assert closed_by_broker(ch, ch.exchange_declare, unique) == (
-        406, f"PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange "
+        406,
+        f"PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange "
         f"'{unique}' in vhost '/': received none but current is the value 'ae1' of type "
-        f"'longstr'")
+        f"'longstr'",
+    )
 
 
-def test_redeclare_adding_alternate_exchange(channel: Channel, unique: str,
-                                             cleanup: list[str]) -> None:
+def test_redeclare_adding_alternate_exchange(
+    channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique)
-    assert closed_by_broker(channel, channel.exchange_declare, unique,
-                            arguments={"alternate-exchange": "ae"}) == (
-        406, f"PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange "
+    assert closed_by_broker(
+        channel, channel.exchange_declare, unique, arguments={"alternate-exchange": "ae"}
+    ) == (
+        406,
+        f"PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange "
         f"'{unique}' in vhost '/': received the value 'ae' of type 'longstr' but current is "
-        f"none")
+        f"none",
+    )
 
 
-def test_other_exchange_arguments_are_not_compared(channel: Channel, unique: str,
-                                                   cleanup: list[str]) -> None:
+def test_other_exchange_arguments_are_not_compared(
+    channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, arguments={"x-custom": "a"})
     channel.exchange_declare(unique, arguments={"x-custom": "b"})
@@ -173,39 +198,50 @@ def test_other_exchange_arguments_are_not_compared(channel: Channel, unique: str
 @pytest.mark.parametrize("name", ["amq.foo", "amq.direct.mine", "amq."])
 def test_declare_reserved_prefix(channel: Channel, name: str) -> None:
     assert closed_by_broker(channel, channel.exchange_declare, name) == (
-        403, f"ACCESS_REFUSED - exchange name '{name}' contains reserved prefix 'amq.*'")
+        403,
+        f"ACCESS_REFUSED - exchange name '{name}' contains reserved prefix 'amq.*'",
+    )
 
 
 def test_passive_declare_reserved_prefix_missing(channel: Channel) -> None:
     assert closed_by_broker(channel, channel.exchange_declare, "amq.nosuch", passive=True) == (
-        404, "NOT_FOUND - no exchange 'amq.nosuch' in vhost '/'")
+        404,
+        "NOT_FOUND - no exchange 'amq.nosuch' in vhost '/'",
+    )
 
 
 @pytest.mark.parametrize("passive", [False, True])
 def test_declare_default_exchange(channel: Channel, passive: bool) -> None:
     assert closed_by_broker(channel, channel.exchange_declare, "", passive=passive) == (
-        403, "ACCESS_REFUSED - operation not permitted on the default exchange")
+        403,
+        "ACCESS_REFUSED - operation not permitted on the default exchange",
+    )
 
 
-@pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                    reason="trimq-only: RabbitMQ 3.10 closes the connection with 503 "
-                           "COMMAND_INVALID - unknown exchange type 'ZZwwInvalid'")
-def test_declare_unknown_type(connection: pika.BlockingConnection, channel: Channel,
-                              unique: str) -> None:
+@pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")),
+    reason="trimq-only: RabbitMQ 3.10 closes the connection with 503 "
+    "COMMAND_INVALID - unknown exchange type 'ZZwwInvalid'",
+)
+def test_declare_unknown_type(
+    connection: pika.BlockingConnection, channel: Channel, unique: str
+) -> None:
     # trimq follows RabbitMQ 4 here (a channel error, 406), as pika's acceptance suite
     # expects (TestInvalidExchangeTypeRaisesConnectionClosed asserts ChannelClosedByBroker 406).
     # RabbitMQ 4's rabbit_exchange:check_type raises precondition_failed with this text.
     assert closed_by_broker(channel, channel.exchange_declare, unique, "ZZwwInvalid") == (
-        406, "PRECONDITION_FAILED - unknown exchange type 'ZZwwInvalid'")
+        406,
+        "PRECONDITION_FAILED - unknown exchange type 'ZZwwInvalid'",
+    )
     assert connection.is_open
     ch = connection.channel()
     assert closed_by_broker(ch, ch.exchange_declare, unique, passive=True)[0] == 404
 
 
 def test_passive_declare_unknown_type_of_missing_exchange(channel: Channel, unique: str) -> None:
-    assert closed_by_broker(channel, channel.exchange_declare, unique, "ZZwwInvalid",
-                            passive=True) == (
-        404, f"NOT_FOUND - no exchange '{unique}' in vhost '/'")
+    assert closed_by_broker(
+        channel, channel.exchange_declare, unique, "ZZwwInvalid", passive=True
+    ) == (404, f"NOT_FOUND - no exchange '{unique}' in vhost '/'")
 
 
 # --------------------------------------------------------------------------- delete
@@ -219,18 +255,22 @@ def test_delete(channel: Channel, unique: str, connection: pika.BlockingConnecti
 
 def test_delete_missing_is_ok(channel: Channel, unique: str) -> None:
     assert isinstance(channel.exchange_delete(unique).method, pika.spec.Exchange.DeleteOk)
-    assert isinstance(channel.exchange_delete(unique, if_unused=True).method,
-                      pika.spec.Exchange.DeleteOk)
+    assert isinstance(
+        channel.exchange_delete(unique, if_unused=True).method, pika.spec.Exchange.DeleteOk
+    )
 
 
-def test_delete_if_unused(connection: pika.BlockingConnection, channel: Channel,
-                          unique: str, cleanup: list[str]) -> None:
+def test_delete_if_unused(
+    connection: pika.BlockingConnection, channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique)
     queue = temp_queue(channel)
     channel.queue_bind(queue, unique, "k")
     assert closed_by_broker(channel, channel.exchange_delete, unique, if_unused=True) == (
-        406, f"PRECONDITION_FAILED - exchange '{unique}' in vhost '/' in use")
+        406,
+        f"PRECONDITION_FAILED - exchange '{unique}' in vhost '/' in use",
+    )
     ch = connection.channel()
     ch.exchange_declare(unique, passive=True)  # still there
     ch.queue_unbind(queue, unique, "k")
@@ -238,8 +278,9 @@ def test_delete_if_unused(connection: pika.BlockingConnection, channel: Channel,
     assert closed_by_broker(ch, ch.exchange_declare, unique, passive=True)[0] == 404
 
 
-def test_delete_if_unused_counts_only_outgoing_bindings(channel: Channel, unique: str,
-                                                       cleanup: list[str]) -> None:
+def test_delete_if_unused_counts_only_outgoing_bindings(
+    channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     source, dest = f"{unique}.src", f"{unique}.dst"
     cleanup.extend([source, dest])
     channel.exchange_declare(source)
@@ -251,27 +292,35 @@ def test_delete_if_unused_counts_only_outgoing_bindings(channel: Channel, unique
     channel.exchange_delete(source, if_unused=True)
 
 
-def test_delete_if_unused_with_exchange_binding(channel: Channel, unique: str,
-                                                cleanup: list[str]) -> None:
+def test_delete_if_unused_with_exchange_binding(
+    channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     source, dest = f"{unique}.src", f"{unique}.dst"
     cleanup.extend([source, dest])
     channel.exchange_declare(source)
     channel.exchange_declare(dest)
     channel.exchange_bind(dest, source, "k")
     assert closed_by_broker(channel, channel.exchange_delete, source, if_unused=True) == (
-        406, f"PRECONDITION_FAILED - exchange '{source}' in vhost '/' in use")
+        406,
+        f"PRECONDITION_FAILED - exchange '{source}' in vhost '/' in use",
+    )
 
 
-@pytest.mark.parametrize("name", ["amq.direct", "amq.fanout", "amq.topic", "amq.headers",
-                                  "amq.match", "amq.nosuch"])
+@pytest.mark.parametrize(
+    "name", ["amq.direct", "amq.fanout", "amq.topic", "amq.headers", "amq.match", "amq.nosuch"]
+)
 def test_delete_system_exchange(channel: Channel, name: str) -> None:
     assert closed_by_broker(channel, channel.exchange_delete, name) == (
-        403, f"ACCESS_REFUSED - deletion of system exchange '{name}' in vhost '/' not allowed")
+        403,
+        f"ACCESS_REFUSED - deletion of system exchange '{name}' in vhost '/' not allowed",
+    )
 
 
 def test_delete_default_exchange(channel: Channel) -> None:
     assert closed_by_broker(channel, channel.exchange_delete, "") == (
-        403, "ACCESS_REFUSED - operation not permitted on the default exchange")
+        403,
+        "ACCESS_REFUSED - operation not permitted on the default exchange",
+    )
 
 
 def test_delete_exchange_removes_bindings(channel: Channel, unique: str) -> None:
@@ -296,11 +345,14 @@ def test_auto_delete_exchange(channel: Channel, unique: str) -> None:
     channel.exchange_declare(unique, passive=True)
     channel.queue_unbind(queue, unique, "b")  # last binding gone: exchange deleted
     assert closed_by_broker(channel, channel.exchange_declare, unique, passive=True) == (
-        404, f"NOT_FOUND - no exchange '{unique}' in vhost '/'")
+        404,
+        f"NOT_FOUND - no exchange '{unique}' in vhost '/'",
+    )
 
 
-def test_auto_delete_exchange_when_queue_deleted(connection: pika.BlockingConnection,
-                                                 channel: Channel, unique: str) -> None:
+def test_auto_delete_exchange_when_queue_deleted(
+    connection: pika.BlockingConnection, channel: Channel, unique: str
+) -> None:
     channel.exchange_declare(unique, auto_delete=True)
     queue = temp_queue(channel)
     channel.queue_bind(queue, unique, "k")
@@ -321,8 +373,12 @@ def exchange_exists(connection: pika.BlockingConnection, name: str) -> bool:
 
 
 def test_auto_delete_exchange_survives_unrelated_deletions(
-        broker: Broker, connection: pika.BlockingConnection, channel: Channel,
-        unique: str, cleanup: list[str]) -> None:
+    broker: Broker,
+    connection: pika.BlockingConnection,
+    channel: Channel,
+    unique: str,
+    cleanup: list[str],
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, auto_delete=True)
     other = broker.connect()
@@ -341,8 +397,8 @@ def test_auto_delete_exchange_survives_unrelated_deletions(
 
 
 def test_auto_delete_exchange_unbinding_nothing_keeps_it(
-        connection: pika.BlockingConnection, channel: Channel, unique: str,
-        cleanup: list[str]) -> None:
+    connection: pika.BlockingConnection, channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     source, dest = f"{unique}.src", f"{unique}.dst"
     cleanup.extend([source, dest])
     channel.exchange_declare(source, auto_delete=True)
@@ -357,8 +413,8 @@ def test_auto_delete_exchange_unbinding_nothing_keeps_it(
 
 
 def test_auto_delete_exchange_as_destination_stays(
-        connection: pika.BlockingConnection, channel: Channel, unique: str,
-        cleanup: list[str]) -> None:
+    connection: pika.BlockingConnection, channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     source, dest = f"{unique}.src", f"{unique}.dst"
     cleanup.extend([source, dest])
     channel.exchange_declare(source, "fanout")
@@ -377,8 +433,8 @@ def test_auto_delete_exchange_as_destination_stays(
 
 
 def test_auto_delete_exchange_chain_goes_link_by_link(
-        connection: pika.BlockingConnection, channel: Channel, unique: str,
-        cleanup: list[str]) -> None:
+    connection: pika.BlockingConnection, channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     first, second, third = f"{unique}.1", f"{unique}.2", f"{unique}.3"
     cleanup.extend([first, second, third])
     for name in (first, second):
@@ -395,9 +451,9 @@ def test_auto_delete_exchange_chain_goes_link_by_link(
     assert not exchange_exists(connection, first)
 
 
-def test_auto_delete_exchange_bound_to_itself(connection: pika.BlockingConnection,
-                                              channel: Channel, unique: str,
-                                              cleanup: list[str]) -> None:
+def test_auto_delete_exchange_bound_to_itself(
+    connection: pika.BlockingConnection, channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, auto_delete=True)
     channel.exchange_bind(unique, unique, "k")
@@ -406,8 +462,12 @@ def test_auto_delete_exchange_bound_to_itself(connection: pika.BlockingConnectio
 
 
 def test_auto_delete_exchange_goes_with_an_exclusive_queue(
-        broker: Broker, connection: pika.BlockingConnection, channel: Channel,
-        unique: str, cleanup: list[str]) -> None:
+    broker: Broker,
+    connection: pika.BlockingConnection,
+    channel: Channel,
+    unique: str,
+    cleanup: list[str],
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, "fanout", auto_delete=True)
     owner = broker.connect()
@@ -424,12 +484,14 @@ def test_deleting_never_visits_the_other_exchanges() -> None:
     """Model level (no broker): deleting a queue or an exchange costs the same with 10 or
     with 10,000 other exchanges in the vhost, because bindings are indexed by their
     destination; the work is counted as the Python calls the deletion makes."""
+
     def calls(action: Callable[[], object]) -> int:
         count = 0
 
         def profile(frame: object, event: str, arg: object) -> None:
             nonlocal count
             count += event == "call"
+
         sys.setprofile(profile)
         try:
             action()
@@ -476,8 +538,7 @@ def test_direct_routing(channel: Channel, unique: str, cleanup: list[str]) -> No
     assert drain(channel, q2) == [b"red", b"green"]
 
 
-def test_duplicate_binding_delivers_once(channel: Channel, unique: str,
-                                         cleanup: list[str]) -> None:
+def test_duplicate_binding_delivers_once(channel: Channel, unique: str, cleanup: list[str]) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, "direct")
     queue = temp_queue(channel)
@@ -498,20 +559,29 @@ def test_fanout_routing(channel: Channel, unique: str, cleanup: list[str]) -> No
         assert drain(channel, q) == [b"all"]
 
 
-@pytest.mark.parametrize(("pattern", "matching", "not_matching"), [
-    ("a.b.c", ["a.b.c"], ["a.b", "a.b.c.d", "a.B.c"]),
-    ("a.*.c", ["a.b.c", "a..c", "a.xyz.c"], ["a.c", "a.b.b.c", "b.b.c"]),
-    ("a.#", ["a", "a.b", "a.b.c"], ["b", "ab", "b.a"]),
-    ("#.c", ["c", "a.c", "a.b.c"], ["a.c.d", "ac"]),
-    ("a.#.c", ["a.c", "a.b.c", "a.b.b.c"], ["a.b", "a.b.c.d"]),
-    ("#", ["", "a", "a.b.c"], []),
-    ("*", ["a"], ["a.b", ""]),
-    ("*.*", ["a.b", "."], ["a", "a.b.c"]),
-    ("#.#", ["", "a", "a.b"], []),
-    ("*.#", ["a", "a.b", "a.b.c"], [""]),
-])
-def test_topic_routing(channel: Channel, unique: str, cleanup: list[str], pattern: str,
-                       matching: list[str], not_matching: list[str]) -> None:
+@pytest.mark.parametrize(
+    ("pattern", "matching", "not_matching"),
+    [
+        ("a.b.c", ["a.b.c"], ["a.b", "a.b.c.d", "a.B.c"]),
+        ("a.*.c", ["a.b.c", "a..c", "a.xyz.c"], ["a.c", "a.b.b.c", "b.b.c"]),
+        ("a.#", ["a", "a.b", "a.b.c"], ["b", "ab", "b.a"]),
+        ("#.c", ["c", "a.c", "a.b.c"], ["a.c.d", "ac"]),
+        ("a.#.c", ["a.c", "a.b.c", "a.b.b.c"], ["a.b", "a.b.c.d"]),
+        ("#", ["", "a", "a.b.c"], []),
+        ("*", ["a"], ["a.b", ""]),
+        ("*.*", ["a.b", "."], ["a", "a.b.c"]),
+        ("#.#", ["", "a", "a.b"], []),
+        ("*.#", ["a", "a.b", "a.b.c"], [""]),
+    ],
+)
+def test_topic_routing(
+    channel: Channel,
+    unique: str,
+    cleanup: list[str],
+    pattern: str,
+    matching: list[str],
+    not_matching: list[str],
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, "topic")
     queue = temp_queue(channel)
@@ -521,8 +591,9 @@ def test_topic_routing(channel: Channel, unique: str, cleanup: list[str], patter
     assert drain(channel, queue) == [k.encode() for k in matching]
 
 
-def test_topic_multiple_patterns_deliver_once(channel: Channel, unique: str,
-                                              cleanup: list[str]) -> None:
+def test_topic_multiple_patterns_deliver_once(
+    channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, "topic")
     queue = temp_queue(channel)
@@ -542,8 +613,9 @@ def test_headers_match_all(channel: Channel, unique: str, cleanup: list[str]) ->
     cleanup.append(unique)
     channel.exchange_declare(unique, "headers")
     queue = temp_queue(channel)
-    channel.queue_bind(queue, unique, arguments={"x-match": "all", "format": "pdf",
-                                                 "type": "report"})
+    channel.queue_bind(
+        queue, unique, arguments={"x-match": "all", "format": "pdf", "type": "report"}
+    )
     publish_headers(channel, unique, {"format": "pdf", "type": "report"}, b"exact")
     publish_headers(channel, unique, {"format": "pdf", "type": "report", "x": 1}, b"extra")
     publish_headers(channel, unique, {"format": "pdf"}, b"partial")
@@ -556,8 +628,9 @@ def test_headers_match_any(channel: Channel, unique: str, cleanup: list[str]) ->
     cleanup.append(unique)
     channel.exchange_declare(unique, "headers")
     queue = temp_queue(channel)
-    channel.queue_bind(queue, unique, arguments={"x-match": "any", "format": "pdf",
-                                                 "type": "report"})
+    channel.queue_bind(
+        queue, unique, arguments={"x-match": "any", "format": "pdf", "type": "report"}
+    )
     publish_headers(channel, unique, {"format": "pdf"}, b"one")
     publish_headers(channel, unique, {"type": "report", "other": "x"}, b"other-one")
     publish_headers(channel, unique, {"format": "zip", "type": "log"}, b"neither")
@@ -576,8 +649,9 @@ def test_headers_default_is_all(channel: Channel, unique: str, cleanup: list[str
     assert drain(channel, queue) == [b"both"]
 
 
-def test_headers_empty_binding_matches_everything(channel: Channel, unique: str,
-                                                  cleanup: list[str]) -> None:
+def test_headers_empty_binding_matches_everything(
+    channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, "headers")
     queue = temp_queue(channel)
@@ -587,13 +661,13 @@ def test_headers_empty_binding_matches_everything(channel: Channel, unique: str,
     assert drain(channel, queue) == [b"none", b"some"]
 
 
-def test_headers_x_arguments_are_not_matched(channel: Channel, unique: str,
-                                             cleanup: list[str]) -> None:
+def test_headers_x_arguments_are_not_matched(
+    channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, "headers")
     queue = temp_queue(channel)
-    channel.queue_bind(queue, unique, arguments={"x-match": "all", "x-extra": "ignored",
-                                                 "k": "v"})
+    channel.queue_bind(queue, unique, arguments={"x-match": "all", "x-extra": "ignored", "k": "v"})
     publish_headers(channel, unique, {"k": "v"}, b"match")
     assert drain(channel, queue) == [b"match"]
 
@@ -612,30 +686,62 @@ def test_headers_unbind_by_arguments(channel: Channel, unique: str, cleanup: lis
 
 # Field values by name, as (type letter, value) for amqp_raw.encode_typed_table.
 FIELD_VALUES: dict[str, tuple[str, object]] = {
-    "t0": ("t", 0), "t1": ("t", 1), "t2": ("t", 2),  # bool: any non-zero octet is true
-    "b1": ("b", 1), "B1": ("B", 1), "s1": ("s", 1), "u1": ("u", 1), "I1": ("I", 1),
-    "i1": ("i", 1), "l1": ("l", 1), "I0": ("I", 0),
-    "l_big": ("l", 2**53 + 1), "d_big": ("d", float(2**53)),
-    "f1": ("f", 1.0), "d1": ("d", 1.0), "f1.5": ("f", 1.5), "d1.5": ("d", 1.5),
-    "f0.1": ("f", 0.1), "d0.1": ("d", 0.1), "d0": ("d", 0.0), "d-0": ("d", -0.0),
-    "D(0,1)": ("D", (0, 1)), "D(1,10)": ("D", (1, 10)),  # 1 and 1.0: (scale, digits)
-    "S1": ("S", "1"), "x1": ("x", b"1"), "Strue": ("S", "true"), "S": ("S", ""), "x": ("x", b""),
-    "T1": ("T", 1), "V": ("V", None),
-    "F_I": ("F", [("a", "I", 1)]), "F_l": ("F", [("a", "l", 1)]),
-    "F_ab": ("F", [("a", "I", 1), ("b", "I", 2)]), "F_ba": ("F", [("b", "I", 2), ("a", "I", 1)]),
-    "F_S": ("F", [("a", "S", "z")]), "F_x": ("F", [("a", "x", b"z")]),
-    "F_t": ("F", [("a", "t", 1)]), "F_t2": ("F", [("a", "t", 2)]), "F_d": ("F", [("a", "d", 1.0)]),
-    "F_empty": ("F", []), "A_empty": ("A", []),
-    "A_I": ("A", [("I", 1)]), "A_l": ("A", [("l", 1)]), "A_S": ("A", [("S", "a")]),
-    "A_x": ("A", [("x", b"a")]), "A_d": ("A", [("d", 1.0)]),
+    "t0": ("t", 0),
+    "t1": ("t", 1),
+    "t2": ("t", 2),  # bool: any non-zero octet is true
+    "b1": ("b", 1),
+    "B1": ("B", 1),
+    "s1": ("s", 1),
+    "u1": ("u", 1),
+    "I1": ("I", 1),
+    "i1": ("i", 1),
+    "l1": ("l", 1),
+    "I0": ("I", 0),
+    "l_big": ("l", 2**53 + 1),
+    "d_big": ("d", float(2**53)),
+    "f1": ("f", 1.0),
+    "d1": ("d", 1.0),
+    "f1.5": ("f", 1.5),
+    "d1.5": ("d", 1.5),
+    "f0.1": ("f", 0.1),
+    "d0.1": ("d", 0.1),
+    "d0": ("d", 0.0),
+    "d-0": ("d", -0.0),
+    "D(0,1)": ("D", (0, 1)),
+    "D(1,10)": ("D", (1, 10)),  # 1 and 1.0: (scale, digits)
+    "S1": ("S", "1"),
+    "x1": ("x", b"1"),
+    "Strue": ("S", "true"),
+    "S": ("S", ""),
+    "x": ("x", b""),
+    "T1": ("T", 1),
+    "V": ("V", None),
+    "F_I": ("F", [("a", "I", 1)]),
+    "F_l": ("F", [("a", "l", 1)]),
+    "F_ab": ("F", [("a", "I", 1), ("b", "I", 2)]),
+    "F_ba": ("F", [("b", "I", 2), ("a", "I", 1)]),
+    "F_S": ("F", [("a", "S", "z")]),
+    "F_x": ("F", [("a", "x", b"z")]),
+    "F_t": ("F", [("a", "t", 1)]),
+    "F_t2": ("F", [("a", "t", 2)]),
+    "F_d": ("F", [("a", "d", 1.0)]),
+    "F_empty": ("F", []),
+    "A_empty": ("A", []),
+    "A_I": ("A", [("I", 1)]),
+    "A_l": ("A", [("l", 1)]),
+    "A_S": ("A", [("S", "a")]),
+    "A_x": ("A", [("x", b"a")]),
+    "A_d": ("A", [("d", 1.0)]),
 }
 
 
-def routes_through_headers(broker: Broker, binding: list[tuple[str, str, object]],
-                           headers: list[tuple[str, str, object]]) -> bool:
+def routes_through_headers(
+    broker: Broker, binding: list[tuple[str, str, object]], headers: list[tuple[str, str, object]]
+) -> bool:
     """Bind a queue to a new headers exchange with exactly these typed arguments, publish
     (mandatory, confirmed) a message with exactly these typed headers, and tell whether it
     was routed (acked) or returned."""
+
     def shortstr(text: str) -> bytes:
         return bytes([len(text)]) + text.encode()
 
@@ -644,10 +750,19 @@ def routes_through_headers(broker: Broker, binding: list[tuple[str, str, object]
         client.rpc(1, spec.Confirm.Select(), spec.Confirm.SelectOk)
         queue = client.rpc(1, spec.Queue.Declare(exclusive=True), spec.Queue.DeclareOk).queue
         exchange = "headers." + queue.removeprefix("amq.gen-")
-        client.rpc(1, spec.Exchange.Declare(exchange=exchange, type="headers",
-                                            auto_delete=True), spec.Exchange.DeclareOk)
-        bind = (struct.pack(">HHH", 50, 20, 0) + shortstr(queue) + shortstr(exchange)
-                + shortstr("") + b"\x00" + encode_typed_table(binding))
+        client.rpc(
+            1,
+            spec.Exchange.Declare(exchange=exchange, type="headers", auto_delete=True),
+            spec.Exchange.DeclareOk,
+        )
+        bind = (
+            struct.pack(">HHH", 50, 20, 0)
+            + shortstr(queue)
+            + shortstr(exchange)
+            + shortstr("")
+            + b"\x00"
+            + encode_typed_table(binding)
+        )
         client.send_frame(1, 1, bind)
         client.expect(1, spec.Queue.BindOk)
         client.send_method(1, spec.Basic.Publish(exchange=exchange, mandatory=True))
@@ -660,35 +775,77 @@ def routes_through_headers(broker: Broker, binding: list[tuple[str, str, object]
         return True
 
 
-@pytest.mark.parametrize(("bound", "sent", "matches"), [
-    # booleans never equal numbers or strings
-    ("t1", "I1", False), ("t1", "t2", True), ("t0", "I0", False), ("I1", "t1", False),
-    ("t1", "Strue", False), ("t1", "S1", False), ("t0", "d0", False),
-    # integers of any width (and timestamps) equal by number
-    ("b1", "l1", True), ("B1", "i1", True), ("s1", "u1", True), ("I1", "l1", True),
-    ("i1", "b1", True), ("l_big", "d_big", False), ("l_big", "l_big", True),
-    ("T1", "I1", True), ("l1", "T1", True), ("T1", "d1", True), ("T1", "t1", False),
-    # floats and doubles equal integers of the same value; float32 0.1 is not double 0.1
-    ("d1", "I1", True), ("f1", "b1", True), ("I1", "d1", True), ("f1.5", "d1.5", True),
-    ("f0.1", "d0.1", False), ("d-0", "I0", True), ("d0", "d-0", True),
-    # decimals compare scale and digits: 1 is not 1.0, nor any number
-    ("D(0,1)", "D(0,1)", True), ("D(0,1)", "D(1,10)", False), ("D(0,1)", "I1", False),
-    ("D(0,1)", "d1", False), ("I1", "D(0,1)", False),
-    # a byte array equals the string of the same bytes
-    ("S1", "x1", True), ("x1", "S1", True), ("S", "x", True), ("S1", "I1", False),
-    ("Strue", "t1", False), ("S", "V", False),
-    # a void argument asks only for presence; a void header equals only that
-    ("V", "I1", True), ("V", "t0", True), ("V", "V", True), ("V", "S", True),
-    ("V", "F_empty", True), ("I1", "V", False),
-    # nested tables and arrays: entries in order, types included
-    ("F_I", "F_I", True), ("F_I", "F_l", False), ("F_ab", "F_ba", False),
-    ("F_S", "F_x", False), ("F_t", "F_t2", True), ("F_t", "F_I", False),
-    ("F_d", "F_I", False), ("F_empty", "A_empty", True), ("A_empty", "F_empty", True),
-    ("A_I", "A_I", True), ("A_I", "A_l", False), ("A_S", "A_x", False),
-    ("A_d", "A_I", False), ("A_I", "F_I", False),
-])
-def test_headers_compare_decoded_values(broker: Broker, bound: str, sent: str,
-                                        matches: bool) -> None:
+@pytest.mark.parametrize(
+    ("bound", "sent", "matches"),
+    [
+        # booleans never equal numbers or strings
+        ("t1", "I1", False),
+        ("t1", "t2", True),
+        ("t0", "I0", False),
+        ("I1", "t1", False),
+        ("t1", "Strue", False),
+        ("t1", "S1", False),
+        ("t0", "d0", False),
+        # integers of any width (and timestamps) equal by number
+        ("b1", "l1", True),
+        ("B1", "i1", True),
+        ("s1", "u1", True),
+        ("I1", "l1", True),
+        ("i1", "b1", True),
+        ("l_big", "d_big", False),
+        ("l_big", "l_big", True),
+        ("T1", "I1", True),
+        ("l1", "T1", True),
+        ("T1", "d1", True),
+        ("T1", "t1", False),
+        # floats and doubles equal integers of the same value; float32 0.1 is not double 0.1
+        ("d1", "I1", True),
+        ("f1", "b1", True),
+        ("I1", "d1", True),
+        ("f1.5", "d1.5", True),
+        ("f0.1", "d0.1", False),
+        ("d-0", "I0", True),
+        ("d0", "d-0", True),
+        # decimals compare scale and digits: 1 is not 1.0, nor any number
+        ("D(0,1)", "D(0,1)", True),
+        ("D(0,1)", "D(1,10)", False),
+        ("D(0,1)", "I1", False),
+        ("D(0,1)", "d1", False),
+        ("I1", "D(0,1)", False),
+        # a byte array equals the string of the same bytes
+        ("S1", "x1", True),
+        ("x1", "S1", True),
+        ("S", "x", True),
+        ("S1", "I1", False),
+        ("Strue", "t1", False),
+        ("S", "V", False),
+        # a void argument asks only for presence; a void header equals only that
+        ("V", "I1", True),
+        ("V", "t0", True),
+        ("V", "V", True),
+        ("V", "S", True),
+        ("V", "F_empty", True),
+        ("I1", "V", False),
+        # nested tables and arrays: entries in order, types included
+        ("F_I", "F_I", True),
+        ("F_I", "F_l", False),
+        ("F_ab", "F_ba", False),
+        ("F_S", "F_x", False),
+        ("F_t", "F_t2", True),
+        ("F_t", "F_I", False),
+        ("F_d", "F_I", False),
+        ("F_empty", "A_empty", True),
+        ("A_empty", "F_empty", True),
+        ("A_I", "A_I", True),
+        ("A_I", "A_l", False),
+        ("A_S", "A_x", False),
+        ("A_d", "A_I", False),
+        ("A_I", "F_I", False),
+    ],
+)
+def test_headers_compare_decoded_values(
+    broker: Broker, bound: str, sent: str, matches: bool
+) -> None:
     binding = [("x-match", "S", "all"), ("k", *FIELD_VALUES[bound])]
     assert routes_through_headers(broker, binding, [("k", *FIELD_VALUES[sent])]) is matches
 
@@ -699,8 +856,9 @@ def test_headers_any_compares_decoded_values_too(broker: Broker) -> None:
     assert not routes_through_headers(broker, binding, [("a", "I", 1), ("b", "x", b"y")])
     # arguments and headers in any order at the top level
     binding = [("zz", "I", 1), ("x-match", "S", "all"), ("aa", "b", 1)]
-    assert routes_through_headers(broker, binding,
-                                  [("aa", "l", 1), ("mm", "I", 5), ("zz", "d", 1.0)])
+    assert routes_through_headers(
+        broker, binding, [("aa", "l", 1), ("mm", "I", 5), ("zz", "d", 1.0)]
+    )
     # with all-with-x, x- arguments are compared like the others
     binding = [("x-match", "S", "all-with-x"), ("x-a", "t", 1)]
     assert not routes_through_headers(broker, binding, [("x-a", "I", 1)])
@@ -709,8 +867,9 @@ def test_headers_any_compares_decoded_values_too(broker: Broker) -> None:
     assert routes_through_headers(broker, [("k", "S", b"\xff\xfe")], [("k", "x", b"\xff\xfe")])
 
 
-def test_headers_bool_number_and_bytes_from_pika(channel: Channel, unique: str,
-                                                 cleanup: list[str]) -> None:
+def test_headers_bool_number_and_bytes_from_pika(
+    channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     """pika sends True as a bool, 1 as a signed int and b"1" as a byte array."""
     cleanup.append(unique)
     channel.exchange_declare(unique, "headers")
@@ -725,31 +884,43 @@ def test_headers_bool_number_and_bytes_from_pika(channel: Channel, unique: str,
     assert drain(channel, text) == [b"bytes"]
 
 
-@pytest.mark.parametrize(("x_match", "text"), [
-    ("foo", 'Invalid x-match field value <<"foo">>; expected all, any, all-with-x, or '
-            "any-with-x"),
-    ("", "Invalid x-match field value <<>>; expected all, any, all-with-x, or any-with-x"),
-    (b"any", 'Invalid x-match field type binary (value <<"any">>); expected longstr'),
-    (1, "Invalid x-match field type signedint (value 1); expected longstr"),
-    (True, "Invalid x-match field type bool (value true); expected longstr"),
-    (None, "Invalid x-match field type void (value undefined); expected longstr"),
-    ({"a": 1}, 'Invalid x-match field type table (value [{<<"a">>,signedint,1}]); '
-               "expected longstr"),
-])
+@pytest.mark.parametrize(
+    ("x_match", "text"),
+    [
+        (
+            "foo",
+            'Invalid x-match field value <<"foo">>; expected all, any, all-with-x, or any-with-x',
+        ),
+        ("", "Invalid x-match field value <<>>; expected all, any, all-with-x, or any-with-x"),
+        (b"any", 'Invalid x-match field type binary (value <<"any">>); expected longstr'),
+        (1, "Invalid x-match field type signedint (value 1); expected longstr"),
+        (True, "Invalid x-match field type bool (value true); expected longstr"),
+        (None, "Invalid x-match field type void (value undefined); expected longstr"),
+        (
+            {"a": 1},
+            'Invalid x-match field type table (value [{<<"a">>,signedint,1}]); expected longstr',
+        ),
+    ],
+)
 def test_headers_binding_with_unknown_x_match_is_refused(
-        connection: pika.BlockingConnection, channel: Channel, unique: str,
-        cleanup: list[str], x_match: object, text: str) -> None:
+    connection: pika.BlockingConnection,
+    channel: Channel,
+    unique: str,
+    cleanup: list[str],
+    x_match: object,
+    text: str,
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, "headers")
     queue = temp_queue(channel)
     ch = connection.channel()
-    assert closed_by_broker(ch, ch.queue_bind, queue, unique,
-                            arguments={"x-match": x_match, "k": "v"}) == (
-        406, f"PRECONDITION_FAILED - {text}")
+    assert closed_by_broker(
+        ch, ch.queue_bind, queue, unique, arguments={"x-match": x_match, "k": "v"}
+    ) == (406, f"PRECONDITION_FAILED - {text}")
     ch = connection.channel()
-    assert closed_by_broker(ch, ch.exchange_bind, unique, unique,
-                            arguments={"x-match": x_match}) == (
-        406, f"PRECONDITION_FAILED - {text}")
+    assert closed_by_broker(
+        ch, ch.exchange_bind, unique, unique, arguments={"x-match": x_match}
+    ) == (406, f"PRECONDITION_FAILED - {text}")
 
 
 def test_amq_match_is_a_headers_exchange(channel: Channel) -> None:
@@ -759,14 +930,18 @@ def test_amq_match_is_a_headers_exchange(channel: Channel) -> None:
     assert drain(channel, queue) == [b"via amq.match"]
 
 
-def test_mandatory_unroutable_is_returned(connection: pika.BlockingConnection, channel: Channel,
-                                          unique: str, cleanup: list[str]) -> None:
+def test_mandatory_unroutable_is_returned(
+    connection: pika.BlockingConnection, channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     cleanup.append(unique)
     channel.exchange_declare(unique, "direct")
     returned: list[tuple[int, str, str, str, bytes]] = []
     plain = connection.channel()  # without confirms pika reports returns by callback
-    plain.add_on_return_callback(lambda ch, method, props, body: returned.append(
-        (method.reply_code, method.reply_text, method.exchange, method.routing_key, body)))
+    plain.add_on_return_callback(
+        lambda ch, method, props, body: returned.append(
+            (method.reply_code, method.reply_text, method.exchange, method.routing_key, body)
+        )
+    )
     plain.basic_publish(unique, "nobody", b"lost", mandatory=True)
     assert pump(connection, lambda: bool(returned))
     round_trip(plain)  # and no second return
@@ -776,28 +951,28 @@ def test_mandatory_unroutable_is_returned(connection: pika.BlockingConnection, c
 # --------------------------------------------------------------------------- e2e bindings
 
 
-def test_exchange_to_exchange_binding(channel: Channel, unique: str,
-                                      cleanup: list[str]) -> None:
+def test_exchange_to_exchange_binding(channel: Channel, unique: str, cleanup: list[str]) -> None:
     source, dest = f"{unique}.src", f"{unique}.dst"
     cleanup.extend([source, dest])
     channel.exchange_declare(source, "topic")
     channel.exchange_declare(dest, "direct")
     queue = temp_queue(channel)
     channel.queue_bind(queue, dest, "a.b")
-    assert isinstance(channel.exchange_bind(dest, source, "a.*").method,
-                      pika.spec.Exchange.BindOk)
+    assert isinstance(channel.exchange_bind(dest, source, "a.*").method, pika.spec.Exchange.BindOk)
     channel.basic_publish(source, "a.b", b"routed")
     channel.basic_publish(source, "a.c", b"dest drops it")
     channel.basic_publish(source, "b.b", b"source drops it")
     assert drain(channel, queue) == [b"routed"]
-    assert isinstance(channel.exchange_unbind(dest, source, "a.*").method,
-                      pika.spec.Exchange.UnbindOk)
+    assert isinstance(
+        channel.exchange_unbind(dest, source, "a.*").method, pika.spec.Exchange.UnbindOk
+    )
     channel.basic_publish(source, "a.b", b"after unbind")
     assert drain(channel, queue) == []
 
 
-def test_exchange_binding_chain_and_cycle(channel: Channel, unique: str,
-                                          cleanup: list[str]) -> None:
+def test_exchange_binding_chain_and_cycle(
+    channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     a, b, c = f"{unique}.a", f"{unique}.b", f"{unique}.c"
     cleanup.extend([a, b, c])
     for name in (a, b, c):
@@ -812,8 +987,9 @@ def test_exchange_binding_chain_and_cycle(channel: Channel, unique: str,
     assert drain(channel, queue) == [b"once"]
 
 
-def test_internal_exchange(connection: pika.BlockingConnection, channel: Channel,
-                           unique: str, cleanup: list[str]) -> None:
+def test_internal_exchange(
+    connection: pika.BlockingConnection, channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     source, internal = f"{unique}.src", f"{unique}.int"
     cleanup.extend([source, internal])
     channel.exchange_declare(source, "fanout")
@@ -827,7 +1003,9 @@ def test_internal_exchange(connection: pika.BlockingConnection, channel: Channel
         channel.basic_publish(internal, "", b"direct to internal")
         channel.basic_qos(prefetch_count=1)  # without confirms, a later call surfaces it
     assert (info.value.reply_code, info.value.reply_text) == (
-        403, f"ACCESS_REFUSED - cannot publish to internal exchange '{internal}' in vhost '/'")
+        403,
+        f"ACCESS_REFUSED - cannot publish to internal exchange '{internal}' in vhost '/'",
+    )
 
 
 def test_publish_to_missing_exchange(connection: pika.BlockingConnection, unique: str) -> None:
@@ -836,39 +1014,55 @@ def test_publish_to_missing_exchange(connection: pika.BlockingConnection, unique
     with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:
         ch.basic_qos(prefetch_count=1)
     assert (info.value.reply_code, info.value.reply_text) == (
-        404, f"NOT_FOUND - no exchange '{unique}' in vhost '/'")
+        404,
+        f"NOT_FOUND - no exchange '{unique}' in vhost '/'",
+    )
 
 
-def test_exchange_bind_missing(connection: pika.BlockingConnection, channel: Channel,
-                               unique: str, cleanup: list[str]) -> None:
+def test_exchange_bind_missing(
+    connection: pika.BlockingConnection, channel: Channel, unique: str, cleanup: list[str]
+) -> None:
     existing = f"{unique}.x"
     cleanup.append(existing)
     channel.exchange_declare(existing)
     assert closed_by_broker(channel, channel.exchange_bind, f"{unique}.nodest", existing) == (
-        404, f"NOT_FOUND - no exchange '{unique}.nodest' in vhost '/'")
+        404,
+        f"NOT_FOUND - no exchange '{unique}.nodest' in vhost '/'",
+    )
     ch = connection.channel()
     assert closed_by_broker(ch, ch.exchange_bind, existing, f"{unique}.nosrc") == (
-        404, f"NOT_FOUND - no exchange '{unique}.nosrc' in vhost '/'")
+        404,
+        f"NOT_FOUND - no exchange '{unique}.nosrc' in vhost '/'",
+    )
     ch = connection.channel()
     # both missing: the source is reported
     assert closed_by_broker(ch, ch.exchange_bind, f"{unique}.d", f"{unique}.s") == (
-        404, f"NOT_FOUND - no exchange '{unique}.s' in vhost '/'")
+        404,
+        f"NOT_FOUND - no exchange '{unique}.s' in vhost '/'",
+    )
 
 
 def test_unbind_missing_is_ok(channel: Channel, unique: str) -> None:
-    assert isinstance(channel.exchange_unbind(f"{unique}.d", f"{unique}.s", "k").method,
-                      pika.spec.Exchange.UnbindOk)
-    assert isinstance(channel.queue_unbind(f"{unique}.q", f"{unique}.s", "k").method,
-                      pika.spec.Queue.UnbindOk)
+    assert isinstance(
+        channel.exchange_unbind(f"{unique}.d", f"{unique}.s", "k").method,
+        pika.spec.Exchange.UnbindOk,
+    )
+    assert isinstance(
+        channel.queue_unbind(f"{unique}.q", f"{unique}.s", "k").method, pika.spec.Queue.UnbindOk
+    )
 
 
 def test_bind_to_default_exchange(connection: pika.BlockingConnection, channel: Channel) -> None:
     queue = temp_queue(channel)
     assert closed_by_broker(channel, channel.queue_bind, queue, "", "k") == (
-        403, "ACCESS_REFUSED - operation not permitted on the default exchange")
+        403,
+        "ACCESS_REFUSED - operation not permitted on the default exchange",
+    )
     ch = connection.channel()
     assert closed_by_broker(ch, ch.queue_unbind, queue, "", queue) == (
-        403, "ACCESS_REFUSED - operation not permitted on the default exchange")
+        403,
+        "ACCESS_REFUSED - operation not permitted on the default exchange",
+    )
 
 
 def test_exchange_survives_channel_close(broker: Broker, unique: str) -> None:

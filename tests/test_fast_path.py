@@ -24,31 +24,50 @@ def raw_frame(frame_type: int, channel: int, payload: bytes, end: bytes = b"\xce
     return struct.pack(">BHI", frame_type, channel, len(payload)) + payload + end
 
 
-def publish_frames(channel: int, body_parts: list[bytes], props: spec.BasicProperties,
-                   exchange: str = "ex", routing_key: str = "rk", size: int | None = None,
-                   ) -> bytes:
+def publish_frames(
+    channel: int,
+    body_parts: list[bytes],
+    props: spec.BasicProperties,
+    exchange: str = "ex",
+    routing_key: str = "rk",
+    size: int | None = None,
+) -> bytes:
     body_size = sum(map(len, body_parts)) if size is None else size
     header = struct.pack(">HHQ", 60, 0, body_size) + props.encode()
-    return (raw_frame(1, channel, spec.BasicPublish(0, exchange, routing_key, True).encode())
-            + raw_frame(2, channel, header)
-            + b"".join(raw_frame(3, channel, part) for part in body_parts))
+    return (
+        raw_frame(1, channel, spec.BasicPublish(0, exchange, routing_key, True).encode())
+        + raw_frame(2, channel, header)
+        + b"".join(raw_frame(3, channel, part) for part in body_parts)
+    )
 
 
-PROPS = spec.BasicProperties(content_type="text/plain", headers={"k": 1}, delivery_mode=2,
-                             expiration="60000")
+PROPS = spec.BasicProperties(
+    content_type="text/plain", headers={"k": 1}, delivery_mode=2, expiration="60000"
+)
 
 
-def command_or_frame(frame: frames.Frame, assemblers: dict[int, ContentAssembler],
-                     out: list[tuple[int, object]]) -> None:
+def command_or_frame(
+    frame: frames.Frame, assemblers: dict[int, ContentAssembler], out: list[tuple[int, object]]
+) -> None:
     if frame.channel == 0:
         out.append((0, frame))
         return
     command = assemblers.setdefault(frame.channel, ContentAssembler(MAX)).feed(frame)
     if command is not None:
         method = command.method
-        out.append((frame.channel, (method.exchange, method.routing_key,  # type: ignore
-                                    method.mandatory, command.properties,  # type: ignore
-                                    command.properties_raw, command.body)))
+        out.append(
+            (
+                frame.channel,
+                (
+                    method.exchange,
+                    method.routing_key,  # type: ignore
+                    method.mandatory,
+                    command.properties,  # type: ignore
+                    command.properties_raw,
+                    command.body,
+                ),
+            )
+        )
 
 
 def general_path(data: bytes) -> list[tuple[int, object]]:
@@ -62,8 +81,11 @@ def general_path(data: bytes) -> list[tuple[int, object]]:
     return out
 
 
-def take_all(buffer: frames.FrameBuffer, assemblers: dict[int, ContentAssembler],
-             out: list[tuple[int, object]]) -> None:
+def take_all(
+    buffer: frames.FrameBuffer,
+    assemblers: dict[int, ContentAssembler],
+    out: list[tuple[int, object]],
+) -> None:
     """What the connection's reader does: whole publishes, else frames; a publish whose body
     is still arriving waits for more bytes."""
     while True:
@@ -74,8 +96,9 @@ def take_all(buffer: frames.FrameBuffer, assemblers: dict[int, ContentAssembler]
             args = publish_args(publish.arguments)
             decoded = content_properties(publish.properties)
             assert args is not None and decoded is not None
-            out.append((publish.channel, (args[0], args[1], args[2], decoded[0], decoded[1],
-                                          publish.body)))
+            out.append(
+                (publish.channel, (args[0], args[1], args[2], decoded[0], decoded[1], publish.body))
+            )
             assert args[4] == encode_shortstr(args[0]) + encode_shortstr(args[1])
             continue
         if publish is not None:
@@ -89,8 +112,9 @@ def take_all(buffer: frames.FrameBuffer, assemblers: dict[int, ContentAssembler]
 IDLE = ContentAssembler(MAX)
 
 
-def fast_path(data: bytes, cuts: list[int] | None = None,
-              frame_max: int = 131072) -> list[tuple[int, object]]:
+def fast_path(
+    data: bytes, cuts: list[int] | None = None, frame_max: int = 131072
+) -> list[tuple[int, object]]:
     buffer = frames.FrameBuffer(frame_max)
     assemblers: dict[int, ContentAssembler] = {}
     out: list[tuple[int, object]] = []
@@ -102,13 +126,15 @@ def fast_path(data: bytes, cuts: list[int] | None = None,
     return out
 
 
-STREAM = b"".join([
-    publish_frames(1, [b"hello"], PROPS),
-    raw_frame(8, 0, b""),
-    publish_frames(2, [], spec.BasicProperties()),
-    publish_frames(1, [b"a", b"", b"bc"], spec.BasicProperties(delivery_mode=1), "", "q"),
-    publish_frames(65535, [b"x" * 100], spec.BasicProperties(priority=3, reply_to="r")),
-])
+STREAM = b"".join(
+    [
+        publish_frames(1, [b"hello"], PROPS),
+        raw_frame(8, 0, b""),
+        publish_frames(2, [], spec.BasicProperties()),
+        publish_frames(1, [b"a", b"", b"bc"], spec.BasicProperties(delivery_mode=1), "", "q"),
+        publish_frames(65535, [b"x" * 100], spec.BasicProperties(priority=3, reply_to="r")),
+    ]
+)
 
 
 def test_a_stream_of_publishes_gives_what_the_general_path_gives() -> None:
@@ -163,22 +189,27 @@ def test_a_bad_frame_behind_a_partial_body_is_left_to_the_general_path() -> None
     assert buffer.next_publish(MAX) is None
 
 
-@pytest.mark.parametrize("data", [
-    # header on another channel, a heartbeat inside the content, a bad frame end
-    raw_frame(1, 1, spec.BasicPublish().encode()) + raw_frame(2, 2, struct.pack(">HHQ", 60, 0, 0)
-                                                              + b"\x00\x00"),
-    raw_frame(1, 1, spec.BasicPublish().encode()) + raw_frame(8, 0, b"")
-    + raw_frame(2, 1, struct.pack(">HHQ", 60, 0, 0) + b"\x00\x00"),
-    publish_frames(1, [b"abc"], PROPS)[:-1] + b"\x00",
-    # a body longer than announced, a header of another class, a too short header
-    publish_frames(1, [b"abcd"], PROPS, size=3),
-    raw_frame(1, 1, spec.BasicPublish().encode()) + raw_frame(2, 1, struct.pack(">HHQ", 50, 0, 0)
-                                                              + b"\x00\x00"),
-    raw_frame(1, 1, spec.BasicPublish().encode()) + raw_frame(2, 1, struct.pack(">HHQ", 60, 0, 0)),
-    # another method, a body over the limit
-    raw_frame(1, 1, spec.BasicAck(1, False).encode()) + raw_frame(2, 1, b"\x00" * 14),
-    publish_frames(1, [b"x" * 10], PROPS, size=MAX + 1),
-])
+@pytest.mark.parametrize(
+    "data",
+    [
+        # header on another channel, a heartbeat inside the content, a bad frame end
+        raw_frame(1, 1, spec.BasicPublish().encode())
+        + raw_frame(2, 2, struct.pack(">HHQ", 60, 0, 0) + b"\x00\x00"),
+        raw_frame(1, 1, spec.BasicPublish().encode())
+        + raw_frame(8, 0, b"")
+        + raw_frame(2, 1, struct.pack(">HHQ", 60, 0, 0) + b"\x00\x00"),
+        publish_frames(1, [b"abc"], PROPS)[:-1] + b"\x00",
+        # a body longer than announced, a header of another class, a too short header
+        publish_frames(1, [b"abcd"], PROPS, size=3),
+        raw_frame(1, 1, spec.BasicPublish().encode())
+        + raw_frame(2, 1, struct.pack(">HHQ", 50, 0, 0) + b"\x00\x00"),
+        raw_frame(1, 1, spec.BasicPublish().encode())
+        + raw_frame(2, 1, struct.pack(">HHQ", 60, 0, 0)),
+        # another method, a body over the limit
+        raw_frame(1, 1, spec.BasicAck(1, False).encode()) + raw_frame(2, 1, b"\x00" * 14),
+        publish_frames(1, [b"x" * 10], PROPS, size=MAX + 1),
+    ],
+)
 def test_anything_unusual_is_left_to_the_general_path(data: bytes) -> None:
     buffer = frames.FrameBuffer()
     buffer.feed(data + b"\x00" * 30)  # enough bytes that nothing looks incomplete
@@ -191,8 +222,9 @@ def test_unread_publish_gives_it_back_frame_by_frame() -> None:
     buffer.feed(STREAM)
     assert buffer.next_publish(MAX) is not None
     buffer.unread_publish()
-    assert buffer.next_frame() == frames.Frame(1, 1, spec.BasicPublish(0, "ex", "rk", True)
-                                               .encode())
+    assert buffer.next_frame() == frames.Frame(
+        1, 1, spec.BasicPublish(0, "ex", "rk", True).encode()
+    )
 
 
 def test_a_frame_max_of_zero_means_no_limit() -> None:
@@ -220,8 +252,12 @@ def test_publish_args_decode_what_basic_publish_decodes(data: bytes) -> None:
         assert args is None
     else:
         assert args is not None
-        assert args[:4] == (method.exchange, method.routing_key,  # type: ignore[attr-defined]
-                            method.mandatory, method.immediate)  # type: ignore[attr-defined]
+        assert args[:4] == (
+            method.exchange,
+            method.routing_key,  # type: ignore[attr-defined]
+            method.mandatory,
+            method.immediate,
+        )  # type: ignore[attr-defined]
 
 
 @FAST
@@ -245,15 +281,27 @@ def test_cached_properties_are_the_same_object() -> None:
 
 
 @FAST
-@given(st.binary(max_size=300), st.text(max_size=20), st.text(max_size=20), st.booleans(),
-       st.integers(1, 2**64 - 1), st.sampled_from([4096, 131072]))
+@given(
+    st.binary(max_size=300),
+    st.text(max_size=20),
+    st.text(max_size=20),
+    st.booleans(),
+    st.integers(1, 2**64 - 1),
+    st.sampled_from([4096, 131072]),
+)
 def test_deliver_frames_are_basic_deliver_with_content(
-    body: bytes, exchange: str, routing_key: str, redelivered: bool, tag: int, frame_max: int,
+    body: bytes,
+    exchange: str,
+    routing_key: str,
+    redelivered: bool,
+    tag: int,
+    frame_max: int,
 ) -> None:
     props = PROPS.encode()
     method = spec.BasicDeliver("amq.ctag-1", tag, redelivered, exchange, routing_key)
     expected = frames.method_with_content(5, method, props, body * 20, frame_max)
     route = encode_shortstr(exchange) + encode_shortstr(routing_key)
-    got = frames.deliver_frames(5, encode_shortstr("amq.ctag-1"), tag, redelivered, route,
-                                props, body * 20, frame_max)
+    got = frames.deliver_frames(
+        5, encode_shortstr("amq.ctag-1"), tag, redelivered, route, props, body * 20, frame_max
+    )
     assert got == expected

@@ -23,8 +23,9 @@ from conftest import start_server, stop_server
 
 from storage.segment import list_segments, read_segment
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: runs its own trimq-server")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: runs its own trimq-server"
+)
 
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("TRIMQ_")}
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
@@ -36,8 +37,14 @@ def _umask_000() -> None:
 
 def run(*argv: str) -> subprocess.CompletedProcess[str]:
     """A trimq program (`trimq.cli.server`, `storage.cli`, ...) with umask 000."""
-    return subprocess.run([sys.executable, "-m", *argv], capture_output=True, text=True,
-                          timeout=60, env=ENV, preexec_fn=_umask_000)
+    return subprocess.run(
+        [sys.executable, "-m", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=ENV,
+        preexec_fn=_umask_000,
+    )
 
 
 def mode(path: Path) -> int:
@@ -53,9 +60,20 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20) -> N
 
 def start_detached(data: Path) -> int:
     """trimq-server -detached with umask 000; returns its AMQP port."""
-    result = run("trimq.cli.server", "-detached", "--data-dir", str(data), "--host",
-                 "127.0.0.1", "--port", "0", "--wal-segment-size", "4096",
-                 "--wal-compaction-interval", "0.05")
+    result = run(
+        "trimq.cli.server",
+        "-detached",
+        "--data-dir",
+        str(data),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--wal-segment-size",
+        "4096",
+        "--wal-compaction-interval",
+        "0.05",
+    )
     assert result.returncode == 0, result.stderr
     return int(result.stdout.split("listening on 127.0.0.1:")[1].split()[0])
 
@@ -78,8 +96,15 @@ def test_every_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
     data = tmp_path / "data"
     port = start_detached(data)
     # Running: the pid file, the log, the lock, the control socket.
-    seen = {p: mode(p) for p in (data / "trimq.pid", data / "trimq.log", data / "trimq.sock",
-                                 data / "wal" / "LOCK")}
+    seen = {
+        p: mode(p)
+        for p in (
+            data / "trimq.pid",
+            data / "trimq.log",
+            data / "trimq.sock",
+            data / "wal" / "LOCK",
+        )
+    }
     conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
     ch = conn.channel()
     ch.confirm_delivery()
@@ -91,8 +116,10 @@ def test_every_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
     while ch.basic_get("churn", auto_ack=True)[0] is not None:
         pass
     # Online compaction: a checkpoint and rewritten segments.
-    wait_for(lambda: '"event": "wal.compacted"' in (data / "trimq.log").read_text(),
-             "an online compaction")
+    wait_for(
+        lambda: '"event": "wal.compacted"' in (data / "trimq.log").read_text(),
+        "an online compaction",
+    )
     conn.close()
     stop_detached(data)
 
@@ -120,8 +147,7 @@ def test_every_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
         for name in files:
             seen[Path(root) / name] = mode(Path(root) / name)
     seen[data] = mode(data)
-    wrong = {str(p): f"{m:04o}" for p, m in seen.items()
-             if m != (0o700 if p.is_dir() else 0o600)}
+    wrong = {str(p): f"{m:04o}" for p, m in seen.items() if m != (0o700 if p.is_dir() else 0o600)}
     assert not wrong, wrong
     kinds = {p.suffix or p.name for p in seen}
     assert {".seg", ".ckpt", ".bad", ".pid", ".log", ".sock", "LOCK"} <= kinds, kinds
@@ -136,22 +162,24 @@ def test_an_exposed_data_directory_is_warned_about(tmp_path: Path) -> None:
     server = start_server(data, log_path=log)
     try:
         assert mode(data) == 0o755  # an existing directory is the operator's: only warned
-        events = [json.loads(line) for line in log.read_text().splitlines()
-                  if line.startswith("{")]
+        events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
         [warning] = [e for e in events if e["event"] == "data_dir.exposed"]
         assert warning["level"] == "warning" and warning["path"] == str(data)
         assert "mode 0755" in warning["message"] and f"chmod 700 {data}" in warning["message"]
 
         def status(*extra: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run([sys.executable, "-m", "trimq.cli.ctl", "--data-dir",
-                                   str(data), "status", *extra], capture_output=True,
-                                  text=True, timeout=60, env=ENV)
+            return subprocess.run(
+                [sys.executable, "-m", "trimq.cli.ctl", "--data-dir", str(data), "status", *extra],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=ENV,
+            )
 
         text = status()
         assert text.returncode == 0
         assert f"Warning: {warning['message']}" in text.stdout.splitlines()
-        assert json.loads(status("--formatter", "json").stdout)["warnings"] == [
-            warning["message"]]
+        assert json.loads(status("--formatter", "json").stdout)["warnings"] == [warning["message"]]
         os.chmod(data, 0o700)  # fixed: the warning goes
         assert "Warning:" not in status().stdout
         assert json.loads(status("--formatter", "json").stdout)["warnings"] == []

@@ -29,8 +29,9 @@ def raw_frame(frame_type: int, channel: int, payload: bytes, end: bytes = b"\xce
     return struct.pack(">BHI", frame_type, channel, len(payload)) + payload + end
 
 
-def header_payload(body_size: int, props: spec.BasicProperties | None = None,
-                   class_id: int = 60) -> bytes:
+def header_payload(
+    body_size: int, props: spec.BasicProperties | None = None, class_id: int = 60
+) -> bytes:
     return struct.pack(">HHQ", class_id, 0, body_size) + (props or spec.BasicProperties()).encode()
 
 
@@ -89,9 +90,7 @@ def test_byte_by_byte_feeding_reassembles_identically() -> None:
     assert got == EXPECTED
 
 
-FRAME_ENDS = [
-    sum(len(raw_frame(*f)) for f in EXPECTED[: n + 1]) for n in range(len(EXPECTED))
-]
+FRAME_ENDS = [sum(len(raw_frame(*f)) for f in EXPECTED[: n + 1]) for n in range(len(EXPECTED))]
 
 
 @FAST
@@ -196,8 +195,9 @@ def test_unknown_method_of_a_known_class(class_id: int, method_id: int) -> None:
 
 @FAST
 @given(st.integers(0, 65535), st.integers(0, 65535), st.binary(max_size=20))
-def test_decode_method_raises_only_connection_errors(class_id: int, method_id: int,
-                                                     args: bytes) -> None:
+def test_decode_method_raises_only_connection_errors(
+    class_id: int, method_id: int, args: bytes
+) -> None:
     payload = struct.pack(">HH", class_id, method_id) + args
     try:
         method = frames.decode_method(payload)
@@ -265,8 +265,9 @@ def method_f(method: spec.Method, channel: int = 1) -> frames.Frame:
     return frames.Frame(frames.METHOD, channel, method.encode())
 
 
-def header_f(body_size: int, props: spec.BasicProperties | None = None,
-             class_id: int = 60) -> frames.Frame:
+def header_f(
+    body_size: int, props: spec.BasicProperties | None = None, class_id: int = 60
+) -> frames.Frame:
     return frames.Frame(frames.HEADER, 1, header_payload(body_size, props, class_id))
 
 
@@ -294,7 +295,8 @@ def test_method_header_bodies_yield_one_command(chunks: list[bytes]) -> None:
     assert not assembler.expecting_content
     # the assembler is ready for the next command
     assert assembler.feed(method_f(spec.BasicQos(prefetch_count=1))).method == spec.BasicQos(
-        prefetch_count=1)
+        prefetch_count=1
+    )
 
 
 def test_method_without_content_is_a_command_at_once() -> None:
@@ -317,12 +319,15 @@ def err(assembler: ContentAssembler, *feed: frames.Frame) -> Any:
         pytest.param([body_f(b"x")], id="body-without-method"),
         pytest.param([method_f(PUBLISH), body_f(b"x")], id="body-before-header"),
         pytest.param([method_f(PUBLISH), method_f(PUBLISH)], id="method-instead-of-header"),
-        pytest.param([method_f(PUBLISH), header_f(5), method_f(PUBLISH)],
-                     id="method-instead-of-body"),
+        pytest.param(
+            [method_f(PUBLISH), header_f(5), method_f(PUBLISH)], id="method-instead-of-body"
+        ),
         pytest.param([method_f(PUBLISH), header_f(5), header_f(5)], id="header-instead-of-body"),
         pytest.param([method_f(PUBLISH), header_f(5, class_id=50)], id="header-of-other-class"),
-        pytest.param([method_f(PUBLISH), frames.Frame(frames.HEARTBEAT, 1, b"")],
-                     id="heartbeat-instead-of-header"),
+        pytest.param(
+            [method_f(PUBLISH), frames.Frame(frames.HEARTBEAT, 1, b"")],
+            id="heartbeat-instead-of-header",
+        ),
     ],
 )
 def test_out_of_order_frames_are_unexpected_frame(sequence: list[frames.Frame]) -> None:

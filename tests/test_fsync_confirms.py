@@ -24,8 +24,10 @@ from pika_helpers import wait_until
 
 from storage.fsync_hook import ENV
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: holds and fails its own broker's fsyncs")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")),
+    reason="trimq-only: holds and fails its own broker's fsyncs",
+)
 
 PERSISTENT = spec.BasicProperties(delivery_mode=2)
 
@@ -60,7 +62,8 @@ class Fsyncs:
     def wait_blocked(self, number: int) -> None:
         """Wait until fsync `number` is held: its batch is written and waits for the disk."""
         assert wait_until(lambda: self.blocked() == number, timeout=10), (
-            f"fsync {number} was never reached (last held: {self.blocked()})")
+            f"fsync {number} was never reached (last held: {self.blocked()})"
+        )
 
     def fail(self) -> None:
         (self.directory / "fail").touch()
@@ -102,11 +105,12 @@ def publish(raw: RawClient, *bodies: bytes) -> None:
     frames = []
     for body in bodies:
         method = spec.Basic.Publish(exchange="", routing_key="q")
-        header = (struct.pack(">HHQ", spec.Basic.INDEX, 0, len(body))
-                  + b"".join(PERSISTENT.encode()))
+        header = struct.pack(">HHQ", spec.Basic.INDEX, 0, len(body)) + b"".join(PERSISTENT.encode())
         for frame_type, payload in (
-                (FRAME_METHOD, struct.pack(">I", method.INDEX) + b"".join(method.encode())),
-                (FRAME_HEADER, header), (FRAME_BODY, body)):
+            (FRAME_METHOD, struct.pack(">I", method.INDEX) + b"".join(method.encode())),
+            (FRAME_HEADER, header),
+            (FRAME_BODY, body),
+        ):
             frames.append(struct.pack(">BHI", frame_type, 1, len(payload)) + payload + b"\xce")
     raw.sock.sendall(b"".join(frames))
 
@@ -114,8 +118,9 @@ def publish(raw: RawClient, *bodies: bytes) -> None:
 def ready_in_q(raw: RawClient) -> int:
     """A round trip on channel 1 (the publishes before it are routed and enqueued); RawClient
     fails if anything else, such as a Basic.Ack, arrives before the reply."""
-    return raw.rpc(1, spec.Queue.Declare(queue="q", passive=True),
-                   spec.Queue.DeclareOk).message_count
+    return raw.rpc(
+        1, spec.Queue.Declare(queue="q", passive=True), spec.Queue.DeclareOk
+    ).message_count
 
 
 def acked_upto(raw: RawClient, last: int) -> list[tuple[int, bool]]:

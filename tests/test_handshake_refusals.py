@@ -45,12 +45,18 @@ DELAY = 3.0  # RabbitMQ's SILENT_CLOSE_DELAY and CLOSING_TIMEOUT
 EARLIEST = DELAY - 0.3  # the close must not come before this
 LATEST = DELAY + 3.0  # nor long after
 PROMPT = 1.5  # "at once", with room for a loaded machine
-LOGIN_REFUSED = ("ACCESS_REFUSED - Login was refused using authentication mechanism {}. "
-                 "For details see the broker logfile.")
+LOGIN_REFUSED = (
+    "ACCESS_REFUSED - Login was refused using authentication mechanism {}. "
+    "For details see the broker logfile."
+)
 
 
-def start_ok_args(mechanism: str = "PLAIN", response: bytes = b"\0guest\0guest",
-                  capability: bool = True, padding: int = 0) -> bytes:
+def start_ok_args(
+    mechanism: str = "PLAIN",
+    response: bytes = b"\0guest\0guest",
+    capability: bool = True,
+    padding: int = 0,
+) -> bytes:
     properties: dict[str, object] = {"product": "handshake-tests"}
     if capability:
         properties["capabilities"] = {"authentication_failure_close": True}
@@ -79,8 +85,11 @@ class Outcome:
         return [f.class_method for _, f in self.frames]
 
 
-def attempt(broker: Broker, request: Callable[[WireConnection], None],
-            answer: Callable[[WireConnection, Frame], None] | None = None) -> Outcome:
+def attempt(
+    broker: Broker,
+    request: Callable[[WireConnection], None],
+    answer: Callable[[WireConnection, Frame], None] | None = None,
+) -> Outcome:
     """Connect, read Connection.Start, run `request`, then read until the socket closes,
     letting `answer` reply to what arrives."""
     outcome = Outcome()
@@ -108,16 +117,19 @@ def send(data: bytes) -> Callable[[WireConnection], None]:
 
 def then_after_tune(data: bytes) -> Callable[[WireConnection], None]:
     """A good login, then `data` while Tune-Ok is awaited."""
+
     def request(conn: WireConnection) -> None:
         conn.send_method(0, CONNECTION_START_OK, start_ok_args())
         assert conn.read_method().class_method == CONNECTION_TUNE
         conn.send(data)
+
     return request
 
 
 def start_ok(mechanism: str, response: bytes, capability: bool = True) -> bytes:
-    return frame(1, 0, method_payload(CONNECTION_START_OK,
-                                      start_ok_args(mechanism, response, capability)))
+    return frame(
+        1, 0, method_payload(CONNECTION_START_OK, start_ok_args(mechanism, response, capability))
+    )
 
 
 def amqplain(values: dict[str, object]) -> bytes:
@@ -125,30 +137,36 @@ def amqplain(values: dict[str, object]) -> bytes:
 
 
 CLOSE_OK = frame(1, 0, method_payload(CONNECTION_CLOSE_OK))
-CLIENT_CLOSE = frame(1, 0, method_payload(CONNECTION_CLOSE, struct.pack(">H", 200)
-                                          + shortstr("bye") + b"\0\0\0\0"))
+CLIENT_CLOSE = frame(
+    1, 0, method_payload(CONNECTION_CLOSE, struct.pack(">H", 200) + shortstr("bye") + b"\0\0\0\0")
+)
 
 SILENT = {
     "start-ok-4097-octets": send(start_ok_of_size(4097)),
     "start-ok-106-KB": send(start_ok_of_size(106_000)),
     "frame-over-4096-before-tune-ok": then_after_tune(
-        frame(1, 0, method_payload((10, 31), b"\0" * 5000))),
+        frame(1, 0, method_payload((10, 31), b"\0" * 5000))
+    ),
     "unknown-mechanism": send(start_ok("NOSUCH", b"\0guest\0guest")),
     "plain-with-authorisation-id": send(start_ok("PLAIN", b"guest\0guest\0guest")),
     "plain-without-password": send(start_ok("PLAIN", b"\0guest")),
     "plain-with-a-third-nul": send(start_ok("PLAIN", b"\0guest\0gu\0est")),
     "amqplain-malformed": send(start_ok("AMQPLAIN", b"\x05LOGINS\x00\x00\x00\x09gu")),
     "amqplain-without-password": send(start_ok("AMQPLAIN", amqplain({"LOGIN": "guest"}))),
-    "client-properties-truncated": send(frame(1, 0, method_payload(
-        CONNECTION_START_OK, struct.pack(">I", 500) + start_ok_args()[4:]))),
+    "client-properties-truncated": send(
+        frame(
+            1, 0, method_payload(CONNECTION_START_OK, struct.pack(">I", 500) + start_ok_args()[4:])
+        )
+    ),
     "close-ok-does-not-shorten-it": send(start_ok_of_size(5000) + CLOSE_OK),
 }
 
 
 def test_silent_refusals_close_the_socket_3_s_later(broker: Broker) -> None:
     with ThreadPoolExecutor(len(SILENT)) as pool:
-        outcomes = dict(zip(SILENT, pool.map(lambda r: attempt(broker, r), SILENT.values()),
-                            strict=True))
+        outcomes = dict(
+            zip(SILENT, pool.map(lambda r: attempt(broker, r), SILENT.values()), strict=True)
+        )
     for name, outcome in outcomes.items():
         assert outcome.frames == [], name
         assert EARLIEST <= outcome.closed_after <= LATEST, (name, outcome.closed_after)
@@ -164,10 +182,12 @@ def test_start_ok_of_4096_octets_is_accepted(broker: Broker) -> None:
 REFUSED = {
     "capability": send(start_ok("PLAIN", b"\0guest\0wrong")),
     "no-capability": send(start_ok("PLAIN", b"\0guest\0wrong", capability=False)),
-    "amqplain-password-not-a-string": send(start_ok(
-        "AMQPLAIN", amqplain({"LOGIN": "guest", "PASSWORD": 5}))),
+    "amqplain-password-not-a-string": send(
+        start_ok("AMQPLAIN", amqplain({"LOGIN": "guest", "PASSWORD": 5}))
+    ),
     "no-capability-close-ok-at-once": send(
-        start_ok("PLAIN", b"\0guest\0wrong", capability=False) + CLOSE_OK),
+        start_ok("PLAIN", b"\0guest\0wrong", capability=False) + CLOSE_OK
+    ),
 }
 
 
@@ -183,11 +203,18 @@ def answer_close_ok(conn: WireConnection, received: Frame) -> None:
 
 def test_refused_logins(broker: Broker) -> None:
     runs = [(name, request, None) for name, request in REFUSED.items()]
-    runs += [("capability-close-ok", REFUSED["capability"], answer_close_ok),
-             ("capability-then-close", REFUSED["capability"], answer_close)]
+    runs += [
+        ("capability-close-ok", REFUSED["capability"], answer_close_ok),
+        ("capability-then-close", REFUSED["capability"], answer_close),
+    ]
     with ThreadPoolExecutor(len(runs)) as pool:
-        outcomes = dict(zip([r[0] for r in runs],
-                            pool.map(lambda r: attempt(broker, r[1], r[2]), runs), strict=True))
+        outcomes = dict(
+            zip(
+                [r[0] for r in runs],
+                pool.map(lambda r: attempt(broker, r[1], r[2]), runs),
+                strict=True,
+            )
+        )
 
     refused = LOGIN_REFUSED.format("PLAIN")
     # With the capability: 403 at once, then the socket stays until 3 s have passed...
@@ -261,8 +288,9 @@ def accepted(server: Broker, within: float = 5.0) -> WireConnection:
             assert time.monotonic() < deadline, "no place came free"
 
 
-@pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                    reason="trimq-only: configures its own trimq-server")
+@pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: configures its own trimq-server"
+)
 def test_sockets_not_yet_authenticated_are_limited(limited: tuple[Broker, Path]) -> None:
     server, log_path = limited
     waiting = [accepted(server) for _ in range(HANDSHAKE_MAX)]  # counted from the accept
@@ -278,8 +306,9 @@ def test_sockets_not_yet_authenticated_are_limited(limited: tuple[Broker, Path])
     assert refused_at_once(server)
 
     # A refused login holds its place until its socket closes, 3 s later.
-    waiting[1].send_method(0, CONNECTION_START_OK,
-                           start_ok_args(response=b"\0guest\0wrong", capability=False))
+    waiting[1].send_method(
+        0, CONNECTION_START_OK, start_ok_args(response=b"\0guest\0wrong", capability=False)
+    )
     failed_at = time.monotonic()
     assert refused_at_once(server)
     assert waiting[1].read_until_closed(timeout=LATEST + 1) == b""

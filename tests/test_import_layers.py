@@ -29,7 +29,8 @@ def _modules(package: str) -> dict[str, Path]:
 def _is_type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _import_nodes(node: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
@@ -73,7 +74,7 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for target in sorted(graph[node]):
             if state.get(target) == 1:
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state:
                 cycle = visit(target)
                 if cycle:
@@ -101,7 +102,8 @@ def test_imports_skip_type_checking_but_see_function_bodies(tmp_path: Path) -> N
         "from typing import TYPE_CHECKING\n"
         "from trimq.server import info\n"
         "if TYPE_CHECKING:\n    from trimq.server.app import ServerState\n"
-        "def f():\n    from trimq.server.app import close_connections\n")
+        "def f():\n    from trimq.server.app import close_connections\n"
+    )
     found = imports(source, "trimq.server.m")
     assert "trimq.server.info" in found
     assert "trimq.server.app.close_connections" in found
@@ -111,9 +113,10 @@ def test_imports_skip_type_checking_but_see_function_bodies(tmp_path: Path) -> N
 def test_no_import_cycle_among_server_modules() -> None:
     modules = _modules("trimq/server")
     assert "trimq.server.app" in modules and "trimq.server.state" in modules
-    graph = {name: {target for target in imports(path, name)
-                    if target in modules and target != name}
-             for name, path in modules.items()}
+    graph = {
+        name: {target for target in imports(path, name) if target in modules and target != name}
+        for name, path in modules.items()
+    }
     assert _find_cycle(graph) is None, " -> ".join(_find_cycle(graph) or [])
     # The process module is the top of the layer: nothing else in it imports app.py.
     assert [name for name, targets in graph.items() if "trimq.server.app" in targets] == []
@@ -123,8 +126,9 @@ def test_model_and_protocol_never_import_io_layers() -> None:
     forbidden = ("trio", "trimq.server", "trimq.cli", "storage.wal", "storage.committer")
     for package in ("trimq/broker", "trimq/amqp"):
         for name, path in _modules(package).items():
-            bad = sorted(t for t in imports(path, name)
-                         if any(_under(t, prefix) for prefix in forbidden))
+            bad = sorted(
+                t for t in imports(path, name) if any(_under(t, prefix) for prefix in forbidden)
+            )
             assert not bad, f"{name} imports {bad}"
 
 

@@ -13,16 +13,19 @@ from trimq.broker.queue import Queue
 def test_deliveries_are_held_and_recorded_once_per_queue() -> None:
     records: list[tuple[RecordType, dict[str, Any]]] = []
     wakes: list[int] = []
-    journal = Journal(lambda t, p: records.append((t, p)) or len(records),
-                      flush_soon=lambda: wakes.append(1))
+    journal = Journal(
+        lambda t, p: records.append((t, p)) or len(records), flush_soon=lambda: wakes.append(1)
+    )
     q1, q2 = Queue("q1", "/", durable=True), Queue("q2", "/", durable=True)
     journal.deliver(q1, [1, 2])
     journal.deliver(q2, [3])
     journal.deliver(q1, [4])
     assert records == [] and wakes == [1]  # one wake-up for the whole batch
     journal.flush()
-    assert records == [(RecordType.DELIVER, {"queue": ["/", "q1"], "ids": [1, 2, 4]}),
-                       (RecordType.DELIVER, {"queue": ["/", "q2"], "ids": [3]})]
+    assert records == [
+        (RecordType.DELIVER, {"queue": ["/", "q1"], "ids": [1, 2, 4]}),
+        (RecordType.DELIVER, {"queue": ["/", "q2"], "ids": [3]}),
+    ]
     journal.flush()
     assert len(records) == 2
     journal.deliver(q2, [5])

@@ -47,26 +47,56 @@ def test_live_changes_write_the_layout_on_disk() -> None:
     expected = [
         {"kind": "vhost", "key": ["v"], "value": {"description": "a vhost", "tags": ["t"]}},
         {"kind": "vhost_limits", "key": ["v"], "value": {"limits": {"max-queues": 10}}},
-        {"kind": "user", "key": ["u"], "value": {"password_hash": "h", "tags": ["management"],
-                                                 "hashing_algorithm": HASHING_ALGORITHM}},
-        {"kind": "permission", "key": ["v", "u"],
-         "value": {"configure": ".*", "write": "w", "read": "r"}},
-        {"kind": "policy", "key": ["v", "p"],
-         "value": {"pattern": "^q", "definition": {"max-length": 3}, "priority": 2,
-                   "apply_to": "queues"}},
-        {"kind": "exchange", "key": ["v", "x"],
-         "value": {"type": "topic", "auto_delete": False, "internal": False,
-                   "arguments": ARGS_RAW}},
-        {"kind": "queue", "key": ["v", "q"],
-         "value": {"auto_delete": False, "arguments": ARGS_RAW}},
-        {"kind": "binding", "key": ["v", "x", "queue", "q", "a.#",
-                                    "(('x-message-ttl', \"('I', 5)\"),)"],
-         "value": {"arguments": ARGS_RAW}},
+        {
+            "kind": "user",
+            "key": ["u"],
+            "value": {
+                "password_hash": "h",
+                "tags": ["management"],
+                "hashing_algorithm": HASHING_ALGORITHM,
+            },
+        },
+        {
+            "kind": "permission",
+            "key": ["v", "u"],
+            "value": {"configure": ".*", "write": "w", "read": "r"},
+        },
+        {
+            "kind": "policy",
+            "key": ["v", "p"],
+            "value": {
+                "pattern": "^q",
+                "definition": {"max-length": 3},
+                "priority": 2,
+                "apply_to": "queues",
+            },
+        },
+        {
+            "kind": "exchange",
+            "key": ["v", "x"],
+            "value": {
+                "type": "topic",
+                "auto_delete": False,
+                "internal": False,
+                "arguments": ARGS_RAW,
+            },
+        },
+        {
+            "kind": "queue",
+            "key": ["v", "q"],
+            "value": {"auto_delete": False, "arguments": ARGS_RAW},
+        },
+        {
+            "kind": "binding",
+            "key": ["v", "x", "queue", "q", "a.#", "(('x-message-ttl', \"('I', 5)\"),)"],
+            "value": {"arguments": ARGS_RAW},
+        },
     ]
     assert defines == expected
     # Byte for byte, map order included: logs and checkpoints on disk hold these.
     assert [encode_payload(RecordType.DEFINE, p) for p in defines] == [
-        encode_payload(RecordType.DEFINE, p) for p in expected]
+        encode_payload(RecordType.DEFINE, p) for p in expected
+    ]
 
 
 def test_recovery_loads_through_the_live_functions_without_journaling() -> None:
@@ -81,8 +111,7 @@ def test_recovery_loads_through_the_live_functions_without_journaling() -> None:
     assert restore(broker, replay.recovered(), skipped) == (1, 0)
     assert again == [] and skipped == []
     vhost = broker.vhosts["v"]
-    assert (vhost.description, vhost.tags, vhost.limits) == ("a vhost", ["t"],
-                                                             {"max-queues": 10})
+    assert (vhost.description, vhost.tags, vhost.limits) == ("a vhost", ["t"], {"max-queues": 10})
     user = broker.users.users["u"]
     assert (user.password_hash, user.tags) == ("h", ["management"])
     permission = broker.users.permissions[("v", "u")]
@@ -92,11 +121,12 @@ def test_recovery_loads_through_the_live_functions_without_journaling() -> None:
     assert queue.policy is vhost.policies["p"]  # applied once everything was loaded
     exchange = vhost.exchanges["x"]
     assert exchange.TYPE == "topic" and exchange.arguments == ARGS
-    assert [(b.destination, b.routing_key, b.arguments) for b in exchange.bindings.values()
-            ] == [(queue, "a.#", ARGS)]
+    assert [(b.destination, b.routing_key, b.arguments) for b in exchange.bindings.values()] == [
+        (queue, "a.#", ARGS)
+    ]
     # Deleting what was loaded journals its deletion under the same keys.
     vhost.delete_queue(queue)
     assert [(p["kind"], p["key"], p["value"]) for _, p in again] == [
         ("queue", ["v", "q"], None),
-        ("binding", ["v", "x", "queue", "q", "a.#", "(('x-message-ttl', \"('I', 5)\"),)"],
-         None)]
+        ("binding", ["v", "x", "queue", "q", "a.#", "(('x-message-ttl', \"('I', 5)\"),)"], None),
+    ]

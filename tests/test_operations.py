@@ -19,33 +19,40 @@ import pytest
 from conftest import start_server, stop_server
 from ctl_helpers import control_reply
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: runs its own trimq-server")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: runs its own trimq-server"
+)
 
 SERVER = [sys.executable, "-m", "trimq.cli.server"]
 
 
-def run_server(*args: str, env: dict[str, str] | None = None, timeout: float = 20,
-               ) -> subprocess.CompletedProcess[str]:
+def run_server(
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 20,
+) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TRIMQ_")}
     full_env.update(env or {})
-    return subprocess.run([*SERVER, *args], capture_output=True, text=True, timeout=timeout,
-                          env=full_env)
+    return subprocess.run(
+        [*SERVER, *args], capture_output=True, text=True, timeout=timeout, env=full_env
+    )
 
 
 # -- configuration -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("toml", "message"), [
-    ("[amqp]\nprot = 5672\n", "unknown key 'amqp.prot'"),
-    ("[amqp]\nport = \"many\"\n", "'amqp.port' must be an integer from 0 to 65535"),
-    ("[wal]\nfsync = \"sometimes\"\n", "'wal.fsync' must be true or false"),
-    ("[log]\nlevel = \"loud\"\n", "'log.level' must be one of debug, info"),
-    ("[auth]\nloopback_users = 5\n", "'auth.loopback_users' must be a list of user names"),
-    ("[amqp\n", "is not valid TOML"),
-])
-def test_invalid_config_is_refused_naming_the_key(tmp_path: Path, toml: str,
-                                                  message: str) -> None:
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ("[amqp]\nprot = 5672\n", "unknown key 'amqp.prot'"),
+        ('[amqp]\nport = "many"\n', "'amqp.port' must be an integer from 0 to 65535"),
+        ('[wal]\nfsync = "sometimes"\n', "'wal.fsync' must be true or false"),
+        ('[log]\nlevel = "loud"\n', "'log.level' must be one of debug, info"),
+        ("[auth]\nloopback_users = 5\n", "'auth.loopback_users' must be a list of user names"),
+        ("[amqp\n", "is not valid TOML"),
+    ],
+)
+def test_invalid_config_is_refused_naming_the_key(tmp_path: Path, toml: str, message: str) -> None:
     config = tmp_path / "trimq.toml"
     config.write_text(toml)
     result = run_server("--config", str(config), "--data-dir", str(tmp_path / "data"))
@@ -64,13 +71,14 @@ def test_config_file_in_data_dir_is_used_and_flags_win(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
     (data / "trimq.toml").write_text(
-        "[auth]\ndefault_user = \"admin\"\ndefault_pass = \"s3cret\"\n"
+        '[auth]\ndefault_user = "admin"\ndefault_pass = "s3cret"\n'
         "[amqp]\nheartbeat = 7\nport = 1\n"  # the --port 0 flag overrides this port
     )
     server = start_server(data)
     try:
         params = pika.ConnectionParameters(
-            server.host, server.port, credentials=pika.PlainCredentials("admin", "s3cret"))
+            server.host, server.port, credentials=pika.PlainCredentials("admin", "s3cret")
+        )
         conn = pika.BlockingConnection(params)
         assert conn._impl.params.heartbeat == 7
         conn.close()
@@ -85,8 +93,7 @@ def test_config_file_in_data_dir_is_used_and_flags_win(tmp_path: Path) -> None:
 
 def test_detached_server_writes_pid_file_and_stops_over_control_socket(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    result = run_server("-detached", "--data-dir", str(data), "--host", "127.0.0.1",
-                        "--port", "0")
+    result = run_server("-detached", "--data-dir", str(data), "--host", "127.0.0.1", "--port", "0")
     assert result.returncode == 0, result.stderr
     assert "detached, listening on 127.0.0.1:" in result.stdout
     port = int(result.stdout.split("listening on 127.0.0.1:")[1].split()[0])
@@ -160,9 +167,16 @@ def test_sd_notify_ready_status_watchdog_stopping(tmp_path: Path) -> None:
 
 def test_systemd_unit_is_well_formed() -> None:
     unit = (Path(__file__).parent.parent / "packaging" / "trimq.service").read_text()
-    for line in ("Type=notify", "User=trimq", "StateDirectory=trimq", "ProtectSystem=strict",
-                 "NoNewPrivileges=yes", "LimitNOFILE=", "WatchdogSec=",
-                 "RestartPreventExitStatus=78"):
+    for line in (
+        "Type=notify",
+        "User=trimq",
+        "StateDirectory=trimq",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "LimitNOFILE=",
+        "WatchdogSec=",
+        "RestartPreventExitStatus=78",
+    ):
         assert line in unit
     for line in unit.splitlines():
         line = line.strip()

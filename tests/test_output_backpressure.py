@@ -37,8 +37,9 @@ from amqp_wire import (
 from conftest import Broker, start_server, stop_server
 from ctl_helpers import control, rss
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: measures its own trimq-server")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: measures its own trimq-server"
+)
 
 MiB = 1024 * 1024
 LIMIT = MiB  # connection_output_buffer in these tests
@@ -88,8 +89,9 @@ def the_connection(server: Broker) -> dict[str, Any]:
     return rows[0]
 
 
-def read_replies(conn: WireConnection, unsent: bytes, until: tuple[int, int],
-                 timeout: float = 120) -> tuple[list[tuple[int, int]], bytes]:
+def read_replies(
+    conn: WireConnection, unsent: bytes, until: tuple[int, int], timeout: float = 120
+) -> tuple[list[tuple[int, int]], bytes]:
     """Read every frame until the method `until`, sending `unsent` on the way and a heartbeat
     now and then (a client reading again behaves); returns the methods and the last body."""
     sock = conn.sock
@@ -107,7 +109,7 @@ def read_replies(conn: WireConnection, unsent: bytes, until: tuple[int, int],
             readable, writable, _ = select.select([sock], [sock] if unsent else [], [], 0.3)
             if writable:
                 try:
-                    unsent = unsent[sock.send(unsent):]
+                    unsent = unsent[sock.send(unsent) :]
                 except BlockingIOError:
                     pass
             if not readable:
@@ -123,7 +125,7 @@ def read_replies(conn: WireConnection, unsent: bytes, until: tuple[int, int],
                 if kind == 1:
                     methods.append(struct.unpack_from(">HH", buffer, pos + 7))
                 elif kind == 3:
-                    body = bytes(buffer[pos + 7:pos + 7 + size])
+                    body = bytes(buffer[pos + 7 : pos + 7 + size])
                 pos += size + 8
             del buffer[:pos]
             if methods and methods[-1] == until:
@@ -140,8 +142,11 @@ def test_client_that_does_not_read_is_held_back_not_dropped(server: Broker) -> N
     conn.send_method(1, QUEUE_DECLARE, queue_declare_args("held", exclusive=True))
     assert conn.read_method().class_method == QUEUE_DECLARE_OK
     body = bytes(range(256)) * (BODY_SIZE // 256)
-    conn.send(method_frame(1, BASIC_PUBLISH, basic_publish_args("", "held"))
-              + content_header_frame(1, 60, len(body)) + body_frame(1, body))
+    conn.send(
+        method_frame(1, BASIC_PUBLISH, basic_publish_args("", "held"))
+        + content_header_frame(1, 60, len(body))
+        + body_frame(1, body)
+    )
 
     sampler = PeakRSS(server)
     sampler.start()
@@ -195,8 +200,11 @@ def test_closing_a_held_back_connection(server: Broker) -> None:
     conn.send_method(1, QUEUE_DECLARE, queue_declare_args("held2", exclusive=True))
     assert conn.read_method().class_method == QUEUE_DECLARE_OK
     body = b"x" * BODY_SIZE
-    conn.send(method_frame(1, BASIC_PUBLISH, basic_publish_args("", "held2"))
-              + content_header_frame(1, 60, len(body)) + body_frame(1, body))
+    conn.send(
+        method_frame(1, BASIC_PUBLISH, basic_publish_args("", "held2"))
+        + content_header_frame(1, 60, len(body))
+        + body_frame(1, body)
+    )
     requests = b"".join(get("held2") + reject(tag) for tag in range(1, 2001))
     conn.sock.setblocking(False)
     try:
@@ -208,8 +216,9 @@ def test_closing_a_held_back_connection(server: Broker) -> None:
     while the_connection(server)["state"] != "flow":
         assert time.monotonic() < deadline, the_connection(server)
         time.sleep(0.05)
-    closer = threading.Thread(target=control, args=(server, "close_all_connections"),
-                              kwargs={"reason": "maintenance"})
+    closer = threading.Thread(
+        target=control, args=(server, "close_all_connections"), kwargs={"reason": "maintenance"}
+    )
     closer.start()
     methods, _ = read_replies(conn, requests[sent:], (10, 50))
     assert BASIC_GET_OK in methods
@@ -228,8 +237,11 @@ def test_deliveries_waiting_do_not_stop_reading(server: Broker) -> None:
     conn.send_method(1, QUEUE_DECLARE, queue_declare_args("backlog", auto_delete=True))
     assert conn.read_method().class_method == QUEUE_DECLARE_OK
     body = b"d" * 65536
-    message = (method_frame(1, BASIC_PUBLISH, basic_publish_args("", "backlog"))
-               + content_header_frame(1, 60, len(body)) + body_frame(1, body))
+    message = (
+        method_frame(1, BASIC_PUBLISH, basic_publish_args("", "backlog"))
+        + content_header_frame(1, 60, len(body))
+        + body_frame(1, body)
+    )
     conn.send(message * 400)  # 26 MB waiting for a consumer
     observer = server.connect()
     channel = observer.channel()
@@ -255,10 +267,11 @@ def test_deliveries_waiting_do_not_stop_reading(server: Broker) -> None:
     assert channel.queue_declare("backlog", passive=True).method.message_count > 0
     large = b"L" * (16 * MiB)  # more than the kernel buffers hold: sendall needs the broker
     conn.sock.settimeout(15)
-    conn.send(method_frame(1, BASIC_PUBLISH, basic_publish_args("", "large-target"))
-              + content_header_frame(1, 60, len(large))
-              + b"".join(body_frame(1, large[i:i + 131064])
-                         for i in range(0, len(large), 131064)))
+    conn.send(
+        method_frame(1, BASIC_PUBLISH, basic_publish_args("", "large-target"))
+        + content_header_frame(1, 60, len(large))
+        + b"".join(body_frame(1, large[i : i + 131064]) for i in range(0, len(large), 131064))
+    )
     deadline = time.monotonic() + 30
     while channel.queue_declare("large-target", passive=True).method.message_count != 1:
         assert time.monotonic() < deadline, "the large publish was not read"

@@ -23,8 +23,9 @@ from conftest import Broker, start_server, stop_server
 from ctl_helpers import control, ctl, rss
 from pika_helpers import pump, round_trip, wait_until
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: configures its own trimq-server")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: configures its own trimq-server"
+)
 
 MiB = 1024 * 1024
 
@@ -79,7 +80,8 @@ class Sampler(threading.Thread):
 
 
 def test_fast_publisher_is_blocked_under_the_memory_watermark_and_nothing_is_lost(
-        server: Broker) -> None:
+    server: Broker,
+) -> None:
     body_size, count = 32 * 1024, 4000  # 128 MiB published in all
     setup = server.connect()
     ch = setup.channel()
@@ -115,9 +117,11 @@ def test_fast_publisher_is_blocked_under_the_memory_watermark_and_nothing_is_los
     events: list[tuple[str, str]] = []
     publisher = server.connect()
     publisher.add_on_connection_blocked_callback(
-        lambda _c, frame: events.append(("blocked", frame.method.reason)))
+        lambda _c, frame: events.append(("blocked", frame.method.reason))
+    )
     publisher.add_on_connection_unblocked_callback(
-        lambda _c, _frame: events.append(("unblocked", "")))
+        lambda _c, _frame: events.append(("unblocked", ""))
+    )
     pch = publisher.channel()
     consumer = threading.Thread(target=consume, daemon=True)
     consumer.start()
@@ -145,7 +149,8 @@ def test_disk_alarm_blocks_publishers_until_it_clears(server: Broker) -> None:
     events: list[tuple[str, str]] = []
     conn = server.connect()
     conn.add_on_connection_blocked_callback(
-        lambda _c, frame: events.append(("blocked", frame.method.reason)))
+        lambda _c, frame: events.append(("blocked", frame.method.reason))
+    )
     conn.add_on_connection_unblocked_callback(lambda _c, _f: events.append(("unblocked", "")))
     ch = conn.channel()
     ch.queue_declare("disk")
@@ -207,8 +212,7 @@ def test_a_consumer_that_never_reads_does_not_stop_others(configured: Configured
     reader = server.connect()
     rch = reader.channel()
     got = []
-    for method, _props, payload in rch.consume("flowing", auto_ack=True,
-                                               inactivity_timeout=5):
+    for method, _props, payload in rch.consume("flowing", auto_ack=True, inactivity_timeout=5):
         if method is None:
             break
         got.append(payload)
@@ -229,8 +233,9 @@ def test_connection_limit(configured: Configured) -> None:
     first, second = server.connect(), server.connect()
     with pytest.raises(pika.exceptions.ProbableAccessDeniedError) as info:
         server.connect()  # closed in Connection.Open: pika takes it for a vhost refusal
-    assert ("(530) 'NOT_ALLOWED - connection refused: node connection limit (2) is "
-            "reached'") in str(info.value)
+    assert (
+        "(530) 'NOT_ALLOWED - connection refused: node connection limit (2) is reached'"
+    ) in str(info.value)
     first.close()
     third = server.connect()  # a place came free
     third.close()
@@ -271,8 +276,9 @@ def test_message_size_limit(configured: Configured) -> None:
         ch.basic_publish("", "big", b"x" * 1001)
         ch.queue_declare("big", passive=True)
     assert (info.value.reply_code, info.value.reply_text) == (
-        406, "PRECONDITION_FAILED - message size 1001 is larger than configured max size "
-             "1000")
+        406,
+        "PRECONDITION_FAILED - message size 1001 is larger than configured max size 1000",
+    )
     assert conn.channel().queue_declare("big", passive=True).method.message_count == 1
     conn.close()
 
@@ -284,7 +290,8 @@ def settled_status(server: Broker) -> dict[str, Any]:
     while time.monotonic() < deadline:
         current = control(server, "status")
         if current["connections"] == 0 and all(
-                current[k] == previous.get(k) for k in ("tasks", "open_files")):
+            current[k] == previous.get(k) for k in ("tasks", "open_files")
+        ):
             return current
         previous = current
         time.sleep(0.2)

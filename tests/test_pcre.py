@@ -76,16 +76,19 @@ def test_refuses_what_pcre_refuses(pattern: str) -> None:
         compile_pattern(pattern)
 
 
-@pytest.mark.parametrize(("pattern", "python"), [
-    (r"^\Qa.b*\E$", r"^a\.b\*$"),
-    (r"(?<n>x)\k<n>", r"(?P<n>x)(?P=n)"),
-    (r"a(?i)b|c", r"a(?i:b)|(?i:c)"),
-    (r"\x{7f}\x4\x", r"\x7f\x04\x00"),
-    (r"\z\Z", r"\Z(?=\n?\Z)"),
-    (r"[\h]\v", "[\\t \\xa0][\\n\\x0b\\f\\r\\x85]"),
-    (r"\cA\e\012", r"\x01\x1b\x0a"),
-    (r"a{1}b{x}c{1,}d{,1}", r"a{1}b\{x}c{1,}d\{,1}"),
-])
+@pytest.mark.parametrize(
+    ("pattern", "python"),
+    [
+        (r"^\Qa.b*\E$", r"^a\.b\*$"),
+        (r"(?<n>x)\k<n>", r"(?P<n>x)(?P=n)"),
+        (r"a(?i)b|c", r"a(?i:b)|(?i:c)"),
+        (r"\x{7f}\x4\x", r"\x7f\x04\x00"),
+        (r"\z\Z", r"\Z(?=\n?\Z)"),
+        (r"[\h]\v", "[\\t \\xa0][\\n\\x0b\\f\\r\\x85]"),
+        (r"\cA\e\012", r"\x01\x1b\x0a"),
+        (r"a{1}b{x}c{1,}d{,1}", r"a{1}b\{x}c{1,}d\{,1}"),
+    ],
+)
 def test_translations(pattern: str, python: str) -> None:
     assert translate(pattern) == python
 

@@ -47,8 +47,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 # Known AMQP 0-9-1 reply codes a Close may carry.
-REPLY_CODES = {200, 311, 312, 313, 320, 402, 403, 404, 405, 406, 501, 502, 503, 504, 505, 506,
-               530, 540, 541}
+REPLY_CODES = {
+    200,
+    311,
+    312,
+    313,
+    320,
+    402,
+    403,
+    404,
+    405,
+    406,
+    501,
+    502,
+    503,
+    504,
+    505,
+    506,
+    530,
+    540,
+    541,
+}
 
 CLOSE_ARGS = struct.pack(">H", 200) + shortstr("bye") + b"\0\0\0\0"
 
@@ -83,8 +102,9 @@ def conn(broker: Broker) -> Iterator[WireConnection]:
     c.close()
 
 
-def send_and_expect_close(conn: WireConnection, data: bytes,
-                          wait_eof: bool = True) -> tuple[int, str, int, int]:
+def send_and_expect_close(
+    conn: WireConnection, data: bytes, wait_eof: bool = True
+) -> tuple[int, str, int, int]:
     """Send `data`, expect Connection.Close, answer CloseOk and (unless `wait_eof` is false)
     expect the socket to be closed; return the Close's fields.
 
@@ -106,14 +126,18 @@ def publish_frames(channel: int = 1) -> bytes:
 # --------------------------------------------------------------------------- protocol header
 
 
-@pytest.mark.parametrize("header", [
-    b"AMQX\x00\x00\x09\x01",
-    b"GET / HTTP/1.1\r\n\r\n",
-    b"AMQP\x00\x01\x00\x00",  # AMQP 1.0
-    b"AMQP\x01\x01\x00\x0a",  # AMQP 0-10
-    b"AMQP\x00\x00\x09\x00",  # 0-9 with the wrong revision
-    b"AMQP\x00\x00\x0a\x00",
-], ids=["bad-magic", "http", "amqp-1.0", "amqp-0-10", "amqp-0-9-0", "amqp-0-10-0"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        b"AMQX\x00\x00\x09\x01",
+        b"GET / HTTP/1.1\r\n\r\n",
+        b"AMQP\x00\x01\x00\x00",  # AMQP 1.0
+        b"AMQP\x01\x01\x00\x0a",  # AMQP 0-10
+        b"AMQP\x00\x00\x09\x00",  # 0-9 with the wrong revision
+        b"AMQP\x00\x00\x0a\x00",
+    ],
+    ids=["bad-magic", "http", "amqp-1.0", "amqp-0-10", "amqp-0-9-0", "amqp-0-10-0"],
+)
 def test_wrong_protocol_header(broker: Broker, header: bytes) -> None:
     with wire(broker) as c:
         c.send(header)
@@ -129,7 +153,7 @@ def test_garbage_before_header(broker: Broker) -> None:
 def test_header_in_pieces(broker: Broker) -> None:
     with wire(broker) as c:
         for i in range(len(PROTOCOL_HEADER)):
-            c.send(PROTOCOL_HEADER[i:i + 1])
+            c.send(PROTOCOL_HEADER[i : i + 1])
             time.sleep(0.01)
         assert c.read_method().class_method == CONNECTION_START
         c.start_ok()
@@ -143,16 +167,22 @@ def test_header_in_pieces(broker: Broker) -> None:
 def test_bad_frame_end(conn: WireConnection) -> None:
     data = frame(1, 2, method_payload(CHANNEL_OPEN, shortstr("")), end=0x00)
     assert send_and_expect_close(conn, data, wait_eof=False) == (
-        501, "FRAME_ERROR - type 1, all octets = <<0,20,0,10,0>>: {invalid_frame_end_marker,0}",
-        0, 0)
+        501,
+        "FRAME_ERROR - type 1, all octets = <<0,20,0,10,0>>: {invalid_frame_end_marker,0}",
+        0,
+        0,
+    )
 
 
 def test_bad_frame_end_printable_payload(conn: WireConnection) -> None:
     # Erlang prints an all-printable binary as a string
     data = frame(1, 1, b"abcdef", end=0x41)
     assert send_and_expect_close(conn, data, wait_eof=False) == (
-        501, 'FRAME_ERROR - type 1, all octets = <<"abcdef">>: {invalid_frame_end_marker,65}',
-        0, 0)
+        501,
+        'FRAME_ERROR - type 1, all octets = <<"abcdef">>: {invalid_frame_end_marker,65}',
+        0,
+        0,
+    )
 
 
 def test_socket_closed_after_frame_error(broker: Broker) -> None:
@@ -167,7 +197,11 @@ def test_socket_closed_after_frame_error(broker: Broker) -> None:
 def test_frame_larger_than_default_frame_max(conn: WireConnection) -> None:
     payload = method_payload(CHANNEL_OPEN, shortstr("")).ljust(131077, b"\0")
     assert send_and_expect_close(conn, frame(1, 2, payload), wait_eof=False) == (
-        501, "FRAME_ERROR - type 1, all octets = <<>>: {frame_too_large,131077,131064}", 0, 0)
+        501,
+        "FRAME_ERROR - type 1, all octets = <<>>: {frame_too_large,131077,131064}",
+        0,
+        0,
+    )
 
 
 def test_frame_larger_than_negotiated_frame_max(broker: Broker) -> None:
@@ -176,7 +210,11 @@ def test_frame_larger_than_negotiated_frame_max(broker: Broker) -> None:
         c.open_channel(1)
         payload = method_payload(CHANNEL_OPEN, shortstr("")).ljust(5000, b"\0")
         assert send_and_expect_close(c, frame(1, 2, payload), wait_eof=False) == (
-            501, "FRAME_ERROR - type 1, all octets = <<>>: {frame_too_large,5000,4088}", 0, 0)
+            501,
+            "FRAME_ERROR - type 1, all octets = <<>>: {frame_too_large,5000,4088}",
+            0,
+            0,
+        )
 
 
 def test_frame_size_limit_boundary(broker: Broker) -> None:
@@ -193,30 +231,48 @@ def test_frame_size_limit_boundary(broker: Broker) -> None:
         body = b"b" * 4097
         c.send(publish_frames() + content_header_frame(1, 60, len(body)))
         assert send_and_expect_close(c, body_frame(1, body), wait_eof=False) == (
-            501, "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,4097,4088}", 0, 0)
+            501,
+            "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,4097,4088}",
+            0,
+            0,
+        )
 
 
-@pytest.mark.parametrize(("data", "text"), [
-    (frame(7, 0, b"abc"), 'FRAME_ERROR - type 7, all octets = <<"abc">>: unknown_frame'),
-    (frame(9, 0, b"\x00\x01"), "FRAME_ERROR - type 9, all octets = <<0,1>>: unknown_frame"),
-    (frame(0, 0, b""), "FRAME_ERROR - type 0, all octets = <<>>: unknown_frame"),
-    (frame(8, 0, b"xy"), 'FRAME_ERROR - type 8, all octets = <<"xy">>: unknown_frame'),
-    (frame(1, 1, b""), "FRAME_ERROR - type 1, all octets = <<>>: unknown_frame"),
-    (frame(1, 1, b"\x00\x32"), "FRAME_ERROR - type 1, all octets = <<0,50>>: unknown_frame"),
-], ids=["type-7", "type-9", "type-0", "heartbeat-with-payload", "empty-method",
-        "short-method-id"])
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [
+        (frame(7, 0, b"abc"), 'FRAME_ERROR - type 7, all octets = <<"abc">>: unknown_frame'),
+        (frame(9, 0, b"\x00\x01"), "FRAME_ERROR - type 9, all octets = <<0,1>>: unknown_frame"),
+        (frame(0, 0, b""), "FRAME_ERROR - type 0, all octets = <<>>: unknown_frame"),
+        (frame(8, 0, b"xy"), 'FRAME_ERROR - type 8, all octets = <<"xy">>: unknown_frame'),
+        (frame(1, 1, b""), "FRAME_ERROR - type 1, all octets = <<>>: unknown_frame"),
+        (frame(1, 1, b"\x00\x32"), "FRAME_ERROR - type 1, all octets = <<0,50>>: unknown_frame"),
+    ],
+    ids=["type-7", "type-9", "type-0", "heartbeat-with-payload", "empty-method", "short-method-id"],
+)
 def test_undecodable_frames(conn: WireConnection, data: bytes, text: str) -> None:
     assert send_and_expect_close(conn, data) == (501, text, 0, 0)
 
 
-@pytest.mark.parametrize(("data", "code", "text"), [
-    (frame(3, 0, b"0123456789abcdefXYZ"), 505,
-     'UNEXPECTED_FRAME - type 3, first 16 octets = <<"0123456789abcdef">>'),
-    (frame(9, 1, b"0123456789abcdefXYZ"), 501,
-     'FRAME_ERROR - type 9, first 16 octets = <<"0123456789abcdef">>: unknown_frame'),
-], ids=["unexpected-frame", "unknown-frame"])
-def test_long_payloads_are_quoted_up_to_16_octets(conn: WireConnection, data: bytes,
-                                                  code: int, text: str) -> None:
+@pytest.mark.parametrize(
+    ("data", "code", "text"),
+    [
+        (
+            frame(3, 0, b"0123456789abcdefXYZ"),
+            505,
+            'UNEXPECTED_FRAME - type 3, first 16 octets = <<"0123456789abcdef">>',
+        ),
+        (
+            frame(9, 1, b"0123456789abcdefXYZ"),
+            501,
+            'FRAME_ERROR - type 9, first 16 octets = <<"0123456789abcdef">>: unknown_frame',
+        ),
+    ],
+    ids=["unexpected-frame", "unknown-frame"],
+)
+def test_long_payloads_are_quoted_up_to_16_octets(
+    conn: WireConnection, data: bytes, code: int, text: str
+) -> None:
     """RabbitMQ quotes at most 16 octets of a bad frame. (It pretty-prints the Erlang terms
     of its texts, wrapping them past column 78, which trimq does not reproduce: a bad frame
     end after 16 printable octets reads `{invalid_frame_end_marker,` newline, 51 spaces,
@@ -227,12 +283,20 @@ def test_long_payloads_are_quoted_up_to_16_octets(conn: WireConnection, data: by
 def test_truncated_content_header(conn: WireConnection) -> None:
     data = publish_frames() + frame(2, 1, b"\x00\x3c\x00")
     assert send_and_expect_close(conn, data) == (
-        501, "FRAME_ERROR - type 2, all octets = <<0,60,0>>: unknown_frame", 0, 0)
+        501,
+        "FRAME_ERROR - type 2, all octets = <<0,60,0>>: unknown_frame",
+        0,
+        0,
+    )
 
 
 def test_heartbeat_on_a_channel(conn: WireConnection) -> None:
     assert send_and_expect_close(conn, frame(8, 1, b"")) == (
-        505, "UNEXPECTED_FRAME - type 8, all octets = <<>>", 0, 0)
+        505,
+        "UNEXPECTED_FRAME - type 8, all octets = <<>>",
+        0,
+        0,
+    )
 
 
 def test_heartbeat_on_channel_zero_is_accepted(conn: WireConnection) -> None:
@@ -247,24 +311,38 @@ def test_heartbeat_on_channel_zero_is_accepted(conn: WireConnection) -> None:
 def test_truncated_method(conn: WireConnection) -> None:
     data = method_frame(1, QUEUE_DECLARE, b"\x00\x00\x05ab")
     assert send_and_expect_close(conn, data) == (
-        501, "FRAME_ERROR - cannot decode <<0,0,5,97,98>>", 50, 10)
+        501,
+        "FRAME_ERROR - cannot decode <<0,0,5,97,98>>",
+        50,
+        10,
+    )
 
 
 def test_method_without_arguments(conn: WireConnection) -> None:
     assert send_and_expect_close(conn, method_frame(2, CHANNEL_OPEN)) == (
-        501, "FRAME_ERROR - cannot decode <<>>", 20, 10)
+        501,
+        "FRAME_ERROR - cannot decode <<>>",
+        20,
+        10,
+    )
 
 
 def test_method_with_trailing_octets(conn: WireConnection) -> None:
     data = method_frame(2, CHANNEL_OPEN, shortstr("") + b"zz")
     assert send_and_expect_close(conn, data) == (
-        501, "FRAME_ERROR - cannot decode <<0,122,122>>", 20, 10)
+        501,
+        "FRAME_ERROR - cannot decode <<0,122,122>>",
+        20,
+        10,
+    )
 
 
-@pytest.mark.parametrize(("channel", "class_method"), [(1, (99, 10)), (1, (50, 99)),
-                                                       (0, (10, 99)), (0, (99, 10))])
-def test_unknown_method_id(conn: WireConnection, channel: int,
-                           class_method: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("channel", "class_method"), [(1, (99, 10)), (1, (50, 99)), (0, (10, 99)), (0, (99, 10))]
+)
+def test_unknown_method_id(
+    conn: WireConnection, channel: int, class_method: tuple[int, int]
+) -> None:
     """RabbitMQ 3.10 drops the TCP connection without a Connection.Close (its reader exits
     with {unknown_method_id, ...}); a Connection.Close first (540 NOT_IMPLEMENTED or
     503 COMMAND_INVALID) is accepted too, as RabbitMQ offers no text to match."""
@@ -276,7 +354,7 @@ def test_unknown_method_id(conn: WireConnection, channel: int,
     if data:
         ftype, ch, size = struct.unpack(">BHI", data[:7])
         assert (ftype, ch) == (1, 0)
-        reader = Reader(data[7:7 + size])
+        reader = Reader(data[7 : 7 + size])
         assert (reader.short(), reader.short()) == CONNECTION_CLOSE
         code, text = reader.short(), reader.shortstr()
         assert (code, text.split(" - ")[0]) in {(540, "NOT_IMPLEMENTED"), (503, "COMMAND_INVALID")}
@@ -285,18 +363,29 @@ def test_unknown_method_id(conn: WireConnection, channel: int,
 # --------------------------------------------------------------------------- frame sequencing
 
 
-@pytest.mark.parametrize("data", [content_header_frame(1, 60, 5), body_frame(1, b"hello")],
-                         ids=["header", "body"])
+@pytest.mark.parametrize(
+    "data", [content_header_frame(1, 60, 5), body_frame(1, b"hello")], ids=["header", "body"]
+)
 def test_content_without_method(conn: WireConnection, data: bytes) -> None:
     assert send_and_expect_close(conn, data) == (
-        505, "UNEXPECTED_FRAME - expected method frame, got non method frame instead", 0, 0)
+        505,
+        "UNEXPECTED_FRAME - expected method frame, got non method frame instead",
+        0,
+        0,
+    )
 
 
-@pytest.mark.parametrize(("data", "text"), [
-    (content_header_frame(0, 60, 1),
-     "UNEXPECTED_FRAME - type 2, all octets = <<0,60,0,0,0,0,0,0,0,0,0,1,0,0>>"),
-    (body_frame(0, b"abc"), 'UNEXPECTED_FRAME - type 3, all octets = <<"abc">>'),
-], ids=["header", "body"])
+@pytest.mark.parametrize(
+    ("data", "text"),
+    [
+        (
+            content_header_frame(0, 60, 1),
+            "UNEXPECTED_FRAME - type 2, all octets = <<0,60,0,0,0,0,0,0,0,0,0,1,0,0>>",
+        ),
+        (body_frame(0, b"abc"), 'UNEXPECTED_FRAME - type 3, all octets = <<"abc">>'),
+    ],
+    ids=["header", "body"],
+)
 def test_content_on_channel_zero(conn: WireConnection, data: bytes, text: str) -> None:
     assert send_and_expect_close(conn, data) == (505, text, 0, 0)
 
@@ -304,40 +393,63 @@ def test_content_on_channel_zero(conn: WireConnection, data: bytes, text: str) -
 def test_body_after_zero_size_header(conn: WireConnection) -> None:
     data = publish_frames() + content_header_frame(1, 60, 0) + body_frame(1, b"a")
     assert send_and_expect_close(conn, data) == (
-        505, "UNEXPECTED_FRAME - expected method frame, got non method frame instead", 0, 0)
+        505,
+        "UNEXPECTED_FRAME - expected method frame, got non method frame instead",
+        0,
+        0,
+    )
 
 
 def test_method_instead_of_content_header(conn: WireConnection) -> None:
     data = publish_frames() + publish_frames()
     assert send_and_expect_close(conn, data) == (
-        505, "UNEXPECTED_FRAME - expected content header for class 60, got non content header "
-        "frame instead", 60, 40)
+        505,
+        "UNEXPECTED_FRAME - expected content header for class 60, got non content header "
+        "frame instead",
+        60,
+        40,
+    )
 
 
 def test_body_instead_of_content_header(conn: WireConnection) -> None:
     data = publish_frames() + body_frame(1, b"abc")
     assert send_and_expect_close(conn, data) == (
-        505, "UNEXPECTED_FRAME - expected content header for class 60, got non content header "
-        "frame instead", 60, 40)
+        505,
+        "UNEXPECTED_FRAME - expected content header for class 60, got non content header "
+        "frame instead",
+        60,
+        40,
+    )
 
 
 def test_content_header_for_wrong_class(conn: WireConnection) -> None:
     data = publish_frames() + content_header_frame(1, 50, 3)
     assert send_and_expect_close(conn, data) == (
-        505, "UNEXPECTED_FRAME - expected content header for class 60, got one for class 50 "
-        "instead", 60, 40)
+        505,
+        "UNEXPECTED_FRAME - expected content header for class 60, got one for class 50 instead",
+        60,
+        40,
+    )
 
 
-@pytest.mark.parametrize(("announced", "sent"), [(3, b"hello"), (5, b"abc")],
-                         ids=["longer", "shorter"])
+@pytest.mark.parametrize(
+    ("announced", "sent"), [(3, b"hello"), (5, b"abc")], ids=["longer", "shorter"]
+)
 def test_body_size_mismatch(conn: WireConnection, announced: int, sent: bytes) -> None:
     """A body longer or shorter than the header announced: RabbitMQ notices when the next
     frame is not the body frame it still expects."""
-    data = (publish_frames() + content_header_frame(1, 60, announced) + body_frame(1, sent)
-            + method_frame(1, QUEUE_DECLARE, queue_declare_args("")))
+    data = (
+        publish_frames()
+        + content_header_frame(1, 60, announced)
+        + body_frame(1, sent)
+        + method_frame(1, QUEUE_DECLARE, queue_declare_args(""))
+    )
     assert send_and_expect_close(conn, data) == (
-        505, "UNEXPECTED_FRAME - expected content body, got non content body frame instead",
-        60, 40)
+        505,
+        "UNEXPECTED_FRAME - expected content body, got non content body frame instead",
+        60,
+        40,
+    )
 
 
 def test_content_header_with_missing_property(conn: WireConnection) -> None:
@@ -353,43 +465,73 @@ def test_content_header_with_missing_property(conn: WireConnection) -> None:
 def test_method_on_unopened_channel(conn: WireConnection) -> None:
     data = method_frame(2, QUEUE_DECLARE, queue_declare_args(""))
     assert send_and_expect_close(conn, data) == (
-        504, "CHANNEL_ERROR - expected 'channel.open'", 50, 10)
+        504,
+        "CHANNEL_ERROR - expected 'channel.open'",
+        50,
+        10,
+    )
 
 
-@pytest.mark.parametrize(("class_method", "args"), [(CHANNEL_CLOSE, CLOSE_ARGS),
-                                                    (CHANNEL_CLOSE_OK, b"")],
-                         ids=["close", "close-ok"])
-def test_channel_close_on_unopened_channel(conn: WireConnection, class_method: tuple[int, int],
-                                           args: bytes) -> None:
+@pytest.mark.parametrize(
+    ("class_method", "args"),
+    [(CHANNEL_CLOSE, CLOSE_ARGS), (CHANNEL_CLOSE_OK, b"")],
+    ids=["close", "close-ok"],
+)
+def test_channel_close_on_unopened_channel(
+    conn: WireConnection, class_method: tuple[int, int], args: bytes
+) -> None:
     assert send_and_expect_close(conn, method_frame(5, class_method, args)) == (
-        504, "CHANNEL_ERROR - expected 'channel.open'", *class_method)
+        504,
+        "CHANNEL_ERROR - expected 'channel.open'",
+        *class_method,
+    )
 
 
 def test_second_channel_open(conn: WireConnection) -> None:
     assert send_and_expect_close(conn, method_frame(1, CHANNEL_OPEN, shortstr(""))) == (
-        504, "CHANNEL_ERROR - second 'channel.open' seen", 20, 10)
+        504,
+        "CHANNEL_ERROR - second 'channel.open' seen",
+        20,
+        10,
+    )
 
 
-@pytest.mark.parametrize(("class_method", "args"), [
-    (QUEUE_DECLARE, queue_declare_args("")),
-    (CHANNEL_OPEN, shortstr("")),
-    (BASIC_PUBLISH, basic_publish_args("", "x")),
-    (CONNECTION_OPEN, shortstr("/") + shortstr("") + b"\0"),
-], ids=["queue.declare", "channel.open", "basic.publish", "connection.open"])
-def test_wrong_method_on_channel_zero(conn: WireConnection, class_method: tuple[int, int],
-                                      args: bytes) -> None:
+@pytest.mark.parametrize(
+    ("class_method", "args"),
+    [
+        (QUEUE_DECLARE, queue_declare_args("")),
+        (CHANNEL_OPEN, shortstr("")),
+        (BASIC_PUBLISH, basic_publish_args("", "x")),
+        (CONNECTION_OPEN, shortstr("/") + shortstr("") + b"\0"),
+    ],
+    ids=["queue.declare", "channel.open", "basic.publish", "connection.open"],
+)
+def test_wrong_method_on_channel_zero(
+    conn: WireConnection, class_method: tuple[int, int], args: bytes
+) -> None:
     assert send_and_expect_close(conn, method_frame(0, class_method, args)) == (
-        504, "CHANNEL_ERROR - unexpected method in connection state running", *class_method)
+        504,
+        "CHANNEL_ERROR - unexpected method in connection state running",
+        *class_method,
+    )
 
 
-@pytest.mark.parametrize(("class_method", "args"), [
-    (CONNECTION_OPEN, shortstr("/") + shortstr("") + b"\0"),
-    (CONNECTION_CLOSE, CLOSE_ARGS),
-], ids=["connection.open", "connection.close"])
-def test_connection_method_on_a_channel(conn: WireConnection, class_method: tuple[int, int],
-                                        args: bytes) -> None:
+@pytest.mark.parametrize(
+    ("class_method", "args"),
+    [
+        (CONNECTION_OPEN, shortstr("/") + shortstr("") + b"\0"),
+        (CONNECTION_CLOSE, CLOSE_ARGS),
+    ],
+    ids=["connection.open", "connection.close"],
+)
+def test_connection_method_on_a_channel(
+    conn: WireConnection, class_method: tuple[int, int], args: bytes
+) -> None:
     assert send_and_expect_close(conn, method_frame(1, class_method, args)) == (
-        503, "COMMAND_INVALID - unimplemented method", *class_method)
+        503,
+        "COMMAND_INVALID - unimplemented method",
+        *class_method,
+    )
 
 
 def test_connection_close_from_client(conn: WireConnection) -> None:
@@ -421,8 +563,15 @@ VALID_FRAMES = [
     method_frame(2, CHANNEL_OPEN, shortstr("")),
     method_frame(1, CHANNEL_CLOSE, CLOSE_ARGS),
     publish_frames() + content_header_frame(1, 60, 5) + body_frame(1, b"hello"),
-    method_frame(1, (40, 10), struct.pack(">H", 0) + shortstr("fuzz-x") + shortstr("direct")
-                 + b"\x08" + struct.pack(">I", 0)),  # exchange.declare, auto-delete
+    method_frame(
+        1,
+        (40, 10),
+        struct.pack(">H", 0)
+        + shortstr("fuzz-x")
+        + shortstr("direct")
+        + b"\x08"
+        + struct.pack(">I", 0),
+    ),  # exchange.declare, auto-delete
     heartbeat_frame(),
 ]
 
@@ -436,7 +585,7 @@ def mutated_frames(draw: st.DrawFn) -> bytes:
             i = draw(st.integers(0, len(data) - 1))
             data[i] = draw(st.integers(0, 255))
         elif kind == "truncate" and len(data) > 1:
-            del data[draw(st.integers(1, len(data) - 1)):]
+            del data[draw(st.integers(1, len(data) - 1)) :]
         elif kind == "insert":
             i = draw(st.integers(0, len(data)))
             data[i:i] = draw(st.binary(min_size=1, max_size=8))
@@ -469,8 +618,11 @@ def server_reaction(broker: Broker, data: bytes) -> Close | None:
 
 
 @pytest.mark.slow
-@settings(max_examples=50, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(data=st.one_of(mutated_frames(), st.binary(min_size=1, max_size=64)))
 def test_fuzzed_frames(broker: Broker, data: bytes) -> None:
     server_reaction(broker, data)
@@ -484,8 +636,10 @@ def test_frames_pipelined_with_the_handshake_are_answered(broker: Broker) -> Non
         conn.start()
         conn.start_ok()
         conn.tune()
-        conn.send(method_frame(0, CONNECTION_OPEN, shortstr("/") + shortstr("") + b"\0")
-                  + method_frame(1, CHANNEL_OPEN, shortstr("")))
+        conn.send(
+            method_frame(0, CONNECTION_OPEN, shortstr("/") + shortstr("") + b"\0")
+            + method_frame(1, CHANNEL_OPEN, shortstr(""))
+        )
         assert conn.read_method(timeout=3).class_method == CONNECTION_OPEN_OK
         reply = conn.read_method(timeout=3)
         assert (reply.channel, reply.class_method) == (1, CHANNEL_OPEN_OK)

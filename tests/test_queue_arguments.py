@@ -49,45 +49,65 @@ def test_x_queue_mode_is_accepted_checked_and_without_effect_yet() -> None:
     assert queue_settings({"x-queue-mode": ("S", "lazy")}) == QueueSettings()
 
 
-@pytest.mark.parametrize(("arguments", "definition", "expected"), [
-    ({}, {"max-length": 5, "overflow": "reject-publish"},
-     {"max_length": 5, "overflow": "reject-publish", "bounded": True}),
-    # RabbitMQ 3.10: the lower of argument and policy for the limits and TTLs ...
-    ({"x-max-length": ("I", 3)}, {"max-length": 1}, {"max_length": 1, "bounded": True}),
-    ({"x-max-length": ("I", 1)}, {"max-length": 3}, {"max_length": 1, "bounded": True}),
-    ({"x-message-ttl": ("I", 500)}, {"message-ttl": 100, "expires": 9000},
-     {"message_ttl": 100, "expires": 9000}),
-    ({"x-expires": ("I", 2000), "x-max-length-bytes": ("l", 10)},
-     {"expires": 9000, "max-length-bytes": 5},
-     {"expires": 2000, "max_length_bytes": 5, "bounded": True}),
-    # ... and the argument for the others
-    ({"x-overflow": ("S", "reject-publish"), "x-dead-letter-exchange": ("S", "a")},
-     {"overflow": "drop-head", "dead-letter-exchange": "b"},
-     {"overflow": "reject-publish", "dead_letter_exchange": "a"}),
-    ({"x-message-ttl": ("l", 10)}, {"expires": 1000, "delivery-limit": 2},
-     {"message_ttl": 10, "expires": 1000, "delivery_limit": 2}),
-    ({"x-max-priority": ("B", 5)}, {}, {"max_priority": 5}),
-    ({"x-single-active-consumer": ("t", True)}, None, {"single_active_consumer": True}),
-    ({}, {"queue-mode": "lazy", "queue-version": 2, "max-in-memory-length": 1}, {}),
-])
-def test_settings_from_arguments_and_policy(arguments: dict[str, Any],
-                                            definition: dict[str, Any] | None,
-                                            expected: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("arguments", "definition", "expected"),
+    [
+        (
+            {},
+            {"max-length": 5, "overflow": "reject-publish"},
+            {"max_length": 5, "overflow": "reject-publish", "bounded": True},
+        ),
+        # RabbitMQ 3.10: the lower of argument and policy for the limits and TTLs ...
+        ({"x-max-length": ("I", 3)}, {"max-length": 1}, {"max_length": 1, "bounded": True}),
+        ({"x-max-length": ("I", 1)}, {"max-length": 3}, {"max_length": 1, "bounded": True}),
+        (
+            {"x-message-ttl": ("I", 500)},
+            {"message-ttl": 100, "expires": 9000},
+            {"message_ttl": 100, "expires": 9000},
+        ),
+        (
+            {"x-expires": ("I", 2000), "x-max-length-bytes": ("l", 10)},
+            {"expires": 9000, "max-length-bytes": 5},
+            {"expires": 2000, "max_length_bytes": 5, "bounded": True},
+        ),
+        # ... and the argument for the others
+        (
+            {"x-overflow": ("S", "reject-publish"), "x-dead-letter-exchange": ("S", "a")},
+            {"overflow": "drop-head", "dead-letter-exchange": "b"},
+            {"overflow": "reject-publish", "dead_letter_exchange": "a"},
+        ),
+        (
+            {"x-message-ttl": ("l", 10)},
+            {"expires": 1000, "delivery-limit": 2},
+            {"message_ttl": 10, "expires": 1000, "delivery_limit": 2},
+        ),
+        ({"x-max-priority": ("B", 5)}, {}, {"max_priority": 5}),
+        ({"x-single-active-consumer": ("t", True)}, None, {"single_active_consumer": True}),
+        ({}, {"queue-mode": "lazy", "queue-version": 2, "max-in-memory-length": 1}, {}),
+    ],
+)
+def test_settings_from_arguments_and_policy(
+    arguments: dict[str, Any], definition: dict[str, Any] | None, expected: dict[str, Any]
+) -> None:
     settings = dataclasses.asdict(queue_settings(arguments, definition))
     assert settings == {**dataclasses.asdict(QueueSettings()), **expected}
 
 
 def test_policy_checks_come_from_the_table() -> None:
     assert policy.definition_problem({"queue-mode": "eager"}) == (
-        '<<"eager">> is not a valid queue-mode value')
+        '<<"eager">> is not a valid queue-mode value'
+    )
     assert policy.definition_problem({"queue-version": True}) == (
-        "true is not a valid queue-version value")
+        "true is not a valid queue-version value"
+    )
     assert policy.definition_problem({"queue-mode": "lazy", "queue-version": 2}) is None
 
 
 def test_declaration_check_reports_the_first_in_table_order() -> None:
     with pytest.raises(ChannelError) as raised:
-        validate_queue_arguments("queue 'q' in vhost '/'", {
-            "x-max-priority": ("I", 300), "x-expires": ("I", 0)})
+        validate_queue_arguments(
+            "queue 'q' in vhost '/'", {"x-max-priority": ("I", 300), "x-expires": ("I", 0)}
+        )
     assert raised.value.detail == (
-        "invalid arg 'x-expires' for queue 'q' in vhost '/': {value_zero,0}")
+        "invalid arg 'x-expires' for queue 'q' in vhost '/': {value_zero,0}"
+    )

@@ -102,10 +102,12 @@ def tidy(broker: Broker, channel: Channel, unique: str) -> Iterator[Tidy]:
     conn.close()
 
 
-def publish(ch: Channel, exchange: str, key: str, body: str, mandatory: bool = False,
-            **props: Any) -> None:
-    ch.basic_publish(exchange, key, body.encode(), pika.BasicProperties(**props),
-                     mandatory=mandatory)
+def publish(
+    ch: Channel, exchange: str, key: str, body: str, mandatory: bool = False, **props: Any
+) -> None:
+    ch.basic_publish(
+        exchange, key, body.encode(), pika.BasicProperties(**props), mandatory=mandatory
+    )
 
 
 def bodies(deliveries: list[Delivery]) -> list[str]:
@@ -220,9 +222,15 @@ def test_queue_ttl_dead_letters_with_x_death(channel: Channel, tidy: Tidy) -> No
     assert props.content_type == "text/plain"
     assert props.expiration is None
     assert props.headers["app"] == "x"
-    assert deaths(props) == [{
-        "count": 1, "reason": "expired", "queue": q, "exchange": "", "routing-keys": [q],
-    }]
+    assert deaths(props) == [
+        {
+            "count": 1,
+            "reason": "expired",
+            "queue": q,
+            "exchange": "",
+            "routing-keys": [q],
+        }
+    ]
     assert first_death(props) == ("expired", q, "")
 
 
@@ -239,10 +247,16 @@ def test_per_message_ttl_dead_letters_with_original_expiration(
     assert body == b"m"
     assert (method.exchange, method.routing_key) == (dlx, "rk")
     assert props.expiration is None  # moved into x-death
-    assert deaths(props) == [{
-        "count": 1, "reason": "expired", "queue": q, "exchange": x, "routing-keys": ["rk"],
-        "original-expiration": "100",
-    }]
+    assert deaths(props) == [
+        {
+            "count": 1,
+            "reason": "expired",
+            "queue": q,
+            "exchange": x,
+            "routing-keys": ["rk"],
+            "original-expiration": "100",
+        }
+    ]
     assert first_death(props) == ("expired", q, x)
     assert message_count(channel, q) == 0
 
@@ -290,9 +304,7 @@ def test_requeued_message_past_its_ttl_expires(channel: Channel, tidy: Tidy) -> 
 
 
 @trimq_only
-def test_per_message_ttl_expires_behind_a_longer_lived_head(
-    channel: Channel, tidy: Tidy
-) -> None:
+def test_per_message_ttl_expires_behind_a_longer_lived_head(channel: Channel, tidy: Tidy) -> None:
     # RabbitMQ classic queues expire per-message TTLs only at the head, so "short" would sit
     # there until "head" leaves. trimq expires it where it sits: this is where trimq does better.
     dlx, dead = tidy.dead_letter_target()
@@ -355,10 +367,16 @@ def test_reject_without_requeue_dead_letters(channel: Channel, tidy: Tidy, how: 
     assert props.priority == 3
     # whatever the reason, the expiration moves into x-death as original-expiration
     assert props.expiration is None
-    assert deaths(props) == [{
-        "count": 1, "reason": "rejected", "queue": q, "exchange": "", "routing-keys": [q],
-        "original-expiration": "60000",
-    }]
+    assert deaths(props) == [
+        {
+            "count": 1,
+            "reason": "rejected",
+            "queue": q,
+            "exchange": "",
+            "routing-keys": [q],
+            "original-expiration": "60000",
+        }
+    ]
     assert first_death(props) == ("rejected", q, "")
     assert message_count(channel, q) == 0
 
@@ -370,8 +388,7 @@ def test_dead_letter_routing_key(channel: Channel, tidy: Tidy) -> None:
     channel.queue_bind(dead, dlx, "dead-key")
     channel.queue_bind(other, dlx, "orig")
     x = tidy.exchange("x", "direct")
-    q = tidy.queue("q", **{"x-dead-letter-exchange": dlx,
-                           "x-dead-letter-routing-key": "dead-key"})
+    q = tidy.queue("q", **{"x-dead-letter-exchange": dlx, "x-dead-letter-routing-key": "dead-key"})
     channel.queue_bind(q, x, "orig")
     publish(channel, x, "orig", "m")
     method, _, _ = channel.basic_get(q)
@@ -379,9 +396,15 @@ def test_dead_letter_routing_key(channel: Channel, tidy: Tidy) -> None:
     got = wait_get_all(channel, dead, 1)
     method, props, _ = got[0]
     assert (method.exchange, method.routing_key) == (dlx, "dead-key")
-    assert deaths(props) == [{
-        "count": 1, "reason": "rejected", "queue": q, "exchange": x, "routing-keys": ["orig"],
-    }]
+    assert deaths(props) == [
+        {
+            "count": 1,
+            "reason": "rejected",
+            "queue": q,
+            "exchange": x,
+            "routing-keys": ["orig"],
+        }
+    ]
     assert message_count(channel, other) == 0
 
 
@@ -414,10 +437,15 @@ def test_rejected_twice_in_the_same_queue_counts_two(channel: Channel, tidy: Tid
         assert wait_for_count(channel, q, 1) == 1
         method, props, body = channel.basic_get(q, auto_ack=False)
         assert body == b"m"
-        assert deaths(props) == [{
-            "count": count, "reason": "rejected", "queue": q, "exchange": "",
-            "routing-keys": [q],
-        }]
+        assert deaths(props) == [
+            {
+                "count": count,
+                "reason": "rejected",
+                "queue": q,
+                "exchange": "",
+                "routing-keys": [q],
+            }
+        ]
         assert first_death(props) == ("rejected", q, "")
         channel.basic_nack(method.delivery_tag, requeue=True)
 
@@ -427,8 +455,10 @@ def test_retry_loop_through_a_delay_queue(channel: Channel, tidy: Tidy) -> None:
     work = tidy.name("work")
     delay = tidy.name("delay")
     tidy.queue("work", **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": delay})
-    tidy.queue("delay", **{"x-message-ttl": 50, "x-dead-letter-exchange": "",
-                           "x-dead-letter-routing-key": work})
+    tidy.queue(
+        "delay",
+        **{"x-message-ttl": 50, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": work},
+    )
     publish(channel, "", work, "job")
     for count in (1, 2):
         method, _, _ = channel.basic_get(work)
@@ -438,10 +468,20 @@ def test_retry_loop_through_a_delay_queue(channel: Channel, tidy: Tidy) -> None:
         assert body == b"job"
         assert (method.exchange, method.routing_key) == ("", work)
         assert deaths(props) == [
-            {"count": count, "reason": "expired", "queue": delay, "exchange": "",
-             "routing-keys": [delay]},
-            {"count": count, "reason": "rejected", "queue": work, "exchange": "",
-             "routing-keys": [work]},
+            {
+                "count": count,
+                "reason": "expired",
+                "queue": delay,
+                "exchange": "",
+                "routing-keys": [delay],
+            },
+            {
+                "count": count,
+                "reason": "rejected",
+                "queue": work,
+                "exchange": "",
+                "routing-keys": [work],
+            },
         ]
         assert first_death(props) == ("rejected", work, "")
         publish(channel, "", work, "job", headers=props.headers)
@@ -464,10 +504,12 @@ def test_expiry_cycle_to_itself_is_dropped(channel: Channel, tidy: Tidy) -> None
 def test_expiry_cycle_through_two_queues_is_dropped(channel: Channel, tidy: Tidy) -> None:
     a = tidy.name("a")
     b = tidy.name("b")
-    tidy.queue("a", **{"x-message-ttl": 50, "x-dead-letter-exchange": "",
-                       "x-dead-letter-routing-key": b})
-    tidy.queue("b", **{"x-message-ttl": 400, "x-dead-letter-exchange": "",
-                       "x-dead-letter-routing-key": a})
+    tidy.queue(
+        "a", **{"x-message-ttl": 50, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": b}
+    )
+    tidy.queue(
+        "b", **{"x-message-ttl": 400, "x-dead-letter-exchange": "", "x-dead-letter-routing-key": a}
+    )
     publish(channel, "", a, "m")
     assert wait_for_count(channel, b, 1) == 1  # expired from a into b
     assert wait_for_count(channel, b, 0) == 0  # expired from b: dropped, not back into a
@@ -476,8 +518,9 @@ def test_expiry_cycle_through_two_queues_is_dropped(channel: Channel, tidy: Tidy
 
 def test_dead_lettering_with_routing_key_strips_cc(channel: Channel, tidy: Tidy) -> None:
     x = tidy.exchange("x", "direct")
-    q = tidy.queue("q", **{"x-dead-letter-exchange": "",
-                           "x-dead-letter-routing-key": tidy.name("dead")})
+    q = tidy.queue(
+        "q", **{"x-dead-letter-exchange": "", "x-dead-letter-routing-key": tidy.name("dead")}
+    )
     dead = tidy.queue("dead")
     cc = tidy.queue("cc")
     channel.queue_bind(q, x, "a")
@@ -487,9 +530,15 @@ def test_dead_lettering_with_routing_key_strips_cc(channel: Channel, tidy: Tidy)
     channel.basic_reject(method.delivery_tag, requeue=False)
     got = wait_get_all(channel, dead, 1)
     props = got[0][1]
-    assert deaths(props) == [{
-        "count": 1, "reason": "rejected", "queue": q, "exchange": x, "routing-keys": ["a", "b"],
-    }]
+    assert deaths(props) == [
+        {
+            "count": 1,
+            "reason": "rejected",
+            "queue": q,
+            "exchange": x,
+            "routing-keys": ["a", "b"],
+        }
+    ]
     assert "CC" not in props.headers
     assert props.headers["keep"] == 1
 
@@ -523,9 +572,15 @@ def test_max_length_drop_head_dead_letters_oldest(channel: Channel, tidy: Tidy) 
     assert message_count(channel, q) == 2
     dropped = wait_get_all(channel, dead, 3)
     assert bodies(dropped) == ["m0", "m1", "m2"]
-    assert deaths(dropped[0][1]) == [{
-        "count": 1, "reason": "maxlen", "queue": q, "exchange": "", "routing-keys": [q],
-    }]
+    assert deaths(dropped[0][1]) == [
+        {
+            "count": 1,
+            "reason": "maxlen",
+            "queue": q,
+            "exchange": "",
+            "routing-keys": [q],
+        }
+    ]
     assert first_death(dropped[0][1]) == ("maxlen", q, "")
     assert bodies(get_all(channel, q)) == ["m3", "m4"]
 
@@ -568,8 +623,9 @@ def test_max_length_bytes_drops_a_message_bigger_than_the_limit(
 
 def test_reject_publish_nacks_confirming_publisher(channel: Channel, tidy: Tidy) -> None:
     dlx, dead = tidy.dead_letter_target()
-    q = tidy.queue("q", **{"x-max-length": 2, "x-overflow": "reject-publish",
-                           "x-dead-letter-exchange": dlx})
+    q = tidy.queue(
+        "q", **{"x-max-length": 2, "x-overflow": "reject-publish", "x-dead-letter-exchange": dlx}
+    )
     publish(channel, "", q, "m0")
     publish(channel, "", q, "m1")
     with pytest.raises(pika.exceptions.NackError):
@@ -605,16 +661,24 @@ def test_reject_publish_bytes(channel: Channel, tidy: Tidy) -> None:
 
 def test_reject_publish_dlx_nacks_and_dead_letters(channel: Channel, tidy: Tidy) -> None:
     dlx, dead = tidy.dead_letter_target()
-    q = tidy.queue("q", **{"x-max-length": 1, "x-overflow": "reject-publish-dlx",
-                           "x-dead-letter-exchange": dlx})
+    q = tidy.queue(
+        "q",
+        **{"x-max-length": 1, "x-overflow": "reject-publish-dlx", "x-dead-letter-exchange": dlx},
+    )
     publish(channel, "", q, "m0")
     with pytest.raises(pika.exceptions.NackError):
         publish(channel, "", q, "m1")
     got = wait_get_all(channel, dead, 1)
     assert bodies(got) == ["m1"]
-    assert deaths(got[0][1]) == [{
-        "count": 1, "reason": "maxlen", "queue": q, "exchange": "", "routing-keys": [q],
-    }]
+    assert deaths(got[0][1]) == [
+        {
+            "count": 1,
+            "reason": "maxlen",
+            "queue": q,
+            "exchange": "",
+            "routing-keys": [q],
+        }
+    ]
     assert bodies(get_all(channel, q)) == ["m0"]
 
 
@@ -635,8 +699,7 @@ def test_reject_publish_nacks_when_any_queue_refuses(channel: Channel, tidy: Tid
 
 def test_priority_queue_order(channel: Channel, tidy: Tidy) -> None:
     q = tidy.queue("q", **{"x-max-priority": 10})
-    sent = [("a", 1), ("b", 5), ("c", 1), ("d", 9), ("e", 5), ("f", 0), ("g", None),
-            ("h", 10)]
+    sent = [("a", 1), ("b", 5), ("c", 1), ("d", 9), ("e", 5), ("f", 0), ("g", None), ("h", 10)]
     for body, priority in sent:
         publish(channel, "", q, body, priority=priority)
     got = get_all(channel, q)
@@ -869,9 +932,15 @@ def test_delivery_limit_dead_letters_with_delivery_count(
     assert len(got) == 2
     assert bodies(dead_got) == ["m"]
     props = dead_got[0][1]
-    assert deaths(props) == [{
-        "count": 1, "reason": "delivery_limit", "queue": q, "exchange": "", "routing-keys": [q],
-    }]
+    assert deaths(props) == [
+        {
+            "count": 1,
+            "reason": "delivery_limit",
+            "queue": q,
+            "exchange": "",
+            "routing-keys": [q],
+        }
+    ]
     assert first_death(props) == ("delivery_limit", q, "")
     assert message_count(channel, q) == 0
 
@@ -963,11 +1032,14 @@ def test_alternate_exchange_loop_terminates(channel: Channel, tidy: Tidy) -> Non
 
 def test_inequivalent_alternate_exchange(channel: Channel, tidy: Tidy) -> None:
     x = tidy.exchange("x", "direct", **{"alternate-exchange": "ae1"})
-    code, text = closed_by_broker(channel, channel.exchange_declare, x, "direct",
-                                  arguments={"alternate-exchange": "ae2"})
+    code, text = closed_by_broker(
+        channel, channel.exchange_declare, x, "direct", arguments={"alternate-exchange": "ae2"}
+    )
     assert code == 406
-    assert text == (f"PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange "
-                    f"'{x}' in vhost '/': received 'ae2' but current is 'ae1'")
+    assert text == (
+        f"PRECONDITION_FAILED - inequivalent arg 'alternate-exchange' for exchange "
+        f"'{x}' in vhost '/': received 'ae2' but current is 'ae1'"
+    )
 
 
 # -- CC and BCC -------------------------------------------------------------------------------
@@ -1036,38 +1108,55 @@ def test_bcc_makes_message_routable(channel: Channel, tidy: Tidy) -> None:
         ({"x-max-length": -1}, "x-max-length", "{value_negative,-1}"),
         ({"x-max-length-bytes": -2}, "x-max-length-bytes", "{value_negative,-2}"),
         ({"x-overflow": "drop-tail"}, "x-overflow", "invalid_overflow"),
-        ({"x-dead-letter-routing-key": "k"}, "x-dead-letter-routing-key",
-         "routing_key_but_no_dlx_defined"),
-        ({"x-single-active-consumer": "yes"}, "x-single-active-consumer",
-         "{unacceptable_type,longstr}"),
+        (
+            {"x-dead-letter-routing-key": "k"},
+            "x-dead-letter-routing-key",
+            "routing_key_but_no_dlx_defined",
+        ),
+        (
+            {"x-single-active-consumer": "yes"},
+            "x-single-active-consumer",
+            "{unacceptable_type,longstr}",
+        ),
         ({"x-queue-mode": 5}, "x-queue-mode", "{unacceptable_type,signedint}"),
         ({"x-queue-mode": "bogus"}, "x-queue-mode", "\"unsupported queue mode 'bogus'\""),
         # the text as Erlang's ~p prints it: escaped, and a list of bytes when not Latin-1
-        ({"x-queue-mode": 'a"b\t'}, "x-queue-mode", "\"unsupported queue mode 'a\\\"b\\t'\""),
+        ({"x-queue-mode": 'a"b\t'}, "x-queue-mode", '"unsupported queue mode \'a\\"b\\t\'"'),
         ({"x-queue-mode": "é"}, "x-queue-mode", "\"unsupported queue mode 'é'\""),
-        ({"x-queue-mode": "€"}, "x-queue-mode",
-         "[" + ",".join(str(b) for b in "unsupported queue mode '€'".encode()) + "]"),
+        (
+            {"x-queue-mode": "€"},
+            "x-queue-mode",
+            "[" + ",".join(str(b) for b in "unsupported queue mode '€'".encode()) + "]",
+        ),
         ({"x-queue-type": "bogus"}, "x-queue-type", "\"unsupported queue type 'bogus'\""),
         ({"x-queue-version": 3}, "x-queue-version", "\"unsupported queue version '3'\""),
         ({"x-queue-version": 0}, "x-queue-version", "\"unsupported queue version '0'\""),
         ({"x-queue-version": -1}, "x-queue-version", "{value_negative,-1}"),
         ({"x-queue-version": "2"}, "x-queue-version", '"expected integer, got longstr"'),
         # the first in RabbitMQ's order is told
-        ({"x-queue-version": 5, "x-single-active-consumer": "yes"}, "x-queue-version",
-         "\"unsupported queue version '5'\""),
+        (
+            {"x-queue-version": 5, "x-single-active-consumer": "yes"},
+            "x-queue-version",
+            "\"unsupported queue version '5'\"",
+        ),
     ],
 )
-def test_invalid_queue_argument(channel: Channel, unique: str, arguments: dict[str, Any],
-                                name: str, detail: str) -> None:
+def test_invalid_queue_argument(
+    channel: Channel, unique: str, arguments: dict[str, Any], name: str, detail: str
+) -> None:
     code, text = closed_by_broker(channel, channel.queue_declare, unique, arguments=arguments)
     assert code == 406
-    assert text == (f"PRECONDITION_FAILED - invalid arg '{name}' for queue '{unique}' in vhost "
-                    f"'/': {detail}")
+    assert text == (
+        f"PRECONDITION_FAILED - invalid arg '{name}' for queue '{unique}' in vhost '/': {detail}"
+    )
 
 
 def test_arguments_without_effect_are_accepted_and_kept(channel: Channel, tidy: Tidy) -> None:
-    arguments = {"x-queue-mode": "lazy", "x-queue-version": 2,
-                 "x-queue-master-locator": "client-local"}
+    arguments = {
+        "x-queue-mode": "lazy",
+        "x-queue-version": 2,
+        "x-queue-master-locator": "client-local",
+    }
     q = tidy.queue("q", **arguments)
     assert channel.queue_declare(q, arguments=arguments).method.queue == q
     publish(channel, "", q, "m")
@@ -1081,52 +1170,111 @@ def test_largest_ttl_and_expires_accepted(channel: Channel, tidy: Tidy) -> None:
 
 def test_dead_letter_exchange_of_wrong_type(channel: Channel, unique: str) -> None:
     # RabbitMQ checks the dead-letter exchange name apart, with a text of its own
-    code, text = closed_by_broker(channel, channel.queue_declare, unique,
-                                  arguments={"x-dead-letter-exchange": 5})
+    code, text = closed_by_broker(
+        channel, channel.queue_declare, unique, arguments={"x-dead-letter-exchange": 5}
+    )
     assert code == 406
-    assert text == (f"PRECONDITION_FAILED - invalid type 'signedint' for arg "
-                    f"'x-dead-letter-exchange' in queue '{unique}' in vhost '/'")
+    assert text == (
+        f"PRECONDITION_FAILED - invalid type 'signedint' for arg "
+        f"'x-dead-letter-exchange' in queue '{unique}' in vhost '/'"
+    )
 
 
 @pytest.mark.parametrize(
     ("first", "second", "name", "detail"),
     [
-        ({"x-max-priority": 5}, {"x-max-priority": 10}, "x-max-priority",
-         "received '10' but current is '5'"),
-        ({"x-message-ttl": 1000}, {"x-message-ttl": 2000}, "x-message-ttl",
-         "received '2000' but current is '1000'"),
-        ({}, {"x-max-length": 10}, "x-max-length",
-         "received the value '10' of type 'signedint' but current is none"),
-        ({"x-overflow": "drop-head"}, {"x-overflow": "reject-publish"}, "x-overflow",
-         "received 'reject-publish' but current is 'drop-head'"),
-        ({"x-dead-letter-exchange": "dlx"}, {}, "x-dead-letter-exchange",
-         "received none but current is the value 'dlx' of type 'longstr'"),
-        ({"x-single-active-consumer": True}, {"x-single-active-consumer": False},
-         "x-single-active-consumer", "received 'false' but current is 'true'"),
-        ({"x-expires": 60000}, {"x-expires": 30000}, "x-expires",
-         "received '30000' but current is '60000'"),
-        ({"x-queue-mode": "lazy"}, {"x-queue-mode": "default"}, "x-queue-mode",
-         "received 'default' but current is 'lazy'"),
-        ({"x-queue-version": 1}, {"x-queue-version": 2}, "x-queue-version",
-         "received '2' but current is '1'"),
-        ({}, {"x-queue-version": 1}, "x-queue-version",
-         "received the value '1' of type 'signedint' but current is none"),
-        ({"x-queue-master-locator": "min-masters"}, {"x-queue-master-locator": "random"},
-         "x-queue-master-locator", "received 'random' but current is 'min-masters'"),
+        (
+            {"x-max-priority": 5},
+            {"x-max-priority": 10},
+            "x-max-priority",
+            "received '10' but current is '5'",
+        ),
+        (
+            {"x-message-ttl": 1000},
+            {"x-message-ttl": 2000},
+            "x-message-ttl",
+            "received '2000' but current is '1000'",
+        ),
+        (
+            {},
+            {"x-max-length": 10},
+            "x-max-length",
+            "received the value '10' of type 'signedint' but current is none",
+        ),
+        (
+            {"x-overflow": "drop-head"},
+            {"x-overflow": "reject-publish"},
+            "x-overflow",
+            "received 'reject-publish' but current is 'drop-head'",
+        ),
+        (
+            {"x-dead-letter-exchange": "dlx"},
+            {},
+            "x-dead-letter-exchange",
+            "received none but current is the value 'dlx' of type 'longstr'",
+        ),
+        (
+            {"x-single-active-consumer": True},
+            {"x-single-active-consumer": False},
+            "x-single-active-consumer",
+            "received 'false' but current is 'true'",
+        ),
+        (
+            {"x-expires": 60000},
+            {"x-expires": 30000},
+            "x-expires",
+            "received '30000' but current is '60000'",
+        ),
+        (
+            {"x-queue-mode": "lazy"},
+            {"x-queue-mode": "default"},
+            "x-queue-mode",
+            "received 'default' but current is 'lazy'",
+        ),
+        (
+            {"x-queue-version": 1},
+            {"x-queue-version": 2},
+            "x-queue-version",
+            "received '2' but current is '1'",
+        ),
+        (
+            {},
+            {"x-queue-version": 1},
+            "x-queue-version",
+            "received the value '1' of type 'signedint' but current is none",
+        ),
+        (
+            {"x-queue-master-locator": "min-masters"},
+            {"x-queue-master-locator": "random"},
+            "x-queue-master-locator",
+            "received 'random' but current is 'min-masters'",
+        ),
         # the first in RabbitMQ's order is told
-        ({"x-queue-version": 1, "x-single-active-consumer": True},
-         {"x-queue-version": 2, "x-single-active-consumer": False}, "x-queue-version",
-         "received '2' but current is '1'"),
-        ({"x-queue-master-locator": "random", "x-queue-version": 1},
-         {"x-queue-master-locator": "min-masters", "x-queue-version": 2}, "x-queue-version",
-         "received '2' but current is '1'"),
+        (
+            {"x-queue-version": 1, "x-single-active-consumer": True},
+            {"x-queue-version": 2, "x-single-active-consumer": False},
+            "x-queue-version",
+            "received '2' but current is '1'",
+        ),
+        (
+            {"x-queue-master-locator": "random", "x-queue-version": 1},
+            {"x-queue-master-locator": "min-masters", "x-queue-version": 2},
+            "x-queue-version",
+            "received '2' but current is '1'",
+        ),
     ],
 )
-def test_inequivalent_queue_argument(channel: Channel, tidy: Tidy, first: dict[str, Any],
-                                     second: dict[str, Any], name: str, detail: str) -> None:
+def test_inequivalent_queue_argument(
+    channel: Channel,
+    tidy: Tidy,
+    first: dict[str, Any],
+    second: dict[str, Any],
+    name: str,
+    detail: str,
+) -> None:
     q = tidy.queue("q", **first)
     code, text = closed_by_broker(channel, channel.queue_declare, q, arguments=second or None)
     assert code == 406
-    assert text == (f"PRECONDITION_FAILED - inequivalent arg '{name}' for queue '{q}' in vhost "
-                    f"'/': {detail}")
-
+    assert text == (
+        f"PRECONDITION_FAILED - inequivalent arg '{name}' for queue '{q}' in vhost '/': {detail}"
+    )

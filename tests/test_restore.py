@@ -23,8 +23,14 @@ class Log:
         self.state = ReplayState()
         self.lsn = 0
         for name in queues:
-            self.add(RecordType.DEFINE, {"kind": "queue", "key": ["/", name], "value": {
-                "auto_delete": False, "arguments": encode_table(arguments)}})
+            self.add(
+                RecordType.DEFINE,
+                {
+                    "kind": "queue",
+                    "key": ["/", name],
+                    "value": {"auto_delete": False, "arguments": encode_table(arguments)},
+                },
+            )
 
     def add(self, rtype: RecordType, payload: dict[str, Any]) -> None:
         self.lsn += 1
@@ -32,10 +38,18 @@ class Log:
 
     def publish(self, mid: int, properties: bytes, *queues: str, recorded: int = 0) -> None:
         # bytes() copies: equal properties arrive as distinct objects, as from the log.
-        self.add(RecordType.MESSAGE, {
-            "id": mid, "exchange": "", "routing_key": queues[0], "body": b"m%d" % mid,
-            "properties": bytes(bytearray(properties)), "queues": [["/", q] for q in queues],
-            "time": recorded})
+        self.add(
+            RecordType.MESSAGE,
+            {
+                "id": mid,
+                "exchange": "",
+                "routing_key": queues[0],
+                "body": b"m%d" % mid,
+                "properties": bytes(bytearray(properties)),
+                "queues": [["/", q] for q in queues],
+                "time": recorded,
+            },
+        )
 
     def restore(self) -> Broker:
         broker = Broker(BrokerConfig(), Journal(lambda rtype, payload: 0), bootstrap=False)
@@ -55,7 +69,10 @@ def test_messages_come_back_in_order_with_their_delivery_counts() -> None:
     log.add(RecordType.DELIVER, {"queue": ["/", "a"], "ids": [2]})
     got = entries(log.restore(), "a")
     assert [(e.message.id, e.message.body, e.delivery_count, e.redelivered) for e in got] == [
-        (1, b"m1", 0, False), (2, b"m2", 2, True), (3, b"m3", 0, False)]
+        (1, b"m1", 0, False),
+        (2, b"m2", 2, True),
+        (3, b"m3", 0, False),
+    ]
     assert all(e.message.persistent for e in got)
 
 
@@ -89,8 +106,7 @@ def test_properties_unique_to_each_message_are_all_decoded() -> None:
     for mid in range(1, 3001):  # more than the decoder keeps
         log.publish(mid, BasicProperties(message_id=f"id-{mid}").encode(), "a")
     got = entries(log.restore(), "a")
-    assert [e.message.properties.message_id for e in got] == [
-        f"id-{mid}" for mid in range(1, 3001)]
+    assert [e.message.properties.message_id for e in got] == [f"id-{mid}" for mid in range(1, 3001)]
     assert not got[0].message.persistent
 
 
@@ -113,8 +129,11 @@ def test_ttl_counts_from_when_the_message_was_recorded() -> None:
     log.publish(4, PERSISTENT, "t", recorded=now_ms - 70_000)  # already past
     before = time.monotonic()
     broker = log.restore()
-    left = {e.message.id: e.expires_at - before for e in entries(broker, "t")
-            if e.expires_at is not None}
+    left = {
+        e.message.id: e.expires_at - before
+        for e in entries(broker, "t")
+        if e.expires_at is not None
+    }
     # Margins far wider than the time the test takes: these are not timings.
     assert 5 < left[1] < 15
     assert 55 < left[2] < 65

@@ -14,8 +14,10 @@ import trio
 from trimq.broker.broker import BrokerConfig
 from trimq.server.app import recover, serve
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: runs the broker in-process on its own log")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")),
+    reason="trimq-only: runs the broker in-process on its own log",
+)
 
 
 async def test_cancelled_serve_closes_the_log_with_a_checkpoint(tmp_path: Path) -> None:

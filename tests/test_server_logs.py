@@ -18,8 +18,10 @@ import pytest
 from amqp_wire import CONNECTION_CLOSE_OK, PeerClosed, WireConnection
 from conftest import Broker, start_server, stop_server
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: reads the log of its own trimq-server")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")),
+    reason="trimq-only: reads the log of its own trimq-server",
+)
 
 
 @pytest.fixture
@@ -57,10 +59,12 @@ def test_frame_error_logs_one_line_with_code(logged_server: tuple[Broker, Path])
     assert len(errors) == 1
     assert errors[0]["code"] == 501
     # the client's octets are in the reply text (as RabbitMQ), not in the log
-    assert close.reply_text == ("FRAME_ERROR - type 1, all octets = <<0,20,0,10,0>>: "
-                                "{invalid_frame_end_marker,0}")
-    assert errors[0]["text"] == ("FRAME_ERROR - type 1, octets = <<5 octets>>: "
-                                 "{invalid_frame_end_marker,0}")
+    assert close.reply_text == (
+        "FRAME_ERROR - type 1, all octets = <<0,20,0,10,0>>: {invalid_frame_end_marker,0}"
+    )
+    assert errors[0]["text"] == (
+        "FRAME_ERROR - type 1, octets = <<5 octets>>: {invalid_frame_end_marker,0}"
+    )
     assert errors[0]["level"] == "info"
 
 
@@ -73,14 +77,18 @@ def test_channel_error_logs_one_line(logged_server: tuple[Broker, Path]) -> None
     conn.close()
     errors = events(log_path, "channel.error")
     assert [(e["code"], e["text"], e["channel"]) for e in errors] == [
-        (404, "NOT_FOUND - no queue 'nosuch-queue' in vhost '/'", 1)]
+        (404, "NOT_FOUND - no queue 'nosuch-queue' in vhost '/'", 1)
+    ]
 
 
 def test_failed_login_is_logged_without_password(logged_server: tuple[Broker, Path]) -> None:
     server, log_path = logged_server
     params = pika.ConnectionParameters(
-        server.host, server.port, credentials=pika.PlainCredentials("guest", "s3cr3t-value"),
-        connection_attempts=1)
+        server.host,
+        server.port,
+        credentials=pika.PlainCredentials("guest", "s3cr3t-value"),
+        connection_attempts=1,
+    )
     with pytest.raises(pika.exceptions.ProbableAuthenticationError):
         pika.BlockingConnection(params)
     failures = events(log_path, "connection.auth_failed")

@@ -20,8 +20,9 @@ from amqp_wire import CONNECTION_CLOSE_OK, QUEUE_DECLARE, QUEUE_DECLARE_OK, Wire
 from amqp_wire import queue_declare_args as declare_args
 from conftest import start_server, stop_server
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: starts its own trimq-server process")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: starts its own trimq-server process"
+)
 
 SHUTDOWN = (320, "CONNECTION_FORCED - broker forced connection closure with reason 'shutdown'")
 
@@ -35,8 +36,7 @@ def test_port_zero_reports_chosen_port(tmp_path: Path) -> None:
             with socket.create_connection((server.host, server.port), timeout=5):
                 pass
         conn = first.connect()
-        assert conn.channel().queue_declare("", exclusive=True).method.queue.startswith(
-            "amq.gen-")
+        assert conn.channel().queue_declare("", exclusive=True).method.queue.startswith("amq.gen-")
         conn.close()
     finally:
         assert stop_server(first) == 0

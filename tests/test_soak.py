@@ -40,8 +40,10 @@ from soak import (
     worker,
 )
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: samples its own trimq-server process")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")),
+    reason="trimq-only: samples its own trimq-server process",
+)
 
 SECONDS = float(os.environ.get("TRIMQ_SOAK_SECONDS", "40"))  # of load, pauses not counted
 WORKERS = int(os.environ.get("TRIMQ_SOAK_WORKERS", "4"))
@@ -59,13 +61,17 @@ def fit(samples: list[Sample], attr: str) -> float:
     return slope(second_half([(s.t, getattr(s, attr)) for s in samples]))
 
 
-def summary(idle: list[Sample], load: list[Sample], totals: Totals,
-            elapsed: float) -> dict[str, Any]:
+def summary(
+    idle: list[Sample], load: list[Sample], totals: Totals, elapsed: float
+) -> dict[str, Any]:
     half = (idle[-1].t - idle[0].t) / 2 if len(idle) > 1 else elapsed
     return {
-        "seconds": round(elapsed, 1), "workers": WORKERS, "cycles": totals.cycles,
+        "seconds": round(elapsed, 1),
+        "workers": WORKERS,
+        "cycles": totals.cycles,
         "cycles_per_second": round(totals.cycles / elapsed, 1),
-        "confirmed": totals.confirmed + totals.durable_confirmed, "consumed": totals.consumed,
+        "confirmed": totals.confirmed + totals.durable_confirmed,
+        "consumed": totals.consumed,
         "slopes": {
             "idle_rss_bytes_per_s": round(fit(idle, "rss"), 1),
             "idle_allocated_blocks_per_s": round(fit(idle, "blocks"), 2),
@@ -76,12 +82,26 @@ def summary(idle: list[Sample], load: list[Sample], totals: Totals,
             "load_fds_per_s": round(fit(load, "fds"), 5),
             "load_tasks_per_s": round(fit(load, "tasks"), 5),
         },
-        "limits": {"rss_bytes_per_s": round(RSS_ALLOWANCE / half, 1),
-                   "allocated_blocks_per_s": round(BLOCKS_ALLOWANCE / half, 2)},
-        "first_idle": {"rss": idle[0].rss, "fds": idle[0].fds, "tasks": idle[0].tasks,
-                       "blocks": idle[0].blocks} if idle else {},
-        "last_idle": {"rss": idle[-1].rss, "fds": idle[-1].fds, "tasks": idle[-1].tasks,
-                      "blocks": idle[-1].blocks} if idle else {},
+        "limits": {
+            "rss_bytes_per_s": round(RSS_ALLOWANCE / half, 1),
+            "allocated_blocks_per_s": round(BLOCKS_ALLOWANCE / half, 2),
+        },
+        "first_idle": {
+            "rss": idle[0].rss,
+            "fds": idle[0].fds,
+            "tasks": idle[0].tasks,
+            "blocks": idle[0].blocks,
+        }
+        if idle
+        else {},
+        "last_idle": {
+            "rss": idle[-1].rss,
+            "fds": idle[-1].fds,
+            "tasks": idle[-1].tasks,
+            "blocks": idle[-1].blocks,
+        }
+        if idle
+        else {},
         "errors": totals.errors,
         "idle": [vars(s) for s in idle],
         "load": [vars(s) for s in load],
@@ -101,9 +121,12 @@ def test_object_counts_see_a_client_and_forget_it_once_gone(node: Broker) -> Non
     ch.queue_declare("", exclusive=True)
     ch.basic_consume(ch.queue_declare("", exclusive=True).method.queue, lambda *a: None)
     during = own_objects(node.data_dir)
-    for name, count in (("trimq.server.connection.ServerConnection", 1),
-                        ("trimq.server.channel.Channel", 1), ("trimq.broker.queue.Queue", 2),
-                        ("trimq.broker.queue.Consumer", 1)):
+    for name, count in (
+        ("trimq.server.connection.ServerConnection", 1),
+        ("trimq.server.channel.Channel", 1),
+        ("trimq.broker.queue.Queue", 2),
+        ("trimq.broker.queue.Consumer", 1),
+    ):
         assert during.get(name, 0) - before.get(name, 0) == count, name
     conn.close()
     deadline = time.monotonic() + 10
@@ -116,8 +139,14 @@ def test_object_counts_see_a_client_and_forget_it_once_gone(node: Broker) -> Non
 def test_short_lived_clients_leave_memory_descriptors_and_tasks_flat(tmp_path: Path) -> None:
     data = tmp_path / "data"
     # Small segments and frequent checks, so that online compaction runs during the soak too.
-    server = start_server(data, "--wal-segment-size", str(256 * 1024),
-                          "--wal-compaction-interval", "1", log_path=tmp_path / "server.log")
+    server = start_server(
+        data,
+        "--wal-segment-size",
+        str(256 * 1024),
+        "--wal-compaction-interval",
+        "1",
+        log_path=tmp_path / "server.log",
+    )
     assert server.process is not None
     pid = server.process.pid
     setup = server.connect()
@@ -126,9 +155,12 @@ def test_short_lived_clients_leave_memory_descriptors_and_tasks_flat(tmp_path: P
 
     gate, totals = Gate(), Totals()
     failed = threading.Event()
-    threads = [threading.Thread(target=worker, daemon=True,
-                                args=(server.params(), n, gate, totals, failed.set))
-               for n in range(WORKERS)]
+    threads = [
+        threading.Thread(
+            target=worker, daemon=True, args=(server.params(), n, gate, totals, failed.set)
+        )
+        for n in range(WORKERS)
+    ]
     for thread in threads:
         thread.start()
     idle: list[Sample] = []
@@ -146,8 +178,7 @@ def test_short_lived_clients_leave_memory_descriptors_and_tasks_flat(tmp_path: P
             if failed.is_set():
                 break
             drain(server.params(), totals)
-            idle.append(idle_sample(pid, data, started, totals.cycles,
-                                    idle[0] if idle else None))
+            idle.append(idle_sample(pid, data, started, totals.cycles, idle[0] if idle else None))
     finally:
         gate.stop()
         for thread in threads:
@@ -163,10 +194,12 @@ def test_short_lived_clients_leave_memory_descriptors_and_tasks_flat(tmp_path: P
     assert totals.errors == []
     assert totals.cycles >= 4 * WORKERS
     first = idle[0]
-    assert [(s.t, s.tasks, s.fds) for s in idle if (s.tasks, s.fds) != (first.tasks, first.fds)
-            ] == [], f"first idle sample: {first}"
+    assert [
+        (s.t, s.tasks, s.fds) for s in idle if (s.tasks, s.fds) != (first.tasks, first.fds)
+    ] == [], f"first idle sample: {first}"
     assert [(s.t, s.own_objects) for s in idle if s.own_objects != first.own_objects] == [], (
-        f"first idle sample: {first.own_objects}")
+        f"first idle sample: {first.own_objects}"
+    )
     slopes, limits = report["slopes"], report["limits"]
     assert slopes["idle_rss_bytes_per_s"] < limits["rss_bytes_per_s"], report["slopes"]
     assert slopes["idle_allocated_blocks_per_s"] < limits["allocated_blocks_per_s"], slopes

@@ -110,16 +110,25 @@ def test_bits_are_packed_lsb_first_in_one_octet() -> None:
 
 # --------------------------------------------------------------------------- basic properties
 
-property_values = st.fixed_dictionaries(
-    {name: strategy(kind) for name, kind in PROPERTY_KINDS}
-)
+property_values = st.fixed_dictionaries({name: strategy(kind) for name, kind in PROPERTY_KINDS})
 
 
 def test_basic_properties_have_the_fourteen_fields() -> None:
     assert [name for name, _ in PROPERTY_KINDS] == [
-        "content_type", "content_encoding", "headers", "delivery_mode", "priority",
-        "correlation_id", "reply_to", "expiration", "message_id", "timestamp", "type",
-        "user_id", "app_id", "cluster_id",
+        "content_type",
+        "content_encoding",
+        "headers",
+        "delivery_mode",
+        "priority",
+        "correlation_id",
+        "reply_to",
+        "expiration",
+        "message_id",
+        "timestamp",
+        "type",
+        "user_id",
+        "app_id",
+        "cluster_id",
     ]
     assert dict(PROPERTY_KINDS)["timestamp"] == "int64"
     assert dict(PROPERTY_KINDS)["delivery_mode"] == dict(PROPERTY_KINDS)["priority"] == "int8"
@@ -139,9 +148,7 @@ def test_basic_properties_round_trip_with_all_fields(values: dict[str, Any], pre
 
 
 @FAST
-@given(st.fixed_dictionaries({}, optional={
-    name: strategy(kind) for name, kind in PROPERTY_KINDS
-}))
+@given(st.fixed_dictionaries({}, optional={name: strategy(kind) for name, kind in PROPERTY_KINDS}))
 def test_basic_properties_round_trip_with_some_fields(values: dict[str, Any]) -> None:
     props = spec.BasicProperties(**values)
     data = props.encode()
@@ -203,9 +210,13 @@ def test_sample_methods_match_pika(method: spec.Method) -> None:
 
 
 @FAST
-@given(st.fixed_dictionaries({}, optional={
-    name: strategy(kind, pika_compatible=True) for name, kind in PROPERTY_KINDS
-}), st.integers(0, 2**40), st.integers(1, 65535))
+@given(
+    st.fixed_dictionaries(
+        {}, optional={name: strategy(kind, pika_compatible=True) for name, kind in PROPERTY_KINDS}
+    ),
+    st.integers(0, 2**40),
+    st.integers(1, 65535),
+)
 def test_content_header_matches_pika(values: dict[str, Any], body_size: int, channel: int) -> None:
     props = spec.BasicProperties(**values)
     pika_props = pika.spec.BasicProperties(**values)
@@ -235,14 +246,23 @@ NO_SPEC = pytest.mark.skipif(
 def test_gen_spec_check_passes() -> None:
     result = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "gen_spec.py"), "--check"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 JSON_KINDS = {
-    "octet": "int8", "short": "int16", "long": "int32", "longlong": "int64",
-    "timestamp": "int64", "bit": "bit", "shortstr": "shortstr", "longstr": "longstr",
+    "octet": "int8",
+    "short": "int16",
+    "long": "int32",
+    "longlong": "int64",
+    "timestamp": "int64",
+    "bit": "bit",
+    "shortstr": "shortstr",
+    "longstr": "longstr",
     "table": "table",
 }
 

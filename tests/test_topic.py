@@ -115,8 +115,27 @@ CASES = [
 ]
 
 # The complete outcome for a grid of binding keys and routing keys: binding -> routed keys.
-GRID_KEYS = ["", "a", "b", "a.b", "a.b.c", "a.c.b", "a.x.y.b", "a..b", ".a", "a.", ".", "..",
-             "b.a", "a.b.b", "a.a", "ab", "a.bc", "x.a.y", "a.b.a.b"]
+GRID_KEYS = [
+    "",
+    "a",
+    "b",
+    "a.b",
+    "a.b.c",
+    "a.c.b",
+    "a.x.y.b",
+    "a..b",
+    ".a",
+    "a.",
+    ".",
+    "..",
+    "b.a",
+    "a.b.b",
+    "a.a",
+    "ab",
+    "a.bc",
+    "x.a.y",
+    "a.b.a.b",
+]
 ALL_KEYS = set(GRID_KEYS) - {""}
 GRID = {
     "*": {"a", "ab", "b"},
@@ -126,22 +145,46 @@ GRID = {
     "a.#.b": {"a..b", "a.b", "a.b.a.b", "a.b.b", "a.c.b", "a.x.y.b"},
     "*.*": {".", ".a", "a.", "a.a", "a.b", "a.bc", "b.a"},
     "a.*": {"a.", "a.a", "a.b", "a.bc"},
-    "a.#": {"a", "a.", "a..b", "a.a", "a.b", "a.b.a.b", "a.b.b", "a.b.c", "a.bc", "a.c.b",
-            "a.x.y.b"},
+    "a.#": {
+        "a",
+        "a.",
+        "a..b",
+        "a.a",
+        "a.b",
+        "a.b.a.b",
+        "a.b.b",
+        "a.b.c",
+        "a.bc",
+        "a.c.b",
+        "a.x.y.b",
+    },
     "#.b": {"a..b", "a.b", "a.b.a.b", "a.b.b", "a.c.b", "a.x.y.b", "b"},
     "*.b": {"a.b"},
     "a.*.b": {"a..b", "a.b.b", "a.c.b"},
     "a.b": {"a.b"},
-    "#.a.#": {".a", "a", "a.", "a..b", "a.a", "a.b", "a.b.a.b", "a.b.b", "a.b.c", "a.bc",
-              "a.c.b", "a.x.y.b", "b.a", "x.a.y"},
+    "#.a.#": {
+        ".a",
+        "a",
+        "a.",
+        "a..b",
+        "a.a",
+        "a.b",
+        "a.b.a.b",
+        "a.b.b",
+        "a.b.c",
+        "a.bc",
+        "a.c.b",
+        "a.x.y.b",
+        "b.a",
+        "x.a.y",
+    },
     "*.#": ALL_KEYS,
     "#.*": ALL_KEYS,
     "a..b": {"a..b"},
     ".a": {".a"},
     "a.": {"a."},
     "*.*.*": {"..", "a..b", "a.b.b", "a.b.c", "a.c.b", "x.a.y"},
-    "a.*.#": {"a.", "a..b", "a.a", "a.b", "a.b.a.b", "a.b.b", "a.b.c", "a.bc", "a.c.b",
-              "a.x.y.b"},
+    "a.*.#": {"a.", "a..b", "a.a", "a.b", "a.b.a.b", "a.b.b", "a.b.c", "a.bc", "a.c.b", "a.x.y.b"},
     "#.#.b": {"a..b", "a.b", "a.b.a.b", "a.b.b", "a.c.b", "a.x.y.b", "b"},
     "a.b.#": {"a.b", "a.b.a.b", "a.b.b", "a.b.c"},
     "#.b.#": {"a..b", "a.b", "a.b.a.b", "a.b.b", "a.b.c", "a.c.b", "a.x.y.b", "b", "b.a"},
@@ -179,8 +222,9 @@ def routed(broker) -> dict[str, set[str]]:
         conn.close()
 
 
-@pytest.mark.parametrize(("binding", "key", "expected"), CASES,
-                         ids=[f"{b!r}-{k!r}" for b, k, _ in CASES])
+@pytest.mark.parametrize(
+    ("binding", "key", "expected"), CASES, ids=[f"{b!r}-{k!r}" for b, k, _ in CASES]
+)
 def test_topic_match(routed, binding, key, expected):
     assert (key in routed[binding]) is expected
 
@@ -226,5 +270,9 @@ def test_mandatory_unroutable_on_topic(channel, unique):
     with pytest.raises(UnroutableError) as exc:
         channel.basic_publish(unique, "a.b.c", b"back", mandatory=True)
     (msg,) = exc.value.messages
-    assert (msg.method.reply_code, msg.method.reply_text, msg.method.exchange,
-            msg.method.routing_key) == (312, "NO_ROUTE", unique, "a.b.c")
+    assert (
+        msg.method.reply_code,
+        msg.method.reply_text,
+        msg.method.exchange,
+        msg.method.routing_key,
+    ) == (312, "NO_ROUTE", unique, "a.b.c")

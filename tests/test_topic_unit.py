@@ -118,8 +118,11 @@ class Dest:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(patterns, min_size=1, max_size=6), st.lists(literal_keys, min_size=1, max_size=6),
-       st.data())
+@given(
+    st.lists(patterns, min_size=1, max_size=6),
+    st.lists(literal_keys, min_size=1, max_size=6),
+    st.data(),
+)
 def test_topic_exchange_routes_like_the_reference(
     binding_patterns: list[str], routing_keys: list[str], data: Any
 ) -> None:

@@ -46,11 +46,15 @@ class Admin:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TRIMQ_")}
         if REFERENCE:
             env["HOME"] = os.environ.get("HOME", "")
-        result = subprocess.run([*self.tool, *args], capture_output=True, text=True,
-                                timeout=120, env=env)
+        result = subprocess.run(
+            [*self.tool, *args], capture_output=True, text=True, timeout=120, env=env
+        )
         # rabbitmqctl can print a log line (with its time) before "Error:"; it is no answer
-        err = [line for line in result.stderr.splitlines()
-               if line and not re.match(r"\d\d:\d\d:\d\d\.\d+ \[", line)]
+        err = [
+            line
+            for line in result.stderr.splitlines()
+            if line and not re.match(r"\d\d:\d\d:\d\d\.\d+ \[", line)
+        ]
         return result.returncode, result.stdout.splitlines(), err
 
     def ok(self, *args: str) -> None:
@@ -78,8 +82,11 @@ def admin(broker: Broker, tmp_path: Path) -> Iterator[Admin]:
 
 
 def connect(admin: Admin) -> pika.BlockingConnection:
-    return pika.BlockingConnection(pika.ConnectionParameters(
-        admin.broker.host, admin.broker.port, admin.vhost, connection_attempts=1))
+    return pika.BlockingConnection(
+        pika.ConnectionParameters(
+            admin.broker.host, admin.broker.port, admin.vhost, connection_attempts=1
+        )
+    )
 
 
 def refused_connection(admin: Admin) -> str:
@@ -103,12 +110,18 @@ def eventually(attempt: Callable[[], object], seconds: float = 15.0) -> object:
 def test_max_connections(admin: Admin) -> None:
     admin.ok("set_vhost_limits", "-p", admin.vhost, '{"max-connections": 1}')
     first = connect(admin)
-    text = (f"NOT_ALLOWED - access to vhost '{admin.vhost}' refused for user 'guest': "
-            "connection limit (1) is reached")
+    text = (
+        f"NOT_ALLOWED - access to vhost '{admin.vhost}' refused for user 'guest': "
+        "connection limit (1) is reached"
+    )
     assert f'(530) "{text}"' in refused_connection(admin)
     refusal = Refused(admin.broker.host, admin.broker.port, vhost=admin.vhost)
     assert (refusal.reply_code, refusal.reply_text, refusal.class_id, refusal.method_id) == (
-        530, text, 10, 40)
+        530,
+        text,
+        10,
+        40,
+    )
     first.close()
     second = eventually(lambda: connect(admin))
     assert isinstance(second, pika.BlockingConnection)
@@ -135,12 +148,20 @@ class Refused(RawClient):
         with self.sock:
             self.sock.sendall(b"AMQP\x00\x00\x09\x01")
             self.expect(0, spec.Connection.Start)
-            self.send_method(0, spec.Connection.StartOk(
-                client_properties={}, mechanism="PLAIN", response=b"\0guest\0guest",
-                locale="en_US"))
+            self.send_method(
+                0,
+                spec.Connection.StartOk(
+                    client_properties={},
+                    mechanism="PLAIN",
+                    response=b"\0guest\0guest",
+                    locale="en_US",
+                ),
+            )
             tune = self.expect(0, spec.Connection.Tune)
-            self.send_method(0, spec.Connection.TuneOk(channel_max=tune.channel_max,
-                                                       frame_max=131072, heartbeat=0))
+            self.send_method(
+                0,
+                spec.Connection.TuneOk(channel_max=tune.channel_max, frame_max=131072, heartbeat=0),
+            )
             self.send_method(0, spec.Connection.Open(virtual_host=self.vhost))
             close = self.expect(0, spec.Connection.Close)
             self.send_method(0, spec.Connection.CloseOk())
@@ -166,15 +187,19 @@ def test_max_queues(admin: Admin) -> None:
             conn.channel().queue_declare(name, **kwargs)  # type: ignore[arg-type]
         return info.value.reply_code, info.value.reply_text
 
-    text = f"PRECONDITION_FAILED - cannot declare queue 'q3': queue limit in vhost " \
-           f"'{admin.vhost}' (2) is reached"
+    text = (
+        f"PRECONDITION_FAILED - cannot declare queue 'q3': queue limit in vhost "
+        f"'{admin.vhost}' (2) is reached"
+    )
     assert refused("q3") == (406, text)
     # the limit is checked before the arguments are
     assert refused("q3", arguments={"x-max-length": "bad"}) == (406, text)
     code, generated = refused("")
     assert code == 406 and re.fullmatch(
         r"PRECONDITION_FAILED - cannot declare queue 'amq\.gen-[\w-]{22}': queue limit in "
-        rf"vhost '{re.escape(admin.vhost)}' \(2\) is reached", generated)
+        rf"vhost '{re.escape(admin.vhost)}' \(2\) is reached",
+        generated,
+    )
     assert refused("q4", passive=True)[0] == 404
     channel.queue_declare("q1")  # redeclaring an existing queue is fine
     channel.queue_delete("q1")
@@ -188,15 +213,28 @@ def test_set_list_clear_as_rabbitmqctl(admin: Admin) -> None:
     """Output and exit codes observed with rabbitmqctl 3.10.8."""
     vhost = admin.vhost
     assert admin("list_vhost_limits", "-p", vhost) == (
-        0, [f'Listing limits for vhost "{vhost}" ...', ""], [])
-    assert admin("set_vhost_limits", "-p", vhost, '{ "max-queues" : 1, "max-connections":2 }'
-                 ) == (0, [f'Setting vhost limits to "{{ "max-queues" : 1, "max-connections":2 }}"'
-                           f' for vhost "{vhost}" ...'], [])
+        0,
+        [f'Listing limits for vhost "{vhost}" ...', ""],
+        [],
+    )
+    assert admin("set_vhost_limits", "-p", vhost, '{ "max-queues" : 1, "max-connections":2 }') == (
+        0,
+        [
+            f'Setting vhost limits to "{{ "max-queues" : 1, "max-connections":2 }}"'
+            f' for vhost "{vhost}" ...'
+        ],
+        [],
+    )
     assert admin("list_vhost_limits", "-p", vhost) == (
-        0, [f'Listing limits for vhost "{vhost}" ...', '{"max-connections":2,"max-queues":1}'],
-        [])
+        0,
+        [f'Listing limits for vhost "{vhost}" ...', '{"max-connections":2,"max-queues":1}'],
+        [],
+    )
     assert admin("list_vhost_limits", "-p", vhost, "-q") == (
-        0, ['{"max-connections":2,"max-queues":1}'], [])
+        0,
+        ['{"max-connections":2,"max-queues":1}'],
+        [],
+    )
     code, out, _ = admin("list_vhost_limits", "-p", vhost, "--formatter", "json")
     assert code == 0 and json.loads(out[0])["value"] == '{"max-connections":2,"max-queues":1}'
     code, out, _ = admin("list_vhost_limits", "--global")
@@ -204,7 +242,8 @@ def test_set_list_clear_as_rabbitmqctl(admin: Admin) -> None:
     assert f'{vhost}\t{{"max-connections":2,"max-queues":1}}' in out
     code, out, _ = admin("list_vhost_limits", "--global", "--formatter", "json")
     assert {"vhost": vhost, "limits": '{"max-connections":2,"max-queues":1}'} in json.loads(
-        "".join(out))
+        "".join(out)
+    )
     admin.ok("set_vhost_limits", "-p", vhost, '{"max-queues": 5}')  # replaces, no merge
     assert admin("list_vhost_limits", "-p", vhost, "-q") == (0, ['{"max-queues":5}'], [])
 
@@ -213,34 +252,58 @@ def test_set_list_clear_as_rabbitmqctl(admin: Admin) -> None:
         return code, err
 
     assert failure("{bad") == (69, ["Error:", "JSON decoding error. Reason: badarg"])
-    assert failure('{"foo":1}') == (69, [
-        "Error:", "Validation failed", "Unrecognised terms [{<<\"foo\">>,1}] in limits"])
-    assert failure('{"max-connections":"a"}') == (69, [
-        "Error:", "Validation failed", 'max-connections should be a number, actually was <<"a">>'])
-    assert failure('{"max-queues":1.5}') == (69, [
-        "Error:", "Validation failed", "max-queues should be a number, actually was 1.5"])
-    assert failure('{"foo":1,"max-queues":"x"}') == (69, [
-        "Error:", "Validation failed", 'Unrecognised terms [{<<"foo">>,1}] in limits',
-        'max-queues should be a number, actually was <<"x">>'])
+    assert failure('{"foo":1}') == (
+        69,
+        ["Error:", "Validation failed", 'Unrecognised terms [{<<"foo">>,1}] in limits'],
+    )
+    assert failure('{"max-connections":"a"}') == (
+        69,
+        ["Error:", "Validation failed", 'max-connections should be a number, actually was <<"a">>'],
+    )
+    assert failure('{"max-queues":1.5}') == (
+        69,
+        ["Error:", "Validation failed", "max-queues should be a number, actually was 1.5"],
+    )
+    assert failure('{"foo":1,"max-queues":"x"}') == (
+        69,
+        [
+            "Error:",
+            "Validation failed",
+            'Unrecognised terms [{<<"foo">>,1}] in limits',
+            'max-queues should be a number, actually was <<"x">>',
+        ],
+    )
     assert admin("list_vhost_limits", "-p", vhost, "-q") == (0, ['{"max-queues":5}'], [])
     assert admin("set_vhost_limits", "-p", vhost, '{"max-connections":-5}')[0] == 0
     assert admin("clear_vhost_limits", "-p", vhost) == (
-        0, [f'Clearing vhost "{vhost}" limits ...'], [])
+        0,
+        [f'Clearing vhost "{vhost}" limits ...'],
+        [],
+    )
     assert admin("clear_vhost_limits", "-p", vhost) == (
-        69, [f'Clearing vhost "{vhost}" limits ...'], ["Error:", "Parameter does not exist"])
+        69,
+        [f'Clearing vhost "{vhost}" limits ...'],
+        ["Error:", "Parameter does not exist"],
+    )
     assert admin("set_vhost_limits", "-p", vhost, "--formatter", "json", "{}")[0] == 0
     assert admin("list_vhost_limits", "-p", vhost, "-q") == (0, [""], [])
     code, out, _ = admin("list_vhost_limits", "--global", "-s")
     assert code == 0 and f"{vhost}\t{{}}" in out
     admin.ok("clear_vhost_limits", "-p", vhost)
     nosuch = f"{vhost}-nosuch"
-    assert admin("set_vhost_limits", "-p", nosuch, '{"max-queues":1}') == (65, [
-        f'Setting vhost limits to "{{"max-queues":1}}" for vhost "{nosuch}" ...'],
-        [f"Virtual host '{nosuch}' does not exist"])
+    assert admin("set_vhost_limits", "-p", nosuch, '{"max-queues":1}') == (
+        65,
+        [f'Setting vhost limits to "{{"max-queues":1}}" for vhost "{nosuch}" ...'],
+        [f"Virtual host '{nosuch}' does not exist"],
+    )
     assert admin("list_vhost_limits", "-p", nosuch)[0::2] == (
-        65, [f"Virtual host '{nosuch}' does not exist"])
+        65,
+        [f"Virtual host '{nosuch}' does not exist"],
+    )
     assert admin("clear_vhost_limits", "-p", nosuch)[0::2] == (
-        69, ["Error:", "Parameter does not exist"])
+        69,
+        ["Error:", "Parameter does not exist"],
+    )
     code, _, err = admin("set_vhost_limits")
     assert code == 64 and err[0] == "Error (argument validation): not enough arguments."
 
@@ -254,27 +317,42 @@ def test_definitions_carry_limits(admin: Admin, tmp_path: Path) -> None:
     exported = tmp_path / "defs.json"
     admin.ok("export_definitions", str(exported))
     document = json.loads(exported.read_text())
-    assert {"vhost": vhost, "component": "vhost-limits", "name": "limits",
-            "value": {"max-connections": 5, "max-queues": 1}} in document["parameters"]
+    assert {
+        "vhost": vhost,
+        "component": "vhost-limits",
+        "name": "limits",
+        "value": {"max-connections": 5, "max-queues": 1},
+    } in document["parameters"]
     entry = next(v for v in document["vhosts"] if v["name"] == vhost)
     assert entry["limits"] == [["max-connections", 5], ["max-queues", 1]]
 
     queue = {"vhost": vhost, "durable": True, "auto_delete": False, "arguments": {}}
-    limits = {"vhost": vhost, "component": "vhost-limits", "name": "limits",
-              "value": {"max-queues": 3}}
+    limits = {
+        "vhost": vhost,
+        "component": "vhost-limits",
+        "name": "limits",
+        "value": {"max-queues": 3},
+    }
     source = tmp_path / "import.json"
     source.write_text(json.dumps({"queues": [{**queue, "name": "a"}]}))
     admin.ok("import_definitions", str(source))
     admin.ok("import_definitions", str(source))  # a queue that exists is not counted again
-    source.write_text(json.dumps({"parameters": [limits],
-                                  "queues": [{**queue, "name": "b"}, {**queue, "name": "c"}]}))
+    source.write_text(
+        json.dumps(
+            {"parameters": [limits], "queues": [{**queue, "name": "b"}, {**queue, "name": "c"}]}
+        )
+    )
     code, _, err = admin("import_definitions", str(source))
     assert code == 69
     assert err[0] == "Error:"
-    assert (f'Adding 2 queue(s) to virtual host "{vhost}" would exceed the limit of 1 '
-            "queue(s).") in err[1]
+    assert (
+        f'Adding 2 queue(s) to virtual host "{vhost}" would exceed the limit of 1 queue(s).'
+    ) in err[1]
     assert admin("list_vhost_limits", "-p", vhost, "-q") == (
-        0, ['{"max-connections":5,"max-queues":1}'], [])  # nothing was imported
+        0,
+        ['{"max-connections":5,"max-queues":1}'],
+        [],
+    )  # nothing was imported
     admin.ok("set_vhost_limits", "-p", vhost, '{"max-queues": 3}')
     admin.ok("import_definitions", str(source))
     code, out, _ = admin("list_queues", "-p", vhost, "-q", "name")
@@ -298,8 +376,7 @@ def test_limits_survive_a_restart(tmp_path: Path) -> None:
     server = start_server(tmp_path / "data")
     admin.broker = server
     try:
-        assert admin("list_vhost_limits", "--global", "-s") == (
-            0, ['kept\t{"max-queues":0}'], [])
+        assert admin("list_vhost_limits", "--global", "-s") == (0, ['kept\t{"max-queues":0}'], [])
         admin.ok("set_permissions", "-p", "kept", "guest", ".*", ".*", ".*")
         conn = connect(admin)
         with pytest.raises(pika.exceptions.ChannelClosedByBroker) as info:

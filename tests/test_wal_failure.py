@@ -23,8 +23,9 @@ import storage.segment
 from trimq.broker.broker import BrokerConfig
 from trimq.server.app import recover, serve
 
-pytestmark = pytest.mark.skipif(bool(os.environ.get("TRIMQ_TEST_URL")),
-                                reason="trimq-only: makes the broker's own disk fail")
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: makes the broker's own disk fail"
+)
 
 
 class BrokerThread:
@@ -42,8 +43,10 @@ class BrokerThread:
         with trio.CancelScope() as self.cancel:
             async with trio.open_nursery() as nursery:
                 addresses = await nursery.start(
-                    lambda task_status: serve(broker, "127.0.0.1", 0, wal=wal,
-                                              task_status=task_status))
+                    lambda task_status: serve(
+                        broker, "127.0.0.1", 0, wal=wal, task_status=task_status
+                    )
+                )
                 self.port = addresses[0][1]
                 self.ready.set()
 
@@ -66,7 +69,8 @@ def broker(tmp_path: Path) -> Iterator[BrokerThread]:
 
 
 def test_failed_fsync_refuses_persistent_publishes_with_541(
-        broker: BrokerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker: BrokerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
     ch = conn.channel()
     ch.queue_declare("durable-q", durable=True)
@@ -95,14 +99,16 @@ def test_failed_fsync_refuses_persistent_publishes_with_541(
 
 
 def test_expiry_into_a_durable_queue_after_the_log_failed_keeps_the_broker_up(
-        broker: BrokerThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker: BrokerThread, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Dead-lettering on expiry journals the copy; with the log failed that is refused, and
     the timer that expired it must not take the broker down."""
     conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
     ch = conn.channel()
     durable_dead_letter_target(ch)
-    ch.queue_declare("ttl", durable=True,
-                     arguments={"x-message-ttl": 300, "x-dead-letter-exchange": "dlx"})
+    ch.queue_declare(
+        "ttl", durable=True, arguments={"x-message-ttl": 300, "x-dead-letter-exchange": "dlx"}
+    )
     ch.confirm_delivery()
     ch.basic_publish("", "ttl", b"expiring", pika.BasicProperties(delivery_mode=2))
 

@@ -24,8 +24,15 @@ DEFAULT_OUT = ROOT / "trimq" / "amqp" / "spec.py"
 
 STRUCT_CODES = {"octet": "B", "short": "H", "long": "I", "longlong": "Q", "timestamp": "Q"}
 PY_TYPES = {
-    "octet": "int", "short": "int", "long": "int", "longlong": "int", "timestamp": "int",
-    "bit": "bool", "shortstr": "str", "longstr": "bytes", "table": "dict[str, Any]",
+    "octet": "int",
+    "short": "int",
+    "long": "int",
+    "longlong": "int",
+    "timestamp": "int",
+    "bit": "bool",
+    "shortstr": "str",
+    "longstr": "bytes",
+    "table": "dict[str, Any]",
 }
 RENAMES = {"global": "global_qos"}
 
@@ -85,9 +92,7 @@ class Generator:
             elif group == "bits":
                 for start in range(0, len(names), 8):
                     chunk = names[start : start + 8]
-                    expr = " | ".join(
-                        f"({1 << i} if self.{n} else 0)" for i, n in enumerate(chunk)
-                    )
+                    expr = " | ".join(f"({1 << i} if self.{n} else 0)" for i, n in enumerate(chunk))
                     parts.append(f"_B.pack({expr})")
             elif group == "shortstr":
                 parts.append(f"_shortstr(self.{names[0]})")
@@ -104,7 +109,7 @@ class Generator:
         elif len(parts) == 1:
             body.append(f"return {parts[0]}")
         else:
-            body.append("return b\"\".join((")
+            body.append('return b"".join((')
             for part in parts:
                 body.append(f"    {part},")
             body.append("))")
@@ -236,7 +241,7 @@ class Generator:
                 e(f"            parts.append(encode_table(self.{f}))")
             else:
                 raise ValueError(k)
-        e("        return _H.pack(flags) + b\"\".join(parts)")
+        e('        return _H.pack(flags) + b"".join(parts)')
         e()
         e("    @staticmethod")
         e("    def decode(buf: Buffer, pos: int) -> tuple[BasicProperties, int]:")
@@ -317,8 +322,10 @@ class Generator:
         e("Buffer = bytes")
         e('_ENC = "utf-8"')
         e('_ERR = "surrogateescape"')
-        e(f"PROTOCOL_HEADER = b\"AMQP\\x00\\x{spec['major-version']:02x}"
-          f"\\x{spec['minor-version']:02x}\\x{spec['revision']:02x}\"")
+        e(
+            f'PROTOCOL_HEADER = b"AMQP\\x00\\x{spec["major-version"]:02x}'
+            f'\\x{spec["minor-version"]:02x}\\x{spec["revision"]:02x}"'
+        )
         e(f"PORT = {spec['port']}")
         e()
         for const in spec["constants"]:

@@ -63,8 +63,14 @@ class AMQPError(Exception):
     error is the log form too, so that a traceback cannot carry the octets either.
     """
 
-    def __init__(self, code: int, detail: str, class_id: int = 0, method_id: int = 0,
-                 log_detail: str | None = None) -> None:
+    def __init__(
+        self,
+        code: int,
+        detail: str,
+        class_id: int = 0,
+        method_id: int = 0,
+        log_detail: str | None = None,
+    ) -> None:
         self.log_detail = detail if log_detail is None else log_detail
         super().__init__(self.log_detail)
         self.code = code

@@ -30,7 +30,11 @@ CONSUMER_ITEMS = (
 VHOST_ITEMS = "name description tags default_queue_type tracing cluster_state".split()
 
 ITEMS = {
-    "queues": QUEUE_ITEMS, "exchanges": EXCHANGE_ITEMS, "bindings": BINDING_ITEMS,
-    "connections": CONNECTION_ITEMS, "channels": CHANNEL_ITEMS, "consumers": CONSUMER_ITEMS,
+    "queues": QUEUE_ITEMS,
+    "exchanges": EXCHANGE_ITEMS,
+    "bindings": BINDING_ITEMS,
+    "connections": CONNECTION_ITEMS,
+    "channels": CHANNEL_ITEMS,
+    "consumers": CONSUMER_ITEMS,
     "vhosts": VHOST_ITEMS,
 }

@@ -64,8 +64,7 @@ class Model:
                         del self.queues[q]
         elif rtype is RecordType.MESSAGE:
             self.next_id = max(self.next_id, p["id"] + 1)
-            self.messages[p["id"]] = (p["exchange"], p["routing_key"], p["properties"],
-                                      p["body"])
+            self.messages[p["id"]] = (p["exchange"], p["routing_key"], p["properties"], p["body"])
             self.times[p["id"]] = p.get("time", 0)
             for v, n in p["queues"]:
                 self.queues.setdefault((v, n), {}).setdefault(p["id"], 0)
@@ -116,20 +115,37 @@ _queue = st.sampled_from(QUEUES)
 _ids = st.lists(st.integers(1, 40), max_size=4)
 
 op_strategy = st.one_of(
-    st.tuples(st.just("define"), st.just("queue"), _queue.map(list),
-              st.builds(lambda n: {"durable": True, "n": n}, st.integers(0, 3))),
+    st.tuples(
+        st.just("define"),
+        st.just("queue"),
+        _queue.map(list),
+        st.builds(lambda n: {"durable": True, "n": n}, st.integers(0, 3)),
+    ),
     st.tuples(st.just("define"), st.just("queue"), _queue.map(list), st.none()),
-    st.tuples(st.just("define"), st.just("vhost"), st.sampled_from(VHOSTS).map(lambda v: [v]),
-              _value),
-    st.tuples(st.just("define"), st.just("exchange"),
-              st.sampled_from(VHOSTS).map(lambda v: [v, "x"]), _value),
+    st.tuples(
+        st.just("define"), st.just("vhost"), st.sampled_from(VHOSTS).map(lambda v: [v]), _value
+    ),
+    st.tuples(
+        st.just("define"),
+        st.just("exchange"),
+        st.sampled_from(VHOSTS).map(lambda v: [v, "x"]),
+        _value,
+    ),
     st.tuples(st.just("define"), st.just("user"), st.just(["v"]), _value),
-    st.tuples(st.just("define"), st.just("binding"),
-              _queue.map(lambda q: [q[0], "x", "queue", q[1], "rk", ""]), _value),
-    st.tuples(st.just("publish"), st.lists(_queue, max_size=3, unique=True),
-              st.binary(max_size=40)),
-    st.tuples(st.just("publish"), st.lists(_queue, min_size=1, max_size=2, unique=True),
-              st.binary(max_size=40)),
+    st.tuples(
+        st.just("define"),
+        st.just("binding"),
+        _queue.map(lambda q: [q[0], "x", "queue", q[1], "rk", ""]),
+        _value,
+    ),
+    st.tuples(
+        st.just("publish"), st.lists(_queue, max_size=3, unique=True), st.binary(max_size=40)
+    ),
+    st.tuples(
+        st.just("publish"),
+        st.lists(_queue, min_size=1, max_size=2, unique=True),
+        st.binary(max_size=40),
+    ),
     st.tuples(st.just("settle"), _queue, _ids),
     st.tuples(st.just("deliver"), _queue, _ids),
 )
@@ -146,8 +162,11 @@ def record_for(op: Op, next_id: int) -> tuple[RecordType, dict[str, Any]]:
         return RecordType.DEFINE, {"kind": op[1], "key": op[2], "value": op[3]}
     if kind == "publish":
         payload = {
-            "id": next_id, "exchange": "x", "routing_key": f"rk{next_id}",
-            "properties": b"\x00" + bytes([next_id % 256]), "body": op[2],
+            "id": next_id,
+            "exchange": "x",
+            "routing_key": f"rk{next_id}",
+            "properties": b"\x00" + bytes([next_id % 256]),
+            "body": op[2],
             "queues": [list(q) for q in op[1]],
         }
         if next_id % 2:  # the record time is optional: odd ids have none
@@ -162,9 +181,15 @@ def ready_queues_op() -> list[Op]:
     return [("define", "queue", list(q), {"durable": True}) for q in QUEUES]
 
 
-async def run_ops(directory: Path, ops: Sequence[Op], segment_size: int = 256, *,
-                  fsync: bool = False, checkpoint: bool = True,
-                  model: Model | None = None) -> Model:
+async def run_ops(
+    directory: Path,
+    ops: Sequence[Op],
+    segment_size: int = 256,
+    *,
+    fsync: bool = False,
+    checkpoint: bool = True,
+    model: Model | None = None,
+) -> Model:
     """Write `ops` through a real WAL (reopening it where an op says so, and checking each
     reopen against the model); returns the model of everything written."""
     model = model if model is not None else Model()
@@ -193,8 +218,7 @@ async def run_ops(directory: Path, ops: Sequence[Op], segment_size: int = 256, *
     return model
 
 
-def write_log(directory: Path, ops: Sequence[Op], segment_size: int = 256,
-              **kwargs: Any) -> Model:
+def write_log(directory: Path, ops: Sequence[Op], segment_size: int = 256, **kwargs: Any) -> Model:
     return trio.run(partial(run_ops, directory, ops, segment_size, **kwargs))
 
 
@@ -212,6 +236,7 @@ def recover_state(directory: Path, segment_size: int = 256) -> RecoveredState:
 
 
 # -- files ----------------------------------------------------------------------------------
+
 
 def wal_dir(directory: Path) -> Path:
     return directory / "wal"
@@ -262,8 +287,11 @@ def remove_checkpoints(directory: Path) -> None:
         p.unlink()
 
 
-def expected_damage(path: Path, original: bytes, model: Model,
-                    ) -> tuple[str, int, Model | None]:
+def expected_damage(
+    path: Path,
+    original: bytes,
+    model: Model,
+) -> tuple[str, int, Model | None]:
     """What recovery must make of the newest segment `path` (once `original`) as it is now,
     worked out from which of its pieces (header, batch marks, records) differ:
     ("corrupt", offset, None), or ("ok", bytes dropped, model of what survives).
@@ -295,8 +323,9 @@ def expected_damage(path: Path, original: bytes, model: Model,
     return "ok", len(now) - cut, model.upto(prev)
 
 
-def check_damage(directory: Path, path: Path, model: Model, original: bytes,
-                 segment_size: int) -> None:
+def check_damage(
+    directory: Path, path: Path, model: Model, original: bytes, segment_size: int
+) -> None:
     """Recover and compare with expected_damage."""
     verdict, value, expected = expected_damage(path, original, model)
     try:

@@ -59,8 +59,12 @@ def test_checkpoint_then_reopen_equals_full_replay(ops: list[Op]) -> None:
 
 
 def _state(tmp_path: Path) -> tuple[int, ReplayState]:
-    ops = [*ready_queues_op(), ("publish", [("/", "a"), ("/", "b")], b"body"),
-           ("deliver", ("/", "a"), [1]), ("define", "user", ["u"], {"tags": ["admin"]})]
+    ops = [
+        *ready_queues_op(),
+        ("publish", [("/", "a"), ("/", "b")], b"body"),
+        ("deliver", ("/", "a"), [1]),
+        ("define", "user", ["u"], {"tags": ["admin"]}),
+    ]
     write_log(tmp_path, ops, 4096)
     lsn, state, ignored = load_newest(wal_dir(tmp_path))
     assert state is not None and not ignored
@@ -76,7 +80,8 @@ def test_encoding_round_trips(tmp_path: Path) -> None:
     assert again.recovered().definitions[("user", ("u",))] == {"tags": ["admin"]}
     assert again.live_bytes == state.live_bytes
     assert {k: (d.first_lsn, d.last_lsn) for k, d in again.definitions.items()} == {
-        k: (d.first_lsn, d.last_lsn) for k, d in state.definitions.items()}
+        k: (d.first_lsn, d.last_lsn) for k, d in state.definitions.items()
+    }
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip", "extend", "rename", "empty"])
@@ -121,11 +126,22 @@ def _v1_checkpoint(state: ReplayState, lsn: int, with_time: bool = True) -> byte
     body = {
         "lsn": lsn,
         "next_message_id": state.next_message_id,
-        "definitions": [[kind, key, d.value, d.first_lsn, d.last_lsn, d.size]
-                        for (kind, key), d in state.definitions.items()],
-        "messages": [[mid, m.exchange, m.routing_key, m.properties, m.body, m.size,
-                      *([m.time] if with_time else [])]
-                     for mid, m in state.messages.items()],
+        "definitions": [
+            [kind, key, d.value, d.first_lsn, d.last_lsn, d.size]
+            for (kind, key), d in state.definitions.items()
+        ],
+        "messages": [
+            [
+                mid,
+                m.exchange,
+                m.routing_key,
+                m.properties,
+                m.body,
+                m.size,
+                *([m.time] if with_time else []),
+            ]
+            for mid, m in state.messages.items()
+        ],
         "queues": [[q[0], q[1], list(held.items())] for q, held in state.queues.items()],
     }
     return _framed(1, lsn, msgpack.packb(body, use_bin_type=True))
@@ -138,8 +154,10 @@ def _framed(version: int, lsn: int, payload: bytes) -> bytes:
 
 
 def _messages(state: ReplayState) -> dict[int, tuple[object, ...]]:
-    return {mid: (m.exchange, m.routing_key, m.properties, m.body, m.size, m.time, m.refs)
-            for mid, m in state.messages.items()}
+    return {
+        mid: (m.exchange, m.routing_key, m.properties, m.body, m.size, m.time, m.refs)
+        for mid, m in state.messages.items()
+    }
 
 
 def test_version_2_round_trips_messages_exactly(tmp_path: Path) -> None:
@@ -156,10 +174,20 @@ def test_messages_repeating_values_share_them_after_a_load() -> None:
     state = ReplayState()
     state.apply(1, RecordType.DEFINE, {"kind": "queue", "key": ["/", "a"], "value": {}}, 10)
     for mid in range(1, 6):  # equal values, distinct objects: as msgpack gives them
-        state.apply(mid + 1, RecordType.MESSAGE, {
-            "id": mid, "exchange": "".join(["e", "x"]), "routing_key": "".join(["r", "k"]),
-            "properties": bytes(bytearray(b"pp")), "body": b"body%d" % mid,
-            "queues": [["/", "a"]], "time": 1_790_000_000_000 + mid // 3}, 10)
+        state.apply(
+            mid + 1,
+            RecordType.MESSAGE,
+            {
+                "id": mid,
+                "exchange": "".join(["e", "x"]),
+                "routing_key": "".join(["r", "k"]),
+                "properties": bytes(bytearray(b"pp")),
+                "body": b"body%d" % mid,
+                "queues": [["/", "a"]],
+                "time": 1_790_000_000_000 + mid // 3,
+            },
+            10,
+        )
     _lsn, again = decode_checkpoint(b"".join(encode_checkpoint(state, 6)))
     first, *rest = again.messages.values()
     for m in rest:
@@ -201,13 +229,16 @@ def test_an_unknown_version_is_ignored(tmp_path: Path) -> None:
         decode_checkpoint(_framed(3, lsn, payload))
 
 
-@pytest.mark.parametrize("change", ["message in no queue", "queue names a missing message",
-                                    "odd pairs", "short message"])
+@pytest.mark.parametrize(
+    "change", ["message in no queue", "queue names a missing message", "odd pairs", "short message"]
+)
 def test_a_version_2_checkpoint_that_does_not_add_up_is_refused(
-        tmp_path: Path, change: str) -> None:
+    tmp_path: Path, change: str
+) -> None:
     lsn, state = _state(tmp_path)
-    body = msgpack.unpackb(b"".join(encode_checkpoint(state, lsn))[HEADER_SIZE:],
-                           strict_map_key=False)
+    body = msgpack.unpackb(
+        b"".join(encode_checkpoint(state, lsn))[HEADER_SIZE:], strict_map_key=False
+    )
     if change == "message in no queue":
         body["messages"] += [99, *body["messages"][1:4], b"x", 10, body["messages"][6]]
     elif change == "queue names a missing message":

@@ -72,8 +72,9 @@ def test_inspect_json(healthy: Path) -> None:
     # One write (a batch) went to each segment, each opened by its batch mark.
     marks = [r for r in report["records"] if r["type"] == "BATCH"]
     assert len(marks) == len(segments(healthy)) == sum(s["batches"] for s in report["segments"])
-    assert marks[0]["offset"] == 48 and marks[0]["lsn"] == 1 and "durable up to" in marks[0][
-        "subject"]
+    assert (
+        marks[0]["offset"] == 48 and marks[0]["lsn"] == 1 and "durable up to" in marks[0]["subject"]
+    )
     by_lsn = {r["lsn"]: r for r in rows}
     assert by_lsn[5]["type"] == "MESSAGE" and by_lsn[5]["message_ids"] == [1]
     assert by_lsn[5]["live"] is False and by_lsn[24]["live"] is True
@@ -144,8 +145,7 @@ def test_repair_sets_aside_exactly_the_damage(healthy: Path) -> None:
     assert code == 0
     report = json.loads(text)
     (item,) = report["items"]
-    assert (item["segment"], item["offset"], item["length"]) == (victim.name, offset,
-                                                                 len(damaged))
+    assert (item["segment"], item["offset"], item["length"]) == (victim.name, offset, len(damaged))
     assert Path(item["quarantine_file"]).read_bytes() == damaged
     assert report["segments_rewritten"] == [victim.name]
     assert run("verify", str(healthy))[0] == 0
@@ -176,12 +176,17 @@ def test_repair_of_a_missing_segment_and_a_bad_checkpoint(tmp_path: Path) -> Non
 
 
 async def test_every_command_refuses_a_locked_directory(
-        healthy: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    healthy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     wal = WAL(healthy, segment_size=300, fsync=False)
     wal.open()
     try:
-        for argv in (["inspect", str(healthy)], ["verify", str(healthy)],
-                     ["compact", str(healthy)], ["repair", str(healthy)]):
+        for argv in (
+            ["inspect", str(healthy)],
+            ["verify", str(healthy)],
+            ["compact", str(healthy)],
+            ["repair", str(healthy)],
+        ):
             code, _ = await trio.to_thread.run_sync(run, *argv)
             assert code == 2
             assert "locked" in capsys.readouterr().err
@@ -229,11 +234,14 @@ def test_progress_bar_draws_only_on_a_terminal() -> None:
 
 
 def test_the_tools_script_runs(healthy: Path) -> None:
-    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "trimq_wal.py"), "verify",
-                           str(healthy)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "trimq_wal.py"), "verify", str(healthy)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("OK")
-
 
 
 def test_repair_sets_aside_only_a_record_whose_payload_is_bad(tmp_path: Path) -> None:
@@ -245,7 +253,7 @@ def test_repair_sets_aside_only_a_record_whose_payload_is_bad(tmp_path: Path) ->
     off, size, lsn = spans[4]
     data = segment.read_bytes()
     bad = encode_record(lsn, RecordType.SETTLE, msgpack.packb({"queue": "a", "ids": [1]}))
-    segment.write_bytes(data[:off] + bad + data[off + size:])
+    segment.write_bytes(data[:off] + bad + data[off + size :])
     code, text = run("repair", str(tmp_path), "--json")
     assert code == 0
     [item] = json.loads(text)["items"]

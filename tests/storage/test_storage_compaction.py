@@ -34,8 +34,11 @@ from storage import WAL, CorruptWAL, RecordType
 from storage.wal import compact_directory
 
 EXAMPLES = int(os.environ.get("TRIMQ_STORAGE_EXAMPLES", "60"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 def _check(d: Path, model: Model, segment_size: int) -> None:
@@ -56,11 +59,13 @@ def _churn() -> list[Op]:
         if i % 7 == 0:
             ops.append(("deliver", q, [i + 1]))
         if i == 30:
-            ops += [("define", "queue", ["/", "a"], None),
-                    ("define", "queue", ["/", "a"], {"again": True}),
-                    ("define", "vhost", ["v"], None),
-                    ("define", "vhost", ["v"], {"n": 1}),
-                    ("define", "queue", ["v", "c"], {"durable": True})]
+            ops += [
+                ("define", "queue", ["/", "a"], None),
+                ("define", "queue", ["/", "a"], {"again": True}),
+                ("define", "vhost", ["v"], None),
+                ("define", "vhost", ["v"], {"n": 1}),
+                ("define", "queue", ["v", "c"], {"durable": True}),
+            ]
         if i % 10 == 0:
             ops.append(("define", "exchange", ["/", "x"], {"n": i}))
     return ops
@@ -68,8 +73,9 @@ def _churn() -> list[Op]:
 
 @FUZZ
 @given(ops_strategy, ops_strategy, st.integers(80, 400))
-def test_compaction_then_replay_is_replay(first: list[Op], second: list[Op],
-                                          segment_size: int) -> None:
+def test_compaction_then_replay_is_replay(
+    first: list[Op], second: list[Op], segment_size: int
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         model = write_log(d, [*ready_queues_op(), *first], segment_size, checkpoint=False)
@@ -87,9 +93,11 @@ def test_dead_records_in_a_kept_segment_stay_neutralised(tmp_path: Path) -> None
     # that ended it must stay although nothing it deleted is live (found by hypothesis).
     model = write_log(tmp_path, ready_queues_op(), 156, checkpoint=False)
     compact_directory(tmp_path)
-    ops: list[Op] = [("define", "queue", ["/", "a"], {"n": 0}),
-                     ("define", "queue", ["/", "a"], None),
-                     ("define", "queue", ["/", "a"], {"n": 0})]
+    ops: list[Op] = [
+        ("define", "queue", ["/", "a"], {"n": 0}),
+        ("define", "queue", ["/", "a"], None),
+        ("define", "queue", ["/", "a"], {"n": 0}),
+    ]
     write_log(tmp_path, ops, 156, checkpoint=False, model=model)
     compact_directory(tmp_path)
     _check(tmp_path, model, 156)
@@ -122,10 +130,13 @@ def test_fully_dead_prefix_is_deleted(tmp_path: Path) -> None:
 
 
 @FUZZ
-@given(st.lists(st.tuples(ops_strategy, st.integers(0, 30)), min_size=1, max_size=4),
-       st.integers(80, 300))
-def test_interleaved_writes_compactions_and_crashes(phases: list[tuple[list[Op], int]],
-                                                    segment_size: int) -> None:
+@given(
+    st.lists(st.tuples(ops_strategy, st.integers(0, 30)), min_size=1, max_size=4),
+    st.integers(80, 300),
+)
+def test_interleaved_writes_compactions_and_crashes(
+    phases: list[tuple[list[Op], int]], segment_size: int
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         model = write_log(d, ready_queues_op(), segment_size, checkpoint=False)
@@ -163,11 +174,13 @@ class StepCounter:
             if self.steps == self.fail_at:
                 raise Crash(f"crash at step {self.steps}")
             return real(*args, **kwargs)
+
         return step
 
 
 def test_a_crash_at_any_step_of_compaction_replays_the_same(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pristine = tmp_path / "pristine"
     model = write_log(pristine, _churn(), 200, checkpoint=False)
     work = tmp_path / "work"
@@ -189,8 +202,9 @@ def test_a_crash_at_any_step_of_compaction_replays_the_same(
         _check(work, model, 200)
 
 
-def test_a_crash_during_the_second_compaction(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_crash_during_the_second_compaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     model = write_log(tmp_path, _churn(), 200, checkpoint=False)
     compact_directory(tmp_path)
     ops = [("settle", q, list(range(1, 80))) for q in [("/", "b"), ("v", "c")]]
@@ -256,11 +270,11 @@ async def test_message_ids_survive_compaction_of_their_records(tmp_path: Path) -
     state = await arecover_state(tmp_path, 150)
     assert state.next_message_id == 11
     assert_state(state, model)
-    assert RecordType.MESSAGE.name not in {
-        t for p in segments(tmp_path) for t in _types(p)}
+    assert RecordType.MESSAGE.name not in {t for p in segments(tmp_path) for t in _types(p)}
 
 
 def _types(path: Path) -> list[str]:
     from storage.segment import SegmentReader, read_segment
+
     reader = SegmentReader(path, read_segment(path), int(path.name[:20]))
     return [RecordType(t).name for _o, _s, _l, t, _p in reader.records()]

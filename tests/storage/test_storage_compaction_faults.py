@@ -74,6 +74,7 @@ class Faults:
                     self.failed = True
                     raise OSError(self.code, os.strerror(self.code))
             return real(*args, **kwargs)
+
         return step
 
 
@@ -96,8 +97,9 @@ async def _append(wal: WAL, model: Model, ops: list[Op]) -> None:
     await wal.wait_durable(wal.last_lsn)
 
 
-async def _fail_then_recover(work: Path, model: Model, faults: Faults, fail_at: int,
-                             code: int) -> bool:
+async def _fail_then_recover(
+    work: Path, model: Model, faults: Faults, fail_at: int, code: int
+) -> bool:
     """One compaction with a fault at step `fail_at`; then the checks. False once the
     compaction has fewer steps than that."""
     wal = WAL(work, segment_size=SEGMENT, fsync=True)
@@ -117,8 +119,9 @@ async def _fail_then_recover(work: Path, model: Model, faults: Faults, fail_at: 
         _consistent(wal, work)
         # The log is not failed: appends are written and made durable as before.
         assert wal.failed is None
-        await _append(wal, model, [("publish", [("/", "a")], b"after"),
-                                   ("settle", ("/", "b"), [2, 3])])
+        await _append(
+            wal, model, [("publish", [("/", "a")], b"after"), ("settle", ("/", "b"), [2, 3])]
+        )
         # A later compaction finishes the job from what the failed one left.
         await wal.compact_online()
         _consistent(wal, work)
@@ -127,7 +130,8 @@ async def _fail_then_recover(work: Path, model: Model, faults: Faults, fail_at: 
 
 
 async def test_a_fault_at_any_step_of_online_compaction_leaves_the_log_usable(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pristine = tmp_path / "pristine"
     base = await run_ops(pristine, _churn(), SEGMENT, checkpoint=False)
     faults = Faults(monkeypatch)
@@ -148,8 +152,7 @@ async def test_a_fault_at_any_step_of_online_compaction_leaves_the_log_usable(
     assert fail_at > 20, "compaction took too few steps to prove anything"
 
 
-async def test_a_damaged_sealed_segment_fails_compaction_but_not_the_log(
-        tmp_path: Path) -> None:
+async def test_a_damaged_sealed_segment_fails_compaction_but_not_the_log(tmp_path: Path) -> None:
     model = await run_ops(tmp_path, _churn(), SEGMENT)  # a checkpoint: recovery skips it
     victim = segments(tmp_path)[1]
     flip_bit(victim, record_spans(victim)[0][0] + 20)

@@ -12,8 +12,12 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-FUZZ_FILES = ["test_storage_recovery_fuzz.py", "test_storage_compaction.py",
-              "test_storage_checkpoint.py", "test_storage_torn_batches.py"]
+FUZZ_FILES = [
+    "test_storage_recovery_fuzz.py",
+    "test_storage_compaction.py",
+    "test_storage_checkpoint.py",
+    "test_storage_torn_batches.py",
+]
 
 
 @pytest.mark.slow
@@ -24,7 +28,20 @@ def test_long(name: str, request: pytest.FixtureRequest) -> None:
         pytest.skip("long fuzz run: select it with -m slow")
     env = dict(os.environ, TRIMQ_STORAGE_EXAMPLES=os.environ.get("TRIMQ_STORAGE_LONG", "2000"))
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--timeout", "7200",
-         str(HERE / name)],
-        env=env, capture_output=True, text=True, timeout=7200)
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "--timeout",
+            "7200",
+            str(HERE / name),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=7200,
+    )
     assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-2000:]

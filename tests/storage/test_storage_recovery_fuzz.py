@@ -37,8 +37,11 @@ from storage.format import SEGMENT_HEADER_SIZE
 
 # TRIMQ_STORAGE_EXAMPLES=5000 for a long run.
 EXAMPLES = int(os.environ.get("TRIMQ_STORAGE_EXAMPLES", "60"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @FUZZ
@@ -52,8 +55,9 @@ def test_random_histories_replay_identically(ops: list[Op], segment_size: int) -
         assert_state(recover_state(d, segment_size), model)
 
 
-def _expected_after_cut(model: Model, path: Path, spans: list[tuple[int, int, int]],
-                        cut: int) -> tuple[Model, int]:
+def _expected_after_cut(
+    model: Model, path: Path, spans: list[tuple[int, int, int]], cut: int
+) -> tuple[Model, int]:
     """(model of what survives, bytes dropped) when the newest segment is cut at `cut`."""
     base = int(path.name[:20])
     whole = [s for s in spans if s[0] + s[1] <= cut]
@@ -64,8 +68,9 @@ def _expected_after_cut(model: Model, path: Path, spans: list[tuple[int, int, in
 
 
 def test_every_truncation_point_of_the_newest_segment(tmp_path: Path) -> None:
-    ops = [*ready_queues_op()] + [("publish", [("/", "a"), ("v", "c")], bytes(i))
-                                  for i in range(12)]
+    ops = [*ready_queues_op()] + [
+        ("publish", [("/", "a"), ("v", "c")], bytes(i)) for i in range(12)
+    ]
     ops += [("settle", ("/", "a"), [1, 2]), ("deliver", ("v", "c"), [3])]
     pristine = tmp_path / "pristine"
     model = write_log(pristine, ops, segment_size=400, checkpoint=False)
@@ -113,8 +118,15 @@ def test_bit_flips_in_the_newest_segment(ops: list[Op], data: st.DataObject) -> 
         original = newest.read_bytes()
         size = len(original)
         low = data.draw(st.integers(0, size - 1), label="tail start")
-        flips = data.draw(st.lists(st.tuples(st.integers(low, size - 1), st.integers(0, 7)),
-                                   min_size=1, max_size=4, unique=True), label="flips")
+        flips = data.draw(
+            st.lists(
+                st.tuples(st.integers(low, size - 1), st.integers(0, 7)),
+                min_size=1,
+                max_size=4,
+                unique=True,
+            ),
+            label="flips",
+        )
         for pos, bit in flips:
             flip_bit(newest, pos, bit)
         check_damage(d, newest, model, original, 300)
@@ -125,8 +137,7 @@ def test_bit_flips_in_the_newest_segment(ops: list[Op], data: st.DataObject) -> 
 def test_damage_in_a_sealed_segment_is_reported_with_its_offset(data: st.DataObject) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        ops = [*ready_queues_op()] + [("publish", [("/", "b")], bytes(i % 7))
-                                      for i in range(25)]
+        ops = [*ready_queues_op()] + [("publish", [("/", "b")], bytes(i % 7)) for i in range(25)]
         write_log(d, ops, 250, checkpoint=False)
         files = segments(d)
         victim = data.draw(st.sampled_from(files[:-1]), label="segment")

@@ -27,9 +27,17 @@ class Log:
         self.add(RecordType.DEFINE, {"kind": kind, "key": key, "value": value})
 
     def publish(self, mid: int, *queues: tuple[str, str], body: bytes = b"b") -> None:
-        self.add(RecordType.MESSAGE, {"id": mid, "exchange": "e", "routing_key": "r",
-                                      "properties": b"p", "body": body,
-                                      "queues": [list(q) for q in queues]})
+        self.add(
+            RecordType.MESSAGE,
+            {
+                "id": mid,
+                "exchange": "e",
+                "routing_key": "r",
+                "properties": b"p",
+                "body": body,
+                "queues": [list(q) for q in queues],
+            },
+        )
 
     def settle(self, queue: tuple[str, str], *ids: int) -> None:
         self.add(RecordType.SETTLE, {"queue": list(queue), "ids": list(ids)})
@@ -50,11 +58,15 @@ def test_update_keeps_order_and_redefinition_goes_last() -> None:
     log.define("exchange", ["/", "b"], {"v": 1})
     log.define("exchange", ["/", "a"], {"v": 2})
     assert list(log.state.recovered().definitions.items()) == [
-        (("exchange", ("/", "a")), {"v": 2}), (("exchange", ("/", "b")), {"v": 1})]
+        (("exchange", ("/", "a")), {"v": 2}),
+        (("exchange", ("/", "b")), {"v": 1}),
+    ]
     log.define("exchange", ["/", "a"], None)
     log.define("exchange", ["/", "a"], {"v": 3})
     assert list(log.state.recovered().definitions) == [
-        ("exchange", ("/", "b")), ("exchange", ("/", "a"))]
+        ("exchange", ("/", "b")),
+        ("exchange", ("/", "a")),
+    ]
 
 
 def test_message_in_two_queues_is_settled_from_each() -> None:
@@ -120,7 +132,8 @@ def test_recovered_message_fields() -> None:
     log.define("queue", list(Q1), {})
     log.publish(5, Q1, body=b"hello")
     assert log.state.recovered().queue_messages(Q1) == [
-        RecoveredMessage(5, "e", "r", b"p", b"hello", 0)]
+        RecoveredMessage(5, "e", "r", b"p", b"hello", 0)
+    ]
 
 
 def test_snapshot_is_independent() -> None:
@@ -145,25 +158,65 @@ def test_live_bytes_follow_the_state() -> None:
     assert log.state.live_bytes == 0
 
 
-@pytest.mark.parametrize("rtype,payload", [
-    (RecordType.DEFINE, {"kind": "queue", "key": ["/", "q"]}),
-    (RecordType.DEFINE, {"kind": "queue", "key": [], "value": None}),
-    (RecordType.DEFINE, {"kind": 1, "key": ["/"], "value": None}),
-    (RecordType.DEFINE, {"kind": "q", "key": [{"a": 1}], "value": None}),
-    (RecordType.DEFINE, {"kind": "q", "key": ["/"], "value": []}),
-    (RecordType.MESSAGE, {"id": "1", "exchange": "", "routing_key": "", "properties": b"",
-                          "body": b"", "queues": []}),
-    (RecordType.MESSAGE, {"id": 1, "exchange": "", "routing_key": "", "properties": "",
-                          "body": b"", "queues": []}),
-    (RecordType.MESSAGE, {"id": 1, "exchange": "", "routing_key": "", "properties": b"",
-                          "body": b"", "queues": [["/"]]}),
-    (RecordType.MESSAGE, {"id": 1, "exchange": "", "routing_key": "", "properties": b"",
-                          "body": b"", "queues": [], "time": "yesterday"}),
-    (RecordType.SETTLE, {"queue": ["/", "q"], "ids": [1, "2"]}),
-    (RecordType.DELIVER, {"queue": "q", "ids": [1]}),
-    (RecordType.SETTLE, ["not", "a", "dict"]),
-    (99, {}),
-])
+@pytest.mark.parametrize(
+    "rtype,payload",
+    [
+        (RecordType.DEFINE, {"kind": "queue", "key": ["/", "q"]}),
+        (RecordType.DEFINE, {"kind": "queue", "key": [], "value": None}),
+        (RecordType.DEFINE, {"kind": 1, "key": ["/"], "value": None}),
+        (RecordType.DEFINE, {"kind": "q", "key": [{"a": 1}], "value": None}),
+        (RecordType.DEFINE, {"kind": "q", "key": ["/"], "value": []}),
+        (
+            RecordType.MESSAGE,
+            {
+                "id": "1",
+                "exchange": "",
+                "routing_key": "",
+                "properties": b"",
+                "body": b"",
+                "queues": [],
+            },
+        ),
+        (
+            RecordType.MESSAGE,
+            {
+                "id": 1,
+                "exchange": "",
+                "routing_key": "",
+                "properties": "",
+                "body": b"",
+                "queues": [],
+            },
+        ),
+        (
+            RecordType.MESSAGE,
+            {
+                "id": 1,
+                "exchange": "",
+                "routing_key": "",
+                "properties": b"",
+                "body": b"",
+                "queues": [["/"]],
+            },
+        ),
+        (
+            RecordType.MESSAGE,
+            {
+                "id": 1,
+                "exchange": "",
+                "routing_key": "",
+                "properties": b"",
+                "body": b"",
+                "queues": [],
+                "time": "yesterday",
+            },
+        ),
+        (RecordType.SETTLE, {"queue": ["/", "q"], "ids": [1, "2"]}),
+        (RecordType.DELIVER, {"queue": "q", "ids": [1]}),
+        (RecordType.SETTLE, ["not", "a", "dict"]),
+        (99, {}),
+    ],
+)
 def test_bad_payloads_are_refused(rtype: int, payload: Any) -> None:
     with pytest.raises(PayloadError):
         check_payload(rtype, payload)
@@ -173,14 +226,23 @@ def test_decode_refuses_garbage() -> None:
     with pytest.raises(PayloadError):
         decode_payload(RecordType.SETTLE, b"\xc1")
     with pytest.raises(PayloadError):
-        decode_payload(RecordType.SETTLE, encode_payload(RecordType.DELIVER, {
-            "queue": ["/", "q"], "ids": [1]}) + b"\x00")
+        decode_payload(
+            RecordType.SETTLE,
+            encode_payload(RecordType.DELIVER, {"queue": ["/", "q"], "ids": [1]}) + b"\x00",
+        )
 
 
 def _records() -> list[tuple[RecordType, dict[str, Any]]]:
     """Every kind of record, with the MESSAGE shapes replay's fast path takes and leaves."""
-    msg = {"id": 1, "exchange": "e", "routing_key": "r", "properties": b"p", "body": b"b",
-           "queues": [list(Q1)], "time": 1700000000000}
+    msg = {
+        "id": 1,
+        "exchange": "e",
+        "routing_key": "r",
+        "properties": b"p",
+        "body": b"b",
+        "queues": [list(Q1)],
+        "time": 1700000000000,
+    }
     return [
         (RecordType.DEFINE, {"kind": "queue", "key": list(Q1), "value": {}}),
         (RecordType.DEFINE, {"kind": "queue", "key": list(Q2), "value": {}}),
@@ -197,10 +259,18 @@ def _records() -> list[tuple[RecordType, dict[str, Any]]]:
 
 
 def _state_fields(state: ReplayState) -> Any:
-    messages = {mid: (m.exchange, m.routing_key, m.properties, m.body, m.time, m.size, m.refs)
-                for mid, m in state.messages.items()}
-    return (list(state.definitions), messages, state.queues, state.next_message_id,
-            state.last_lsn, state.live_bytes)
+    messages = {
+        mid: (m.exchange, m.routing_key, m.properties, m.body, m.time, m.size, m.refs)
+        for mid, m in state.messages.items()
+    }
+    return (
+        list(state.definitions),
+        messages,
+        state.queues,
+        state.next_message_id,
+        state.last_lsn,
+        state.live_bytes,
+    )
 
 
 def test_replay_of_encoded_records_equals_apply() -> None:
@@ -213,26 +283,57 @@ def test_replay_of_encoded_records_equals_apply() -> None:
     assert type(replayed.messages[1].body) is bytes
 
 
-@pytest.mark.parametrize("payload", [
-    {"id": "1", "exchange": "", "routing_key": "", "properties": b"", "body": b"",
-     "queues": []},
-    {"id": -1, "exchange": "", "routing_key": "", "properties": b"", "body": b"",
-     "queues": []},
-    {"id": 1, "exchange": "", "routing_key": "", "properties": "p", "body": b"", "queues": []},
-    {"id": 1, "exchange": "", "routing_key": "", "properties": b"", "body": b"",
-     "queues": [["/"]]},
-    {"id": 1, "exchange": "", "routing_key": "", "properties": b"", "body": b"",
-     "queues": [["/", "q"], ["/", 2]]},
-    {"id": 1, "exchange": "", "routing_key": "", "properties": b"", "body": b"",
-     "queues": [], "time": -5},
-    {"id": 1, "exchange": "", "routing_key": "", "properties": b"", "body": b""},
-    [1, "", "", b"", b"", []],
-    "not a map",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {
+            "id": "1",
+            "exchange": "",
+            "routing_key": "",
+            "properties": b"",
+            "body": b"",
+            "queues": [],
+        },
+        {"id": -1, "exchange": "", "routing_key": "", "properties": b"", "body": b"", "queues": []},
+        {"id": 1, "exchange": "", "routing_key": "", "properties": "p", "body": b"", "queues": []},
+        {
+            "id": 1,
+            "exchange": "",
+            "routing_key": "",
+            "properties": b"",
+            "body": b"",
+            "queues": [["/"]],
+        },
+        {
+            "id": 1,
+            "exchange": "",
+            "routing_key": "",
+            "properties": b"",
+            "body": b"",
+            "queues": [["/", "q"], ["/", 2]],
+        },
+        {
+            "id": 1,
+            "exchange": "",
+            "routing_key": "",
+            "properties": b"",
+            "body": b"",
+            "queues": [],
+            "time": -5,
+        },
+        {"id": 1, "exchange": "", "routing_key": "", "properties": b"", "body": b""},
+        [1, "", "", b"", b"", []],
+        "not a map",
+    ],
+)
 def test_replay_refuses_malformed_messages_and_applies_nothing(payload: Any) -> None:
     state = ReplayState()
-    state.replay(1, RecordType.DEFINE, encode_payload(
-        RecordType.DEFINE, {"kind": "queue", "key": ["/", "q"], "value": {}}), 10)
+    state.replay(
+        1,
+        RecordType.DEFINE,
+        encode_payload(RecordType.DEFINE, {"kind": "queue", "key": ["/", "q"], "value": {}}),
+        10,
+    )
     before = _state_fields(state)
     with pytest.raises(PayloadError):
         state.replay(2, RecordType.MESSAGE, msgpack.packb(payload, use_bin_type=True), 10)
@@ -243,11 +344,19 @@ def test_replay_refuses_malformed_messages_and_applies_nothing(payload: Any) -> 
 
 def test_replayed_messages_share_the_values_they_repeat() -> None:
     state = ReplayState()
-    msg = {"id": 1, "exchange": "e", "routing_key": "r" * 20, "properties": b"p" * 5,
-           "body": b"b", "queues": [list(Q1)], "time": 1700000000000}
+    msg = {
+        "id": 1,
+        "exchange": "e",
+        "routing_key": "r" * 20,
+        "properties": b"p" * 5,
+        "body": b"b",
+        "queues": [list(Q1)],
+        "time": 1700000000000,
+    }
     for lsn, mid in enumerate((1, 2), 1):
-        state.replay(lsn, RecordType.MESSAGE, encode_payload(
-            RecordType.MESSAGE, {**msg, "id": mid}), 10)
+        state.replay(
+            lsn, RecordType.MESSAGE, encode_payload(RecordType.MESSAGE, {**msg, "id": mid}), 10
+        )
     first, second = state.messages[1], state.messages[2]
     assert second.routing_key is first.routing_key
     assert second.properties is first.properties

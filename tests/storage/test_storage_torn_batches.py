@@ -41,8 +41,11 @@ from storage.format import MARK_SIZE, decode_segment_header
 from storage.inspect import verify_directory
 
 EXAMPLES = int(os.environ.get("TRIMQ_STORAGE_EXAMPLES", "60"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "wal-v1"
 BIG = 1 << 20  # one segment holds every batch
 
@@ -75,11 +78,13 @@ def _tear(path: Path, kind: str, at: int, length: int, junk: bytes) -> None:
 
 
 def test_every_append_is_one_write_that_starts_with_its_batch_mark(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     writes: list[int] = []
     real = storage.segment.write_all
-    monkeypatch.setattr(storage.segment, "write_all",
-                        lambda fd, data: (writes.append(len(data)), real(fd, data)))
+    monkeypatch.setattr(
+        storage.segment, "write_all", lambda fd, data: (writes.append(len(data)), real(fd, data))
+    )
 
     async def main() -> None:
         wal = WAL(tmp_path, segment_size=BIG, fsync=True)
@@ -88,8 +93,10 @@ def test_every_append_is_one_write_that_starts_with_its_batch_mark(
             await nursery.start(wal.run_committer)
             for n in (1, 50, 7):
                 writes.clear()
-                lsns = [wal.append(RecordType.DEFINE, {"kind": "user", "key": [f"u{i}"],
-                                                       "value": {}}) for i in range(n)]
+                lsns = [
+                    wal.append(RecordType.DEFINE, {"kind": "user", "key": [f"u{i}"], "value": {}})
+                    for i in range(n)
+                ]
                 await wal.wait_durable(lsns[-1])
                 assert len(writes) == 1  # one write per batch, the mark inside it
             await wal.close(checkpoint=False)
@@ -100,15 +107,18 @@ def test_every_append_is_one_write_that_starts_with_its_batch_mark(
     assert [(m.first_lsn, m.last_lsn) for m in marks] == [(1, 1), (2, 51), (52, 58)]
     # Each mark vouches for the batches before it, never for its own.
     assert [m.durable_lsn for m in marks] == [0, 1, 51]
-    assert marks[0].offset == 48 and marks[1].offset == 48 + MARK_SIZE + record_spans(
-        segment)[0][1]
+    assert marks[0].offset == 48 and marks[1].offset == 48 + MARK_SIZE + record_spans(segment)[0][1]
 
 
-def test_a_tear_at_every_offset_of_the_last_batch_keeps_every_earlier_batch(
-        tmp_path: Path) -> None:
+def test_a_tear_at_every_offset_of_the_last_batch_keeps_every_earlier_batch(tmp_path: Path) -> None:
     groups: list[list[Op]] = [[("publish", [("/", "a")], bytes(i))] for i in range(3)]
-    groups.append([("publish", [("/", "a"), ("v", "c")], b"last"),
-                   ("settle", ("/", "a"), [1]), ("define", "exchange", ["/", "x"], {"n": 1})])
+    groups.append(
+        [
+            ("publish", [("/", "a"), ("v", "c")], b"last"),
+            ("settle", ("/", "a"), [1]),
+            ("define", "exchange", ["/", "x"], {"n": 1}),
+        ]
+    )
     pristine = tmp_path / "pristine"
     model = write_log(pristine, _ops(groups), BIG, checkpoint=False)
     (newest,) = segments(pristine)
@@ -133,7 +143,8 @@ def test_a_tear_at_every_offset_of_the_last_batch_keeps_every_earlier_batch(
 @FUZZ
 @given(batches, st.data())
 def test_random_tears_in_the_last_batch_start_and_keep_earlier_batches(
-        groups: list[list[Op]], data: st.DataObject) -> None:
+    groups: list[list[Op]], data: st.DataObject
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         model = write_log(d, _ops(groups), BIG, checkpoint=False)
@@ -153,7 +164,8 @@ def test_random_tears_in_the_last_batch_start_and_keep_earlier_batches(
 @FUZZ
 @given(batches, st.data())
 def test_damage_in_an_earlier_batch_followed_by_a_complete_batch_is_refused(
-        groups: list[list[Op]], data: st.DataObject) -> None:
+    groups: list[list[Op]], data: st.DataObject
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         write_log(d, _ops(groups), BIG, checkpoint=False)
@@ -173,6 +185,7 @@ def test_damage_in_an_earlier_batch_followed_by_a_complete_batch_is_refused(
 
 # -- logs written before batch marks --------------------------------------------------------
 
+
 def _fixture(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
     """A copy of a log written by the code before batch marks (format version 1: fourteen
     segments of 300 bytes, a reopen in the middle, no checkpoint) and what it holds."""
@@ -183,16 +196,20 @@ def _fixture(tmp_path: Path) -> tuple[Path, dict[str, Any]]:
 
 def _check_fixture_state(state: Any, expected: dict[str, Any]) -> None:
     assert [[k, list(key), v] for (k, key), v in state.definitions.items()] == expected[
-        "definitions"]
-    got = {f"{q[0]}|{q[1]}": [[m.id, m.body.decode(), m.delivery_count] for m in msgs]
-           for q, msgs in queue_messages(state).items()}
+        "definitions"
+    ]
+    got = {
+        f"{q[0]}|{q[1]}": [[m.id, m.body.decode(), m.delivery_count] for m in msgs]
+        for q, msgs in queue_messages(state).items()
+    }
     assert got == expected["queues"]
     assert state.next_message_id == expected["next_message_id"]
     assert state.last_lsn == expected["last_lsn"]
 
 
 async def test_a_log_from_before_batch_marks_loads_and_grows_in_a_new_segment(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     d, expected = _fixture(tmp_path)
     old = {p.name: p.read_bytes() for p in segments(d)}
     assert {decode_segment_header(b).version for b in old.values()} == {1}

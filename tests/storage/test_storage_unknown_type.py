@@ -38,7 +38,8 @@ def _append_unknown(path: Path, lsn: int) -> int:
 
 
 async def test_unknown_type_at_the_end_of_the_newest_segment_is_refused_not_cut(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     """A valid CRC after the last batch: as a torn write would lie, but no crash leaves a
     whole record of a type nobody writes. Cutting it would drop a newer binary's data."""
     last = await _log(tmp_path)
@@ -57,13 +58,12 @@ async def test_unknown_type_in_a_sealed_segment_is_refused(tmp_path: Path) -> No
     await _log(tmp_path)
     sealed = segments(tmp_path)[0]
     data = read_segment(sealed)
-    spans = [(off, size, lsn) for off, size, lsn, _, _ in
-             SegmentReader(sealed, data, 1).records()]
+    spans = [(off, size, lsn) for off, size, lsn, _, _ in SegmentReader(sealed, data, 1).records()]
     off, size, lsn = spans[-1]
     payload = msgpack.packb({"new": 1}, use_bin_type=True)
     record = encode_record(lsn, UNKNOWN, payload)
     # Same LSN in the same place: only the type differs from what was there.
-    sealed.write_bytes(data[:off] + record + data[off + size:])
+    sealed.write_bytes(data[:off] + record + data[off + size :])
     with pytest.raises(CorruptWAL) as info:
         WAL(tmp_path, fsync=False).open()
     assert info.value.path == sealed and info.value.offset == off
@@ -75,15 +75,15 @@ async def test_unknown_type_in_a_sealed_segment_is_refused(tmp_path: Path) -> No
 
 
 async def test_inspect_and_verify_report_an_unknown_type_as_damage_not_a_torn_tail(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     last = await _log(tmp_path)
     newest = segments(tmp_path)[-1]
     off = _append_unknown(newest, last + 1)
     report = inspect_directory(tmp_path, records=True)
     seg = report.segments[-1]
     assert seg.torn_tail_offset is None
-    assert [(d.offset, d.reason) for d in seg.damage] == [
-        (off, f"unknown record type {UNKNOWN}")]
+    assert [(d.offset, d.reason) for d in seg.damage] == [(off, f"unknown record type {UNKNOWN}")]
     assert seg.corrupt and report.corrupt  # trimq-wal verify exits 1
 
 

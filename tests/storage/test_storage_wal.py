@@ -37,8 +37,14 @@ QUEUE = {"kind": "queue", "key": ["/", "q"], "value": {"durable": True}}
 
 
 def message(mid: int, body: bytes = b"x" * 20, queues: Any = (("/", "q"),)) -> dict[str, Any]:
-    return {"id": mid, "exchange": "", "routing_key": "q", "properties": b"", "body": body,
-            "queues": [list(q) for q in queues]}
+    return {
+        "id": mid,
+        "exchange": "",
+        "routing_key": "q",
+        "properties": b"",
+        "body": body,
+        "queues": [list(q) for q in queues],
+    }
 
 
 class FsyncCounter:
@@ -83,8 +89,9 @@ async def test_lsns_start_at_one_and_wait_durable(tmp_path: Path) -> None:
     assert state.last_lsn == 2 and state.next_message_id == 2
 
 
-async def test_group_commit_many_appends_few_fsyncs(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_group_commit_many_appends_few_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wal = WAL(tmp_path, segment_size=64 * 2**20, fsync=True)
     wal.open()
     counter = FsyncCounter(monkeypatch)
@@ -99,8 +106,9 @@ async def test_group_commit_many_appends_few_fsyncs(tmp_path: Path,
         await wal.close(checkpoint=False)
 
 
-async def test_concurrent_publishers_share_fsyncs(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_concurrent_publishers_share_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wal = WAL(tmp_path, segment_size=64 * 2**20, fsync=True)
     wal.open()
     counter = FsyncCounter(monkeypatch)
@@ -123,7 +131,8 @@ async def test_concurrent_publishers_share_fsyncs(tmp_path: Path,
 
 
 async def test_records_arriving_during_an_fsync_form_the_next_batch(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wal = WAL(tmp_path, segment_size=64 * 2**20, fsync=True)
     wal.open()
     counter = FsyncCounter(monkeypatch)
@@ -143,7 +152,8 @@ async def test_records_arriving_during_an_fsync_form_the_next_batch(
 
 
 async def test_failed_fsync_fails_for_good_and_is_never_retried(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wal = WAL(tmp_path, segment_size=64 * 2**20, fsync=True)
     wal.open()
     counter = FsyncCounter(monkeypatch)
@@ -176,8 +186,7 @@ async def test_failed_fsync_fails_for_good_and_is_never_retried(
     await other.close(checkpoint=False)
 
 
-async def test_failed_write_fails_the_wal(tmp_path: Path,
-                                         monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_failed_write_fails_the_wal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     wal = WAL(tmp_path, fsync=False)
     wal.open()
 
@@ -260,8 +269,11 @@ async def test_rotation_names_segments_by_first_lsn(tmp_path: Path) -> None:
 
 
 async def test_a_record_larger_than_a_segment_gets_its_own(tmp_path: Path) -> None:
-    ops = [*ready_queues_op(), ("publish", [("/", "a")], bytes(1000)),
-           ("publish", [("/", "a")], b"small")]
+    ops = [
+        *ready_queues_op(),
+        ("publish", [("/", "a")], bytes(1000)),
+        ("publish", [("/", "a")], b"small"),
+    ]
     model = await run_ops(tmp_path, ops, segment_size=200)
     assert_state(await arecover_state(tmp_path, 200), model)
     sizes = {len(record_spans(p)) for p in segments(tmp_path)}
@@ -302,6 +314,7 @@ async def test_stats(tmp_path: Path) -> None:
 
 # -- recovery ---------------------------------------------------------------------------------
 
+
 async def _log_with_sealed_segments(directory: Path) -> Model:
     ops = [*ready_queues_op()] + [("publish", [("/", "a")], bytes(20))] * 30
     return await run_ops(directory, ops, segment_size=400, checkpoint=False)
@@ -320,7 +333,7 @@ async def test_torn_tail_is_cut_and_kept_beside(tmp_path: Path) -> None:
     assert state.dropped_tail_bytes == 5
     assert state.last_lsn == spans[-2][2]
     broken = newest.with_name(f"{newest.name}.broken-{spans[-1][0]}")
-    assert broken.read_bytes() == original[spans[-1][0]:cut]
+    assert broken.read_bytes() == original[spans[-1][0] : cut]
     assert newest.stat().st_size == spans[-1][0]
     async with trio.open_nursery() as nursery:  # appends continue where the log now ends
         await nursery.start(wal.run_committer)
@@ -359,15 +372,19 @@ async def test_damage_in_a_sealed_segment_is_refused_with_its_offset(tmp_path: P
 
 async def _three_batches(directory: Path) -> Model:
     """One segment: the queues (one batch), two messages (the next), two more (the last)."""
-    ops = [*ready_queues_op(), ("sync",), *[("publish", [("/", "a")], bytes(5))] * 2,
-           ("sync",), *[("publish", [("/", "a")], bytes(6))] * 2]
+    ops = [
+        *ready_queues_op(),
+        ("sync",),
+        *[("publish", [("/", "a")], bytes(5))] * 2,
+        ("sync",),
+        *[("publish", [("/", "a")], bytes(6))] * 2,
+    ]
     model = await run_ops(directory, ops, segment_size=2000, checkpoint=False)
     assert len(segments(directory)) == 1
     return model
 
 
-async def test_damage_in_a_batch_a_later_batch_calls_durable_is_refused(
-        tmp_path: Path) -> None:
+async def test_damage_in_a_batch_a_later_batch_calls_durable_is_refused(tmp_path: Path) -> None:
     await _three_batches(tmp_path)
     (newest,) = segments(tmp_path)
     spans = record_spans(newest)
@@ -380,7 +397,8 @@ async def test_damage_in_a_batch_a_later_batch_calls_durable_is_refused(
 
 
 async def test_damage_in_the_last_batch_before_its_valid_records_is_a_torn_tail(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     model = await _three_batches(tmp_path)
     (newest,) = segments(tmp_path)
     spans = record_spans(newest)
@@ -440,7 +458,8 @@ async def test_checkpoint_beyond_the_log_end(tmp_path: Path) -> None:
 
 
 async def test_coalesced_records_are_appended_before_each_batch_and_on_close(
-        tmp_path: Path) -> None:
+    tmp_path: Path,
+) -> None:
     wal = WAL(tmp_path, segment_size=1 << 20, fsync=False)
     wal.open()
     held: list[int] = []
@@ -470,12 +489,16 @@ async def test_coalesced_records_are_appended_before_each_batch_and_on_close(
     assert counts == {1: 1, 2: 2} and state.last_lsn == 5
 
 
-@pytest.mark.parametrize("bad", [
-    {**message(99), "id": "99"},
-    {k: v for k, v in message(99).items() if k != "body"},
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {**message(99), "id": "99"},
+        {k: v for k, v in message(99).items() if k != "body"},
+    ],
+)
 async def test_record_with_valid_crc_and_bad_payload_is_refused(
-        tmp_path: Path, bad: dict[str, Any]) -> None:
+    tmp_path: Path, bad: dict[str, Any]
+) -> None:
     """Written that way (no crash leaves a record whole with a valid CRC): not a torn tail."""
     model = await _log_with_sealed_segments(tmp_path)
     newest = segments(tmp_path)[-1]

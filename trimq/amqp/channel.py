@@ -63,9 +63,7 @@ class ContentAssembler:
             )
         if kind == frames.HEADER:
             if self._header is not None:
-                raise self._unexpected(
-                    "expected content body, got non content body frame instead"
-                )
+                raise self._unexpected("expected content body, got non content body frame instead")
             header = frames.decode_content_header(frame.payload)
             if header.class_id != self._method.CLASS_ID:
                 raise self._unexpected(
@@ -78,7 +76,9 @@ class ContentAssembler:
                 raise ChannelError(  # as RabbitMQ: the channel closes, blaming the publish
                     PRECONDITION_FAILED,
                     f"message size {header.body_size} is larger than configured max size "
-                    f"{self.max_body_size}", method.CLASS_ID, method.METHOD_ID,
+                    f"{self.max_body_size}",
+                    method.CLASS_ID,
+                    method.METHOD_ID,
                 )
             self._header = header
             if header.body_size == 0:

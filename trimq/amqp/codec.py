@@ -51,9 +51,22 @@ class Typed:
 
 # RabbitMQ's names for the type letters, as its inequivalent-argument texts print them.
 TYPE_NAMES = {
-    "t": "bool", "b": "byte", "B": "unsignedbyte", "s": "short", "u": "unsignedshort",
-    "I": "signedint", "i": "unsignedint", "l": "long", "f": "float", "d": "double",
-    "D": "decimal", "S": "longstr", "x": "binary", "T": "timestamp", "F": "table", "A": "array",
+    "t": "bool",
+    "b": "byte",
+    "B": "unsignedbyte",
+    "s": "short",
+    "u": "unsignedshort",
+    "I": "signedint",
+    "i": "unsignedint",
+    "l": "long",
+    "f": "float",
+    "d": "double",
+    "D": "decimal",
+    "S": "longstr",
+    "x": "binary",
+    "T": "timestamp",
+    "F": "table",
+    "A": "array",
     "V": "void",
 }
 
@@ -166,9 +179,7 @@ def _decode_value(buf: bytes, pos: int, typed: bool, depth: int = 0) -> tuple[An
     return value, pos
 
 
-def _decode_table(
-    buf: bytes, pos: int, typed: bool, depth: int = 0
-) -> tuple[dict[str, Any], int]:
+def _decode_table(buf: bytes, pos: int, typed: bool, depth: int = 0) -> tuple[dict[str, Any], int]:
     if depth > MAX_NESTING:
         raise SyntaxFrameError("field tables nested too deeply")
     (size,) = _I.unpack_from(buf, pos)
@@ -185,9 +196,7 @@ def _decode_table(
     return table, end
 
 
-def _decode_array(
-    buf: bytes, pos: int, typed: bool, depth: int = 0
-) -> tuple[list[Any], int]:
+def _decode_array(buf: bytes, pos: int, typed: bool, depth: int = 0) -> tuple[list[Any], int]:
     if depth > MAX_NESTING:
         raise SyntaxFrameError("field arrays nested too deeply")
     (size,) = _I.unpack_from(buf, pos)

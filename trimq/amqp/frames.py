@@ -70,14 +70,19 @@ def frame_detail(frame_type: int, payload: bytes, log: bool = False) -> str:
 
 def frame_error(frame_type: int, payload: bytes, reason: str) -> FrameError:
     """501 FRAME_ERROR for a frame, as RabbitMQ words it; the log form omits the octets."""
-    return FrameError(f"{frame_detail(frame_type, payload)}: {reason}",
-                      f"{frame_detail(frame_type, payload, log=True)}: {reason}")
+    return FrameError(
+        f"{frame_detail(frame_type, payload)}: {reason}",
+        f"{frame_detail(frame_type, payload, log=True)}: {reason}",
+    )
 
 
 def unexpected_frame(frame_type: int, payload: bytes) -> ConnectionError:
     """505 UNEXPECTED_FRAME for a frame where none of its type may come (channel 0)."""
-    return ConnectionError(UNEXPECTED_FRAME, frame_detail(frame_type, payload),
-                           log_detail=frame_detail(frame_type, payload, log=True))
+    return ConnectionError(
+        UNEXPECTED_FRAME,
+        frame_detail(frame_type, payload),
+        log_detail=frame_detail(frame_type, payload, log=True),
+    )
 
 
 class Frame(NamedTuple):
@@ -101,11 +106,19 @@ class Publish(NamedTuple):
 
 _new_publish = partial(tuple.__new__, Publish)
 
+
 class FrameBuffer:
     """Accumulates received bytes and yields complete frames, checking size and frame-end."""
 
-    __slots__ = ("_buf", "_pos", "_publish_start", "_last_arguments", "_last_properties",
-                 "_body_scan", "frame_max")
+    __slots__ = (
+        "_buf",
+        "_pos",
+        "_publish_start",
+        "_last_arguments",
+        "_last_properties",
+        "_body_scan",
+        "frame_max",
+    )
 
     def __init__(self, frame_max: int = 131072) -> None:
         self._buf = bytearray()
@@ -156,10 +169,13 @@ class FrameBuffer:
         if buf[end] != 0xCE:
             raise frame_error(frame_type, payload, f"{{invalid_frame_end_marker,{buf[end]}}}")
         if not (
-            frame_type == METHOD and size >= 4
-            or frame_type == HEADER and size >= CONTENT_HEADER.size
+            frame_type == METHOD
+            and size >= 4
+            or frame_type == HEADER
+            and size >= CONTENT_HEADER.size
             or frame_type == BODY
-            or frame_type == HEARTBEAT and size == 0
+            or frame_type == HEARTBEAT
+            and size == 0
         ):
             raise frame_error(frame_type, payload, "unknown_frame")
         self._pos = end + 1
@@ -180,19 +196,32 @@ class FrameBuffer:
         _type, channel, size, class_id, method_id = METHOD_FRAME_START.unpack_from(buf, pos)
         limit = self.frame_max or 1 << 32  # payload size, as next_frame checks it
         end = pos + 7 + size
-        if (method_id != 40 or class_id != 60 or size > limit or end + 20 > available
-                or buf[end] != 0xCE):
+        if (
+            method_id != 40
+            or class_id != 60
+            or size > limit
+            or end + 20 > available
+            or buf[end] != 0xCE
+        ):
             return None
         arguments = self._last_arguments  # a publisher repeats itself: no new bytes object
         if len(arguments) != size - 4 or not buf.startswith(arguments, pos + 11):
             arguments = bytes(buf[pos + 11 : end])
         start = end + 1
-        kind, header_channel, size, class_id, _weight, body_size = (
-            HEADER_FRAME_START.unpack_from(buf, start))
+        kind, header_channel, size, class_id, _weight, body_size = HEADER_FRAME_START.unpack_from(
+            buf, start
+        )
         header_end = start + 7 + size
-        if (kind != HEADER or header_channel != channel or class_id != 60 or size < 14
-                or size > limit or body_size > max_body or header_end >= available
-                or buf[header_end] != 0xCE):
+        if (
+            kind != HEADER
+            or header_channel != channel
+            or class_id != 60
+            or size < 14
+            or size > limit
+            or body_size > max_body
+            or header_end >= available
+            or buf[header_end] != 0xCE
+        ):
             return None
         properties = self._last_properties
         if len(properties) != size - 12 or not buf.startswith(properties, start + 19):
@@ -219,8 +248,12 @@ class FrameBuffer:
                 return _new_publish((channel, arguments, properties, None))
             kind, body_channel, size = FRAME_HEADER.unpack_from(buf, start)
             end = start + 7 + size
-            if (kind != BODY or body_channel != channel or size > limit
-                    or received + size > body_size):
+            if (
+                kind != BODY
+                or body_channel != channel
+                or size > limit
+                or received + size > body_size
+            ):
                 return None
             if end >= available:
                 self._body_scan = (pos, start - pos, received, spans)
@@ -232,8 +265,9 @@ class FrameBuffer:
             start = end + 1
         self._body_scan = None
         self._pos = start
-        return _new_publish((channel, arguments, properties, _join_spans(buf, pos, spans,
-                                                                         body_size)))
+        return _new_publish(
+            (channel, arguments, properties, _join_spans(buf, pos, spans, body_size))
+        )
 
     def unread_publish(self) -> None:
         """Put back what the last `next_publish` took, for the frame-by-frame path."""
@@ -272,7 +306,10 @@ def decode_method(payload: bytes) -> spec.Method:
         end = -1
     if end != len(payload):  # the octets may hold a password (Start-Ok, Update-Secret)
         raise ConnectionError(
-            FRAME_ERROR, f"cannot decode {erlang_binary(payload[4:])}", class_id, method_id,
+            FRAME_ERROR,
+            f"cannot decode {erlang_binary(payload[4:])}",
+            class_id,
+            method_id,
             log_detail=f"cannot decode {octets_not_logged(payload[4:])}",
         )
     return method
@@ -307,7 +344,9 @@ def content_parts(
     pieces: the body's are views of it, not copies."""
     header = CONTENT_HEADER.pack(class_id, 0, len(body)) + properties_raw
     parts: list[bytes | memoryview] = [
-        FRAME_HEADER.pack(HEADER, channel, len(header)), header, FRAME_END
+        FRAME_HEADER.pack(HEADER, channel, len(header)),
+        header,
+        FRAME_END,
     ]
     chunk = frame_max - FRAME_OVERHEAD
     if len(body) <= chunk:
@@ -333,38 +372,62 @@ _HEADER_AFTER_METHOD = struct.Struct(">BBHIHHQ")  # frame end, then a content he
 _BODY_AFTER_HEADER = struct.Struct(">BBHI")  # frame end, then a body frame's header
 
 
-def _deliver_method(channel: int, consumer_tag: bytes, delivery_tag: int, redelivered: bool,
-                    route: bytes) -> tuple[bytes, ...]:
-    return (METHOD_FRAME_START.pack(METHOD, channel, 13 + len(consumer_tag) + len(route), 60, 60),
-            consumer_tag, _DELIVERY_TAG.pack(delivery_tag, redelivered), route)
+def _deliver_method(
+    channel: int, consumer_tag: bytes, delivery_tag: int, redelivered: bool, route: bytes
+) -> tuple[bytes, ...]:
+    return (
+        METHOD_FRAME_START.pack(METHOD, channel, 13 + len(consumer_tag) + len(route), 60, 60),
+        consumer_tag,
+        _DELIVERY_TAG.pack(delivery_tag, redelivered),
+        route,
+    )
 
 
 def deliver_frames(
-    channel: int, consumer_tag: bytes, delivery_tag: int, redelivered: bool, route: bytes,
-    properties_raw: bytes, body: bytes, frame_max: int,
+    channel: int,
+    consumer_tag: bytes,
+    delivery_tag: int,
+    redelivered: bool,
+    route: bytes,
+    properties_raw: bytes,
+    body: bytes,
+    frame_max: int,
 ) -> bytes:
     """Basic.Deliver with its content, from the parts as encoded (consumer_tag a shortstr,
     route the exchange and routing key shortstrs): one join instead of encoding a method."""
     size = len(body)
     method = _deliver_method(channel, consumer_tag, delivery_tag, redelivered, route)
     if not size or size > frame_max - FRAME_OVERHEAD:
-        return b"".join((*method, FRAME_END,
-                         content_frames(channel, 60, properties_raw, body, frame_max)))
-    return b"".join((
-        *method,
-        _HEADER_AFTER_METHOD.pack(0xCE, HEADER, channel, 12 + len(properties_raw), 60, 0, size),
-        properties_raw, _BODY_AFTER_HEADER.pack(0xCE, BODY, channel, size), body, FRAME_END,
-    ))
+        return b"".join(
+            (*method, FRAME_END, content_frames(channel, 60, properties_raw, body, frame_max))
+        )
+    return b"".join(
+        (
+            *method,
+            _HEADER_AFTER_METHOD.pack(0xCE, HEADER, channel, 12 + len(properties_raw), 60, 0, size),
+            properties_raw,
+            _BODY_AFTER_HEADER.pack(0xCE, BODY, channel, size),
+            body,
+            FRAME_END,
+        )
+    )
 
 
 def deliver_parts(
-    channel: int, consumer_tag: bytes, delivery_tag: int, redelivered: bool, route: bytes,
-    properties_raw: bytes, body: bytes, frame_max: int,
+    channel: int,
+    consumer_tag: bytes,
+    delivery_tag: int,
+    redelivered: bool,
+    route: bytes,
+    properties_raw: bytes,
+    body: bytes,
+    frame_max: int,
 ) -> list[bytes | memoryview]:
     """As deliver_frames, in pieces that refer to the body rather than copy it (for large
     bodies, which are then copied only once, into the output)."""
-    head = b"".join((*_deliver_method(channel, consumer_tag, delivery_tag, redelivered, route),
-                     FRAME_END))
+    head = b"".join(
+        (*_deliver_method(channel, consumer_tag, delivery_tag, redelivered, route), FRAME_END)
+    )
     return [head, *content_parts(channel, 60, properties_raw, body, frame_max)]
 
 
@@ -382,8 +445,10 @@ def method_with_content_parts(
     """As method_with_content, in pieces that refer to a large body rather than copy it."""
     if len(body) < LARGE_BODY:
         return [method_with_content(channel, method, properties_raw, body, frame_max)]
-    return [method_frame(channel, method),
-            *content_parts(channel, method.CLASS_ID, properties_raw, body, frame_max)]
+    return [
+        method_frame(channel, method),
+        *content_parts(channel, method.CLASS_ID, properties_raw, body, frame_max),
+    ]
 
 
 __all__ = [

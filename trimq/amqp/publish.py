@@ -46,7 +46,9 @@ def publish_args(data: bytes) -> PublishArgs | None:
     args = (
         data[3:exchange_end].decode("utf-8", "surrogateescape"),
         data[exchange_end + 1 : key_end].decode("utf-8", "surrogateescape"),
-        bool(bits & 1), bool(bits & 2), data[2:key_end],
+        bool(bits & 1),
+        bool(bits & 2),
+        data[2:key_end],
     )
     if size <= CACHED_SIZE:
         if len(_args_cache) >= CACHE_LIMIT:

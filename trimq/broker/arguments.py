@@ -52,8 +52,9 @@ class QueueSettings:
 
     def __post_init__(self) -> None:
         # an attribute, not a property: every publish tests it
-        object.__setattr__(self, "bounded",
-                           self.max_length is not None or self.max_length_bytes is not None)
+        object.__setattr__(
+            self, "bounded", self.max_length is not None or self.max_length_bytes is not None
+        )
 
 
 # -- declaration checks, with RabbitMQ's texts ----------------------------------------------------
@@ -64,8 +65,17 @@ def _type_name(letter: str) -> str:
 
 
 # the escapes Erlang's ~p writes in a printable string
-_ESCAPES = {0x22: '\\"', 0x5C: "\\\\", 0x09: "\\t", 0x0A: "\\n", 0x0D: "\\r", 0x0B: "\\v",
-            0x08: "\\b", 0x0C: "\\f", 0x1B: "\\e"}
+_ESCAPES = {
+    0x22: '\\"',
+    0x5C: "\\\\",
+    0x09: "\\t",
+    0x0A: "\\n",
+    0x0D: "\\r",
+    0x0B: "\\v",
+    0x08: "\\b",
+    0x0C: "\\f",
+    0x1B: "\\e",
+}
 
 
 def _erlang_string(text: str) -> str:
@@ -190,7 +200,7 @@ def _queue_type(value: TypedValue, _args: Arguments) -> str | None:
     if error is None and value[1] not in ("classic", "quorum", "stream"):
         return _erlang_string(f"unsupported queue type '{value[1]}'")
     if error is None and value[1] != "classic":  # RabbitMQ's other types: not here
-        return f"{{unsupported_queue_type,<<\"{value[1]}\">>}}"
+        return f'{{unsupported_queue_type,<<"{value[1]}">>}}'
     return error
 
 
@@ -252,52 +262,90 @@ class QueueArgument:
 # In RabbitMQ's order: the first argument that fails its check, or differs on redeclaration,
 # is the one reported.
 QUEUE_ARGUMENTS: tuple[QueueArgument, ...] = (
-    QueueArgument("x-expires", _expires, "expires",
-                  policy=PolicyKey("expires", _integer_from(1), "a valid queue expiry",
-                                   lower_wins=True)),
-    QueueArgument("x-message-ttl", _message_ttl, "message_ttl",
-                  policy=PolicyKey("message-ttl", _integer_from(0), "a valid message TTL",
-                                   lower_wins=True)),
-    QueueArgument("x-dead-letter-exchange", _dlx, "dead_letter_exchange",
-                  policy=PolicyKey("dead-letter-exchange", _string,
-                                   "a valid dead letter exchange name")),
-    QueueArgument("x-dead-letter-routing-key", _dlx_routing_key, "dead_letter_routing_key",
-                  policy=PolicyKey("dead-letter-routing-key", _string,
-                                   "a valid dead letter routing key")),
-    QueueArgument("x-max-length", _non_negative, "max_length",
-                  policy=PolicyKey("max-length", _integer_from(0), "a valid maximum length",
-                                   lower_wins=True)),
-    QueueArgument("x-max-length-bytes", _non_negative, "max_length_bytes",
-                  policy=PolicyKey("max-length-bytes", _integer_from(0),
-                                   "a valid maximum length in bytes", lower_wins=True)),
+    QueueArgument(
+        "x-expires",
+        _expires,
+        "expires",
+        policy=PolicyKey("expires", _integer_from(1), "a valid queue expiry", lower_wins=True),
+    ),
+    QueueArgument(
+        "x-message-ttl",
+        _message_ttl,
+        "message_ttl",
+        policy=PolicyKey("message-ttl", _integer_from(0), "a valid message TTL", lower_wins=True),
+    ),
+    QueueArgument(
+        "x-dead-letter-exchange",
+        _dlx,
+        "dead_letter_exchange",
+        policy=PolicyKey("dead-letter-exchange", _string, "a valid dead letter exchange name"),
+    ),
+    QueueArgument(
+        "x-dead-letter-routing-key",
+        _dlx_routing_key,
+        "dead_letter_routing_key",
+        policy=PolicyKey("dead-letter-routing-key", _string, "a valid dead letter routing key"),
+    ),
+    QueueArgument(
+        "x-max-length",
+        _non_negative,
+        "max_length",
+        policy=PolicyKey("max-length", _integer_from(0), "a valid maximum length", lower_wins=True),
+    ),
+    QueueArgument(
+        "x-max-length-bytes",
+        _non_negative,
+        "max_length_bytes",
+        policy=PolicyKey(
+            "max-length-bytes", _integer_from(0), "a valid maximum length in bytes", lower_wins=True
+        ),
+    ),
     # quorum-queue limits in RabbitMQ (which refuses them on a classic queue): no effect here
-    QueueArgument("x-max-in-memory-length", _non_negative,
-                  policy=PolicyKey("max-in-memory-length", _integer_from(0),
-                                   "a valid maximum memory in bytes")),
-    QueueArgument("x-max-in-memory-bytes", _non_negative,
-                  policy=PolicyKey("max-in-memory-bytes", _integer_from(0),
-                                   "a valid maximum memory in bytes")),
+    QueueArgument(
+        "x-max-in-memory-length",
+        _non_negative,
+        policy=PolicyKey(
+            "max-in-memory-length", _integer_from(0), "a valid maximum memory in bytes"
+        ),
+    ),
+    QueueArgument(
+        "x-max-in-memory-bytes",
+        _non_negative,
+        policy=PolicyKey(
+            "max-in-memory-bytes", _integer_from(0), "a valid maximum memory in bytes"
+        ),
+    ),
     # fixed at declaration (the ready list depends on it): no policy key
     QueueArgument("x-max-priority", _max_priority, "max_priority"),
-    QueueArgument("x-overflow", _overflow, "overflow",
-                  policy=PolicyKey("overflow", _one_of(*OVERFLOW_MODES),
-                                   "a valid overflow value")),
+    QueueArgument(
+        "x-overflow",
+        _overflow,
+        "overflow",
+        policy=PolicyKey("overflow", _one_of(*OVERFLOW_MODES), "a valid overflow value"),
+    ),
     # accepted and checked; queues larger than memory will give "lazy" a meaning
-    QueueArgument("x-queue-mode", _queue_mode,
-                  policy=PolicyKey("queue-mode", _one_of(*QUEUE_MODES),
-                                   "a valid queue-mode value")),
+    QueueArgument(
+        "x-queue-mode",
+        _queue_mode,
+        policy=PolicyKey("queue-mode", _one_of(*QUEUE_MODES), "a valid queue-mode value"),
+    ),
     # RabbitMQ's on-disk index format: accepted and checked, nothing to choose here
-    QueueArgument("x-queue-version", _queue_version,
-                  policy=PolicyKey("queue-version", _one_of(*QUEUE_VERSIONS),
-                                   "a valid queue-version value")),
+    QueueArgument(
+        "x-queue-version",
+        _queue_version,
+        policy=PolicyKey("queue-version", _one_of(*QUEUE_VERSIONS), "a valid queue-version value"),
+    ),
     QueueArgument("x-single-active-consumer", _bool, "single_active_consumer"),
     QueueArgument("x-queue-type", _queue_type, absent=("S", "classic")),
     # mirroring: RabbitMQ compares it but checks no value at declaration
     QueueArgument("x-queue-master-locator", None, policy=PolicyKey("queue-master-locator")),
     # RabbitMQ has it on quorum queues only; trimq on every queue
-    QueueArgument("x-delivery-limit", _non_negative, "delivery_limit",
-                  policy=PolicyKey("delivery-limit", _integer_from(0),
-                                   "a valid delivery limit")),
+    QueueArgument(
+        "x-delivery-limit",
+        _non_negative,
+        "delivery_limit",
+        policy=PolicyKey("delivery-limit", _integer_from(0), "a valid delivery limit"),
+    ),
 )
 
 QUEUE_ARGUMENT = {argument.name: argument for argument in QUEUE_ARGUMENTS}
@@ -307,9 +355,16 @@ COMPARED_QUEUE_ARGUMENTS = tuple(a.name for a in QUEUE_ARGUMENTS if a.compared)
 ABSENT_VALUES = {a.name: a.absent for a in QUEUE_ARGUMENTS if a.absent is not None}
 # (QueueSettings attribute, argument, policy key or None, lower wins) for the arguments that do
 # something
-_SETTING_SOURCES = tuple((a.setting, a.name, a.policy.key if a.policy else None,
-                          a.policy.lower_wins if a.policy else False)
-                         for a in QUEUE_ARGUMENTS if a.setting is not None)
+_SETTING_SOURCES = tuple(
+    (
+        a.setting,
+        a.name,
+        a.policy.key if a.policy else None,
+        a.policy.lower_wins if a.policy else False,
+    )
+    for a in QUEUE_ARGUMENTS
+    if a.setting is not None
+)
 
 
 # -- readers --------------------------------------------------------------------------------------
@@ -338,8 +393,9 @@ def validate_queue_argument(what: str, name: str, arguments: Arguments) -> None:
         raise ChannelError(PRECONDITION_FAILED, f"invalid arg '{name}' for {what}: {error}")
 
 
-def queue_settings(arguments: Arguments,
-                   definition: Mapping[str, Any] | None = None) -> QueueSettings:
+def queue_settings(
+    arguments: Arguments, definition: Mapping[str, Any] | None = None
+) -> QueueSettings:
     """Settings from a queue's (already validated) arguments and the definition of the policy
     that applies to it (already validated): where both give a value, the lower applies for
     the keys marked `lower_wins` (expires, message-ttl, max-length, max-length-bytes, as

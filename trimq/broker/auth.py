@@ -109,8 +109,7 @@ class Users:
         return self.permissions.generation
 
     def add(self, name: str, password: str | None, tags: list[str] | None = None) -> User:
-        user = User(name, hash_password(password) if password is not None else "",
-                    list(tags or []))
+        user = User(name, hash_password(password) if password is not None else "", list(tags or []))
         self.users[name] = user
         return user
 

@@ -66,21 +66,33 @@ class AdminError(Exception):
         self.message = message
 
 
-def check_permissions(vhost: str, user: str, configure: object, write: object, read: object,
-                      ) -> None:
+def check_permissions(
+    vhost: str,
+    user: str,
+    configure: object,
+    write: object,
+    read: object,
+) -> None:
     """Refuse (before anything else, as RabbitMQ) an expression that cannot be used, naming
     the user, the vhost and the expression."""
     for expression in (configure, write, read):
         problem = regex_problem(expression)
         if problem is not None:
-            raise AdminError("error", f"Failed to set permissions for '{user}' in virtual host "
-                                      f"'{vhost}': regular expression '{expression}' cannot be "
-                                      f"used: {problem}")
+            raise AdminError(
+                "error",
+                f"Failed to set permissions for '{user}' in virtual host "
+                f"'{vhost}': regular expression '{expression}' cannot be "
+                f"used: {problem}",
+            )
 
 
 class Broker:
-    def __init__(self, config: BrokerConfig | None = None, journal: Journal | None = None,
-                 bootstrap: bool = True) -> None:
+    def __init__(
+        self,
+        config: BrokerConfig | None = None,
+        journal: Journal | None = None,
+        bootstrap: bool = True,
+    ) -> None:
         self.config = config or BrokerConfig()
         self.journal = journal  # durable state goes here; None keeps everything in memory
         self.vhosts: dict[str, VHost] = {}
@@ -99,8 +111,9 @@ class Broker:
 
     # -- vhosts -------------------------------------------------------------------------
 
-    def add_vhost(self, name: str, description: str = "", tags: list[str] | None = None,
-                  loading: bool = False) -> VHost:
+    def add_vhost(
+        self, name: str, description: str = "", tags: list[str] | None = None, loading: bool = False
+    ) -> VHost:
         """`loading`: the vhost comes from storage (recovery): an existing one (made for a
         definition inside it) takes the description and tags, nothing is journaled again."""
         if loading:
@@ -170,8 +183,14 @@ class Broker:
             raise AdminError("user_not_found", f'User "{name}" does not exist')
         return user
 
-    def add_user(self, name: str, password: str | None, tags: list[str] | None = None,
-                 password_hash: str | None = None, loading: bool = False) -> User:
+    def add_user(
+        self,
+        name: str,
+        password: str | None,
+        tags: list[str] | None = None,
+        password_hash: str | None = None,
+        loading: bool = False,
+    ) -> User:
         """`loading`: the user comes from storage (recovery): not journaled again."""
         if not loading and name in self.users.users:
             raise AdminError("exists", f'User "{name}" already exists')
@@ -210,8 +229,9 @@ class Broker:
 
     # -- permissions --------------------------------------------------------------------
 
-    def set_permissions(self, vhost: str, user: str, configure: str, write: str, read: str,
-                        loading: bool = False) -> None:
+    def set_permissions(
+        self, vhost: str, user: str, configure: str, write: str, read: str, loading: bool = False
+    ) -> None:
         """`loading`: the permissions come from storage (recovery): not checked against the
         vhosts and users, not journaled again; an expression this version cannot use raises
         PatternError."""
@@ -231,14 +251,23 @@ class Broker:
 
     # -- policies -----------------------------------------------------------------------
 
-    def set_policy(self, vhost: str, name: str, pattern: str, definition: Any,
-                   priority: int = 0, apply_to: str = "all", loading: bool = False) -> None:
+    def set_policy(
+        self,
+        vhost: str,
+        name: str,
+        pattern: str,
+        definition: Any,
+        priority: int = 0,
+        apply_to: str = "all",
+        loading: bool = False,
+    ) -> None:
         """`loading`: the policy comes from storage (recovery): a value that no longer
         validates raises PolicyError; it is not journaled again, and is applied once all
         definitions are loaded (VHost.apply_policies)."""
         if loading:
             self.loading_vhost(vhost).policies[name] = make_policy(
-                vhost, name, pattern, definition, priority, apply_to)
+                vhost, name, pattern, definition, priority, apply_to
+            )
             return
         target = self.get_vhost(vhost)
         try:
@@ -246,8 +275,11 @@ class Broker:
         except PolicyError as exc:
             raise AdminError("usage", str(exc)) from None
         target.policies[name] = policy
-        self._put(PolicyDef(vhost, name, policy.pattern, policy.definition, policy.priority,
-                            policy.apply_to))
+        self._put(
+            PolicyDef(
+                vhost, name, policy.pattern, policy.definition, policy.priority, policy.apply_to
+            )
+        )
         target.apply_policies()
 
     def clear_policy(self, vhost: str, name: str) -> None:

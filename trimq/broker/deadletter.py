@@ -51,9 +51,12 @@ def dead_lettered_copy(queue: Queue, message: Message, reason: str) -> Message:
         if death.get("queue") == queue.name and death.get("reason") == reason:
             count = death.get("count", 0)
             count = count.value if isinstance(count, Typed) else count
-            death = {**death, "count": Typed("l", int(count) + 1),
-                     "time": Typed("T", datetime.fromtimestamp(int(now), UTC))}
-            deaths = [death, *deaths[:i], *deaths[i + 1:]]
+            death = {
+                **death,
+                "count": Typed("l", int(count) + 1),
+                "time": Typed("T", datetime.fromtimestamp(int(now), UTC)),
+            }
+            deaths = [death, *deaths[:i], *deaths[i + 1 :]]
             break
     else:
         deaths.insert(0, _death(queue, message, reason, now))
@@ -92,8 +95,11 @@ def dead_letter(queue: Queue, entries: list[QueuedMessage], reason: str) -> None
     if exchange is None:
         return  # as RabbitMQ: a missing dead-letter exchange drops the message
     for entry in entries:
-        keys = ([settings.dead_letter_routing_key]
-                if settings.dead_letter_routing_key is not None else _routing_keys(entry.message))
+        keys = (
+            [settings.dead_letter_routing_key]
+            if settings.dead_letter_routing_key is not None
+            else _routing_keys(entry.message)
+        )
         copy = dead_lettered_copy(queue, entry.message, reason)
         targets: dict[int, Queue] = {}
         for key in keys:

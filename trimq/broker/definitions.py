@@ -44,53 +44,94 @@ def export_definitions(broker: Broker) -> dict[str, Any]:
     predeclared = {name for name, _ in DEFAULT_EXCHANGES} | {""}
     users = broker.users
     doc: dict[str, Any] = {
-        "rabbit_version": "3.10.8", "rabbitmq_version": "3.10.8",
-        "product_name": "trimq", "product_version": __version__,
-        "users": [{
-            "name": u.name, "password_hash": u.password_hash,
-            "hashing_algorithm": HASHING_ALGORITHM, "tags": list(u.tags), "limits": {},
-        } for u in sorted(users.users.values(), key=lambda u: u.name)],
-        "vhosts": [{
-            "name": v.name, "limits": [[k, n] for k, n in sorted((v.limits or {}).items())],
-            "metadata": {"description": v.description, "tags": list(v.tags)},
-        } for v in sorted(broker.vhosts.values(), key=lambda v: v.name)],
-        "permissions": [{
-            "user": user, "vhost": vhost, "configure": p.configure, "write": p.write,
-            "read": p.read,
-        } for (vhost, user), p in sorted(users.permissions.items())],
-        "topic_permissions": [], "global_parameters": [], "policies": [],
-        "parameters": [{  # vhost limits are a runtime parameter to RabbitMQ
-            "vhost": v.name, "component": "vhost-limits", "name": "limits",
-            "value": dict(v.limits),
-        } for v in sorted(broker.vhosts.values(), key=lambda v: v.name) if v.limits is not None],
-        "queues": [], "exchanges": [], "bindings": [],
+        "rabbit_version": "3.10.8",
+        "rabbitmq_version": "3.10.8",
+        "product_name": "trimq",
+        "product_version": __version__,
+        "users": [
+            {
+                "name": u.name,
+                "password_hash": u.password_hash,
+                "hashing_algorithm": HASHING_ALGORITHM,
+                "tags": list(u.tags),
+                "limits": {},
+            }
+            for u in sorted(users.users.values(), key=lambda u: u.name)
+        ],
+        "vhosts": [
+            {
+                "name": v.name,
+                "limits": [[k, n] for k, n in sorted((v.limits or {}).items())],
+                "metadata": {"description": v.description, "tags": list(v.tags)},
+            }
+            for v in sorted(broker.vhosts.values(), key=lambda v: v.name)
+        ],
+        "permissions": [
+            {
+                "user": user,
+                "vhost": vhost,
+                "configure": p.configure,
+                "write": p.write,
+                "read": p.read,
+            }
+            for (vhost, user), p in sorted(users.permissions.items())
+        ],
+        "topic_permissions": [],
+        "global_parameters": [],
+        "policies": [],
+        "parameters": [
+            {  # vhost limits are a runtime parameter to RabbitMQ
+                "vhost": v.name,
+                "component": "vhost-limits",
+                "name": "limits",
+                "value": dict(v.limits),
+            }
+            for v in sorted(broker.vhosts.values(), key=lambda v: v.name)
+            if v.limits is not None
+        ],
+        "queues": [],
+        "exchanges": [],
+        "bindings": [],
     }
     for vhost in broker.vhosts.values():
         for queue in vhost.queues.values():
             if queue.durable and not queue.exclusive:
-                doc["queues"].append({
-                    "name": queue.name, "vhost": vhost.name, "durable": True,
-                    "auto_delete": queue.auto_delete,
-                    "arguments": _plain_table(queue.arguments),
-                })
+                doc["queues"].append(
+                    {
+                        "name": queue.name,
+                        "vhost": vhost.name,
+                        "durable": True,
+                        "auto_delete": queue.auto_delete,
+                        "arguments": _plain_table(queue.arguments),
+                    }
+                )
         for exchange in vhost.exchanges.values():
             if exchange.durable and exchange.name not in predeclared:
-                doc["exchanges"].append({
-                    "name": exchange.name, "vhost": vhost.name, "type": exchange.TYPE,
-                    "durable": True, "auto_delete": exchange.auto_delete,
-                    "internal": exchange.internal,
-                    "arguments": _plain_table(exchange.arguments),
-                })
+                doc["exchanges"].append(
+                    {
+                        "name": exchange.name,
+                        "vhost": vhost.name,
+                        "type": exchange.TYPE,
+                        "durable": True,
+                        "auto_delete": exchange.auto_delete,
+                        "internal": exchange.internal,
+                        "arguments": _plain_table(exchange.arguments),
+                    }
+                )
             for binding in exchange.bindings.values():
                 dest = binding.destination
                 if not dest.durable or getattr(dest, "exclusive", False):
                     continue
-                doc["bindings"].append({
-                    "source": exchange.name, "vhost": vhost.name, "destination": dest.name,
-                    "destination_type": "exchange" if isinstance(dest, Exchange) else "queue",
-                    "routing_key": binding.routing_key,
-                    "arguments": _plain_table(binding.arguments),
-                })
+                doc["bindings"].append(
+                    {
+                        "source": exchange.name,
+                        "vhost": vhost.name,
+                        "destination": dest.name,
+                        "destination_type": "exchange" if isinstance(dest, Exchange) else "queue",
+                        "routing_key": binding.routing_key,
+                        "arguments": _plain_table(binding.arguments),
+                    }
+                )
     return doc
 
 
@@ -119,24 +160,23 @@ def _entries(doc: dict[str, Any], section: str, *names: str) -> list[dict[str, A
             raise AdminError("error", f"invalid definitions: '{section}' must hold objects")
         for name in names:
             if not isinstance(entry.get(name), str):
-                raise AdminError("error", f"invalid definitions: each of '{section}' needs a "
-                                          f"string '{name}'")
+                raise AdminError(
+                    "error", f"invalid definitions: each of '{section}' needs a string '{name}'"
+                )
     return entries
 
 
 def _table(entry: dict[str, Any], section: str) -> dict[str, Any]:
     arguments = entry.get("arguments") or {}
     if not isinstance(arguments, dict):
-        raise AdminError("error", f"invalid definitions: arguments in '{section}' must be "
-                                  "objects")
+        raise AdminError("error", f"invalid definitions: arguments in '{section}' must be objects")
     return _typed_table(arguments)
 
 
 def _check(broker: Broker, doc: dict[str, Any]) -> None:
     """What RabbitMQ checks before importing: permission expressions and queue limits."""
     for p in _entries(doc, "permissions", "vhost", "user"):
-        check_permissions(p["vhost"], p["user"], p.get("configure"), p.get("write"),
-                          p.get("read"))
+        check_permissions(p["vhost"], p["user"], p.get("configure"), p.get("write"), p.get("read"))
     new: dict[str, set[str]] = {}
     for q in _entries(doc, "queues", "name", "vhost"):
         vhost = broker.vhosts.get(q["vhost"])
@@ -146,10 +186,13 @@ def _check(broker: Broker, doc: dict[str, Any]) -> None:
         vhost = broker.vhosts[name]
         limit = in_force(vhost.limits, "max-queues")
         if limit is not None and len(vhost.queues) + len(added) > limit:
-            raise AdminError("error", f'Adding {len(added)} queue(s) to virtual host "{name}" '
-                                      f"would exceed the limit of {limit} queue(s).\n\nThis "
-                                      f"virtual host currently has {len(vhost.queues)} queue(s) "
-                                      "defined.\n\nImport aborted!")
+            raise AdminError(
+                "error",
+                f'Adding {len(added)} queue(s) to virtual host "{name}" '
+                f"would exceed the limit of {limit} queue(s).\n\nThis "
+                f"virtual host currently has {len(vhost.queues)} queue(s) "
+                "defined.\n\nImport aborted!",
+            )
 
 
 def _import(broker: Broker, doc: dict[str, Any]) -> None:
@@ -158,8 +201,7 @@ def _import(broker: Broker, doc: dict[str, Any]) -> None:
             meta = v.get("metadata") or {}
             if not isinstance(meta, dict):
                 raise AdminError("error", "invalid definitions: vhost metadata must be objects")
-            broker.add_vhost(v["name"], str(meta.get("description") or ""),
-                             _tags(meta.get("tags")))
+            broker.add_vhost(v["name"], str(meta.get("description") or ""), _tags(meta.get("tags")))
     for u in _entries(doc, "users", "name"):
         tags = _tags(u.get("tags"))
         password_hash = u.get("password_hash") or ""
@@ -178,16 +220,25 @@ def _import(broker: Broker, doc: dict[str, Any]) -> None:
             broker.set_vhost_limits(parameter["vhost"], parameter.get("value"))
     for x in _entries(doc, "exchanges", "name", "vhost", "type"):
         vhost = broker.get_vhost(x["vhost"])
-        vhost.declare_exchange(x["name"], x["type"], durable=bool(x.get("durable", True)),
-                               auto_delete=bool(x.get("auto_delete", False)),
-                               internal=bool(x.get("internal", False)),
-                               arguments=_table(x, "exchanges"))
+        vhost.declare_exchange(
+            x["name"],
+            x["type"],
+            durable=bool(x.get("durable", True)),
+            auto_delete=bool(x.get("auto_delete", False)),
+            internal=bool(x.get("internal", False)),
+            arguments=_table(x, "exchanges"),
+        )
     for q in _entries(doc, "queues", "name", "vhost"):
         vhost = broker.get_vhost(q["vhost"])
-        vhost.declare_queue(q["name"], None, durable=bool(q.get("durable", True)),
-                            auto_delete=bool(q.get("auto_delete", False)),
-                            arguments=_table(q, "queues"), server_named=True,
-                            enforce_limit=False)
+        vhost.declare_queue(
+            q["name"],
+            None,
+            durable=bool(q.get("durable", True)),
+            auto_delete=bool(q.get("auto_delete", False)),
+            arguments=_table(q, "queues"),
+            server_named=True,
+            enforce_limit=False,
+        )
     for b in _entries(doc, "bindings", "vhost", "source", "destination"):
         vhost = broker.get_vhost(b["vhost"])
         source = vhost.get_exchange(b["source"])

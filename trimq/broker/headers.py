@@ -96,12 +96,14 @@ def validate(arguments: dict[str, Any]) -> None:
         raise ChannelError(
             PRECONDITION_FAILED,
             f"Invalid x-match field type {TYPE_NAMES.get(letter, letter)} "
-            f"(value {erlang_term(letter, value)}); expected longstr")
+            f"(value {erlang_term(letter, value)}); expected longstr",
+        )
     if value not in MATCH_MODES:
         raise ChannelError(
             PRECONDITION_FAILED,
             f"Invalid x-match field value {erlang_term(letter, value)}; expected all, any, "
-            "all-with-x, or any-with-x")
+            "all-with-x, or any-with-x",
+        )
 
 
 def erlang_term(letter: str, value: Any) -> str:
@@ -129,9 +131,15 @@ def erlang_term(letter: str, value: Any) -> str:
     if letter == "T":
         return str(comparable(letter, value)[1])
     if letter == "F":
-        return "[" + ",".join(
-            f"{{{erlang_binary(k.encode(STR_ENCODING, STR_ERRORS))},{TYPE_NAMES[v[0]]},"
-            f"{erlang_term(*v)}}}" for k, v in value.items()) + "]"
+        return (
+            "["
+            + ",".join(
+                f"{{{erlang_binary(k.encode(STR_ENCODING, STR_ERRORS))},{TYPE_NAMES[v[0]]},"
+                f"{erlang_term(*v)}}}"
+                for k, v in value.items()
+            )
+            + "]"
+        )
     if letter == "A":
         return "[" + ",".join(f"{{{TYPE_NAMES[v[0]]},{erlang_term(*v)}}}" for v in value) + "]"
     return str(value)

@@ -28,8 +28,9 @@ class Journal:
     541 (the client is told, nothing is confirmed). Settlements and deliveries are best
     effort: losing one only makes a message come back (redelivered) after a restart."""
 
-    def __init__(self, append: Append, next_message_id: int = 1,
-                 flush_soon: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, append: Append, next_message_id: int = 1, flush_soon: Callable[[], None] | None = None
+    ) -> None:
         self._append_record = append
         self.next_message_id = next_message_id
         self.last_define_lsn = 0  # replies to declarations wait until this is durable
@@ -73,15 +74,18 @@ class Journal:
         TTL deadline is kept across a restart by counting from then)."""
         message.id = self.next_message_id
         self.next_message_id += 1
-        return self._append(RecordType.MESSAGE, {
-            "id": message.id,
-            "exchange": message.exchange,
-            "routing_key": message.routing_key,
-            "properties": message.properties_raw,
-            "body": message.body,
-            "queues": [[q.vhost, q.name] for q in queues],
-            "time": int(time.time() * 1000),
-        })
+        return self._append(
+            RecordType.MESSAGE,
+            {
+                "id": message.id,
+                "exchange": message.exchange,
+                "routing_key": message.routing_key,
+                "properties": message.properties_raw,
+                "body": message.body,
+                "queues": [[q.vhost, q.name] for q in queues],
+                "time": int(time.time() * 1000),
+            },
+        )
 
     def settle(self, queue: Queue, ids: list[int]) -> int:
         """These messages left the queue: acked, rejected, purged or dropped."""
@@ -93,7 +97,8 @@ class Journal:
         """These messages were delivered once more (they come back redelivered)."""
         if self._flush_soon is None:
             self._append_quietly(
-                RecordType.DELIVER, {"queue": [queue.vhost, queue.name], "ids": ids})
+                RecordType.DELIVER, {"queue": [queue.vhost, queue.name], "ids": ids}
+            )
             return
         pending = self._deliveries
         if not pending:
@@ -111,6 +116,7 @@ class Journal:
         for queue, ids in pending.values():
             try:
                 self._append_record(
-                    RecordType.DELIVER, {"queue": [queue.vhost, queue.name], "ids": ids})
+                    RecordType.DELIVER, {"queue": [queue.vhost, queue.name], "ids": ids}
+                )
             except (WALFailed, WALClosed):  # best effort, as every delivery record
                 return

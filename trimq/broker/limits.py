@@ -28,7 +28,7 @@ def parse_limits(definition: Any) -> dict[str, int]:
         value = definition.get(key, 0)
         if not isinstance(value, int) or isinstance(value, bool):
             problems.append(f"{key} should be a number, actually was {erlang_value(value)}")
-        elif not -2**63 <= value < 2**63:  # what the journal stores
+        elif not -(2**63) <= value < 2**63:  # what the journal stores
             problems.append(f"{key} should be a 64-bit integer, actually was {value}")
     if problems:
         raise LimitsError("Validation failed\n\n" + "\n".join(problems) + "\n")

@@ -15,8 +15,17 @@ class Message:
     """A published message. Its encoded properties are kept so delivery re-sends them as is."""
 
     __slots__ = (
-        "exchange", "routing_key", "route_raw", "properties", "properties_raw", "body",
-        "size", "persistent", "id", "ttl", "_match_headers",
+        "exchange",
+        "routing_key",
+        "route_raw",
+        "properties",
+        "properties_raw",
+        "body",
+        "size",
+        "persistent",
+        "id",
+        "ttl",
+        "_match_headers",
     )
 
     def __init__(
@@ -46,7 +55,8 @@ class Message:
         headers = self._match_headers
         if headers is None:
             headers = self._match_headers = message_headers(
-                typed_headers(self.properties_raw) if self.properties.headers else None)
+                typed_headers(self.properties_raw) if self.properties.headers else None
+            )
         return headers
 
     def encoded_route(self) -> bytes:
@@ -54,17 +64,26 @@ class Message:
         sent them, or encoded once on the first delivery."""
         route = self.route_raw
         if route is None:
-            route = self.route_raw = (
-                encode_shortstr(self.exchange) + encode_shortstr(self.routing_key))
+            route = self.route_raw = encode_shortstr(self.exchange) + encode_shortstr(
+                self.routing_key
+            )
         return route
 
-    def with_properties(self, properties: BasicProperties, exchange: str | None = None,
-                        routing_key: str | None = None) -> Message:
+    def with_properties(
+        self,
+        properties: BasicProperties,
+        exchange: str | None = None,
+        routing_key: str | None = None,
+    ) -> Message:
         """The same body with other properties (re-encoded), as a message that is passed on
         changed: dead-lettered, stripped of BCC, given a reply address."""
-        return Message(self.exchange if exchange is None else exchange,
-                       self.routing_key if routing_key is None else routing_key,
-                       properties, properties.encode(), self.body)
+        return Message(
+            self.exchange if exchange is None else exchange,
+            self.routing_key if routing_key is None else routing_key,
+            properties,
+            properties.encode(),
+            self.body,
+        )
 
 
 class QueuedMessage:
@@ -73,8 +92,14 @@ class QueuedMessage:
 
     __slots__ = ("message", "seq", "redelivered", "delivery_count", "expires_at", "in_ready")
 
-    def __init__(self, message: Message, seq: int, redelivered: bool = False,
-                 delivery_count: int = 0, expires_at: float | None = None) -> None:
+    def __init__(
+        self,
+        message: Message,
+        seq: int,
+        redelivered: bool = False,
+        delivery_count: int = 0,
+        expires_at: float | None = None,
+    ) -> None:
         self.message = message
         self.seq = seq
         self.redelivered = redelivered

@@ -17,19 +17,35 @@ import re
 
 # POSIX classes as PCRE's default (C locale) tables define them, for a bytes pattern.
 POSIX_CLASSES = {
-    "alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z", "lower": "a-z",
-    "space": "\\t\\n\\x0b\\f\\r ", "blank": "\\t ", "xdigit": "0-9A-Fa-f", "word": "\\w",
-    "punct": "\\x21-\\x2f\\x3a-\\x40\\x5b-\\x60\\x7b-\\x7e", "cntrl": "\\x00-\\x1f\\x7f",
-    "print": "\\x20-\\x7e", "graph": "\\x21-\\x7e", "ascii": "\\x00-\\x7f",
+    "alpha": "a-zA-Z",
+    "digit": "0-9",
+    "alnum": "a-zA-Z0-9",
+    "upper": "A-Z",
+    "lower": "a-z",
+    "space": "\\t\\n\\x0b\\f\\r ",
+    "blank": "\\t ",
+    "xdigit": "0-9A-Fa-f",
+    "word": "\\w",
+    "punct": "\\x21-\\x2f\\x3a-\\x40\\x5b-\\x60\\x7b-\\x7e",
+    "cntrl": "\\x00-\\x1f\\x7f",
+    "print": "\\x20-\\x7e",
+    "graph": "\\x21-\\x7e",
+    "ascii": "\\x00-\\x7f",
 }
 HSPACE = "\\t \\xa0"  # PCRE's \h without UTF
 VSPACE = "\\n\\x0b\\f\\r\\x85"  # PCRE's \v without UTF
 SIMPLE_ESCAPES = {"e": "\\x1b", "a": "\\x07", "f": "\\f", "n": "\\n", "r": "\\r", "t": "\\t"}
 UNSUPPORTED_ESCAPES = {
-    "p": "\\p (Unicode properties)", "P": "\\P (Unicode properties)",
-    "X": "\\X (extended grapheme clusters)", "C": "\\C (single code units)",
-    "K": "\\K (match start reset)", "G": "\\G (first matching position)",
-    "L": "\\L", "l": "\\l", "U": "\\U", "u": "\\u",
+    "p": "\\p (Unicode properties)",
+    "P": "\\P (Unicode properties)",
+    "X": "\\X (extended grapheme clusters)",
+    "C": "\\C (single code units)",
+    "K": "\\K (match start reset)",
+    "G": "\\G (first matching position)",
+    "L": "\\L",
+    "l": "\\l",
+    "U": "\\U",
+    "u": "\\u",
 }
 QUANTIFIER = re.compile(r"\{\d+(,\d*)?\}")
 HEX = re.compile(r"[0-9a-fA-F]{0,2}")
@@ -86,8 +102,9 @@ class _Translator:
         self.captures = 0
 
     def refuse(self, what: str, position: int | None = None) -> PatternError:
-        return PatternError(f"{what} has no equivalent in Python's re",
-                            self.pos if position is None else position)
+        return PatternError(
+            f"{what} has no equivalent in Python's re", self.pos if position is None else position
+        )
 
     def run(self) -> str:
         pattern = self.pattern
@@ -103,8 +120,7 @@ class _Translator:
                 self.close_group()
             elif char == "|":
                 options = self.groups[-1].options
-                self.out.append(")" * len(options) + "|"
-                                + "".join(f"(?{o}:" for o in options))
+                self.out.append(")" * len(options) + "|" + "".join(f"(?{o}:" for o in options))
                 self.pos += 1
             elif char == "{":
                 match = QUANTIFIER.match(pattern, self.pos)
@@ -122,7 +138,7 @@ class _Translator:
 
     def open_group(self) -> None:
         pattern, start = self.pattern, self.pos
-        rest = pattern[start + 1:]
+        rest = pattern[start + 1 :]
         if rest.startswith("*"):
             raise self.refuse("a backtracking control verb (*...)")
         if not rest.startswith("?"):
@@ -151,7 +167,7 @@ class _Translator:
             end = pattern.find(")", start)
             if end < 0:
                 raise PatternError("missing ) after (?P=name", start)
-            self.out.append(pattern[start:end + 1])
+            self.out.append(pattern[start : end + 1])
             self.pos = end + 1
             return
         if rest.startswith("?("):
@@ -159,8 +175,12 @@ class _Translator:
             return
         if after == "|":
             raise self.refuse("a branch reset group (?|...)")
-        if after in "R&+-0123456789" and after and not re.match(r"\?-[a-zA-Z]", rest) \
-                or rest.startswith("?P>"):
+        if (
+            after in "R&+-0123456789"
+            and after
+            and not re.match(r"\?-[a-zA-Z]", rest)
+            or rest.startswith("?P>")
+        ):
             raise self.refuse("recursion or a subroutine call (?R), (?1), (?&name)")
         if rest.startswith("?C"):
             raise self.refuse("a callout (?C)")
@@ -183,8 +203,7 @@ class _Translator:
         characters from `at` to just after `close`."""
         end = self.pattern.find(close, at)
         if end < 0:
-            raise PatternError(f"syntax error in subpattern name (missing terminator {close})",
-                               at)
+            raise PatternError(f"syntax error in subpattern name (missing terminator {close})", at)
         name = self.pattern[at:end]
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
             raise PatternError(f"bad group name {name!r}", at)
@@ -194,7 +213,7 @@ class _Translator:
         """`(?(1)yes|no)`, `(?(<name>)...)`, `(?('name')...)`, `(?(name)...)`."""
         pattern = self.pattern
         at = start + 3
-        if pattern[at:at + 1] == "?":
+        if pattern[at : at + 1] == "?":
             raise self.refuse("a condition that is an assertion (?(?=...)")
         end = pattern.find(")", at)
         if end < 0:
@@ -210,8 +229,7 @@ class _Translator:
 
     def options(self, start: int) -> None:
         """Option settings: `(?i)` for the rest of the group, `(?i:...)` for a group."""
-        match = re.compile(r"\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([:)])").match(self.pattern,
-                                                                          start + 1)
+        match = re.compile(r"\?([a-zA-Z]*)(?:-([a-zA-Z]*))?([:)])").match(self.pattern, start + 1)
         if match is None:
             raise PatternError("unrecognized character after (? or (?-", start + 1)
         on, off, end = match.group(1), match.group(2) or "", match.group(3)
@@ -240,7 +258,7 @@ class _Translator:
         self.pos = start + 2
         if char == "Q":
             end = pattern.find("\\E", self.pos)
-            literal = pattern[self.pos:] if end < 0 else pattern[self.pos:end]
+            literal = pattern[self.pos :] if end < 0 else pattern[self.pos : end]
             self.pos = len(pattern) if end < 0 else end + 2
             return "".join(_literal(c) for c in literal)
         if char == "E":
@@ -286,7 +304,7 @@ class _Translator:
         if char == "R":
             return f"(?:\\r\\n|[{VSPACE}])"
         if char == "N":
-            if self.pattern[self.pos:self.pos + 1] == "{":
+            if self.pattern[self.pos : self.pos + 1] == "{":
                 raise self.refuse("\\N{...}", start)
             return "[^\\n]"
         if char == "k":
@@ -313,7 +331,7 @@ class _Translator:
 
     def hex_escape(self) -> str:
         pattern = self.pattern
-        if pattern[self.pos:self.pos + 1] == "{":
+        if pattern[self.pos : self.pos + 1] == "{":
             return self.braced_number(16, "\\x{")
         digits = HEX.match(pattern, self.pos)
         assert digits is not None
@@ -324,7 +342,7 @@ class _Translator:
         pattern = self.pattern
         end = pattern.find("}", self.pos)
         try:
-            value = int(pattern[self.pos + 1:end], base) if end > self.pos + 1 else -1
+            value = int(pattern[self.pos + 1 : end], base) if end > self.pos + 1 else -1
         except ValueError:
             value = -1
         if value < 0:
@@ -349,16 +367,20 @@ class _Translator:
         if int(number) < 10 or int(number) <= self.captures:
             self.pos = digits.end()
             return f"(?:\\{int(number)})"
-        raise PatternError(f"\\{number}: no such group (PCRE would read it as an octal "
-                           "character, which is not supported)", self.pos - 2)
+        raise PatternError(
+            f"\\{number}: no such group (PCRE would read it as an octal "
+            "character, which is not supported)",
+            self.pos - 2,
+        )
 
     def named_reference(self, start: int) -> str:
         """\\k<name>, \\k'name', \\k{name}."""
-        opener = self.pattern[self.pos:self.pos + 1]
+        opener = self.pattern[self.pos : self.pos + 1]
         closer = {"<": ">", "'": "'", "{": "}"}.get(opener)
         if closer is None:
-            raise PatternError("\\k is not followed by a braced, angle-bracketed, or quoted "
-                               "name", start)
+            raise PatternError(
+                "\\k is not followed by a braced, angle-bracketed, or quoted name", start
+            )
         name, length = self.read_name(self.pos + 1, closer)
         self.pos += 1 + length
         return f"(?P={name})"
@@ -366,11 +388,12 @@ class _Translator:
     def g_reference(self, start: int) -> str:
         """\\g{n}, \\gn, \\g{-n}, \\g-n, \\g{name}; \\g<...> (a subroutine call) is refused."""
         pattern = self.pattern
-        if pattern[self.pos:self.pos + 1] in ("<", "'"):
+        if pattern[self.pos : self.pos + 1] in ("<", "'"):
             raise self.refuse("a subroutine call \\g<...>", start)
-        braced = pattern[self.pos:self.pos + 1] == "{"
+        braced = pattern[self.pos : self.pos + 1] == "{"
         match = re.compile(r"\{(-?\d+|[A-Za-z_]\w*)\}" if braced else r"-?\d+").match(
-            pattern, self.pos)
+            pattern, self.pos
+        )
         if match is None:
             raise PatternError("a numbered reference must not be zero", start)
         reference = match.group(1) if braced else match.group()
@@ -389,7 +412,7 @@ class _Translator:
     def char_class(self) -> str:
         pattern, start = self.pattern, self.pos
         self.pos += 1
-        negated = pattern[self.pos:self.pos + 1] == "^"
+        negated = pattern[self.pos : self.pos + 1] == "^"
         if negated:
             self.pos += 1
         items: list[str] = []
@@ -403,7 +426,7 @@ class _Translator:
                 self.pos += 1
                 break
             first = False
-            if char == "[" and pattern[self.pos + 1:self.pos + 2] in (":", ".", "="):
+            if char == "[" and pattern[self.pos + 1 : self.pos + 2] in (":", ".", "="):
                 posix = re.compile(r"\[:(\^?)([a-z]+):\]").match(pattern, self.pos)
                 if posix is None:
                     raise PatternError("POSIX collating elements are not supported", self.pos)
@@ -422,11 +445,17 @@ class _Translator:
             return f"[{'^' if negated else ''}{members}]"
         # [x[:^digit:]] is "x, or not a digit"; [^x[:^digit:]] is "a digit, and not x".
         if not negated:
-            return "(?:" + "|".join(([f"[{members}]"] if items else [])
-                                    + [f"[^{p}]" for p in negated_posix]) + ")"
-        return ("(?:" + (f"(?![{members}])" if items else "")
-                + "".join(f"(?=[{p}])" for p in negated_posix[:-1])
-                + f"[{negated_posix[-1]}])")
+            return (
+                "(?:"
+                + "|".join(([f"[{members}]"] if items else []) + [f"[^{p}]" for p in negated_posix])
+                + ")"
+            )
+        return (
+            "(?:"
+            + (f"(?![{members}])" if items else "")
+            + "".join(f"(?=[{p}])" for p in negated_posix[:-1])
+            + f"[{negated_posix[-1]}])"
+        )
 
 
 def _literal(char: str) -> str:

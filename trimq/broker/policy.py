@@ -23,11 +23,20 @@ QUEUE_KEYS = frozenset(a.policy.key for a in QUEUE_ARGUMENTS if a.policy is not 
 # Keys RabbitMQ accepts for mirroring, quorum queues and streams, with no queue argument here.
 # They mean nothing on one node with one queue type, so they are accepted (and listed) but
 # change nothing: operators' existing set_policy scripts keep working.
-INERT_KEYS = frozenset({
-    "ha-mode", "ha-params", "ha-sync-mode", "ha-sync-batch-size", "ha-promote-on-shutdown",
-    "ha-promote-on-failure", "dead-letter-strategy", "max-age",
-    "stream-max-segment-size-bytes", "initial-cluster-size",
-})
+INERT_KEYS = frozenset(
+    {
+        "ha-mode",
+        "ha-params",
+        "ha-sync-mode",
+        "ha-sync-batch-size",
+        "ha-promote-on-shutdown",
+        "ha-promote-on-failure",
+        "dead-letter-strategy",
+        "max-age",
+        "stream-max-segment-size-bytes",
+        "initial-cluster-size",
+    }
+)
 APPLY_TO = ("queues", "exchanges", "all")
 
 
@@ -42,8 +51,11 @@ def erlang_value(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ",".join(erlang_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "#{" + ",".join(f"{erlang_value(k)} => {erlang_value(v)}"
-                               for k, v in value.items()) + "}"
+        return (
+            "#{"
+            + ",".join(f"{erlang_value(k)} => {erlang_value(v)}" for k, v in value.items())
+            + "}"
+        )
     return repr(value)
 
 
@@ -54,10 +66,15 @@ def _integer(value: Any, least: int) -> bool:
 # key -> (test of its value, what RabbitMQ says the value is not)
 _VALUE_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "alternate-exchange": (lambda v: isinstance(v, str), "a valid alternate exchange name"),
-    "dead-letter-strategy": (lambda v: v in ("at-most-once", "at-least-once"),
-                             "a valid dead letter strategy"),
-    **{a.policy.key: (a.policy.valid, a.policy.noun) for a in QUEUE_ARGUMENTS
-       if a.policy is not None and a.policy.valid is not None},
+    "dead-letter-strategy": (
+        lambda v: v in ("at-most-once", "at-least-once"),
+        "a valid dead letter strategy",
+    ),
+    **{
+        a.policy.key: (a.policy.valid, a.policy.noun)
+        for a in QUEUE_ARGUMENTS
+        if a.policy is not None and a.policy.valid is not None
+    },
 }
 
 
@@ -66,8 +83,10 @@ def _check_mirroring(definition: dict[str, Any]) -> str | None:
     mode = definition.get("ha-mode")
     if mode is None:
         if any(k in definition for k in ("ha-params", "ha-sync-mode", "ha-promote-on-shutdown")):
-            return ("ha-mode must be specified to specify ha-params, ha-sync-mode or "
-                    "ha-promote-on-shutdown")
+            return (
+                "ha-mode must be specified to specify ha-params, ha-sync-mode or "
+                "ha-promote-on-shutdown"
+            )
         return None
     if mode not in ("all", "exactly", "nodes"):
         return f"{erlang_value(mode)} is not a valid ha-mode value"
@@ -77,28 +96,35 @@ def _check_mirroring(definition: dict[str, Any]) -> str | None:
     if mode == "exactly" and not _integer(params, 1):
         given = "none" if params is None else erlang_value(params)
         return f'ha-mode="exactly" takes an integer, {given} given'
-    if mode == "nodes" and not (isinstance(params, list) and params
-                                and all(isinstance(n, str) for n in params)):
+    if mode == "nodes" and not (
+        isinstance(params, list) and params and all(isinstance(n, str) for n in params)
+    ):
         given = "none" if params is None else erlang_value(params)
         return f'ha-mode="nodes" takes a list, {given} given'
     for key in ("ha-promote-on-shutdown", "ha-promote-on-failure"):
         if key in definition and definition[key] not in ("always", "when-synced"):
             return f'{key} must be "always" or "when-synced", got {erlang_value(definition[key])}'
-    if "ha-sync-mode" in definition and definition["ha-sync-mode"] not in ("manual",
-                                                                          "automatic"):
-        return ('ha-sync-mode must be "manual" or "automatic", got '
-                f'{erlang_value(definition["ha-sync-mode"])}')
+    if "ha-sync-mode" in definition and definition["ha-sync-mode"] not in ("manual", "automatic"):
+        return (
+            'ha-sync-mode must be "manual" or "automatic", got '
+            f"{erlang_value(definition['ha-sync-mode'])}"
+        )
     if "ha-sync-batch-size" in definition and not _integer(definition["ha-sync-batch-size"], 1):
-        return ("ha-sync-batch-size takes an integer greater than 0, "
-                f"{erlang_value(definition['ha-sync-batch-size'])} given")
+        return (
+            "ha-sync-batch-size takes an integer greater than 0, "
+            f"{erlang_value(definition['ha-sync-batch-size'])} given"
+        )
     return None
 
 
 def definition_problem(definition: dict[str, Any]) -> str | None:
     """Why RabbitMQ would refuse this definition (its text), or None. Keys are checked in
     sorted order, as RabbitMQ does, and only the first problem is told."""
-    unknown = [(k, v) for k, v in sorted(definition.items())
-               if k not in QUEUE_KEYS and k not in EXCHANGE_KEYS and k not in INERT_KEYS]
+    unknown = [
+        (k, v)
+        for k, v in sorted(definition.items())
+        if k not in QUEUE_KEYS and k not in EXCHANGE_KEYS and k not in INERT_KEYS
+    ]
     if unknown:
         listed = ",".join(f"{{{erlang_value(k)},{erlang_value(v)}}}" for k, v in unknown)
         return f"[{listed}] are not recognised policy settings"
@@ -135,21 +161,29 @@ class Policy:
     def exchange_arguments(self) -> dict[str, Any]:
         """The definition's exchange keys as typed arguments of an exchange. (A queue reads its
         keys from the definition through arguments.queue_settings.)"""
-        return {EXCHANGE_KEYS[key]: ("S", value) for key, value in self.definition.items()
-                if key in EXCHANGE_KEYS}
+        return {
+            EXCHANGE_KEYS[key]: ("S", value)
+            for key, value in self.definition.items()
+            if key in EXCHANGE_KEYS
+        }
 
 
-def make_policy(vhost: str, name: str, pattern: str, definition: Any, priority: int,
-                apply_to: str) -> Policy:
+def make_policy(
+    vhost: str, name: str, pattern: str, definition: Any, priority: int, apply_to: str
+) -> Policy:
     """A checked policy, or PolicyError."""
     if apply_to not in APPLY_TO:
-        raise PolicyError(f"Validation failed\n\napply-to '{apply_to}' unrecognised; should be "
-                          "'queues', 'exchanges' or 'all'")
+        raise PolicyError(
+            f"Validation failed\n\napply-to '{apply_to}' unrecognised; should be "
+            "'queues', 'exchanges' or 'all'"
+        )
     try:
         compile_pattern(pattern)
     except PatternError as exc:
-        raise PolicyError("Validation failed\n\npattern should be regular expression but is "
-                          f'invalid: {{"{exc.message}",{exc.position}}}') from None
+        raise PolicyError(
+            "Validation failed\n\npattern should be regular expression but is "
+            f'invalid: {{"{exc.message}",{exc.position}}}'
+        ) from None
     if not isinstance(definition, dict):
         raise PolicyError("Validation failed\n\nthe definition must be a JSON object")
     if not definition:

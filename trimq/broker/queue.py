@@ -43,8 +43,16 @@ class DeliverySink(Protocol):
 
 class Consumer:
     __slots__ = (
-        "tag", "queue", "sink", "no_ack", "exclusive", "arguments", "prefetch", "unacked",
-        "priority", "encoded_tag",
+        "tag",
+        "queue",
+        "sink",
+        "no_ack",
+        "exclusive",
+        "arguments",
+        "prefetch",
+        "unacked",
+        "priority",
+        "encoded_tag",
     )
 
     def __init__(
@@ -163,8 +171,9 @@ class Queue:
             self._drop_over_limit()
         return True
 
-    def restore(self, recovered: Iterable[tuple[Message, int, int]],
-                clock: tuple[float, float]) -> None:
+    def restore(
+        self, recovered: Iterable[tuple[Message, int, int]], clock: tuple[float, float]
+    ) -> None:
         """Put back the messages recovered from the log, in order, each given as (message, how
         often it was delivered, when it was recorded). A TTL counts from when the message was
         recorded (ms since the epoch; 0 if unknown: then from now), so a restart neither
@@ -208,8 +217,10 @@ class Queue:
         dropped = []
         while self.ready and (
             (settings.max_length is not None and len(self.ready) > settings.max_length)
-            or (settings.max_length_bytes is not None
-                and self.ready.bytes > settings.max_length_bytes)
+            or (
+                settings.max_length_bytes is not None
+                and self.ready.bytes > settings.max_length_bytes
+            )
         ):
             entry = self.ready.popleft()
             assert entry is not None
@@ -230,8 +241,11 @@ class Queue:
         delivered: list[int] = []
         settled: list[int] = []
         # Most queues have one consumer: no round-robin to do (it can be cancelled meanwhile).
-        only = consumers[0] if len(consumers) == 1 and not self.settings.single_active_consumer \
+        only = (
+            consumers[0]
+            if len(consumers) == 1 and not self.settings.single_active_consumer
             else None
+        )
         while ready and consumers:
             if only is not None and len(consumers) == 1 and consumers[0] is only:
                 consumer = only if only.sink.can_deliver(only) else None
@@ -383,7 +397,9 @@ class Queue:
         self.expire_due(now)
         expires = self.settings.expires
         if (
-            expires is not None and not self.consumers and self.home is not None
+            expires is not None
+            and not self.consumers
+            and self.home is not None
             and now >= self.last_used + expires / 1000
         ):
             self.home.delete_queue(self)
@@ -417,8 +433,11 @@ class Queue:
     def remove_consumer(self, consumer: Consumer) -> None:
         if consumer not in self.consumers:
             return
-        if (self.settings.single_active_consumer and consumer is self.consumers[0]
-                and consumer.unacked > 0):
+        if (
+            self.settings.single_active_consumer
+            and consumer is self.consumers[0]
+            and consumer.unacked > 0
+        ):
             self._retiring = consumer
         self.consumers.remove(consumer)
         for priority, group in self._groups:

@@ -103,17 +103,23 @@ class UserDef:
         return self.make_key(self.name)
 
     def value(self) -> Value:
-        return {"password_hash": self.password_hash, "tags": list(self.tags),
-                "hashing_algorithm": self.hashing_algorithm}
+        return {
+            "password_hash": self.password_hash,
+            "tags": list(self.tags),
+            "hashing_algorithm": self.hashing_algorithm,
+        }
 
     @classmethod
     def decode(cls, key: tuple[Any, ...], value: Value) -> UserDef:
-        return cls(key[0], value.get("password_hash", ""), list(value.get("tags", [])),
-                   value.get("hashing_algorithm", ""))
+        return cls(
+            key[0],
+            value.get("password_hash", ""),
+            list(value.get("tags", [])),
+            value.get("hashing_algorithm", ""),
+        )
 
     def load(self, broker: Broker) -> str | None:
-        broker.add_user(self.name, None, self.tags, password_hash=self.password_hash,
-                        loading=True)
+        broker.add_user(self.name, None, self.tags, password_hash=self.password_hash, loading=True)
         return None
 
 
@@ -142,8 +148,9 @@ class PermissionDef:
 
     def load(self, broker: Broker) -> str | None:
         try:
-            broker.set_permissions(self.vhost, self.user, self.configure, self.write,
-                                   self.read, loading=True)
+            broker.set_permissions(
+                self.vhost, self.user, self.configure, self.write, self.read, loading=True
+            )
         except PatternError as exc:  # an expression this version cannot use: left out
             return f"permissions of user {self.user!r} in vhost {self.vhost!r}: {exc}"
         return None
@@ -167,18 +174,35 @@ class PolicyDef:
         return self.make_key(self.vhost, self.name)
 
     def value(self) -> Value:
-        return {"pattern": self.pattern, "definition": self.definition,
-                "priority": self.priority, "apply_to": self.apply_to}
+        return {
+            "pattern": self.pattern,
+            "definition": self.definition,
+            "priority": self.priority,
+            "apply_to": self.apply_to,
+        }
 
     @classmethod
     def decode(cls, key: tuple[Any, ...], value: Value) -> PolicyDef:
-        return cls(key[0], key[1], value["pattern"], value["definition"], value["priority"],
-                   value["apply_to"])
+        return cls(
+            key[0],
+            key[1],
+            value["pattern"],
+            value["definition"],
+            value["priority"],
+            value["apply_to"],
+        )
 
     def load(self, broker: Broker) -> str | None:
         try:
-            broker.set_policy(self.vhost, self.name, self.pattern, self.definition,
-                              self.priority, self.apply_to, loading=True)
+            broker.set_policy(
+                self.vhost,
+                self.name,
+                self.pattern,
+                self.definition,
+                self.priority,
+                self.apply_to,
+                loading=True,
+            )
         except PolicyError as exc:  # set before its values were checked: left out
             return f"policy {self.name!r} in vhost {self.vhost!r}: {exc}"
         return None
@@ -202,21 +226,33 @@ class ExchangeDef:
         return self.make_key(self.vhost, self.name)
 
     def value(self) -> Value:
-        return {"type": self.type, "auto_delete": self.auto_delete, "internal": self.internal,
-                "arguments": encode_typed_table(self.arguments)}
+        return {
+            "type": self.type,
+            "auto_delete": self.auto_delete,
+            "internal": self.internal,
+            "arguments": encode_typed_table(self.arguments),
+        }
 
     @classmethod
     def decode(cls, key: tuple[Any, ...], value: Value) -> ExchangeDef:
-        return cls(key[0], key[1], value["type"], value["auto_delete"], value["internal"],
-                   _table(value["arguments"]))
+        return cls(
+            key[0],
+            key[1],
+            value["type"],
+            value["auto_delete"],
+            value["internal"],
+            _table(value["arguments"]),
+        )
 
     def load(self, broker: Broker) -> str | None:
         """An exchange type this version lacks, or a default exchange: left as it is."""
         vhost = broker.loading_vhost(self.vhost)
         cls = EXCHANGE_TYPES.get(self.type)
         if cls is not None and self.name not in vhost.exchanges:
-            vhost.add_exchange(cls(self.name, vhost.name, True, self.auto_delete,
-                                   self.internal, self.arguments), loading=True)
+            vhost.add_exchange(
+                cls(self.name, vhost.name, True, self.auto_delete, self.internal, self.arguments),
+                loading=True,
+            )
         return None
 
 
@@ -236,8 +272,7 @@ class QueueDef:
         return self.make_key(self.vhost, self.name)
 
     def value(self) -> Value:
-        return {"auto_delete": self.auto_delete,
-                "arguments": encode_typed_table(self.arguments)}
+        return {"auto_delete": self.auto_delete, "arguments": encode_typed_table(self.arguments)}
 
     @classmethod
     def decode(cls, key: tuple[Any, ...], value: Value) -> QueueDef:
@@ -245,8 +280,9 @@ class QueueDef:
 
     def load(self, broker: Broker) -> str | None:
         vhost = broker.loading_vhost(self.vhost)
-        vhost.add_queue(Queue(self.name, vhost.name, True, None, self.auto_delete,
-                              self.arguments), loading=True)
+        vhost.add_queue(
+            Queue(self.name, vhost.name, True, None, self.auto_delete, self.arguments), loading=True
+        )
         return None
 
 
@@ -264,14 +300,32 @@ class BindingDef:
     arguments: dict[str, Any]  # typed values, as declared
 
     @staticmethod
-    def make_key(vhost: str, source: str, destination_kind: str, destination: str,
-                 routing_key: str, arguments: dict[str, Any]) -> list[str]:
-        return [vhost, source, destination_kind, destination, routing_key,
-                repr(args_key(arguments))]
+    def make_key(
+        vhost: str,
+        source: str,
+        destination_kind: str,
+        destination: str,
+        routing_key: str,
+        arguments: dict[str, Any],
+    ) -> list[str]:
+        return [
+            vhost,
+            source,
+            destination_kind,
+            destination,
+            routing_key,
+            repr(args_key(arguments)),
+        ]
 
     def key(self) -> list[str]:
-        return self.make_key(self.vhost, self.source, self.destination_kind,
-                             self.destination, self.routing_key, self.arguments)
+        return self.make_key(
+            self.vhost,
+            self.source,
+            self.destination_kind,
+            self.destination,
+            self.routing_key,
+            self.arguments,
+        )
 
     def value(self) -> Value:
         return {"arguments": encode_typed_table(self.arguments)}
@@ -291,13 +345,29 @@ class BindingDef:
         return None
 
 
-Definition = (VHostDef | VHostLimitsDef | UserDef | PermissionDef | PolicyDef | ExchangeDef
-              | QueueDef | BindingDef)
+Definition = (
+    VHostDef
+    | VHostLimitsDef
+    | UserDef
+    | PermissionDef
+    | PolicyDef
+    | ExchangeDef
+    | QueueDef
+    | BindingDef
+)
 
 KINDS: dict[str, type[Definition]] = {
     cls.KIND: cls
-    for cls in (VHostDef, VHostLimitsDef, UserDef, PermissionDef, PolicyDef, ExchangeDef,
-                QueueDef, BindingDef)
+    for cls in (
+        VHostDef,
+        VHostLimitsDef,
+        UserDef,
+        PermissionDef,
+        PolicyDef,
+        ExchangeDef,
+        QueueDef,
+        BindingDef,
+    )
 }
 
 

@@ -14,8 +14,9 @@ from trimq.broker.message import Message
 from trimq.broker.records import decode
 
 
-def restore(broker: Broker, state: RecoveredState,
-            skipped: list[str] | None = None) -> tuple[int, int]:
+def restore(
+    broker: Broker, state: RecoveredState, skipped: list[str] | None = None
+) -> tuple[int, int]:
     """Load `state` into `broker` (whose journal is attached); returns (queues, messages).
     Definitions that no longer validate are left out and described in `skipped`."""
     if skipped is None:
@@ -38,7 +39,8 @@ def restore(broker: Broker, state: RecoveredState,
     # A message that several queues hold is one Message, as it was when it was published.
     # The map is only needed when more than one queue holds messages.
     shared: dict[int, Message] | None = (
-        {} if sum(1 for held in state.queues.values() if held) > 1 else None)
+        {} if sum(1 for held in state.queues.values() if held) > 1 else None
+    )
     for (vhost_name, queue_name), held in state.queues.items():
         owner = broker.vhosts.get(vhost_name)
         target = owner.queues.get(queue_name) if owner is not None else None
@@ -49,10 +51,12 @@ def restore(broker: Broker, state: RecoveredState,
     return len([q for v in broker.vhosts.values() for q in v.queues.values()]), count
 
 
-def _messages(held: dict[int, int], stored: dict[int, StoredMessage],
-              shared: dict[int, Message] | None,
-              properties_of: Callable[[bytes], tuple[BasicProperties, bytes]],
-              ) -> Iterator[tuple[Message, int, int]]:
+def _messages(
+    held: dict[int, int],
+    stored: dict[int, StoredMessage],
+    shared: dict[int, Message] | None,
+    properties_of: Callable[[bytes], tuple[BasicProperties, bytes]],
+) -> Iterator[tuple[Message, int, int]]:
     """(message, delivery count, when recorded) of each message a queue held, in order."""
     for mid, delivery_count in held.items():
         item = stored[mid]
@@ -84,4 +88,3 @@ def _properties_decoder() -> Callable[[bytes], tuple[BasicProperties, bytes]]:
         return found
 
     return decode
-

@@ -74,8 +74,9 @@ def _bool(value: bool) -> str:
 
 
 class VHost:
-    def __init__(self, name: str, journal: Journal | None = None,
-                 timers: Timers | None = None) -> None:
+    def __init__(
+        self, name: str, journal: Journal | None = None, timers: Timers | None = None
+    ) -> None:
         self.name = name
         self.journal = journal  # where durable definitions are recorded (None: memory only)
         self.timers = timers  # message and queue expiry (None: never fires)
@@ -138,9 +139,12 @@ class VHost:
         """max-queues: a new queue is refused once the vhost holds that many (all kinds)."""
         limit = in_force(self.limits, "max-queues")
         if limit is not None and len(self.queues) >= limit:
-            raise ChannelError(PRECONDITION_FAILED, f"cannot declare queue '{name}': queue "
-                                                    f"limit in vhost '{self.name}' ({limit}) "
-                                                    "is reached")
+            raise ChannelError(
+                PRECONDITION_FAILED,
+                f"cannot declare queue '{name}': queue "
+                f"limit in vhost '{self.name}' ({limit}) "
+                "is reached",
+            )
 
     # -- exchanges ----------------------------------------------------------------------
 
@@ -194,7 +198,8 @@ class VHost:
                 raise ChannelError(
                     PRECONDITION_FAILED,
                     f"invalid type '{TYPE_NAMES[alternate[0]]}' for arg 'alternate-exchange' "
-                    f"in {self.describe('exchange', name)}")
+                    f"in {self.describe('exchange', name)}",
+                )
             if may_forward is not None:
                 may_forward(alternate[1])
         exchange = cls(name, self.name, durable, auto_delete, internal, arguments)
@@ -216,8 +221,8 @@ class VHost:
             raise ChannelError(ACCESS_REFUSED, "operation not permitted on the default exchange")
         if name.startswith("amq."):
             raise ChannelError(
-                ACCESS_REFUSED, f"deletion of system exchange '{name}' in vhost '{self.name}' "
-                "not allowed",
+                ACCESS_REFUSED,
+                f"deletion of system exchange '{name}' in vhost '{self.name}' not allowed",
             )
         exchange = self.exchanges.get(name)
         if exchange is None:
@@ -304,8 +309,7 @@ class VHost:
                         f"inequivalent arg '{field}' for {what}: "
                         f"received '{_bool(received)}' but current is '{_bool(current)}'",
                     )
-            self.check_arguments(what, COMPARED_QUEUE_ARGUMENTS, arguments,
-                                 existing.arguments)
+            self.check_arguments(what, COMPARED_QUEUE_ARGUMENTS, arguments, existing.arguments)
             existing.touch()
             return existing, False
         if enforce_limit:  # as RabbitMQ, before the arguments are looked at
@@ -316,8 +320,9 @@ class VHost:
             if may_forward is not None:
                 may_forward(dead_letter_exchange[1])
         validate_queue_arguments(what, arguments)
-        queue = Queue(name, self.name, durable, owner if exclusive else None, auto_delete,
-                      arguments)
+        queue = Queue(
+            name, self.name, durable, owner if exclusive else None, auto_delete, arguments
+        )
         self.add_queue(queue)
         return queue, True
 
@@ -332,8 +337,9 @@ class VHost:
         if self.journal is not None and queue.durable and not queue.exclusive:
             queue.journal = self.journal
             if not loading:
-                self.journal.put(QueueDef(self.name, queue.name, queue.auto_delete,
-                                          queue.arguments))
+                self.journal.put(
+                    QueueDef(self.name, queue.name, queue.auto_delete, queue.arguments)
+                )
 
     @staticmethod
     def check_arguments(
@@ -383,8 +389,14 @@ class VHost:
 
     # -- bindings -----------------------------------------------------------------------
 
-    def bind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
-             arguments: dict[str, Any], loading: bool = False) -> None:
+    def bind(
+        self,
+        source: Exchange,
+        destination: Queue | Exchange,
+        routing_key: str,
+        arguments: dict[str, Any],
+        loading: bool = False,
+    ) -> None:
         """Bind (nothing changes if the binding exists). `loading`: it comes from storage
         (recovery): neither checked nor journaled again."""
         binding = Binding(source.name, destination, routing_key, arguments)
@@ -393,8 +405,13 @@ class VHost:
         if source.add_binding(binding) and not loading:
             self._journal_binding(source, binding, present=True)
 
-    def unbind(self, source: Exchange, destination: Queue | Exchange, routing_key: str,
-               arguments: dict[str, Any]) -> None:
+    def unbind(
+        self,
+        source: Exchange,
+        destination: Queue | Exchange,
+        routing_key: str,
+        arguments: dict[str, Any],
+    ) -> None:
         binding = Binding(source.name, destination, routing_key, arguments)
         if source.remove_binding(binding):  # unbinding nothing deletes nothing, as RabbitMQ
             self._journal_binding(source, binding, present=False)
@@ -407,9 +424,16 @@ class VHost:
         if self.journal is None or not exchange.durable:
             return
         if present:
-            self.journal.put(ExchangeDef(self.name, exchange.name, exchange.TYPE,
-                                         exchange.auto_delete, exchange.internal,
-                                         exchange.arguments))
+            self.journal.put(
+                ExchangeDef(
+                    self.name,
+                    exchange.name,
+                    exchange.TYPE,
+                    exchange.auto_delete,
+                    exchange.internal,
+                    exchange.arguments,
+                )
+            )
         else:
             self.journal.drop(ExchangeDef.KIND, ExchangeDef.make_key(self.name, exchange.name))
 
@@ -423,9 +447,14 @@ class VHost:
             or (isinstance(dest, Queue) and dest.exclusive)
         ):
             return
-        record = BindingDef(self.name, source.name,
-                            "queue" if isinstance(dest, Queue) else "exchange", dest.name,
-                            binding.routing_key, binding.arguments)
+        record = BindingDef(
+            self.name,
+            source.name,
+            "queue" if isinstance(dest, Queue) else "exchange",
+            dest.name,
+            binding.routing_key,
+            binding.arguments,
+        )
         if present:
             self.journal.put(record)
         else:

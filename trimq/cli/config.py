@@ -73,6 +73,7 @@ def _int(low: int, high: int) -> Callable[[str, Any], int]:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise ConfigError(f"'{key}' must be an integer from {low} to {high}, not {value!r}")
         return value
+
     return check
 
 
@@ -85,13 +86,24 @@ def _number(low: float) -> Callable[[str, Any], float]:
         if isinstance(value, bool) or number < low:
             raise ConfigError(f"'{key}' must be a number of at least {low}, not {value!r}")
         return number
+
     return check
 
 
 _UNITS = {
-    "": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
-    "k": 1024, "kib": 1024, "m": 1024**2, "mib": 1024**2, "g": 1024**3, "gib": 1024**3,
-    "t": 1024**4, "tib": 1024**4,
+    "": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "k": 1024,
+    "kib": 1024,
+    "m": 1024**2,
+    "mib": 1024**2,
+    "g": 1024**3,
+    "gib": 1024**3,
+    "t": 1024**4,
+    "tib": 1024**4,
 }
 
 
@@ -99,7 +111,7 @@ def parse_size(text: str) -> int | None:
     """Bytes from "1048576", "50MB" (10^6) or "2GiB"/"2G" (2^30); None if it is not one."""
     text = text.strip().lower()
     digits = text.rstrip("abcdefghijklmnopqrstuvwxyz ")
-    unit = text[len(digits):].strip()
+    unit = text[len(digits) :].strip()
     if digits.isdigit() and unit in _UNITS:
         return int(digits) * _UNITS[unit]
     return None
@@ -107,14 +119,18 @@ def parse_size(text: str) -> int | None:
 
 def _size(low: int, high: int) -> Callable[[str, Any], int]:
     """Bytes, as an integer or a string with a unit ("50MB", "1GiB")."""
+
     def check(key: str, value: Any) -> int:
         number: Any = value
         if isinstance(value, str):
             number = parse_size(value)
         if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
-            raise ConfigError(f"'{key}' must be a size from {low} to {high} bytes (such as "
-                              f"1048576, \"50MB\" or \"2GiB\"), not {value!r}")
+            raise ConfigError(
+                f"'{key}' must be a size from {low} to {high} bytes (such as "
+                f'1048576, "50MB" or "2GiB"), not {value!r}'
+            )
         return number
+
     return check
 
 
@@ -147,6 +163,7 @@ def _choice(*choices: str) -> Callable[[str, Any], str]:
         if value not in choices:
             raise ConfigError(f"'{key}' must be one of {', '.join(choices)}, not {value!r}")
         return str(value)
+
     return check
 
 
@@ -192,8 +209,7 @@ KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "limits.connection_output_buffer": ("connection_output_buffer", _size(4096, 2**40)),
     "limits.consumer_timeout": ("consumer_timeout", _int(0, 2**31 - 1)),
     "resources.memory_high_watermark": ("memory_high_watermark", _fraction),
-    "resources.memory_high_watermark_absolute": ("memory_high_watermark_absolute",
-                                                 _size(0, 2**50)),
+    "resources.memory_high_watermark_absolute": ("memory_high_watermark_absolute", _size(0, 2**50)),
     "resources.disk_free_limit": ("disk_free_limit", _size(0, 2**60)),
 }
 
@@ -213,12 +229,17 @@ def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def load(config_file: Path | None, environ: Mapping[str, str], overrides: dict[str, Any],
-         ) -> Settings:
+def load(
+    config_file: Path | None,
+    environ: Mapping[str, str],
+    overrides: dict[str, Any],
+) -> Settings:
     """Settings from the file, then the environment, then `overrides` (flags, by TOML key)."""
     settings = Settings()
-    data_dir_hint = _path("data_dir", overrides.get("data_dir")
-                          or environ.get("TRIMQ_DATA_DIR") or str(DEFAULT_DATA_DIR))
+    data_dir_hint = _path(
+        "data_dir",
+        overrides.get("data_dir") or environ.get("TRIMQ_DATA_DIR") or str(DEFAULT_DATA_DIR),
+    )
     if config_file is None:
         for candidate in (data_dir_hint / "trimq.toml", SYSTEM_CONFIG):
             if candidate.is_file():

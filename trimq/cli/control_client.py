@@ -79,9 +79,12 @@ def resolve_target(node_opt: str | None, data_dir: Path, longnames: bool) -> Tar
     node = node_opt if "@" in node_opt else f"{node_opt}@{host}"
     name, _, node_host = node.partition("@")
     if name != NODE_NAME or node_host.lower() not in _local_hosts():
-        return Target(node, default_socket,
-                      f"{TOOL} reaches only the local node {NODE_NAME}@{host}, through the "
-                      "control socket of its data directory (or pass --node <socket path>)")
+        return Target(
+            node,
+            default_socket,
+            f"{TOOL} reaches only the local node {NODE_NAME}@{host}, through the "
+            "control socket of its data directory (or pass --node <socket path>)",
+        )
     return Target(node, default_socket)
 
 
@@ -103,20 +106,27 @@ class ControlClient:
             sock.connect(str(path))
         except FileNotFoundError:
             sock.close()
-            raise NodeDown(f"control socket {path} does not exist (is the node running with "
-                           "this data directory?)") from None
+            raise NodeDown(
+                f"control socket {path} does not exist (is the node running with "
+                "this data directory?)"
+            ) from None
         except ConnectionRefusedError:
             sock.close()
-            raise NodeDown(f"control socket {path} refused the connection (the node is not "
-                           "running; the socket file is stale)") from None
+            raise NodeDown(
+                f"control socket {path} refused the connection (the node is not "
+                "running; the socket file is stale)"
+            ) from None
         except PermissionError:
             sock.close()
-            raise NodeDown(f"no permission to open the control socket {path} (run as the "
-                           "user the node runs as)") from None
+            raise NodeDown(
+                f"no permission to open the control socket {path} (run as the "
+                "user the node runs as)"
+            ) from None
         except OSError as exc:
             sock.close()
-            raise NodeDown(f"cannot connect to the control socket {path}: "
-                           f"{exc.strerror or exc}") from None
+            raise NodeDown(
+                f"cannot connect to the control socket {path}: {exc.strerror or exc}"
+            ) from None
         self.sock = sock
 
     def call(self, command: str, args: Mapping[str, Any]) -> Any:

@@ -54,12 +54,25 @@ def default_data_dir() -> Path:
 # -- options shared by every command ----------------------------------------------------------
 
 GLOBAL_SWITCHES: dict[str, str] = {
-    "node": "string", "quiet": "boolean", "silent": "boolean", "dry_run": "boolean",
-    "vhost": "string", "timeout": "integer", "longnames": "boolean", "formatter": "string",
-    "data_dir": "string", "help": "boolean", "print_stacktrace": "boolean",
+    "node": "string",
+    "quiet": "boolean",
+    "silent": "boolean",
+    "dry_run": "boolean",
+    "vhost": "string",
+    "timeout": "integer",
+    "longnames": "boolean",
+    "formatter": "string",
+    "data_dir": "string",
+    "help": "boolean",
+    "print_stacktrace": "boolean",
 }
 GLOBAL_ALIASES: dict[str, str] = {
-    "p": "vhost", "n": "node", "q": "quiet", "s": "silent", "l": "longnames", "t": "timeout",
+    "p": "vhost",
+    "n": "node",
+    "q": "quiet",
+    "s": "silent",
+    "l": "longnames",
+    "t": "timeout",
     "?": "help",
 }
 TABLE_SWITCHES: dict[str, str] = {"table_headers": "boolean", "pad_to_header": "boolean"}
@@ -76,9 +89,9 @@ def _looks_negative_number(token: str) -> bool:
     return token.startswith("-")
 
 
-def parse_options(argv: Sequence[str], switches: Mapping[str, str],
-                  aliases: Mapping[str, str]) -> tuple[dict[str, Any], list[str],
-                                                       list[tuple[str, str | None]]]:
+def parse_options(
+    argv: Sequence[str], switches: Mapping[str, str], aliases: Mapping[str, str]
+) -> tuple[dict[str, Any], list[str], list[tuple[str, str | None]]]:
     """Switches anywhere in `argv`; returns (options, positional arguments, invalid)."""
     opts: dict[str, Any] = {}
     args: list[str] = []
@@ -104,8 +117,12 @@ def parse_options(argv: Sequence[str], switches: Mapping[str, str],
             switch = token
             key = aliases.get(token[1:])
         negated = False
-        if key is not None and key not in switches and key.startswith("no_") \
-                and switches.get(key[3:]) == "boolean":
+        if (
+            key is not None
+            and key not in switches
+            and key.startswith("no_")
+            and switches.get(key[3:]) == "boolean"
+        ):
             key, negated = key[3:], True
         kind = switches.get(key) if key is not None else None
         if key is None or kind is None:
@@ -120,8 +137,9 @@ def parse_options(argv: Sequence[str], switches: Mapping[str, str],
                 invalid.append((switch, value))
             continue
         if value is None:
-            if i < len(argv) and (not argv[i].startswith("-") or argv[i] == "-"
-                                  or _looks_negative_number(argv[i])):
+            if i < len(argv) and (
+                not argv[i].startswith("-") or argv[i] == "-" or _looks_negative_number(argv[i])
+            ):
                 value = argv[i]
                 i += 1
             else:
@@ -161,10 +179,12 @@ def execute(argv: list[str], out: TextIO, err: TextIO, stdin: TextIO) -> int:
             raise CtlExit(EXIT_USAGE, all_usage(stream_is_tty(err)))
         suggestion = suggest_command(name)
         if suggestion:
-            raise CtlExit(EXIT_USAGE,
-                          f"\nCommand '{name}' not found. \nDid you mean '{suggestion}'? \n")
-        raise CtlExit(EXIT_USAGE,
-                      f"\nCommand '{name}' not found. \n" + all_usage(stream_is_tty(err)))
+            raise CtlExit(
+                EXIT_USAGE, f"\nCommand '{name}' not found. \nDid you mean '{suggestion}'? \n"
+            )
+        raise CtlExit(
+            EXIT_USAGE, f"\nCommand '{name}' not found. \n" + all_usage(stream_is_tty(err))
+        )
 
     formatter = effective_formatter(command, global_opts.get("formatter"))
     switches = dict(GLOBAL_SWITCHES)
@@ -177,8 +197,10 @@ def execute(argv: list[str], out: TextIO, err: TextIO, stdin: TextIO) -> int:
     opts["formatter"] = formatter
     ctx = Context(argv, command, args, opts, out, err, stdin)
     if invalid:
-        detail = "\n".join(["Invalid options for this command:"]
-                           + [f"{key} : {value or ''}" for key, value in invalid])
+        detail = "\n".join(
+            ["Invalid options for this command:"]
+            + [f"{key} : {value or ''}" for key, value in invalid]
+        )
         raise ctx.usage_error(detail)
     if opts.get("help"):
         out.write(command_usage(command, stream_is_tty(out)) + "\n")
@@ -192,8 +214,7 @@ def execute(argv: list[str], out: TextIO, err: TextIO, stdin: TextIO) -> int:
         opts["timeout"] = command.default_timeout
     if command.merge_defaults is not None:
         command.merge_defaults(args, opts)
-    data_dir = Path(opts["data_dir"]).expanduser() if "data_dir" in opts \
-        else default_data_dir()
+    data_dir = Path(opts["data_dir"]).expanduser() if "data_dir" in opts else default_data_dir()
     target = resolve_target(opts.get("node"), data_dir, bool(opts.get("longnames")))
     ctx.node = target.node
     ctx.target = target
@@ -211,8 +232,9 @@ def execute(argv: list[str], out: TextIO, err: TextIO, stdin: TextIO) -> int:
             try:
                 ctx.client.connect()
             except NodeDown as exc:
-                raise CtlExit(EXIT_UNAVAILABLE, node_down_message(target.node, exc.reason)) \
-                    from None
+                raise CtlExit(
+                    EXIT_UNAVAILABLE, node_down_message(target.node, exc.reason)
+                ) from None
         if not ctx.quiet and not ctx.machine_readable:
             for line in command.banner_lines(args, opts):
                 ctx.print(line)

@@ -53,8 +53,7 @@ def daemonize(pid_file: Path, log_file: Path) -> Daemon:
     """Fork into the background; only the daemon returns from this."""
     existing = running_pid(pid_file)
     if existing is not None:
-        print(f"trimq-server: already running with pid {existing} ({pid_file})",
-              file=sys.stderr)
+        print(f"trimq-server: already running with pid {existing} ({pid_file})", file=sys.stderr)
         sys.exit(1)
     read_end, write_end = os.pipe()
     sys.stdout.flush()

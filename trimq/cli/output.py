@@ -47,8 +47,15 @@ _RESERVED = frozenset(
     "of or orelse receive rem try when xor maybe else".split()
 )
 _STRING_ESCAPES = {
-    '"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-    "\b": "\\b", "\f": "\\f", "\x1b": "\\e",
+    '"': '\\"',
+    "\\": "\\\\",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\x1b": "\\e",
 }
 
 
@@ -61,8 +68,7 @@ def erl_atom(name: str) -> str:
 
 def _printable_latin1(codes: Sequence[int]) -> bool:
     """io_lib:printable_list/1 under the default (latin1) printable range."""
-    return all(32 <= c <= 126 or 160 <= c <= 255 or chr(c) in "\n\r\t\v\b\f\x1b"
-               for c in codes)
+    return all(32 <= c <= 126 or 160 <= c <= 255 or chr(c) in "\n\r\t\v\b\f\x1b" for c in codes)
 
 
 def erl_string(text: str) -> str:
@@ -135,8 +141,11 @@ def erl_term(value: Any) -> str:
     if isinstance(value, list):
         if not value:
             return "[]"
-        if (all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-                and all(0 <= v <= 0x10FFFF for v in value) and _printable_latin1(value)):
+        if (
+            all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+            and all(0 <= v <= 0x10FFFF for v in value)
+            and _printable_latin1(value)
+        ):
             return erl_string("".join(chr(v) for v in value))
         return "[" + ",".join(erl_term(v) for v in value) + "]"
     return erl_string(str(value))
@@ -144,17 +153,36 @@ def erl_term(value: Any) -> str:
 
 # -- AMQP tables ------------------------------------------------------------------------------
 
-_TYPE_NAMES = frozenset({
-    "longstr", "shortstr", "signedint", "unsignedint", "long", "unsignedlong", "short",
-    "unsignedshort", "byte", "unsignedbyte", "bool", "float", "double", "decimal", "timestamp",
-    "table", "array", "void", "binary",
-})
+_TYPE_NAMES = frozenset(
+    {
+        "longstr",
+        "shortstr",
+        "signedint",
+        "unsignedint",
+        "long",
+        "unsignedlong",
+        "short",
+        "unsignedshort",
+        "byte",
+        "unsignedbyte",
+        "bool",
+        "float",
+        "double",
+        "decimal",
+        "timestamp",
+        "table",
+        "array",
+        "void",
+        "binary",
+    }
+)
 
 
 def _is_pair_list(value: Any) -> bool:
     """A non-empty list of [str key, value] (or typed [key, type, value]) entries."""
-    return (isinstance(value, list) and bool(value)
-            and all(_table_entry(e) is not None for e in value))
+    return (
+        isinstance(value, list) and bool(value) and all(_table_entry(e) is not None for e in value)
+    )
 
 
 def _table_entry(entry: Any) -> tuple[str, str | None, Any] | None:
@@ -198,8 +226,12 @@ def infer_type(value: Any) -> str:
 def _typed_array_items(value: Any) -> list[tuple[str, Any]]:
     items = []
     for element in value or []:
-        if (isinstance(element, list) and len(element) == 2 and isinstance(element[0], str)
-                and element[0] in _TYPE_NAMES):
+        if (
+            isinstance(element, list)
+            and len(element) == 2
+            and isinstance(element[0], str)
+            and element[0] in _TYPE_NAMES
+        ):
             items.append((element[0], element[1]))
         else:
             items.append((infer_type(element), element))
@@ -255,8 +287,14 @@ def format_value(value: Any, item: str = "") -> str:
     if item in TABLE_ITEMS and isinstance(value, (list, tuple, Mapping)):
         return amqp_table_term(value)
     if item == "cluster_state" and isinstance(value, (list, Mapping)):
-        return "[" + ", ".join(f"{{{erl_atom(node)}, {format_value(state)}}}"
-                               for node, state in _node_state_pairs(value)) + "]"
+        return (
+            "["
+            + ", ".join(
+                f"{{{erl_atom(node)}, {format_value(state)}}}"
+                for node, state in _node_state_pairs(value)
+            )
+            + "]"
+        )
     if item == "protocol" and isinstance(value, list):
         return erl_term(tuple(value))
     if value is None:
@@ -292,8 +330,15 @@ def json_value(value: Any, item: str = "") -> Any:
 
 # -- JSON encoding (the elixir "json" library as rabbitmqctl 3.10 uses it) --------------------
 
-_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\f": "\\f", "\n": "\\n",
-                 "\r": "\\r", "\t": "\\t"}
+_JSON_ESCAPES = {
+    '"': '\\"',
+    "\\": "\\\\",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+}
 
 
 def _json_string(text: str) -> str:
@@ -324,8 +369,11 @@ def json_encode(value: Any, sort_keys: bool = False) -> str:
         items: Iterable[tuple[Any, Any]] = value.items()
         if sort_keys:
             items = sorted(items, key=lambda kv: str(kv[0]))
-        return "{" + ",".join(f"{_json_string(str(k))}:{json_encode(v, sort_keys)}"
-                              for k, v in items) + "}"
+        return (
+            "{"
+            + ",".join(f"{_json_string(str(k))}:{json_encode(v, sort_keys)}" for k, v in items)
+            + "}"
+        )
     if isinstance(value, (list, tuple)):
         return "[" + ",".join(json_encode(v, sort_keys) for v in value) + "]"
     return _json_string(str(value))
@@ -334,9 +382,14 @@ def json_encode(value: Any, sort_keys: bool = False) -> str:
 # -- result rendering ---------------------------------------------------------------------------
 
 
-def table_lines(rows: Sequence[Mapping[str, Any]], items: Sequence[str], *,
-                headers: bool = True, pad_to_header: bool = False,
-                drop_missing: bool = False) -> list[str]:
+def table_lines(
+    rows: Sequence[Mapping[str, Any]],
+    items: Sequence[str],
+    *,
+    headers: bool = True,
+    pad_to_header: bool = False,
+    drop_missing: bool = False,
+) -> list[str]:
     """rabbitmqctl's Table formatter: a header (from the first row) unless `headers` is false,
     then one tab-separated line per row; nothing at all for no rows."""
     lines: list[str] = []
@@ -355,12 +408,14 @@ def table_lines(rows: Sequence[Mapping[str, Any]], items: Sequence[str], *,
 
 
 def json_row(row: Mapping[str, Any], items: Sequence[str], drop_missing: bool = False) -> str:
-    return json_encode({i: json_value(row.get(i), i) for i in items
-                        if not drop_missing or row.get(i) is not None})
+    return json_encode(
+        {i: json_value(row.get(i), i) for i in items if not drop_missing or row.get(i) is not None}
+    )
 
 
-def json_lines(rows: Sequence[Mapping[str, Any]], items: Sequence[str],
-               drop_missing: bool = False) -> list[str]:
+def json_lines(
+    rows: Sequence[Mapping[str, Any]], items: Sequence[str], drop_missing: bool = False
+) -> list[str]:
     """rabbitmqctl's JSON formatter for a stream of rows: `[`, `{...}`, `,{...}`, ..., `]`."""
     lines = ["["]
     for index, row in enumerate(rows):
@@ -371,6 +426,7 @@ def json_lines(rows: Sequence[Mapping[str, Any]], items: Sequence[str],
 
 def csv_lines(rows: Sequence[Mapping[str, Any]], items: Sequence[str]) -> list[str]:
     """rabbitmqctl's CSV formatter: a quoted header (always) and quoted cells, as in tables."""
+
     def line(cells: Iterable[str]) -> str:
         return ",".join('"' + cell.replace('"', '""') + '"' for cell in cells)
 
@@ -379,23 +435,31 @@ def csv_lines(rows: Sequence[Mapping[str, Any]], items: Sequence[str]) -> list[s
     return [line(items)] + [line(format_value(row.get(i), i) for i in items) for row in rows]
 
 
-def vhost_limits_lines(rows: Sequence[Mapping[str, Any]], everywhere: bool, node: str,
-                       formatter: str, headers: bool) -> list[str]:
+def vhost_limits_lines(
+    rows: Sequence[Mapping[str, Any]], everywhere: bool, node: str, formatter: str, headers: bool
+) -> list[str]:
     """list_vhost_limits as rabbitmqctl prints it: for one vhost its limits as a JSON line
     (an empty line when there are none); with --global a table of vhost and limits."""
-    texts = [(str(row.get("vhost", "")), json_encode(row.get("limits") or {}, sort_keys=True))
-             for row in rows]
+    texts = [
+        (str(row.get("vhost", "")), json_encode(row.get("limits") or {}, sort_keys=True))
+        for row in rows
+    ]
     if not everywhere:
         text = texts[0][1] if texts and texts[0][1] != "{}" else ""
         if formatter == "json":
-            return [json_encode({"node": node, "result": "ok", "value": text})] if text \
-                else ["[]"]
+            return [json_encode({"node": node, "result": "ok", "value": text})] if text else ["[]"]
         return [text]
     if not texts:
         return ["[]" if formatter == "json" else ""]
     if formatter == "json":
-        return ["["] + [("," if index else "") + json_encode({"vhost": vhost, "limits": text})
-                        for index, (vhost, text) in enumerate(texts)] + ["]"]
+        return (
+            ["["]
+            + [
+                ("," if index else "") + json_encode({"vhost": vhost, "limits": text})
+                for index, (vhost, text) in enumerate(texts)
+            ]
+            + ["]"]
+        )
     if formatter == "csv":
         return csv_lines([{"vhost": v, "limits": t} for v, t in texts], ["vhost", "limits"])
     return (["vhost\tlimits"] if headers else []) + [f"{v}\t{t}" for v, t in texts]
@@ -427,9 +491,15 @@ def listener_maps(status: Mapping[str, Any], node: str) -> list[dict[str, Any]]:
         else:
             host, port = entry[0], entry[1]
             protocol = entry[2] if len(entry) > 2 else "amqp"
-        listeners.append({"interface": _interface(str(host)), "node": node, "port": port,
-                          "protocol": protocol,
-                          "purpose": PROTOCOL_PURPOSE.get(protocol, protocol)})
+        listeners.append(
+            {
+                "interface": _interface(str(host)),
+                "node": node,
+                "port": port,
+                "protocol": protocol,
+                "purpose": PROTOCOL_PURPOSE.get(protocol, protocol),
+            }
+        )
     return listeners
 
 
@@ -447,9 +517,11 @@ def status_map(status: Mapping[str, Any], node: str, os_name: str) -> dict[str, 
         "alarms": list(status.get("alarms", [])),
         "memory": status.get("memory", {}),
         "disk_free": status.get("disk", {}),
-        "totals": {"connection_count": status.get("connections", 0),
-                   "queue_count": status.get("queues", 0),
-                   "message_count": status.get("messages", 0)},
+        "totals": {
+            "connection_count": status.get("connections", 0),
+            "queue_count": status.get("queues", 0),
+            "message_count": status.get("messages", 0),
+        },
         "uptime": int(uptime) if isinstance(uptime, (int, float)) else uptime,
         "warnings": [str(w) for w in status.get("warnings") or []],
     }
@@ -470,17 +542,24 @@ def memory_lines(memory: Mapping[str, Any]) -> list[str]:
     if memory.get("watermark_absolute"):
         setting = f"{_gb(memory['watermark_absolute'])}, computed to: {_gb(memory['limit'])}"
     else:
-        setting = (f"{memory.get('watermark')} of available memory, computed to: "
-                   f"{_gb(memory.get('limit'))}")
-    return [f"Total memory used: {_gb(memory.get('used'))}", "Calculation strategy: rss",
-            f"Memory high watermark setting: {setting}"]
+        setting = (
+            f"{memory.get('watermark')} of available memory, computed to: "
+            f"{_gb(memory.get('limit'))}"
+        )
+    return [
+        f"Total memory used: {_gb(memory.get('used'))}",
+        "Calculation strategy: rss",
+        f"Memory high watermark setting: {setting}",
+    ]
 
 
 def disk_lines(disk: Mapping[str, Any]) -> list[str]:
     if not disk:
         return []
-    return [f"Low free disk space watermark: {_gb(disk.get('limit'))}",
-            f"Free disk space: {_gb(disk.get('free'))}"]
+    return [
+        f"Low free disk space watermark: {_gb(disk.get('limit'))}",
+        f"Free disk space: {_gb(disk.get('free'))}",
+    ]
 
 
 def status_lines(status: Mapping[str, Any], node: str, os_name: str, tty: bool) -> list[str]:
@@ -514,6 +593,8 @@ def status_lines(status: Mapping[str, Any], node: str, os_name: str, tty: bool) 
     if not listeners:
         lines.append("(none)")
     for listener in listeners:
-        lines.append(f"Interface: {listener['interface']}, port: {listener['port']}, "
-                     f"protocol: {listener['protocol']}, purpose: {listener['purpose']}")
+        lines.append(
+            f"Interface: {listener['interface']}, port: {listener['port']}, "
+            f"protocol: {listener['protocol']}, purpose: {listener['purpose']}"
+        )
     return "\n".join(lines).split("\n")

@@ -28,9 +28,7 @@ from trimq.server.app import recover, serve, tune_gc
 from trimq.server.datadir import exposure_warning
 from trimq.server.notify import Notifier
 
-DEFAULT_DATA_DIR = Path(
-    os.environ.get("TRIMQ_DATA_DIR", str(config.DEFAULT_DATA_DIR))
-).expanduser()
+DEFAULT_DATA_DIR = Path(os.environ.get("TRIMQ_DATA_DIR", str(config.DEFAULT_DATA_DIR))).expanduser()
 EX_CONFIG = 78
 PID_FILE = "trimq.pid"
 LOG_FILE = "trimq.log"
@@ -45,8 +43,9 @@ def configure_logging(level: str, fmt: str = "auto") -> None:
     if fmt == "console" or (fmt == "auto" and sys.stderr.isatty()):
         # A plain traceback: richer formatters print local variables, which may hold a
         # frame's octets (a password, a message body).
-        processors.append(structlog.dev.ConsoleRenderer(
-            exception_formatter=structlog.dev.plain_traceback))
+        processors.append(
+            structlog.dev.ConsoleRenderer(exception_formatter=structlog.dev.plain_traceback)
+        )
     else:
         processors += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     structlog.configure(
@@ -61,37 +60,73 @@ def configure_logging(level: str, fmt: str = "auto") -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="trimq-server", description=__doc__.splitlines()[0])
-    parser.add_argument("-detached", "--detached", action="store_true",
-                        help="run in the background, with a pid file in the data directory")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="TOML configuration file (default: DATA_DIR/trimq.toml, then "
-                             f"{config.SYSTEM_CONFIG})")
-    parser.add_argument("--host", default=None,
-                        help="address to listen on (default: every interface, IPv4 and IPv6)")
-    parser.add_argument("--port", type=int, default=None,
-                        help="AMQP port (default 5672; 0: any free port, printed on start)")
-    parser.add_argument("--data-dir", default=None,
-                        help=f"data directory (default {config.DEFAULT_DATA_DIR})")
+    parser.add_argument(
+        "-detached",
+        "--detached",
+        action="store_true",
+        help="run in the background, with a pid file in the data directory",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help=f"TOML configuration file (default: DATA_DIR/trimq.toml, then {config.SYSTEM_CONFIG})",
+    )
+    parser.add_argument(
+        "--host",
+        default=None,
+        help="address to listen on (default: every interface, IPv4 and IPv6)",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=None,
+        help="AMQP port (default 5672; 0: any free port, printed on start)",
+    )
+    parser.add_argument(
+        "--data-dir", default=None, help=f"data directory (default {config.DEFAULT_DATA_DIR})"
+    )
     parser.add_argument("--log-level", default=None, choices=config.LOG_LEVELS)
     parser.add_argument("--log-format", default=None, choices=["auto", "console", "json"])
-    parser.add_argument("--wal-segment-size", type=int, default=None,
-                        help="bytes per write-ahead log segment (default 64 MiB)")
-    parser.add_argument("--no-fsync", action="store_const", const=False, default=None,
-                        dest="wal_fsync",
-                        help="never fsync the write-ahead log (fast, loses data on power loss)")
-    parser.add_argument("--wal-compaction-interval", type=float, default=None,
-                        help="seconds between checks whether the log needs compacting")
-    parser.add_argument("--handshake-timeout", type=float, default=None,
-                        help="seconds a client has to complete the AMQP handshake")
+    parser.add_argument(
+        "--wal-segment-size",
+        type=int,
+        default=None,
+        help="bytes per write-ahead log segment (default 64 MiB)",
+    )
+    parser.add_argument(
+        "--no-fsync",
+        action="store_const",
+        const=False,
+        default=None,
+        dest="wal_fsync",
+        help="never fsync the write-ahead log (fast, loses data on power loss)",
+    )
+    parser.add_argument(
+        "--wal-compaction-interval",
+        type=float,
+        default=None,
+        help="seconds between checks whether the log needs compacting",
+    )
+    parser.add_argument(
+        "--handshake-timeout",
+        type=float,
+        default=None,
+        help="seconds a client has to complete the AMQP handshake",
+    )
     parser.add_argument("--version", action="version", version=f"trimq {__version__}")
     return parser.parse_args(argv)
 
 
 def settings_from(args: argparse.Namespace) -> config.Settings:
     overrides: dict[str, Any] = {
-        "data_dir": args.data_dir, "amqp.host": args.host, "amqp.port": args.port,
-        "log.level": args.log_level, "log.format": args.log_format,
-        "wal.segment_size": args.wal_segment_size, "wal.fsync": args.wal_fsync,
+        "data_dir": args.data_dir,
+        "amqp.host": args.host,
+        "amqp.port": args.port,
+        "log.level": args.log_level,
+        "log.format": args.log_format,
+        "wal.segment_size": args.wal_segment_size,
+        "wal.fsync": args.wal_fsync,
         "wal.compaction_interval": args.wal_compaction_interval,
         "amqp.handshake_timeout": args.handshake_timeout,
     }
@@ -100,11 +135,16 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
 
 def broker_config(settings: config.Settings) -> BrokerConfig:
     return BrokerConfig(
-        default_user=settings.default_user, default_pass=settings.default_pass,
-        default_vhost=settings.default_vhost, loopback_users=list(settings.loopback_users),
-        channel_max=settings.channel_max, frame_max=settings.frame_max,
-        heartbeat=settings.heartbeat, handshake_timeout=settings.handshake_timeout,
-        max_message_size=settings.max_message_size, connection_max=settings.connection_max,
+        default_user=settings.default_user,
+        default_pass=settings.default_pass,
+        default_vhost=settings.default_vhost,
+        loopback_users=list(settings.loopback_users),
+        channel_max=settings.channel_max,
+        frame_max=settings.frame_max,
+        heartbeat=settings.heartbeat,
+        handshake_timeout=settings.handshake_timeout,
+        max_message_size=settings.max_message_size,
+        connection_max=settings.connection_max,
         handshake_max=settings.handshake_max,
         channel_unacked_max=settings.channel_unacked_max,
         connection_output_buffer=settings.connection_output_buffer,
@@ -119,17 +159,27 @@ async def _run(settings: config.Settings, daemon: Daemon | None) -> None:
     warning = exposure_warning(settings.data_dir)
     if warning is not None:
         structlog.get_logger("trimq.server").warning(
-            "data_dir.exposed", path=str(settings.data_dir), message=warning)
+            "data_dir.exposed", path=str(settings.data_dir), message=warning
+        )
     notifier = Notifier()
     notifier.notify(f"STATUS=recovering {settings.data_dir}")
-    broker, wal = recover(broker_config(settings), settings.data_dir,
-                          settings.wal_segment_size, settings.wal_fsync)
+    broker, wal = recover(
+        broker_config(settings), settings.data_dir, settings.wal_segment_size, settings.wal_fsync
+    )
     async with trio.open_nursery() as nursery:
-        addresses = await nursery.start(partial(
-            serve, broker, settings.host, settings.port, wal=wal, data_dir=settings.data_dir,
-            handle_signals=True, notifier=notifier,
-            compaction_interval=settings.wal_compaction_interval,
-        ))
+        addresses = await nursery.start(
+            partial(
+                serve,
+                broker,
+                settings.host,
+                settings.port,
+                wal=wal,
+                data_dir=settings.data_dir,
+                handle_signals=True,
+                notifier=notifier,
+                compaction_interval=settings.wal_compaction_interval,
+            )
+        )
         for host, port in addresses:
             print(f"trimq {__version__} listening on {host}:{port}", flush=True)
         if daemon is not None:
@@ -162,8 +212,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     except OSError as exc:
-        print(f"trimq-server: cannot create data directory {settings.data_dir}: {exc.strerror}",
-              file=sys.stderr)
+        print(
+            f"trimq-server: cannot create data directory {settings.data_dir}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     daemon = None
     if args.detached:

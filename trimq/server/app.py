@@ -50,8 +50,12 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def recover(config: BrokerConfig, data_dir: Path, segment_size: int, fsync: bool,
-            ) -> tuple[Broker, WAL]:
+def recover(
+    config: BrokerConfig,
+    data_dir: Path,
+    segment_size: int,
+    fsync: bool,
+) -> tuple[Broker, WAL]:
     """Open the write-ahead log in `data_dir` and rebuild the broker from it."""
     started = time.monotonic()
     last_report = [started]
@@ -78,15 +82,25 @@ def recover(config: BrokerConfig, data_dir: Path, segment_size: int, fsync: bool
         log.warning("wal.definition_skipped", reason=reason)
     elapsed = time.monotonic() - started
     if state.broken_copy:
-        log.warning("wal.torn_tail", dropped_bytes=state.dropped_tail_bytes,
-                    dropped_records=state.dropped_tail_records, segment=state.torn_segment,
-                    offset=state.torn_offset, copy=state.broken_copy,
-                    message=f"cut a torn tail of {state.dropped_tail_bytes} bytes (at least "
-                            f"{state.dropped_tail_records} records, none of them confirmed) "
-                            f"from {state.torn_segment} at offset {state.torn_offset}; the "
-                            f"bytes are kept in {state.broken_copy}")
-    log.info("wal.recovered", queues=queues, messages=messages, seconds=round(elapsed, 3),
-             message=f"recovered {queues} queues, {messages} messages in {elapsed:.3f} s")
+        log.warning(
+            "wal.torn_tail",
+            dropped_bytes=state.dropped_tail_bytes,
+            dropped_records=state.dropped_tail_records,
+            segment=state.torn_segment,
+            offset=state.torn_offset,
+            copy=state.broken_copy,
+            message=f"cut a torn tail of {state.dropped_tail_bytes} bytes (at least "
+            f"{state.dropped_tail_records} records, none of them confirmed) "
+            f"from {state.torn_segment} at offset {state.torn_offset}; the "
+            f"bytes are kept in {state.broken_copy}",
+        )
+    log.info(
+        "wal.recovered",
+        queues=queues,
+        messages=messages,
+        seconds=round(elapsed, 3),
+        message=f"recovered {queues} queues, {messages} messages in {elapsed:.3f} s",
+    )
     return broker, wal
 
 
@@ -115,8 +129,9 @@ async def _handle(state: ServerState, stream: trio.SocketStream) -> None:
     except OSError:
         await trio.aclose_forcefully(stream)
         return
-    connection = ServerConnection(stream, state.broker, (peer[0], peer[1]), state.wal,
-                                  (local[0], local[1]), state.resources)
+    connection = ServerConnection(
+        stream, state.broker, (peer[0], peer[1]), state.wal, (local[0], local[1]), state.resources
+    )
     state.connections.add(connection)
     try:
         await connection.serve()
@@ -126,8 +141,9 @@ async def _handle(state: ServerState, stream: trio.SocketStream) -> None:
         state.connections.discard(connection)
 
 
-async def _accept_loop(state: ServerState, listener: trio.SocketListener,
-                       nursery: trio.Nursery) -> None:
+async def _accept_loop(
+    state: ServerState, listener: trio.SocketListener, nursery: trio.Nursery
+) -> None:
     while True:
         try:
             stream = await listener.accept()
@@ -187,14 +203,24 @@ async def _compactor(wal: WAL, segment_size: int, interval: float) -> None:
             return  # shutting down
         except Exception as exc:  # the broker goes on serving whatever went wrong here
             failures += 1
-            log.error("wal.compaction_failed", error=str(exc), error_type=type(exc).__name__,
-                      failures=failures, retry_in=compaction_pause(interval, failures))
+            log.error(
+                "wal.compaction_failed",
+                error=str(exc),
+                error_type=type(exc).__name__,
+                failures=failures,
+                retry_in=compaction_pause(interval, failures),
+            )
             continue
         failures = 0
         after = wal.stats()
-        log.info("wal.compacted", seconds=round(time.monotonic() - started, 3),
-                 bytes_before=stats["total_bytes"], bytes_after=after["total_bytes"],
-                 deleted=len(result.deleted), rewritten=len(result.rewritten))
+        log.info(
+            "wal.compacted",
+            seconds=round(time.monotonic() - started, 3),
+            bytes_before=stats["total_bytes"],
+            bytes_after=after["total_bytes"],
+            deleted=len(result.deleted),
+            rewritten=len(result.rewritten),
+        )
 
 
 async def _timer_task(broker: Broker) -> None:
@@ -236,8 +262,13 @@ async def serve(
     """Serve `broker` (recovered from `wal`, when it keeps durable state) until cancelled,
     signalled or asked to stop over the control socket in `data_dir`; the log is flushed and
     checkpointed on the way out."""
-    state = ServerState(broker, wal, data_dir=data_dir, notifier=notifier or Notifier(),
-                        resources=Resources.for_broker(broker.config, data_dir))
+    state = ServerState(
+        broker,
+        wal,
+        data_dir=data_dir,
+        notifier=notifier or Notifier(),
+        resources=Resources.for_broker(broker.config, data_dir),
+    )
     wal_closing = False
     try:
         async with trio.open_nursery() as outer:
@@ -245,8 +276,9 @@ async def serve(
                 await outer.start(wal.run_committer)
                 outer.start_soon(_compactor, wal, wal.segment_size, compaction_interval)
             listeners = await open_listeners(host, port)
-            state.listeners = [(h, p) for h, p in
-                               (lst.socket.getsockname()[:2] for lst in listeners)]
+            state.listeners = [
+                (h, p) for h, p in (lst.socket.getsockname()[:2] for lst in listeners)
+            ]
             async with trio.open_nursery() as nursery:
                 for listener in listeners:
                     nursery.start_soon(_accept_loop, state, listener, nursery)
@@ -257,14 +289,17 @@ async def serve(
                 nursery.start_soon(_stopper, state, nursery)
                 nursery.start_soon(_timer_task, broker)
                 if broker.config.consumer_timeout:
-                    nursery.start_soon(watch_consumer_timeouts, state.connections,
-                                       broker.config.consumer_timeout)
+                    nursery.start_soon(
+                        watch_consumer_timeouts, state.connections, broker.config.consumer_timeout
+                    )
                 nursery.start_soon(state.resources.run)
                 nursery.start_soon(state.notifier.watchdog)
-                log.info("server.listening",
-                         addresses=[f"{h}:{p}" for h, p in state.listeners])
-                state.notifier.notify("READY=1", "STATUS=accepting AMQP connections on "
-                                      + ", ".join(f"{h}:{p}" for h, p in state.listeners))
+                log.info("server.listening", addresses=[f"{h}:{p}" for h, p in state.listeners])
+                state.notifier.notify(
+                    "READY=1",
+                    "STATUS=accepting AMQP connections on "
+                    + ", ".join(f"{h}:{p}" for h, p in state.listeners),
+                )
                 task_status.started(state.listeners)
             if wal is not None:
                 wal_closing = True

@@ -110,6 +110,8 @@ class PermissionCache:
     def __init__(self) -> None:
         self.generation = -1
         self.answers: dict[tuple[str, str, str], bool] = {}
+
+
 # A delivery awaiting its ack: the queue entry, its queue, and the consumer (None for basic.get).
 Unacked = tuple[QueuedMessage, Queue, Consumer | None]
 
@@ -217,8 +219,15 @@ class Channel:
             if type(method) is spec.BasicPublish:
                 properties = command.properties
                 assert properties is not None
-                self.publish(method.exchange, method.routing_key, method.mandatory,
-                             method.immediate, properties, command.properties_raw, command.body)
+                self.publish(
+                    method.exchange,
+                    method.routing_key,
+                    method.mandatory,
+                    method.immediate,
+                    properties,
+                    command.properties_raw,
+                    command.body,
+                )
             elif type(method) is spec.ChannelClose:
                 self.connection.close_channel(self, reply=True)
             elif type(method) is spec.ChannelCloseOk:
@@ -252,8 +261,9 @@ class Channel:
         body = publish.body
         assert body is not None
         try:
-            self.publish(exchange, routing_key, mandatory, immediate, decoded[0], decoded[1],
-                         body, route_raw)
+            self.publish(
+                exchange, routing_key, mandatory, immediate, decoded[0], decoded[1], body, route_raw
+            )
         except AMQPError as error:
             self._method_failed(error, 60, 40)
 
@@ -279,7 +289,10 @@ class Channel:
     def fail(self, error: AMQPError) -> None:
         """A soft error: close this channel with the error's code and text."""
         log.info(
-            "channel.error", channel=self.number, code=error.code, text=error.log_text,
+            "channel.error",
+            channel=self.number,
+            code=error.code,
+            text=error.log_text,
             peer=self.connection.peer,
         )
         self.assembler.reset()
@@ -292,20 +305,21 @@ class Channel:
     def write_method(self, method: spec.Method) -> None:
         self.connection.write(frames.method_frame(self.number, method))
 
-    def write_with_content(self, method: spec.Method, properties_raw: bytes,
-                           body: bytes) -> None:
+    def write_with_content(self, method: spec.Method, properties_raw: bytes, body: bytes) -> None:
         """Get-Ok, Return or a direct reply with its content; a large body is not copied."""
         connection = self.connection
         for part in frames.method_with_content_parts(
-                self.number, method, properties_raw, body, connection.frame_max):
+            self.number, method, properties_raw, body, connection.frame_max
+        ):
             connection.write(part)
 
     def reply_now(self, nowait: bool, method: spec.Method) -> None:
         if not nowait:
             self.write_method(method)
 
-    def reply(self, nowait: bool, method: spec.Method,
-              then: Callable[[], None] | None = None) -> None:
+    def reply(
+        self, nowait: bool, method: spec.Method, then: Callable[[], None] | None = None
+    ) -> None:
         """Reply to a declare, delete, bind or unbind: as RabbitMQ, a change to durable
         definitions is on disk before the client hears it was made. `then` runs right after
         the reply is written (at once with nowait)."""
@@ -320,6 +334,7 @@ class Channel:
             self.write_method(method)
             if then is not None:
                 then()
+
         self.connection.after_durable(lsn, send)
 
     def on_ignored(self, method: spec.Method) -> None:
@@ -370,7 +385,8 @@ class Channel:
         allowed = cache.answers.get(key)
         if allowed is None:
             allowed = cache.answers[key] = users.allowed(
-                self.vhost.name, self.connection.username, kind, name)
+                self.vhost.name, self.connection.username, kind, name
+            )
         if not allowed:
             raise ChannelError(
                 ACCESS_REFUSED,
@@ -382,16 +398,24 @@ class Channel:
         """The check for the exchange a new queue dead-letters to, or a new exchange passes
         unrouted messages to: as RabbitMQ, the declarer must be allowed to read `name` and
         to write to that exchange (else it could publish there by proxy)."""
+
         def check(target: str) -> None:
             self.permit("read", kind, name)
             self.permit("write", "exchange", target)
+
         return check
 
     def on_exchange_declare(self, m: spec.ExchangeDeclare) -> None:
         if not m.passive:
             self.permit("configure", "exchange", m.exchange)
         self.vhost.declare_exchange(
-            m.exchange, m.type, m.passive, m.durable, m.auto_delete, m.internal, m.arguments,
+            m.exchange,
+            m.type,
+            m.passive,
+            m.durable,
+            m.auto_delete,
+            m.internal,
+            m.arguments,
             self.may_forward("exchange", m.exchange),
         )
         self.reply(m.nowait, spec.ExchangeDeclareOk())
@@ -440,14 +464,22 @@ class Channel:
         if not m.passive:
             self.permit("configure", "queue", name)
         queue, created = self.vhost.declare_queue(
-            name, self.connection, m.passive, m.durable, m.exclusive, m.auto_delete, m.arguments,
-            server_named, may_forward=self.may_forward("queue", name),
+            name,
+            self.connection,
+            m.passive,
+            m.durable,
+            m.exclusive,
+            m.auto_delete,
+            m.arguments,
+            server_named,
+            may_forward=self.may_forward("queue", name),
         )
         if created and queue.exclusive:
             self.connection.exclusive_queues.append(queue)
         self.last_queue = queue.name
-        self.reply(m.nowait, spec.QueueDeclareOk(queue.name, queue.message_count,
-                                                 queue.consumer_count))
+        self.reply(
+            m.nowait, spec.QueueDeclareOk(queue.name, queue.message_count, queue.consumer_count)
+        )
 
     def on_queue_bind(self, m: spec.QueueBind) -> None:
         self.permit("write", "queue", self.queue_name(m.queue))
@@ -496,8 +528,7 @@ class Channel:
             count = self.connection.broker_delete_queue(queue)
         finally:
             self._held_cancels = None
-        self.reply(m.nowait, spec.QueueDeleteOk(count),
-                   then=lambda: self._notify_cancelled(held))
+        self.reply(m.nowait, spec.QueueDeleteOk(count), then=lambda: self._notify_cancelled(held))
 
     # -- consumers ----------------------------------------------------------------------
 
@@ -515,8 +546,11 @@ class Channel:
 
     def _set_unacked_limit(self) -> None:
         """The channel-wide prefetch and the broker's channel_unacked_max, the lower wins."""
-        limits = [n for n in (self.prefetch_channel,
-                              self.connection.broker.config.channel_unacked_max) if n]
+        limits = [
+            n
+            for n in (self.prefetch_channel, self.connection.broker.config.channel_unacked_max)
+            if n
+        ]
         self.unacked_limit = min(limits) if limits else 0
 
     def on_consume(self, m: spec.BasicConsume) -> None:
@@ -532,8 +566,9 @@ class Channel:
             raise ChannelError(
                 ACCESS_REFUSED, f"{self.vhost.describe('queue', queue.name)} in exclusive use"
             )
-        consumer = Consumer(tag, queue, self, m.no_ack, m.exclusive, m.arguments,
-                            self.prefetch_consumer)
+        consumer = Consumer(
+            tag, queue, self, m.no_ack, m.exclusive, m.arguments, self.prefetch_consumer
+        )
         self.consumers[tag] = consumer
         self.reply_now(m.nowait, spec.BasicConsumeOk(tag))  # before any delivery to it
         queue.add_consumer(consumer)
@@ -557,8 +592,13 @@ class Channel:
         """A direct reply for this channel's reply consumer (no ack, no queue)."""
         assert self.reply_consumer is not None
         self.next_delivery_tag += 1
-        method = spec.BasicDeliver(self.reply_consumer[0], self.next_delivery_tag, False,
-                                   message.exchange, message.routing_key)
+        method = spec.BasicDeliver(
+            self.reply_consumer[0],
+            self.next_delivery_tag,
+            False,
+            message.exchange,
+            message.routing_key,
+        )
         self.write_with_content(method, message.properties_raw, message.body)
 
     def on_cancel(self, m: spec.BasicCancel) -> None:
@@ -617,16 +657,35 @@ class Channel:
             consumer.unacked += 1
         message = entry.message
         connection = self.connection
-        properties = (message.properties_raw if queue.settings.delivery_limit is None
-                      else delivered_properties(entry, queue))
+        properties = (
+            message.properties_raw
+            if queue.settings.delivery_limit is None
+            else delivered_properties(entry, queue)
+        )
         if message.size < frames.LARGE_BODY:
-            connection.write_delivery(frames.deliver_frames(
-                self.number, consumer.encoded_tag, tag, entry.redelivered,
-                message.encoded_route(), properties, message.body, connection.frame_max))
+            connection.write_delivery(
+                frames.deliver_frames(
+                    self.number,
+                    consumer.encoded_tag,
+                    tag,
+                    entry.redelivered,
+                    message.encoded_route(),
+                    properties,
+                    message.body,
+                    connection.frame_max,
+                )
+            )
             return
         for part in frames.deliver_parts(
-                self.number, consumer.encoded_tag, tag, entry.redelivered,
-                message.encoded_route(), properties, message.body, connection.frame_max):
+            self.number,
+            consumer.encoded_tag,
+            tag,
+            entry.redelivered,
+            message.encoded_route(),
+            properties,
+            message.body,
+            connection.frame_max,
+        ):
             connection.write_delivery(part)
 
     def on_get(self, m: spec.BasicGet) -> None:
@@ -641,8 +700,9 @@ class Channel:
         if not m.no_ack:
             self.unacked[tag] = (entry, queue, None)
         message = entry.message
-        method = spec.BasicGetOk(tag, entry.redelivered, message.exchange, message.routing_key,
-                                 queue.message_count)
+        method = spec.BasicGetOk(
+            tag, entry.redelivered, message.exchange, message.routing_key, queue.message_count
+        )
         self.write_with_content(method, delivered_properties(entry, queue), message.body)
 
     # -- acknowledgements ---------------------------------------------------------------
@@ -730,13 +790,21 @@ class Channel:
             marks.popleft()
         if marks and (now - marks[0][0]) * 1000 >= timeout_ms:
             consumer = self.unacked[oldest][2]
-            log.warning("channel.consumer_timeout", channel=self.number,
-                        peer=self.connection.peer, timeout_ms=timeout_ms,
-                        consumer_tag=consumer.tag if consumer is not None else None)
-            self.fail(ChannelError(
-                PRECONDITION_FAILED, f"delivery acknowledgement on channel {self.number} timed "
-                f"out. Timeout value used: {timeout_ms} ms. This timeout value can be "
-                "configured, see consumers doc guide to learn more"))
+            log.warning(
+                "channel.consumer_timeout",
+                channel=self.number,
+                peer=self.connection.peer,
+                timeout_ms=timeout_ms,
+                consumer_tag=consumer.tag if consumer is not None else None,
+            )
+            self.fail(
+                ChannelError(
+                    PRECONDITION_FAILED,
+                    f"delivery acknowledgement on channel {self.number} timed "
+                    f"out. Timeout value used: {timeout_ms} ms. This timeout value can be "
+                    "configured, see consumers doc guide to learn more",
+                )
+            )
             marks.clear()
             return True
         if not marks or marks[-1][1] < self.next_delivery_tag:
@@ -745,9 +813,17 @@ class Channel:
 
     # -- publishing ---------------------------------------------------------------------
 
-    def publish(self, exchange_name: str, routing_key: str, mandatory: bool, immediate: bool,
-                properties: spec.BasicProperties, properties_raw: bytes, body: bytes,
-                route_raw: bytes | None = None) -> None:
+    def publish(
+        self,
+        exchange_name: str,
+        routing_key: str,
+        mandatory: bool,
+        immediate: bool,
+        properties: spec.BasicProperties,
+        properties_raw: bytes,
+        body: bytes,
+        route_raw: bytes | None = None,
+    ) -> None:
         """Basic.Publish with its content; route_raw is exchange and routing key as encoded."""
         self.connection.publisher = True  # resource alarms block it from now on
         if immediate:
@@ -756,9 +832,7 @@ class Channel:
         self.permit("write", "exchange", exchange_name)
         exchange = vhost.exchanges.get(exchange_name)
         if exchange is None:
-            raise ChannelError(
-                NOT_FOUND, f"no exchange '{exchange_name}' in vhost '{vhost.name}'"
-            )
+            raise ChannelError(NOT_FOUND, f"no exchange '{exchange_name}' in vhost '{vhost.name}'")
         if exchange.internal:
             raise ChannelError(
                 ACCESS_REFUSED,
@@ -775,10 +849,10 @@ class Channel:
         if expiration is not None:
             _ttl, problem = parse_expiration(expiration)
             if problem is not None:
-                raise ChannelError(PRECONDITION_FAILED,
-                                   f"invalid expiration '{expiration}': {problem}")
-        message = Message(exchange_name, routing_key, properties, properties_raw, body,
-                          route_raw)
+                raise ChannelError(
+                    PRECONDITION_FAILED, f"invalid expiration '{expiration}': {problem}"
+                )
+        message = Message(exchange_name, routing_key, properties, properties_raw, body, route_raw)
         if properties.reply_to == reply_to.PSEUDO_QUEUE:
             if self.reply_consumer is None:
                 raise ChannelError(PRECONDITION_FAILED, "fast reply consumer does not exist")
@@ -811,7 +885,9 @@ class Channel:
             if mandatory:
                 self.write_with_content(
                     spec.BasicReturn(NO_ROUTE, "NO_ROUTE", message.exchange, message.routing_key),
-                    message.properties_raw, message.body)
+                    message.properties_raw,
+                    message.body,
+                )
             return 0, False
         if headers and "BCC" in headers:
             message = without_bcc(message)

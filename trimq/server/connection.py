@@ -57,9 +57,15 @@ CLOSE_TIMEOUT = 3.0  # how long we wait for Close-Ok after sending Connection.Cl
 # frame, so that a client not yet trusted cannot retry fast.
 SILENT_CLOSE_DELAY = 3.0
 CAPABILITIES = (
-    "publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify",
-    "connection.blocked", "consumer_priorities", "authentication_failure_close",
-    "per_consumer_qos", "direct_reply_to",
+    "publisher_confirms",
+    "exchange_exchange_bindings",
+    "basic.nack",
+    "consumer_cancel_notify",
+    "connection.blocked",
+    "consumer_priorities",
+    "authentication_failure_close",
+    "per_consumer_qos",
+    "direct_reply_to",
 )
 
 
@@ -113,9 +119,15 @@ def server_properties() -> dict[str, Any]:
 
 
 class ServerConnection:
-    def __init__(self, stream: trio.abc.Stream, broker: Broker, peer: tuple[str, int],
-                 wal: WAL | None = None, local: tuple[str, int] = ("", 0),
-                 resources: Resources | None = None) -> None:
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        broker: Broker,
+        peer: tuple[str, int],
+        wal: WAL | None = None,
+        local: tuple[str, int] = ("", 0),
+        resources: Resources | None = None,
+    ) -> None:
         self.stream = stream
         self.broker = broker
         self.number = next(_connection_numbers)
@@ -242,8 +254,7 @@ class ServerConnection:
                 return
             self.opened = True
             self.resources.connections += 1
-            log.info("connection.opened", peer=self.peer, user=self.username,
-                     vhost=self.vhost.name)
+            log.info("connection.opened", peer=self.peer, user=self.username, vhost=self.vhost.name)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
                 nursery.start_soon(self._writer)
@@ -260,8 +271,7 @@ class ServerConnection:
         except (PeerGone, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except AMQPError as error:  # during the handshake
-            log.info("connection.error", peer=self.peer, code=error.code,
-                     text=error.log_text)
+            log.info("connection.error", peer=self.peer, code=error.code, text=error.log_text)
             await self._refuse(error)
         finally:
             self._authenticated()
@@ -285,8 +295,14 @@ class ServerConnection:
         try:
             if self.tuned:
                 with trio.move_on_after(CLOSE_TIMEOUT):
-                    await self._send_now(frames.method_frame(0, spec.ConnectionClose(
-                        error.code, error.text, error.class_id, error.method_id)))
+                    await self._send_now(
+                        frames.method_frame(
+                            0,
+                            spec.ConnectionClose(
+                                error.code, error.text, error.class_id, error.method_id
+                            ),
+                        )
+                    )
                 await self._linger()
             else:
                 await trio.sleep(SILENT_CLOSE_DELAY)
@@ -363,8 +379,9 @@ class ServerConnection:
                 continue
             if frame.type != frames.METHOD or frame.channel != 0:
                 raise ConnectionError(
-                    COMMAND_INVALID, f"expected '{expected.NAME}', got a frame of type "
-                    f"{frame.type} on channel {frame.channel}"
+                    COMMAND_INVALID,
+                    f"expected '{expected.NAME}', got a frame of type "
+                    f"{frame.type} on channel {frame.channel}",
                 )
             method = frames.decode_method(frame.payload)
             if type(method) is spec.ConnectionClose:
@@ -372,8 +389,10 @@ class ServerConnection:
                 raise PeerGone
             if type(method) is not expected:
                 raise ConnectionError(
-                    COMMAND_INVALID, f"expected '{expected.NAME}', got '{method.NAME}'",
-                    method.CLASS_ID, method.METHOD_ID,
+                    COMMAND_INVALID,
+                    f"expected '{expected.NAME}', got '{method.NAME}'",
+                    method.CLASS_ID,
+                    method.METHOD_ID,
                 )
             return method
 
@@ -384,17 +403,33 @@ class ServerConnection:
             log.info("connection.bad_protocol_header", peer=self.peer, header=repr(header))
             await self._send_now(spec.PROTOCOL_HEADER)
             return False
-        await self._send_now(frames.method_frame(0, spec.ConnectionStart(
-            0, 9, server_properties(), b"AMQPLAIN PLAIN", b"en_US",
-        )))
+        await self._send_now(
+            frames.method_frame(
+                0,
+                spec.ConnectionStart(
+                    0,
+                    9,
+                    server_properties(),
+                    b"AMQPLAIN PLAIN",
+                    b"en_US",
+                ),
+            )
+        )
         start_ok: spec.ConnectionStartOk = await self._next_method(spec.ConnectionStartOk)
         self.client_properties = start_ok.client_properties
         self.auth_mechanism = start_ok.mechanism
         if not await self._authenticate(start_ok):
             return False
-        await self._send_now(frames.method_frame(0, spec.ConnectionTune(
-            self.channel_max, self.frame_max, self.heartbeat,
-        )))
+        await self._send_now(
+            frames.method_frame(
+                0,
+                spec.ConnectionTune(
+                    self.channel_max,
+                    self.frame_max,
+                    self.heartbeat,
+                ),
+            )
+        )
         tune_ok: spec.ConnectionTuneOk = await self._next_method(spec.ConnectionTuneOk)
         self._apply_tune(tune_ok)
         self.tuned = True
@@ -402,29 +437,38 @@ class ServerConnection:
         vhost = self.broker.vhosts.get(open_.virtual_host)
         if vhost is None:
             raise ConnectionError(
-                NOT_ALLOWED, f"vhost {open_.virtual_host} not found",
-                open_.CLASS_ID, open_.METHOD_ID,
+                NOT_ALLOWED,
+                f"vhost {open_.virtual_host} not found",
+                open_.CLASS_ID,
+                open_.METHOD_ID,
             )
         vhost_limit = vhost.connection_limit_reached()  # as RabbitMQ, before permissions
         if vhost_limit is not None:
             raise ConnectionError(
-                NOT_ALLOWED, f"access to vhost '{vhost.name}' refused for user "
+                NOT_ALLOWED,
+                f"access to vhost '{vhost.name}' refused for user "
                 f"'{self.username}': connection limit ({vhost_limit}) is reached",
-                open_.CLASS_ID, open_.METHOD_ID,
+                open_.CLASS_ID,
+                open_.METHOD_ID,
             )
         if self.broker.users.permission(vhost.name, self.username) is None:
-            log.warning("connection.vhost_refused", peer=self.peer, user=self.username,
-                        vhost=vhost.name)
+            log.warning(
+                "connection.vhost_refused", peer=self.peer, user=self.username, vhost=vhost.name
+            )
             raise ConnectionError(
-                NOT_ALLOWED, f"access to vhost '{vhost.name}' refused for user '{self.username}'",
-                open_.CLASS_ID, open_.METHOD_ID,
+                NOT_ALLOWED,
+                f"access to vhost '{vhost.name}' refused for user '{self.username}'",
+                open_.CLASS_ID,
+                open_.METHOD_ID,
             )
         limit = self.broker.config.connection_max
         if limit and self.resources.connections >= limit:
             log.warning("connection.limit_reached", peer=self.peer, limit=limit)
             raise ConnectionError(
-                NOT_ALLOWED, f"connection refused: node connection limit ({limit}) is reached",
-                open_.CLASS_ID, open_.METHOD_ID,
+                NOT_ALLOWED,
+                f"connection refused: node connection limit ({limit}) is reached",
+                open_.CLASS_ID,
+                open_.METHOD_ID,
             )
         self.vhost = vhost
         vhost.connections += 1  # counted at once: no other handshake can pass the check first
@@ -451,14 +495,17 @@ class ServerConnection:
                 raise ConnectionError(SYNTAX_ERROR, "AMQPLAIN response is malformed") from None
             if "LOGIN" not in table or "PASSWORD" not in table:
                 raise ConnectionError(
-                    SYNTAX_ERROR, "AMQPLAIN response is missing LOGIN or PASSWORD")
+                    SYNTAX_ERROR, "AMQPLAIN response is missing LOGIN or PASSWORD"
+                )
             login, password = _text(table["LOGIN"]), _text(table["PASSWORD"])
             if login is None or password is None:  # not strings: refused, as RabbitMQ
                 return login or "", None
             return login, password
         raise ConnectionError(
-            COMMAND_INVALID, f"unknown authentication mechanism '{mechanism}'",
-            start_ok.CLASS_ID, start_ok.METHOD_ID,
+            COMMAND_INVALID,
+            f"unknown authentication mechanism '{mechanism}'",
+            start_ok.CLASS_ID,
+            start_ok.METHOD_ID,
         )
 
     async def _authenticate(self, start_ok: spec.ConnectionStartOk) -> bool:
@@ -467,16 +514,27 @@ class ServerConnection:
         to 3 s for its Close-Ok (`serve`), as RabbitMQ does."""
         name, password = self._credentials(start_ok)
         user = self.broker.users.authenticate(name, password) if password is not None else None
-        if user is not None and name in self.broker.config.loopback_users and not (
-            is_loopback(self.peer[0])
+        if (
+            user is not None
+            and name in self.broker.config.loopback_users
+            and not (is_loopback(self.peer[0]))
         ):
-            log.warning("connection.auth_failed", peer=self.peer, user=name,
-                        mechanism=start_ok.mechanism,
-                        reason=f"user '{name}' can only connect via localhost")
+            log.warning(
+                "connection.auth_failed",
+                peer=self.peer,
+                user=name,
+                mechanism=start_ok.mechanism,
+                reason=f"user '{name}' can only connect via localhost",
+            )
             user = None
         elif user is None:
-            log.warning("connection.auth_failed", peer=self.peer, user=name,
-                        mechanism=start_ok.mechanism, reason="invalid credentials")
+            log.warning(
+                "connection.auth_failed",
+                peer=self.peer,
+                user=name,
+                mechanism=start_ok.mechanism,
+                reason="invalid credentials",
+            )
         if user is not None:
             self.username = user.name
             self._authenticated()
@@ -487,8 +545,9 @@ class ServerConnection:
                 f"Login was refused using authentication mechanism {start_ok.mechanism}. "
                 "For details see the broker logfile.",
             )
-            await self._send_now(frames.method_frame(0, spec.ConnectionClose(
-                ACCESS_REFUSED, text, 0, 0)))
+            await self._send_now(
+                frames.method_frame(0, spec.ConnectionClose(ACCESS_REFUSED, text, 0, 0))
+            )
         self.login_refused = True
         return False
 
@@ -497,14 +556,17 @@ class ServerConnection:
         frame_max = tune_ok.frame_max or config.frame_max
         if frame_max < spec.FRAME_MIN_SIZE:
             raise ConnectionError(
-                NOT_ALLOWED, f"frame_max={frame_max} < {spec.FRAME_MIN_SIZE} min size")
+                NOT_ALLOWED, f"frame_max={frame_max} < {spec.FRAME_MIN_SIZE} min size"
+            )
         if frame_max > config.frame_max:
             raise ConnectionError(
-                NOT_ALLOWED, f"frame_max={frame_max} > {config.frame_max} max size")
+                NOT_ALLOWED, f"frame_max={frame_max} > {config.frame_max} max size"
+            )
         channel_max = tune_ok.channel_max or config.channel_max
         if channel_max > config.channel_max:
             raise ConnectionError(
-                NOT_ALLOWED, f"channel_max={channel_max} > {config.channel_max} max size")
+                NOT_ALLOWED, f"channel_max={channel_max} > {config.channel_max} max size"
+            )
         self.frame_max = frame_max
         self.frames.frame_max = frame_max
         self.channel_max = channel_max
@@ -521,8 +583,9 @@ class ServerConnection:
             except ConnectionError as error:
                 self.start_close(error)
             except AMQPError as error:  # a soft error outside any channel: treat as hard
-                self.start_close(ConnectionError(error.code, error.detail,
-                                                 log_detail=error.log_detail))
+                self.start_close(
+                    ConnectionError(error.code, error.detail, log_detail=error.log_detail)
+                )
             except Exception:  # a bug: keep the broker up, tell the client, log it
                 log.exception("connection.internal_error", peer=self.peer)
                 self.start_close(ConnectionError(INTERNAL_ERROR, "internal error"))
@@ -627,8 +690,9 @@ class ServerConnection:
     def wal_failed(self, exc: BaseException) -> None:
         """Nothing more can be made durable: close with 541 so nothing is confirmed."""
         log.error("wal.failed", peer=self.peer, error=str(exc))
-        self.start_close(ConnectionError(
-            INTERNAL_ERROR, "the write-ahead log has failed; see the broker log"))
+        self.start_close(
+            ConnectionError(INTERNAL_ERROR, "the write-ahead log has failed; see the broker log")
+        )
 
     def start_close(self, error: AMQPError) -> None:
         """A hard error or a server shutdown: send Connection.Close, wait briefly for Close-Ok.
@@ -638,14 +702,16 @@ class ServerConnection:
             self.finished = True
             return
         if error.code != CONNECTION_FORCED:
-            log.info("connection.error", peer=self.peer, code=error.code,
-                     text=error.log_text)
+            log.info("connection.error", peer=self.peer, code=error.code, text=error.log_text)
         self.closing = True
         if self._paused_scope is not None:  # read again, for the Close-Ok
             self._paused_scope.cancel()
         self.cleanup()
-        self.write(frames.method_frame(0, spec.ConnectionClose(
-            error.code, error.text, error.class_id, error.method_id)))
+        self.write(
+            frames.method_frame(
+                0, spec.ConnectionClose(error.code, error.text, error.class_id, error.method_id)
+            )
+        )
         self._reader_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
 
     def handle_frame(self, frame: frames.Frame) -> None:
@@ -678,8 +744,10 @@ class ServerConnection:
             pass
         else:
             raise ConnectionError(
-                CHANNEL_ERROR, "unexpected method in connection state running",
-                method.CLASS_ID, method.METHOD_ID,
+                CHANNEL_ERROR,
+                "unexpected method in connection state running",
+                method.CLASS_ID,
+                method.METHOD_ID,
             )
 
     def _handle_while_closing(self, frame: frames.Frame) -> None:
@@ -699,10 +767,12 @@ class ServerConnection:
         method = frames.decode_method(frame.payload)
         if type(method) is not spec.ChannelOpen:
             raise ConnectionError(
-                CHANNEL_ERROR, "expected 'channel.open'", method.CLASS_ID, method.METHOD_ID)
+                CHANNEL_ERROR, "expected 'channel.open'", method.CLASS_ID, method.METHOD_ID
+            )
         if len(self.channels) >= self.channel_max:
             raise ConnectionError(
-                NOT_ALLOWED, f"number of channels opened ({len(self.channels)}) has reached "
+                NOT_ALLOWED,
+                f"number of channels opened ({len(self.channels)}) has reached "
                 f"the negotiated channel_max ({self.channel_max})",
             )
         channel = Channel(self, number)

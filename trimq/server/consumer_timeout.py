@@ -22,8 +22,11 @@ def check_interval(timeout_ms: int) -> float:
     return min(max(timeout_ms / 10_000, 0.05), 60.0)
 
 
-def check_channels(connections: Iterable[ServerConnection], now: float, timeout_ms: int,
-                   ) -> None:
+def check_channels(
+    connections: Iterable[ServerConnection],
+    now: float,
+    timeout_ms: int,
+) -> None:
     for connection in list(connections):
         if not connection.opened or connection.closing:
             continue

@@ -46,11 +46,13 @@ def command(name: str) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         COMMANDS[name] = handler
         return handler
+
     return register
 
 
-async def serve_control(state: ServerState, path: Path,
-                        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_control(
+    state: ServerState, path: Path, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
     """Listen on the Unix socket `path` (replacing a stale one: the data directory's lock
     says no other broker runs here)."""
     if path.exists() or path.is_symlink():
@@ -144,10 +146,14 @@ async def _dispatch(state: ServerState, request: Any) -> dict[str, Any]:
         return _failure("usage", f"bad arguments for {name}: {exc}")
     except Exception as exc:  # a bug: the broker goes on, the operator is told
         log.exception("control.command_failed", command=name)
-        return _failure("error", f"{name} failed unexpectedly ({type(exc).__name__}); see "
-                                 "the broker log")
-    log.info("control.command", command=name,
-             **{k: v for k, v in args.items() if k in ("user", "vhost", "queue", "name")})
+        return _failure(
+            "error", f"{name} failed unexpectedly ({type(exc).__name__}); see the broker log"
+        )
+    log.info(
+        "control.command",
+        command=name,
+        **{k: v for k, v in args.items() if k in ("user", "vhost", "queue", "name")},
+    )
     return {"ok": True, "result": result}
 
 
@@ -173,8 +179,9 @@ def arg_str(args: dict[str, Any], key: str, default: Any = _REQUIRED) -> str:
     return value
 
 
-def arg_int(args: dict[str, Any], key: str, default: Any = _REQUIRED, low: int = 0,
-            high: int = 2**63 - 1) -> int:
+def arg_int(
+    args: dict[str, Any], key: str, default: Any = _REQUIRED, low: int = 0, high: int = 2**63 - 1
+) -> int:
     value = _arg(args, key, default)
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise AdminError("usage", f"argument '{key}' must be an integer from {low} to {high}")
@@ -183,8 +190,7 @@ def arg_int(args: dict[str, Any], key: str, default: Any = _REQUIRED, low: int =
 
 def arg_number(args: dict[str, Any], key: str, default: Any = _REQUIRED) -> float:
     value = _arg(args, key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise AdminError("usage", f"argument '{key}' must be a number")
     return float(value)
 
@@ -219,13 +225,17 @@ async def _status(state: ServerState, args: dict[str, Any]) -> Any:
     broker = state.broker
     queues = [q for v in broker.vhosts.values() for q in v.queues.values()]
     return {
-        "pid": os.getpid(), "version": __version__, "node": info.NODE,
+        "pid": os.getpid(),
+        "version": __version__,
+        "node": info.NODE,
         "data_dir": str(state.data_dir) if state.data_dir else "",
         "listeners": [list(address) for address in state.listeners],
         "uptime": round(time.time() - state.started_at, 3),
         "connections": sum(1 for c in state.connections if c.opened),
-        "queues": len(queues), "messages": sum(q.message_count for q in queues),
-        "tasks": count_tasks(), "open_files": count_open_files(),
+        "queues": len(queues),
+        "messages": sum(q.message_count for q in queues),
+        "tasks": count_tasks(),
+        "open_files": count_open_files(),
         "warnings": [w for w in (exposure_warning(state.data_dir),) if w],
         **state.resources.status(),
     }
@@ -261,8 +271,11 @@ async def _object_counts(state: ServerState, args: dict[str, Any]) -> Any:
         clear_caches()
         gc.collect()
     counts = Counter(f"{type(o).__module__}.{type(o).__qualname__}" for o in gc.get_objects())
-    return {"gc_objects": counts.total(), "allocated_blocks": sys.getallocatedblocks(),
-            "types": dict(counts.most_common())}
+    return {
+        "gc_objects": counts.total(),
+        "allocated_blocks": sys.getallocatedblocks(),
+        "types": dict(counts.most_common()),
+    }
 
 
 @command("set_memory_high_watermark")
@@ -349,8 +362,9 @@ async def _list_users(state: ServerState, args: dict[str, Any]) -> Any:
 
 @command("add_vhost")
 async def _add_vhost(state: ServerState, args: dict[str, Any]) -> Any:
-    state.broker.add_vhost(arg_str(args, "vhost"), arg_str(args, "description", ""),
-                           arg_strings(args, "tags"))
+    state.broker.add_vhost(
+        arg_str(args, "vhost"), arg_str(args, "description", ""), arg_strings(args, "tags")
+    )
     return {}
 
 
@@ -408,9 +422,13 @@ def _json_argument(text: str) -> Any:
 
 @command("set_permissions")
 async def _set_permissions(state: ServerState, args: dict[str, Any]) -> Any:
-    state.broker.set_permissions(arg_str(args, "vhost", "/"), arg_str(args, "user"),
-                                 arg_str(args, "configure"), arg_str(args, "write"),
-                                 arg_str(args, "read"))
+    state.broker.set_permissions(
+        arg_str(args, "vhost", "/"),
+        arg_str(args, "user"),
+        arg_str(args, "configure"),
+        arg_str(args, "write"),
+        arg_str(args, "read"),
+    )
     return {}
 
 
@@ -423,15 +441,21 @@ async def _clear_permissions(state: ServerState, args: dict[str, Any]) -> Any:
 @command("list_permissions")
 async def _list_permissions(state: ServerState, args: dict[str, Any]) -> Any:
     vhost = state.broker.get_vhost(arg_str(args, "vhost", "/")).name
-    return [{"user": user, "configure": p.configure, "write": p.write, "read": p.read}
-            for (v, user), p in sorted(state.broker.users.permissions.items()) if v == vhost]
+    return [
+        {"user": user, "configure": p.configure, "write": p.write, "read": p.read}
+        for (v, user), p in sorted(state.broker.users.permissions.items())
+        if v == vhost
+    ]
 
 
 @command("list_user_permissions")
 async def _list_user_permissions(state: ServerState, args: dict[str, Any]) -> Any:
     user = state.broker.get_user(arg_str(args, "user")).name
-    return [{"vhost": v, "configure": p.configure, "write": p.write, "read": p.read}
-            for (v, u), p in sorted(state.broker.users.permissions.items()) if u == user]
+    return [
+        {"vhost": v, "configure": p.configure, "write": p.write, "read": p.read}
+        for (v, u), p in sorted(state.broker.users.permissions.items())
+        if u == user
+    ]
 
 
 # -- listings --------------------------------------------------------------------------------
@@ -467,8 +491,7 @@ async def _list_connections(state: ServerState, args: dict[str, Any]) -> Any:
 
 @command("list_channels")
 async def _list_channels(state: ServerState, args: dict[str, Any]) -> Any:
-    items = _items(args, "channels") or [
-        "pid", "user", "consumer_count", "messages_unacknowledged"]
+    items = _items(args, "channels") or ["pid", "user", "consumer_count", "messages_unacknowledged"]
     return info.select(info.channel_rows(state), items)
 
 
@@ -509,8 +532,9 @@ async def _purge_queue(state: ServerState, args: dict[str, Any]) -> Any:
 async def _close_connection(state: ServerState, args: dict[str, Any]) -> Any:
     target = arg_str(args, "name")
     reason = arg_str(args, "reason", "")
-    found = [c for c in state.connections
-             if c.opened and target in (c.name, info.connection_pid(c))]
+    found = [
+        c for c in state.connections if c.opened and target in (c.name, info.connection_pid(c))
+    ]
     if not found:
         raise AdminError("not_found", f"connection '{target}' not found")
     await close_connections(found, reason or "Closed via trimqctl")
@@ -522,8 +546,11 @@ async def _close_all_connections(state: ServerState, args: dict[str, Any]) -> An
     vhost = arg_str(args, "vhost", "") or None
     limit = arg_int(args, "limit", 0)
     reason = arg_str(args, "reason", "")
-    found = [c for c in sorted(state.connections, key=lambda c: c.number)
-             if c.opened and (vhost is None or c.vhost.name == vhost)]
+    found = [
+        c
+        for c in sorted(state.connections, key=lambda c: c.number)
+        if c.opened and (vhost is None or c.vhost.name == vhost)
+    ]
     if limit:
         found = found[:limit]
     await close_connections(found, reason or "Closed via trimqctl")
@@ -541,10 +568,14 @@ async def _set_policy(state: ServerState, args: dict[str, Any]) -> Any:
             definition = json.loads(definition)
         except (ValueError, RecursionError):
             raise AdminError("usage", "JSON decoding error. Reason: badarg") from None
-    state.broker.set_policy(arg_str(args, "vhost", "/"), arg_str(args, "name"),
-                            arg_str(args, "pattern"), definition,
-                            arg_int(args, "priority", 0, low=-2**63),
-                            arg_str(args, "apply_to", "all"))
+    state.broker.set_policy(
+        arg_str(args, "vhost", "/"),
+        arg_str(args, "name"),
+        arg_str(args, "pattern"),
+        definition,
+        arg_int(args, "priority", 0, low=-(2**63)),
+        arg_str(args, "apply_to", "all"),
+    )
     return {}
 
 
@@ -557,10 +588,17 @@ async def _clear_policy(state: ServerState, args: dict[str, Any]) -> Any:
 @command("list_policies")
 async def _list_policies(state: ServerState, args: dict[str, Any]) -> Any:
     vhost = _vhost(state, args)
-    return [{
-        "vhost": vhost.name, "name": p.name, "pattern": p.pattern, "apply-to": p.apply_to,
-        "definition": json.dumps(p.definition, separators=(",", ":")), "priority": p.priority,
-    } for p in sorted(vhost.policies.values(), key=lambda p: p.name)]
+    return [
+        {
+            "vhost": vhost.name,
+            "name": p.name,
+            "pattern": p.pattern,
+            "apply-to": p.apply_to,
+            "definition": json.dumps(p.definition, separators=(",", ":")),
+            "priority": p.priority,
+        }
+        for p in sorted(vhost.policies.values(), key=lambda p: p.name)
+    ]
 
 
 # -- definitions -----------------------------------------------------------------------------

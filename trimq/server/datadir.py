@@ -19,5 +19,7 @@ def exposure_warning(data_dir: Path | None) -> str | None:
         return None
     if not mode & 0o077:
         return None
-    return (f"data directory {data_dir} is accessible to group or others (mode {mode:04o}); "
-            f"it holds messages and password hashes: chmod 700 {data_dir}")
+    return (
+        f"data directory {data_dir} is accessible to group or others (mode {mode:04o}); "
+        f"it holds messages and password hashes: chmod 700 {data_dir}"
+    )

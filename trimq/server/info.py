@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 NODE = f"trimq@{socket.gethostname().split('.')[0]}"
 
 
-
 def jsonable(value: Any) -> Any:
     """A plain decoded field value as JSON can carry it."""
     if isinstance(value, dict):
@@ -85,63 +84,98 @@ def queue_rows(state: ServerState, vhost: VHost) -> list[dict[str, Any]]:
         exclusive_consumer = next((c for c in queue.consumers if c.exclusive), None)
         owner = queue.exclusive_owner
         head = ready[0].message.properties.timestamp if ready else None
-        rows.append({
-            "name": queue.name, "durable": queue.durable, "auto_delete": queue.auto_delete,
-            "arguments": table(queue.arguments),
-            "policy": queue.policy.name if queue.policy else "", "pid": queue_pid(queue),
-            "owner_pid": connection_pid(owner) if owner is not None else "",  # type: ignore[arg-type]
-            "exclusive": queue.exclusive,
-            "exclusive_consumer_pid": (channel_pid(exclusive_consumer.sink)  # type: ignore[arg-type]
-                                       if exclusive_consumer else ""),
-            "exclusive_consumer_tag": exclusive_consumer.tag if exclusive_consumer else "",
-            "messages_ready": len(ready), "messages_unacknowledged": len(unacked),
-            "messages": len(ready) + len(unacked), "messages_ready_ram": len(ready),
-            "messages_unacknowledged_ram": len(unacked),
-            "messages_ram": len(ready) + len(unacked),
-            "messages_persistent": len(persistent),
-            "message_bytes": ready_bytes + unacked_bytes, "message_bytes_ready": ready_bytes,
-            "message_bytes_unacknowledged": unacked_bytes,
-            "message_bytes_ram": ready_bytes + unacked_bytes,
-            "message_bytes_persistent": sum(e.message.size for e in persistent),
-            "head_message_timestamp": head if head is not None else "",
-            "disk_reads": 0,
-            "disk_writes": sum(1 for e in persistent if e.message.id),
-            "consumers": len(queue.consumers),
-            "consumer_utilisation": "",
-            "consumer_capacity": 1.0 if queue.consumers else 0,
-            "memory": 1024 + ready_bytes + unacked_bytes + 200 * (len(ready) + len(unacked)),
-            "state": "running", "type": "classic",
-        })
+        rows.append(
+            {
+                "name": queue.name,
+                "durable": queue.durable,
+                "auto_delete": queue.auto_delete,
+                "arguments": table(queue.arguments),
+                "policy": queue.policy.name if queue.policy else "",
+                "pid": queue_pid(queue),
+                "owner_pid": connection_pid(owner) if owner is not None else "",  # type: ignore[arg-type]
+                "exclusive": queue.exclusive,
+                "exclusive_consumer_pid": (
+                    channel_pid(exclusive_consumer.sink)  # type: ignore[arg-type]
+                    if exclusive_consumer
+                    else ""
+                ),
+                "exclusive_consumer_tag": exclusive_consumer.tag if exclusive_consumer else "",
+                "messages_ready": len(ready),
+                "messages_unacknowledged": len(unacked),
+                "messages": len(ready) + len(unacked),
+                "messages_ready_ram": len(ready),
+                "messages_unacknowledged_ram": len(unacked),
+                "messages_ram": len(ready) + len(unacked),
+                "messages_persistent": len(persistent),
+                "message_bytes": ready_bytes + unacked_bytes,
+                "message_bytes_ready": ready_bytes,
+                "message_bytes_unacknowledged": unacked_bytes,
+                "message_bytes_ram": ready_bytes + unacked_bytes,
+                "message_bytes_persistent": sum(e.message.size for e in persistent),
+                "head_message_timestamp": head if head is not None else "",
+                "disk_reads": 0,
+                "disk_writes": sum(1 for e in persistent if e.message.id),
+                "consumers": len(queue.consumers),
+                "consumer_utilisation": "",
+                "consumer_capacity": 1.0 if queue.consumers else 0,
+                "memory": 1024 + ready_bytes + unacked_bytes + 200 * (len(ready) + len(unacked)),
+                "state": "running",
+                "type": "classic",
+            }
+        )
     return rows
 
 
 def exchange_rows(vhost: VHost) -> list[dict[str, Any]]:
-    return [{
-        "name": exchange.name, "type": exchange.TYPE, "durable": exchange.durable,
-        "auto_delete": exchange.auto_delete, "internal": exchange.internal,
-        "arguments": table(exchange.arguments),
-        "policy": exchange.policy.name if exchange.policy else "",
-    } for exchange in vhost.exchanges.values()]
+    return [
+        {
+            "name": exchange.name,
+            "type": exchange.TYPE,
+            "durable": exchange.durable,
+            "auto_delete": exchange.auto_delete,
+            "internal": exchange.internal,
+            "arguments": table(exchange.arguments),
+            "policy": exchange.policy.name if exchange.policy else "",
+        }
+        for exchange in vhost.exchanges.values()
+    ]
 
 
 def binding_rows(vhost: VHost) -> list[dict[str, Any]]:
     """The default exchange's implicit bindings first (as RabbitMQ lists them), then the rest."""
-    rows = [{
-        "source_name": "", "source_kind": "exchange", "destination_name": queue.name,
-        "destination_kind": "queue", "routing_key": queue.name, "arguments": [],
-    } for queue in vhost.queues.values()]
+    rows = [
+        {
+            "source_name": "",
+            "source_kind": "exchange",
+            "destination_name": queue.name,
+            "destination_kind": "queue",
+            "routing_key": queue.name,
+            "arguments": [],
+        }
+        for queue in vhost.queues.values()
+    ]
     explicit = []
     for exchange in vhost.exchanges.values():
         for binding in exchange.bindings.values():
             dest = binding.destination
-            explicit.append({
-                "source_name": exchange.name, "source_kind": "exchange",
-                "destination_name": dest.name,
-                "destination_kind": "exchange" if isinstance(dest, Exchange) else "queue",
-                "routing_key": binding.routing_key, "arguments": table(binding.arguments),
-            })
-    explicit.sort(key=lambda r: (r["source_name"], r["destination_kind"],
-                                 r["destination_name"], r["routing_key"]))
+            explicit.append(
+                {
+                    "source_name": exchange.name,
+                    "source_kind": "exchange",
+                    "destination_name": dest.name,
+                    "destination_kind": "exchange" if isinstance(dest, Exchange) else "queue",
+                    "routing_key": binding.routing_key,
+                    "arguments": table(binding.arguments),
+                }
+            )
+    explicit.sort(
+        key=lambda r: (
+            r["source_name"],
+            r["destination_kind"],
+            r["destination_name"],
+            r["routing_key"],
+        )
+    )
     return rows + explicit
 
 
@@ -162,21 +196,33 @@ def connection_rows(state: ServerState) -> list[dict[str, Any]]:
     for connection in sorted(state.connections, key=lambda c: c.number):
         if not connection.opened:
             continue
-        rows.append({
-            "pid": connection_pid(connection), "name": connection.name,
-            "port": connection.local[1], "host": connection.local[0],
-            "peer_port": connection.peer[1], "peer_host": connection.peer[0], "ssl": False,
-            "state": connection_state(connection, state),
-            "channels": len(connection.channels), "protocol": [0, 9, 1],
-            "auth_mechanism": connection.auth_mechanism, "user": connection.username,
-            "vhost": connection.vhost.name, "timeout": connection.heartbeat,
-            "frame_max": connection.frame_max, "channel_max": connection.channel_max,
-            "client_properties": jsonable(connection.client_properties),
-            "recv_oct": connection.stats.recv_oct, "recv_cnt": connection.stats.recv_cnt,
-            "send_oct": connection.stats.send_oct, "send_cnt": connection.stats.send_cnt,
-            "send_pend": len(connection.out),
-            "connected_at": int(connection.connected_at * 1000),
-        })
+        rows.append(
+            {
+                "pid": connection_pid(connection),
+                "name": connection.name,
+                "port": connection.local[1],
+                "host": connection.local[0],
+                "peer_port": connection.peer[1],
+                "peer_host": connection.peer[0],
+                "ssl": False,
+                "state": connection_state(connection, state),
+                "channels": len(connection.channels),
+                "protocol": [0, 9, 1],
+                "auth_mechanism": connection.auth_mechanism,
+                "user": connection.username,
+                "vhost": connection.vhost.name,
+                "timeout": connection.heartbeat,
+                "frame_max": connection.frame_max,
+                "channel_max": connection.channel_max,
+                "client_properties": jsonable(connection.client_properties),
+                "recv_oct": connection.stats.recv_oct,
+                "recv_cnt": connection.stats.recv_cnt,
+                "send_oct": connection.stats.send_oct,
+                "send_cnt": connection.stats.send_cnt,
+                "send_pend": len(connection.out),
+                "connected_at": int(connection.connected_at * 1000),
+            }
+        )
     return rows
 
 
@@ -186,19 +232,25 @@ def channel_rows(state: ServerState) -> list[dict[str, Any]]:
         if not connection.opened:
             continue
         for number, channel in sorted(connection.channels.items()):
-            rows.append({
-                "pid": channel_pid(channel), "connection": connection_pid(connection),
-                "name": f"{connection.name} ({number})", "number": number,
-                "user": connection.username, "vhost": connection.vhost.name,
-                "transactional": channel.transactional, "confirm": channel.confirm,
-                "consumer_count": len(channel.consumers),
-                "messages_unacknowledged": len(channel.unacked),
-                "messages_uncommitted": len(channel.tx_ops),
-                "acks_uncommitted": sum(len(t) for t, _ in channel.tx_acks),
-                "messages_unconfirmed": channel.confirm_seq - channel.confirmed_upto,
-                "prefetch_count": channel.prefetch_consumer,
-                "global_prefetch_count": channel.prefetch_channel,
-            })
+            rows.append(
+                {
+                    "pid": channel_pid(channel),
+                    "connection": connection_pid(connection),
+                    "name": f"{connection.name} ({number})",
+                    "number": number,
+                    "user": connection.username,
+                    "vhost": connection.vhost.name,
+                    "transactional": channel.transactional,
+                    "confirm": channel.confirm,
+                    "consumer_count": len(channel.consumers),
+                    "messages_unacknowledged": len(channel.unacked),
+                    "messages_uncommitted": len(channel.tx_ops),
+                    "acks_uncommitted": sum(len(t) for t, _ in channel.tx_acks),
+                    "messages_unconfirmed": channel.confirm_seq - channel.confirmed_upto,
+                    "prefetch_count": channel.prefetch_consumer,
+                    "global_prefetch_count": channel.prefetch_channel,
+                }
+            )
     return rows
 
 
@@ -208,23 +260,34 @@ def consumer_rows(state: ServerState, vhost: VHost) -> list[dict[str, Any]]:
         if channel.vhost is not vhost:
             continue
         for consumer in channel.consumers.values():
-            rows.append({
-                "queue_name": consumer.queue.name, "channel_pid": channel_pid(channel),
-                "consumer_tag": consumer.tag, "ack_required": not consumer.no_ack,
-                "prefetch_count": consumer.prefetch, "active": True,
-                "activity_status": "up", "arguments": table(consumer.arguments),
-            })
+            rows.append(
+                {
+                    "queue_name": consumer.queue.name,
+                    "channel_pid": channel_pid(channel),
+                    "consumer_tag": consumer.tag,
+                    "ack_required": not consumer.no_ack,
+                    "prefetch_count": consumer.prefetch,
+                    "active": True,
+                    "activity_status": "up",
+                    "arguments": table(consumer.arguments),
+                }
+            )
     return rows
 
 
 def vhost_rows(state: ServerState) -> list[dict[str, Any]]:
-    return [{
-        "name": vhost.name, "description": vhost.description, "tags": vhost.tags,
-        "default_queue_type": "classic", "tracing": False,
-        "cluster_state": [[NODE, "running"]],
-    } for vhost in sorted(state.broker.vhosts.values(), key=lambda v: v.name)]
+    return [
+        {
+            "name": vhost.name,
+            "description": vhost.description,
+            "tags": vhost.tags,
+            "default_queue_type": "classic",
+            "tracing": False,
+            "cluster_state": [[NODE, "running"]],
+        }
+        for vhost in sorted(state.broker.vhosts.values(), key=lambda v: v.name)
+    ]
 
 
 def select(rows: list[dict[str, Any]], items: list[str]) -> list[dict[str, Any]]:
     return [{item: row[item] for item in items} for row in rows]
-

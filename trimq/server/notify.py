@@ -26,7 +26,8 @@ class Notifier:
         usec = env.get("WATCHDOG_USEC", "")
         self.watchdog_interval = (
             int(usec) / 2_000_000
-            if usec.isdigit() and int(usec) > 0
+            if usec.isdigit()
+            and int(usec) > 0
             and (watchdog_pid is None or watchdog_pid == str(os.getpid()))
             else 0.0
         )

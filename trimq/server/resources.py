@@ -71,8 +71,12 @@ def handshake_limit(configured: int) -> int:
         return configured
     cap = max(1, soft // 2)
     if configured > cap:
-        log.warning("resources.handshake_max_lowered", configured=configured, limit=cap,
-                    open_files_limit=soft)
+        log.warning(
+            "resources.handshake_max_lowered",
+            configured=configured,
+            limit=cap,
+            open_files_limit=soft,
+        )
         return cap
     return configured
 
@@ -127,8 +131,13 @@ class Resources:
 
     @classmethod
     def for_broker(cls, config: BrokerConfig, data_dir: Path | None) -> Resources:
-        return cls(config.memory_high_watermark, config.memory_high_watermark_absolute,
-                   config.disk_free_limit, data_dir, handshake_limit(config.handshake_max))
+        return cls(
+            config.memory_high_watermark,
+            config.memory_high_watermark_absolute,
+            config.disk_free_limit,
+            data_dir,
+            handshake_limit(config.handshake_max),
+        )
 
     @property
     def memory_limit(self) -> int:
@@ -146,13 +155,22 @@ class Resources:
             return
         if on:
             self.alarms.add(alarm)
-            log.warning("resources.alarm_set", alarm=alarm, memory_used=self.memory_used,
-                        memory_limit=self.memory_limit, disk_free=self.disk_free,
-                        disk_free_limit=self.disk_free_limit)
+            log.warning(
+                "resources.alarm_set",
+                alarm=alarm,
+                memory_used=self.memory_used,
+                memory_limit=self.memory_limit,
+                disk_free=self.disk_free,
+                disk_free_limit=self.disk_free_limit,
+            )
         else:
             self.alarms.discard(alarm)
-            log.info("resources.alarm_cleared", alarm=alarm, memory_used=self.memory_used,
-                     disk_free=self.disk_free)
+            log.info(
+                "resources.alarm_cleared",
+                alarm=alarm,
+                memory_used=self.memory_used,
+                disk_free=self.disk_free,
+            )
         self._changed.set()
         self._changed = trio.Event()
 
@@ -185,8 +203,11 @@ class Resources:
             self._refused_handshakes += 1
             now = time.monotonic()
             if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL:
-                log.warning("connection.handshake_limit_reached", limit=self.handshake_max,
-                            refused=self._refused_handshakes)
+                log.warning(
+                    "connection.handshake_limit_reached",
+                    limit=self.handshake_max,
+                    refused=self._refused_handshakes,
+                )
                 self._last_refusal_log = now
                 self._refused_handshakes = 0
             return False
@@ -221,9 +242,12 @@ class Resources:
         """For `trimqctl status`: the alarms, memory and free disk space."""
         return {
             "alarms": sorted(self.alarms),
-            "memory": {"used": self.memory_used, "limit": self.memory_limit,
-                       "watermark": self.memory_high_watermark,
-                       "watermark_absolute": self.memory_high_watermark_absolute},
+            "memory": {
+                "used": self.memory_used,
+                "limit": self.memory_limit,
+                "watermark": self.memory_high_watermark,
+                "watermark_absolute": self.memory_high_watermark_absolute,
+            },
             "disk": {"free": self.disk_free, "limit": self.disk_free_limit},
         }
 

@@ -11,8 +11,17 @@ from importlib import import_module
 from trimq.cli.commands.base import COMMANDS, Command
 
 MODULES = (
-    "help", "node", "users", "vhosts", "vhost_limits", "permissions", "listings", "policies",
-    "queues", "connections", "definitions",
+    "help",
+    "node",
+    "users",
+    "vhosts",
+    "vhost_limits",
+    "permissions",
+    "listings",
+    "policies",
+    "queues",
+    "connections",
+    "definitions",
 )
 
 for _module in MODULES:

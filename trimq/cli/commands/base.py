@@ -166,8 +166,10 @@ short            | long          | description
 
 def base_usage(command: Command, tty: bool) -> str:
     timeout = " [--timeout <timeout>]" if command.has_timeout else ""
-    return (f"\n{bright('Usage', tty)}\n\n{TOOL} [--node <node>] [--longnames] [--quiet] "
-            f"{command.usage}{timeout}")
+    return (
+        f"\n{bright('Usage', tty)}\n\n{TOOL} [--node <node>] [--longnames] [--quiet] "
+        f"{command.usage}{timeout}"
+    )
 
 
 def command_usage(command: Command, tty: bool) -> str:
@@ -231,16 +233,20 @@ class Context:
         try:
             return self.client.call(command, args)
         except RequestTimeout:
-            raise CtlExit(EXIT_TEMPFAIL,
-                          f"Error: operation {self.command.name} on node {self.node} timed "
-                          f"out. Timeout value used: {self.opts.get('timeout')}") from None
+            raise CtlExit(
+                EXIT_TEMPFAIL,
+                f"Error: operation {self.command.name} on node {self.node} timed "
+                f"out. Timeout value used: {self.opts.get('timeout')}",
+            ) from None
         except NodeDown as exc:
             raise CtlExit(EXIT_UNAVAILABLE, node_down_message(self.node, exc.reason)) from None
 
     def usage_error(self, detail: str, code: int = EXIT_USAGE) -> CtlExit:
-        return CtlExit(code, f"Error (argument validation): {detail}\nArguments given:\n\t"
-                             f"{' '.join(self.argv)}\n"
-                             + base_usage(self.command, stream_is_tty(self.err)))
+        return CtlExit(
+            code,
+            f"Error (argument validation): {detail}\nArguments given:\n\t"
+            f"{' '.join(self.argv)}\n" + base_usage(self.command, stream_is_tty(self.err)),
+        )
 
     def ok(self) -> int:
         """A command that succeeded with nothing to say (`:ok`)."""
@@ -256,8 +262,10 @@ class Context:
         return EXIT_OK
 
     def json_error(self, message: str) -> CtlExit:
-        return CtlExit(EXIT_UNAVAILABLE, json_encode(
-            {"message": message, "node": self.node, "result": "error"}))
+        return CtlExit(
+            EXIT_UNAVAILABLE,
+            json_encode({"message": message, "node": self.node, "result": "error"}),
+        )
 
 
 def error_text(text: str) -> str:
@@ -269,8 +277,10 @@ def default_error(ctx: Context, exc: BrokerError) -> CtlExit:
     if exc.kind == "usage":
         return ctx.usage_error(exc.text)
     code = {
-        "auth_failed": EXIT_DATAERR, "user_not_found": EXIT_NOUSER,
-        "vhost_not_found": EXIT_NOUSER, "not_found": EXIT_NOUSER, "exists": EXIT_SOFTWARE,
+        "auth_failed": EXIT_DATAERR,
+        "user_not_found": EXIT_NOUSER,
+        "vhost_not_found": EXIT_NOUSER,
+        "not_found": EXIT_NOUSER,
+        "exists": EXIT_SOFTWARE,
     }.get(exc.kind, EXIT_SOFTWARE)
     return CtlExit(code, error_text(exc.text))
-

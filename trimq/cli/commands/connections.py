@@ -18,14 +18,22 @@ def run_close_connection(ctx: Context) -> int:
     return ctx.ok()
 
 
-register(Command(
-    "close_connection", "close_connection <connection pid> <explanation>",
-    "Instructs the broker to close the connection associated with the process id",
-    Section.OPERATIONS, run_close_connection, min_args=2, max_args=2,
-    usage_additional=[
-        ("<connection pid>", "connection identifier (its pid or name), see list_connections"),
-        ("<explanation>", "reason for connection closure")],
-    banner=lambda args, opts: [f"Closing connection {args[0]}, reason: {args[1]}..."]))
+register(
+    Command(
+        "close_connection",
+        "close_connection <connection pid> <explanation>",
+        "Instructs the broker to close the connection associated with the process id",
+        Section.OPERATIONS,
+        run_close_connection,
+        min_args=2,
+        max_args=2,
+        usage_additional=[
+            ("<connection pid>", "connection identifier (its pid or name), see list_connections"),
+            ("<explanation>", "reason for connection closure"),
+        ],
+        banner=lambda args, opts: [f"Closing connection {args[0]}, reason: {args[1]}..."],
+    )
+)
 
 
 def run_close_all_connections(ctx: Context) -> int:
@@ -45,8 +53,10 @@ def run_close_all_connections(ctx: Context) -> int:
 def close_all_banner(args: Sequence[str], opts: Mapping[str, Any]) -> list[str]:
     reason = args[0]
     if opts.get("global"):
-        return [f"Closing all connections to node {opts.get('node', '')} (across all vhosts), "
-                f"reason: {reason}..."]
+        return [
+            f"Closing all connections to node {opts.get('node', '')} (across all vhosts), "
+            f"reason: {reason}..."
+        ]
     vhost = opts.get("vhost", "/")
     limit = opts.get("limit", 0)
     if not limit:
@@ -54,15 +64,23 @@ def close_all_banner(args: Sequence[str], opts: Mapping[str, Any]) -> list[str]:
     return [f"Closing {limit} connections in vhost {vhost}, reason: {reason}..."]
 
 
-register(Command(
-    "close_all_connections",
-    "close_all_connections [--vhost <vhost> --limit <limit>] [-n <node> --global] "
-    "[--per-connection-delay <delay>] <explanation>",
-    "Instructs the broker to close all connections for the specified vhost or entire trimq "
-    "node", Section.OPERATIONS, run_close_all_connections, min_args=1, max_args=1,
-    switches={"global": "boolean", "per_connection_delay": "integer", "limit": "integer"},
-    usage_additional=[
-        ("--global", "consider connections across all virtual hosts"),
-        ("--limit <number>", "close up to this many connections"),
-        ("--per-connection-delay <milliseconds>", "inject a delay between closures")],
-    banner=close_all_banner))
+register(
+    Command(
+        "close_all_connections",
+        "close_all_connections [--vhost <vhost> --limit <limit>] [-n <node> --global] "
+        "[--per-connection-delay <delay>] <explanation>",
+        "Instructs the broker to close all connections for the specified vhost or entire trimq "
+        "node",
+        Section.OPERATIONS,
+        run_close_all_connections,
+        min_args=1,
+        max_args=1,
+        switches={"global": "boolean", "per_connection_delay": "integer", "limit": "integer"},
+        usage_additional=[
+            ("--global", "consider connections across all virtual hosts"),
+            ("--limit <number>", "close up to this many connections"),
+            ("--per-connection-delay <milliseconds>", "inject a delay between closures"),
+        ],
+        banner=close_all_banner,
+    )
+)

@@ -23,18 +23,20 @@ from trimq.cli.commands.base import (
 from trimq.cli.control_client import BrokerError
 from trimq.cli.output import json_encode
 
-IMPORT_STARTED = ("Successfully started definition import. "
-                  "This process is asynchronous and can take some time.\n")
+IMPORT_STARTED = (
+    "Successfully started definition import. This process is asynchronous and can take some time.\n"
+)
 
 
 def _format_error(ctx: Context) -> CtlExit | None:
     fmt = str(ctx.opts.get("format", "json"))
     if fmt == "erlang":
-        return ctx.usage_error("Bad argument: Format should be json (trimq does not use the "
-                               "Erlang term format)", EXIT_DATAERR)
+        return ctx.usage_error(
+            "Bad argument: Format should be json (trimq does not use the Erlang term format)",
+            EXIT_DATAERR,
+        )
     if fmt not in ("json", "JSON"):
-        return ctx.usage_error("Bad argument: Format should be either json or erlang",
-                               EXIT_DATAERR)
+        return ctx.usage_error("Bad argument: Format should be either json or erlang", EXIT_DATAERR)
     return None
 
 
@@ -69,8 +71,9 @@ def validate_export(ctx: Context) -> CtlExit | None:
     if failure is None and ctx.args[0] != "-":
         directory = os.path.dirname(ctx.args[0]) or "."
         if not os.path.exists(directory):
-            return ctx.usage_error(f"Bad argument: Directory {directory} does not exist",
-                                   EXIT_DATAERR)
+            return ctx.usage_error(
+                f"Bad argument: Directory {directory} does not exist", EXIT_DATAERR
+            )
     return failure
 
 
@@ -93,16 +96,26 @@ def run_export_definitions(ctx: Context) -> int:
     return EXIT_OK
 
 
-register(Command(
-    "export_definitions", 'export_definitions <file_path | "-"> [--format <json>]',
-    "Exports definitions in JSON (RabbitMQ's definitions format).", Section.DEFINITIONS,
-    run_export_definitions, min_args=1, max_args=1,
-    switches={"timeout": "integer", "format": "string"}, has_timeout=True,
-    usage_additional=[
-        ("<file>", "Local file path to export to. Pass a dash (-) for stdout."),
-        ("--format", "output format to use: json")],
-    validate=validate_export, merge_defaults=_stdio_is_silent,
-    banner=lambda args, opts: [f'Exporting definitions in JSON to a file at "{args[0]}" ...']))
+register(
+    Command(
+        "export_definitions",
+        'export_definitions <file_path | "-"> [--format <json>]',
+        "Exports definitions in JSON (RabbitMQ's definitions format).",
+        Section.DEFINITIONS,
+        run_export_definitions,
+        min_args=1,
+        max_args=1,
+        switches={"timeout": "integer", "format": "string"},
+        has_timeout=True,
+        usage_additional=[
+            ("<file>", "Local file path to export to. Pass a dash (-) for stdout."),
+            ("--format", "output format to use: json"),
+        ],
+        validate=validate_export,
+        merge_defaults=_stdio_is_silent,
+        banner=lambda args, opts: [f'Exporting definitions in JSON to a file at "{args[0]}" ...'],
+    )
+)
 
 
 # -- import_definitions -----------------------------------------------------------------------
@@ -111,8 +124,7 @@ register(Command(
 def validate_import(ctx: Context) -> CtlExit | None:
     failure = _format_error(ctx)
     if failure is None and ctx.args and ctx.args[0] != "-" and not os.path.exists(ctx.args[0]):
-        return ctx.usage_error(f"Bad argument: File {ctx.args[0]} does not exist",
-                               EXIT_DATAERR)
+        return ctx.usage_error(f"Bad argument: File {ctx.args[0]} does not exist", EXIT_DATAERR)
     return failure
 
 
@@ -134,8 +146,9 @@ def run_import_definitions(ctx: Context) -> int:
     try:
         definitions = json.loads(text)
     except ValueError as exc:
-        raise CtlExit(EXIT_DATAERR, error_text(
-            f"Failed to deserialise input (format: JSON) (error: {exc})")) from None
+        raise CtlExit(
+            EXIT_DATAERR, error_text(f"Failed to deserialise input (format: JSON) (error: {exc})")
+        ) from None
     try:
         ctx.call("import_definitions", {"definitions": definitions})
     except BrokerError as exc:  # rabbitmqctl reports a failed import as {:error, _}: 69
@@ -153,14 +166,25 @@ def import_banner(args: Sequence[str], opts: Mapping[str, Any]) -> list[str]:
     return [f'Importing definitions in JSON from a file at "{args[0]}" ...']
 
 
-register(Command(
-    "import_definitions", 'import_definitions <file_path | "-"> [--format <json>]',
-    "Imports definitions in JSON (RabbitMQ's definitions format).", Section.DEFINITIONS,
-    run_import_definitions, max_args=1,
-    switches={"timeout": "integer", "format": "string", "skip_if_unchanged": "boolean"},
-    has_timeout=True,
-    usage_additional=[
-        ("[file]", "Local file path to import from. If omitted will be read from standard "
-                   "input"),
-        ("--format", "input format to use: json")],
-    validate=validate_import, merge_defaults=_stdio_is_silent, banner=import_banner))
+register(
+    Command(
+        "import_definitions",
+        'import_definitions <file_path | "-"> [--format <json>]',
+        "Imports definitions in JSON (RabbitMQ's definitions format).",
+        Section.DEFINITIONS,
+        run_import_definitions,
+        max_args=1,
+        switches={"timeout": "integer", "format": "string", "skip_if_unchanged": "boolean"},
+        has_timeout=True,
+        usage_additional=[
+            (
+                "[file]",
+                "Local file path to import from. If omitted will be read from standard input",
+            ),
+            ("--format", "input format to use: json"),
+        ],
+        validate=validate_import,
+        merge_defaults=_stdio_is_silent,
+        banner=import_banner,
+    )
+)

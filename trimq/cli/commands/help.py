@@ -21,10 +21,13 @@ from trimq.cli.output import bright
 
 
 def all_usage(tty: bool) -> str:
-    return (f"\n{bright('Usage', tty)}\n\n{TOOL} [--node <node>] [--timeout <timeout>] "
-            "[--longnames] [--quiet] <command> [<command options>]"
-            "\n\nAvailable commands:\n" + commands_description(tty)
-            + f"Use '{TOOL} help <command>' to learn more about a specific command")
+    return (
+        f"\n{bright('Usage', tty)}\n\n{TOOL} [--node <node>] [--timeout <timeout>] "
+        "[--longnames] [--quiet] <command> [<command options>]"
+        "\n\nAvailable commands:\n"
+        + commands_description(tty)
+        + f"Use '{TOOL} help <command>' to learn more about a specific command"
+    )
 
 
 def commands_description(tty: bool) -> str:
@@ -78,8 +81,10 @@ def run_help(ctx: Context) -> int:
         if command is None:
             suggestion = suggest_command(name)
             if suggestion:
-                raise CtlExit(EXIT_USAGE, error_text(
-                    f"\nCommand '{name}' not found. \nDid you mean '{suggestion}'? \n"))
+                raise CtlExit(
+                    EXIT_USAGE,
+                    error_text(f"\nCommand '{name}' not found. \nDid you mean '{suggestion}'? \n"),
+                )
             raise CtlExit(EXIT_USAGE, error_text(f"\nCommand '{name}' not found."))
         ctx.print(command_usage(command, tty))
         return EXIT_OK
@@ -90,9 +95,17 @@ def run_help(ctx: Context) -> int:
     return EXIT_OK
 
 
-register(Command(
-    "help", "help (<command> | [--list-commands])",
-    "Displays usage information for a command", Section.HELP, run_help, max_args=1,
-    switches={"list_commands": "boolean"},
-    usage_additional=[("--list-commands", "only output a list of discovered commands")],
-    needs_node=False, standalone=True))
+register(
+    Command(
+        "help",
+        "help (<command> | [--list-commands])",
+        "Displays usage information for a command",
+        Section.HELP,
+        run_help,
+        max_args=1,
+        switches={"list_commands": "boolean"},
+        usage_additional=[("--list-commands", "only output a list of discovered commands")],
+        needs_node=False,
+        standalone=True,
+    )
+)

@@ -32,8 +32,7 @@ from trimq.cli.commands.base import (
 from trimq.cli.config import parse_size
 from trimq.cli.control_client import BrokerError, NodeDown, RequestTimeout, node_down_message
 
-KNOWN_UNITS = {"bytes", "kb", "kilobytes", "mb", "megabytes", "gb", "gigabytes", "tb",
-               "terabytes"}
+KNOWN_UNITS = {"bytes", "kb", "kilobytes", "mb", "megabytes", "gb", "gigabytes", "tb", "terabytes"}
 
 
 # -- status -----------------------------------------------------------------------------------
@@ -42,8 +41,9 @@ KNOWN_UNITS = {"bytes", "kb", "kilobytes", "mb", "megabytes", "gb", "gigabytes",
 def validate_status(ctx: Context) -> CtlExit | None:
     unit = ctx.opts.get("unit")
     if "unit" in ctx.opts and str(unit).lower() not in KNOWN_UNITS:
-        return ctx.usage_error(json.dumps(f"unit '{unit}' is not supported. Please use one "
-                                          "of: bytes, mb, gb"))
+        return ctx.usage_error(
+            json.dumps(f"unit '{unit}' is not supported. Please use one of: bytes, mb, gb")
+        )
     return None
 
 
@@ -56,23 +56,31 @@ def run_status(ctx: Context) -> int:
         status = {}
     os_name = platform.system() or "unknown"
     if ctx.json:
-        ctx.print(output.json_encode(output.status_map(status, ctx.node, os_name),
-                                     sort_keys=True))
+        ctx.print(output.json_encode(output.status_map(status, ctx.node, os_name), sort_keys=True))
     else:
         for line in output.status_lines(status, ctx.node, os_name, stream_is_tty(ctx.out)):
             ctx.print(line)
     return EXIT_OK
 
 
-register(Command(
-    "status", "status [--unit <unit>]", "Displays status of a node", Section.OBSERVABILITY,
-    run_status, switches={"unit": "string", "timeout": "integer"}, has_timeout=True,
-    default_timeout=LIST_TIMEOUT_MS,
-    usage_additional=[
-        ("--unit <bytes | mb | gb>", "byte multiple (bytes, megabytes, gigabytes) to use"),
-        ("--formatter <json>", "alternative formatter (JSON)")],
-    validate=validate_status,
-    banner=lambda args, opts: [f"Status of node {opts.get('node', '')} ..."]))
+register(
+    Command(
+        "status",
+        "status [--unit <unit>]",
+        "Displays status of a node",
+        Section.OBSERVABILITY,
+        run_status,
+        switches={"unit": "string", "timeout": "integer"},
+        has_timeout=True,
+        default_timeout=LIST_TIMEOUT_MS,
+        usage_additional=[
+            ("--unit <bytes | mb | gb>", "byte multiple (bytes, megabytes, gigabytes) to use"),
+            ("--formatter <json>", "alternative formatter (JSON)"),
+        ],
+        validate=validate_status,
+        banner=lambda args, opts: [f"Status of node {opts.get('node', '')} ..."],
+    )
+)
 
 
 # -- resource limits --------------------------------------------------------------------------
@@ -89,17 +97,24 @@ def validate_watermark(ctx: Context) -> CtlExit | None:
     args = ctx.args
     if args[0] == "absolute":
         if len(args) != 2 or parse_size(args[1]) is None:
-            return ctx.usage_error("Bad argument: The threshold should be an integer or a "
-                                   "string with a unit, such as 1GB", EXIT_DATAERR)
+            return ctx.usage_error(
+                "Bad argument: The threshold should be an integer or a "
+                "string with a unit, such as 1GB",
+                EXIT_DATAERR,
+            )
     elif len(args) != 1 or not _fraction(args[0]):
-        return ctx.usage_error("Bad argument: The threshold should be a fraction between "
-                               "0.0 and 1.0", EXIT_DATAERR)
+        return ctx.usage_error(
+            "Bad argument: The threshold should be a fraction between 0.0 and 1.0", EXIT_DATAERR
+        )
     return None
 
 
 def run_set_vm_memory_high_watermark(ctx: Context) -> int:
-    request = ({"absolute": parse_size(ctx.args[1]) or 0} if ctx.args[0] == "absolute"
-               else {"fraction": float(ctx.args[0])})  # validate_watermark checked both
+    request = (
+        {"absolute": parse_size(ctx.args[1]) or 0}
+        if ctx.args[0] == "absolute"
+        else {"fraction": float(ctx.args[0])}
+    )  # validate_watermark checked both
     try:
         ctx.call("set_memory_high_watermark", request)
     except BrokerError as exc:
@@ -114,15 +129,23 @@ def watermark_banner(args: Sequence[str], opts: Mapping[str, Any]) -> list[str]:
     return [f"Setting memory threshold on {node} to {args[0]} ..."]
 
 
-register(Command(
-    "set_vm_memory_high_watermark",
-    "set_vm_memory_high_watermark <fraction> | absolute <value>",
-    "Sets the vm_memory_high_watermark setting", Section.CONFIGURATION,
-    run_set_vm_memory_high_watermark, min_args=1, max_args=2,
-    usage_additional=[
-        ("<fraction>", "New limit as a fraction of total memory reported by the OS"),
-        ("absolute <value>", "New limit as an absolute value with units, e.g. 1GB")],
-    validate=validate_watermark, banner=watermark_banner))
+register(
+    Command(
+        "set_vm_memory_high_watermark",
+        "set_vm_memory_high_watermark <fraction> | absolute <value>",
+        "Sets the vm_memory_high_watermark setting",
+        Section.CONFIGURATION,
+        run_set_vm_memory_high_watermark,
+        min_args=1,
+        max_args=2,
+        usage_additional=[
+            ("<fraction>", "New limit as a fraction of total memory reported by the OS"),
+            ("absolute <value>", "New limit as an absolute value with units, e.g. 1GB"),
+        ],
+        validate=validate_watermark,
+        banner=watermark_banner,
+    )
+)
 
 
 def validate_disk_free_limit(ctx: Context) -> CtlExit | None:
@@ -136,8 +159,11 @@ def validate_disk_free_limit(ctx: Context) -> CtlExit | None:
 
 
 def run_set_disk_free_limit(ctx: Context) -> int:
-    request = ({"mem_relative": float(ctx.args[1])} if ctx.args[0] == "mem_relative"
-               else {"bytes": parse_size(ctx.args[0]) or 0})
+    request = (
+        {"mem_relative": float(ctx.args[1])}
+        if ctx.args[0] == "mem_relative"
+        else {"bytes": parse_size(ctx.args[0]) or 0}
+    )
     try:
         ctx.call("set_disk_free_limit", request)
     except BrokerError as exc:
@@ -152,14 +178,26 @@ def disk_free_limit_banner(args: Sequence[str], opts: Mapping[str, Any]) -> list
     return [f"Setting disk free limit on {node} to {args[0]} bytes ..."]
 
 
-register(Command(
-    "set_disk_free_limit", "set_disk_free_limit <disk_limit> | mem_relative <fraction>",
-    "Sets the disk_free_limit setting", Section.CONFIGURATION, run_set_disk_free_limit,
-    min_args=1, max_args=2,
-    usage_additional=[
-        ("<disk_limit>", "New limit as an absolute value with units, e.g. 1GB"),
-        ("mem_relative <fraction>", "New limit as a fraction of total memory reported by the OS")],
-    validate=validate_disk_free_limit, banner=disk_free_limit_banner))
+register(
+    Command(
+        "set_disk_free_limit",
+        "set_disk_free_limit <disk_limit> | mem_relative <fraction>",
+        "Sets the disk_free_limit setting",
+        Section.CONFIGURATION,
+        run_set_disk_free_limit,
+        min_args=1,
+        max_args=2,
+        usage_additional=[
+            ("<disk_limit>", "New limit as an absolute value with units, e.g. 1GB"),
+            (
+                "mem_relative <fraction>",
+                "New limit as a fraction of total memory reported by the OS",
+            ),
+        ],
+        validate=validate_disk_free_limit,
+        banner=disk_free_limit_banner,
+    )
+)
 
 
 # -- stop -------------------------------------------------------------------------------------
@@ -222,9 +260,11 @@ def run_stop(ctx: Context) -> int:
     except NodeDown:
         pass  # it went away before answering: stopped all the same
     except RequestTimeout:
-        raise CtlExit(EXIT_TEMPFAIL,
-                      f"Error: operation stop on node {ctx.node} timed out. Timeout value "
-                      f"used: {ctx.opts.get('timeout')}") from None
+        raise CtlExit(
+            EXIT_TEMPFAIL,
+            f"Error: operation stop on node {ctx.node} timed out. Timeout value "
+            f"used: {ctx.opts.get('timeout')}",
+        ) from None
     timeout = ctx.opts.get("timeout")
     deadline = None if timeout is None else time.monotonic() + timeout / 1000
     _wait_until_stopped(ctx.target.socket, deadline)
@@ -245,12 +285,21 @@ def stop_banner(args: Sequence[str], opts: Mapping[str, Any]) -> list[str]:
     return [f"Stopping and halting node {node} ..."]
 
 
-register(Command(
-    "stop", "stop [--idempotent] [<pidfile>]",
-    "Stops the trimq node. Waits until it has stopped; with a pid file path, also until that "
-    "process has exited", Section.NODES, run_stop, max_args=1,
-    switches={"idempotent": "boolean"}, needs_node=False,
-    usage_additional=[
-        ("<pidfile>", "node PID file path to monitor"),
-        ("--idempotent", "return success if target node is not running (cannot be contacted)")],
-    banner=stop_banner))
+register(
+    Command(
+        "stop",
+        "stop [--idempotent] [<pidfile>]",
+        "Stops the trimq node. Waits until it has stopped; with a pid file path, also until that "
+        "process has exited",
+        Section.NODES,
+        run_stop,
+        max_args=1,
+        switches={"idempotent": "boolean"},
+        needs_node=False,
+        usage_additional=[
+            ("<pidfile>", "node PID file path to monitor"),
+            ("--idempotent", "return success if target node is not running (cannot be contacted)"),
+        ],
+        banner=stop_banner,
+    )
+)

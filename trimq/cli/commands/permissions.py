@@ -43,34 +43,53 @@ def _permissions_command(ctx: Context, request: dict[str, Any]) -> int:
 
 def run_set_permissions(ctx: Context) -> int:
     user, configure, write, read = ctx.args
-    return _permissions_command(ctx, {"vhost": ctx.vhost, "user": user, "configure": configure,
-                                      "write": write, "read": read})
+    return _permissions_command(
+        ctx,
+        {"vhost": ctx.vhost, "user": user, "configure": configure, "write": write, "read": read},
+    )
 
 
-register(Command(
-    "set_permissions", "set_permissions [--vhost <vhost>] <username> <conf> <write> <read>",
-    "Sets user permissions for a vhost", Section.ACCESS_CONTROL, run_set_permissions,
-    min_args=4, max_args=4,
-    usage_additional=[
-        ("<username>", "Self-explanatory"),
-        ("<conf>", "Configuration permission pattern"),
-        ("<write>", "Write permission pattern"),
-        ("<read>", "Read permission pattern")],
-    banner=lambda args, opts: [f'Setting permissions for user "{args[0]}" in vhost '
-                               f'"{opts.get("vhost", "/")}" ...']))
+register(
+    Command(
+        "set_permissions",
+        "set_permissions [--vhost <vhost>] <username> <conf> <write> <read>",
+        "Sets user permissions for a vhost",
+        Section.ACCESS_CONTROL,
+        run_set_permissions,
+        min_args=4,
+        max_args=4,
+        usage_additional=[
+            ("<username>", "Self-explanatory"),
+            ("<conf>", "Configuration permission pattern"),
+            ("<write>", "Write permission pattern"),
+            ("<read>", "Read permission pattern"),
+        ],
+        banner=lambda args, opts: [
+            f'Setting permissions for user "{args[0]}" in vhost "{opts.get("vhost", "/")}" ...'
+        ],
+    )
+)
 
 
 def run_clear_permissions(ctx: Context) -> int:
     return _permissions_command(ctx, {"vhost": ctx.vhost, "user": ctx.args[0]})
 
 
-register(Command(
-    "clear_permissions", "clear_permissions [--vhost <vhost>] <username>",
-    "Revokes user permissions for a vhost", Section.ACCESS_CONTROL, run_clear_permissions,
-    min_args=1, max_args=1,
-    usage_additional=[("<username>", "Name of the user whose permissions should be revoked")],
-    banner=lambda args, opts: [f'Clearing permissions for user "{args[0]}" in vhost '
-                               f'"{opts.get("vhost", "/")}" ...']))
+register(
+    Command(
+        "clear_permissions",
+        "clear_permissions [--vhost <vhost>] <username>",
+        "Revokes user permissions for a vhost",
+        Section.ACCESS_CONTROL,
+        run_clear_permissions,
+        min_args=1,
+        max_args=1,
+        usage_additional=[("<username>", "Name of the user whose permissions should be revoked")],
+        banner=lambda args, opts: [
+            f'Clearing permissions for user "{args[0]}" in vhost "{opts.get("vhost", "/")}" ...'
+        ],
+    )
+)
 
 
 def run_list_permissions(ctx: Context) -> int:
@@ -83,13 +102,20 @@ def run_list_permissions(ctx: Context) -> int:
     return print_rows(ctx, rows, ["user", "configure", "write", "read"])
 
 
-register(Command(
-    "list_permissions", "list_permissions [--vhost <vhost>] [--no-table-headers]",
-    "Lists user permissions in a virtual host", Section.ACCESS_CONTROL, run_list_permissions,
-    table=True, has_timeout=True, default_timeout=LIST_TIMEOUT_MS,
-    switches={"timeout": "integer"},
-    banner=lambda args, opts: [
-        f'Listing permissions for vhost "{opts.get("vhost", "/")}" ...']))
+register(
+    Command(
+        "list_permissions",
+        "list_permissions [--vhost <vhost>] [--no-table-headers]",
+        "Lists user permissions in a virtual host",
+        Section.ACCESS_CONTROL,
+        run_list_permissions,
+        table=True,
+        has_timeout=True,
+        default_timeout=LIST_TIMEOUT_MS,
+        switches={"timeout": "integer"},
+        banner=lambda args, opts: [f'Listing permissions for vhost "{opts.get("vhost", "/")}" ...'],
+    )
+)
 
 
 def run_list_user_permissions(ctx: Context) -> int:
@@ -103,10 +129,21 @@ def run_list_user_permissions(ctx: Context) -> int:
     return print_rows(ctx, rows, ["vhost", "configure", "write", "read"])
 
 
-register(Command(
-    "list_user_permissions", "list_user_permissions [--no-table-headers] <username>",
-    "Lists permissions of a user across all virtual hosts", Section.ACCESS_CONTROL,
-    run_list_user_permissions, min_args=1, max_args=1, table=True, has_timeout=True,
-    default_timeout=LIST_TIMEOUT_MS, switches={"timeout": "integer"}, aliases={"t": "timeout"},
-    usage_additional=[("<username>", "Name of the user")],
-    banner=lambda args, opts: [f'Listing permissions for user "{args[0]}" ...']))
+register(
+    Command(
+        "list_user_permissions",
+        "list_user_permissions [--no-table-headers] <username>",
+        "Lists permissions of a user across all virtual hosts",
+        Section.ACCESS_CONTROL,
+        run_list_user_permissions,
+        min_args=1,
+        max_args=1,
+        table=True,
+        has_timeout=True,
+        default_timeout=LIST_TIMEOUT_MS,
+        switches={"timeout": "integer"},
+        aliases={"t": "timeout"},
+        usage_additional=[("<username>", "Name of the user")],
+        banner=lambda args, opts: [f'Listing permissions for user "{args[0]}" ...'],
+    )
+)

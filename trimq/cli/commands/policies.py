@@ -22,9 +22,14 @@ from trimq.cli.control_client import BrokerError
 
 def run_set_policy(ctx: Context) -> int:
     name, pattern, definition = ctx.args
-    request = {"vhost": ctx.vhost, "name": name, "pattern": pattern, "definition": definition,
-               "priority": int(ctx.opts.get("priority") or 0),
-               "apply_to": ctx.opts.get("apply_to") or "all"}
+    request = {
+        "vhost": ctx.vhost,
+        "name": name,
+        "pattern": pattern,
+        "definition": definition,
+        "priority": int(ctx.opts.get("priority") or 0),
+        "apply_to": ctx.opts.get("apply_to") or "all",
+    }
     try:
         ctx.call("set_policy", request)
     except BrokerError as exc:  # rabbitmqctl exits 69 when a policy does not validate
@@ -34,25 +39,40 @@ def run_set_policy(ctx: Context) -> int:
 
 def set_policy_banner(args: Sequence[str], opts: Mapping[str, Any]) -> list[str]:
     priority = opts.get("priority") or 0
-    return [f'Setting policy "{args[0]}" for pattern "{args[1]}" to "{args[2]}" with '
-            f'priority "{priority}" for vhost "{opts.get("vhost", "/")}" ...']
+    return [
+        f'Setting policy "{args[0]}" for pattern "{args[1]}" to "{args[2]}" with '
+        f'priority "{priority}" for vhost "{opts.get("vhost", "/")}" ...'
+    ]
 
 
-register(Command(
-    "set_policy",
-    "set_policy [--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] "
-    "<name> <pattern> <definition>",
-    "Sets or updates a policy", Section.POLICIES, run_set_policy, min_args=3, max_args=3,
-    switches={"priority": "integer", "apply_to": "string"},
-    usage_additional=[
-        ("<name>", "Policy name (identifier)"),
-        ("<pattern>", "Regular expression pattern that will be used to match queues, "
-                      "exchanges, etc"),
-        ("<definition>", "Policy definition (arguments). Must be a valid JSON document"),
-        ("--priority", "Policy priority"),
-        ("--apply-to", "Policy should only apply to queues, exchanges, or all entities (both "
-                       "of the above)")],
-    banner=set_policy_banner))
+register(
+    Command(
+        "set_policy",
+        "set_policy [--vhost <vhost>] [--priority <priority>] [--apply-to <apply-to>] "
+        "<name> <pattern> <definition>",
+        "Sets or updates a policy",
+        Section.POLICIES,
+        run_set_policy,
+        min_args=3,
+        max_args=3,
+        switches={"priority": "integer", "apply_to": "string"},
+        usage_additional=[
+            ("<name>", "Policy name (identifier)"),
+            (
+                "<pattern>",
+                "Regular expression pattern that will be used to match queues, exchanges, etc",
+            ),
+            ("<definition>", "Policy definition (arguments). Must be a valid JSON document"),
+            ("--priority", "Policy priority"),
+            (
+                "--apply-to",
+                "Policy should only apply to queues, exchanges, or all entities (both "
+                "of the above)",
+            ),
+        ],
+        banner=set_policy_banner,
+    )
+)
 
 
 def run_clear_policy(ctx: Context) -> int:
@@ -63,12 +83,21 @@ def run_clear_policy(ctx: Context) -> int:
     return ctx.ok()
 
 
-register(Command(
-    "clear_policy", "clear_policy [--vhost <vhost>] <name>", "Clears (removes) a policy",
-    Section.POLICIES, run_clear_policy, min_args=1, max_args=1,
-    usage_additional=[("<name>", "Name of policy to clear (remove)")],
-    banner=lambda args, opts: [
-        f'Clearing policy "{args[0]}" on vhost "{opts.get("vhost", "/")}" ...']))
+register(
+    Command(
+        "clear_policy",
+        "clear_policy [--vhost <vhost>] <name>",
+        "Clears (removes) a policy",
+        Section.POLICIES,
+        run_clear_policy,
+        min_args=1,
+        max_args=1,
+        usage_additional=[("<name>", "Name of policy to clear (remove)")],
+        banner=lambda args, opts: [
+            f'Clearing policy "{args[0]}" on vhost "{opts.get("vhost", "/")}" ...'
+        ],
+    )
+)
 
 
 def run_list_policies(ctx: Context) -> int:
@@ -76,11 +105,17 @@ def run_list_policies(ctx: Context) -> int:
         rows = ctx.call("list_policies", {"vhost": ctx.vhost})
     except BrokerError as exc:
         raise default_error(ctx, exc) from None
-    return print_rows(ctx, rows, ["vhost", "name", "pattern", "apply-to", "definition",
-                                  "priority"])
+    return print_rows(ctx, rows, ["vhost", "name", "pattern", "apply-to", "definition", "priority"])
 
 
-register(Command(
-    "list_policies", "list_policies [--vhost <vhost>] [--no-table-headers]",
-    "Lists all policies in a virtual host", Section.POLICIES, run_list_policies, table=True,
-    banner=lambda args, opts: [f'Listing policies for vhost "{opts.get("vhost", "/")}" ...']))
+register(
+    Command(
+        "list_policies",
+        "list_policies [--vhost <vhost>] [--no-table-headers]",
+        "Lists all policies in a virtual host",
+        Section.POLICIES,
+        run_list_policies,
+        table=True,
+        banner=lambda args, opts: [f'Listing policies for vhost "{opts.get("vhost", "/")}" ...'],
+    )
+)

@@ -22,15 +22,17 @@ from trimq.cli.control_client import BrokerError
 
 def validate_delete_queue(ctx: Context) -> CtlExit | None:
     if ctx.args[0] == "":
-        return ctx.usage_error("Bad argument: queue name cannot be an empty string",
-                               EXIT_DATAERR)
+        return ctx.usage_error("Bad argument: queue name cannot be an empty string", EXIT_DATAERR)
     return None
 
 
 def run_delete_queue(ctx: Context) -> int:
-    request = {"vhost": ctx.vhost, "queue": ctx.args[0],
-               "if_unused": bool(ctx.opts.get("if_unused")),
-               "if_empty": bool(ctx.opts.get("if_empty"))}
+    request = {
+        "vhost": ctx.vhost,
+        "queue": ctx.args[0],
+        "if_unused": bool(ctx.opts.get("if_unused")),
+        "if_empty": bool(ctx.opts.get("if_empty")),
+    }
     try:
         result = ctx.call("delete_queue", request)
     except BrokerError as exc:
@@ -52,20 +54,34 @@ def delete_queue_banner(args: Sequence[str], opts: Mapping[str, Any]) -> list[st
         conditions.append("if queue is empty ")
     if opts.get("if_unused"):
         conditions.append("if queue is unused ")
-    return [f"Deleting queue '{args[0]}' on vhost '{opts.get('vhost', '/')}' "
-            + "and ".join(conditions) + "..."]
+    return [
+        f"Deleting queue '{args[0]}' on vhost '{opts.get('vhost', '/')}' "
+        + "and ".join(conditions)
+        + "..."
+    ]
 
 
-register(Command(
-    "delete_queue", "delete_queue <queue_name> [--if-empty|-e] [--if-unused|-u]",
-    "Deletes a queue", Section.QUEUES, run_delete_queue, min_args=1, max_args=1,
-    switches={"if_empty": "boolean", "if_unused": "boolean", "timeout": "integer"},
-    aliases={"e": "if_empty", "u": "if_unused", "t": "timeout"}, has_timeout=True,
-    usage_additional=[
-        ("<queue_name>", "name of the queue to delete"),
-        ("--if-empty", "delete the queue if it is empty (has no messages ready for delivery)"),
-        ("--if-unused", "delete the queue only if it has no consumers")],
-    validate=validate_delete_queue, banner=delete_queue_banner))
+register(
+    Command(
+        "delete_queue",
+        "delete_queue <queue_name> [--if-empty|-e] [--if-unused|-u]",
+        "Deletes a queue",
+        Section.QUEUES,
+        run_delete_queue,
+        min_args=1,
+        max_args=1,
+        switches={"if_empty": "boolean", "if_unused": "boolean", "timeout": "integer"},
+        aliases={"e": "if_empty", "u": "if_unused", "t": "timeout"},
+        has_timeout=True,
+        usage_additional=[
+            ("<queue_name>", "name of the queue to delete"),
+            ("--if-empty", "delete the queue if it is empty (has no messages ready for delivery)"),
+            ("--if-unused", "delete the queue only if it has no consumers"),
+        ],
+        validate=validate_delete_queue,
+        banner=delete_queue_banner,
+    )
+)
 
 
 def run_purge_queue(ctx: Context) -> int:
@@ -78,9 +94,20 @@ def run_purge_queue(ctx: Context) -> int:
     return ctx.ok()
 
 
-register(Command(
-    "purge_queue", "purge_queue <queue>", "Purges a queue (removes all messages in it)",
-    Section.QUEUES, run_purge_queue, min_args=1, max_args=1, switches={"timeout": "integer"},
-    has_timeout=True, usage_additional=[("<queue>", "Name of the queue to purge")],
-    banner=lambda args, opts: [
-        f"Purging queue '{args[0]}' in vhost '{opts.get('vhost', '/')}' ..."]))
+register(
+    Command(
+        "purge_queue",
+        "purge_queue <queue>",
+        "Purges a queue (removes all messages in it)",
+        Section.QUEUES,
+        run_purge_queue,
+        min_args=1,
+        max_args=1,
+        switches={"timeout": "integer"},
+        has_timeout=True,
+        usage_additional=[("<queue>", "Name of the queue to purge")],
+        banner=lambda args, opts: [
+            f"Purging queue '{args[0]}' in vhost '{opts.get('vhost', '/')}' ..."
+        ],
+    )
+)

@@ -22,8 +22,7 @@ from trimq.cli.commands.base import (
 from trimq.cli.control_client import BrokerError
 
 
-def print_rows(ctx: Context, rows: Any, items: Sequence[str], *,
-               drop_missing: bool = False) -> int:
+def print_rows(ctx: Context, rows: Any, items: Sequence[str], *, drop_missing: bool = False) -> int:
     """Print the rows (dicts; anything else is ignored) of a listing, `items` as columns."""
     if not isinstance(rows, list):
         rows = []
@@ -34,9 +33,13 @@ def print_rows(ctx: Context, rows: Any, items: Sequence[str], *,
         lines = output.csv_lines(rows, items)
     else:
         headers = bool(ctx.opts.get("table_headers", True)) and not ctx.opts.get("silent")
-        lines = output.table_lines(rows, items, headers=headers,
-                                   pad_to_header=bool(ctx.opts.get("pad_to_header")),
-                                   drop_missing=drop_missing)
+        lines = output.table_lines(
+            rows,
+            items,
+            headers=headers,
+            pad_to_header=bool(ctx.opts.get("pad_to_header")),
+            drop_missing=drop_missing,
+        )
     for line in lines:
         ctx.print(line)
     return EXIT_OK
@@ -45,15 +48,35 @@ def print_rows(ctx: Context, rows: Any, items: Sequence[str], *,
 # -- listings of info items -------------------------------------------------------------------
 
 
-def info_list_command(name: str, usage: str, description: str, keys: Sequence[str],
-                      default: Sequence[str], run: Runner, *, banner: Banner,
-                      section: Section = Section.OBSERVABILITY,
-                      switches: Mapping[str, str] | None = None) -> Command:
+def info_list_command(
+    name: str,
+    usage: str,
+    description: str,
+    keys: Sequence[str],
+    default: Sequence[str],
+    run: Runner,
+    *,
+    banner: Banner,
+    section: Section = Section.OBSERVABILITY,
+    switches: Mapping[str, str] | None = None,
+) -> Command:
     """A listing whose columns are info items: any of `keys`, `default` when none is given."""
-    return Command(name, usage, description, section, run, max_args=None, table=True,
-                   has_timeout=True, default_timeout=LIST_TIMEOUT_MS, info_keys=keys,
-                   default_items=default, usage_additional=[columns_usage(keys)],
-                   switches={"timeout": "integer", **(switches or {})}, banner=banner)
+    return Command(
+        name,
+        usage,
+        description,
+        section,
+        run,
+        max_args=None,
+        table=True,
+        has_timeout=True,
+        default_timeout=LIST_TIMEOUT_MS,
+        info_keys=keys,
+        default_items=default,
+        usage_additional=[columns_usage(keys)],
+        switches={"timeout": "integer", **(switches or {})},
+        banner=banner,
+    )
 
 
 def requested_items(ctx: Context) -> list[str]:
@@ -67,8 +90,7 @@ def run_info_list(ctx: Context, *, in_vhost: bool = False, drop_missing: bool = 
     `in_vhost`: the listing is of one vhost, and a vhost that does not exist lists nothing
     (as rabbitmqctl). `drop_missing`: columns a row has no value for are left out of it."""
     items = requested_items(ctx)
-    request: dict[str, Any] = {"vhost": ctx.vhost, "items": items} if in_vhost \
-        else {"items": items}
+    request: dict[str, Any] = {"vhost": ctx.vhost, "items": items} if in_vhost else {"items": items}
     try:
         rows = ctx.call(ctx.command.name, request)
     except BrokerError as exc:

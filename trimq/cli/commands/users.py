@@ -24,8 +24,10 @@ from trimq.cli.commands.rows import print_rows
 from trimq.cli.control_client import TOOL, BrokerError
 from trimq.cli.output import json_encode
 
-ADD_USER_DONE = ("Done. Don't forget to grant the user permissions to some virtual hosts! "
-                 f"See '{TOOL} help set_permissions' to learn more.")
+ADD_USER_DONE = (
+    "Done. Don't forget to grant the user permissions to some virtual hosts! "
+    f"See '{TOOL} help set_permissions' to learn more."
+)
 
 
 def read_password(ctx: Context) -> str | None:
@@ -85,27 +87,48 @@ def run_add_user(ctx: Context) -> int:
     return EXIT_OK
 
 
-register(Command(
-    "add_user", "add_user <username> <password>",
-    "Creates a new user in the internal database. This user will have no permissions for any "
-    "virtual hosts by default.", Section.USERS, run_add_user, min_args=1, max_args=2,
-    usage_additional=[
-        ("<username>", "Self-explanatory"),
-        ("<password>", "Password this user will authenticate with. Use a blank string to "
-                       "disable password-based authentication.")],
-    validate=validate_add_user, banner=lambda args, opts: [f'Adding user "{args[0]}" ...']))
+register(
+    Command(
+        "add_user",
+        "add_user <username> <password>",
+        "Creates a new user in the internal database. This user will have no permissions for any "
+        "virtual hosts by default.",
+        Section.USERS,
+        run_add_user,
+        min_args=1,
+        max_args=2,
+        usage_additional=[
+            ("<username>", "Self-explanatory"),
+            (
+                "<password>",
+                "Password this user will authenticate with. Use a blank string to "
+                "disable password-based authentication.",
+            ),
+        ],
+        validate=validate_add_user,
+        banner=lambda args, opts: [f'Adding user "{args[0]}" ...'],
+    )
+)
 
 
 def run_delete_user(ctx: Context) -> int:
     return _user_command(ctx, {"user": ctx.args[0]})
 
 
-register(Command(
-    "delete_user", "delete_user <username>",
-    "Removes a user from the internal database. Has no effect on users provided by external "
-    "backends such as LDAP", Section.USERS, run_delete_user, min_args=1, max_args=1,
-    usage_additional=[("<username>", "Name of the user to delete.")],
-    banner=lambda args, opts: [f'Deleting user "{args[0]}" ...']))
+register(
+    Command(
+        "delete_user",
+        "delete_user <username>",
+        "Removes a user from the internal database. Has no effect on users provided by external "
+        "backends such as LDAP",
+        Section.USERS,
+        run_delete_user,
+        min_args=1,
+        max_args=1,
+        usage_additional=[("<username>", "Name of the user to delete.")],
+        banner=lambda args, opts: [f'Deleting user "{args[0]}" ...'],
+    )
+)
 
 
 def run_change_password(ctx: Context) -> int:
@@ -113,13 +136,22 @@ def run_change_password(ctx: Context) -> int:
     return _user_command(ctx, {"user": ctx.args[0], "password": password})
 
 
-register(Command(
-    "change_password", "change_password <username> <password>", "Changes the user password",
-    Section.USERS, run_change_password, min_args=1, max_args=2,
-    usage_additional=[
-        ("<username>", "Name of the user whose password should be changed"),
-        ("<password>", "New password to set")],
-    banner=lambda args, opts: [f'Changing password for user "{args[0]}" ...']))
+register(
+    Command(
+        "change_password",
+        "change_password <username> <password>",
+        "Changes the user password",
+        Section.USERS,
+        run_change_password,
+        min_args=1,
+        max_args=2,
+        usage_additional=[
+            ("<username>", "Name of the user whose password should be changed"),
+            ("<password>", "New password to set"),
+        ],
+        banner=lambda args, opts: [f'Changing password for user "{args[0]}" ...'],
+    )
+)
 
 
 def run_clear_password(ctx: Context) -> int:
@@ -133,12 +165,19 @@ def run_clear_password(ctx: Context) -> int:
     return ctx.ok()
 
 
-register(Command(
-    "clear_password", "clear_password <username>",
-    "Clears (resets) password and disables password login for a user", Section.USERS,
-    run_clear_password, min_args=1, max_args=1,
-    usage_additional=[("<username>", "Name of the user whose password should be cleared")],
-    banner=lambda args, opts: [f'Clearing password for user "{args[0]}" ...']))
+register(
+    Command(
+        "clear_password",
+        "clear_password <username>",
+        "Clears (resets) password and disables password login for a user",
+        Section.USERS,
+        run_clear_password,
+        min_args=1,
+        max_args=1,
+        usage_additional=[("<username>", "Name of the user whose password should be cleared")],
+        banner=lambda args, opts: [f'Clearing password for user "{args[0]}" ...'],
+    )
+)
 
 
 def run_authenticate_user(ctx: Context) -> int:
@@ -148,35 +187,58 @@ def run_authenticate_user(ctx: Context) -> int:
         ctx.call("authenticate_user", {"user": user, "password": password})
     except BrokerError as exc:
         if exc.kind in ("auth_failed", "user_not_found"):
-            detail = exc.text if exc.kind == "auth_failed" and exc.text \
+            detail = (
+                exc.text
+                if exc.kind == "auth_failed" and exc.text
                 else f"user '{user}' - invalid credentials"
-            raise CtlExit(EXIT_DATAERR, error_text(
-                f'Error: failed to authenticate user "{user}"\n{detail}')) from None
+            )
+            raise CtlExit(
+                EXIT_DATAERR, error_text(f'Error: failed to authenticate user "{user}"\n{detail}')
+            ) from None
         raise default_error(ctx, exc) from None
     return ctx.message("Success")
 
 
-register(Command(
-    "authenticate_user", "authenticate_user <username> <password>",
-    "Attempts to authenticate a user. Exits with a non-zero code if authentication fails.",
-    Section.USERS, run_authenticate_user, min_args=1, max_args=2,
-    usage_additional=[
-        ("<username>", "Username to use"),
-        ("<password>", "Password to use. Can be entered via stdin in interactive mode.")],
-    banner=lambda args, opts: [f'Authenticating user "{args[0]}" ...']))
+register(
+    Command(
+        "authenticate_user",
+        "authenticate_user <username> <password>",
+        "Attempts to authenticate a user. Exits with a non-zero code if authentication fails.",
+        Section.USERS,
+        run_authenticate_user,
+        min_args=1,
+        max_args=2,
+        usage_additional=[
+            ("<username>", "Username to use"),
+            ("<password>", "Password to use. Can be entered via stdin in interactive mode."),
+        ],
+        banner=lambda args, opts: [f'Authenticating user "{args[0]}" ...'],
+    )
+)
 
 
 def run_set_user_tags(ctx: Context) -> int:
     return _user_command(ctx, {"user": ctx.args[0], "tags": ctx.args[1:]})
 
 
-register(Command(
-    "set_user_tags", "set_user_tags <username> <tag> [...]", "Sets user tags", Section.USERS,
-    run_set_user_tags, min_args=1, max_args=None,
-    usage_additional=[("<username>", "Self-explanatory"),
-                      ("<tags>", "Space separated list of tags")],
-    banner=lambda args, opts: [
-        f'Setting tags for user "{args[0]}" to [{", ".join(args[1:])}] ...']))
+register(
+    Command(
+        "set_user_tags",
+        "set_user_tags <username> <tag> [...]",
+        "Sets user tags",
+        Section.USERS,
+        run_set_user_tags,
+        min_args=1,
+        max_args=None,
+        usage_additional=[
+            ("<username>", "Self-explanatory"),
+            ("<tags>", "Space separated list of tags"),
+        ],
+        banner=lambda args, opts: [
+            f'Setting tags for user "{args[0]}" to [{", ".join(args[1:])}] ...'
+        ],
+    )
+)
 
 
 def run_list_users(ctx: Context) -> int:
@@ -187,7 +249,17 @@ def run_list_users(ctx: Context) -> int:
     return print_rows(ctx, rows, ["user", "tags"])
 
 
-register(Command(
-    "list_users", "list_users [--no-table-headers]", "List user names and tags", Section.USERS,
-    run_list_users, table=True, has_timeout=True, default_timeout=LIST_TIMEOUT_MS,
-    switches={"timeout": "integer"}, banner=lambda args, opts: ["Listing users ..."]))
+register(
+    Command(
+        "list_users",
+        "list_users [--no-table-headers]",
+        "List user names and tags",
+        Section.USERS,
+        run_list_users,
+        table=True,
+        has_timeout=True,
+        default_timeout=LIST_TIMEOUT_MS,
+        switches={"timeout": "integer"},
+        banner=lambda args, opts: ["Listing users ..."],
+    )
+)

@@ -38,15 +38,27 @@ def run_set_vhost_limits(ctx: Context) -> int:
     return ctx.ok()
 
 
-register(Command(
-    "set_vhost_limits", "set_vhost_limits [--vhost <vhost>] <definition>",
-    "Sets virtual host limits", Section.VIRTUAL_HOSTS, run_set_vhost_limits, min_args=1,
-    max_args=1,
-    usage_additional=[
-        ("<definition>", "Limit definitions, must be a valid JSON document: "
-                         '{"max-connections": N, "max-queues": N} (negative: no limit)')],
-    banner=lambda args, opts: [
-        f'Setting vhost limits to "{args[0]}" for vhost "{opts.get("vhost", "/")}" ...']))
+register(
+    Command(
+        "set_vhost_limits",
+        "set_vhost_limits [--vhost <vhost>] <definition>",
+        "Sets virtual host limits",
+        Section.VIRTUAL_HOSTS,
+        run_set_vhost_limits,
+        min_args=1,
+        max_args=1,
+        usage_additional=[
+            (
+                "<definition>",
+                "Limit definitions, must be a valid JSON document: "
+                '{"max-connections": N, "max-queues": N} (negative: no limit)',
+            )
+        ],
+        banner=lambda args, opts: [
+            f'Setting vhost limits to "{args[0]}" for vhost "{opts.get("vhost", "/")}" ...'
+        ],
+    )
+)
 
 
 def run_clear_vhost_limits(ctx: Context) -> int:
@@ -57,10 +69,16 @@ def run_clear_vhost_limits(ctx: Context) -> int:
     return ctx.ok()
 
 
-register(Command(
-    "clear_vhost_limits", "clear_vhost_limits [--vhost <vhost>]", "Clears virtual host limits",
-    Section.VIRTUAL_HOSTS, run_clear_vhost_limits,
-    banner=lambda args, opts: [f'Clearing vhost "{opts.get("vhost", "/")}" limits ...']))
+register(
+    Command(
+        "clear_vhost_limits",
+        "clear_vhost_limits [--vhost <vhost>]",
+        "Clears virtual host limits",
+        Section.VIRTUAL_HOSTS,
+        run_clear_vhost_limits,
+        banner=lambda args, opts: [f'Clearing vhost "{opts.get("vhost", "/")}" limits ...'],
+    )
+)
 
 
 def run_list_vhost_limits(ctx: Context) -> int:
@@ -71,10 +89,13 @@ def run_list_vhost_limits(ctx: Context) -> int:
     except BrokerError as exc:
         raise _vhost_limits_error(ctx, exc) from None
     rows = [r for r in rows if isinstance(r, Mapping)] if isinstance(rows, list) else []
-    for line in output.vhost_limits_lines(rows, everywhere, ctx.node,
-                                          str(ctx.opts.get("formatter")),
-                                          headers=bool(ctx.opts.get("table_headers", True))
-                                          and not ctx.opts.get("silent")):
+    for line in output.vhost_limits_lines(
+        rows,
+        everywhere,
+        ctx.node,
+        str(ctx.opts.get("formatter")),
+        headers=bool(ctx.opts.get("table_headers", True)) and not ctx.opts.get("silent"),
+    ):
         ctx.print(line)
     return EXIT_OK
 
@@ -85,9 +106,16 @@ def list_vhost_limits_banner(args: Sequence[str], opts: Mapping[str, Any]) -> li
     return [f'Listing limits for vhost "{opts.get("vhost", "/")}" ...']
 
 
-register(Command(
-    "list_vhost_limits", "list_vhost_limits [--vhost <vhost>] [--global] [--no-table-headers]",
-    "Displays configured virtual host limits", Section.VIRTUAL_HOSTS, run_list_vhost_limits,
-    table=True, switches={"global": "boolean"},
-    usage_additional=[("--global", "list the limits of every virtual host")],
-    banner=list_vhost_limits_banner))
+register(
+    Command(
+        "list_vhost_limits",
+        "list_vhost_limits [--vhost <vhost>] [--global] [--no-table-headers]",
+        "Displays configured virtual host limits",
+        Section.VIRTUAL_HOSTS,
+        run_list_vhost_limits,
+        table=True,
+        switches={"global": "boolean"},
+        usage_additional=[("--global", "list the limits of every virtual host")],
+        banner=list_vhost_limits_banner,
+    )
+)

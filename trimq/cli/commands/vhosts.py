@@ -35,20 +35,30 @@ def run_add_vhost(ctx: Context) -> int:
     return ctx.ok()
 
 
-register(Command(
-    "add_vhost",
-    'add_vhost <vhost> [--description <description> --tags "<tag1>,<tag2>,<...>" '
-    "--default-queue-type <quorum|classic|stream>]",
-    "Creates a virtual host", Section.VIRTUAL_HOSTS, run_add_vhost, min_args=1, max_args=1,
-    switches={"description": "string", "tags": "string", "default_queue_type": "string"},
-    aliases={"d": "description"},
-    usage_additional=[
-        ("<vhost>", "Virtual host name"),
-        ("--description <description>", "Virtual host description"),
-        ("--tags <tags>", "Command separated list of tags"),
-        ("--default-queue-type <quorum|classic|stream>",
-         "Queue type to use if no type is explicitly provided by the client")],
-    banner=lambda args, opts: [f'Adding vhost "{args[0]}" ...']))
+register(
+    Command(
+        "add_vhost",
+        'add_vhost <vhost> [--description <description> --tags "<tag1>,<tag2>,<...>" '
+        "--default-queue-type <quorum|classic|stream>]",
+        "Creates a virtual host",
+        Section.VIRTUAL_HOSTS,
+        run_add_vhost,
+        min_args=1,
+        max_args=1,
+        switches={"description": "string", "tags": "string", "default_queue_type": "string"},
+        aliases={"d": "description"},
+        usage_additional=[
+            ("<vhost>", "Virtual host name"),
+            ("--description <description>", "Virtual host description"),
+            ("--tags <tags>", "Command separated list of tags"),
+            (
+                "--default-queue-type <quorum|classic|stream>",
+                "Queue type to use if no type is explicitly provided by the client",
+            ),
+        ],
+        banner=lambda args, opts: [f'Adding vhost "{args[0]}" ...'],
+    )
+)
 
 
 def run_delete_vhost(ctx: Context) -> int:
@@ -62,14 +72,30 @@ def run_delete_vhost(ctx: Context) -> int:
     return ctx.ok()
 
 
-register(Command(
-    "delete_vhost", "delete_vhost <vhost>", "Deletes a virtual host", Section.VIRTUAL_HOSTS,
-    run_delete_vhost, min_args=1, max_args=1,
-    usage_additional=[("<vhost>", "Name of the virtual host to delete.")],
-    banner=lambda args, opts: [f'Deleting vhost "{args[0]}" ...']))
+register(
+    Command(
+        "delete_vhost",
+        "delete_vhost <vhost>",
+        "Deletes a virtual host",
+        Section.VIRTUAL_HOSTS,
+        run_delete_vhost,
+        min_args=1,
+        max_args=1,
+        usage_additional=[("<vhost>", "Name of the virtual host to delete.")],
+        banner=lambda args, opts: [f'Deleting vhost "{args[0]}" ...'],
+    )
+)
 
 
-register(info_list_command(
-    "list_vhosts", "list_vhosts [--no-table-headers] [<column> ...]", "Lists virtual hosts",
-    VHOST_ITEMS, ["name"], partial(run_info_list, drop_missing=True),
-    section=Section.ACCESS_CONTROL, banner=lambda args, opts: ["Listing vhosts ..."]))
+register(
+    info_list_command(
+        "list_vhosts",
+        "list_vhosts [--no-table-headers] [<column> ...]",
+        "Lists virtual hosts",
+        VHOST_ITEMS,
+        ["name"],
+        partial(run_info_list, drop_missing=True),
+        section=Section.ACCESS_CONTROL,
+        banner=lambda args, opts: ["Listing vhosts ..."],
+    )
+)
