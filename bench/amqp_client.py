@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import pika.frame
-import pika.spec as spec
+from pika import spec
 from pika.exceptions import InvalidFrameError
 
 FRAME_METHOD, FRAME_HEADER, FRAME_BODY, FRAME_HEARTBEAT = 1, 2, 3, 8
@@ -100,7 +100,7 @@ def describe_close(payload: bytes | memoryview) -> str:
         n = payload[6]
         text = bytes(payload[7 : 7 + n]).decode(errors="replace")
         return f"{code} {text}"
-    except Exception:  # noqa: BLE001 - best effort for an error message
+    except Exception:
         return repr(bytes(payload[:64]))
 
 

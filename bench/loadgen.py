@@ -130,7 +130,7 @@ def _trampoline(conn: Any, fn: Callable[..., Any], args: tuple[Any, ...]) -> Non
         conn.send(("ok", fn(*args)))
     except ac.BrokerError as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
-    except Exception as exc:  # noqa: BLE001 - everything goes back to the runner
+    except Exception as exc:
         conn.send(("error", f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=4)}"))
     finally:
         conn.close()

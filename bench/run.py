@@ -331,8 +331,7 @@ def fmt(v: float | None) -> str:
 
 def lower_is_better(metric: str) -> bool:
     return (
-        any(k in metric for k in ("latency", "RSS", " s", "CPU"))
-        and "/s" not in metric
+        (any(k in metric for k in ("latency", "RSS", " s", "CPU")) and "/s" not in metric)
         or "/msg" in metric
         or "/delivery" in metric
     )
@@ -469,7 +468,7 @@ def profile(broker: Trimq, scenarios: list[int], sizes: lg.Sizes, workdir: Path)
         t0 = time.monotonic()
         try:
             metrics = lg.SCENARIOS[s](broker, sizes)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             metrics = {"error": str(exc)}  # type: ignore[dict-item]
         elapsed = time.monotonic() - t0
         spy.send_signal(signal.SIGINT)
@@ -566,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
                     t0 = time.monotonic()
                     try:
                         metrics = lg.SCENARIOS[s](b, sizes)
-                    except Exception as exc:  # noqa: BLE001 - recorded, the run goes on
+                    except Exception as exc:
                         alive = b.alive()
                         msg = f"round {r + 1}, scenario {s}, {b.name}: {type(exc).__name__}: {exc}"
                         if not isinstance(exc, (lg.ScenarioError, ac.BrokerError)):
@@ -593,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
                             b.reset()
                         elif not metrics:
                             b.restart()
-                    except Exception as exc2:  # noqa: BLE001
+                    except Exception as exc2:
                         failures.append(f"  restart of {b.name} failed: {exc2}")
         bnames = list(brokers)
         header = ["metric"] + bnames + (["trimq/RabbitMQ"] if len(bnames) == 2 else [])

@@ -21,7 +21,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from storage import WAL, RecordType  # noqa: E402
+from storage import WAL, RecordType
 
 
 async def append_all(

@@ -88,7 +88,7 @@ class StoredMessage:
     does not say: message TTLs count from then), the size of its record, and how many queues
     hold it."""
 
-    __slots__ = ("exchange", "routing_key", "properties", "body", "time", "size", "refs")
+    __slots__ = ("body", "exchange", "properties", "refs", "routing_key", "size", "time")
 
     def __init__(
         self,
@@ -113,7 +113,7 @@ class Definition:
     """A live definition; first_lsn is the DEFINE that created it (its place in the order),
     last_lsn the one that set its current value. Compaction keeps exactly those two."""
 
-    __slots__ = ("value", "first_lsn", "last_lsn", "size")
+    __slots__ = ("first_lsn", "last_lsn", "size", "value")
 
     def __init__(self, value: dict[str, Any], first_lsn: int, last_lsn: int, size: int) -> None:
         self.value = value
@@ -168,8 +168,7 @@ class ReplayState:
             )
         else:  # pragma: no cover - records.check_payload refuses unknown types first
             raise ValueError(f"unknown record type {rtype}")
-        if lsn > self.last_lsn:
-            self.last_lsn = lsn
+        self.last_lsn = max(self.last_lsn, lsn)
 
     def replay(self, lsn: int, rtype: int, data: bytes | memoryview, size: int) -> None:
         """Unpack, check and apply one record read back from the log; raises PayloadError
@@ -348,10 +347,8 @@ class ReplayState:
     def raise_floor(self, next_message_id: int, last_lsn: int) -> None:
         """Counters that records no longer show (compaction removed those records) but a
         segment header or checkpoint remembers."""
-        if next_message_id > self.next_message_id:
-            self.next_message_id = next_message_id
-        if last_lsn > self.last_lsn:
-            self.last_lsn = last_lsn
+        self.next_message_id = max(self.next_message_id, next_message_id)
+        self.last_lsn = max(self.last_lsn, last_lsn)
 
     def recount_live_bytes(self) -> None:
         """Recompute live_bytes (after building a state by hand, as a checkpoint load does)."""

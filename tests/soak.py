@@ -233,7 +233,7 @@ def worker(
             else:
                 pika_cycle(params, name, n % 4, totals)
             totals.add(cycles=1)
-        except Exception as exc:  # noqa: BLE001 - reported, and the run stops
+        except Exception as exc:
             totals.error(f"{name}: {type(exc).__name__}: {exc}")
             stop_on_error()
         finally:

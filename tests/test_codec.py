@@ -250,7 +250,7 @@ def assert_decodes_or_syntax_error(data: bytes, pos: int = 0) -> None:
             table, end = decode(data, pos)
         except SyntaxFrameError as exc:
             assert exc.code == SYNTAX_ERROR
-        except Exception as exc:  # noqa: BLE001 - anything else is the failure under test
+        except Exception as exc:
             raise AssertionError(f"{decode.__name__} raised {exc!r} on {data!r}") from exc
         else:
             assert pos + 4 <= end <= len(data)

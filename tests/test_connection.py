@@ -556,6 +556,5 @@ def test_raw_socket_eof_without_close(broker: Broker) -> None:
     with wire(broker) as conn:
         conn.handshake()
         conn.open_channel(1)
-    with pytest.raises((PeerClosed, TimeoutError)):
-        with wire(broker, timeout=0.3) as conn:
-            conn.read_frame()  # nothing is sent before the protocol header
+    with pytest.raises((PeerClosed, TimeoutError)), wire(broker, timeout=0.3) as conn:
+        conn.read_frame()  # nothing is sent before the protocol header

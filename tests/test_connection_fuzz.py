@@ -161,7 +161,7 @@ async def session(
     async def serve() -> None:
         try:
             await conn.serve()
-        except Exception as exc:  # noqa: BLE001 - the failure under test, reported below
+        except Exception as exc:
             outcome.serve_error = exc
 
     async with trio.open_nursery() as nursery:

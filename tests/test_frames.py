@@ -204,7 +204,7 @@ def test_decode_method_raises_only_connection_errors(
     except ConnectionError as exc:
         assert exc.code in (501, 502, 503, 540)
     else:
-        assert (method.CLASS_ID, method.METHOD_ID) == (class_id, method_id)
+        assert (class_id, method_id) == (method.CLASS_ID, method.METHOD_ID)
 
 
 # --------------------------------------------------------------------------- content_frames

@@ -36,7 +36,7 @@ def test_every_setting_comes_from_exactly_one_argument() -> None:
 
 def test_policy_keys_are_recognised_once() -> None:
     queue_keys = {a.policy.key for a in QUEUE_ARGUMENTS if a.policy is not None}
-    assert policy.QUEUE_KEYS == queue_keys
+    assert queue_keys == policy.QUEUE_KEYS
     assert not queue_keys & policy.INERT_KEYS
     assert not queue_keys & set(policy.EXCHANGE_KEYS)
 

@@ -284,8 +284,8 @@ def test_generated_classes_follow_the_spec_json() -> None:
         for m in amqp_class["methods"]:
             cls = spec.METHODS[(amqp_class["id"] << 16) | m["id"]]
             seen.add(cls)
-            assert cls.NAME == f"{amqp_class['name']}.{m['name']}"
-            assert cls.HAS_CONTENT == bool(m.get("content"))
+            assert f"{amqp_class['name']}.{m['name']}" == cls.NAME
+            assert bool(m.get("content")) == cls.HAS_CONTENT
             expected = [
                 ({"global": "global_qos"}.get(a["name"], a["name"]).replace("-", "_"), kind(a))
                 for a in m["arguments"]
@@ -294,5 +294,5 @@ def test_generated_classes_follow_the_spec_json() -> None:
             assert ours == expected, cls.NAME
         if amqp_class["name"] == "basic":
             expected = [(p["name"].replace("-", "_"), kind(p)) for p in amqp_class["properties"]]
-            assert PROPERTY_KINDS == expected
+            assert expected == PROPERTY_KINDS
     assert seen == set(METHOD_CLASSES)

@@ -93,7 +93,7 @@ class ChannelError(AMQPError):
     """Closes only the channel (soft error)."""
 
 
-class ConnectionError(AMQPError):  # noqa: A001 - AMQP's name, distinct from the builtin
+class ConnectionError(AMQPError):
     """Closes the whole connection (hard error)."""
 
 

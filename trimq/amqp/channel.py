@@ -13,7 +13,7 @@ from trimq.errors import PRECONDITION_FAILED, UNEXPECTED_FRAME, ChannelError, Co
 class Command:
     """A method with its content, if it carries one."""
 
-    __slots__ = ("method", "properties", "properties_raw", "body")
+    __slots__ = ("body", "method", "properties", "properties_raw")
 
     def __init__(
         self,
@@ -29,7 +29,7 @@ class Command:
 
 
 class ContentAssembler:
-    __slots__ = ("_method", "_header", "_parts", "_received", "max_body_size")
+    __slots__ = ("_header", "_method", "_parts", "_received", "max_body_size")
 
     def __init__(self, max_body_size: int = 128 * 1024 * 1024) -> None:
         self._method: spec.Method | None = None

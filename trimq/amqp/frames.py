@@ -111,12 +111,12 @@ class FrameBuffer:
     """Accumulates received bytes and yields complete frames, checking size and frame-end."""
 
     __slots__ = (
+        "_body_scan",
         "_buf",
-        "_pos",
-        "_publish_start",
         "_last_arguments",
         "_last_properties",
-        "_body_scan",
+        "_pos",
+        "_publish_start",
         "frame_max",
     )
 
@@ -169,13 +169,10 @@ class FrameBuffer:
         if buf[end] != 0xCE:
             raise frame_error(frame_type, payload, f"{{invalid_frame_end_marker,{buf[end]}}}")
         if not (
-            frame_type == METHOD
-            and size >= 4
-            or frame_type == HEADER
-            and size >= CONTENT_HEADER.size
+            (frame_type == METHOD and size >= 4)
+            or (frame_type == HEADER and size >= CONTENT_HEADER.size)
             or frame_type == BODY
-            or frame_type == HEARTBEAT
-            and size == 0
+            or (frame_type == HEARTBEAT and size == 0)
         ):
             raise frame_error(frame_type, payload, "unknown_frame")
         self._pos = end + 1
@@ -453,18 +450,18 @@ def method_with_content_parts(
 
 __all__ = [
     "FRAME_ERROR",
+    "HEARTBEAT_FRAME",
+    "LARGE_BODY",
+    "ContentHeader",
     "Frame",
     "FrameBuffer",
     "Publish",
-    "ContentHeader",
-    "decode_method",
-    "decode_content_header",
-    "method_frame",
     "content_frames",
-    "method_with_content",
-    "method_with_content_parts",
+    "decode_content_header",
+    "decode_method",
     "deliver_frames",
     "deliver_parts",
-    "LARGE_BODY",
-    "HEARTBEAT_FRAME",
+    "method_frame",
+    "method_with_content",
+    "method_with_content_parts",
 ]

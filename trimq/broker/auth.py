@@ -48,7 +48,7 @@ class User:
 class Permission:
     """configure / write / read expressions of one user in one vhost."""
 
-    __slots__ = ("configure", "write", "read", "_compiled")
+    __slots__ = ("_compiled", "configure", "read", "write")
 
     def __init__(self, configure: str, write: str, read: str) -> None:
         """PatternError (from compile_pattern) if an expression cannot be used."""

@@ -15,17 +15,17 @@ class Message:
     """A published message. Its encoded properties are kept so delivery re-sends them as is."""
 
     __slots__ = (
+        "_match_headers",
+        "body",
         "exchange",
-        "routing_key",
-        "route_raw",
+        "id",
+        "persistent",
         "properties",
         "properties_raw",
-        "body",
+        "route_raw",
+        "routing_key",
         "size",
-        "persistent",
-        "id",
         "ttl",
-        "_match_headers",
     )
 
     def __init__(
@@ -90,7 +90,7 @@ class QueuedMessage:
     """One message's place in one queue: its order there, whether (and how often) it was
     delivered, when it expires, and whether it sits among the queue's ready messages."""
 
-    __slots__ = ("message", "seq", "redelivered", "delivery_count", "expires_at", "in_ready")
+    __slots__ = ("delivery_count", "expires_at", "in_ready", "message", "redelivered", "seq")
 
     def __init__(
         self,

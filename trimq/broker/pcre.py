@@ -176,11 +176,8 @@ class _Translator:
         if after == "|":
             raise self.refuse("a branch reset group (?|...)")
         if (
-            after in "R&+-0123456789"
-            and after
-            and not re.match(r"\?-[a-zA-Z]", rest)
-            or rest.startswith("?P>")
-        ):
+            after in "R&+-0123456789" and after and not re.match(r"\?-[a-zA-Z]", rest)
+        ) or rest.startswith("?P>"):
             raise self.refuse("recursion or a subroutine call (?R), (?1), (?&name)")
         if rest.startswith("?C"):
             raise self.refuse("a callout (?C)")

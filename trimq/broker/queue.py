@@ -43,16 +43,16 @@ class DeliverySink(Protocol):
 
 class Consumer:
     __slots__ = (
-        "tag",
+        "arguments",
+        "encoded_tag",
+        "exclusive",
+        "no_ack",
+        "prefetch",
+        "priority",
         "queue",
         "sink",
-        "no_ack",
-        "exclusive",
-        "arguments",
-        "prefetch",
+        "tag",
         "unacked",
-        "priority",
-        "encoded_tag",
     )
 
     def __init__(

@@ -14,7 +14,7 @@ from trimq.broker.message import QueuedMessage
 
 
 class ReadyList:
-    __slots__ = ("_levels", "_max_priority", "count", "bytes")
+    __slots__ = ("_levels", "_max_priority", "bytes", "count")
 
     def __init__(self, max_priority: int = 0) -> None:
         self._max_priority = max_priority

@@ -160,7 +160,7 @@ def parse_options(
 
 def effective_formatter(command: Command, requested: str | None) -> str:
     """json and table everywhere, csv for listings; anything else: the command's own."""
-    if requested in ("json", "table") or requested == "csv" and command.table:
+    if requested in ("json", "table") or (requested == "csv" and command.table):
         return requested
     return "table" if command.table else "string"
 

@@ -43,8 +43,37 @@ class Atom(str):
 
 _ATOM_RE = re.compile(r"[a-z\xdf-\xf6\xf8-\xff][A-Za-z0-9_@\xc0-\xd6\xd8-\xf6\xf8-\xff]*\Z")
 _RESERVED = frozenset(
-    "after and andalso band begin bnot bor bsl bsr bxor case catch cond div end fun if let not "
-    "of or orelse receive rem try when xor maybe else".split()
+    [
+        "after",
+        "and",
+        "andalso",
+        "band",
+        "begin",
+        "bnot",
+        "bor",
+        "bsl",
+        "bsr",
+        "bxor",
+        "case",
+        "catch",
+        "cond",
+        "div",
+        "end",
+        "fun",
+        "if",
+        "let",
+        "not",
+        "of",
+        "or",
+        "orelse",
+        "receive",
+        "rem",
+        "try",
+        "when",
+        "xor",
+        "maybe",
+        "else",
+    ]
 )
 _STRING_ESCAPES = {
     '"': '\\"',

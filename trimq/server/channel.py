@@ -105,7 +105,7 @@ class PermissionCache:
     """Answers to permission checks, valid while the broker's permissions are unchanged (so a
     publish costs a dict lookup, not a regular expression)."""
 
-    __slots__ = ("generation", "answers")
+    __slots__ = ("answers", "generation")
 
     def __init__(self) -> None:
         self.generation = -1

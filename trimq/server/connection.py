@@ -82,7 +82,7 @@ def is_loopback(host: str) -> bool:
     """RabbitMQ's rule for loopback_users: 127.0.0.0/8, ::1, and 127.x mapped into IPv6
     (::ffff:127.0.0.1, as a dual-stack socket reports an IPv4 peer)."""
     try:
-        address = ipaddress.ip_address(host.split("%")[0])
+        address = ipaddress.ip_address(host.split("%", maxsplit=1)[0])
     except ValueError:
         return False
     mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
