@@ -65,7 +65,8 @@ def parse_url(url: str) -> dict[str, Any]:
 
 
 def method_frame(channel: int, method: Any) -> bytes:
-    return pika.frame.Method(channel, method).marshal()
+    frame: bytes = pika.frame.Method(channel, method).marshal()
+    return frame
 
 
 def encode_message(
@@ -287,10 +288,12 @@ class Client:
         )
 
     def queue_delete(self, channel: int, queue: str) -> int:
-        return self.rpc(channel, spec.Queue.Delete(queue=queue), spec.Queue.DeleteOk).message_count
+        ok = self.rpc(channel, spec.Queue.Delete(queue=queue), spec.Queue.DeleteOk)
+        return int(ok.message_count)
 
     def queue_purge(self, channel: int, queue: str) -> int:
-        return self.rpc(channel, spec.Queue.Purge(queue=queue), spec.Queue.PurgeOk).message_count
+        ok = self.rpc(channel, spec.Queue.Purge(queue=queue), spec.Queue.PurgeOk)
+        return int(ok.message_count)
 
     def basic_qos(self, channel: int, prefetch_count: int) -> None:
         self.rpc(channel, spec.Basic.Qos(prefetch_count=prefetch_count), spec.Basic.QosOk)
@@ -306,7 +309,7 @@ class Client:
             spec.Basic.Consume(queue=queue, no_ack=no_ack, consumer_tag=consumer_tag),
             spec.Basic.ConsumeOk,
         )
-        return ok.consumer_tag
+        return str(ok.consumer_tag)
 
     def close(self) -> None:
         """Connection.Close and wait for Close-Ok (so everything sent before was handled)."""
@@ -387,13 +390,13 @@ class ConfirmTracker:
         pos, end = 0, len(buf)
         unpack_hdr, unpack_u32, unpack_u64 = _HDR.unpack_from, _U32.unpack_from, _U64.unpack_from
         while end - pos >= 8:
-            ftype, ch, size = unpack_hdr(buf, pos)
+            ftype, _ch, size = unpack_hdr(buf, pos)
             fend = pos + 8 + size
             if fend > end:
                 break
             if ftype == FRAME_METHOD:
                 (cm,) = unpack_u32(buf, pos + 7)
-                if cm == BASIC_ACK or cm == BASIC_NACK:
+                if cm in (BASIC_ACK, BASIC_NACK):
                     (tag,) = unpack_u64(buf, pos + 11)
                     self._settle(tag, bool(buf[pos + 19] & 1), cm == BASIC_ACK)
                 elif cm in (CHANNEL_CLOSE, CONNECTION_CLOSE):
@@ -582,7 +585,7 @@ class Consumer:
         body = 0
         lat = self.latencies if self.latency else None
         while end - pos >= 8:
-            ftype, ch, size = unpack_hdr(buf, pos)
+            ftype, _ch, size = unpack_hdr(buf, pos)
             fend = pos + 8 + size
             if fend > end:
                 break

@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import resource
 import statistics
 import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from pika import spec
 
-try:
-    from . import amqp_client as ac
-except ImportError:  # run as a script from bench/
-    import amqp_client as ac  # type: ignore[no-redef]
+import amqp_client as ac  # bench/ is the script's directory, so on sys.path
 
 CTX = mp.get_context("fork")
 PERSISTENT = spec.BasicProperties(delivery_mode=2)
@@ -164,7 +163,7 @@ class Workers:
 
 
 def rss_kib(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
+    with Path(f"/proc/{pid}/status").open() as f:
         for line in f:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
@@ -173,7 +172,7 @@ def rss_kib(pid: int) -> int:
 
 def cpu_seconds(pid: int) -> float:
     """user + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
-    with open(f"/proc/{pid}/stat") as f:
+    with Path(f"/proc/{pid}/stat").open() as f:
         fields_ = f.read().rsplit(")", 1)[1].split()
     return (int(fields_[11]) + int(fields_[12])) / os.sysconf("SC_CLK_TCK")
 
@@ -190,8 +189,8 @@ def consumer_proc(
 ) -> dict[str, Any]:
     consumers = []
     for q in queues:
-        c = ac.connect_channel(url)
-        consumers.append(ac.Consumer(c, 1, q, prefetch=prefetch, latency=latency))
+        client = ac.connect_channel(url)
+        consumers.append(ac.Consumer(client, 1, q, prefetch=prefetch, latency=latency))
     ready.set()
     started = time.monotonic()
     if len(consumers) == 1:
@@ -501,7 +500,7 @@ def s5_latency(target: Target, sizes: Sizes) -> dict[str, float]:
     finally:
         c.queue_delete(1, q)
         c.close()
-    lat = sorted(r["latencies"][sizes.s5_warmup :])
+    lat: list[float] = sorted(r["latencies"][sizes.s5_warmup :])
     if not lat:
         raise ScenarioError("no latency samples")
 
@@ -519,8 +518,6 @@ def s5_latency(target: Target, sizes: Sizes) -> dict[str, float]:
 def idle_connections_proc(url: str, n: int, lockstep: int, conn: Any) -> dict[str, Any]:
     """Open n connections with a channel each, `lockstep` handshakes at a time; report, wait
     for the word, close them all."""
-    import resource
-
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < n + 100:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, n + 1000), hard))

@@ -77,7 +77,7 @@ class Server:
                 *cmd,
             ]
         env = dict(os.environ, PYTHONPATH=str(src))
-        with open(logfile, "ab") as out:
+        with Path(logfile).open("ab") as out:
             self.t0 = time.monotonic()
             self.proc = subprocess.Popen(
                 cmd,
@@ -118,7 +118,7 @@ def prepare(workdir: Path, n: int, port: int) -> None:
     print(f"published {n} in {time.monotonic() - started:.1f} s")
     time.sleep(0.5)
     server.stop(signal.SIGKILL)
-    os.rename(data, workdir / "killed")
+    Path(data).rename(workdir / "killed")
     (workdir / "messages").write_text(str(n))
 
 

@@ -28,6 +28,7 @@ import sys
 import time
 import traceback
 from collections import Counter, defaultdict
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,7 @@ class Broker:
 
     def start(self) -> float:
         cmd, env = self.command()
-        out = open(self.logfile, "ab")  # noqa: SIM115 - lives as long as the process
+        out = Path(self.logfile).open("ab")  # noqa: SIM115 - lives as long as the process
         out.write(f"\n=== start {time.strftime('%H:%M:%S')}: {' '.join(cmd)}\n".encode())
         out.flush()
         t0 = time.monotonic()
@@ -270,13 +271,13 @@ class RabbitMQ(Broker):
 # -- machine and versions -----------------------------------------------------------------------
 def machine_info(brokers: dict[str, Broker]) -> dict[str, str]:
     cpu = "?"
-    with open("/proc/cpuinfo") as f:
+    with Path("/proc/cpuinfo").open() as f:
         for line in f:
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
     mem_kib = 0
-    with open("/proc/meminfo") as f:
+    with Path("/proc/meminfo").open() as f:
         for line in f:
             if line.startswith("MemTotal:"):
                 mem_kib = int(line.split()[1])
@@ -287,6 +288,7 @@ def machine_info(brokers: dict[str, Broker]) -> dict[str, str]:
             "import sys, importlib.metadata as m; "
             "print(sys.version.split()[0], m.version('trio'), m.version('trimq'))",
         ],
+        check=False,
         capture_output=True,
         text=True,
     ).stdout.split()
@@ -363,9 +365,9 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def text_table(header: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     out = []
-    for r in [header] + rows:
+    for r in [header, *rows]:
         out.append(
             "  ".join(
                 c.ljust(w) if i == 0 else c.rjust(w)
@@ -442,7 +444,7 @@ def profile(broker: Trimq, scenarios: list[int], sizes: lg.Sizes, workdir: Path)
         "size; py-spy slows the broker a little."
     ]
     # three times the scenario's size, for more samples
-    sizes = lg.replace(sizes, s1_messages=sizes.s1_messages * 3, s2_messages=sizes.s2_messages * 3)
+    sizes = replace(sizes, s1_messages=sizes.s1_messages * 3, s2_messages=sizes.s2_messages * 3)
     for s in scenarios:
         broker.restart()
         raw = workdir / f"profile-s{s}.txt"
@@ -633,10 +635,11 @@ def main(argv: list[str] | None = None) -> int:
                     body += ["Failures in this run:", ""]
                     body += ["```", *failures, "```", ""]
                 body += ["<details><summary>Every round</summary>", "", "```"]
-                for b in bnames:
+                for bname in bnames:
                     for m in order:
                         body.append(
-                            f"{b:9} {m}: " + ", ".join(fmt(v) for v in results[b].get(m, []))
+                            f"{bname:9} {m}: "
+                            + ", ".join(fmt(v) for v in results[bname].get(m, []))
                         )
                 body += ["```", "</details>"]
                 update_results("results", "\n".join(body))

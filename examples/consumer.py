@@ -8,6 +8,7 @@ It prints each message and acknowledges it; with --count N it exits after N mess
 """
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -45,10 +46,8 @@ def main() -> None:
 
     channel.basic_consume(queue=args.queue, on_message_callback=callback)
     print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         channel.start_consuming()
-    except KeyboardInterrupt:
-        pass
     connection.close()
 
 

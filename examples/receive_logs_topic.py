@@ -7,6 +7,7 @@ word, "#" zero or more) and prints every message; --count N exits after N messag
 """
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -42,10 +43,8 @@ def main() -> None:
 
     channel.basic_consume(queue=queue_name, on_message_callback=callback, auto_ack=True)
     print(" [*] Waiting for logs. To exit press CTRL+C", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         channel.start_consuming()
-    except KeyboardInterrupt:
-        pass
     connection.close()
 
 

@@ -7,6 +7,7 @@ done, so a worker that dies mid-task leaves it for another worker. --count N exi
 """
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -45,10 +46,8 @@ def main() -> None:
 
     channel.basic_consume(queue=args.queue, on_message_callback=callback)
     print(" [*] Waiting for messages. To exit press CTRL+C", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         channel.start_consuming()
-    except KeyboardInterrupt:
-        pass
     connection.close()
 
 

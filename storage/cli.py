@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     try:
         return int(args.func(args, out))
     except BrokenPipeError:  # `trimq-wal inspect DIR --records | head`
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keep Python quiet at exit
+        sys.stdout = Path(os.devnull).open("w")  # noqa: SIM115 - keep Python quiet at exit
         return EXIT_OK
     except WALLocked as exc:
         sys.stderr.write(f"trimq-wal: {exc}\n")

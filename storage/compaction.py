@@ -26,7 +26,6 @@ records judged unneeded given what precedes them are gone, which replays to the 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,7 +63,7 @@ class Liveness:
         messages = self.final.messages
         if rtype == RecordType.MESSAGE:
             return payload["id"] in messages
-        if rtype == RecordType.SETTLE or rtype == RecordType.DELIVER:
+        if rtype in (RecordType.SETTLE, RecordType.DELIVER):
             dead = self._dead_ids
             return any(mid in messages or mid in dead for mid in payload["ids"])
         if rtype != RecordType.DEFINE:  # SegmentReader refuses unknown types before this
@@ -179,10 +178,7 @@ def plan_compaction(
             deletion = rtype == RecordType.DEFINE and payload["value"] is None
             if not deletion and liveness.is_live(lsn, rtype, payload):
                 live += size
-        if live < (len(data) - SEGMENT_HEADER_SIZE) * REWRITE_BELOW:
-            action = REWRITE
-        else:
-            action = KEEP
+        action = REWRITE if live < (len(data) - SEGMENT_HEADER_SIZE) * REWRITE_BELOW else KEEP
         keep = []
         for off, size, lsn, rtype, payload in records:
             if action == KEEP or liveness.is_live(lsn, rtype, payload):
@@ -239,7 +235,7 @@ def apply_plans(plans: list[SegmentPlan], fsync: bool, result: CompactionResult)
     for plan in plans:
         result.bytes_before += plan.size
         if plan.action == DELETE:
-            os.unlink(plan.path)
+            plan.path.unlink()
             if fsync:
                 fsync_dir(plan.path.parent)
             result.deleted.append(plan.path.name)

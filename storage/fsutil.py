@@ -3,6 +3,7 @@ replacing a file atomically (temp file, fsync, rename, fsync the directory)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -50,13 +51,11 @@ def replace_file(path: Path, chunks: list[bytes], fsync: bool) -> None:
         tmp.unlink()
     try:
         write_new_file(tmp, chunks, fsync)
-        os.replace(tmp, path)
+        tmp.replace(path)
     except BaseException:
         # A full disk or an I/O error: the old content stands; do not leave the part behind.
-        try:
+        with contextlib.suppress(OSError):
             tmp.unlink()
-        except OSError:
-            pass
         raise
     if fsync:
         fsync_dir(path.parent)

@@ -44,7 +44,7 @@ class FsyncHook:
         if (self.directory / "fail").exists():
             raise OSError(errno.EIO, f"fsync {number} failed on purpose ({ENV})")
         os.fsync(fd)
-        with open(self.directory / "fsynced", "a") as done:
+        with (self.directory / "fsynced").open("a") as done:
             done.write(f"{number}\n")
 
     def _allowed(self) -> float:
@@ -59,7 +59,7 @@ class FsyncHook:
 def _replace(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
-    os.replace(tmp, path)
+    tmp.replace(path)
 
 
 def from_environment() -> Callable[[int], None] | None:

@@ -431,7 +431,7 @@ def repair_directory(data_dir: Path, *, dry_run: bool = False) -> RepairReport:
             fsync_dir(wal_dir)
             if torn is not None:
                 # What open() would do: cut the torn tail of the newest segment.
-                with open(path, "r+b") as f:
+                with path.open("r+b") as f:
                     f.truncate(torn.offset)
                     os.fsync(f.fileno())
                 report.segments_truncated.append(path.name)
@@ -453,7 +453,7 @@ def repair_directory(data_dir: Path, *, dry_run: bool = False) -> RepairReport:
                 report.checkpoints_quarantined.append(path.name)
                 if not dry_run:
                     quarantine.mkdir(mode=DIR_MODE, exist_ok=True)
-                    os.replace(path, unique_path(quarantine / path.name))
+                    path.replace(unique_path(quarantine / path.name))
                     fsync_dir(quarantine)
                     fsync_dir(wal_dir)
     return report

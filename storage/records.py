@@ -15,6 +15,7 @@ but an unexpected shape is reported instead of crashing replay.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
@@ -116,7 +117,7 @@ def _check_queue_ids(p: dict[str, Any]) -> None:
     _ids(p.get("ids"))
 
 
-_CHECKS: dict[int, Any] = {
+_CHECKS: dict[int, Callable[[dict[str, Any]], None]] = {
     RecordType.DEFINE: _check_define,
     RecordType.MESSAGE: _check_message,
     RecordType.SETTLE: _check_queue_ids,
@@ -128,7 +129,7 @@ def check_payload(rtype: int, payload: Any) -> None:
     """Raise PayloadError unless `payload` fits `rtype`'s schema."""
     if not isinstance(payload, dict):
         raise PayloadError(f"payload must be a dict, not {type(payload).__name__}")
-    check = _CHECKS.get(rtype)  # type: ignore[call-overload]
+    check = _CHECKS.get(rtype)
     if check is None:
         raise PayloadError(f"unknown record type {rtype}")
     check(payload)
@@ -142,9 +143,10 @@ def encode_payload(rtype: int, payload: dict[str, Any]) -> bytes:
     """Check and pack a payload."""
     check_payload(rtype, payload)
     try:
-        return _packer.pack(payload)
+        packed: bytes = _packer.pack(payload)
     except (TypeError, ValueError, OverflowError) as exc:
         raise PayloadError(f"payload cannot be encoded: {exc}") from exc
+    return packed
 
 
 def unpack_payload(data: bytes | memoryview) -> Any:

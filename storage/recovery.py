@@ -61,7 +61,7 @@ def remove_stale_temp_files(wal_dir: Path) -> None:
     crash and hold nothing that the real files lack."""
     for entry in os.scandir(wal_dir):
         if entry.name.endswith(TMP_SUFFIX) and entry.is_file():
-            os.unlink(entry.path)
+            Path(entry.path).unlink()
 
 
 @contextmanager
@@ -182,7 +182,7 @@ def _cut_torn_tail(
         info.header = header
         info.size = SEGMENT_HEADER_SIZE
     else:
-        with open(info.path, "r+b") as f:
+        with info.path.open("r+b") as f:
             f.truncate(cut)
             if fsync:
                 os.fsync(f.fileno())

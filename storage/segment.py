@@ -522,7 +522,7 @@ class SegmentReader:
 
 def read_segment(path: Path) -> bytes:
     """The whole file (segments are bounded by the segment size)."""
-    with open(path, "rb") as f:
+    with path.open("rb") as f:
         return f.read()
 
 
@@ -536,7 +536,7 @@ class SegmentBuffer:
 
     def read(self, path: Path) -> memoryview:
         """The whole file, valid until the next read."""
-        with open(path, "rb") as f:
+        with path.open("rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size > len(self._buffer):
                 # A new buffer rather than a resize: views of the old one may still exist.

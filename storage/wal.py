@@ -7,7 +7,6 @@ active segment; appends only encode the record, apply it to that state and queue
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -125,7 +124,7 @@ class WAL:
             elif newest.base == self._next_lsn:
                 # No records and cannot be continued (repair rewrote it, or it is from before
                 # batch marks): start it afresh.
-                os.unlink(newest.path)
+                newest.path.unlink()
                 self._segments.pop()
             elif not header.rewritten or header.end_lsn != self._next_lsn - 1:
                 # The next LSN does not follow its records (a checkpoint reaches further than
@@ -135,7 +134,7 @@ class WAL:
         self._start_segment(self._next_lsn, self._state.next_message_id)
 
     def _seal_rewritten(self, info: SegmentInfo, header: SegmentHeader) -> None:
-        with open(info.path, "rb") as f:
+        with info.path.open("rb") as f:
             records = f.read(info.size)[SEGMENT_HEADER_SIZE:]
         sealed = rewritten_header(
             info.base, header.next_message_id, self._next_lsn - 1, len(records)
@@ -339,10 +338,9 @@ class WAL:
             await self._committer.wait_durable(lsn)
             with self._segments_lock:
                 segments = list(self._segments)
-            result = await trio.to_thread.run_sync(
+            return await trio.to_thread.run_sync(
                 self._compact_sync, snapshot, lsn, segments, progress
             )
-            return result
 
     def _compact_sync(
         self, state: ReplayState, lsn: int, segments: list[SegmentInfo], progress: Progress | None
@@ -385,7 +383,7 @@ class WAL:
                     continue
                 if id(s) in looked_at:
                     try:
-                        s.size = os.stat(s.path).st_size
+                        s.size = s.path.stat().st_size
                     except FileNotFoundError:
                         continue
                     except OSError:

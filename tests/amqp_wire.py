@@ -7,6 +7,7 @@ ever build (bad frame ends, truncated methods, oversized frames...).
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import time
@@ -276,10 +277,8 @@ class WireConnection:
         self.close()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.sock.close()
-        except OSError:
-            pass
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -413,9 +412,7 @@ class WireConnection:
         """Expect Connection.Close, answer CloseOk, and expect the socket to be closed."""
         close = self.expect_close(timeout)
         assert close.channel == 0, close
-        try:
+        with contextlib.suppress(OSError):
             self.send_method(0, CONNECTION_CLOSE_OK)
-        except OSError:
-            pass
         self.read_until_closed(timeout)
         return close

@@ -157,7 +157,7 @@ def field_kinds(cls: type) -> list[tuple[str, str]]:
     kinds = []
     for name in cls.__slots__:
         annotation = annotations[name]
-        if annotation == "int" or annotation == "int | None":
+        if annotation in {"int", "int | None"}:
             kind = f"int{_int_width(lambda v, n=name: cls(**{n: v}))}"
         elif annotation == "bool":
             kind = "bit"
@@ -165,8 +165,10 @@ def field_kinds(cls: type) -> list[tuple[str, str]]:
             kind = "shortstr"
         elif annotation.startswith("bytes"):
             kind = "longstr"
+        elif annotation.startswith("TypedTable"):  # the `arguments` tables, letters kept
+            kind = "typed-table"
         elif annotation.startswith("dict"):
-            kind = "typed-table" if name == "arguments" else "table"
+            kind = "table"
         else:
             raise AssertionError(f"{cls.__name__}.{name}: unexpected annotation {annotation}")
         kinds.append((name, kind))

@@ -73,7 +73,7 @@ def start_server(
         os.environ.get("TRIMQ_TEST_LOG_LEVEL", "info"),
         *extra,
     ]
-    log_file = open(log_path, "wb") if log_path is not None else None  # noqa: SIM115
+    log_file = Path(log_path).open("wb") if log_path is not None else None  # noqa: SIM115
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log_file)
     if log_file is not None:
         log_file.close()  # the child holds its own descriptor

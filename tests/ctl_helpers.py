@@ -19,6 +19,7 @@ def ctl(server: Broker, *args: str) -> tuple[int, list[str], list[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRIMQ_")}
     result = subprocess.run(
         [sys.executable, "-m", "trimq.cli.ctl", "--data-dir", str(server.data_dir), *args],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,

@@ -10,7 +10,6 @@ the broker is sampled idle, where a leak cannot hide behind the connections in f
 from __future__ import annotations
 
 import json
-import os
 import socket
 import threading
 import time
@@ -60,7 +59,7 @@ def rss(pid: int) -> int:
 
 
 def descriptors(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    return len(list(Path(f"/proc/{pid}/fd").iterdir()))
 
 
 def slope(points: list[tuple[float, float]]) -> float:

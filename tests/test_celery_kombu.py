@@ -3,6 +3,7 @@ with the rpc:// result backend; kombu publishes, consumes and acks."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,6 +14,9 @@ import pytest
 
 celery = pytest.importorskip("celery")
 kombu = pytest.importorskip("kombu")
+
+from amqp.exceptions import ConsumerCancelled  # noqa: E402 - only once kombu is known present
+from kombu import Connection, Exchange, Queue  # noqa: E402
 
 APPS = Path(__file__).parent / "apps"
 
@@ -45,7 +49,7 @@ def test_celery_worker_completes_200_tasks_with_rpc_results(broker) -> None:  # 
     try:
         sys.path.insert(0, str(APPS))
         os.environ["AMQP_URL"] = amqp_url(broker)
-        import celery_app
+        import celery_app  # noqa: PLC0415 - the app module is on sys.path only from here
 
         results = [celery_app.add.delay(i, i) for i in range(200)]
         deadline = time.monotonic() + 90
@@ -61,8 +65,6 @@ def test_celery_worker_completes_200_tasks_with_rpc_results(broker) -> None:  # 
 
 
 def test_kombu_publish_consume_ack(broker, unique: str) -> None:  # type: ignore[no-untyped-def]
-    from kombu import Connection, Exchange, Queue
-
     exchange = Exchange(f"{unique}.x", type="direct", durable=True)
     queue = Queue(
         unique, exchange, routing_key="k", durable=True, queue_arguments={"x-max-priority": 5}
@@ -87,10 +89,8 @@ def test_kombu_publish_consume_ack(broker, unique: str) -> None:  # type: ignore
         with conn.Consumer(queue, callbacks=[handle], accept=["json"]):
             deadline = time.monotonic() + 10
             while len(received) < 5 and time.monotonic() < deadline:
-                try:
+                with contextlib.suppress(TimeoutError):
                     conn.drain_events(timeout=1)
-                except TimeoutError:
-                    pass
     # the highest priority first, FIFO within a priority
     assert [b["n"] for b, _ in received] == [2, 1, 4, 0, 3]
 
@@ -99,9 +99,6 @@ def test_kombu_deleting_a_consumed_queue(broker, unique: str) -> None:  # type: 
     """queue_delete on a queue this channel consumes returns its count; py-amqp raises
     ConsumerCancelled for the server's Basic.Cancel only afterwards, when events are drained
     (RabbitMQ sends Delete-Ok first)."""
-    from amqp.exceptions import ConsumerCancelled
-    from kombu import Connection, Queue
-
     with Connection(amqp_url(broker), transport="pyamqp") as conn:
         channel = conn.channel()
         queue = Queue(unique, channel=channel, auto_delete=False)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import msgpack
 import pika.data
 import pytest
 from codec_strategies import (
@@ -29,6 +30,7 @@ from trimq.amqp import spec
 from trimq.amqp.codec import (
     TYPE_NAMES,
     Typed,
+    TypedValue,
     decode_longstr,
     decode_shortstr,
     decode_table,
@@ -95,6 +97,19 @@ def test_each_letter_keeps_its_letter_and_value(letter: str, value: Any) -> None
     table, end = decode_table_typed(data, 0)
     assert end == len(data)
     assert table == {"k": (letter, value)}
+
+
+def test_typed_values_are_named_pairs_that_behave_as_plain_ones() -> None:
+    """A TypedValue is a (letter, value) tuple: it unpacks, compares, prints and packs as the
+    plain pair, so binding keys on disk (which hold its repr) and msgpack payloads are as before."""
+    table, _ = decode_table_typed(encode_table({"n": 5, "t": {"s": "x"}, "a": [1]}), 0)
+    assert all(type(v) is TypedValue for v in table.values())
+    assert (table["n"].letter, table["n"].value) == ("I", 5)
+    letter, value = table["n"]
+    assert (letter, value) == table["n"] == ("I", 5)
+    assert type(table["t"].value["s"]) is TypedValue and type(table["a"].value[0]) is TypedValue
+    assert repr(table) == "{'n': ('I', 5), 't': ('F', {'s': ('S', 'x')}), 'a': ('A', [('I', 1)])}"
+    assert msgpack.unpackb(msgpack.packb(table["t"])) == ["F", {"s": ["S", "x"]}]
 
 
 @FAST

@@ -51,10 +51,7 @@ def read_confirms(raw: RawClient, channel: int, tags: set[int]) -> list[spec.Bas
             continue
         assert isinstance(cmd.method, spec.Basic.Ack), cmd.method
         tag = cmd.method.delivery_tag
-        if cmd.method.multiple:
-            newly = {t for t in tags if t <= tag} - confirmed
-        else:
-            newly = {tag}
+        newly = {t for t in tags if t <= tag} - confirmed if cmd.method.multiple else {tag}
         assert newly and not newly & confirmed, f"tag(s) {newly} confirmed twice"
         assert newly <= tags, f"unexpected confirm {cmd.method}"
         confirmed |= newly

@@ -336,9 +336,7 @@ random_ids = st.builds(
     st.one_of(st.sampled_from([10, 11, 20, 40, 50, 70]), st.integers(0, 65535)),
     st.binary(max_size=24),
 )
-random_types = st.builds(
-    lambda t, ch, data: raw(t, ch, data), st.integers(0, 255), CHANNELS, st.binary(max_size=16)
-)
+random_types = st.builds(raw, st.integers(0, 255), CHANNELS, st.binary(max_size=16))
 units = st.one_of(
     st.sampled_from(SCENARIOS),
     trimq_methods,

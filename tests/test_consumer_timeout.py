@@ -230,6 +230,6 @@ def test_configuration(tmp_path: Path) -> None:
     for bad in ("-1", "soon", "2147483648"):
         with pytest.raises(
             config.ConfigError,
-            match="'limits.consumer_timeout' must be an integer from 0 to 2147483647",
+            match=r"'limits\.consumer_timeout' must be an integer from 0 to 2147483647",
         ):
             config.load(None, {**environ, "TRIMQ_LIMITS_CONSUMER_TIMEOUT": bad}, {})

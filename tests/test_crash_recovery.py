@@ -204,7 +204,7 @@ def damage_unsynced_tail(data: Path, ledger: Ledger, kind: str, rng: random.Rand
         ):
             confirmed = True
     if confirmed or kind == "garbage":
-        with open(path, "ab") as f:
+        with path.open("ab") as f:
             f.write(bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300))))
         if kind == "garbage":
             return "garbage"
@@ -212,7 +212,7 @@ def damage_unsynced_tail(data: Path, ledger: Ledger, kind: str, rng: random.Rand
     assert last is not None
     at = rng.randrange(last.offset + (1 if kind == "truncate" else 0), len(content))
     if kind == "truncate":
-        with open(path, "r+b") as f:
+        with path.open("r+b") as f:
             f.truncate(at)
     else:
         damaged = bytearray(content)

@@ -4,9 +4,9 @@ otherwise), exit codes per error kind, argument handling, and the rendering help
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
-import os
 import socket
 import tempfile
 import threading
@@ -90,10 +90,8 @@ class FakeBroker:
                     reply = reply(request["args"])
                 if self.delay:
                     time.sleep(self.delay)
-                try:
+                with contextlib.suppress(OSError):
                     conn.sendall(json.dumps(reply).encode() + b"\n")
-                except OSError:
-                    pass
                 if request["command"] == "stop":
                     self.stop()
                     return
@@ -122,7 +120,7 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     if short is not None:
         for child in Path(short).iterdir():
             child.unlink()
-        os.rmdir(short)
+        Path(short).rmdir()
 
 
 @pytest.fixture
@@ -187,6 +185,18 @@ def test_add_user(broker: FakeBroker, capsys: pytest.CaptureFixture[str]) -> Non
         ['Adding user "alice" ...'],
         ["Error:", 'User "alice" already exists'],
     )
+
+
+@pytest.mark.parametrize("kind", ["internal", "a_kind_from_a_newer_broker"])
+def test_an_internal_or_unknown_error_kind_exits_70(
+    broker: FakeBroker, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """A bug in the broker (`internal`) is not a usage error; a kind this trimqctl does not
+    know is a plain error. Both print the broker's text."""
+    text = "add_user failed unexpectedly (KeyError); see the broker log"
+    broker.replies["add_user"] = fail(kind, text)
+    r = run_main(capsys, "add_user", "alice", "secret")
+    assert (r.code, r.errlines) == (70, ["Error:", text])
 
 
 def test_delete_user_missing(broker: FakeBroker, capsys: pytest.CaptureFixture[str]) -> None:
@@ -875,9 +885,9 @@ def test_delete_and_purge_queue(broker: FakeBroker) -> None:
     broker.replies["delete_queue"] = fail("not_found", "queue 'nosuch' in vhost '/' not found")
     r = run("delete_queue", "nosuch")
     assert (r.code, r.errlines) == (64, ["Error:", "Queue not found"])
-    broker.replies["delete_queue"] = fail("error", "queue 'q' in vhost '/' in use")
+    broker.replies["delete_queue"] = fail("in_use", "queue 'q' in vhost '/' in use")
     assert run("delete_queue", "-u", "q").errlines == ["Error:", "Queue is in use"]
-    broker.replies["delete_queue"] = fail("error", "queue 'q' in vhost '/' is not empty")
+    broker.replies["delete_queue"] = fail("not_empty", "queue 'q' in vhost '/' is not empty")
     assert run("delete_queue", "-e", "q").errlines == ["Error:", "Queue is not empty"]
 
     r = run("purge_queue", "-p", "dev", "hello")
@@ -1267,7 +1277,7 @@ def test_amqp_tables() -> None:
     )
     assert amqp_table_term([]) == "[]"
     assert amqp_table_term({"x-max-length": 10}) == '[{"x-max-length",10}]'
-    assert amqp_table_json(table[:5] + [["big", 2**40], ["arr", ["a", 1]]]) == [
+    assert amqp_table_json([*table[:5], ["big", 2**40], ["arr", ["a", 1]]]) == [
         ["x-message-ttl", "signedint", 60000],
         ["k", "longstr", ""],
         ["s", "longstr", 'a"b\\c\nd'],

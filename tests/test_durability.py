@@ -254,7 +254,7 @@ def test_properties_and_large_bodies_survive(node: Node) -> None:
 
     conn = node.start().connect()
     ch = conn.channel()
-    method, got_props, got_body = ch.basic_get("big", auto_ack=True)
+    _method, got_props, got_body = ch.basic_get("big", auto_ack=True)
     assert got_body == body
     assert (
         got_props.content_type,
@@ -293,6 +293,7 @@ def test_second_broker_on_same_data_dir_is_refused(node: Node, tmp_path: Path) -
             "--data-dir",
             str(node.data),
         ],
+        check=False,
         capture_output=True,
         text=True,
         timeout=30,

@@ -5,6 +5,7 @@ pre-encoded parts (`frames.deliver_frames`). No sockets."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 
 import pytest
@@ -119,7 +120,7 @@ def fast_path(
     assemblers: dict[int, ContentAssembler] = {}
     out: list[tuple[int, object]] = []
     bounds = [0, *sorted(cuts or []), len(data)]
-    for start, stop in zip(bounds, bounds[1:], strict=False):
+    for start, stop in itertools.pairwise(bounds):
         buffer.feed(data[start:stop])
         take_all(buffer, assemblers, out)
     assert buffer.pending == 0

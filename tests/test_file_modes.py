@@ -39,6 +39,7 @@ def run(*argv: str) -> subprocess.CompletedProcess[str]:
     """A trimq program (`trimq.cli.server`, `storage.cli`, ...) with umask 000."""
     return subprocess.run(
         [sys.executable, "-m", *argv],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,
@@ -125,7 +126,7 @@ def test_every_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
 
     # A torn tail cut at start-up leaves its copy beside the segment.
     _base, newest = list_segments(data / "wal")[-1]
-    with open(newest, "ab") as f:
+    with newest.open("ab") as f:
         f.write(b"torn" * 10)
     start_detached(data)
     stop_detached(data)
@@ -136,7 +137,7 @@ def test_every_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
     content = bytearray(read_segment(sealed))
     content[60] ^= 0xFF
     sealed.write_bytes(bytes(content))
-    os.chmod(sealed, 0o600)  # the test's own write kept the mode; repair makes a new file
+    sealed.chmod(0o600)  # the test's own write kept the mode; repair makes a new file
     assert run("storage.cli", "repair", str(data)).returncode == 0
     assert list((data / "wal" / "quarantine").iterdir())
     assert run("storage.cli", "compact", str(data)).returncode == 0
@@ -157,7 +158,7 @@ def test_every_file_is_private_whatever_the_umask(tmp_path: Path) -> None:
 def test_an_exposed_data_directory_is_warned_about(tmp_path: Path) -> None:
     data = tmp_path / "data"
     data.mkdir()
-    os.chmod(data, 0o755)
+    data.chmod(0o755)
     log = tmp_path / "server.log"
     server = start_server(data, log_path=log)
     try:
@@ -170,6 +171,7 @@ def test_an_exposed_data_directory_is_warned_about(tmp_path: Path) -> None:
         def status(*extra: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run(
                 [sys.executable, "-m", "trimq.cli.ctl", "--data-dir", str(data), "status", *extra],
+                check=False,
                 capture_output=True,
                 text=True,
                 timeout=60,
@@ -180,7 +182,7 @@ def test_an_exposed_data_directory_is_warned_about(tmp_path: Path) -> None:
         assert text.returncode == 0
         assert f"Warning: {warning['message']}" in text.stdout.splitlines()
         assert json.loads(status("--formatter", "json").stdout)["warnings"] == [warning["message"]]
-        os.chmod(data, 0o700)  # fixed: the warning goes
+        data.chmod(0o700)  # fixed: the warning goes
         assert "Warning:" not in status().stdout
         assert json.loads(status("--formatter", "json").stdout)["warnings"] == []
     finally:

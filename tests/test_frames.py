@@ -3,6 +3,7 @@ commands out, no sockets."""
 
 from __future__ import annotations
 
+import itertools
 import struct
 from typing import Any
 
@@ -99,7 +100,7 @@ def test_random_split_points_reassemble_identically(cuts: list[int]) -> None:
     bounds = [0, *sorted(cuts), len(STREAM)]
     buffer = frames.FrameBuffer()
     got = []
-    for start, stop in zip(bounds, bounds[1:], strict=False):
+    for start, stop in itertools.pairwise(bounds):
         buffer.feed(STREAM[start:stop])
         got += drain(buffer)
     assert got == EXPECTED

@@ -15,6 +15,7 @@ Times are measured, not slept: the close must come no earlier than 3 s (less a t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -96,10 +97,8 @@ def attempt(
     with WireConnection(broker.host, broker.port, timeout=10) as conn:
         conn.start()
         started = time.monotonic()
-        try:
+        with contextlib.suppress(OSError):  # the server closed while a request was going out
             request(conn)
-        except OSError:  # the server closed while a large request was still going out
-            pass
         try:
             while True:
                 received = conn.read_frame(timeout=LATEST + 4)

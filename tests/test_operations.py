@@ -34,7 +34,7 @@ def run_server(
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TRIMQ_")}
     full_env.update(env or {})
     return subprocess.run(
-        [*SERVER, *args], capture_output=True, text=True, timeout=timeout, env=full_env
+        [*SERVER, *args], check=False, capture_output=True, text=True, timeout=timeout, env=full_env
     )
 
 
@@ -178,6 +178,6 @@ def test_systemd_unit_is_well_formed() -> None:
         "RestartPreventExitStatus=78",
     ):
         assert line in unit
-    for line in unit.splitlines():
-        line = line.strip()
+    for raw in unit.splitlines():
+        line = raw.strip()
         assert not line or line.startswith(("#", "[")) or "=" in line, line

@@ -9,6 +9,7 @@ trimq-only: it reads the RSS of its own trimq-server and asks its control socket
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import struct
@@ -108,10 +109,8 @@ def read_replies(
                 last_beat = time.monotonic()
             readable, writable, _ = select.select([sock], [sock] if unsent else [], [], 0.3)
             if writable:
-                try:
+                with contextlib.suppress(BlockingIOError):
                     unsent = unsent[sock.send(unsent) :]
-                except BlockingIOError:
-                    pass
             if not readable:
                 continue
             data = sock.recv(1 << 20)

@@ -27,6 +27,8 @@ import trio.testing
 from amqp_wire import CONNECTION_TUNE, WireConnection, longstr, shortstr, table
 from conftest import Broker, start_server, stop_server
 from ctl_helpers import control_reply
+from pika import frame as pf
+from pika import spec as ps
 
 from trimq.broker.broker import Broker as Model
 from trimq.server.connection import ServerConnection, is_loopback
@@ -362,9 +364,6 @@ def test_guest_only_from_loopback(peer: str, allowed: bool) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(conn.serve)
             await client.send_all(b"AMQP\x00\x00\x09\x01")
-            from pika import frame as pf
-            from pika import spec as ps
-
             await client.send_all(
                 pf.Method(
                     0,

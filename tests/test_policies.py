@@ -39,7 +39,7 @@ def test_policy_applies_to_existing_queues_and_the_lower_limit_wins(node: Broker
         for n in range(4):
             ch.basic_publish("", q, b"%d" % n)
     assert (count(ch, "lim.a"), count(ch, "lim.b"), count(ch, "other")) == (1, 1, 4)
-    code, out, _ = ctl(node, "list_queues", "-s", "name", "policy")
+    _code, out, _ = ctl(node, "list_queues", "-s", "name", "policy")
     assert sorted(out) == ["lim.a\tcap", "lim.b\tcap", "other\t"]
     assert ctl(node, "clear_policy", "cap")[0] == 0
     ch.basic_publish("", "lim.a", b"more")
@@ -56,7 +56,7 @@ def test_highest_priority_policy_wins(node: Broker) -> None:
     for n in range(6):
         ch.basic_publish("", "p.q", b"%d" % n)
     assert count(ch, "p.q") == 2
-    code, out, _ = ctl(node, "list_policies", "-q")
+    _code, out, _ = ctl(node, "list_policies", "-q")
     assert out == [
         "vhost\tname\tpattern\tapply-to\tdefinition\tpriority",
         '/\thigh\t^p\\.\tall\t{"max-length":2}\t7',
@@ -85,7 +85,7 @@ def test_ttl_and_dead_letter_policy(node: Broker) -> None:
     deadline = time.monotonic() + 5
     while count(ch, "graveyard") == 0 and time.monotonic() < deadline:
         time.sleep(0.05)
-    method, props, body = ch.basic_get("graveyard", auto_ack=True)
+    _method, props, body = ch.basic_get("graveyard", auto_ack=True)
     assert body == b"gone soon"
     assert props.headers["x-death"][0]["reason"] == "expired"
     conn.close()

@@ -123,8 +123,8 @@ def wait_get_all(ch: Channel, queue: str, expected: int, timeout: float = 5.0) -
 def deaths(properties: Any) -> list[dict[str, Any]]:
     """The x-death entries with their `time` checked (a recent timestamp) and removed."""
     out = []
-    for entry in properties.headers["x-death"]:
-        entry = dict(entry)
+    for death in properties.headers["x-death"]:
+        entry = dict(death)
         stamp = entry.pop("time")
         assert isinstance(stamp, datetime)
         assert abs(stamp.timestamp() - datetime.now(UTC).timestamp()) < 30

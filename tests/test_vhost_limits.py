@@ -47,7 +47,7 @@ class Admin:
         if REFERENCE:
             env["HOME"] = os.environ.get("HOME", "")
         result = subprocess.run(
-            [*self.tool, *args], capture_output=True, text=True, timeout=120, env=env
+            [*self.tool, *args], check=False, capture_output=True, text=True, timeout=120, env=env
         )
         # rabbitmqctl can print a log line (with its time) before "Error:"; it is no answer
         err = [

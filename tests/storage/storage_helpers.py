@@ -271,7 +271,7 @@ def flip_bit(path: Path, offset: int, bit: int = 0) -> None:
 
 
 def truncate(path: Path, size: int) -> None:
-    with open(path, "r+b") as f:
+    with path.open("r+b") as f:
         f.truncate(size)
 
 

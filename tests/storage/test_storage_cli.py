@@ -236,6 +236,7 @@ def test_progress_bar_draws_only_on_a_terminal() -> None:
 def test_the_tools_script_runs(healthy: Path) -> None:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "tools" / "trimq_wal.py"), "verify", str(healthy)],
+        check=False,
         capture_output=True,
         text=True,
         timeout=60,

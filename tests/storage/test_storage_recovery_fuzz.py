@@ -160,7 +160,7 @@ def test_junk_appended_to_the_newest_segment_is_cut(junk: bytes, sealed: bool) -
         ops = [*ready_queues_op()] + [("publish", [("/", "a")], b"m")] * 8
         model = write_log(d, ops, 250, checkpoint=False)
         victim = segments(d)[-2 if sealed else -1]
-        with open(victim, "ab") as f:
+        with victim.open("ab") as f:
             f.write(junk)
         try:
             state = recover_state(d, 250)

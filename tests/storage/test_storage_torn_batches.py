@@ -239,7 +239,7 @@ def test_a_torn_tail_of_an_old_log_is_cut_as_before(tmp_path: Path) -> None:
     newest = segments(d)[-1]
     spans = record_spans(newest)
     size = newest.stat().st_size
-    with open(newest, "r+b") as f:
+    with newest.open("r+b") as f:
         f.truncate(size - 3)
     state = recover_state(d, 300)
     assert state.dropped_tail_bytes == spans[-1][1] - 3

@@ -32,7 +32,7 @@ async def _log(directory: Path) -> int:
 def _append_unknown(path: Path, lsn: int) -> int:
     """Append a whole record of the unknown type, CRC right; returns its offset."""
     off = path.stat().st_size
-    with open(path, "ab") as f:
+    with path.open("ab") as f:
         f.write(encode_record(lsn, UNKNOWN, msgpack.packb({"new": 1}, use_bin_type=True)))
     return off
 

@@ -504,7 +504,7 @@ async def test_record_with_valid_crc_and_bad_payload_is_refused(
     newest = segments(tmp_path)[-1]
     off = newest.stat().st_size
     lsn = model.last_lsn + 1
-    with open(newest, "ab") as f:
+    with newest.open("ab") as f:
         f.write(encode_record(lsn, RecordType.MESSAGE, msgpack.packb(bad, use_bin_type=True)))
     with pytest.raises(CorruptWAL) as info:
         WAL(tmp_path, fsync=False).open()

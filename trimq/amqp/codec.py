@@ -2,7 +2,8 @@
 
 Field tables use RabbitMQ's type letters (the ones pika and RabbitMQ agree on, not the 0-9-1
 PDF's). Decoding returns plain Python values; `decode_table_typed` also keeps each value's type
-letter, which queue-argument equivalence checks and their error texts need.
+letter (as `TypedValue` pairs), which queue-argument equivalence checks and their error texts
+need.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import struct
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple, TypeAlias
 
 from trimq.errors import SyntaxFrameError
 
@@ -47,6 +48,25 @@ class Typed:
 
     def __repr__(self) -> str:
         return f"Typed({self.letter!r}, {self.value!r})"
+
+
+class TypedValue(NamedTuple):
+    """A typed-decoded field value: its type letter and its value (a table's values and an
+    array's items are TypedValues too). A tuple, so it unpacks and compares as (letter, value)
+    and msgpack writes it as a two-item array. `value` is what the wire held: Any by nature."""
+
+    letter: str
+    value: Any
+
+    def __repr__(self) -> str:
+        """As the plain pair: binding keys on disk (exchange.args_key) hold this repr."""
+        return tuple.__repr__(self)
+
+
+# A typed-decoded field table: {name: TypedValue}.
+TypedTable: TypeAlias = dict[str, TypedValue]
+
+_typed_value = tuple.__new__  # TypedValue's constructor without the call to its __new__
 
 
 # RabbitMQ's names for the type letters, as its inequivalent-argument texts print them.
@@ -107,7 +127,7 @@ MAX_NESTING = 200  # tables and arrays nested deeper are refused, not decoded by
 
 
 def _decode_value(buf: bytes, pos: int, typed: bool, depth: int = 0) -> tuple[Any, int]:
-    """Decode one field value (type letter + data); with `typed`, return (letter, value)."""
+    """Decode one field value (type letter + data); with `typed`, return a TypedValue."""
     letter = chr(buf[pos])
     pos += 1
     value: Any
@@ -175,7 +195,7 @@ def _decode_value(buf: bytes, pos: int, typed: bool, depth: int = 0) -> tuple[An
     else:
         raise SyntaxFrameError(f"unknown field type {letter!r}")
     if typed:
-        return (letter, value), pos
+        return _typed_value(TypedValue, (letter, value)), pos
     return value, pos
 
 
@@ -221,8 +241,8 @@ def decode_table(buf: bytes, pos: int) -> tuple[dict[str, Any], int]:
         raise SyntaxFrameError("truncated field table") from exc
 
 
-def decode_table_typed(buf: bytes, pos: int) -> tuple[dict[str, Any], int]:
-    """Decode a field table into {name: (type letter, value)}, nested tables likewise."""
+def decode_table_typed(buf: bytes, pos: int) -> tuple[TypedTable, int]:
+    """Decode a field table into {name: TypedValue(letter, value)}, nested tables likewise."""
     try:
         return _decode_table(buf, pos, True)
     except (struct.error, IndexError) as exc:
@@ -328,8 +348,8 @@ def _encode_array(items: list[Any] | tuple[Any, ...]) -> bytes:
     return _I.pack(len(payload)) + payload
 
 
-def typed_to_plain(value: Any) -> Any:
-    """Turn a typed-decoded value ((letter, value) pairs) back into plain Python values."""
+def typed_to_plain(value: TypedValue) -> Any:
+    """Turn a typed-decoded value (TypedValue pairs) back into plain Python values."""
     letter, inner = value
     if letter == "F":
         return {k: typed_to_plain(v) for k, v in inner.items()}
@@ -338,7 +358,7 @@ def typed_to_plain(value: Any) -> Any:
     return inner
 
 
-def typed_to_field(value: Any) -> Any:
+def typed_to_field(value: TypedValue) -> Any:
     """Turn a typed-decoded value into a value `encode_table` writes with the same letters."""
     letter, inner = value
     if letter == "F":
@@ -348,8 +368,8 @@ def typed_to_field(value: Any) -> Any:
     return Typed(letter, inner)
 
 
-def encode_typed_table(table: dict[str, Any] | None) -> bytes:
-    """Encode a typed-decoded table ({name: (letter, value)}) with its original letters."""
+def encode_typed_table(table: TypedTable | None) -> bytes:
+    """Encode a typed-decoded table ({name: TypedValue}) with its original letters."""
     if not table:
         return b"\x00\x00\x00\x00"
     return encode_table({k: typed_to_field(v) for k, v in table.items()})

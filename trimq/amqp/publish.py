@@ -11,10 +11,9 @@ properties before changing them).
 from __future__ import annotations
 
 import struct
-from typing import Any
 
 from trimq.amqp import spec
-from trimq.amqp.codec import decode_table_typed
+from trimq.amqp.codec import TypedTable, decode_table_typed
 from trimq.errors import SyntaxFrameError
 
 CACHE_LIMIT = 4096  # entries per cache; a full cache starts again (keys may never repeat)
@@ -87,7 +86,7 @@ def decodable(arguments: bytes, properties: bytes) -> bool:
     return publish_args(arguments) is not None and content_properties(properties) is not None
 
 
-def typed_headers(properties: bytes) -> dict[str, Any] | None:
+def typed_headers(properties: bytes) -> TypedTable | None:
     """The headers of encoded content properties (as `content_properties` keeps them),
     typed-decoded, type letters kept: what a headers exchange compares."""
     (flags,) = struct.unpack_from(">H", properties, 0)

@@ -8,6 +8,7 @@ import struct
 from typing import Any, ClassVar
 
 from trimq.amqp.codec import (
+    TypedTable,
     decode_table,
     decode_table_typed,
     encode_table,
@@ -878,7 +879,7 @@ class ExchangeDeclare(Method):
     SYNCHRONOUS = True
     HAS_CONTENT = False
 
-    def __init__(self, ticket: int = 0, exchange: str = "", type: str = 'direct', passive: bool = False, durable: bool = False, auto_delete: bool = False, internal: bool = False, nowait: bool = False, arguments: dict[str, Any] | None = None) -> None:
+    def __init__(self, ticket: int = 0, exchange: str = "", type: str = 'direct', passive: bool = False, durable: bool = False, auto_delete: bool = False, internal: bool = False, nowait: bool = False, arguments: TypedTable | None = None) -> None:
         self.ticket = ticket
         self.exchange = exchange
         self.type = type
@@ -1016,7 +1017,7 @@ class ExchangeBind(Method):
     SYNCHRONOUS = True
     HAS_CONTENT = False
 
-    def __init__(self, ticket: int = 0, destination: str = "", source: str = "", routing_key: str = '', nowait: bool = False, arguments: dict[str, Any] | None = None) -> None:
+    def __init__(self, ticket: int = 0, destination: str = "", source: str = "", routing_key: str = '', nowait: bool = False, arguments: TypedTable | None = None) -> None:
         self.ticket = ticket
         self.destination = destination
         self.source = source
@@ -1089,7 +1090,7 @@ class ExchangeUnbind(Method):
     SYNCHRONOUS = True
     HAS_CONTENT = False
 
-    def __init__(self, ticket: int = 0, destination: str = "", source: str = "", routing_key: str = '', nowait: bool = False, arguments: dict[str, Any] | None = None) -> None:
+    def __init__(self, ticket: int = 0, destination: str = "", source: str = "", routing_key: str = '', nowait: bool = False, arguments: TypedTable | None = None) -> None:
         self.ticket = ticket
         self.destination = destination
         self.source = source
@@ -1162,7 +1163,7 @@ class QueueDeclare(Method):
     SYNCHRONOUS = True
     HAS_CONTENT = False
 
-    def __init__(self, ticket: int = 0, queue: str = '', passive: bool = False, durable: bool = False, exclusive: bool = False, auto_delete: bool = False, nowait: bool = False, arguments: dict[str, Any] | None = None) -> None:
+    def __init__(self, ticket: int = 0, queue: str = '', passive: bool = False, durable: bool = False, exclusive: bool = False, auto_delete: bool = False, nowait: bool = False, arguments: TypedTable | None = None) -> None:
         self.ticket = ticket
         self.queue = queue
         self.passive = passive
@@ -1247,7 +1248,7 @@ class QueueBind(Method):
     SYNCHRONOUS = True
     HAS_CONTENT = False
 
-    def __init__(self, ticket: int = 0, queue: str = '', exchange: str = "", routing_key: str = '', nowait: bool = False, arguments: dict[str, Any] | None = None) -> None:
+    def __init__(self, ticket: int = 0, queue: str = '', exchange: str = "", routing_key: str = '', nowait: bool = False, arguments: TypedTable | None = None) -> None:
         self.ticket = ticket
         self.queue = queue
         self.exchange = exchange
@@ -1460,7 +1461,7 @@ class QueueUnbind(Method):
     SYNCHRONOUS = True
     HAS_CONTENT = False
 
-    def __init__(self, ticket: int = 0, queue: str = '', exchange: str = "", routing_key: str = '', arguments: dict[str, Any] | None = None) -> None:
+    def __init__(self, ticket: int = 0, queue: str = '', exchange: str = "", routing_key: str = '', arguments: TypedTable | None = None) -> None:
         self.ticket = ticket
         self.queue = queue
         self.exchange = exchange
@@ -1584,7 +1585,7 @@ class BasicConsume(Method):
     SYNCHRONOUS = True
     HAS_CONTENT = False
 
-    def __init__(self, ticket: int = 0, queue: str = '', consumer_tag: str = '', no_local: bool = False, no_ack: bool = False, exclusive: bool = False, nowait: bool = False, arguments: dict[str, Any] | None = None) -> None:
+    def __init__(self, ticket: int = 0, queue: str = '', consumer_tag: str = '', no_local: bool = False, no_ack: bool = False, exclusive: bool = False, nowait: bool = False, arguments: TypedTable | None = None) -> None:
         self.ticket = ticket
         self.queue = queue
         self.consumer_tag = consumer_tag

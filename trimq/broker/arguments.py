@@ -4,20 +4,20 @@ it from outside, and which `QueueSettings` attribute it sets. Declaration and eq
 (vhost.py), policy validation (policy.py) and the settings the queue runs on all read it, so
 they cannot drift apart.
 
-Values arrive typed-decoded as (type letter, value); the error detail is what RabbitMQ prints
-with Erlang's ~p, such as `{value_negative,-1}` or `"expected integer, got longstr"`.
+Values arrive typed-decoded as TypedValue(type letter, value); the error detail is what RabbitMQ
+prints with Erlang's ~p, such as `{value_negative,-1}` or `"expected integer, got longstr"`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
-from trimq.amqp.codec import STR_ENCODING, STR_ERRORS, TYPE_NAMES
+from trimq.amqp.codec import STR_ENCODING, STR_ERRORS, TYPE_NAMES, TypedValue
 from trimq.errors import PRECONDITION_FAILED, ChannelError
 
-TypedValue = tuple[str, Any]  # (type letter, value) as the codec decodes a table entry
 Arguments = Mapping[str, TypedValue]
 # A declaration check: RabbitMQ's error detail for a value (given all the arguments), or None.
 Check = Callable[[TypedValue, Arguments], str | None]
@@ -25,7 +25,17 @@ Check = Callable[[TypedValue, Arguments], str | None]
 INTEGER_LETTERS = frozenset("bBsuIil")
 MAX_EXPIRY = 315360000000  # ten years in milliseconds: RabbitMQ's largest TTL
 MAX_PRIORITY = 255
-OVERFLOW_MODES = ("drop-head", "reject-publish", "reject-publish-dlx")
+
+
+class Overflow(StrEnum):
+    """What a full queue (x-max-length, x-max-length-bytes) does with one more message."""
+
+    DROP_HEAD = "drop-head"  # drop (or dead-letter) the oldest
+    REJECT_PUBLISH = "reject-publish"  # refuse the new one (nack under confirms)
+    REJECT_PUBLISH_DLX = "reject-publish-dlx"  # refuse it and dead-letter it
+
+
+OVERFLOW_MODES = tuple(mode.value for mode in Overflow)
 QUEUE_MODES = ("default", "lazy")
 QUEUE_VERSIONS = (1, 2)
 
@@ -42,7 +52,7 @@ class QueueSettings:
     expires: int | None = None  # ms of disuse before the queue is deleted
     max_length: int | None = None
     max_length_bytes: int | None = None
-    overflow: str = "drop-head"
+    overflow: Overflow = Overflow.DROP_HEAD
     dead_letter_exchange: str | None = None
     dead_letter_routing_key: str | None = None
     max_priority: int = 0
@@ -51,6 +61,7 @@ class QueueSettings:
     bounded: bool = field(init=False)  # a maximum length or size applies
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "overflow", Overflow(self.overflow))  # given as its text
         # an attribute, not a property: every publish tests it
         object.__setattr__(
             self, "bounded", self.max_length is not None or self.max_length_bytes is not None
@@ -336,7 +347,7 @@ QUEUE_ARGUMENTS: tuple[QueueArgument, ...] = (
         policy=PolicyKey("queue-version", _one_of(*QUEUE_VERSIONS), "a valid queue-version value"),
     ),
     QueueArgument("x-single-active-consumer", _bool, "single_active_consumer"),
-    QueueArgument("x-queue-type", _queue_type, absent=("S", "classic")),
+    QueueArgument("x-queue-type", _queue_type, absent=TypedValue("S", "classic")),
     # mirroring: RabbitMQ compares it but checks no value at declaration
     QueueArgument("x-queue-master-locator", None, policy=PolicyKey("queue-master-locator")),
     # RabbitMQ has it on quorum queues only; trimq on every queue

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from trimq.admin_errors import AdminError, ErrorKind
 from trimq.broker.auth import (
     HASHING_ALGORITHM,
     Permission,
@@ -56,16 +57,6 @@ class BrokerConfig:
     disk_free_limit: int = 50_000_000  # bytes free on the data directory's disk, at least
 
 
-class AdminError(Exception):
-    """An administrative request that cannot be done; `kind` says which (see the control
-    protocol: user_not_found, vhost_not_found, exists, usage, error)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-
-
 def check_permissions(
     vhost: str,
     user: str,
@@ -79,7 +70,7 @@ def check_permissions(
         problem = regex_problem(expression)
         if problem is not None:
             raise AdminError(
-                "error",
+                ErrorKind.ERROR,
                 f"Failed to set permissions for '{user}' in virtual host "
                 f"'{vhost}': regular expression '{expression}' cannot be "
                 f"used: {problem}",
@@ -119,7 +110,7 @@ class Broker:
         if loading:
             vhost = self.loading_vhost(name)
         elif name in self.vhosts:
-            raise AdminError("exists", f'Virtual host "{name}" already exists')
+            raise AdminError(ErrorKind.EXISTS, f'Virtual host "{name}" already exists')
         else:
             vhost = self.vhosts[name] = VHost(name, self.journal, self.timers)
         vhost.description = description
@@ -138,7 +129,7 @@ class Broker:
     def get_vhost(self, name: str) -> VHost:
         vhost = self.vhosts.get(name)
         if vhost is None:
-            raise AdminError("vhost_not_found", f'Virtual host "{name}" does not exist')
+            raise AdminError(ErrorKind.VHOST_NOT_FOUND, f'Virtual host "{name}" does not exist')
         return vhost
 
     def delete_vhost(self, name: str) -> VHost:
@@ -164,14 +155,14 @@ class Broker:
         try:
             limits = parse_limits(definition)
         except LimitsError as exc:
-            raise AdminError("error", str(exc)) from None
+            raise AdminError(ErrorKind.ERROR, str(exc)) from None
         self._put(VHostLimitsDef(vhost, limits))
         target.limits = limits
 
     def clear_vhost_limits(self, vhost: str) -> None:
         target = self.vhosts.get(vhost)
         if target is None or target.limits is None:
-            raise AdminError("not_found", "Parameter does not exist")
+            raise AdminError(ErrorKind.NOT_FOUND, "Parameter does not exist")
         target.limits = None
         self._drop(VHostLimitsDef.KIND, VHostLimitsDef.make_key(vhost))
 
@@ -180,7 +171,7 @@ class Broker:
     def get_user(self, name: str) -> User:
         user = self.users.users.get(name)
         if user is None:
-            raise AdminError("user_not_found", f'User "{name}" does not exist')
+            raise AdminError(ErrorKind.USER_NOT_FOUND, f'User "{name}" does not exist')
         return user
 
     def add_user(
@@ -193,7 +184,7 @@ class Broker:
     ) -> User:
         """`loading`: the user comes from storage (recovery): not journaled again."""
         if not loading and name in self.users.users:
-            raise AdminError("exists", f'User "{name}" already exists')
+            raise AdminError(ErrorKind.EXISTS, f'User "{name}" already exists')
         user = self.users.add(name, password, tags)
         if password_hash is not None:
             user.password_hash = password_hash
@@ -273,7 +264,7 @@ class Broker:
         try:
             policy = make_policy(vhost, name, pattern, definition, priority, apply_to)
         except PolicyError as exc:
-            raise AdminError("usage", str(exc)) from None
+            raise AdminError(ErrorKind.USAGE, str(exc)) from None
         target.policies[name] = policy
         self._put(
             PolicyDef(
@@ -285,7 +276,7 @@ class Broker:
     def clear_policy(self, vhost: str, name: str) -> None:
         target = self.get_vhost(vhost)
         if target.policies.pop(name, None) is None:
-            raise AdminError("not_found", "Parameter does not exist")
+            raise AdminError(ErrorKind.NOT_FOUND, "Parameter does not exist")
         self._drop(PolicyDef.KIND, PolicyDef.make_key(vhost, name))
         target.apply_policies()
 

@@ -47,12 +47,12 @@ def dead_lettered_copy(queue: Queue, message: Message, reason: str) -> Message:
     headers = dict(old.headers or {})
     deaths = [d for d in headers.get("x-death", []) if isinstance(d, dict)]
     now = time.time()
-    for i, death in enumerate(deaths):
-        if death.get("queue") == queue.name and death.get("reason") == reason:
-            count = death.get("count", 0)
+    for i, entry in enumerate(deaths):
+        if entry.get("queue") == queue.name and entry.get("reason") == reason:
+            count = entry.get("count", 0)
             count = count.value if isinstance(count, Typed) else count
             death = {
-                **death,
+                **entry,
                 "count": Typed("l", int(count) + 1),
                 "time": Typed("T", datetime.fromtimestamp(int(now), UTC)),
             }

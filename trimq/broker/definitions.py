@@ -6,37 +6,38 @@ from __future__ import annotations
 from typing import Any
 
 from trimq import __version__
-from trimq.amqp.codec import typed_to_plain
+from trimq.admin_errors import AdminError, ErrorKind
+from trimq.amqp.codec import TypedTable, TypedValue, typed_to_plain
 from trimq.broker.auth import HASHING_ALGORITHM
-from trimq.broker.broker import AdminError, Broker, check_permissions
+from trimq.broker.broker import Broker, check_permissions
 from trimq.broker.exchange import Exchange
 from trimq.broker.limits import in_force
 from trimq.broker.vhost import DEFAULT_EXCHANGES
 from trimq.errors import AMQPError
 
 
-def _plain_table(typed: dict[str, Any]) -> dict[str, Any]:
+def _plain_table(typed: TypedTable) -> dict[str, Any]:
     return {k: typed_to_plain(v) for k, v in typed.items()}
 
 
-def _typed_table(plain: dict[str, Any] | None) -> dict[str, Any]:
+def _typed_table(plain: dict[str, Any] | None) -> TypedTable:
     """JSON values to typed fields, with the letters RabbitMQ gives JSON numbers and strings."""
-    typed: dict[str, Any] = {}
+    typed: TypedTable = {}
     for key, value in (plain or {}).items():
         if isinstance(value, bool):
-            typed[key] = ("t", value)
+            typed[key] = TypedValue("t", value)
         elif isinstance(value, int):
-            typed[key] = ("l", value)
+            typed[key] = TypedValue("l", value)
         elif isinstance(value, float):
-            typed[key] = ("d", value)
+            typed[key] = TypedValue("d", value)
         elif isinstance(value, dict):
-            typed[key] = ("F", _typed_table(value))
+            typed[key] = TypedValue("F", _typed_table(value))
         elif isinstance(value, list):
-            typed[key] = ("A", [_typed_table({"v": v})["v"] for v in value])
+            typed[key] = TypedValue("A", [_typed_table({"v": v})["v"] for v in value])
         elif value is None:
-            typed[key] = ("V", None)
+            typed[key] = TypedValue("V", None)
         else:
-            typed[key] = ("S", str(value))
+            typed[key] = TypedValue("S", str(value))
     return typed
 
 
@@ -140,28 +141,29 @@ def import_definitions(broker: Broker, doc: dict[str, Any]) -> None:
     Permissions that cannot be used and queues over a vhost's limit refuse the whole document
     before anything changes."""
     if not isinstance(doc, dict):
-        raise AdminError("error", "definitions must be a JSON object")
+        raise AdminError(ErrorKind.ERROR, "definitions must be a JSON object")
     try:
         _check(broker, doc)
         _import(broker, doc)
     except AMQPError as exc:
-        raise AdminError("error", exc.text) from exc
+        raise AdminError(ErrorKind.ERROR, exc.text) from exc
     except (KeyError, TypeError, ValueError) as exc:
-        raise AdminError("error", f"invalid definitions: {exc!r}") from exc
+        raise AdminError(ErrorKind.ERROR, f"invalid definitions: {exc!r}") from exc
 
 
 def _entries(doc: dict[str, Any], section: str, *names: str) -> list[dict[str, Any]]:
     """The objects of a section, each with the string fields `names`."""
     entries = doc.get(section) or []
     if not isinstance(entries, list):
-        raise AdminError("error", f"invalid definitions: '{section}' must be a list")
+        raise AdminError(ErrorKind.ERROR, f"invalid definitions: '{section}' must be a list")
     for entry in entries:
         if not isinstance(entry, dict):
-            raise AdminError("error", f"invalid definitions: '{section}' must hold objects")
+            raise AdminError(ErrorKind.ERROR, f"invalid definitions: '{section}' must hold objects")
         for name in names:
             if not isinstance(entry.get(name), str):
                 raise AdminError(
-                    "error", f"invalid definitions: each of '{section}' needs a string '{name}'"
+                    ErrorKind.ERROR,
+                    f"invalid definitions: each of '{section}' needs a string '{name}'",
                 )
     return entries
 
@@ -169,7 +171,9 @@ def _entries(doc: dict[str, Any], section: str, *names: str) -> list[dict[str, A
 def _table(entry: dict[str, Any], section: str) -> dict[str, Any]:
     arguments = entry.get("arguments") or {}
     if not isinstance(arguments, dict):
-        raise AdminError("error", f"invalid definitions: arguments in '{section}' must be objects")
+        raise AdminError(
+            ErrorKind.ERROR, f"invalid definitions: arguments in '{section}' must be objects"
+        )
     return _typed_table(arguments)
 
 
@@ -187,7 +191,7 @@ def _check(broker: Broker, doc: dict[str, Any]) -> None:
         limit = in_force(vhost.limits, "max-queues")
         if limit is not None and len(vhost.queues) + len(added) > limit:
             raise AdminError(
-                "error",
+                ErrorKind.ERROR,
                 f'Adding {len(added)} queue(s) to virtual host "{name}" '
                 f"would exceed the limit of {limit} queue(s).\n\nThis "
                 f"virtual host currently has {len(vhost.queues)} queue(s) "
@@ -200,13 +204,15 @@ def _import(broker: Broker, doc: dict[str, Any]) -> None:
         if v["name"] not in broker.vhosts:
             meta = v.get("metadata") or {}
             if not isinstance(meta, dict):
-                raise AdminError("error", "invalid definitions: vhost metadata must be objects")
+                raise AdminError(
+                    ErrorKind.ERROR, "invalid definitions: vhost metadata must be objects"
+                )
             broker.add_vhost(v["name"], str(meta.get("description") or ""), _tags(meta.get("tags")))
     for u in _entries(doc, "users", "name"):
         tags = _tags(u.get("tags"))
         password_hash = u.get("password_hash") or ""
         if not isinstance(password_hash, str):
-            raise AdminError("error", "invalid definitions: password_hash must be a string")
+            raise AdminError(ErrorKind.ERROR, "invalid definitions: password_hash must be a string")
         if u["name"] in broker.users.users:
             user = broker.get_user(u["name"])
             user.password_hash = password_hash
@@ -245,10 +251,10 @@ def _import(broker: Broker, doc: dict[str, Any]) -> None:
         dests = vhost.exchanges if b.get("destination_type") == "exchange" else vhost.queues
         dest = dests.get(b["destination"])
         if dest is None:
-            raise AdminError("error", f"binding destination '{b['destination']}' not found")
+            raise AdminError(ErrorKind.ERROR, f"binding destination '{b['destination']}' not found")
         routing_key = b.get("routing_key") or ""
         if not isinstance(routing_key, str):
-            raise AdminError("error", "invalid definitions: routing_key must be a string")
+            raise AdminError(ErrorKind.ERROR, "invalid definitions: routing_key must be a string")
         vhost.bind(source, dest, routing_key, _table(b, "bindings"))
 
 
@@ -259,5 +265,5 @@ def _tags(tags: Any) -> list[str]:
     if tags is None:
         return []
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise AdminError("error", "invalid definitions: tags must be a list of strings")
+        raise AdminError(ErrorKind.ERROR, "invalid definitions: tags must be a list of strings")
     return list(tags)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
+from trimq.amqp.codec import TypedTable
 from trimq.broker import headers
 
 if TYPE_CHECKING:
@@ -18,7 +19,14 @@ if TYPE_CHECKING:
     Destination: TypeAlias = "Queue | Exchange"
 
 
-def args_key(arguments: dict[str, Any]) -> tuple:
+ArgsKey: TypeAlias = tuple[tuple[str, str], ...]
+# A binding's identity within its source: (id(destination), routing key, args_key).
+BindingKey: TypeAlias = tuple[int, str, ArgsKey]
+# A binding's identity within its destination's bound_by: (id(source), binding key).
+BoundByKey: TypeAlias = tuple[int, BindingKey]
+
+
+def args_key(arguments: TypedTable) -> ArgsKey:
     """A hashable form of a binding's (typed-decoded) arguments, so bindings compare by value."""
     return tuple(sorted((k, repr(v)) for k, v in arguments.items()))
 
@@ -27,10 +35,10 @@ class Binding(NamedTuple):
     source: str
     destination: Destination
     routing_key: str
-    arguments: dict[str, Any]  # typed-decoded: {name: (letter, value)}
+    arguments: TypedTable
 
     @property
-    def key(self) -> tuple:
+    def key(self) -> BindingKey:
         return (id(self.destination), self.routing_key, args_key(self.arguments))
 
 
@@ -46,18 +54,18 @@ class Exchange:
         durable: bool = False,
         auto_delete: bool = False,
         internal: bool = False,
-        arguments: dict[str, Any] | None = None,
+        arguments: TypedTable | None = None,
     ) -> None:
         self.name = name
         self.vhost = vhost
         self.durable = durable
         self.auto_delete = auto_delete
         self.internal = internal
-        self.arguments: dict[str, Any] = arguments or {}  # typed-decoded
-        self.bindings: dict[tuple, Binding] = {}  # this exchange's own, as their source
+        self.arguments: TypedTable = arguments or {}
+        self.bindings: dict[BindingKey, Binding] = {}  # this exchange's own, as their source
         # The bindings routing to it, by (id(source), binding key): deleting it never scans
         # the vhost's exchanges. Queues keep the same index.
-        self.bound_by: dict[tuple, tuple[Exchange, Binding]] = {}
+        self.bound_by: dict[BoundByKey, tuple[Exchange, Binding]] = {}
         self.deleted = False
         self.policy: Any = None  # trimq.broker.policy.Policy
         self.alternate_exchange: str | None = None
@@ -92,7 +100,7 @@ class Exchange:
         self._unindex(binding)
         return True
 
-    def validate_binding(self, arguments: dict[str, Any]) -> None:
+    def validate_binding(self, arguments: TypedTable) -> None:
         """Refuse (ChannelError) a new binding whose arguments this kind cannot use."""
 
     def _index(self, binding: Binding) -> None:
@@ -177,7 +185,7 @@ class TopicExchange(Exchange):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._patterns: dict[tuple, tuple[list[str], Destination]] = {}
+        self._patterns: dict[BindingKey, tuple[list[str], Destination]] = {}
         self._cache: dict[str, list[Destination]] = {}
 
     def _index(self, binding: Binding) -> None:
@@ -212,9 +220,9 @@ class HeadersExchange(Exchange):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._patterns: dict[tuple, tuple[headers.Pattern, Destination]] = {}
+        self._patterns: dict[BindingKey, tuple[headers.Pattern, Destination]] = {}
 
-    def validate_binding(self, arguments: dict[str, Any]) -> None:
+    def validate_binding(self, arguments: TypedTable) -> None:
         headers.validate(arguments)
 
     def _index(self, binding: Binding) -> None:

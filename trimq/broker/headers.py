@@ -14,7 +14,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from trimq.amqp.codec import STR_ENCODING, STR_ERRORS, TYPE_NAMES
+from trimq.amqp.codec import STR_ENCODING, STR_ERRORS, TYPE_NAMES, TypedTable
 from trimq.amqp.frames import erlang_binary
 from trimq.errors import PRECONDITION_FAILED, ChannelError
 
@@ -53,7 +53,7 @@ def _decimal(value: Decimal) -> tuple[int, int]:
     return -exponent, int("".join(map(str, digits)))
 
 
-def pattern(arguments: dict[str, Any]) -> Pattern:
+def pattern(arguments: TypedTable) -> Pattern:
     """What a binding matches (its arguments typed-decoded). An x-match `validate` refuses
     (from a log written before it did) means all, as RabbitMQ reads one."""
     mode_field = arguments.get("x-match")
@@ -79,14 +79,14 @@ def headers_match(binding: Pattern, headers: dict[str, Any]) -> bool:
     return want_all
 
 
-def message_headers(typed: dict[str, Any] | None) -> dict[str, Any]:
+def message_headers(typed: TypedTable | None) -> dict[str, Any]:
     """A message's typed-decoded headers as name -> comparable."""
     if not typed:
         return {}
     return {name: comparable(*value) for name, value in typed.items()}
 
 
-def validate(arguments: dict[str, Any]) -> None:
+def validate(arguments: TypedTable) -> None:
     """RabbitMQ refuses a binding to a headers exchange whose x-match is not one it knows."""
     mode = arguments.get("x-match")
     if mode is None:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from trimq.amqp.codec import TypedTable, TypedValue
 from trimq.amqp.frames import erlang_binary
 from trimq.broker.arguments import QUEUE_ARGUMENTS
 from trimq.broker.pcre import PatternError, compile_pattern, name_bytes
@@ -158,11 +159,11 @@ class Policy:
     def applies(self, kind: str, name: str) -> bool:
         return self.apply_to in (kind, "all") and self._regex.search(name_bytes(name)) is not None
 
-    def exchange_arguments(self) -> dict[str, Any]:
+    def exchange_arguments(self) -> TypedTable:
         """The definition's exchange keys as typed arguments of an exchange. (A queue reads its
         keys from the definition through arguments.queue_settings.)"""
         return {
-            EXCHANGE_KEYS[key]: ("S", value)
+            EXCHANGE_KEYS[key]: TypedValue("S", value)
             for key, value in self.definition.items()
             if key in EXCHANGE_KEYS
         }

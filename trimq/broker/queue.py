@@ -14,10 +14,10 @@ import heapq
 import time
 from collections import deque
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from trimq.amqp.codec import encode_shortstr
-from trimq.broker.arguments import queue_settings
+from trimq.amqp.codec import TypedTable, encode_shortstr
+from trimq.broker.arguments import Overflow, queue_settings
 from trimq.broker.deadletter import dead_letter
 from trimq.broker.journal import Journal
 from trimq.broker.message import Message, QueuedMessage
@@ -26,7 +26,7 @@ from trimq.broker.ready import ReadyList
 from trimq.broker.timers import Timers
 
 if TYPE_CHECKING:
-    from trimq.broker.exchange import Binding, Exchange
+    from trimq.broker.exchange import Binding, BoundByKey, Exchange
     from trimq.broker.vhost import VHost
 
 
@@ -62,7 +62,7 @@ class Consumer:
         sink: DeliverySink,
         no_ack: bool,
         exclusive: bool,
-        arguments: dict[str, Any],
+        arguments: TypedTable,
         prefetch: int,
     ) -> None:
         self.tag = tag
@@ -89,14 +89,14 @@ class Queue:
         durable: bool = False,
         exclusive_owner: object | None = None,
         auto_delete: bool = False,
-        arguments: dict[str, Any] | None = None,
+        arguments: TypedTable | None = None,
     ) -> None:
         self.name = name
         self.vhost = vhost
         self.durable = durable
         self.exclusive_owner = exclusive_owner  # the connection that owns an exclusive queue
         self.auto_delete = auto_delete
-        self.arguments: dict[str, Any] = arguments or {}  # typed-decoded
+        self.arguments: TypedTable = arguments or {}
         self.settings = queue_settings(self.arguments)
         self.policy: Policy | None = None
         self.ready = ReadyList(self.settings.max_priority)
@@ -106,7 +106,7 @@ class Queue:
         self.next_seq = 0
         self.deleted = False
         # The bindings routing to it, by (id(source), binding key) (see Exchange.bound_by).
-        self.bound_by: dict[tuple, tuple[Exchange, Binding]] = {}
+        self.bound_by: dict[BoundByKey, tuple[Exchange, Binding]] = {}
         self.had_consumers = False
         self.journal: Journal | None = None  # set for durable queues when storage is on
         self.home: VHost | None = None  # the vhost holding it: dead-lettering routes there
@@ -136,7 +136,7 @@ class Queue:
             return
         self.policy = policy
         self.settings = queue_settings(self.arguments, policy.definition if policy else None)
-        if self.settings.bounded and self.settings.overflow == "drop-head":
+        if self.settings.bounded and self.settings.overflow is Overflow.DROP_HEAD:
             self._drop_over_limit()
         self.touch()
 
@@ -151,8 +151,8 @@ class Queue:
     def enqueue(self, message: Message) -> bool:
         """Add a routed message; False when x-overflow reject-publish refused it."""
         settings = self.settings
-        if settings.bounded and settings.overflow != "drop-head" and self._full(message):
-            if settings.overflow == "reject-publish-dlx":
+        if settings.bounded and settings.overflow is not Overflow.DROP_HEAD and self._full(message):
+            if settings.overflow is Overflow.REJECT_PUBLISH_DLX:
                 self.next_seq += 1
                 self._dead_letter([QueuedMessage(message, self.next_seq)], "maxlen")
             return False
@@ -195,7 +195,7 @@ class Queue:
             entries.append(entry)
         self.next_seq = seq
         self.ready.extend(entries)
-        if self.settings.bounded and self.settings.overflow == "drop-head":
+        if self.settings.bounded and self.settings.overflow is Overflow.DROP_HEAD:
             self._drop_over_limit()  # a drop the log did not keep before a crash happens again
 
     def _ttl(self, message: Message) -> int | None:
@@ -347,7 +347,7 @@ class Queue:
             if entry.expires_at is not None:  # its heap item may be gone while it was out
                 self._schedule_expiry(entry, entry.expires_at)
         self.ready.requeue(entries)
-        if self.settings.bounded and self.settings.overflow == "drop-head":
+        if self.settings.bounded and self.settings.overflow is Overflow.DROP_HEAD:
             self._drop_over_limit()
         self.dispatch()
 
@@ -362,9 +362,8 @@ class Queue:
     def _schedule_expiry(self, entry: QueuedMessage, deadline: float) -> None:
         entry.expires_at = deadline
         expiry = self._expiry
-        if not expiry or deadline < expiry[0][0]:
-            if self.timers is not None:
-                self.timers.schedule(deadline, self)
+        if (not expiry or deadline < expiry[0][0]) and self.timers is not None:
+            self.timers.schedule(deadline, self)
         heapq.heappush(expiry, (deadline, entry))
 
     def expire_due(self, now: float) -> None:

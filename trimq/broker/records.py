@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from trimq.amqp.codec import decode_table_typed, encode_typed_table
+from trimq.amqp.codec import TypedTable, decode_table_typed, encode_typed_table
 from trimq.broker.exchange import EXCHANGE_TYPES, args_key
 from trimq.broker.pcre import PatternError
 from trimq.broker.policy import PolicyError
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 Value = dict[str, Any]
 
 
-def _table(raw: bytes) -> dict[str, Any]:
+def _table(raw: bytes) -> TypedTable:
     """Arguments stored as an encoded AMQP table (typed values, as declared)."""
     return decode_table_typed(raw, 0)[0] if raw else {}
 
@@ -216,7 +216,7 @@ class ExchangeDef:
     type: str
     auto_delete: bool
     internal: bool
-    arguments: dict[str, Any]  # typed values, as declared
+    arguments: TypedTable  # as declared
 
     @staticmethod
     def make_key(vhost: str, name: str) -> list[str]:
@@ -262,7 +262,7 @@ class QueueDef:
     vhost: str
     name: str
     auto_delete: bool
-    arguments: dict[str, Any]  # typed values, as declared
+    arguments: TypedTable  # as declared
 
     @staticmethod
     def make_key(vhost: str, name: str) -> list[str]:
@@ -297,7 +297,7 @@ class BindingDef:
     destination_kind: str  # "queue" or "exchange"
     destination: str
     routing_key: str
-    arguments: dict[str, Any]  # typed values, as declared
+    arguments: TypedTable  # as declared
 
     @staticmethod
     def make_key(
@@ -306,7 +306,7 @@ class BindingDef:
         destination_kind: str,
         destination: str,
         routing_key: str,
-        arguments: dict[str, Any],
+        arguments: TypedTable,
     ) -> list[str]:
         return [
             vhost,

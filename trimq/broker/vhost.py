@@ -9,9 +9,8 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable
-from typing import Any
 
-from trimq.amqp.codec import TYPE_NAMES, typed_to_plain
+from trimq.amqp.codec import TYPE_NAMES, TypedTable, TypedValue, typed_to_plain
 from trimq.broker.arguments import (
     ABSENT_VALUES,
     COMPARED_QUEUE_ARGUMENTS,
@@ -53,7 +52,7 @@ def generated_name(prefix: str) -> str:
     return prefix + base64.urlsafe_b64encode(os.urandom(16)).decode()[:22]
 
 
-def _render(value: Any) -> str:
+def _render(value: TypedValue) -> str:
     """An argument value as RabbitMQ prints it in an inequivalence text."""
     letter, inner = value
     if letter == "t":
@@ -63,10 +62,10 @@ def _render(value: Any) -> str:
     return str(inner)
 
 
-def _equivalent(a: Any, b: Any) -> bool:
+def _equivalent(a: TypedValue, b: TypedValue) -> bool:
     if a[0] in INTEGER_LETTERS and b[0] in INTEGER_LETTERS:
         return bool(a[1] == b[1])
-    return typed_to_plain(a) == typed_to_plain(b)
+    return bool(typed_to_plain(a) == typed_to_plain(b))
 
 
 def _bool(value: bool) -> str:
@@ -156,7 +155,7 @@ class VHost:
         durable: bool = False,
         auto_delete: bool = False,
         internal: bool = False,
-        arguments: dict[str, Any] | None = None,
+        arguments: TypedTable | None = None,
         may_forward: Callable[[str], None] | None = None,
     ) -> tuple[Exchange, bool]:
         """Declare (or check) an exchange; returns it and whether it was created.
@@ -273,7 +272,7 @@ class VHost:
         durable: bool = False,
         exclusive: bool = False,
         auto_delete: bool = False,
-        arguments: dict[str, Any] | None = None,
+        arguments: TypedTable | None = None,
         server_named: bool = False,
         enforce_limit: bool = True,
         may_forward: Callable[[str], None] | None = None,
@@ -343,7 +342,7 @@ class VHost:
 
     @staticmethod
     def check_arguments(
-        what: str, names: tuple[str, ...], received: dict[str, Any], current: dict[str, Any]
+        what: str, names: tuple[str, ...], received: TypedTable, current: TypedTable
     ) -> None:
         """Refuse a redeclaration that differs in one of the arguments `names` (in order)."""
         for arg in names:
@@ -394,7 +393,7 @@ class VHost:
         source: Exchange,
         destination: Queue | Exchange,
         routing_key: str,
-        arguments: dict[str, Any],
+        arguments: TypedTable,
         loading: bool = False,
     ) -> None:
         """Bind (nothing changes if the binding exists). `loading`: it comes from storage
@@ -410,7 +409,7 @@ class VHost:
         source: Exchange,
         destination: Queue | Exchange,
         routing_key: str,
-        arguments: dict[str, Any],
+        arguments: TypedTable,
     ) -> None:
         binding = Binding(source.name, destination, routing_key, arguments)
         if source.remove_binding(binding):  # unbinding nothing deletes nothing, as RabbitMQ

@@ -8,6 +8,7 @@ raised here and turned into exit codes by the commands.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import time
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trimq.admin_errors import ErrorKind
 from trimq.cli.output import erl_atom
 
 TOOL = "trimqctl"
@@ -34,7 +36,9 @@ class RequestTimeout(Exception):
 
 
 class BrokerError(Exception):
-    def __init__(self, kind: str, text: str) -> None:
+    """The broker refused a request: its kind (which decides the exit code) and its text."""
+
+    def __init__(self, kind: ErrorKind, text: str) -> None:
         super().__init__(text)
         self.kind = kind
         self.text = text
@@ -44,10 +48,8 @@ def _local_hosts() -> set[str]:
     names = {"localhost", "127.0.0.1", "::1"}
     hostname = socket.gethostname()
     names |= {hostname.lower(), hostname.split(".")[0].lower()}
-    try:
+    with contextlib.suppress(OSError):
         names.add(socket.getfqdn().lower())
-    except OSError:
-        pass
     return names
 
 
@@ -165,7 +167,7 @@ class ControlClient:
             raise NodeDown("the node sent a malformed reply")
         if reply.get("ok"):
             return reply.get("result")
-        raise BrokerError(str(reply.get("kind") or "error"), str(reply.get("error") or ""))
+        raise BrokerError(ErrorKind.parse(str(reply.get("kind"))), str(reply.get("error") or ""))
 
     def close(self) -> None:
         if self.sock is not None:

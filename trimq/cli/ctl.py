@@ -17,6 +17,7 @@ authentication), 67 no such user, 69 node unavailable, 70 software error, 75 tim
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import sys
@@ -24,6 +25,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from trimq.cli import config
 from trimq.cli.commands import COMMANDS
 from trimq.cli.commands.base import (
     EXIT_OK,
@@ -42,8 +44,6 @@ from trimq.cli.control_client import ControlClient, NodeDown, node_down_message,
 def default_data_dir() -> Path:
     """The data directory trimq-server would use: its configuration file's `data_dir`
     (DATA_DIR/trimq.toml or /etc/trimq/trimq.toml), TRIMQ_DATA_DIR, else ~/.local/share/trimq."""
-    from trimq.cli import config
-
     fallback = Path(os.environ.get("TRIMQ_DATA_DIR", str(config.DEFAULT_DATA_DIR))).expanduser()
     try:
         return Path(config.load(None, os.environ, {}).data_dir).expanduser()
@@ -257,10 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             stream = out if code == EXIT_OK else err
             stream.write(exc.message if exc.raw else exc.message + "\n")
     except BrokenPipeError:  # `trimqctl list_queues | head`: stop quietly
-        try:
+        with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
             os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
-        except (OSError, ValueError, io.UnsupportedOperation):
-            pass
         code = 128 + 13
     except KeyboardInterrupt:
         code = 130

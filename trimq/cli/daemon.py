@@ -7,6 +7,7 @@ in the data directory and writes its log next to it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -20,10 +21,8 @@ class Daemon:
     def _report(self, text: str) -> None:
         if self._report_fd is None:
             return
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._report_fd, text.encode())
-        except OSError:
-            pass
         os.close(self._report_fd)
         self._report_fd = None
 

@@ -17,6 +17,7 @@ Control-protocol values are plain JSON: AMQP tables arrive as lists of `[key, va
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from decimal import Decimal
@@ -114,7 +115,7 @@ def erl_string(text: str) -> str:
 def erlang_float(value: float) -> str:
     """A float as Erlang/OTP 25 prints it (~p, float_to_list(F, [short]), Elixir's
     Float.to_string): shortest round-trip digits, `1.0e-5`, `100.0`, `1.0e16`."""
-    if value != value or value in (float("inf"), float("-inf")):
+    if math.isnan(value) or math.isinf(value):
         return repr(value)
     if value == 0:
         return "-0.0" if str(value).startswith("-") else "0.0"

@@ -177,7 +177,7 @@ def compaction_pause(interval: float, failures: int) -> float:
     (up to COMPACTION_RETRY_MAX, or the interval itself if that is longer)."""
     if not failures:
         return interval
-    return min(interval * 2**failures, max(interval, COMPACTION_RETRY_MAX))
+    return min(interval * 2.0**failures, max(interval, COMPACTION_RETRY_MAX))
 
 
 async def _compactor(wal: WAL, segment_size: int, interval: float) -> None:

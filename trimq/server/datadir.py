@@ -4,7 +4,6 @@ and in `trimqctl status`). trimq creates it 0700; an existing one is left as it 
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
@@ -14,7 +13,7 @@ def exposure_warning(data_dir: Path | None) -> str | None:
     if data_dir is None:
         return None
     try:
-        mode = stat.S_IMODE(os.stat(data_dir).st_mode)
+        mode = stat.S_IMODE(Path(data_dir).stat().st_mode)
     except OSError:
         return None
     if not mode & 0o077:

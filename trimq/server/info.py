@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from trimq.amqp.codec import typed_to_plain
+from trimq.amqp.codec import TypedTable, typed_to_plain
 from trimq.broker.exchange import Exchange
 from trimq.broker.queue import Queue
 from trimq.broker.vhost import VHost
@@ -39,7 +39,7 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def table(typed: dict[str, Any]) -> list[list[Any]]:
+def table(typed: TypedTable) -> list[list[Any]]:
     """A typed-decoded arguments table as [[key, value], ...]."""
     return [[k, jsonable(typed_to_plain(v))] for k, v in typed.items()]
 

@@ -41,7 +41,7 @@ REFUSAL_LOG_INTERVAL = 1.0  # at most one log line a second about refused handsh
 def resident_bytes() -> int | None:
     """This process's resident set size, or None where /proc is missing."""
     try:
-        with open("/proc/self/statm", "rb") as statm:
+        with Path("/proc/self/statm").open("rb") as statm:
             return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return None

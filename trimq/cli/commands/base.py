@@ -19,6 +19,7 @@ from dataclasses import KW_ONLY, dataclass, field
 from enum import StrEnum
 from typing import Any, TextIO
 
+from trimq.admin_errors import ErrorKind
 from trimq.cli.control_client import (
     TOOL,
     BrokerError,
@@ -130,8 +131,8 @@ def prepare_info_keys(args: Sequence[str]) -> list[str]:
     """rabbitmqctl's InfoKeys.prepare_info_keys: split on commas, trim, de-duplicate."""
     keys: list[str] = []
     for arg in args:
-        for part in arg.split(","):
-            part = part.strip()
+        for raw in arg.split(","):
+            part = raw.strip()
             if part and part not in keys:
                 keys.append(part)
     return keys
@@ -274,13 +275,12 @@ def error_text(text: str) -> str:
 
 def default_error(ctx: Context, exc: BrokerError) -> CtlExit:
     """The exit code for a broker error kind (docs/control-protocol.md), rabbitmqctl's way."""
-    if exc.kind == "usage":
+    if exc.kind is ErrorKind.USAGE:
         return ctx.usage_error(exc.text)
     code = {
-        "auth_failed": EXIT_DATAERR,
-        "user_not_found": EXIT_NOUSER,
-        "vhost_not_found": EXIT_NOUSER,
-        "not_found": EXIT_NOUSER,
-        "exists": EXIT_SOFTWARE,
-    }.get(exc.kind, EXIT_SOFTWARE)
+        ErrorKind.AUTH_FAILED: EXIT_DATAERR,
+        ErrorKind.USER_NOT_FOUND: EXIT_NOUSER,
+        ErrorKind.VHOST_NOT_FOUND: EXIT_NOUSER,
+        ErrorKind.NOT_FOUND: EXIT_NOUSER,
+    }.get(exc.kind, EXIT_SOFTWARE)  # exists, in_use, not_empty, error, internal
     return CtlExit(code, error_text(exc.text))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trimq.admin_errors import ErrorKind
 from trimq.cli.commands.base import Command, Context, Section, default_error, register
 from trimq.cli.control_client import BrokerError
 
@@ -13,7 +14,8 @@ def run_close_connection(ctx: Context) -> int:
     try:
         ctx.call("close_connection", {"name": ctx.args[0], "reason": ctx.args[1]})
     except BrokerError as exc:
-        if exc.kind != "not_found":  # rabbitmqctl: closing an unknown connection is a no-op
+        # rabbitmqctl: closing an unknown connection is a no-op
+        if exc.kind is not ErrorKind.NOT_FOUND:
             raise default_error(ctx, exc) from None
     return ctx.ok()
 
@@ -43,7 +45,7 @@ def run_close_all_connections(ctx: Context) -> int:
     try:
         result = ctx.call("close_all_connections", request)
     except BrokerError as exc:
-        if exc.kind != "vhost_not_found":
+        if exc.kind is not ErrorKind.VHOST_NOT_FOUND:
             raise default_error(ctx, exc) from None
         result = {"closed": 0}
     closed = result.get("closed", 0) if isinstance(result, Mapping) else 0

@@ -69,8 +69,9 @@ def _file_error(exc: OSError | UnicodeDecodeError, path: str, verb: str) -> CtlE
 def validate_export(ctx: Context) -> CtlExit | None:
     failure = _format_error(ctx)
     if failure is None and ctx.args[0] != "-":
-        directory = os.path.dirname(ctx.args[0]) or "."
-        if not os.path.exists(directory):
+        # The argument's own dirname (not Path.parent, which normalises it) is in the text.
+        directory = os.path.dirname(ctx.args[0]) or "."  # noqa: PTH120
+        if not Path(directory).exists():
             return ctx.usage_error(
                 f"Bad argument: Directory {directory} does not exist", EXIT_DATAERR
             )
@@ -123,7 +124,8 @@ register(
 
 def validate_import(ctx: Context) -> CtlExit | None:
     failure = _format_error(ctx)
-    if failure is None and ctx.args and ctx.args[0] != "-" and not os.path.exists(ctx.args[0]):
+    path = ctx.args[0] if ctx.args else "-"
+    if failure is None and path != "-" and not (path and Path(path).exists()):
         return ctx.usage_error(f"Bad argument: File {ctx.args[0]} does not exist", EXIT_DATAERR)
     return failure
 

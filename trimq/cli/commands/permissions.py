@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trimq.admin_errors import ErrorKind
 from trimq.cli.commands.base import (
     EXIT_DATAERR,
     EXIT_NOUSER,
@@ -26,16 +27,16 @@ def _permissions_command(ctx: Context, request: dict[str, Any]) -> int:
     try:
         ctx.call(ctx.command.name, request)
     except BrokerError as exc:
-        if exc.kind == "user_not_found":
+        if exc.kind is ErrorKind.USER_NOT_FOUND:
             if ctx.json:
                 raise ctx.json_error(f"User {user} does not exist") from None
             raise CtlExit(EXIT_NOUSER, error_text(f"User {user} does not exist")) from None
-        if exc.kind == "vhost_not_found":
+        if exc.kind is ErrorKind.VHOST_NOT_FOUND:
             text = f"Virtual host {ctx.vhost} does not exist"
             if ctx.json:
                 raise ctx.json_error(text) from None
             raise CtlExit(EXIT_UNAVAILABLE, error_text(text)) from None
-        if exc.kind == "error":  # an expression that cannot be used: rabbitmqctl exits 69
+        if exc.kind is ErrorKind.ERROR:  # an expression that cannot be used: rabbitmqctl exits 69
             raise CtlExit(EXIT_UNAVAILABLE, error_text(exc.text)) from None
         raise default_error(ctx, exc) from None
     return ctx.ok()
@@ -96,7 +97,7 @@ def run_list_permissions(ctx: Context) -> int:
     try:
         rows = ctx.call("list_permissions", {"vhost": ctx.vhost})
     except BrokerError as exc:
-        if exc.kind == "vhost_not_found":
+        if exc.kind is ErrorKind.VHOST_NOT_FOUND:
             raise CtlExit(EXIT_DATAERR, f"Virtual host '{ctx.vhost}' does not exist") from None
         raise default_error(ctx, exc) from None
     return print_rows(ctx, rows, ["user", "configure", "write", "read"])
@@ -123,7 +124,7 @@ def run_list_user_permissions(ctx: Context) -> int:
     try:
         rows = ctx.call("list_user_permissions", {"user": user})
     except BrokerError as exc:
-        if exc.kind == "user_not_found":
+        if exc.kind is ErrorKind.USER_NOT_FOUND:
             raise CtlExit(EXIT_UNAVAILABLE, error_text(f'{{:no_such_user, "{user}"}}')) from None
         raise default_error(ctx, exc) from None
     return print_rows(ctx, rows, ["vhost", "configure", "write", "read"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trimq.admin_errors import ErrorKind
 from trimq.cli.commands.base import (
     EXIT_DATAERR,
     EXIT_UNAVAILABLE,
@@ -36,12 +37,11 @@ def run_delete_queue(ctx: Context) -> int:
     try:
         result = ctx.call("delete_queue", request)
     except BrokerError as exc:
-        text = exc.text.lower()
-        if exc.kind in ("not_found", "vhost_not_found"):
+        if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.VHOST_NOT_FOUND):
             raise CtlExit(EXIT_USAGE, error_text("Queue not found")) from None
-        if exc.kind == "in_use" or (exc.kind == "error" and text.endswith("in use")):
+        if exc.kind is ErrorKind.IN_USE:
             raise CtlExit(EXIT_USAGE, error_text("Queue is in use")) from None
-        if exc.kind == "not_empty" or (exc.kind == "error" and text.endswith("not empty")):
+        if exc.kind is ErrorKind.NOT_EMPTY:
             raise CtlExit(EXIT_USAGE, error_text("Queue is not empty")) from None
         raise default_error(ctx, exc) from None
     count = result.get("messages", 0) if isinstance(result, Mapping) else 0
@@ -88,7 +88,7 @@ def run_purge_queue(ctx: Context) -> int:
     try:
         ctx.call("purge_queue", {"vhost": ctx.vhost, "queue": ctx.args[0]})
     except BrokerError as exc:
-        if exc.kind in ("not_found", "vhost_not_found"):
+        if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.VHOST_NOT_FOUND):
             raise CtlExit(EXIT_UNAVAILABLE, error_text("not_found")) from None
         raise default_error(ctx, exc) from None
     return ctx.ok()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trimq.admin_errors import ErrorKind
 from trimq.cli import output
 from trimq.cli.commands.base import (
     EXIT_OK,
@@ -94,7 +95,7 @@ def run_info_list(ctx: Context, *, in_vhost: bool = False, drop_missing: bool = 
     try:
         rows = ctx.call(ctx.command.name, request)
     except BrokerError as exc:
-        if not (in_vhost and exc.kind == "vhost_not_found"):
+        if not (in_vhost and exc.kind is ErrorKind.VHOST_NOT_FOUND):
             raise default_error(ctx, exc) from None
         rows = []
     return print_rows(ctx, rows, items, drop_missing=drop_missing)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from trimq.admin_errors import ErrorKind
 from trimq.cli.commands.base import (
     EXIT_DATAERR,
     EXIT_NOUSER,
@@ -55,7 +56,7 @@ def _user_command(ctx: Context, request: dict[str, Any]) -> int:
     try:
         ctx.call(ctx.command.name, request)
     except BrokerError as exc:
-        if exc.kind == "user_not_found":
+        if exc.kind is ErrorKind.USER_NOT_FOUND:
             if ctx.json:
                 raise ctx.json_error(f"User {user} does not exists") from None
             raise CtlExit(EXIT_NOUSER, error_text(f'User "{user}" does not exist')) from None
@@ -75,7 +76,7 @@ def run_add_user(ctx: Context) -> int:
     try:
         ctx.call("add_user", {"user": user, "password": password})
     except BrokerError as exc:
-        if exc.kind == "exists":
+        if exc.kind is ErrorKind.EXISTS:
             if ctx.json:
                 raise ctx.json_error(f"User {user} already exists") from None
             raise CtlExit(EXIT_SOFTWARE, error_text(f'User "{user}" already exists')) from None
@@ -159,7 +160,7 @@ def run_clear_password(ctx: Context) -> int:
     try:
         ctx.call("clear_password", {"user": user})
     except BrokerError as exc:
-        if exc.kind == "user_not_found":
+        if exc.kind is ErrorKind.USER_NOT_FOUND:
             raise CtlExit(EXIT_UNAVAILABLE, error_text(f'{{:no_such_user, "{user}"}}')) from None
         raise default_error(ctx, exc) from None
     return ctx.ok()
@@ -186,10 +187,10 @@ def run_authenticate_user(ctx: Context) -> int:
     try:
         ctx.call("authenticate_user", {"user": user, "password": password})
     except BrokerError as exc:
-        if exc.kind in ("auth_failed", "user_not_found"):
+        if exc.kind in (ErrorKind.AUTH_FAILED, ErrorKind.USER_NOT_FOUND):
             detail = (
                 exc.text
-                if exc.kind == "auth_failed" and exc.text
+                if exc.kind is ErrorKind.AUTH_FAILED and exc.text
                 else f"user '{user}' - invalid credentials"
             )
             raise CtlExit(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from trimq.admin_errors import ErrorKind
 from trimq.cli import output
 from trimq.cli.commands.base import (
     EXIT_DATAERR,
@@ -23,9 +24,9 @@ from trimq.cli.control_client import BrokerError
 
 def _vhost_limits_error(ctx: Context, exc: BrokerError) -> CtlExit:
     """rabbitmqctl's: a missing vhost is 65 without "Error:", the rest 69."""
-    if exc.kind == "vhost_not_found":
+    if exc.kind is ErrorKind.VHOST_NOT_FOUND:
         return CtlExit(EXIT_DATAERR, f"Virtual host '{ctx.vhost}' does not exist")
-    if exc.kind == "usage":
+    if exc.kind is ErrorKind.USAGE:
         return default_error(ctx, exc)
     return CtlExit(EXIT_UNAVAILABLE, error_text(exc.text))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
+from trimq.admin_errors import ErrorKind
 from trimq.cli.commands.base import (
     EXIT_DATAERR,
     Command,
@@ -30,7 +31,8 @@ def run_add_vhost(ctx: Context) -> int:
     try:
         ctx.call("add_vhost", request)
     except BrokerError as exc:
-        if exc.kind != "exists":  # rabbitmqctl: adding an existing vhost succeeds quietly
+        # rabbitmqctl: adding an existing vhost succeeds quietly
+        if exc.kind is not ErrorKind.EXISTS:
             raise default_error(ctx, exc) from None
     return ctx.ok()
 
@@ -66,7 +68,7 @@ def run_delete_vhost(ctx: Context) -> int:
     try:
         ctx.call("delete_vhost", {"vhost": vhost})
     except BrokerError as exc:
-        if exc.kind == "vhost_not_found":
+        if exc.kind is ErrorKind.VHOST_NOT_FOUND:
             raise CtlExit(EXIT_DATAERR, f"Virtual host '{vhost}' does not exist") from None
         raise default_error(ctx, exc) from None
     return ctx.ok()
