@@ -23,9 +23,10 @@ test: $(VENV)/.installed
 test-rabbitmq: $(VENV)/.installed
 	tools/rabbitmq_reference.sh $(PY) -m pytest -q -m rabbitmq_reference
 
+# ruff check, ruff format --check, mypy --strict, codespell and the spec regeneration check
+# (.pre-commit-config.yaml), with the virtual environment's tools first on PATH.
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check $(wildcard trimq storage tools tests bench examples)
-	$(VENV)/bin/mypy
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(VENV)/bin/pre-commit run --all-files --show-diff-on-failure
 
 spec: $(VENV)/.installed
 	$(PY) tools/gen_spec.py
