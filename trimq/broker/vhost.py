@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable
-from enum import StrEnum
 from typing import Any
 
 from trimq.amqp.codec import TYPE_NAMES, typed_to_plain
@@ -47,20 +46,6 @@ DEFAULT_EXCHANGES = (
 # Exchange arguments RabbitMQ compares on redeclare; others are stored but not compared. (Queue
 # arguments: the table in arguments.py.)
 CHECKED_EXCHANGE_ARGS = ("alternate-exchange",)
-
-
-class Refusal(StrEnum):
-    IN_USE = "in use"  # if_unused, and the queue has consumers
-    NOT_EMPTY = "not empty"  # if_empty, and the queue holds ready messages
-
-
-class DeletionRefused(Exception):
-    """A conditional queue deletion refused (`VHost.check_deletable`); AMQP and the control
-    socket each word it their own way."""
-
-    def __init__(self, refusal: Refusal) -> None:
-        super().__init__(refusal.value)
-        self.refusal = refusal
 
 
 def generated_name(prefix: str) -> str:
@@ -386,14 +371,6 @@ class VHost:
             raise ChannelError(
                 PRECONDITION_FAILED, f"inequivalent arg '{arg}' for {what}: {detail}"
             )
-
-    @staticmethod
-    def check_deletable(queue: Queue, if_unused: bool, if_empty: bool) -> None:
-        """The rule of a conditional deletion (Queue.Delete, trimqctl delete_queue)."""
-        if if_unused and queue.consumers:
-            raise DeletionRefused(Refusal.IN_USE)
-        if if_empty and queue.ready:
-            raise DeletionRefused(Refusal.NOT_EMPTY)
 
     def delete_queue(self, queue: Queue) -> int:
         """Remove a queue and its bindings; returns how many ready messages it held."""

@@ -25,7 +25,8 @@ from trimq import __version__
 from trimq.amqp.publish import clear_caches
 from trimq.broker.broker import AdminError
 from trimq.broker.definitions import export_definitions, import_definitions
-from trimq.broker.vhost import DeletionRefused, Refusal, VHost
+from trimq.broker.deletion import DeletionRefused, Refusal, check_deletable
+from trimq.broker.vhost import VHost
 from trimq.info_items import BINDING_ITEMS, CONSUMER_ITEMS, ITEMS
 from trimq.server import info
 from trimq.server.datadir import exposure_warning
@@ -512,7 +513,7 @@ async def _delete_queue(state: ServerState, args: dict[str, Any]) -> Any:
     if queue is None:
         raise AdminError("not_found", f"queue '{name}' in vhost '{vhost.name}' not found")
     try:
-        vhost.check_deletable(queue, arg_bool(args, "if_unused"), arg_bool(args, "if_empty"))
+        check_deletable(queue, arg_bool(args, "if_unused"), arg_bool(args, "if_empty"))
     except DeletionRefused as refused:  # rabbitmqctl's words: "in use", "is not empty"
         text = "in use" if refused.refusal is Refusal.IN_USE else "is not empty"
         raise AdminError("error", f"queue '{name}' in vhost '{vhost.name}' {text}") from None

@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from trimq.amqp import spec
-from trimq.broker.vhost import DeletionRefused, generated_name
+from trimq.broker.deletion import DeletionRefused, check_deletable
+from trimq.broker.vhost import generated_name
 from trimq.errors import PRECONDITION_FAILED, ChannelError
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def on_queue_delete(channel: Channel, m: spec.QueueDelete) -> None:
         return
     channel.vhost.check_exclusive(queue, channel.connection)
     try:
-        channel.vhost.check_deletable(queue, m.if_unused, m.if_empty)
+        check_deletable(queue, m.if_unused, m.if_empty)
     except DeletionRefused as refused:  # RabbitMQ's "queue 'q' in vhost '/' in use"
         what = channel.vhost.describe("queue", name)
         raise ChannelError(PRECONDITION_FAILED, f"{what} {refused.refusal}") from None
