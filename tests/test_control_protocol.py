@@ -464,3 +464,34 @@ def test_an_unexpected_failure_is_an_internal_error_reply(bug: type[Exception]) 
         "kind": "internal",
         "error": f"broken_for_test failed unexpectedly ({bug.__name__}); see the broker log",
     }
+
+
+def test_conditional_queue_deletion_is_one_rule_worded_per_side(server: Broker) -> None:
+    """trimqctl delete_queue --if-unused/--if-empty and AMQP's Queue.Delete share the rule
+    (trimq/broker/deletion.py); each side words a refusal its own way."""
+    connection = pika.BlockingConnection(server.params())
+    try:
+        channel = connection.channel()
+        channel.queue_declare("deletion-rule")
+        channel.basic_publish("", "deletion-rule", b"x")
+        channel.basic_consume("deletion-rule", lambda *_: None)
+
+        def delete(**flags: bool) -> dict[str, Any]:
+            return control(server, "delete_queue", vhost="/", queue="deletion-rule", **flags)
+
+        prefix = "queue 'deletion-rule' in vhost '/'"
+        refused = delete(if_unused=True)
+        assert (refused["ok"], refused["error"]) == (False, f"{prefix} in use")
+        other = connection.channel()
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+            other.queue_delete("deletion-rule", if_unused=True)
+        assert (closed.value.reply_code, closed.value.reply_text) == (
+            406,
+            f"PRECONDITION_FAILED - {prefix} in use",
+        )
+        channel.close()  # the consumer goes, the message is requeued
+        refused = delete(if_empty=True)
+        assert (refused["ok"], refused["error"]) == (False, f"{prefix} is not empty")
+        assert delete(if_unused=True) == {"ok": True, "result": {"messages": 1}}
+    finally:
+        connection.close()

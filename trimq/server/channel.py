@@ -1,17 +1,18 @@
 """A channel: AMQP methods turned into broker operations, deliveries, acks, prefetch, confirms, tx.
 
-Methods run synchronously inside the connection's reader task (or a queue's dispatch), so there
-is no task or await per message. Replies are written to the connection's output buffer; the
-connection's writer sends them in one batch. Each channel also runs its own nursery (`run()`),
+Which methods its state and mode allow is its `ChannelMachine`'s (trimq/amqp/state.py); the
+exchange and queue methods are in declare.py, the basic.* ones but publish in basic.py, and
+`HANDLERS` (at the end) maps each method to its function. Methods run synchronously inside the
+connection's reader task (or a queue's dispatch), so there is no task or await per message.
+Replies are written to the connection's output buffer; the connection's writer sends them in
+one batch. Each channel also runs its own nursery (`run()`),
 whose confirm task sends publisher confirms once per batch, cumulatively.
 """
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable
-from itertools import islice
-from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -20,17 +21,14 @@ import trio
 from storage import WALFailed
 from trimq.amqp import frames, spec
 from trimq.amqp.channel import ContentAssembler
-from trimq.amqp.codec import Typed
 from trimq.amqp.publish import content_properties, publish_args
+from trimq.amqp.state import ChannelAction, ChannelEvent, ChannelMachine, ChannelMode, ChannelState
 from trimq.broker import reply_to
 from trimq.broker.arguments import parse_expiration
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.queue import Consumer, Queue
-from trimq.broker.vhost import generated_name
 from trimq.errors import (
     ACCESS_REFUSED,
-    CHANNEL_ERROR,
-    COMMAND_INVALID,
     INTERNAL_ERROR,
     NOT_FOUND,
     NOT_IMPLEMENTED,
@@ -39,30 +37,18 @@ from trimq.errors import (
     ChannelError,
     ConnectionError,
 )
+from trimq.server import basic, declare
+from trimq.server.basic import Settlement, Unacked, by_queue, delivered_properties, settle
 
 if TYPE_CHECKING:
-    from trimq.server.connection import ServerConnection
+    from trimq.server.channel_host import ChannelHost
 
 log = structlog.get_logger("trimq.channel")
 
 NO_ROUTE = 312
+OPEN, CLOSING = ChannelState.OPEN, ChannelState.CLOSING
+TX, CONFIRM = ChannelMode.TX, ChannelMode.CONFIRM
 PUBLISH_IDS = b"\x00\x3c\x00\x28"  # class 60, method 40
-
-
-def delivered_properties(entry: QueuedMessage, queue: Queue) -> bytes:
-    """The encoded properties a delivery carries: the publisher's, plus x-delivery-count
-    (0 on the first delivery, as quorum queues) on queues with a delivery limit."""
-    if queue.settings.delivery_limit is None:
-        return entry.message.properties_raw
-    return with_delivery_count(entry.message, entry.delivery_count - 1)
-
-
-def with_delivery_count(message: Message, count: int) -> bytes:
-    """Properties carrying x-delivery-count: how often the message was delivered before."""
-    old = message.properties
-    properties = old.copy()
-    properties.headers = {**(old.headers or {}), "x-delivery-count": Typed("l", count)}
-    return properties.encode()
 
 
 def with_reply_to(message: Message, address: str) -> Message:
@@ -81,26 +67,6 @@ def without_bcc(message: Message) -> Message:
     return message.with_properties(properties)
 
 
-def _by_queue(items: list[Unacked]) -> list[tuple[Queue, list[QueuedMessage]]]:
-    """Deliveries that are settled or come back, grouped by queue in their order; their
-    consumers get the credit back."""
-    if not items:
-        return []
-    for consumer, count in Counter(map(_CONSUMER, items)).items():
-        if consumer is not None:
-            consumer.unacked -= count
-    first = items[0][1]
-    if all(queue is first for queue in map(_QUEUE, items)):  # the usual case: one queue
-        return [(first, list(map(_ENTRY, items)))]
-    by_queue: dict[int, tuple[Queue, list[QueuedMessage]]] = {}
-    for entry, queue, _consumer in items:
-        by_queue.setdefault(id(queue), (queue, []))[1].append(entry)
-    return list(by_queue.values())
-
-
-_ENTRY, _QUEUE, _CONSUMER = itemgetter(0), itemgetter(1), itemgetter(2)
-
-
 class PermissionCache:
     """Answers to permission checks, valid while the broker's permissions are unchanged (so a
     publish costs a dict lookup, not a regular expression)."""
@@ -112,17 +78,13 @@ class PermissionCache:
         self.answers: dict[tuple[str, str, str], bool] = {}
 
 
-# A delivery awaiting its ack: the queue entry, its queue, and the consumer (None for basic.get).
-Unacked = tuple[QueuedMessage, Queue, Consumer | None]
-
-
 class Channel:
-    def __init__(self, connection: ServerConnection, number: int) -> None:
+    def __init__(self, connection: ChannelHost, number: int) -> None:
         self.connection = connection
         self.number = number
         self.vhost = connection.vhost
         self.assembler = ContentAssembler(connection.broker.config.max_message_size)
-        self.closing = False  # we sent Channel.Close and wait for Close-Ok
+        self.proto = ChannelMachine()  # open, closing or closed; plain, confirm or tx mode
         self.closed = trio.Event()  # the channel is gone: its nursery ends
         self._confirms_ready = trio.Event()
         self.consumers: dict[str, Consumer] = {}
@@ -132,48 +94,17 @@ class Channel:
         self.prefetch_consumer = 0  # basic.qos global=false: applies to consumers made after it
         self.prefetch_channel = 0  # basic.qos global=true: shared by the channel
         self.unacked_limit = 0  # the channel's unacked deliveries at most (0: no limit)
-        self._set_unacked_limit()
+        self.set_unacked_limit()
         self.last_queue: str | None = None
         self._permitted = PermissionCache()
-        self._held_cancels: list[str] | None = None  # see on_queue_delete
+        self.held_cancels: list[str] | None = None  # see on_queue_delete
         self.reply_consumer: tuple[str, str] | None = None  # direct reply-to: (tag, token)
-        self.cleaning = False  # cleanup under way: deliver nothing more here
-        self.confirm = False
         self.confirm_seq = 0  # last publish sequence number in confirm mode
         self.unconfirmed: deque[tuple[int, int]] = deque()  # (sequence, LSN) awaiting fsync
         self.nacked: set[int] = set()  # sequences a queue refused (x-overflow reject-publish)
         self.confirmed_upto = 0  # last sequence number acked to the publisher
-        self.transactional = False
         self.tx_ops: list[Callable[[], tuple[int, bool]]] = []  # publishes awaiting commit
-        # acks awaiting commit, with their outcome: "ack", "requeue" or "reject"
-        self.tx_acks: list[tuple[dict[int, Unacked], str]] = []
-        self.handlers: dict[type[spec.Method], Callable[[Any], None]] = {
-            spec.ChannelFlow: self.on_flow,
-            spec.ChannelFlowOk: self.on_ignored,
-            spec.ExchangeDeclare: self.on_exchange_declare,
-            spec.ExchangeDelete: self.on_exchange_delete,
-            spec.ExchangeBind: self.on_exchange_bind,
-            spec.ExchangeUnbind: self.on_exchange_unbind,
-            spec.QueueDeclare: self.on_queue_declare,
-            spec.QueueBind: self.on_queue_bind,
-            spec.QueueUnbind: self.on_queue_unbind,
-            spec.QueuePurge: self.on_queue_purge,
-            spec.QueueDelete: self.on_queue_delete,
-            spec.BasicQos: self.on_qos,
-            spec.BasicConsume: self.on_consume,
-            spec.BasicCancel: self.on_cancel,
-            spec.BasicGet: self.on_get,
-            spec.BasicAck: self.on_ack,
-            spec.BasicNack: self.on_nack,
-            spec.BasicReject: self.on_reject,
-            spec.BasicRecover: self.on_recover,
-            spec.BasicRecoverAsync: self.on_recover,
-            spec.TxSelect: self.on_tx_select,
-            spec.TxCommit: self.on_tx_commit,
-            spec.TxRollback: self.on_tx_rollback,
-            spec.ConfirmSelect: self.on_confirm_select,
-            spec.AccessRequest: self.on_access_request,
-        }
+        self.tx_acks: list[tuple[dict[int, Unacked], Settlement]] = []  # acks awaiting commit
 
     # -- the channel's own tasks --------------------------------------------------------
 
@@ -204,8 +135,8 @@ class Channel:
     # -- frames in ----------------------------------------------------------------------
 
     def handle_frame(self, frame: frames.Frame) -> None:
-        if self.closing:
-            self._handle_while_closing(frame)
+        if self.proto.state is not OPEN:
+            self._while_closing(frame)
             return
         try:
             command = self.assembler.feed(frame)
@@ -228,24 +159,19 @@ class Channel:
                     command.properties_raw,
                     command.body,
                 )
-            elif type(method) is spec.ChannelClose:
-                self.connection.close_channel(self, reply=True)
-            elif type(method) is spec.ChannelCloseOk:
-                pass
             else:
-                handler = self.handlers.get(type(method))
-                if handler is None:
-                    if type(method) is spec.ChannelOpen:
-                        raise ConnectionError(CHANNEL_ERROR, "second 'channel.open' seen")
-                    raise ConnectionError(COMMAND_INVALID, "unimplemented method")
-                handler(method)
+                handler = HANDLERS.get(type(method))
+                if handler is not None:
+                    handler(self, method)
+                elif self.proto.method(method) is ChannelAction.CLOSE:
+                    self.connection.close_channel(self, reply=True)
         except AMQPError as error:
             self._method_failed(error, method.CLASS_ID, method.METHOD_ID)
 
     @property
     def takes_publish(self) -> bool:
         """Whether a whole publish may skip frame-by-frame handling (`handle_publish`)."""
-        return not self.closing and not self.assembler.expecting_content
+        return self.proto.state is OPEN and not self.assembler.expecting_content
 
     def handle_publish(self, publish: frames.Publish) -> None:
         """A whole Basic.Publish (see `FrameBuffer.next_publish`): what `handle_frame` does
@@ -276,15 +202,14 @@ class Channel:
             raise error
         self.fail(error)
 
-    def _handle_while_closing(self, frame: frames.Frame) -> None:
+    def _while_closing(self, frame: frames.Frame) -> None:
         """After we sent Channel.Close only Close-Ok (or a crossing Close) matters."""
-        if frame.type != frames.METHOD:
+        if self.proto.state is not CLOSING:
             return
-        method = frames.decode_method(frame.payload)
-        if type(method) is spec.ChannelCloseOk:
-            self.connection.forget_channel(self)
-        elif type(method) is spec.ChannelClose:
+        if self.proto.while_closing(frame) is ChannelAction.CLOSE_OK:
             self.connection.write(frames.method_frame(self.number, spec.ChannelCloseOk()))
+        elif self.proto.state is ChannelState.CLOSED:
+            self.connection.forget_channel(self)
 
     def fail(self, error: AMQPError) -> None:
         """A soft error: close this channel with the error's code and text."""
@@ -295,9 +220,10 @@ class Channel:
             text=error.log_text,
             peer=self.connection.peer,
         )
+        if self.proto.state is OPEN:
+            self.proto.event(ChannelEvent.SERVER_CLOSE)
         self.assembler.reset()
         self.cleanup()
-        self.closing = True
         self.write_method(
             spec.ChannelClose(error.code, error.text, error.class_id, error.method_id)
         )
@@ -353,19 +279,20 @@ class Channel:
     def cleanup(self) -> None:
         """Requeue unacked messages in order, then cancel consumers (so a single active
         consumer's successor starts from the requeued head). Synchronous: never skipped."""
-        self._cancel_replies()
-        self.cleaning = True  # our own consumers take nothing more
+        if self.proto.state is OPEN:  # our own consumers take nothing more
+            self.proto.event(ChannelEvent.GONE)
+        self.cancel_replies()
         pending = [item for taken, _ in self.tx_acks for item in taken.values()]
-        self._requeue(sorted(pending, key=lambda u: u[0].seq) + list(self.unacked.values()))
+        self.requeue(sorted(pending, key=lambda u: u[0].seq) + list(self.unacked.values()))
         self.unacked.clear()
         for consumer in list(self.consumers.values()):
-            self._remove_consumer(consumer)
+            self.remove_consumer(consumer)
         self.consumers.clear()
         self.tx_ops.clear()
         self.tx_acks.clear()
 
-    def _requeue(self, items: list[Unacked]) -> None:
-        for queue, entries in _by_queue(items):
+    def requeue(self, items: list[Unacked]) -> None:
+        for queue, entries in by_queue(items):
             queue.requeue(entries)
 
     # -- exchanges ----------------------------------------------------------------------
@@ -394,58 +321,6 @@ class Channel:
                 f"'{self.connection.username}'",
             )
 
-    def may_forward(self, kind: str, name: str) -> Callable[[str], None]:
-        """The check for the exchange a new queue dead-letters to, or a new exchange passes
-        unrouted messages to: as RabbitMQ, the declarer must be allowed to read `name` and
-        to write to that exchange (else it could publish there by proxy)."""
-
-        def check(target: str) -> None:
-            self.permit("read", kind, name)
-            self.permit("write", "exchange", target)
-
-        return check
-
-    def on_exchange_declare(self, m: spec.ExchangeDeclare) -> None:
-        if not m.passive:
-            self.permit("configure", "exchange", m.exchange)
-        self.vhost.declare_exchange(
-            m.exchange,
-            m.type,
-            m.passive,
-            m.durable,
-            m.auto_delete,
-            m.internal,
-            m.arguments,
-            self.may_forward("exchange", m.exchange),
-        )
-        self.reply(m.nowait, spec.ExchangeDeclareOk())
-
-    def on_exchange_delete(self, m: spec.ExchangeDelete) -> None:
-        self.permit("configure", "exchange", m.exchange)
-        self.vhost.delete_exchange(m.exchange, m.if_unused)
-        self.reply(m.nowait, spec.ExchangeDeleteOk())
-
-    def on_exchange_bind(self, m: spec.ExchangeBind) -> None:
-        self.permit("write", "exchange", m.destination)
-        self.permit("read", "exchange", m.source)
-        self.vhost.check_bindable(m.source)
-        self.vhost.check_bindable(m.destination)
-        source = self.vhost.get_exchange(m.source)
-        destination = self.vhost.get_exchange(m.destination)
-        self.vhost.bind(source, destination, m.routing_key, m.arguments)
-        self.reply(m.nowait, spec.ExchangeBindOk())
-
-    def on_exchange_unbind(self, m: spec.ExchangeUnbind) -> None:
-        self.permit("write", "exchange", m.destination)
-        self.permit("read", "exchange", m.source)
-        self.vhost.check_bindable(m.source)
-        self.vhost.check_bindable(m.destination)
-        source = self.vhost.exchanges.get(m.source)
-        destination = self.vhost.exchanges.get(m.destination)
-        if source is not None and destination is not None:  # as RabbitMQ: missing is fine
-            self.vhost.unbind(source, destination, m.routing_key, m.arguments)
-        self.reply(m.nowait, spec.ExchangeUnbindOk())
-
     # -- queues -------------------------------------------------------------------------
 
     def queue_name(self, name: str) -> str:
@@ -456,95 +331,9 @@ class Channel:
             raise ChannelError(NOT_FOUND, "no previously declared queue")
         return self.last_queue
 
-    def on_queue_declare(self, m: spec.QueueDeclare) -> None:
-        name = m.queue
-        server_named = not name and not m.passive
-        if server_named:
-            name = generated_name("amq.gen-")
-        if not m.passive:
-            self.permit("configure", "queue", name)
-        queue, created = self.vhost.declare_queue(
-            name,
-            self.connection,
-            m.passive,
-            m.durable,
-            m.exclusive,
-            m.auto_delete,
-            m.arguments,
-            server_named,
-            may_forward=self.may_forward("queue", name),
-        )
-        if created and queue.exclusive:
-            self.connection.exclusive_queues.append(queue)
-        self.last_queue = queue.name
-        self.reply(
-            m.nowait, spec.QueueDeclareOk(queue.name, queue.message_count, queue.consumer_count)
-        )
-
-    def on_queue_bind(self, m: spec.QueueBind) -> None:
-        self.permit("write", "queue", self.queue_name(m.queue))
-        self.permit("read", "exchange", m.exchange)
-        self.vhost.check_bindable(m.exchange)
-        exchange = self.vhost.get_exchange(m.exchange)
-        queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
-        routing_key = m.routing_key if m.queue or m.routing_key else queue.name
-        self.vhost.bind(exchange, queue, routing_key, m.arguments)
-        self.reply(m.nowait, spec.QueueBindOk())
-
-    def on_queue_unbind(self, m: spec.QueueUnbind) -> None:
-        self.permit("write", "queue", self.queue_name(m.queue))
-        self.permit("read", "exchange", m.exchange)
-        self.vhost.check_bindable(m.exchange)
-        exchange = self.vhost.exchanges.get(m.exchange)
-        queue = self.vhost.queues.get(self.queue_name(m.queue))
-        if exchange is not None and queue is not None:  # as RabbitMQ: missing is fine
-            self.vhost.check_exclusive(queue, self.connection)
-            self.vhost.unbind(exchange, queue, m.routing_key, m.arguments)
-        self.reply(False, spec.QueueUnbindOk())
-
-    def on_queue_purge(self, m: spec.QueuePurge) -> None:
-        self.permit("read", "queue", self.queue_name(m.queue))
-        queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
-        self.reply_now(m.nowait, spec.QueuePurgeOk(queue.purge()))
-
-    def on_queue_delete(self, m: spec.QueueDelete) -> None:
-        name = self.queue_name(m.queue)
-        self.permit("configure", "queue", name)
-        queue = self.vhost.queues.get(name)
-        if queue is None:
-            self.reply(m.nowait, spec.QueueDeleteOk(0))  # RabbitMQ: deleting nothing succeeds
-            return
-        self.vhost.check_exclusive(queue, self.connection)
-        what = self.vhost.describe("queue", name)
-        if m.if_unused and queue.consumers:
-            raise ChannelError(PRECONDITION_FAILED, f"{what} in use")
-        if m.if_empty and queue.ready:
-            raise ChannelError(PRECONDITION_FAILED, f"{what} not empty")
-        # As RabbitMQ: Delete-Ok first, then Basic.Cancel to this channel's own consumers of
-        # the queue (py-amqp would raise ConsumerCancelled inside queue_delete otherwise).
-        held: list[str] = []
-        self._held_cancels = held
-        try:
-            count = self.connection.broker_delete_queue(queue)
-        finally:
-            self._held_cancels = None
-        self.reply(m.nowait, spec.QueueDeleteOk(count), then=lambda: self._notify_cancelled(held))
-
     # -- consumers ----------------------------------------------------------------------
 
-    def on_qos(self, m: spec.BasicQos) -> None:
-        if m.prefetch_size:
-            raise ConnectionError(NOT_IMPLEMENTED, f"prefetch_size!=0 ({m.prefetch_size})")
-        if m.global_qos:
-            self.prefetch_channel = m.prefetch_count
-        else:  # as RabbitMQ 3.x: a per-consumer qos also lifts the channel-wide limit
-            self.prefetch_consumer = m.prefetch_count
-            self.prefetch_channel = 0
-        self._set_unacked_limit()
-        self.write_method(spec.BasicQosOk())
-        self.dispatch_consumed_queues()
-
-    def _set_unacked_limit(self) -> None:
+    def set_unacked_limit(self) -> None:
         """The channel-wide prefetch and the broker's channel_unacked_max, the lower wins."""
         limits = [
             n
@@ -553,37 +342,7 @@ class Channel:
         ]
         self.unacked_limit = min(limits) if limits else 0
 
-    def on_consume(self, m: spec.BasicConsume) -> None:
-        if m.queue == reply_to.PSEUDO_QUEUE:
-            self._consume_replies(m)
-            return
-        self.permit("read", "queue", self.queue_name(m.queue))
-        queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
-        tag = m.consumer_tag or generated_name("amq.ctag-")
-        if tag in self.consumers:
-            raise ConnectionError(530, f"attempt to reuse consumer tag '{tag}'")
-        if queue.consumers and (m.exclusive or any(c.exclusive for c in queue.consumers)):
-            raise ChannelError(
-                ACCESS_REFUSED, f"{self.vhost.describe('queue', queue.name)} in exclusive use"
-            )
-        consumer = Consumer(
-            tag, queue, self, m.no_ack, m.exclusive, m.arguments, self.prefetch_consumer
-        )
-        self.consumers[tag] = consumer
-        self.reply_now(m.nowait, spec.BasicConsumeOk(tag))  # before any delivery to it
-        queue.add_consumer(consumer)
-
-    def _consume_replies(self, m: spec.BasicConsume) -> None:
-        """Direct reply-to: this channel's replies come to consumer `tag`, never acked."""
-        if not m.no_ack:
-            raise ChannelError(PRECONDITION_FAILED, "reply consumer cannot acknowledge")
-        if self.reply_consumer is not None:
-            raise ChannelError(PRECONDITION_FAILED, "reply consumer already set")
-        tag = m.consumer_tag or generated_name("amq.ctag-")
-        self.reply_consumer = (tag, self.connection.broker.reply_to.register(self))
-        self.reply(m.nowait, spec.BasicConsumeOk(tag))
-
-    def _cancel_replies(self) -> None:
+    def cancel_replies(self) -> None:
         if self.reply_consumer is not None:
             self.connection.broker.reply_to.unregister(self.reply_consumer[1])
             self.reply_consumer = None
@@ -601,17 +360,7 @@ class Channel:
         )
         self.write_with_content(method, message.properties_raw, message.body)
 
-    def on_cancel(self, m: spec.BasicCancel) -> None:
-        if self.reply_consumer is not None and m.consumer_tag == self.reply_consumer[0]:
-            self._cancel_replies()
-            self.reply(m.nowait, spec.BasicCancelOk(m.consumer_tag))
-            return
-        consumer = self.consumers.pop(m.consumer_tag, None)
-        if consumer is not None:
-            self._remove_consumer(consumer)
-        self.reply_now(m.nowait, spec.BasicCancelOk(m.consumer_tag))
-
-    def _remove_consumer(self, consumer: Consumer) -> None:
+    def remove_consumer(self, consumer: Consumer) -> None:
         queue = consumer.queue
         queue.remove_consumer(consumer)
         if queue.unused_auto_delete and not queue.deleted:
@@ -622,13 +371,13 @@ class Channel:
         (after the Delete-Ok when this channel is the one deleting the queue)."""
         if self.consumers.pop(consumer.tag, None) is None:
             return
-        if self._held_cancels is not None:
-            self._held_cancels.append(consumer.tag)
+        if self.held_cancels is not None:
+            self.held_cancels.append(consumer.tag)
         else:
-            self._notify_cancelled([consumer.tag])
+            self.notify_cancelled([consumer.tag])
 
-    def _notify_cancelled(self, tags: list[str]) -> None:
-        if self.closing or not self.connection.capability("consumer_cancel_notify"):
+    def notify_cancelled(self, tags: list[str]) -> None:
+        if self.proto.state is not OPEN or not self.connection.capability("consumer_cancel_notify"):
             return
         for tag in tags:
             self.write_method(spec.BasicCancel(tag, True))
@@ -640,7 +389,7 @@ class Channel:
     # -- deliveries ---------------------------------------------------------------------
 
     def can_deliver(self, consumer: Consumer) -> bool:
-        if self.closing or self.cleaning or self.connection.output_full():
+        if self.proto.state is not OPEN or self.connection.output_full():
             return False
         if consumer.no_ack:
             return True
@@ -688,92 +437,7 @@ class Channel:
         ):
             connection.write_delivery(part)
 
-    def on_get(self, m: spec.BasicGet) -> None:
-        self.permit("read", "queue", self.queue_name(m.queue))
-        queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
-        entry = queue.get(m.no_ack)
-        if entry is None:
-            self.write_method(spec.BasicGetEmpty())
-            return
-        self.next_delivery_tag += 1
-        tag = self.next_delivery_tag
-        if not m.no_ack:
-            self.unacked[tag] = (entry, queue, None)
-        message = entry.message
-        method = spec.BasicGetOk(
-            tag, entry.redelivered, message.exchange, message.routing_key, queue.message_count
-        )
-        self.write_with_content(method, delivered_properties(entry, queue), message.body)
-
     # -- acknowledgements ---------------------------------------------------------------
-
-    def _take_unacked(self, tag: int, multiple: bool) -> dict[int, Unacked]:
-        """Remove the acked deliveries; as RabbitMQ, the tag itself must be outstanding
-        (multiple with tag 0 means every outstanding delivery)."""
-        unacked = self.unacked
-        if multiple and tag == 0:
-            self.unacked = {}
-            return unacked
-        if tag not in unacked:
-            raise ChannelError(PRECONDITION_FAILED, f"unknown delivery tag {tag}")
-        if not multiple:
-            return {tag: unacked.pop(tag)}
-        # Delivery tags only grow: the deliveries acknowledged are the oldest ones.
-        count = 0
-        for key in unacked:
-            count += 1
-            if key == tag:
-                break
-        taken = dict(islice(unacked.items(), count))
-        for key in taken:
-            del unacked[key]
-        return taken
-
-    def _settle(self, taken: dict[int, Unacked], outcome: str) -> None:
-        """Acked, requeued, or rejected without requeue (dead-lettered if the queue says so)."""
-        items = list(taken.values())
-        groups = _by_queue(items)
-        for queue, entries in groups:
-            if outcome == "ack":
-                queue.settle(entries)
-            elif outcome == "requeue":
-                queue.requeue(entries)
-            else:
-                queue.reject(entries)
-        if self.unacked_limit:
-            self.dispatch_consumed_queues()
-        else:  # the consumers' queues (not those of Basic.Get's deliveries)
-            consumers = {id(item[2]): item[2] for item in items}
-            for queue, _ in groups:
-                if any(c is not None and c.queue is queue for c in consumers.values()):
-                    queue.dispatch()
-
-    def _acknowledge(self, tag: int, multiple: bool, outcome: str) -> None:
-        items = self._take_unacked(tag, multiple)
-        if self.transactional:
-            # Taken now (a second ack fails at once, as RabbitMQ), settled at commit,
-            # put back as unacked by a rollback, requeued if the channel closes first.
-            self.tx_acks.append((items, outcome))
-        else:
-            self._settle(items, outcome)
-
-    def on_ack(self, m: spec.BasicAck) -> None:
-        self._acknowledge(m.delivery_tag, m.multiple, "ack")
-
-    def on_nack(self, m: spec.BasicNack) -> None:
-        self._acknowledge(m.delivery_tag, m.multiple, "requeue" if m.requeue else "reject")
-
-    def on_reject(self, m: spec.BasicReject) -> None:
-        self._acknowledge(m.delivery_tag, False, "requeue" if m.requeue else "reject")
-
-    def on_recover(self, m: spec.BasicRecover | spec.BasicRecoverAsync) -> None:
-        if not m.requeue:
-            raise ConnectionError(NOT_IMPLEMENTED, "requeue=false")
-        items = list(self.unacked.values())
-        self.unacked = {}
-        self._requeue(items)
-        if type(m) is spec.BasicRecover:
-            self.write_method(spec.BasicRecoverOk())
 
     def check_ack_timeout(self, now: float, timeout_ms: int) -> bool:
         """RabbitMQ's consumer_timeout, checked periodically so that deliveries carry no
@@ -782,7 +446,7 @@ class Channel:
         `timeout_ms` ago the channel closes with 406, never early (at most two check intervals
         late). Returns whether it closed."""
         marks = self.ack_marks
-        if not self.unacked or self.closing:
+        if not self.unacked or self.proto.state is not OPEN:
             marks.clear()
             return False
         oldest = next(iter(self.unacked))  # tags only grow, and a rollback restores order
@@ -857,11 +521,12 @@ class Channel:
             if self.reply_consumer is None:
                 raise ChannelError(PRECONDITION_FAILED, "fast reply consumer does not exist")
             message = with_reply_to(message, self.reply_consumer[1])
-        if self.transactional:
+        mode = self.proto.mode
+        if mode is TX:
             self.tx_ops.append(lambda: self._route(message, exchange, mandatory))
             return
         lsn, refused = self._route(message, exchange, mandatory)
-        if self.confirm:
+        if mode is CONFIRM:
             self.confirm_seq += 1
             if lsn:
                 self.unconfirmed.append((self.confirm_seq, lsn))
@@ -900,7 +565,7 @@ class Channel:
         while unconfirmed and unconfirmed[0][1] <= durable_lsn:
             unconfirmed.popleft()
         upto = unconfirmed[0][0] - 1 if unconfirmed else self.confirm_seq
-        if upto <= self.confirmed_upto or self.closing or self.connection.closing:
+        if upto <= self.confirmed_upto or self.proto.state is not OPEN or self.connection.closing:
             return
         start = self.confirmed_upto + 1
         self.confirmed_upto = upto
@@ -919,25 +584,21 @@ class Channel:
     # -- tx and confirm modes -----------------------------------------------------------
 
     def on_tx_select(self, m: spec.TxSelect) -> None:
-        if self.confirm:
-            raise ChannelError(PRECONDITION_FAILED, "cannot switch from confirm to tx mode")
-        self.transactional = True
+        self.proto.select(m)
         self.write_method(spec.TxSelectOk())
 
     def on_tx_commit(self, m: spec.TxCommit) -> None:
-        if not self.transactional:
-            raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
+        self.proto.select(m)
         ops, self.tx_ops = self.tx_ops, []
         acks, self.tx_acks = self.tx_acks, []
         lsn = max([op()[0] for op in ops], default=0)
         for items, outcome in acks:
-            self._settle(items, outcome)
+            settle(self, items, outcome)
         # Commit-Ok only once the committed persistent messages are on disk.
         self.connection.after_durable(lsn, lambda: self.write_method(spec.TxCommitOk()))
 
     def on_tx_rollback(self, m: spec.TxRollback) -> None:
-        if not self.transactional:
-            raise ChannelError(PRECONDITION_FAILED, "channel is not transactional")
+        self.proto.select(m)
         self.tx_ops = []
         restored = {tag: item for taken, _ in self.tx_acks for tag, item in taken.items()}
         self.tx_acks = []
@@ -947,7 +608,20 @@ class Channel:
         self.write_method(spec.TxRollbackOk())
 
     def on_confirm_select(self, m: spec.ConfirmSelect) -> None:
-        if self.transactional:
-            raise ChannelError(PRECONDITION_FAILED, "cannot switch from tx to confirm mode")
-        self.confirm = True
+        self.proto.select(m)
         self.reply_now(m.nowait, spec.ConfirmSelectOk())
+
+
+# Each method a channel handles, and its function (`Channel.handle_frame`); what is not here
+# is the state machine's (Channel.Close, Close-Ok) or an error.
+HANDLERS: dict[type[spec.Method], Callable[[Channel, Any], None]] = {
+    spec.ChannelFlow: Channel.on_flow,
+    spec.ChannelFlowOk: Channel.on_ignored,
+    spec.AccessRequest: Channel.on_access_request,
+    spec.TxSelect: Channel.on_tx_select,
+    spec.TxCommit: Channel.on_tx_commit,
+    spec.TxRollback: Channel.on_tx_rollback,
+    spec.ConfirmSelect: Channel.on_confirm_select,
+    **declare.HANDLERS,
+    **basic.HANDLERS,
+}

@@ -2,45 +2,39 @@
 
 The reader receives large chunks and handles every complete frame in them synchronously (a
 whole Basic.Publish at once when it can); the writer sends everything buffered with one
-gathered send (`Output`). Leaving the nursery for any reason runs
+gathered send (`Output`). What a frame means in the connection's state is decided by its
+`ConnectionMachine` (trimq/amqp/state.py); this module moves the bytes, runs the timers and
+acts on the machine's answers. Leaving the nursery for any reason runs
 `cleanup()`, which is synchronous so cancellation cannot skip it: unacked messages are requeued,
 consumers cancelled and exclusive queues deleted.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import itertools
-import platform
-import socket
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 
 from storage import WALFailed
-from trimq import __version__
 from trimq.amqp import frames, spec
-from trimq.amqp.codec import decode_table
 from trimq.amqp.publish import decodable
-from trimq.broker.queue import Queue
-from trimq.errors import (
-    ACCESS_REFUSED,
-    CHANNEL_ERROR,
-    COMMAND_INVALID,
-    CONNECTION_FORCED,
-    INTERNAL_ERROR,
-    NOT_ALLOWED,
-    SYNTAX_ERROR,
-    AMQPError,
-    ConnectionError,
-    reply_text,
+from trimq.amqp.state import (
+    Action,
+    ChannelEvent,
+    ConnectionEvent,
+    ConnectionMachine,
+    ConnectionState,
 )
+from trimq.broker.queue import Queue
+from trimq.errors import CONNECTION_FORCED, INTERNAL_ERROR, AMQPError, ConnectionError
 from trimq.server.channel import Channel
+from trimq.server.handshake import PeerGone, handshake, is_loopback
 from trimq.server.output import Output
 from trimq.server.resources import Resources
 
@@ -56,38 +50,8 @@ CLOSE_TIMEOUT = 3.0  # how long we wait for Close-Ok after sending Connection.Cl
 # As RabbitMQ: a handshake error before Tune-Ok closes the socket this long after, without a
 # frame, so that a client not yet trusted cannot retry fast.
 SILENT_CLOSE_DELAY = 3.0
-CAPABILITIES = (
-    "publisher_confirms",
-    "exchange_exchange_bindings",
-    "basic.nack",
-    "consumer_cancel_notify",
-    "connection.blocked",
-    "consumer_priorities",
-    "authentication_failure_close",
-    "per_consumer_qos",
-    "direct_reply_to",
-)
-
-
-def _text(value: Any) -> str | None:
-    """An AMQPLAIN field as text (a string or byte array), else None."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("utf-8", "replace")
-    return None
-
-
-def is_loopback(host: str) -> bool:
-    """RabbitMQ's rule for loopback_users: 127.0.0.0/8, ::1, and 127.x mapped into IPv6
-    (::ffff:127.0.0.1, as a dual-stack socket reports an IPv4 peer)."""
-    try:
-        address = ipaddress.ip_address(host.split("%", maxsplit=1)[0])
-    except ValueError:
-        return False
-    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
-    return (mapped or address).is_loopback
-
+__all__ = ["PeerGone", "ServerConnection", "is_loopback"]
+RUNNING, CLOSING, CLOSED = ConnectionState.RUNNING, ConnectionState.CLOSING, ConnectionState.CLOSED
 
 _connection_numbers = itertools.count(1)
 
@@ -102,20 +66,12 @@ class TrafficStats:
     send_cnt: int = 0
 
 
-class PeerGone(Exception):
-    """The client closed or reset the socket."""
+class Pause(Enum):
+    """Why the reader is not reading (heartbeat silence then proves nothing)."""
 
-
-def server_properties() -> dict[str, Any]:
-    return {
-        "product": "trimq",
-        "version": __version__,
-        "platform": f"Python {platform.python_version()} / trio",
-        "cluster_name": f"trimq@{socket.gethostname()}",
-        "copyright": "trimq contributors",
-        "information": "Licensed under the MIT licence",
-        "capabilities": dict.fromkeys(CAPABILITIES, True),
-    }
+    NONE = "reading"
+    BLOCKED = "blocked"  # a resource alarm holds back a publisher
+    FLOW = "flow"  # the replies the writer has not taken exceed output_limit
 
 
 class ServerConnection:
@@ -142,7 +98,6 @@ class ServerConnection:
         # Until Tune-Ok, frames over the protocol's minimum frame_max are refused (RabbitMQ).
         self.frames = frames.FrameBuffer(frame_max=spec.FRAME_MIN_SIZE)
         self.frame_max = config.frame_max
-        self.channel_max = config.channel_max
         self.heartbeat = config.heartbeat
         self.resources = resources if resources is not None else Resources()
         self.out = Output()
@@ -150,26 +105,40 @@ class ServerConnection:
         self.replies = 0  # bytes of replies put in `out` since the writer last took it
         self.deliveries_paused = False  # a consumer was refused for a full output buffer
         self.publisher = False  # has published: an alarm blocks it
-        self.blocked = False  # not read because of an alarm
-        self.flow = False  # not read while the replies it has not taken exceed output_limit
+        self.pause = Pause.NONE
         self._paused_scope: trio.CancelScope | None = None  # either pause: Close cancels it
         self._drained = trio.Event()  # the writer took the output: a paused reader goes on
         self._wake = trio.Event()
         self.channels: dict[int, Channel] = {}
+        self.proto = ConnectionMachine(self.channels, config.channel_max)
         self.exclusive_queues: list[Queue] = []
         self._nursery: trio.Nursery | None = None
         self.client_properties: dict[str, Any] = {}
         self.username = ""
         self.vhost: VHost = None  # type: ignore[assignment]  # set by Connection.Open
-        self.tuned = False  # Tune-Ok accepted: errors from here on get a Connection.Close
-        self.opened = False
-        self.closing = False  # we sent Connection.Close
-        self.finished = False  # nothing more will be read
         self.last_received = trio.current_time()
         self.last_sent = trio.current_time()
         self._reader_scope = trio.CancelScope()
         self._unauthenticated = False  # counted in resources.handshakes
-        self.login_refused = False
+
+    @property
+    def channel_max(self) -> int:
+        return self.proto.channel_max
+
+    @property
+    def opened(self) -> bool:
+        """It passed the handshake (so it is counted, and listed)."""
+        return self.proto.opened
+
+    @property
+    def closing(self) -> bool:
+        """We sent Connection.Close and wait for the Close-Ok."""
+        return self.proto.state is CLOSING
+
+    @property
+    def finished(self) -> bool:
+        """Nothing more will be read."""
+        return self.proto.state is CLOSED
 
     # -- output -------------------------------------------------------------------------
 
@@ -198,7 +167,7 @@ class ServerConnection:
         them all. Deliveries do not count: they stop by themselves (`output_full`), and a
         consumer's acks (or a publish it is still sending) must go on being read. A closing
         connection is read on, for the Close-Ok."""
-        return self.replies >= self.output_limit and not self.closing
+        return self.replies >= self.output_limit and self.proto.state is RUNNING
 
     def _resume_deliveries(self) -> None:
         self.deliveries_paused = False
@@ -221,14 +190,14 @@ class ServerConnection:
                     self.stats.send_cnt += 1
                     if self.deliveries_paused and len(self.out) < self.output_limit:
                         self._resume_deliveries()
-                if self.finished:
+                if self.proto.state is CLOSED:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             self.out.clear()
-            self.finished = True
+            self.proto.event(ConnectionEvent.GONE)
             self._reader_scope.cancel()  # the peer is gone: stop reading too
 
-    async def _send_now(self, data: bytes) -> None:
+    async def send_now(self, data: bytes) -> None:
         """Send during the handshake, before the writer task runs."""
         await self.stream.send_all(data)
         self.last_sent = trio.current_time()
@@ -243,16 +212,15 @@ class ServerConnection:
             return
         self._unauthenticated = True
         try:
-            with trio.move_on_after(self.broker.config.handshake_timeout) as handshake:
-                opened = await self._handshake()
-            if handshake.cancelled_caught:
+            with trio.move_on_after(self.broker.config.handshake_timeout) as timeout:
+                opened = await handshake(self)
+            if timeout.cancelled_caught:
                 log.info("connection.handshake_timeout", peer=self.peer)
                 return
             if not opened:
-                if self.login_refused:
+                if self.proto.state is ConnectionState.REFUSED:
                     await self._linger()
                 return
-            self.opened = True
             self.resources.connections += 1
             log.info("connection.opened", peer=self.peer, user=self.username, vhost=self.vhost.name)
             async with trio.open_nursery() as nursery:
@@ -262,7 +230,7 @@ class ServerConnection:
                     nursery.start_soon(self._heartbeat)
                 with self._reader_scope:
                     await self._reader()
-                self.finished = True
+                self.proto.event(ConnectionEvent.GONE)
                 self._wake.set()
                 with trio.move_on_after(CLOSE_TIMEOUT):
                     while self.out and not nursery.cancel_scope.cancel_called:
@@ -274,7 +242,8 @@ class ServerConnection:
             log.info("connection.error", peer=self.peer, code=error.code, text=error.log_text)
             await self._refuse(error)
         finally:
-            self._authenticated()
+            self.proto.event(ConnectionEvent.GONE)
+            self.authenticated()
             self.cleanup()
             if self.vhost is not None:
                 self.vhost.connections -= 1
@@ -283,7 +252,7 @@ class ServerConnection:
                 self.resources.connections -= 1
                 log.info("connection.closed", peer=self.peer, user=self.username)
 
-    def _authenticated(self) -> None:
+    def authenticated(self) -> None:
         """No longer counted among the sockets not yet authenticated."""
         if self._unauthenticated:
             self._unauthenticated = False
@@ -293,9 +262,10 @@ class ServerConnection:
         """A handshake error, as RabbitMQ: after Tune-Ok, Connection.Close and up to 3 s for
         the Close-Ok; before it, no frame at all and the socket closed 3 s later."""
         try:
-            if self.tuned:
+            if self.proto.tuned:
+                self.proto.event(ConnectionEvent.REFUSE)
                 with trio.move_on_after(CLOSE_TIMEOUT):
-                    await self._send_now(
+                    await self.send_now(
                         frames.method_frame(
                             0,
                             spec.ConnectionClose(
@@ -313,23 +283,15 @@ class ServerConnection:
         """After refusing a connection with Connection.Close (or refusing a login): for up to
         CLOSE_TIMEOUT, answer a Connection.Close and end at the client's Close-Ok, ignoring
         anything else, as RabbitMQ's closed state does."""
+        proto = self.proto
         with trio.move_on_after(CLOSE_TIMEOUT):
             try:
-                while True:
+                while proto.state is ConnectionState.REFUSED:
                     frame = self.frames.next_frame()
                     if frame is None:
-                        await self._receive()
-                        continue
-                    if frame.type != frames.METHOD or frame.channel:
-                        continue
-                    try:
-                        method = frames.decode_method(frame.payload)
-                    except AMQPError:
-                        continue
-                    if type(method) is spec.ConnectionCloseOk:
-                        return
-                    if type(method) is spec.ConnectionClose:
-                        await self._send_now(frames.method_frame(0, spec.ConnectionCloseOk()))
+                        await self.receive()
+                    elif proto.receive(frame) is Action.CLOSE_OK:
+                        await self.send_now(frames.method_frame(0, spec.ConnectionCloseOk()))
             except (AMQPError, PeerGone, trio.BrokenResourceError, trio.ClosedResourceError):
                 return
 
@@ -337,6 +299,7 @@ class ServerConnection:
         """Requeue, cancel consumers, drop exclusive queues. Synchronous by design."""
         for channel in list(self.channels.values()):
             channel.cleanup()
+            channel.proto.event(ChannelEvent.GONE)
             channel.closed.set()
         self.channels.clear()
         for queue in self.exclusive_queues:
@@ -354,9 +317,9 @@ class ServerConnection:
         caps = self.client_properties.get("capabilities")
         return isinstance(caps, dict) and bool(caps.get(name))
 
-    # -- handshake ----------------------------------------------------------------------
+    # -- input ---------------------------------------------------------------------------
 
-    async def _receive(self) -> None:
+    async def receive(self) -> None:
         try:
             data = await self.stream.receive_some(RECEIVE_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
@@ -369,215 +332,13 @@ class ServerConnection:
         self.resources.received(len(data))
         self.frames.feed(data)
 
-    async def _next_method(self, expected: type[spec.Method]) -> Any:
-        while True:
-            frame = self.frames.next_frame()
-            if frame is None:
-                await self._receive()
-                continue
-            if frame.type == frames.HEARTBEAT:
-                continue
-            if frame.type != frames.METHOD or frame.channel != 0:
-                raise ConnectionError(
-                    COMMAND_INVALID,
-                    f"expected '{expected.NAME}', got a frame of type "
-                    f"{frame.type} on channel {frame.channel}",
-                )
-            method = frames.decode_method(frame.payload)
-            if type(method) is spec.ConnectionClose:
-                await self._send_now(frames.method_frame(0, spec.ConnectionCloseOk()))
-                raise PeerGone
-            if type(method) is not expected:
-                raise ConnectionError(
-                    COMMAND_INVALID,
-                    f"expected '{expected.NAME}', got '{method.NAME}'",
-                    method.CLASS_ID,
-                    method.METHOD_ID,
-                )
-            return method
-
-    async def _handshake(self) -> bool:
-        while (header := self.frames.take(8)) is None:
-            await self._receive()
-        if header != spec.PROTOCOL_HEADER:
-            log.info("connection.bad_protocol_header", peer=self.peer, header=repr(header))
-            await self._send_now(spec.PROTOCOL_HEADER)
-            return False
-        await self._send_now(
-            frames.method_frame(
-                0,
-                spec.ConnectionStart(
-                    0,
-                    9,
-                    server_properties(),
-                    b"AMQPLAIN PLAIN",
-                    b"en_US",
-                ),
-            )
-        )
-        start_ok: spec.ConnectionStartOk = await self._next_method(spec.ConnectionStartOk)
-        self.client_properties = start_ok.client_properties
-        self.auth_mechanism = start_ok.mechanism
-        if not await self._authenticate(start_ok):
-            return False
-        await self._send_now(
-            frames.method_frame(
-                0,
-                spec.ConnectionTune(
-                    self.channel_max,
-                    self.frame_max,
-                    self.heartbeat,
-                ),
-            )
-        )
-        tune_ok: spec.ConnectionTuneOk = await self._next_method(spec.ConnectionTuneOk)
-        self._apply_tune(tune_ok)
-        self.tuned = True
-        open_: spec.ConnectionOpen = await self._next_method(spec.ConnectionOpen)
-        vhost = self.broker.vhosts.get(open_.virtual_host)
-        if vhost is None:
-            raise ConnectionError(
-                NOT_ALLOWED,
-                f"vhost {open_.virtual_host} not found",
-                open_.CLASS_ID,
-                open_.METHOD_ID,
-            )
-        vhost_limit = vhost.connection_limit_reached()  # as RabbitMQ, before permissions
-        if vhost_limit is not None:
-            raise ConnectionError(
-                NOT_ALLOWED,
-                f"access to vhost '{vhost.name}' refused for user "
-                f"'{self.username}': connection limit ({vhost_limit}) is reached",
-                open_.CLASS_ID,
-                open_.METHOD_ID,
-            )
-        if self.broker.users.permission(vhost.name, self.username) is None:
-            log.warning(
-                "connection.vhost_refused", peer=self.peer, user=self.username, vhost=vhost.name
-            )
-            raise ConnectionError(
-                NOT_ALLOWED,
-                f"access to vhost '{vhost.name}' refused for user '{self.username}'",
-                open_.CLASS_ID,
-                open_.METHOD_ID,
-            )
-        limit = self.broker.config.connection_max
-        if limit and self.resources.connections >= limit:
-            log.warning("connection.limit_reached", peer=self.peer, limit=limit)
-            raise ConnectionError(
-                NOT_ALLOWED,
-                f"connection refused: node connection limit ({limit}) is reached",
-                open_.CLASS_ID,
-                open_.METHOD_ID,
-            )
-        self.vhost = vhost
-        vhost.connections += 1  # counted at once: no other handshake can pass the check first
-        await self._send_now(frames.method_frame(0, spec.ConnectionOpenOk("")))
-        return True
-
-    def _credentials(self, start_ok: spec.ConnectionStartOk) -> tuple[str, str | None]:
-        """The user name and password (None: not a string, so refused). A response that does
-        not parse closes the connection without a frame, as RabbitMQ; the error names
-        neither the response nor any of its octets (it holds the password)."""
-        mechanism = start_ok.mechanism
-        response = start_ok.response
-        if mechanism == "PLAIN":
-            # As RabbitMQ: NUL, user name, NUL, password; no authorisation identity.
-            parts = response.split(b"\x00")
-            if len(parts) != 3 or parts[0]:
-                raise ConnectionError(SYNTAX_ERROR, "PLAIN response is malformed")
-            return parts[1].decode("utf-8", "replace"), parts[2].decode("utf-8", "replace")
-        if mechanism == "AMQPLAIN":
-            # A field table without its length prefix, as py-amqp and RabbitMQ have it.
-            try:
-                table, _ = decode_table(len(response).to_bytes(4, "big") + response, 0)
-            except (AMQPError, struct.error, IndexError, ValueError, OverflowError):
-                raise ConnectionError(SYNTAX_ERROR, "AMQPLAIN response is malformed") from None
-            if "LOGIN" not in table or "PASSWORD" not in table:
-                raise ConnectionError(
-                    SYNTAX_ERROR, "AMQPLAIN response is missing LOGIN or PASSWORD"
-                )
-            login, password = _text(table["LOGIN"]), _text(table["PASSWORD"])
-            if login is None or password is None:  # not strings: refused, as RabbitMQ
-                return login or "", None
-            return login, password
-        raise ConnectionError(
-            COMMAND_INVALID,
-            f"unknown authentication mechanism '{mechanism}'",
-            start_ok.CLASS_ID,
-            start_ok.METHOD_ID,
-        )
-
-    async def _authenticate(self, start_ok: spec.ConnectionStartOk) -> bool:
-        """Check the credentials; a refused login gets RabbitMQ's 403 Connection.Close (if the
-        client has the authentication_failure_close capability) and the socket is kept up
-        to 3 s for its Close-Ok (`serve`), as RabbitMQ does."""
-        name, password = self._credentials(start_ok)
-        user = self.broker.users.authenticate(name, password) if password is not None else None
-        if (
-            user is not None
-            and name in self.broker.config.loopback_users
-            and not (is_loopback(self.peer[0]))
-        ):
-            log.warning(
-                "connection.auth_failed",
-                peer=self.peer,
-                user=name,
-                mechanism=start_ok.mechanism,
-                reason=f"user '{name}' can only connect via localhost",
-            )
-            user = None
-        elif user is None:
-            log.warning(
-                "connection.auth_failed",
-                peer=self.peer,
-                user=name,
-                mechanism=start_ok.mechanism,
-                reason="invalid credentials",
-            )
-        if user is not None:
-            self.username = user.name
-            self._authenticated()
-            return True
-        if self.capability("authentication_failure_close"):
-            text = reply_text(
-                ACCESS_REFUSED,
-                f"Login was refused using authentication mechanism {start_ok.mechanism}. "
-                "For details see the broker logfile.",
-            )
-            await self._send_now(
-                frames.method_frame(0, spec.ConnectionClose(ACCESS_REFUSED, text, 0, 0))
-            )
-        self.login_refused = True
-        return False
-
-    def _apply_tune(self, tune_ok: spec.ConnectionTuneOk) -> None:
-        config = self.broker.config
-        frame_max = tune_ok.frame_max or config.frame_max
-        if frame_max < spec.FRAME_MIN_SIZE:
-            raise ConnectionError(
-                NOT_ALLOWED, f"frame_max={frame_max} < {spec.FRAME_MIN_SIZE} min size"
-            )
-        if frame_max > config.frame_max:
-            raise ConnectionError(
-                NOT_ALLOWED, f"frame_max={frame_max} > {config.frame_max} max size"
-            )
-        channel_max = tune_ok.channel_max or config.channel_max
-        if channel_max > config.channel_max:
-            raise ConnectionError(
-                NOT_ALLOWED, f"channel_max={channel_max} > {config.channel_max} max size"
-            )
-        self.frame_max = frame_max
-        self.frames.frame_max = frame_max
-        self.channel_max = channel_max
-        self.heartbeat = tune_ok.heartbeat
-
     # -- after the handshake ------------------------------------------------------------
 
     async def _reader(self) -> None:
         """Handle every buffered frame, then wait for more bytes (or for the fsync a deferred
         reply needs). Frames that arrived with the handshake are handled first."""
-        while not self.finished:
+        proto = self.proto
+        while proto.state is not CLOSED:
             try:
                 self._handle_buffered()
             except ConnectionError as error:
@@ -589,7 +350,7 @@ class ServerConnection:
             except Exception:  # a bug: keep the broker up, tell the client, log it
                 log.exception("connection.internal_error", peer=self.peer)
                 self.start_close(ConnectionError(INTERNAL_ERROR, "internal error"))
-            if self.finished:
+            if proto.state is CLOSED:
                 return
             if self._after_durable is not None:
                 await self._wait_durable()
@@ -597,13 +358,13 @@ class ServerConnection:
             if self.over_output_limit():
                 await self._wait_output_taken()
                 continue
-            if self.publisher and self.resources.alarms and not self.closing:
+            if self.publisher and self.resources.alarms and proto.state is RUNNING:
                 await self._stay_blocked()
                 continue
             try:
-                await self._receive()
+                await self.receive()
             except PeerGone:
-                self.finished = True
+                proto.event(ConnectionEvent.GONE)
                 return
 
     def _handle_buffered(self) -> None:
@@ -611,15 +372,16 @@ class ServerConnection:
         is ready for one (the general path sees any other frame, and any error)."""
         buffer = self.frames
         channels = self.channels
+        proto = self.proto
         max_body = self.broker.config.max_message_size
         limit = self.output_limit
-        while not self.finished:
-            if self.replies >= limit and not self.closing:
+        while (state := proto.state) is not CLOSED:
+            if self.replies >= limit and state is RUNNING:
                 return  # the reader waits for the writer first (over_output_limit)
             publish = buffer.next_publish(max_body)
             if publish is not None:
                 channel = channels.get(publish.channel)
-                if channel is not None and channel.takes_publish and not self.closing:
+                if channel is not None and channel.takes_publish and state is RUNNING:
                     if publish.body is not None:
                         channel.handle_publish(publish)
                         continue
@@ -641,15 +403,15 @@ class ServerConnection:
         if told:
             self.write(frames.method_frame(0, spec.ConnectionBlocked(reason)))
         log.info("connection.blocked", peer=self.peer, reason=reason)
-        self.blocked = True
+        self.pause = Pause.BLOCKED
         try:
             with trio.CancelScope() as self._paused_scope:
                 await self.resources.wait_clear()
         finally:
-            self.blocked = False
+            self.pause = Pause.NONE
             self._paused_scope = None
             self.last_received = trio.current_time()  # heartbeats were not read meanwhile
-        if told and not self.closing:
+        if told and self.proto.state is RUNNING:
             self.write(frames.method_frame(0, spec.ConnectionUnblocked()))
         log.info("connection.unblocked", peer=self.peer)
 
@@ -657,14 +419,14 @@ class ServerConnection:
         """The replies not yet taken by the writer are over the limit: stop reading until it
         takes them (TCP then holds the client back). The client is not dropped, and
         heartbeats are not expected meanwhile: its frames are not being read."""
-        self.flow = True
+        self.pause = Pause.FLOW
         try:
             with trio.CancelScope() as self._paused_scope:
                 while self.over_output_limit():
                     self._drained = trio.Event()
                     await self._drained.wait()
         finally:
-            self.flow = False
+            self.pause = Pause.NONE
             self._paused_scope = None
             self.last_received = trio.current_time()
 
@@ -698,12 +460,10 @@ class ServerConnection:
         """A hard error or a server shutdown: send Connection.Close, wait briefly for Close-Ok.
         A connection already ending (the client closed it) gets nothing more: its writer may
         be gone, and a frame left in the buffer would hold the final flush for its timeout."""
-        if self.closing or self.finished:
-            self.finished = True
+        if self.proto.event(ConnectionEvent.SERVER_CLOSE) is CLOSED:
             return
         if error.code != CONNECTION_FORCED:
             log.info("connection.error", peer=self.peer, code=error.code, text=error.log_text)
-        self.closing = True
         if self._paused_scope is not None:  # read again, for the Close-Ok
             self._paused_scope.cancel()
         self.cleanup()
@@ -715,66 +475,29 @@ class ServerConnection:
         self._reader_scope.deadline = trio.current_time() + CLOSE_TIMEOUT
 
     def handle_frame(self, frame: frames.Frame) -> None:
-        channel_number = frame.channel
-        if self.closing:
-            self._handle_while_closing(frame)
-            return
-        if channel_number:
-            if frame.type == frames.HEARTBEAT:
-                raise frames.unexpected_frame(frame.type, b"")
-            channel = self.channels.get(channel_number)
+        """One frame, through the state machine; an open channel's go to it directly."""
+        proto = self.proto
+        if frame.channel and proto.state is RUNNING and frame.type != frames.HEARTBEAT:
+            channel = self.channels.get(frame.channel)
             if channel is not None:
                 channel.handle_frame(frame)
-            else:
-                self._open_channel(frame)
+                return
+        action = proto.receive(frame)
+        if action is Action.IGNORE:
             return
-        if frame.type == frames.HEARTBEAT:
-            return
-        if frame.type != frames.METHOD:
-            raise frames.unexpected_frame(frame.type, frame.payload)
-        method = frames.decode_method(frame.payload)
-        kind = type(method)
-        if kind is spec.ConnectionClose:
+        if action is Action.TO_CHANNEL:
+            self.channels[frame.channel].handle_frame(frame)
+        elif action is Action.OPEN_CHANNEL:
+            self._open_channel(frame.channel)
+        elif action is Action.CLOSE:
             self.cleanup()
             self.write(frames.method_frame(0, spec.ConnectionCloseOk()))
-            self.finished = True
-        elif kind is spec.ConnectionUpdateSecret:
-            self.write(frames.method_frame(0, spec.ConnectionUpdateSecretOk()))
-        elif kind in (spec.ConnectionBlocked, spec.ConnectionUnblocked):
-            pass
-        else:
-            raise ConnectionError(
-                CHANNEL_ERROR,
-                "unexpected method in connection state running",
-                method.CLASS_ID,
-                method.METHOD_ID,
-            )
-
-    def _handle_while_closing(self, frame: frames.Frame) -> None:
-        if frame.channel or frame.type != frames.METHOD:
-            return
-        method = frames.decode_method(frame.payload)
-        if type(method) is spec.ConnectionClose:
+        elif action is Action.CLOSE_OK:
             self.write(frames.method_frame(0, spec.ConnectionCloseOk()))
-            self.finished = True
-        elif type(method) is spec.ConnectionCloseOk:
-            self.finished = True
+        elif action is Action.UPDATE_SECRET_OK:
+            self.write(frames.method_frame(0, spec.ConnectionUpdateSecretOk()))
 
-    def _open_channel(self, frame: frames.Frame) -> None:
-        number = frame.channel
-        if frame.type != frames.METHOD:
-            raise ConnectionError(CHANNEL_ERROR, "expected 'channel.open'")
-        method = frames.decode_method(frame.payload)
-        if type(method) is not spec.ChannelOpen:
-            raise ConnectionError(
-                CHANNEL_ERROR, "expected 'channel.open'", method.CLASS_ID, method.METHOD_ID
-            )
-        if len(self.channels) >= self.channel_max:
-            raise ConnectionError(
-                NOT_ALLOWED,
-                f"number of channels opened ({len(self.channels)}) has reached "
-                f"the negotiated channel_max ({self.channel_max})",
-            )
+    def _open_channel(self, number: int) -> None:
         channel = Channel(self, number)
         self.channels[number] = channel
         assert self._nursery is not None
@@ -801,10 +524,10 @@ class ServerConnection:
         while True:
             await trio.sleep(interval / 2)
             now = trio.current_time()
-            paused = self.blocked or self.flow  # we are not reading: silence proves nothing
+            paused = self.pause is not Pause.NONE  # not reading: silence proves nothing
             if now - self.last_received > interval * 2 and not paused:
                 log.warning("connection.heartbeat_timeout", peer=self.peer, timeout=interval)
-                self.finished = True
+                self.proto.event(ConnectionEvent.GONE)
                 self._reader_scope.cancel()
                 return
             if now - self.last_sent >= interval / 2:

@@ -26,6 +26,7 @@ from trimq import __version__
 from trimq.admin_errors import AdminError, ErrorKind
 from trimq.amqp.publish import clear_caches
 from trimq.broker.definitions import export_definitions, import_definitions
+from trimq.broker.deletion import DeletionRefused, Refusal, check_deletable
 from trimq.broker.vhost import VHost
 from trimq.info_items import BINDING_ITEMS, CONSUMER_ITEMS, ITEMS
 from trimq.server import info
@@ -514,12 +515,16 @@ async def _delete_queue(state: ServerState, args: dict[str, Any]) -> Any:
     queue = vhost.queues.get(name)
     if queue is None:
         raise AdminError(ErrorKind.NOT_FOUND, f"queue '{name}' in vhost '{vhost.name}' not found")
-    if arg_bool(args, "if_unused") and queue.consumers:
-        raise AdminError(ErrorKind.IN_USE, f"queue '{name}' in vhost '{vhost.name}' in use")
-    if arg_bool(args, "if_empty") and queue.ready:
+    try:
+        check_deletable(queue, arg_bool(args, "if_unused"), arg_bool(args, "if_empty"))
+    except DeletionRefused as refused:  # rabbitmqctl's words: "in use", "is not empty"
+        if refused.refusal is Refusal.IN_USE:
+            raise AdminError(
+                ErrorKind.IN_USE, f"queue '{name}' in vhost '{vhost.name}' in use"
+            ) from None
         raise AdminError(
             ErrorKind.NOT_EMPTY, f"queue '{name}' in vhost '{vhost.name}' is not empty"
-        )
+        ) from None
     return {"messages": vhost.delete_queue(queue)}
 
 

@@ -14,9 +14,11 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from trimq.amqp.codec import TypedTable, typed_to_plain
+from trimq.amqp.state import ChannelMode
 from trimq.broker.exchange import Exchange
 from trimq.broker.queue import Queue
 from trimq.broker.vhost import VHost
+from trimq.server.connection import Pause
 
 if TYPE_CHECKING:
     from trimq.server.channel import Channel
@@ -184,9 +186,9 @@ def connection_state(connection: ServerConnection, state: ServerState) -> str:
     not read until its output is sent is in "flow"."""
     if connection.closing:
         return "closing"
-    if connection.blocked:
+    if connection.pause is Pause.BLOCKED:
         return "blocked"
-    if connection.flow:
+    if connection.pause is Pause.FLOW:
         return "flow"
     return "blocking" if state.resources.alarms else "running"
 
@@ -240,8 +242,8 @@ def channel_rows(state: ServerState) -> list[dict[str, Any]]:
                     "number": number,
                     "user": connection.username,
                     "vhost": connection.vhost.name,
-                    "transactional": channel.transactional,
-                    "confirm": channel.confirm,
+                    "transactional": channel.proto.mode is ChannelMode.TX,
+                    "confirm": channel.proto.mode is ChannelMode.CONFIRM,
                     "consumer_count": len(channel.consumers),
                     "messages_unacknowledged": len(channel.unacked),
                     "messages_uncommitted": len(channel.tx_ops),
