@@ -5,9 +5,29 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from trimq.management.api import overview, permissions, users, vhosts
+from trimq.management.api import (
+    definitions,
+    limits,
+    nodes,
+    overview,
+    permissions,
+    policies,
+    topic_permissions,
+    users,
+    vhosts,
+)
 
-FAMILIES = (overview, vhosts, users, permissions)
+FAMILIES = (
+    overview,
+    nodes,
+    vhosts,
+    users,
+    permissions,
+    topic_permissions,
+    policies,
+    limits,
+    definitions,
+)
 
 
 def routes() -> list[BaseRoute]:
