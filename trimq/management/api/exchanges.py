@@ -83,7 +83,7 @@ async def list_vhost_exchanges(ctx: Context) -> Any:
 
 @endpoint()
 async def get_exchange(ctx: Context) -> Any:
-    _vhost_, exchange = _exchange(ctx)
+    exchange = _exchange(ctx)[1]
     return {**render_exchange(exchange), "incoming": [], "outgoing": []}
 
 
@@ -106,7 +106,7 @@ async def put_exchange(ctx: Context) -> Response:
         permit(ctx, vhost.name, "write", target)
 
     try:
-        _exchange_, made = vhost.declare_exchange(
+        made = vhost.declare_exchange(
             name,
             type_,
             durable=as_bool(body.get("durable")),
@@ -114,7 +114,7 @@ async def put_exchange(ctx: Context) -> Response:
             internal=as_bool(body.get("internal")),
             arguments=arguments,
             may_forward=may_forward if alternate is not None else None,
-        )
+        )[1]
     except AMQPError as exc:
         raise http_error(exc) from None
     return created() if made else no_content()

@@ -152,7 +152,7 @@ async def list_default_vhost_queues(ctx: Context) -> Any:
 
 @endpoint()
 async def get_queue(ctx: Context) -> Any:
-    _vhost_, queue = _queue(ctx)
+    queue = _queue(ctx)[1]
     return {
         **render_queue(queue, unacked_bytes(ctx)),
         "consumer_details": [render_consumer(c) for c in queue.consumers],
@@ -168,13 +168,13 @@ async def put_queue(ctx: Context) -> Response:
     body = await ctx.json()
     permit(ctx, vhost.name, "configure", name)
     try:
-        _queue_, made = vhost.declare_queue(
+        made = vhost.declare_queue(
             name,
             None,
             durable=as_bool(body.get("durable")),
             auto_delete=as_bool(body.get("auto_delete")),
             arguments=json_table(body.get("arguments")),
-        )
+        )[1]
     except AMQPError as exc:
         raise http_error(exc) from None
     return created() if made else no_content()
