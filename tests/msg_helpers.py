@@ -28,7 +28,7 @@ def eventually(read: Callable[[], T], check: Callable[[T], bool], timeout: float
 
 def connection_name(connection: pika.BlockingConnection) -> str:
     """ "127.0.0.1:40001 -> 127.0.0.1:5672": the client's end, then the broker's."""
-    sock: Any = connection._impl._transport._sock  # type: ignore[attr-defined]
+    sock: Any = connection._impl._transport._sock
     local = sock.getsockname()
     peer = sock.getpeername()
     return f"{local[0]}:{local[1]} -> {peer[0]}:{peer[1]}"
