@@ -140,6 +140,7 @@ RABBITMQ_REFERENCE = frozenset(
         "test_management_queues.py",
         "test_management_exchanges.py",
         "test_management_connections.py",
+        "test_management_clients.py",
     }
 )
 

@@ -187,13 +187,14 @@ def test_bindings_with_properties_key_and_location(api: Api, exchange: str, queu
         {"routing_key": "a.b", "arguments": {"x": "y"}},
         {},
         {"routing_key": "a/b c%"},
+        {"routing_key": "o.*~"},
     ):
         answer = api.post("bindings", "/", "e", exchange, "q", queue, json=body)
         assert answer.status_code == 201 and answer.text == ""
         locations.append(answer.headers["location"])
     assert locations[0] == f"{queue}/a.b"
     assert locations[1].startswith(f"{queue}/a.b~") and len(locations[1]) > len(queue) + 5
-    assert locations[2:] == [f"{queue}/~", f"{queue}/a%252Fb%2Bc%2525"]
+    assert locations[2:] == [f"{queue}/~", f"{queue}/a%252Fb%2Bc%2525", f"{queue}/o.%252A%257E"]
 
     listed = api.get("bindings", "/", "e", exchange, "q", queue).json()
     with_args = listed[2]["properties_key"]
@@ -213,10 +214,13 @@ def test_bindings_with_properties_key_and_location(api: Api, exchange: str, queu
             ("a.b", {}, "a.b"),
             ("a.b", {"x": "y"}, with_args),
             ("a/b c%", {}, "a%2Fb+c%25"),
+            ("o.*~", {}, "o.%2A%7E"),
         )
     ]
     assert api.get("bindings", "/", "e", exchange, "q", queue, "a.b").json() == listed[1]
     assert api.get("bindings", "/", "e", exchange, "q", queue, "~").json() == listed[0]
+    # the key as written in a path is unquoted first: `o.*%7E` names the key `o.%2A%7E`
+    assert api.get("bindings", "/", "e", exchange, "q", queue, "o.*%7E").json() == listed[4]
     assert api.get("bindings", "/", "e", exchange, "q", queue, "a.b~nope").json() == NOT_FOUND
     on_queue = api.get("queues", "/", queue, "bindings").json()
     assert on_queue[0] == {

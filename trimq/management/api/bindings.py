@@ -14,7 +14,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote_plus
 
 from starlette.responses import Response
 
@@ -29,12 +29,31 @@ from trimq.management.lists import respond_list
 from trimq.management.routes import endpoint, no_content, route
 
 
-def properties_key(routing_key: str, arguments: dict[str, Any]) -> str:
-    if not arguments:
-        return quote_plus(routing_key, safe="") if routing_key else "~"
+def _quoted(routing_key: str) -> str:
+    """RabbitMQ's quoting of a routing key in a properties_key: only letters, digits and
+    `-_.` stay as they are, a space is `+` (so `~` never appears in it)."""
+    return quote_plus(routing_key, safe="").replace("~", "%7E")
+
+
+def _arguments_hash(arguments: dict[str, Any]) -> str:
     canonical = json.dumps(plain_table(arguments), sort_keys=True, default=str)
     digest = hashlib.sha256(canonical.encode()).digest()[:4]
-    return f"{quote_plus(routing_key, safe='')}~{base64.urlsafe_b64encode(digest).decode()[:6]}"
+    return base64.urlsafe_b64encode(digest).decode()[:6]
+
+
+def properties_key(routing_key: str, arguments: dict[str, Any]) -> str:
+    if not arguments:
+        return _quoted(routing_key) if routing_key else "~"
+    return f"{_quoted(routing_key)}~{_arguments_hash(arguments)}"
+
+
+def names_binding(key: str, binding: Binding) -> bool:
+    """Whether a properties_key from a path names `binding`. As RabbitMQ, the routing key
+    part is unquoted first, so `orders.*` names the key RabbitMQ writes `orders.%2A`."""
+    quoted, _, digest = key.partition("~")
+    if unquote_plus(quoted) != binding.routing_key:
+        return False
+    return digest == (_arguments_hash(binding.arguments) if binding.arguments else "")
 
 
 def render(vhost: str, source: str, binding: Binding) -> dict[str, Any]:
@@ -59,7 +78,7 @@ def default_binding(queue: Queue) -> dict[str, Any]:
         "destination_type": "queue",
         "routing_key": queue.name,
         "arguments": {},
-        "properties_key": quote_plus(queue.name, safe="") or "~",
+        "properties_key": _quoted(queue.name) or "~",
     }
 
 
@@ -141,7 +160,7 @@ def _one(ctx: Context) -> tuple[VHost, Exchange, Binding]:
     vhost, source, destination = _pair(ctx)
     wanted = ctx.params["props"]
     for binding in _between(source, destination):
-        if properties_key(binding.routing_key, binding.arguments) == wanted:
+        if names_binding(wanted, binding):
             assert source is not None
             return vhost, source, binding
     raise not_found()
