@@ -11,9 +11,23 @@ from typing import Any
 from trimq.amqp.codec import typed_to_plain
 from trimq.broker.definitions import typed_table
 from trimq.broker.message_view import json_value
+from trimq.broker.vhost import VHost
 from trimq.errors import ACCESS_REFUSED, NOT_FOUND, AMQPError
 from trimq.management.context import Context
-from trimq.management.errors import ApiError, bad_request, not_authorised
+from trimq.management.errors import ApiError, bad_request, not_authorised, not_found
+
+VHOST_NOT_FOUND = ApiError(404, "not_found", "vhost_not_found")  # PUT into a missing vhost
+
+
+def vhost_for(ctx: Context, name: str | None = None, missing: ApiError | None = None) -> VHost:
+    """The vhost the path names (or `name`): 404 when it does not exist (or `missing`), and
+    RabbitMQ's 401 when the user may not see it (no permissions there, no monitoring tag)."""
+    vhost = ctx.broker.vhosts.get(ctx.params["vhost"] if name is None else name)
+    if vhost is None:
+        raise missing or not_found()
+    if not ctx.may_see(vhost.name):
+        raise not_authorised("User not authorised to access virtual host")
+    return vhost
 
 
 def permit(ctx: Context, vhost: str, kind: str, name: str) -> None:
