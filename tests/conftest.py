@@ -139,6 +139,11 @@ RABBITMQ_REFERENCE = frozenset(
         "test_permissions.py",
         "test_management_api.py",
         "test_management_admin.py",
+        "test_management_queues.py",
+        "test_management_exchanges.py",
+        "test_management_connections.py",
+        "test_management_clients.py",
+        "test_management_access.py",
     }
 )
 

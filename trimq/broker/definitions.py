@@ -21,8 +21,9 @@ def _plain_table(typed: TypedTable) -> dict[str, Any]:
     return {k: typed_to_plain(v) for k, v in typed.items()}
 
 
-def _typed_table(plain: dict[str, Any] | None) -> TypedTable:
-    """JSON values to typed fields, with the letters RabbitMQ gives JSON numbers and strings."""
+def typed_table(plain: dict[str, Any] | None) -> TypedTable:
+    """JSON values to typed fields, with the letters RabbitMQ gives JSON numbers and strings
+    (the management API's arguments too)."""
     typed: TypedTable = {}
     for key, value in (plain or {}).items():
         if isinstance(value, bool):
@@ -32,9 +33,9 @@ def _typed_table(plain: dict[str, Any] | None) -> TypedTable:
         elif isinstance(value, float):
             typed[key] = TypedValue("d", value)
         elif isinstance(value, dict):
-            typed[key] = TypedValue("F", _typed_table(value))
+            typed[key] = TypedValue("F", typed_table(value))
         elif isinstance(value, list):
-            typed[key] = TypedValue("A", [_typed_table({"v": v})["v"] for v in value])
+            typed[key] = TypedValue("A", [typed_table({"v": v})["v"] for v in value])
         elif value is None:
             typed[key] = TypedValue("V", None)
         else:
@@ -220,7 +221,7 @@ def _table(entry: dict[str, Any], section: str) -> dict[str, Any]:
         raise AdminError(
             ErrorKind.ERROR, f"invalid definitions: arguments in '{section}' must be objects"
         )
-    return _typed_table(arguments)
+    return typed_table(arguments)
 
 
 def _check(broker: Broker, doc: dict[str, Any]) -> None:

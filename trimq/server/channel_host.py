@@ -33,6 +33,11 @@ class ChannelHost(Protocol):
     publisher: bool  # set at the first publish: resource alarms block it from then on
 
     @property
+    def name(self) -> str:
+        """"PEER -> LOCAL": a channel is named after its connection in listings."""
+        ...
+
+    @property
     def closing(self) -> bool:
         """It sent Connection.Close: confirms stop."""
         ...
