@@ -26,6 +26,7 @@ from trimq.broker import reply_to
 from trimq.broker.arguments import parse_expiration
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.queue import Consumer, Queue
+from trimq.broker.stats import MessageStats, count_confirms, count_publish, count_unroutable
 from trimq.broker.vhost import generated_name
 from trimq.errors import (
     ACCESS_REFUSED,
@@ -121,6 +122,8 @@ class Channel:
         self.connection = connection
         self.number = number
         self.vhost = connection.vhost
+        self.stats = MessageStats()
+        connection.broker.totals.channels_opened += 1
         self.assembler = ContentAssembler(connection.broker.config.max_message_size)
         self.closing = False  # we sent Channel.Close and wait for Close-Ok
         self.closed = trio.Event()  # the channel is gone: its nursery ends
@@ -186,6 +189,7 @@ class Channel:
                 nursery.cancel_scope.cancel()
         finally:
             self.cleanup()
+            self.connection.broker.totals.channels_closed += 1
 
     async def _confirm_task(self) -> None:
         """Confirms wait for the fsync covering their messages; one wait serves a whole batch."""
@@ -691,7 +695,7 @@ class Channel:
     def on_get(self, m: spec.BasicGet) -> None:
         self.permit("read", "queue", self.queue_name(m.queue))
         queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
-        entry = queue.get(m.no_ack)
+        entry = queue.get(m.no_ack, self.stats)
         if entry is None:
             self.write_method(spec.BasicGetEmpty())
             return
@@ -735,7 +739,7 @@ class Channel:
         groups = _by_queue(items)
         for queue, entries in groups:
             if outcome == "ack":
-                queue.settle(entries)
+                queue.settle(entries, self.stats)
             elif outcome == "requeue":
                 queue.requeue(entries)
             else:
@@ -873,6 +877,7 @@ class Channel:
         """Route and enqueue; returns the LSN that must be durable before confirming (or 0),
         and whether a queue refused the message (the publisher gets a Basic.Nack)."""
         headers = message.properties.headers
+        count_publish(self.stats, self.vhost.stats, exchange.stats, self.confirm)
         if exchange is self.vhost.default_exchange and message.routing_key.startswith(
             reply_to.PREFIX
         ):
@@ -882,6 +887,7 @@ class Channel:
                 return 0, False
         queues = self.vhost.route(exchange, message.routing_key, message)
         if not queues:
+            count_unroutable(self.stats, self.vhost.stats, mandatory)
             if mandatory:
                 self.write_with_content(
                     spec.BasicReturn(NO_ROUTE, "NO_ROUTE", message.exchange, message.routing_key),
@@ -904,6 +910,8 @@ class Channel:
             return
         start = self.confirmed_upto + 1
         self.confirmed_upto = upto
+        nacks = sum(seq <= upto for seq in self.nacked) if self.nacked else 0
+        count_confirms(self.stats, self.vhost.stats, upto - start + 1 - nacks)
         if not self.nacked:
             self.write_method(spec.BasicAck(upto, upto > start))
             return
