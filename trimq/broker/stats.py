@@ -19,7 +19,7 @@ SAMPLE_INTERVAL = 5.0  # seconds, as RabbitMQ's collect_statistics_interval
 FIELDS = (
     "publish",  # messages published (on a channel or vhost), or enqueued (on a queue)
     "publish_in",  # messages published into an exchange
-    "publish_out",  # copies routed out of an exchange to queues
+    "publish_out",  # copies routed out of an exchange (in a vhost) to queues
     "confirm",  # publisher confirms (Basic.Ack) sent
     "received_confirm",  # publishes received on a channel in confirm mode
     "deliver",  # deliveries to consumers with acks

@@ -516,6 +516,7 @@ class VHost:
             if queue is None:
                 return []
             exchange.stats.publish_out += 1
+            self.stats.publish_out += 1
             return [queue]
         keys = [routing_key]
         if headers:
@@ -551,4 +552,5 @@ class VHost:
                     pending.append(target)
         if queues:
             exchange.stats.publish_out += len(queues)
+            self.stats.publish_out += len(queues)
         return list(queues.values())
