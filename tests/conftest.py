@@ -206,3 +206,11 @@ def channel(
 def unique(request: pytest.FixtureRequest) -> str:
     """A name unique to this test, so tests sharing one broker never collide."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:120] + f".{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def prometheus_url() -> str:
+    url = os.environ.get("TRIMQ_TEST_PROMETHEUS_URL")
+    if not url:
+        pytest.skip("no Prometheus listener yet")
+    return url.rstrip("/")

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from trimq.amqp.codec import TypedTable
 from trimq.broker import headers
+from trimq.broker.stats import MessageStats
 
 if TYPE_CHECKING:
     from trimq.broker.message import Message
@@ -69,6 +70,7 @@ class Exchange:
         self.deleted = False
         self.policy: Any = None  # trimq.broker.policy.Policy
         self.alternate_exchange: str | None = None
+        self.stats = MessageStats()
         self.apply_policy(None)
 
     def apply_policy(self, policy: Any) -> None:

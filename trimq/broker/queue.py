@@ -23,6 +23,7 @@ from trimq.broker.journal import Journal
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.policy import Policy
 from trimq.broker.ready import ReadyList
+from trimq.broker.stats import MessageStats
 from trimq.broker.timers import Timers
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 class DeliverySink(Protocol):
     """What a queue needs from the channel a consumer lives on."""
+
+    stats: MessageStats  # the channel's message counters
 
     def can_deliver(self, consumer: Consumer) -> bool: ...
 
@@ -51,6 +54,7 @@ class Consumer:
         "priority",
         "queue",
         "sink",
+        "stats",
         "tag",
         "unacked",
     )
@@ -69,6 +73,7 @@ class Consumer:
         self.encoded_tag = encode_shortstr(tag)  # as every delivery to it carries the tag
         self.queue = queue
         self.sink = sink
+        self.stats = sink.stats  # its channel's counters, counted as it is delivered to
         self.no_ack = no_ack
         self.exclusive = exclusive
         self.arguments = arguments
@@ -114,6 +119,7 @@ class Queue:
         self._expiry: list[tuple[float, QueuedMessage]] = []  # (deadline, entry) heap
         self._retiring: Consumer | None = None  # a cancelled single active consumer
         self.last_used = time.monotonic()
+        self.stats = MessageStats()
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} in {self.vhost!r}>"
@@ -157,6 +163,7 @@ class Queue:
                 self._dead_letter([QueuedMessage(message, self.next_seq)], "maxlen")
             return False
         self.next_seq += 1
+        self.stats.publish += 1
         entry = QueuedMessage(message, self.next_seq)
         ttl = None if message.ttl is None and settings.message_ttl is None else self._ttl(message)
         if ttl:
@@ -240,6 +247,7 @@ class Queue:
         journal = self.journal
         delivered: list[int] = []
         settled: list[int] = []
+        with_ack = without_ack = redelivered = 0
         # Most queues have one consumer: no round-robin to do (it can be cancelled meanwhile).
         only = (
             consumers[0]
@@ -260,15 +268,32 @@ class Queue:
                 self._expire(entry)
                 continue
             entry.delivery_count += 1
-            if not consumer.no_ack:
+            if consumer.no_ack:
+                without_ack += 1
+                consumer.stats.deliver_no_ack += 1
+            else:
                 self.unacked += 1
+                with_ack += 1
+                consumer.stats.deliver += 1
+            if entry.redelivered:
+                redelivered += 1
+                consumer.stats.redeliver += 1
             if journal is not None and entry.message.id:
                 (settled if consumer.no_ack else delivered).append(entry.message.id)
             consumer.sink.deliver(consumer, entry, self)
+        if with_ack or without_ack:
+            self._count_deliveries(with_ack, without_ack, redelivered)
         if delivered:
             journal.deliver(self, delivered)  # type: ignore[union-attr]
         if settled:
             journal.settle(self, settled)  # type: ignore[union-attr]
+
+    def _count_deliveries(self, with_ack: int, without_ack: int, redelivered: int) -> None:
+        """A dispatch batch's deliveries, in the queue's and its vhost's counters."""
+        for stats in (self.stats, self.home.stats) if self.home is not None else (self.stats,):
+            stats.deliver += with_ack
+            stats.deliver_no_ack += without_ack
+            stats.redeliver += redelivered
 
     def _next_consumer(self) -> Consumer | None:
         if self.settings.single_active_consumer:
@@ -287,18 +312,20 @@ class Queue:
                     return consumer
         return None
 
-    def get(self, no_ack: bool) -> QueuedMessage | None:
-        """Take the next ready message for Basic.Get."""
+    def get(self, no_ack: bool, channel: MessageStats | None = None) -> QueuedMessage | None:
+        """Take the next ready message for Basic.Get (on a channel with these counters)."""
         self.touch()
         while True:
             entry = self.ready.popleft()
             if entry is None:
+                self._count_get(channel, "get_empty", False)
                 return None
             if entry.expires_at is not None and entry.expires_at <= time.monotonic():
                 self._expire(entry)
                 continue
             break
         entry.delivery_count += 1
+        self._count_get(channel, "get_no_ack" if no_ack else "get", entry.redelivered)
         if no_ack:
             self._journal_settle([entry])
         else:
@@ -307,11 +334,25 @@ class Queue:
                 self.journal.deliver(self, [entry.message.id])
         return entry
 
+    def _count_get(self, channel: MessageStats | None, name: str, redelivered: bool) -> None:
+        for stats in (self.stats, channel, self.home.stats if self.home is not None else None):
+            if stats is not None:
+                setattr(stats, name, getattr(stats, name) + 1)
+                if redelivered:
+                    stats.redeliver += 1
+
     # -- acknowledgements -----------------------------------------------------------------
 
-    def settle(self, entries: list[QueuedMessage]) -> None:
-        """Messages delivered with ack required were acked."""
-        self.unacked -= len(entries)
+    def settle(self, entries: list[QueuedMessage], channel: MessageStats | None = None) -> None:
+        """Messages delivered with ack required were acked (on a channel with these
+        counters)."""
+        count = len(entries)
+        self.unacked -= count
+        self.stats.ack += count
+        if channel is not None:
+            channel.ack += count
+        if self.home is not None:
+            self.home.stats.ack += count
         self._journal_settle(entries)
 
     def reject(self, entries: list[QueuedMessage]) -> None:

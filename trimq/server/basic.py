@@ -145,7 +145,7 @@ def on_cancel(channel: Channel, m: spec.BasicCancel) -> None:
 def on_get(channel: Channel, m: spec.BasicGet) -> None:
     channel.permit("read", "queue", channel.queue_name(m.queue))
     queue = channel.vhost.get_queue(channel.queue_name(m.queue), channel.connection)
-    entry = queue.get(m.no_ack)
+    entry = queue.get(m.no_ack, channel.stats)
     if entry is None:
         channel.write_method(spec.BasicGetEmpty())
         return
@@ -189,7 +189,7 @@ def settle(channel: Channel, taken: dict[int, Unacked], outcome: Settlement) -> 
     groups = by_queue(items)
     for queue, entries in groups:
         if outcome is Settlement.ACK:
-            queue.settle(entries)
+            queue.settle(entries, channel.stats)
         elif outcome is Settlement.REQUEUE:
             queue.requeue(entries)
         else:

@@ -27,6 +27,7 @@ from trimq.broker import reply_to
 from trimq.broker.arguments import parse_expiration
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.queue import Consumer, Queue
+from trimq.broker.stats import MessageStats, count_confirms, count_publish, count_unroutable
 from trimq.errors import (
     ACCESS_REFUSED,
     INTERNAL_ERROR,
@@ -84,6 +85,8 @@ class Channel:
         self.number = number
         self.vhost = connection.vhost
         self.assembler = ContentAssembler(connection.broker.config.max_message_size)
+        self.stats = MessageStats()
+        connection.broker.totals.channels_opened += 1
         self.proto = ChannelMachine()  # open, closing or closed; plain, confirm or tx mode
         self.closed = trio.Event()  # the channel is gone: its nursery ends
         self._confirms_ready = trio.Event()
@@ -117,6 +120,7 @@ class Channel:
                 nursery.cancel_scope.cancel()
         finally:
             self.cleanup()
+            self.connection.broker.totals.channels_closed += 1
 
     async def _confirm_task(self) -> None:
         """Confirms wait for the fsync covering their messages; one wait serves a whole batch."""
@@ -538,6 +542,7 @@ class Channel:
         """Route and enqueue; returns the LSN that must be durable before confirming (or 0),
         and whether a queue refused the message (the publisher gets a Basic.Nack)."""
         headers = message.properties.headers
+        count_publish(self.stats, self.vhost.stats, exchange.stats, self.proto.mode is CONFIRM)
         if exchange is self.vhost.default_exchange and message.routing_key.startswith(
             reply_to.PREFIX
         ):
@@ -547,6 +552,7 @@ class Channel:
                 return 0, False
         queues = self.vhost.route(exchange, message.routing_key, message)
         if not queues:
+            count_unroutable(self.stats, self.vhost.stats, mandatory)
             if mandatory:
                 self.write_with_content(
                     spec.BasicReturn(NO_ROUTE, "NO_ROUTE", message.exchange, message.routing_key),
@@ -569,6 +575,8 @@ class Channel:
             return
         start = self.confirmed_upto + 1
         self.confirmed_upto = upto
+        nacks = sum(seq <= upto for seq in self.nacked) if self.nacked else 0
+        count_confirms(self.stats, self.vhost.stats, upto - start + 1 - nacks)
         if not self.nacked:
             self.write_method(spec.BasicAck(upto, upto > start))
             return

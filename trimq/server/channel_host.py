@@ -34,7 +34,7 @@ class ChannelHost(Protocol):
 
     @property
     def name(self) -> str:
-        """"PEER -> LOCAL": a channel is named after its connection in listings."""
+        """ "PEER -> LOCAL": a channel is named after its connection in listings."""
         ...
 
     @property
