@@ -249,6 +249,8 @@ function live(fn) {
 function route() {
   if (!authHeader()) return;
   stopRefresh();
+  if (!ui.keepFlash) $('flash').hidden = true;
+  ui.keepFlash = false;
   const hash = location.hash.replace(/^#\/?/, '');
   const parts = hash.split('/').map((p) => {
     try {
@@ -531,9 +533,11 @@ function drawChart(canvas, legend, samples) {
   }
   const last = samples[samples.length - 1] || {};
   legend.replaceChildren(
-    ...SERIES.map(([key, label, color]) =>
-      h('span', { class: 'legend-item' }, h('span', { class: 'swatch', style: 'background:' + color }), label + ' ' + (last[key] || 0).toFixed(1) + '/s'),
-    ),
+    ...SERIES.map(([key, label, color]) => {
+      const swatch = h('span', { class: 'swatch' });
+      swatch.style.background = color; // a CSSOM property, which the page's CSP allows
+      return h('span', { class: 'legend-item' }, swatch, label + ' ' + (last[key] || 0).toFixed(1) + '/s');
+    }),
   );
 }
 
@@ -577,7 +581,9 @@ function pageConnections(root) {
 
 function clientName(c) {
   const props = c.client_properties || {};
-  return [props.product, props.version].filter(Boolean).map(String).join(' ');
+  const product = [props.product, props.version].filter(Boolean).map(String).join(' ');
+  const named = c.user_provided_name || props.connection_name;
+  return named ? named + (product ? ' (' + product + ')' : '') : product;
 }
 
 function pageChannels(root) {
@@ -686,7 +692,10 @@ function pageExchange(vhost, name) {
         () => {
           if (!confirm('Delete exchange ' + name + '?')) return;
           act(() => api('DELETE', path), 'Exchange ' + name + ' deleted.').then((r) => {
-            if (r !== undefined) location.hash = '#/exchanges';
+            if (r !== undefined) {
+              ui.keepFlash = true;
+              location.hash = '#/exchanges';
+            }
           });
         },
         { class: 'danger', id: 'exchange-delete' },
@@ -902,7 +911,10 @@ function pageQueue(vhost, name) {
           () => {
             if (!confirm('Delete queue ' + name + '?')) return;
             act(() => api('DELETE', path), 'Queue ' + name + ' deleted.').then((r) => {
-              if (r !== undefined) location.hash = '#/queues';
+              if (r !== undefined) {
+              ui.keepFlash = true;
+              location.hash = '#/queues';
+            }
             });
           },
           { class: 'danger', id: 'queue-delete' },
