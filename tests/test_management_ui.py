@@ -12,16 +12,19 @@ not installed (CI installs them).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pika
 import pika.exceptions
 import pytest
+import requests
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
@@ -108,9 +111,10 @@ def queue_count(browser: WebDriver, queue: str) -> str:
     fill(browser, "queues-filter", queue)
     cell = f'span.messages[data-queue="{queue}"]'
     return until(
-        browser, lambda b: b.find_elements(By.CSS_SELECTOR, cell) and b.find_element(
-            By.CSS_SELECTOR, cell
-        ).text
+        browser,
+        lambda b: (
+            b.find_elements(By.CSS_SELECTOR, cell) and b.find_element(By.CSS_SELECTOR, cell).text
+        ),
     )
 
 
@@ -215,3 +219,108 @@ def test_login_refused_and_values_shown_as_text(
     finally:
         channel.queue_delete(markup)
         setup.close()
+
+
+def api_get(base: str, path: str) -> Any:
+    response = requests.get(base + "/api" + path, auth=("guest", "guest"), timeout=WAIT)
+    return response.json() if response.status_code == 200 else None
+
+
+def unfold(browser: WebDriver, form_id: str) -> WebElement:
+    """The form, its <details> opened if it was folded."""
+    form = browser.find_element(By.ID, form_id)
+    folded = form.find_elements(By.XPATH, "ancestor::details[not(@open)]/summary")
+    if folded:
+        folded[0].click()
+    return form
+
+
+def submit(browser: WebDriver, form_id: str, fields: dict[str, str]) -> None:
+    """Fill the form (unfolded) and submit it."""
+    form = unfold(browser, form_id)
+    for element_id, value in fields.items():
+        fill(browser, element_id, value)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def test_admin_pages(
+    driver: WebDriver, management_url: str, broker: Any, shots: Path, unique: str, tmp_path: Path
+) -> None:
+    base = management_url.rstrip("/")
+    vhost, user, policy = "ui-vhost-" + unique, "ui-user-" + unique, "ui-policy-" + unique
+    log_in(driver, base)
+    go(driver, "Admin")
+    shown(driver, "#users-table")
+
+    submit(driver, "vhost-form", {"vhost-name": vhost, "vhost-description": "from the UI"})
+    text_in(driver, "#flash", f"Virtual host {vhost} saved.")
+    text_in(driver, "#vhosts-table", vhost)
+    submit(
+        driver,
+        "user-form",
+        {"user-name": user, "user-password": "s3cret", "user-tags": "monitoring"},
+    )
+    text_in(driver, "#flash", f"User {user} saved.")
+    assert api_get(base, f"/users/{user}")["tags"] in (["monitoring"], "monitoring")
+    vhost_option = f'#perm-vhost option[value="{vhost}"]'
+    until(driver, ec.presence_of_element_located((By.CSS_SELECTOR, vhost_option)))
+    unfold(driver, "perm-form")
+    Select(driver.find_element(By.ID, "perm-vhost")).select_by_value(vhost)
+    submit(driver, "perm-form", {"perm-user": user, "perm-write": "^ui-"})
+    text_in(driver, "#flash", "Permissions set.")
+    permission = api_get(base, f"/permissions/{quote(vhost, safe='')}/{user}")
+    assert (permission["configure"], permission["write"], permission["read"]) == (
+        ".*",
+        "^ui-",
+        ".*",
+    )
+    unfold(driver, "policy-form")
+    Select(driver.find_element(By.ID, "policy-vhost")).select_by_value(vhost)
+    submit(
+        driver,
+        "policy-form",
+        {"policy-name": policy, "policy-pattern": "^ui-", "policy-definition": '{"max-length": 5}'},
+    )
+    text_in(driver, "#flash", f"Policy {policy} saved.")
+    assert api_get(base, f"/policies/{quote(vhost, safe='')}/{policy}")["definition"] == {
+        "max-length": 5
+    }
+    text_in(driver, "#policies-table", policy)
+    driver.execute_script("window.scrollTo(0, 0)")
+    driver.save_screenshot(str(shots / "ui-admin.png"))
+
+    # Definitions: export makes a download link; import creates what the file defines.
+    driver.find_element(By.ID, "definitions-export").click()
+    text_in(driver, "#flash", "Definitions exported.")
+    assert shown(driver, "#definitions-download").get_attribute("href").startswith("blob:")
+    queue = "ui-imported-" + unique
+    definitions = tmp_path / "definitions.json"
+    definitions.write_text(
+        json.dumps(
+            {
+                "queues": [
+                    {
+                        "name": queue,
+                        "vhost": vhost,
+                        "durable": True,
+                        "auto_delete": False,
+                        "arguments": {},
+                    }
+                ]
+            }
+        )
+    )
+    driver.find_element(By.ID, "definitions-file").send_keys(str(definitions))
+    driver.find_element(By.CSS_SELECTOR, "#definitions-import button[type=submit]").click()
+    text_in(driver, "#flash", "Definitions imported.")
+    assert api_get(base, f"/queues/{quote(vhost, safe='')}/{queue}")["name"] == queue
+
+    # Deleting the vhost from its row (after the browser's confirmation) removes it all.
+    row = f'//table[@id="vhosts-table"]//tr[td[1][.="{vhost}"]]//button'
+    until(driver, lambda b: b.find_element(By.XPATH, row).click() or True)
+    until(driver, ec.alert_is_present()).accept()
+    until(driver, lambda b: api_get(base, f"/vhosts/{quote(vhost, safe='')}") is None)
+    row = f'//table[@id="users-table"]//tr[td[1][.="{user}"]]//button'
+    until(driver, lambda b: b.find_element(By.XPATH, row).click() or True)
+    until(driver, ec.alert_is_present()).accept()
+    until(driver, lambda b: api_get(base, f"/users/{user}") is None)

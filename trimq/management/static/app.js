@@ -277,23 +277,28 @@ function route() {
   ui.timer = setInterval(refreshNow, REFRESH_MS);
 }
 
+/** Fetch the vhost names and refill every vhost <select> on the page, keeping its choice. */
 async function loadVhosts() {
   try {
     const list = await api('GET', '/vhosts?columns=name');
     ui.vhosts = list.map((v) => v.name);
   } catch (err) {
-    ui.vhosts = ['/'];
+    if (!ui.vhosts.length) ui.vhosts = ['/'];
   }
+  for (const select of document.querySelectorAll('select.vhost-select')) fillVhosts(select);
   return ui.vhosts;
 }
 
+function fillVhosts(select) {
+  const chosen = select.value;
+  select.replaceChildren(...(ui.vhosts.length ? ui.vhosts : ['/']).map((n) => h('option', { value: n }, n)));
+  if (ui.vhosts.includes(chosen)) select.value = chosen;
+}
+
 function vhostSelect(id) {
-  const select = h('select', { id, name: 'vhost' });
-  const fill = (names) => {
-    select.replaceChildren(...names.map((n) => h('option', { value: n }, n)));
-  };
-  fill(ui.vhosts.length ? ui.vhosts : ['/']);
-  loadVhosts().then(fill);
+  const select = h('select', { id, name: 'vhost', class: 'vhost-select' });
+  fillVhosts(select);
+  loadVhosts();
   return select;
 }
 
