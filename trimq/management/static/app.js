@@ -304,9 +304,18 @@ function vhostSelect(id) {
 
 // ---------------------------------------------------------------- generic widgets
 
-/** A table: columns are [header, row => cell content (string or Node)]. */
-function table(columns, rows, attrs) {
-  const head = h('tr', {}, columns.map(([title]) => h('th', {}, title)));
+/**
+ * A table: columns are [header, row => cell content (string or Node), sort key]. With a
+ * `sorting` {key, reverse, onSort}, headers that have a sort key are links that sort by it.
+ */
+function table(columns, rows, attrs, sorting) {
+  const header = ([title, , key]) => {
+    if (!sorting || !key) return h('th', {}, title);
+    const mark = sorting.key === key ? (sorting.reverse ? ' \u25bc' : ' \u25b2') : '';
+    const link = h('a', { href: '#', class: 'sort', onclick: (e) => { e.preventDefault(); sorting.onSort(key); } }, title + mark);
+    return h('th', {}, link);
+  };
+  const head = h('tr', {}, columns.map(header));
   const body = rows.map((row) =>
     h('tr', {}, columns.map(([, cell]) => h('td', {}, cell(row)))),
   );
@@ -355,7 +364,14 @@ function button(text, onclick, attrs) {
  * use_regex parameters, so a broker with thousands of objects sends one page).
  */
 function pagedList(container, path, columns, idPrefix) {
-  const state = { page: 1, filter: '', regex: false };
+  const state = { page: 1, filter: '', regex: false, sort: '', reverse: false };
+  const sorting = {
+    onSort: (key) => {
+      state.reverse = state.sort === key ? !state.reverse : false;
+      state.sort = key;
+      update();
+    },
+  };
   const filterInput = h('input', {
     id: idPrefix + '-filter',
     placeholder: 'Filter by name',
@@ -385,9 +401,15 @@ function pagedList(container, path, columns, idPrefix) {
       name: state.filter,
       use_regex: String(state.regex),
     });
+    if (state.sort) {
+      params.set('sort', state.sort);
+      params.set('sort_reverse', String(state.reverse));
+    }
     const data = await api('GET', path + '?' + params.toString());
     const items = Array.isArray(data) ? data : data.items;
-    holder.replaceChildren(table(columns, items, { id: idPrefix + '-table', class: 'list' }));
+    sorting.key = state.sort;
+    sorting.reverse = state.reverse;
+    holder.replaceChildren(table(columns, items, { id: idPrefix + '-table', class: 'list' }, sorting));
     if (!Array.isArray(data)) {
       const pages = Math.max(1, data.page_count || 1);
       if (state.page > pages) state.page = pages;
@@ -556,14 +578,14 @@ function pageConnections(root) {
     list,
     '/connections',
     [
-      ['Name', (c) => c.name],
-      ['User', (c) => c.user],
-      ['Vhost', (c) => c.vhost],
-      ['State', (c) => c.state],
-      ['Channels', (c) => fmtNum(c.channels)],
+      ['Name', (c) => c.name, 'name'],
+      ['User', (c) => c.user, 'user'],
+      ['Vhost', (c) => c.vhost, 'vhost'],
+      ['State', (c) => c.state, 'state'],
+      ['Channels', (c) => fmtNum(c.channels), 'channels'],
       ['Client', (c) => clientName(c)],
-      ['From client', (c) => fmtBytes(c.recv_oct)],
-      ['To client', (c) => fmtBytes(c.send_oct)],
+      ['From client', (c) => fmtBytes(c.recv_oct), 'recv_oct'],
+      ['To client', (c) => fmtBytes(c.send_oct), 'send_oct'],
       [
         '',
         (c) =>
@@ -598,14 +620,14 @@ function pageChannels(root) {
     list,
     '/channels',
     [
-      ['Channel', (c) => c.name],
-      ['User', (c) => c.user],
-      ['Vhost', (c) => c.vhost],
+      ['Channel', (c) => c.name, 'name'],
+      ['User', (c) => c.user, 'user'],
+      ['Vhost', (c) => c.vhost, 'vhost'],
       ['Mode', (c) => [c.confirm ? 'confirm' : '', c.transactional ? 'tx' : ''].filter(Boolean).join(' ')],
       ['State', (c) => c.state],
       ['Prefetch', (c) => fmtNum(c.prefetch_count)],
-      ['Unacked', (c) => fmtNum(c.messages_unacknowledged)],
-      ['Consumers', (c) => fmtNum(c.consumer_count)],
+      ['Unacked', (c) => fmtNum(c.messages_unacknowledged), 'messages_unacknowledged'],
+      ['Consumers', (c) => fmtNum(c.consumer_count), 'consumer_count'],
       ['Publish', (c) => fmtRate(c.message_stats, 'publish')],
       ['Deliver / get', (c) => fmtRate(c.message_stats, 'deliver_get')],
       ['Ack', (c) => fmtRate(c.message_stats, 'ack')],
@@ -627,9 +649,9 @@ function pageExchanges(root) {
     list,
     '/exchanges',
     [
-      ['Vhost', (x) => x.vhost],
-      ['Name', (x) => objectLink('exchanges', x.vhost, x.name === '' ? 'amq.default' : x.name, exchangeName(x.name))],
-      ['Type', (x) => x.type],
+      ['Vhost', (x) => x.vhost, 'vhost'],
+      ['Name', (x) => objectLink('exchanges', x.vhost, x.name === '' ? 'amq.default' : x.name, exchangeName(x.name)), 'name'],
+      ['Type', (x) => x.type, 'type'],
       ['Features', (x) => features(x)],
       ['Rate in', (x) => fmtRate(x.message_stats, 'publish_in')],
       ['Rate out', (x) => fmtRate(x.message_stats, 'publish_out')],
@@ -838,15 +860,15 @@ function pageQueues(root) {
     list,
     '/queues',
     [
-      ['Vhost', (q) => q.vhost],
-      ['Name', (q) => objectLink('queues', q.vhost, q.name)],
+      ['Vhost', (q) => q.vhost, 'vhost'],
+      ['Name', (q) => objectLink('queues', q.vhost, q.name), 'name'],
       ['Type', (q) => q.type || 'classic'],
       ['Features', (q) => features(q)],
       ['State', (q) => q.state],
-      ['Ready', (q) => fmtNum(q.messages_ready)],
-      ['Unacked', (q) => fmtNum(q.messages_unacknowledged)],
-      ['Total', (q) => h('span', { class: 'messages', 'data-queue': q.name }, fmtNum(q.messages))],
-      ['Consumers', (q) => fmtNum(q.consumers)],
+      ['Ready', (q) => fmtNum(q.messages_ready), 'messages_ready'],
+      ['Unacked', (q) => fmtNum(q.messages_unacknowledged), 'messages_unacknowledged'],
+      ['Total', (q) => h('span', { class: 'messages', 'data-queue': q.name }, fmtNum(q.messages)), 'messages'],
+      ['Consumers', (q) => fmtNum(q.consumers), 'consumers'],
       ['Incoming', (q) => fmtRate(q.message_stats, 'publish')],
       ['Deliver / get', (q) => fmtRate(q.message_stats, 'deliver_get')],
       ['Ack', (q) => fmtRate(q.message_stats, 'ack')],
