@@ -128,6 +128,14 @@ class Broker:
             self._put(VHostDef(name, description, vhost.tags))
         return vhost
 
+    def update_vhost(self, name: str, description: str, tags: list[str]) -> VHost:
+        """Change an existing vhost's description and tags."""
+        vhost = self.get_vhost(name)
+        vhost.description = description
+        vhost.tags = list(tags)
+        self._put(VHostDef(name, description, vhost.tags))
+        return vhost
+
     def loading_vhost(self, name: str) -> VHost:
         """The vhost a definition loaded from storage belongs to, made if need be."""
         vhost = self.vhosts.get(name)
