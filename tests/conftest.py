@@ -137,6 +137,10 @@ RABBITMQ_REFERENCE = frozenset(
         "test_consumer_timeout.py",
         "test_permissions.py",
         "test_management_api.py",
+        "test_management_queues.py",
+        "test_management_exchanges.py",
+        "test_management_connections.py",
+        "test_management_clients.py",
     }
 )
 

@@ -5,9 +5,19 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from trimq.management.api import overview, permissions, users, vhosts
+from trimq.management.api import (
+    bindings,
+    connections,
+    exchanges,
+    find,
+    overview,
+    permissions,
+    queues,
+    users,
+    vhosts,
+)
 
-FAMILIES = (overview, vhosts, users, permissions)
+FAMILIES = (overview, vhosts, users, permissions, queues, exchanges, bindings, connections, find)
 
 
 def routes() -> list[BaseRoute]:
