@@ -1,0 +1,326 @@
+"""The management web UI in a real browser: headless Chromium driven by selenium.
+
+The test logs in, finds a queue and its message count on the Queues page, declares a queue,
+publishes a message from the Exchanges page and gets it back from the Queues page, peeks, and
+closes a pika connection from the Connections page (pika sees the close). Screenshots go to a
+temporary directory, or to the directory TRIMQ_UI_SCREENSHOTS names (the README's pictures
+come from `TRIMQ_UI_SCREENSHOTS=docs/images`).
+
+trimq-only: RabbitMQ serves its own UI. Skipped where Debian's chromium and chromium-driver are
+not installed (CI installs them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pika
+import pika.exceptions
+import pytest
+import requests
+from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+WAIT = 15.0
+
+pytestmark = [
+    pytest.mark.skipif(
+        bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: RabbitMQ serves its own UI"
+    ),
+    pytest.mark.skipif(
+        CHROMIUM is None or not CHROMEDRIVER.exists(),
+        reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
+        "chromium-driver; .ci/run installs them)",
+    ),
+]
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: TRIMQ_UI_SCREENSHOTS, else the test's temporary directory."""
+    target = os.environ.get("TRIMQ_UI_SCREENSHOTS")
+    path = Path(target) if target else tmp_path / "screenshots"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def driver() -> Iterator[WebDriver]:
+    options = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
+        options.add_argument(arg)
+    if CHROMIUM is not None:
+        options.binary_location = CHROMIUM
+    browser = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    browser.set_page_load_timeout(WAIT)
+    yield browser
+    browser.quit()
+
+
+def wait(browser: WebDriver) -> WebDriverWait[WebDriver]:
+    return WebDriverWait(browser, WAIT, ignored_exceptions=[StaleElementReferenceException])
+
+
+def shown(browser: WebDriver, css: str) -> WebElement:
+    return wait(browser).until(ec.visibility_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def text_in(browser: WebDriver, css: str, text: str) -> None:
+    wait(browser).until(ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text))
+
+
+def fill(browser: WebDriver, element_id: str, value: str) -> None:
+    field = shown(browser, "#" + element_id)
+    field.clear()
+    field.send_keys(value)
+
+
+def until(browser: WebDriver, check: Callable[[WebDriver], Any]) -> Any:
+    return wait(browser).until(check)
+
+
+def log_in(browser: WebDriver, base: str, user: str = "guest", password: str = "guest") -> None:
+    browser.get(base + "/")
+    fill(browser, "login-username", user)
+    fill(browser, "login-password", password)
+    browser.find_element(By.ID, "login-submit").click()
+
+
+def go(browser: WebDriver, link: str) -> None:
+    """Follow a navigation link by its name, as a user would."""
+    wait(browser).until(ec.element_to_be_clickable((By.LINK_TEXT, link))).click()
+
+
+def queue_count(browser: WebDriver, queue: str) -> str:
+    """The total shown for `queue` on the Queues page, once its row is there."""
+    fill(browser, "queues-filter", queue)
+    cell = f'span.messages[data-queue="{queue}"]'
+    return until(
+        browser,
+        lambda b: (
+            b.find_elements(By.CSS_SELECTOR, cell) and b.find_element(By.CSS_SELECTOR, cell).text
+        ),
+    )
+
+
+def test_ui_drives_the_broker(
+    driver: WebDriver, management_url: str, broker: Any, shots: Path, unique: str
+) -> None:
+    base = management_url.rstrip("/")
+    queue = "ui-" + unique
+    declared = "ui-declared-" + unique
+    conn_name = "ui-test-" + unique
+    setup = broker.connect()
+    channel = setup.channel()
+    channel.queue_declare(queue)
+    for i in range(3):
+        channel.basic_publish("", queue, f"m{i}".encode())
+    victim = broker.connect(client_properties={"connection_name": conn_name})
+
+    log_in(driver, base)
+    shown(driver, "#nav")
+    for name in ("Overview", "Connections", "Channels", "Exchanges", "Queues", "Admin"):
+        assert driver.find_element(By.LINK_TEXT, name).is_displayed()
+    shown(driver, "#nodes-table")
+    text_in(driver, "#listeners-table", "amqp")
+    driver.save_screenshot(str(shots / "ui-overview.png"))
+
+    # Queues: the queue with its message count; then declare one.
+    go(driver, "Queues")
+    until(driver, lambda b: queue_count(b, queue) == "3")
+    driver.save_screenshot(str(shots / "ui-queues.png"))
+    fill(driver, "queue-declare-name", declared)
+    Select(driver.find_element(By.ID, "queue-declare-durable")).select_by_value("false")
+    driver.find_element(By.ID, "queue-declare-submit").click()
+    text_in(driver, "#flash", f"Queue {declared} declared.")
+    until(driver, lambda b: queue_count(b, declared) == "0")
+    channel.queue_declare(declared, passive=True)
+
+    # Exchanges: publish to the new queue through the default exchange.
+    go(driver, "Exchanges")
+    until(driver, ec.element_to_be_clickable((By.LINK_TEXT, "(AMQP default)"))).click()
+    fill(driver, "publish-routing-key", declared)
+    fill(driver, "publish-payload", "hello from the UI")
+    driver.find_element(By.ID, "publish-submit").click()
+    text_in(driver, "#flash", "Message published.")
+    driver.save_screenshot(str(shots / "ui-publish.png"))
+    assert channel.queue_declare(declared, passive=True).method.message_count == 1
+
+    # Queues: peek leaves the message where it is; get (automatic ack) takes it.
+    go(driver, "Queues")
+    until(driver, lambda b: queue_count(b, declared) == "1")
+    driver.find_element(By.LINK_TEXT, declared).click()
+    text_in(driver, "#queue-messages", "1")
+    driver.find_element(By.ID, "peek-submit").click()
+    text_in(driver, "#peek-output", "hello from the UI")
+    assert channel.queue_declare(declared, passive=True).method.message_count == 1
+    Select(driver.find_element(By.ID, "get-ackmode")).select_by_value("ack_requeue_false")
+    driver.find_element(By.ID, "get-submit").click()
+    text_in(driver, "#get-output", "hello from the UI")
+    driver.save_screenshot(str(shots / "ui-queue.png"))
+    assert channel.queue_declare(declared, passive=True).method.message_count == 0
+
+    # Connections: close the pika connection opened above; pika hears 320.
+    go(driver, "Connections")
+    fill(driver, "connections-filter", "")
+    row = f'//tr[td[contains(., "{conn_name}")]]//button[contains(@class, "close-connection")]'
+    until(driver, ec.presence_of_element_located((By.XPATH, row)))
+    driver.save_screenshot(str(shots / "ui-connections.png"))
+    until(driver, lambda b: b.find_element(By.XPATH, row).click() or True)
+    until(driver, ec.alert_is_present()).accept()
+    text_in(driver, "#flash", "closed.")
+    deadline = time.monotonic() + WAIT
+    with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+        while time.monotonic() < deadline:
+            victim.process_data_events(time_limit=0.2)
+    assert closed.value.reply_code == 320
+    assert "Closed via management UI" in closed.value.reply_text
+
+    channel.queue_delete(queue)
+    channel.queue_delete(declared)
+    setup.close()
+
+
+def test_login_refused_and_values_shown_as_text(
+    driver: WebDriver, management_url: str, broker: Any, unique: str
+) -> None:
+    base = management_url.rstrip("/")
+    log_in(driver, base, password="not-the-password")
+    text_in(driver, "#login-error", "Login failed")
+    assert not driver.find_element(By.ID, "nav").is_displayed()
+
+    markup = f"<img src=x onerror=window.pwned=1>{unique}"
+    setup = broker.connect()
+    channel = setup.channel()
+    channel.queue_declare(markup)
+    try:
+        log_in(driver, base)
+        go(driver, "Queues")
+        until(driver, lambda b: queue_count(b, markup) == "0")
+        link = driver.find_element(By.LINK_TEXT, markup)
+        assert link.text == markup
+        assert not driver.find_elements(By.CSS_SELECTOR, "#queues-table img")
+        assert driver.execute_script("return window.pwned === undefined")
+    finally:
+        channel.queue_delete(markup)
+        setup.close()
+
+
+def api_get(base: str, path: str) -> Any:
+    response = requests.get(base + "/api" + path, auth=("guest", "guest"), timeout=WAIT)
+    return response.json() if response.status_code == 200 else None
+
+
+def unfold(browser: WebDriver, form_id: str) -> WebElement:
+    """The form, its <details> opened if it was folded."""
+    form = browser.find_element(By.ID, form_id)
+    folded = form.find_elements(By.XPATH, "ancestor::details[not(@open)]/summary")
+    if folded:
+        folded[0].click()
+    return form
+
+
+def submit(browser: WebDriver, form_id: str, fields: dict[str, str]) -> None:
+    """Fill the form (unfolded) and submit it."""
+    form = unfold(browser, form_id)
+    for element_id, value in fields.items():
+        fill(browser, element_id, value)
+    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+
+def test_admin_pages(
+    driver: WebDriver, management_url: str, broker: Any, shots: Path, unique: str, tmp_path: Path
+) -> None:
+    base = management_url.rstrip("/")
+    vhost, user, policy = "ui-vhost-" + unique, "ui-user-" + unique, "ui-policy-" + unique
+    log_in(driver, base)
+    go(driver, "Admin")
+    shown(driver, "#users-table")
+
+    submit(driver, "vhost-form", {"vhost-name": vhost, "vhost-description": "from the UI"})
+    text_in(driver, "#flash", f"Virtual host {vhost} saved.")
+    text_in(driver, "#vhosts-table", vhost)
+    submit(
+        driver,
+        "user-form",
+        {"user-name": user, "user-password": "s3cret", "user-tags": "monitoring"},
+    )
+    text_in(driver, "#flash", f"User {user} saved.")
+    assert api_get(base, f"/users/{user}")["tags"] in (["monitoring"], "monitoring")
+    vhost_option = f'#perm-vhost option[value="{vhost}"]'
+    until(driver, ec.presence_of_element_located((By.CSS_SELECTOR, vhost_option)))
+    unfold(driver, "perm-form")
+    Select(driver.find_element(By.ID, "perm-vhost")).select_by_value(vhost)
+    submit(driver, "perm-form", {"perm-user": user, "perm-write": "^ui-"})
+    text_in(driver, "#flash", "Permissions set.")
+    permission = api_get(base, f"/permissions/{quote(vhost, safe='')}/{user}")
+    assert (permission["configure"], permission["write"], permission["read"]) == (
+        ".*",
+        "^ui-",
+        ".*",
+    )
+    unfold(driver, "policy-form")
+    Select(driver.find_element(By.ID, "policy-vhost")).select_by_value(vhost)
+    submit(
+        driver,
+        "policy-form",
+        {"policy-name": policy, "policy-pattern": "^ui-", "policy-definition": '{"max-length": 5}'},
+    )
+    text_in(driver, "#flash", f"Policy {policy} saved.")
+    assert api_get(base, f"/policies/{quote(vhost, safe='')}/{policy}")["definition"] == {
+        "max-length": 5
+    }
+    text_in(driver, "#policies-table", policy)
+    driver.execute_script("window.scrollTo(0, 0)")
+    driver.save_screenshot(str(shots / "ui-admin.png"))
+
+    # Definitions: export makes a download link; import creates what the file defines.
+    driver.find_element(By.ID, "definitions-export").click()
+    text_in(driver, "#flash", "Definitions exported.")
+    assert shown(driver, "#definitions-download").get_attribute("href").startswith("blob:")
+    queue = "ui-imported-" + unique
+    definitions = tmp_path / "definitions.json"
+    definitions.write_text(
+        json.dumps(
+            {
+                "queues": [
+                    {
+                        "name": queue,
+                        "vhost": vhost,
+                        "durable": True,
+                        "auto_delete": False,
+                        "arguments": {},
+                    }
+                ]
+            }
+        )
+    )
+    driver.find_element(By.ID, "definitions-file").send_keys(str(definitions))
+    driver.find_element(By.CSS_SELECTOR, "#definitions-import button[type=submit]").click()
+    text_in(driver, "#flash", "Definitions imported.")
+    assert api_get(base, f"/queues/{quote(vhost, safe='')}/{queue}")["name"] == queue
+
+    # Deleting the vhost from its row (after the browser's confirmation) removes it all.
+    row = f'//table[@id="vhosts-table"]//tr[td[1][.="{vhost}"]]//button'
+    until(driver, lambda b: b.find_element(By.XPATH, row).click() or True)
+    until(driver, ec.alert_is_present()).accept()
+    until(driver, lambda b: api_get(base, f"/vhosts/{quote(vhost, safe='')}") is None)
+    row = f'//table[@id="users-table"]//tr[td[1][.="{user}"]]//button'
+    until(driver, lambda b: b.find_element(By.XPATH, row).click() or True)
+    until(driver, ec.alert_is_present()).accept()
+    until(driver, lambda b: api_get(base, f"/users/{user}") is None)
