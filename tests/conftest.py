@@ -138,6 +138,7 @@ RABBITMQ_REFERENCE = frozenset(
         "test_permissions.py",
         "test_management_api.py",
         "test_management_admin.py",
+        "test_management_clients.py",
     }
 )
 

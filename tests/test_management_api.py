@@ -286,9 +286,19 @@ def test_vhost_create_update_delete(api: Api, unique: str) -> None:
         answer = api.put("vhosts", name, json={"description": "second", "tags": ["c"]})
         assert answer.status_code == 204
         assert api.get("vhosts", name).json()["tags"] == ["c"]
+        # the user who made it may use it
+        permission = api.get("permissions", name, "guest").json()
+        assert permission == {
+            "user": "guest",
+            "vhost": name,
+            "configure": ".*",
+            "write": ".*",
+            "read": ".*",
+        }
     finally:
         assert api.delete("vhosts", name).status_code == 204
     assert api.get("vhosts", name).status_code == 404
+    assert api.get("permissions", name, "guest").status_code == 404
     assert api.delete("vhosts", name).status_code == 404
 
 
