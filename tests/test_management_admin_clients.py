@@ -1,5 +1,5 @@
-"""The management API driven by the real clients operators use: pyrabbit2, the requests
-Ansible's community.rabbitmq modules send (rabbitmq_vhost, rabbitmq_user with its
+"""The admin side of the management API driven by the real clients operators use: pyrabbit2,
+the requests Ansible's community.rabbitmq modules send (rabbitmq_vhost, rabbitmq_user with its
 permissions and topic permissions, rabbitmq_policy: the same calls in the same order, with
 the status checks those modules make), and rabbitmqadmin (the script RabbitMQ ships; its
 requests carry booleans and numbers as strings).
