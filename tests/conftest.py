@@ -137,6 +137,7 @@ RABBITMQ_REFERENCE = frozenset(
         "test_consumer_timeout.py",
         "test_permissions.py",
         "test_management_api.py",
+        "test_management_admin.py",
         "test_management_queues.py",
         "test_management_exchanges.py",
         "test_management_connections.py",
