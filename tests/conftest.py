@@ -121,6 +121,7 @@ def stop_server(broker: Broker, timeout: float = 10.0) -> int:
 RABBITMQ_REFERENCE = frozenset(
     {
         "test_async_pika.py",
+        "test_management_admin_clients.py",
         "test_basic.py",
         "test_celery_kombu.py",
         "test_confirms_tx.py",
