@@ -22,7 +22,14 @@ from trimq.broker.exchange import Binding, Exchange
 from trimq.broker.queue import Queue
 from trimq.broker.vhost import VHost
 from trimq.errors import AMQPError
-from trimq.management.amqp_ops import http_error, json_table, permit, plain_table, vhost_for
+from trimq.management.amqp_ops import (
+    durable,
+    http_error,
+    json_table,
+    permit,
+    plain_table,
+    vhost_for,
+)
 from trimq.management.context import Context
 from trimq.management.errors import not_authorised, not_found
 from trimq.management.lists import respond_list
@@ -211,6 +218,7 @@ async def create_binding(ctx: Context) -> Response:
         vhost.bind(source, destination, routing_key, arguments)
     except AMQPError as exc:
         raise http_error(exc) from None
+    await durable(ctx)
     key = properties_key(routing_key, arguments)
     location = f"{quote(destination_name, safe='')}/{quote(key, safe='')}"
     return Response(status_code=201, headers={"location": location})
@@ -231,6 +239,7 @@ async def delete_binding(ctx: Context) -> Response:
         vhost.unbind(source, binding.destination, binding.routing_key, binding.arguments)
     except AMQPError as exc:
         raise http_error(exc) from None
+    await durable(ctx)
     return no_content()
 
 

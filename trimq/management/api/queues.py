@@ -21,6 +21,7 @@ from trimq.broker.vhost import VHost
 from trimq.errors import AMQPError
 from trimq.management.amqp_ops import (
     VHOST_NOT_FOUND,
+    durable,
     http_error,
     json_table,
     permit,
@@ -178,6 +179,7 @@ async def put_queue(ctx: Context) -> Response:
         )[1]
     except AMQPError as exc:
         raise http_error(exc) from None
+    await durable(ctx)
     return created() if made else no_content()
 
 
@@ -191,6 +193,7 @@ async def delete_queue(ctx: Context) -> Response:
     if as_bool(ctx.query("if-empty")) and queue.ready:  # as Queue.Delete if-empty
         raise bad_request(f"{what} not empty")
     vhost.delete_queue(queue)
+    await durable(ctx)
     return no_content()
 
 
