@@ -121,6 +121,7 @@ def stop_server(broker: Broker, timeout: float = 10.0) -> int:
 RABBITMQ_REFERENCE = frozenset(
     {
         "test_async_pika.py",
+        "test_management_admin_clients.py",
         "test_basic.py",
         "test_celery_kombu.py",
         "test_confirms_tx.py",
@@ -137,6 +138,7 @@ RABBITMQ_REFERENCE = frozenset(
         "test_consumer_timeout.py",
         "test_permissions.py",
         "test_management_api.py",
+        "test_management_admin.py",
         "test_management_queues.py",
         "test_management_exchanges.py",
         "test_management_connections.py",

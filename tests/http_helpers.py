@@ -1,4 +1,4 @@
-"""The management API as tests call it: a requests session with basic auth and the path's
+"""The management API as tests call it: requests with basic auth and the path's
 segments percent-encoded (`%2F` for the vhost `/`), and throwaway users and vhosts."""
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ TIMEOUT = 10.0
 class Api:
     def __init__(self, base: str, user: str = "guest", password: str = "guest") -> None:
         self.base = base.rstrip("/")
-        self.session = requests.Session()
-        self.session.auth = (user, password)
+        self.auth = (user, password)
 
     def as_user(self, user: str, password: str) -> Api:
         return Api(self.base, user, password)
@@ -26,8 +25,11 @@ class Api:
         return self.base + "/api/" + "/".join(quote(s, safe="") for s in segments)
 
     def request(self, method: str, *segments: str, **kwargs: Any) -> requests.Response:
+        # a connection per request: a kept-alive one may be closed by the server (RabbitMQ's
+        # does so after 100 requests) just as the next request goes out
         kwargs.setdefault("timeout", TIMEOUT)
-        return self.session.request(method, self.url(*segments), **kwargs)
+        kwargs.setdefault("auth", self.auth)
+        return requests.request(method, self.url(*segments), **kwargs)
 
     def get(self, *segments: str, **kwargs: Any) -> requests.Response:
         return self.request("GET", *segments, **kwargs)

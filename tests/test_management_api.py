@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Iterator
 
+import pika
 import pytest
 import requests
 from http_helpers import Api, temp_user, temp_vhost
@@ -286,9 +287,19 @@ def test_vhost_create_update_delete(api: Api, unique: str) -> None:
         answer = api.put("vhosts", name, json={"description": "second", "tags": ["c"]})
         assert answer.status_code == 204
         assert api.get("vhosts", name).json()["tags"] == ["c"]
+        # the user who made it may use it
+        permission = api.get("permissions", name, "guest").json()
+        assert permission == {
+            "user": "guest",
+            "vhost": name,
+            "configure": ".*",
+            "write": ".*",
+            "read": ".*",
+        }
     finally:
         assert api.delete("vhosts", name).status_code == 204
     assert api.get("vhosts", name).status_code == 404
+    assert api.get("permissions", name, "guest").status_code == 404
     assert api.delete("vhosts", name).status_code == 404
 
 
@@ -296,3 +307,29 @@ def test_default_vhost_by_percent_encoded_name(api: Api) -> None:
     answer = requests.get(api.base + "/api/vhosts/%2F", auth=("guest", "guest"), timeout=10)
     assert answer.status_code == 200
     assert answer.json()["name"] == "/"
+
+
+def test_deleting_a_vhost_closes_its_connections(api: Api, broker: object, unique: str) -> None:
+    assert api.put("vhosts", unique).status_code == 201
+    params = broker.params(virtual_host=unique)  # type: ignore[attr-defined]
+    connection = pika.BlockingConnection(params)
+    try:
+        channel = connection.channel()
+        channel.queue_declare(unique)
+        assert api.delete("vhosts", unique).status_code == 204
+        with pytest.raises(pika.exceptions.ConnectionClosedByBroker) as closed:
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                connection.process_data_events(time_limit=0.2)
+        assert closed.value.reply_code == 320
+    finally:
+        if connection.is_open:
+            connection.close()
+    assert api.get("vhosts", unique).status_code == 404
+
+
+def test_head_answers_like_get_without_a_body(api: Api) -> None:
+    answer = api.request("HEAD", "whoami")
+    assert answer.status_code == 200
+    assert answer.content == b""
+    assert answer.headers["content-type"].startswith("application/json")

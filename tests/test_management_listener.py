@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import requests
 from conftest import start_server, stop_server
+from http_helpers import Api
 
 from trimq.broker.broker import Broker as Model
 from trimq.cli import config
@@ -196,3 +197,55 @@ def test_authenticate_rules() -> None:
     assert refusal("guest", "guest", "10.1.2.3") == "User can only log in via localhost"
     for peer in ("127.0.0.1", "127.9.9.9", "::1", "::ffff:127.0.0.1"):
         assert authenticate(model, _basic("guest", "guest"), peer, MANAGEMENT).name == "guest"
+
+
+def test_admin_changes_survive_a_restart(tmp_path: Path) -> None:
+    """What the API changes is journaled like trimqctl's changes: it is there after a restart,
+    and the export has it all."""
+    data = tmp_path / "data"
+    server = start_server(data)
+    api = Api(f"http://127.0.0.1:{server.management_port}")
+    try:
+        assert api.put("vhosts", "v/1", json={"description": "d", "tags": "t"}).status_code == 201
+        assert (
+            api.put("users", "u", json={"password": "pw", "tags": "management"}).status_code == 201
+        )
+        everything = {"configure": ".*", "write": ".*", "read": ".*"}
+        assert api.put("permissions", "v/1", "u", json=everything).status_code == 201
+        topic = {"exchange": "amq.topic", "write": "^a", "read": ""}
+        assert api.put("topic-permissions", "v/1", "u", json=topic).status_code == 201
+        policy = {
+            "pattern": "^q",
+            "definition": {"max-length": 2},
+            "priority": 1,
+            "apply-to": "queues",
+        }
+        assert api.put("policies", "v/1", "p", json=policy).status_code == 201
+        assert api.put("vhost-limits", "v/1", "max-queues", json={"value": 3}).status_code == 204
+        before = api.get("definitions").json()
+    finally:
+        assert stop_server(server) == 0
+    server = start_server(data)
+    api = Api(f"http://127.0.0.1:{server.management_port}")
+    try:
+        after = api.get("definitions").json()
+        assert after == before
+        assert after["topic_permissions"] == [{"user": "u", "vhost": "v/1", **topic}]
+        assert after["policies"] == [{"vhost": "v/1", "name": "p", **policy}]
+        assert api.as_user("u", "pw").get("whoami").json() == {"name": "u", "tags": ["management"]}
+        assert api.get("vhost-limits", "v/1").json() == [
+            {"vhost": "v/1", "value": {"max-queues": 3}}
+        ]
+        # deleting the user and the vhost removes what hangs on them, for good
+        assert api.delete("users", "u").status_code == 204
+        assert api.delete("vhosts", "v/1").status_code == 204
+    finally:
+        assert stop_server(server) == 0
+    server = start_server(data)
+    api = Api(f"http://127.0.0.1:{server.management_port}")
+    try:
+        doc = api.get("definitions").json()
+        assert doc["topic_permissions"] == [] and doc["policies"] == []
+        assert [u["name"] for u in doc["users"]] == ["guest"]
+    finally:
+        stop_server(server)

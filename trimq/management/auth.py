@@ -30,7 +30,7 @@ GRANTED_BY = {
 }
 REFUSAL = {
     MANAGEMENT: "Not management user",
-    POLICYMAKER: "Not policymaker user",
+    POLICYMAKER: "User not authorised to access object",  # as RabbitMQ words it
     MONITORING: "Not monitor user",
     ADMINISTRATOR: "Not administrator user",
 }

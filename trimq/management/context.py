@@ -14,7 +14,7 @@ from trimq.broker.auth import User
 from trimq.broker.broker import Broker
 from trimq.broker.vhost import VHost
 from trimq.management.auth import MONITORING, has_level
-from trimq.management.errors import ApiError, bad_request, not_found
+from trimq.management.errors import ApiError, bad_request, not_authorised, not_found
 from trimq.server.state import ServerState
 
 # RabbitMQ's management.http.max_body_size default
@@ -57,6 +57,13 @@ class Context:
             self.sees_all_vhosts()
             or self.broker.users.permission(vhost, self.user.name) is not None
         )
+
+    def accessible_vhost(self, reason: str = "User not authorised to access virtual host") -> VHost:
+        """The path's vhost (404 if there is none) if the user may see it, else 401."""
+        vhost = self.vhost()
+        if not self.may_see(vhost.name):
+            raise not_authorised(reason)
+        return vhost
 
     def visible_vhosts(self) -> list[VHost]:
         return [v for name, v in self.broker.vhosts.items() if self.may_see(name)]

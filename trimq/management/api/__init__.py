@@ -8,16 +8,36 @@ from starlette.routing import BaseRoute
 from trimq.management.api import (
     bindings,
     connections,
+    definitions,
     exchanges,
     find,
+    limits,
+    nodes,
     overview,
     permissions,
+    policies,
     queues,
+    topic_permissions,
     users,
     vhosts,
 )
 
-FAMILIES = (overview, vhosts, users, permissions, queues, exchanges, bindings, connections, find)
+FAMILIES = (
+    overview,
+    nodes,
+    vhosts,
+    users,
+    permissions,
+    topic_permissions,
+    policies,
+    limits,
+    definitions,
+    queues,
+    exchanges,
+    bindings,
+    connections,
+    find,
+)
 
 
 def routes() -> list[BaseRoute]:

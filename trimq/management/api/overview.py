@@ -1,9 +1,13 @@
-"""GET /api/overview and GET /api/whoami."""
+"""GET /api/overview, /api/whoami, /api/cluster-name, /api/extensions and /api/auth."""
 
 from __future__ import annotations
 
 import socket
 from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
 
 from trimq import __version__
 from trimq.management.auth import MONITORING, has_level
@@ -94,7 +98,26 @@ async def get_whoami(ctx: Context) -> dict[str, Any]:
     return {"name": ctx.user.name, "tags": list(ctx.user.tags)}
 
 
+@endpoint()
+async def get_cluster_name(ctx: Context) -> dict[str, Any]:
+    return {"name": CLUSTER_NAME}
+
+
+@endpoint()
+async def get_extensions(ctx: Context) -> list[Any]:
+    """The web UI's plugin scripts: trimq has none."""
+    return []
+
+
+async def get_auth(request: Request) -> Response:
+    """What the web UI asks before login: no OAuth 2 (UAA) sign-in, basic auth only."""
+    return JSONResponse({"enable_uaa": False, "uaa_client_id": "", "uaa_location": ""})
+
+
 ROUTES = [
     route("/api/overview", GET=get_overview),
     route("/api/whoami", GET=get_whoami),
+    route("/api/cluster-name", GET=get_cluster_name),
+    route("/api/extensions", GET=get_extensions),
+    Route("/api/auth", get_auth, methods=["GET"]),
 ]

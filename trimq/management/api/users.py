@@ -88,10 +88,10 @@ async def put_user(ctx: Context) -> Response:
             password = base64.b64encode(os.urandom(24)).decode("ascii")
         broker.add_user(name, password, tags, password_hash=password_hash)
         return created()
-    if password is not None:
-        existing.password_hash = hash_password(password)
-    elif password_hash is not None:
-        existing.password_hash = password_hash
+    # as RabbitMQ: an update without a password or hash clears the password
+    existing.password_hash = (
+        hash_password(password) if password is not None else password_hash or ""
+    )
     broker.set_user_tags(name, tags)  # records the user with its new hash too
     return no_content()
 

@@ -1,5 +1,6 @@
 """/api/vhosts: list (the vhosts the user may see), and, for administrators, one vhost, create
-or update (201 / 204) and delete (its connections are closed first, as RabbitMQ does)."""
+(201; the creator gets full permissions in it) or update (204), and delete (its connections
+are closed first), as RabbitMQ does."""
 
 from __future__ import annotations
 
@@ -65,6 +66,8 @@ async def put_vhost(ctx: Context) -> Response:
         ctx.broker.update_vhost(name, description, tags)
         return no_content()
     ctx.broker.add_vhost(name, description, tags)
+    # as RabbitMQ: whoever creates a vhost over the API gets full permissions in it
+    ctx.broker.set_permissions(name, ctx.user.name, ".*", ".*", ".*")
     return created()
 
 
