@@ -143,6 +143,7 @@ RABBITMQ_REFERENCE = frozenset(
         "test_management_exchanges.py",
         "test_management_connections.py",
         "test_management_clients.py",
+        "test_management_access.py",
     }
 )
 

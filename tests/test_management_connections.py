@@ -46,7 +46,9 @@ def test_connection_is_listed_by_rabbitmq_name(
 ) -> None:
     name = connection_name(client)
     local, _, server = name.partition(" -> ")
-    row = _listed(api, "connections", name=name)
+    row = eventually(  # RabbitMQ adds state and the counters with its next statistics
+        lambda: _listed(api, "connections", name=name), lambda r: "state" in r and "recv_oct" in r
+    )
     assert {
         k: row[k]
         for k in (

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pika
 import pytest
 from http_helpers import Api
+from msg_helpers import eventually
 
 NOT_FOUND = {"error": "Object Not Found", "reason": "Not Found"}
 ACCESS_REFUSED = {"error": "not_authorised", "reason": "Access refused."}
@@ -282,3 +284,54 @@ def test_binding_refusals(api: Api, exchange: str, queue: str) -> None:
     answer = api.post("bindings", "/", "e", "amq.default", "q", queue, json={})
     assert answer.status_code == 401 and answer.json() == ACCESS_REFUSED
     assert api.get("bindings", "/", "e", exchange + ".none", "q", queue).json() == []
+
+
+def test_publish_with_cc_and_bcc(api: Api, channel: Any, queue: str) -> None:
+    other = queue + ".bcc"
+    channel.queue_declare(other, auto_delete=False)
+    try:
+        answer = _publish(
+            api,
+            "amq.default",
+            properties={"headers": {"BCC": [other]}},
+            routing_key=queue,
+            payload="both",
+            payload_encoding="string",
+        )
+        assert answer.json() == {"routed": True}
+        for name in (queue, other):
+            _method, properties, body = channel.basic_get(name, auto_ack=True)
+            assert body == b"both" and "BCC" not in (properties.headers or {})
+    finally:
+        channel.queue_delete(other)
+
+
+def test_publish_a_direct_reply(api: Api, channel: Any, queue: str) -> None:
+    replies: list[bytes] = []
+    channel.basic_consume(
+        "amq.rabbitmq.reply-to", lambda _ch, _m, _p, body: replies.append(body), auto_ack=True
+    )
+    channel.basic_publish(
+        "", queue, b"request", pika.BasicProperties(reply_to="amq.rabbitmq.reply-to")
+    )
+    got = api.post(
+        "queues",
+        "/",
+        queue,
+        "get",
+        json={"count": 1, "ackmode": "ack_requeue_false", "encoding": "auto"},
+    ).json()
+    address = got[0]["properties"]["reply_to"]
+    assert address.startswith("amq.rabbitmq.reply-to.")
+    answer = _publish(
+        api,
+        "amq.default",
+        properties={},
+        routing_key=address,
+        payload="reply",
+        payload_encoding="string",
+    )
+    assert answer.json() == {"routed": False}  # as RabbitMQ says, though it is delivered
+    connection = channel.connection
+    eventually(lambda: connection.process_data_events(0.1) or replies, bool, timeout=10)
+    assert replies == [b"reply"]

@@ -18,6 +18,7 @@ from ctl_helpers import control, control_reply, ctl
 from trimq.amqp.spec import BasicProperties
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.ready import ReadyList
+from trimq.cli.commands.messages import one_line
 
 live = pytest.mark.skipif(
     bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: peek and find are trimq's own"
@@ -59,6 +60,10 @@ def test_window_of_a_priority_queue_walks_levels_highest_first() -> None:
     assert _ids(list(ready)) == order
 
 
+def test_table_cells_stay_on_one_line() -> None:
+    assert one_line("a\tb\nc\\d\x00é") == "a\\tb\\nc\\\\d\\x00é"
+
+
 def _publish(channel: Any, queue: str, body: bytes, **properties: Any) -> None:
     channel.basic_publish("", queue, body, pika.BasicProperties(**properties))
 
@@ -98,6 +103,7 @@ def test_peek_shows_messages_without_taking_them(node: Broker) -> None:
     method, _, body = channel.basic_get("work", auto_ack=True)
     assert body == b"job 0" and not method.redelivered and method.message_count == 5
 
+    _publish(channel, "work", b"two\nlines\tand a tab")
     code, out, _ = ctl(node, "peek_queue", "work", "--count", "1")
     assert code == 0
     assert out == [
@@ -105,6 +111,8 @@ def test_peek_shows_messages_without_taking_them(node: Broker) -> None:
         "position\tredelivered\texchange\trouting_key\tpayload_bytes\tpayload_encoding\tpayload",
         "0\tfalse\t\twork\t5\tstring\tjob 1",
     ]
+    code, out, _ = ctl(node, "peek_queue", "work", "-s", "--offset", "5")
+    assert code == 0 and out == ["5\tfalse\t\twork\t19\tstring\ttwo\\nlines\\tand a tab"]
     connection.close()
 
 

@@ -1,7 +1,7 @@
 """What the messaging endpoints share with an AMQP channel: the same permission checks
-(configure, write, read on a resource, the default exchange being `amq.default`), the model's
-errors turned into RabbitMQ's HTTP answers, and JSON tables turned into typed AMQP tables
-with the types RabbitMQ gives JSON values."""
+(configure, write, read on a resource, the default exchange being `amq.default`), answers
+sent once the change is durable, the model's errors turned into RabbitMQ's HTTP answers, and
+JSON tables turned into typed AMQP tables with the types RabbitMQ gives JSON values."""
 
 from __future__ import annotations
 
@@ -11,9 +11,23 @@ from typing import Any
 from trimq.amqp.codec import typed_to_plain
 from trimq.broker.definitions import typed_table
 from trimq.broker.message_view import json_value
+from trimq.broker.vhost import VHost
 from trimq.errors import ACCESS_REFUSED, NOT_FOUND, AMQPError
 from trimq.management.context import Context
-from trimq.management.errors import ApiError, bad_request, not_authorised
+from trimq.management.errors import ApiError, bad_request, not_authorised, not_found
+
+VHOST_NOT_FOUND = ApiError(404, "not_found", "vhost_not_found")  # PUT into a missing vhost
+
+
+def vhost_for(ctx: Context, name: str | None = None, missing: ApiError | None = None) -> VHost:
+    """The vhost the path names (or `name`): 404 when it does not exist (or `missing`), and
+    RabbitMQ's 401 when the user may not see it (no permissions there, no monitoring tag)."""
+    vhost = ctx.broker.vhosts.get(ctx.params["vhost"] if name is None else name)
+    if vhost is None:
+        raise missing or not_found()
+    if not ctx.may_see(vhost.name):
+        raise not_authorised("User not authorised to access virtual host")
+    return vhost
 
 
 def permit(ctx: Context, vhost: str, kind: str, name: str) -> None:
@@ -22,6 +36,15 @@ def permit(ctx: Context, vhost: str, kind: str, name: str) -> None:
         name = "amq.default"
     if not ctx.broker.users.allowed(vhost, ctx.user.name, kind, name):
         raise not_authorised("Access refused.")
+
+
+async def durable(ctx: Context) -> None:
+    """Wait until what the request journaled is on disk, as the -Ok of a durable declaration
+    waits on AMQP: a 201 or 204 is never lost by a crash after it. No wait when the log
+    holds nothing newer than its last fsync (non-durable objects, no storage)."""
+    wal = ctx.state.wal
+    if wal is not None and wal.last_lsn > wal.durable_lsn:
+        await wal.wait_durable(wal.last_lsn)
 
 
 def http_error(exc: AMQPError) -> ApiError:

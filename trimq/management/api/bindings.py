@@ -22,7 +22,14 @@ from trimq.broker.exchange import Binding, Exchange
 from trimq.broker.queue import Queue
 from trimq.broker.vhost import VHost
 from trimq.errors import AMQPError
-from trimq.management.amqp_ops import http_error, json_table, permit, plain_table
+from trimq.management.amqp_ops import (
+    durable,
+    http_error,
+    json_table,
+    permit,
+    plain_table,
+    vhost_for,
+)
 from trimq.management.context import Context
 from trimq.management.errors import not_authorised, not_found
 from trimq.management.lists import respond_list
@@ -121,13 +128,6 @@ def destination_bindings(vhost: VHost, exchange: Exchange) -> list[dict[str, Any
 # -- endpoints ---------------------------------------------------------------------------------
 
 
-def _vhost(ctx: Context) -> VHost:
-    vhost = ctx.vhost()
-    if not ctx.may_see(vhost.name):
-        raise not_found()
-    return vhost
-
-
 def _kind(ctx: Context) -> str:
     """The destination's kind in the path: q (a queue) or e (an exchange), else 404."""
     kind = ctx.params["kind"]
@@ -138,7 +138,7 @@ def _kind(ctx: Context) -> str:
 
 def _pair(ctx: Context) -> tuple[VHost, Exchange | None, Queue | Exchange | None]:
     """The source exchange and the destination named by the path (None where missing)."""
-    vhost = _vhost(ctx)
+    vhost = vhost_for(ctx)
     _kind(ctx)
     source = vhost.exchanges.get(ctx.params["source"]) if ctx.params["source"] != "" else None
     name = ctx.params["destination"]
@@ -184,7 +184,7 @@ async def list_bindings(ctx: Context) -> Any:
 
 @endpoint()
 async def list_vhost_bindings(ctx: Context) -> Any:
-    return _list(ctx, vhost_bindings(_vhost(ctx)))
+    return _list(ctx, vhost_bindings(vhost_for(ctx)))
 
 
 @endpoint()
@@ -195,7 +195,7 @@ async def list_pair(ctx: Context) -> Any:
 
 @endpoint()
 async def create_binding(ctx: Context) -> Response:
-    vhost = _vhost(ctx)
+    vhost = vhost_for(ctx)
     body = await ctx.json()
     source_name = ctx.params["source"]
     kind = _kind(ctx)
@@ -218,6 +218,7 @@ async def create_binding(ctx: Context) -> Response:
         vhost.bind(source, destination, routing_key, arguments)
     except AMQPError as exc:
         raise http_error(exc) from None
+    await durable(ctx)
     key = properties_key(routing_key, arguments)
     location = f"{quote(destination_name, safe='')}/{quote(key, safe='')}"
     return Response(status_code=201, headers={"location": location})
@@ -238,6 +239,7 @@ async def delete_binding(ctx: Context) -> Response:
         vhost.unbind(source, binding.destination, binding.routing_key, binding.arguments)
     except AMQPError as exc:
         raise http_error(exc) from None
+    await durable(ctx)
     return no_content()
 
 

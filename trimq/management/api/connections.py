@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from trimq.broker.message_view import json_value
 from trimq.broker.queue import Consumer, Queue
-from trimq.management.amqp_ops import plain_table
+from trimq.management.amqp_ops import plain_table, vhost_for
 from trimq.management.context import Context
 from trimq.management.errors import not_found
 from trimq.management.lists import respond_list
@@ -169,10 +169,7 @@ def _connection(ctx: Context) -> ServerConnection:
 
 
 def _vhost_name(ctx: Context) -> str:
-    name = ctx.vhost().name
-    if not ctx.may_see(name):
-        raise not_found()
-    return name
+    return vhost_for(ctx).name
 
 
 # -- endpoints ---------------------------------------------------------------------------------

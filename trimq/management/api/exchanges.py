@@ -12,11 +12,19 @@ from starlette.responses import Response
 from trimq.broker.exchange import Exchange
 from trimq.broker.vhost import DEFAULT_EXCHANGES, VHost
 from trimq.errors import AMQPError
-from trimq.management.amqp_ops import http_error, json_table, permit, plain_table
+from trimq.management.amqp_ops import (
+    VHOST_NOT_FOUND,
+    durable,
+    http_error,
+    json_table,
+    permit,
+    plain_table,
+    vhost_for,
+)
 from trimq.management.api.bindings import destination_bindings, source_bindings
 from trimq.management.api.publish import publish
 from trimq.management.context import Context, as_bool
-from trimq.management.errors import ApiError, bad_request, not_authorised, not_found
+from trimq.management.errors import bad_request, not_authorised, not_found
 from trimq.management.lists import respond_list
 from trimq.management.routes import created, endpoint, no_content, route
 
@@ -40,20 +48,13 @@ def render_exchange(exchange: Exchange) -> dict[str, Any]:
     return shown
 
 
-def _vhost(ctx: Context, missing: ApiError | None = None) -> VHost:
-    vhost = ctx.broker.vhosts.get(ctx.params["vhost"])
-    if vhost is None or not ctx.may_see(vhost.name):
-        raise missing or not_found()
-    return vhost
-
-
 def _exchange_name(ctx: Context) -> str:
     name = ctx.params["name"]
     return "" if name == "amq.default" else name
 
 
 def _exchange(ctx: Context) -> tuple[VHost, Exchange]:
-    vhost = _vhost(ctx)
+    vhost = vhost_for(ctx)
     exchange = vhost.exchanges.get(_exchange_name(ctx))
     if exchange is None:
         raise not_found()
@@ -78,7 +79,7 @@ async def list_exchanges(ctx: Context) -> Any:
 
 @endpoint()
 async def list_vhost_exchanges(ctx: Context) -> Any:
-    return _list(ctx, [_vhost(ctx)])
+    return _list(ctx, [vhost_for(ctx)])
 
 
 @endpoint()
@@ -89,7 +90,7 @@ async def get_exchange(ctx: Context) -> Any:
 
 @endpoint()
 async def put_exchange(ctx: Context) -> Response:
-    vhost = _vhost(ctx, ApiError(404, "not_found", "vhost_not_found"))
+    vhost = vhost_for(ctx, missing=VHOST_NOT_FOUND)
     name = _exchange_name(ctx)
     body = await ctx.json()
     if name == "" or (name.startswith("amq.") and name not in vhost.exchanges):
@@ -117,6 +118,7 @@ async def put_exchange(ctx: Context) -> Response:
         )[1]
     except AMQPError as exc:
         raise http_error(exc) from None
+    await durable(ctx)
     return created() if made else no_content()
 
 
@@ -130,12 +132,13 @@ async def delete_exchange(ctx: Context) -> Response:
         vhost.delete_exchange(exchange.name, if_unused=as_bool(ctx.query("if-unused")))
     except AMQPError as exc:
         raise http_error(exc) from None
+    await durable(ctx)
     return no_content()
 
 
 @endpoint()
 async def publish_to_exchange(ctx: Context) -> Any:
-    vhost = _vhost(ctx)
+    vhost = vhost_for(ctx)
     return await publish(ctx, vhost, ctx.params["name"])
 
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from trimq.management.amqp_ops import vhost_for
 from trimq.management.context import Context
-from trimq.management.errors import bad_request, not_found
+from trimq.management.errors import bad_request
 from trimq.management.routes import endpoint, route
 from trimq.server.peeking import find_messages
 
 
 @endpoint()
 async def find(ctx: Context) -> Any:
-    vhost = ctx.vhost()
-    if not ctx.may_see(vhost.name):
-        raise not_found()
+    vhost = vhost_for(ctx)
     message_id = ctx.query("message_id")
     correlation_id = ctx.query("correlation_id")
     if message_id is None and correlation_id is None:

@@ -1,5 +1,6 @@
 """POST /api/exchanges/{vhost}/{name}/publish: a message published as a channel publishes it
-(the same permission, internal-exchange and user_id checks, the same routing), answered with
+(the same permission, internal-exchange and user_id checks, the same routing with CC and BCC
+and direct reply-to), answered with
 {"routed": bool} once it is durable when it reached durable queues persistent, as RabbitMQ's
 management plugin answers only after its publisher confirm."""
 
@@ -10,6 +11,7 @@ import binascii
 from typing import Any
 
 from trimq.amqp.spec import BasicProperties
+from trimq.broker import reply_to
 from trimq.broker.arguments import parse_expiration
 from trimq.broker.message import Message
 from trimq.broker.vhost import VHost
@@ -18,6 +20,7 @@ from trimq.management.amqp_ops import permit
 from trimq.management.api.get import TermReason
 from trimq.management.context import Context
 from trimq.management.errors import bad_request
+from trimq.server.channel import without_bcc
 
 STRING_PROPERTIES = (
     "content_type",
@@ -119,9 +122,16 @@ async def publish(ctx: Context, vhost: VHost, name: str) -> dict[str, bool]:
     except (TypeError, ValueError, OverflowError) as exc:
         raise bad_request(f"properties cannot be encoded: {exc}") from None
     message = Message(exchange_name, routing_key, properties, encoded, payload)
+    if exchange is vhost.default_exchange and routing_key.startswith(reply_to.PREFIX):
+        replier = ctx.broker.reply_to.lookup(routing_key)
+        if replier is not None:  # delivered as a channel's publish delivers it; RabbitMQ
+            replier.deliver_reply(message)  # answers routed false (no queue took it)
+            return {"routed": False}
     queues = vhost.route(exchange, routing_key, message)
     if not queues:
         return {"routed": False}
+    if properties.headers and "BCC" in properties.headers:
+        message = without_bcc(message)
     lsn, _refused_by_queue = vhost.publish(message, queues)
     wal = ctx.state.wal
     if lsn and wal is not None:

@@ -19,12 +19,21 @@ from starlette.responses import Response
 from trimq.broker.queue import Queue
 from trimq.broker.vhost import VHost
 from trimq.errors import AMQPError
-from trimq.management.amqp_ops import http_error, json_table, permit, plain_table, timestamp
+from trimq.management.amqp_ops import (
+    VHOST_NOT_FOUND,
+    durable,
+    http_error,
+    json_table,
+    permit,
+    plain_table,
+    timestamp,
+    vhost_for,
+)
 from trimq.management.api.bindings import queue_bindings
 from trimq.management.api.connections import render_consumer
 from trimq.management.api.get import get_messages
 from trimq.management.context import Context, as_bool, as_int
-from trimq.management.errors import ApiError, bad_request, not_found
+from trimq.management.errors import ApiError, bad_request, not_authorised, not_found
 from trimq.management.lists import respond_list
 from trimq.management.routes import created, endpoint, no_content, route
 from trimq.server.info import NODE
@@ -119,15 +128,8 @@ def _list(ctx: Context, vhosts: list[VHost]) -> Any:
     )
 
 
-def _vhost(ctx: Context, name: str | None = None, missing: ApiError | None = None) -> VHost:
-    vhost = ctx.broker.vhosts.get(ctx.params["vhost"] if name is None else name)
-    if vhost is None or not ctx.may_see(vhost.name):
-        raise missing or not_found()
-    return vhost
-
-
 def _queue(ctx: Context) -> tuple[VHost, Queue]:
-    vhost = _vhost(ctx)
+    vhost = vhost_for(ctx)
     queue = vhost.queues.get(ctx.params["name"])
     if queue is None:
         raise not_found()
@@ -141,13 +143,13 @@ async def list_queues(ctx: Context) -> Any:
 
 @endpoint()
 async def list_vhost_queues(ctx: Context) -> Any:
-    return _list(ctx, [_vhost(ctx)])
+    return _list(ctx, [vhost_for(ctx)])
 
 
 @endpoint()
 async def list_default_vhost_queues(ctx: Context) -> Any:
     """`/api/queues//`: Celery's broker URL `amqp://host//` names the vhost `/`."""
-    return _list(ctx, [_vhost(ctx, "/")])
+    return _list(ctx, [vhost_for(ctx, "/")])
 
 
 @endpoint()
@@ -163,7 +165,7 @@ async def get_queue(ctx: Context) -> Any:
 
 @endpoint()
 async def put_queue(ctx: Context) -> Response:
-    vhost = _vhost(ctx, missing=ApiError(404, "not_found", "vhost_not_found"))
+    vhost = vhost_for(ctx, missing=VHOST_NOT_FOUND)
     name = ctx.params["name"]
     body = await ctx.json()
     permit(ctx, vhost.name, "configure", name)
@@ -177,6 +179,7 @@ async def put_queue(ctx: Context) -> Response:
         )[1]
     except AMQPError as exc:
         raise http_error(exc) from None
+    await durable(ctx)
     return created() if made else no_content()
 
 
@@ -190,6 +193,7 @@ async def delete_queue(ctx: Context) -> Response:
     if as_bool(ctx.query("if-empty")) and queue.ready:  # as Queue.Delete if-empty
         raise bad_request(f"{what} not empty")
     vhost.delete_queue(queue)
+    await durable(ctx)
     return no_content()
 
 
@@ -203,14 +207,17 @@ async def purge_queue(ctx: Context) -> Response:
 
 @endpoint()
 async def get_from_queue(ctx: Context) -> Any:
-    vhost = _vhost(ctx)
+    vhost = vhost_for(ctx)
     name = ctx.params["name"]
     body = await ctx.json()
     queue = vhost.queues.get(name)
     if queue is None:
         raise ApiError(404, "not_found", f"NOT_FOUND - no queue '{name}' in vhost '{vhost.name}'")
-    permit(ctx, vhost.name, "write", name)
-    permit(ctx, vhost.name, "read", name)
+    if not ctx.broker.users.allowed(vhost.name, ctx.user.name, "read", name):
+        raise not_authorised(
+            f"ACCESS_REFUSED - access to queue '{name}' in vhost '{vhost.name}' refused for "
+            f"user '{ctx.user.name}'"
+        )
     return get_messages(queue, body)
 
 
