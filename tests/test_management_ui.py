@@ -94,6 +94,16 @@ def until(browser: WebDriver, check: Callable[[WebDriver], Any]) -> Any:
     return wait(browser).until(check)
 
 
+def click(browser: WebDriver, by: str, value: str) -> None:
+    """Click the element found, finding it again if a list refresh replaced it meanwhile."""
+
+    def clicked(b: WebDriver) -> bool:
+        b.find_element(by, value).click()
+        return True
+
+    until(browser, clicked)
+
+
 def log_in(browser: WebDriver, base: str, user: str = "guest", password: str = "guest") -> None:
     browser.get(base + "/")
     fill(browser, "login-username", user)
@@ -106,16 +116,11 @@ def go(browser: WebDriver, link: str) -> None:
     wait(browser).until(ec.element_to_be_clickable((By.LINK_TEXT, link))).click()
 
 
-def queue_count(browser: WebDriver, queue: str) -> str:
-    """The total shown for `queue` on the Queues page, once its row is there."""
+def shows_count(browser: WebDriver, queue: str, count: str) -> None:
+    """Filter the Queues page on `queue`, then wait until its row shows `count` messages."""
     fill(browser, "queues-filter", queue)
     cell = f'span.messages[data-queue="{queue}"]'
-    return until(
-        browser,
-        lambda b: (
-            b.find_elements(By.CSS_SELECTOR, cell) and b.find_element(By.CSS_SELECTOR, cell).text
-        ),
-    )
+    until(browser, lambda b: [e.text for e in b.find_elements(By.CSS_SELECTOR, cell)] == [count])
 
 
 def test_ui_drives_the_broker(
@@ -142,18 +147,18 @@ def test_ui_drives_the_broker(
 
     # Queues: the queue with its message count; then declare one.
     go(driver, "Queues")
-    until(driver, lambda b: queue_count(b, queue) == "3")
+    shows_count(driver, queue, "3")
     driver.save_screenshot(str(shots / "ui-queues.png"))
     fill(driver, "queue-declare-name", declared)
     Select(driver.find_element(By.ID, "queue-declare-durable")).select_by_value("false")
     driver.find_element(By.ID, "queue-declare-submit").click()
     text_in(driver, "#flash", f"Queue {declared} declared.")
-    until(driver, lambda b: queue_count(b, declared) == "0")
+    shows_count(driver, declared, "0")
     channel.queue_declare(declared, passive=True)
 
     # Exchanges: publish to the new queue through the default exchange.
     go(driver, "Exchanges")
-    until(driver, ec.element_to_be_clickable((By.LINK_TEXT, "(AMQP default)"))).click()
+    click(driver, By.LINK_TEXT, "(AMQP default)")
     fill(driver, "publish-routing-key", declared)
     fill(driver, "publish-payload", "hello from the UI")
     driver.find_element(By.ID, "publish-submit").click()
@@ -163,8 +168,8 @@ def test_ui_drives_the_broker(
 
     # Queues: peek leaves the message where it is; get (automatic ack) takes it.
     go(driver, "Queues")
-    until(driver, lambda b: queue_count(b, declared) == "1")
-    driver.find_element(By.LINK_TEXT, declared).click()
+    shows_count(driver, declared, "1")
+    click(driver, By.LINK_TEXT, declared)
     text_in(driver, "#queue-messages", "1")
     driver.find_element(By.ID, "peek-submit").click()
     text_in(driver, "#peek-output", "hello from the UI")
@@ -181,7 +186,7 @@ def test_ui_drives_the_broker(
     row = f'//tr[td[contains(., "{conn_name}")]]//button[contains(@class, "close-connection")]'
     until(driver, ec.presence_of_element_located((By.XPATH, row)))
     driver.save_screenshot(str(shots / "ui-connections.png"))
-    until(driver, lambda b: b.find_element(By.XPATH, row).click() or True)
+    click(driver, By.XPATH, row)
     until(driver, ec.alert_is_present()).accept()
     text_in(driver, "#flash", "closed.")
     deadline = time.monotonic() + WAIT
@@ -211,9 +216,8 @@ def test_login_refused_and_values_shown_as_text(
     try:
         log_in(driver, base)
         go(driver, "Queues")
-        until(driver, lambda b: queue_count(b, markup) == "0")
-        link = driver.find_element(By.LINK_TEXT, markup)
-        assert link.text == markup
+        shows_count(driver, markup, "0")
+        assert until(driver, lambda b: b.find_element(By.LINK_TEXT, markup).text) == markup
         assert not driver.find_elements(By.CSS_SELECTOR, "#queues-table img")
         assert driver.execute_script("return window.pwned === undefined")
     finally:
@@ -292,7 +296,9 @@ def test_admin_pages(
     # Definitions: export makes a download link; import creates what the file defines.
     driver.find_element(By.ID, "definitions-export").click()
     text_in(driver, "#flash", "Definitions exported.")
-    assert shown(driver, "#definitions-download").get_attribute("href").startswith("blob:")
+    href = shown(driver, "#definitions-download").get_attribute("href")
+    assert href is not None
+    assert href.startswith("blob:")
     queue = "ui-imported-" + unique
     definitions = tmp_path / "definitions.json"
     definitions.write_text(
@@ -317,10 +323,10 @@ def test_admin_pages(
 
     # Deleting the vhost from its row (after the browser's confirmation) removes it all.
     row = f'//table[@id="vhosts-table"]//tr[td[1][.="{vhost}"]]//button'
-    until(driver, lambda b: b.find_element(By.XPATH, row).click() or True)
+    click(driver, By.XPATH, row)
     until(driver, ec.alert_is_present()).accept()
     until(driver, lambda b: api_get(base, f"/vhosts/{quote(vhost, safe='')}") is None)
     row = f'//table[@id="users-table"]//tr[td[1][.="{user}"]]//button'
-    until(driver, lambda b: b.find_element(By.XPATH, row).click() or True)
+    click(driver, By.XPATH, row)
     until(driver, ec.alert_is_present()).accept()
     until(driver, lambda b: api_get(base, f"/users/{user}") is None)

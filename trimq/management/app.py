@@ -1,5 +1,5 @@
-"""The management application: the routes of every API family in api/, RabbitMQ's error
-answers, and the listener task trimq-server runs."""
+"""The management application: the routes of every API family in api/, the web UI's static
+files (ui.py), RabbitMQ's error answers, and the listener task trimq-server runs."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from trimq.management import api
+from trimq.management import api, ui
 from trimq.management.errors import ApiError, api_error_response, http_error_response
 from trimq.management.listener import serve_asgi
 from trimq.server.state import ServerState
@@ -48,7 +48,7 @@ def internal_error(request: Request, exc: Exception) -> Response:
 
 def build_app(state: ServerState) -> ASGIApp:
     app = Starlette(
-        routes=api.routes(),
+        routes=[*api.routes(), *ui.routes()],  # the API first: it keeps its paths
         exception_handlers={
             ApiError: api_error_response,
             HTTPException: http_error_response,

@@ -233,13 +233,17 @@ function refreshNow() {
   for (const fn of ui.refreshers) fn();
 }
 
-/** Register a live section: fn fills it now and again every REFRESH_MS. */
-function live(fn) {
+/**
+ * Register a live section: fn fills it now and again every REFRESH_MS. A failure is shown in
+ * `box` (the section's own content), so it never hides the answer to the user's last action.
+ */
+function live(fn, box) {
   const run = async () => {
     try {
       await fn();
     } catch (err) {
-      if (!(err instanceof ApiError && err.status === 401)) flash(err.message || String(err), 'error');
+      if (err instanceof ApiError && err.status === 401) return;
+      box.replaceChildren(h('p', { class: 'error' }, 'Could not load this: ' + (err.message || String(err))));
     }
   };
   ui.refreshers.push(run);
@@ -394,7 +398,10 @@ function pagedList(container, path, columns, idPrefix) {
     h('div', { class: 'toolbar' }, filterInput, h('label', { class: 'inline' }, regexBox, 'Regex'), pager),
     holder,
   );
+  let latest = 0; // answers may arrive out of order: only the newest request's is shown
   async function update() {
+    latest += 1;
+    const mine = latest;
     const params = new URLSearchParams({
       page: String(state.page),
       page_size: '100',
@@ -406,6 +413,7 @@ function pagedList(container, path, columns, idPrefix) {
       params.set('sort_reverse', String(state.reverse));
     }
     const data = await api('GET', path + '?' + params.toString());
+    if (mine !== latest) return;
     const items = Array.isArray(data) ? data : data.items;
     sorting.key = state.sort;
     sorting.reverse = state.reverse;
@@ -430,7 +438,7 @@ function pagedList(container, path, columns, idPrefix) {
       );
     }
   }
-  live(update);
+  live(update, holder);
 }
 
 function objectLink(kind, vhost, name, label) {
@@ -489,7 +497,7 @@ function pageOverview(root) {
         { id: 'listeners-table', class: 'list' },
       ),
     );
-  });
+  }, totals);
   live(async () => {
     const list = await api('GET', '/nodes');
     nodes.replaceChildren(
@@ -506,7 +514,7 @@ function pageOverview(root) {
         { id: 'nodes-table', class: 'list' },
       ),
     );
-  });
+  }, nodes);
 }
 
 function alarms(node) {
@@ -741,13 +749,13 @@ function pageExchange(vhost, name) {
         ['Rate out', fmtRate(x.message_stats, 'publish_out')],
       ]),
     );
-  });
+  }, details);
   if (name !== 'amq.default') {
-    live(async () => outgoing.replaceChildren(bindingsTable(await api('GET', path + '/bindings/source'), 'destination', vhost)));
+    live(async () => outgoing.replaceChildren(bindingsTable(await api('GET', path + '/bindings/source'), 'destination', vhost)), outgoing);
   } else {
     outgoing.replaceChildren(h('p', { class: 'muted' }, 'The default exchange binds every queue by its name.'));
   }
-  live(async () => incoming.replaceChildren(bindingsTable(await api('GET', path + '/bindings/destination'), 'source', vhost)));
+  live(async () => incoming.replaceChildren(bindingsTable(await api('GET', path + '/bindings/destination'), 'source', vhost)), incoming);
 }
 
 function bindingsTable(list, side, vhost) {
@@ -984,8 +992,8 @@ function pageQueue(vhost, name) {
         { class: 'list' },
       ),
     );
-  });
-  live(async () => bindings.replaceChildren(bindingsTable(await api('GET', path + '/bindings'), 'source', vhost)));
+  }, details);
+  live(async () => bindings.replaceChildren(bindingsTable(await api('GET', path + '/bindings'), 'source', vhost)), bindings);
 }
 
 function messagesView(list, id) {
@@ -1108,7 +1116,7 @@ function pageAdmin(root) {
         { class: 'list', id: 'users-table' },
       ),
     );
-  });
+  }, users);
   live(async () => {
     const list = await api('GET', '/vhosts');
     vhosts.replaceChildren(
@@ -1124,7 +1132,7 @@ function pageAdmin(root) {
         { class: 'list', id: 'vhosts-table' },
       ),
     );
-  });
+  }, vhosts);
   live(async () => {
     const list = await api('GET', '/permissions');
     perms.replaceChildren(
@@ -1141,7 +1149,7 @@ function pageAdmin(root) {
         { class: 'list', id: 'permissions-table' },
       ),
     );
-  });
+  }, perms);
   live(async () => {
     const list = await api('GET', '/policies');
     policies.replaceChildren(
@@ -1159,7 +1167,7 @@ function pageAdmin(root) {
         { class: 'list', id: 'policies-table' },
       ),
     );
-  });
+  }, policies);
 }
 
 function deleteButton(what, path, label) {
