@@ -168,7 +168,10 @@ class Channel:
                 if handler is not None:
                     handler(self, method)
                 elif self.proto.method(method) is ChannelAction.CLOSE:
-                    self.connection.close_channel(self, reply=True)
+                    self.cleanup()  # the client closed it: clean up, then confirm
+                    self.connection.drop_channel(self)
+                    self.closed.set()
+                    self.write_method(spec.ChannelCloseOk())
         except AMQPError as error:
             self._method_failed(error, method.CLASS_ID, method.METHOD_ID)
 
@@ -213,7 +216,8 @@ class Channel:
         if self.proto.while_closing(frame) is ChannelAction.CLOSE_OK:
             self.connection.write(frames.method_frame(self.number, spec.ChannelCloseOk()))
         elif self.proto.state is ChannelState.CLOSED:
-            self.connection.forget_channel(self)
+            self.connection.drop_channel(self)  # the Close-Ok to our Close
+            self.closed.set()
 
     def fail(self, error: AMQPError) -> None:
         """A soft error: close this channel with the error's code and text."""

@@ -506,18 +506,9 @@ class ServerConnection:
         self._nursery.start_soon(channel.run)
         channel.write_method(spec.ChannelOpenOk(b""))
 
-    def close_channel(self, channel: Channel, reply: bool) -> None:
-        """The client closed the channel: clean up and confirm."""
-        channel.cleanup()
+    def drop_channel(self, channel: Channel) -> None:
+        """The channel is closed: its number may be reused."""
         self.channels.pop(channel.number, None)
-        channel.closed.set()
-        if reply:
-            channel.write_method(spec.ChannelCloseOk())
-
-    def forget_channel(self, channel: Channel) -> None:
-        """Close-Ok arrived for a channel we closed: its number may be reused."""
-        self.channels.pop(channel.number, None)
-        channel.closed.set()
 
     # -- heartbeats ---------------------------------------------------------------------
 
