@@ -11,6 +11,7 @@ whose confirm task sends publisher confirms once per batch, cumulatively.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,9 @@ from trimq.amqp.publish import content_properties, publish_args
 from trimq.amqp.state import ChannelAction, ChannelEvent, ChannelMachine, ChannelMode, ChannelState
 from trimq.broker import reply_to
 from trimq.broker.arguments import parse_expiration
+from trimq.broker.exchange import Exchange
 from trimq.broker.message import Message, QueuedMessage
+from trimq.broker.pcre import name_bytes
 from trimq.broker.queue import Consumer, Queue
 from trimq.broker.stats import MessageStats, count_confirms, count_publish, count_unroutable
 from trimq.errors import (
@@ -79,6 +82,17 @@ class PermissionCache:
         self.answers: dict[tuple[str, str, str], bool] = {}
 
 
+class TopicCache:
+    """The topic permission patterns this channel's user has, per (kind, exchange), valid
+    while the broker's topic permissions are unchanged (None: no topic permission there)."""
+
+    __slots__ = ("generation", "patterns")
+
+    def __init__(self) -> None:
+        self.generation = -1
+        self.patterns: dict[tuple[str, str], re.Pattern[bytes] | None] = {}
+
+
 class Channel:
     def __init__(self, connection: ChannelHost, number: int) -> None:
         self.connection = connection
@@ -100,6 +114,7 @@ class Channel:
         self.set_unacked_limit()
         self.last_queue: str | None = None
         self._permitted = PermissionCache()
+        self._topics = TopicCache()
         self.held_cancels: list[str] | None = None  # see on_queue_delete
         self.reply_consumer: tuple[str, str] | None = None  # direct reply-to: (tag, token)
         self.confirm_seq = 0  # last publish sequence number in confirm mode
@@ -329,6 +344,33 @@ class Channel:
                 f"'{self.connection.username}'",
             )
 
+    def permit_topic(self, kind: str, exchange: Exchange, routing_key: str) -> None:
+        """RabbitMQ's topic authorisation: on a topic exchange where the user has topic
+        permissions, the routing key of a publish ("write") or binding ("read") must match."""
+        if exchange.TYPE != "topic":
+            return
+        users = self.connection.broker.users
+        table = users.topic_permissions
+        if not table:
+            return
+        cache = self._topics
+        if cache.generation != table.generation:
+            cache.generation = table.generation
+            cache.patterns.clear()
+        key = (kind, exchange.name)
+        if key in cache.patterns:
+            pattern = cache.patterns[key]
+        else:
+            pattern = cache.patterns[key] = users.topic_check(
+                self.vhost.name, self.connection.username, exchange.name, kind
+            )
+        if pattern is not None and pattern.search(name_bytes(routing_key)) is None:
+            raise ChannelError(
+                ACCESS_REFUSED,
+                f"access to topic '{routing_key}' in exchange '{exchange.name}' in vhost "
+                f"'{self.vhost.name}' refused for user '{self.connection.username}'",
+            )
+
     # -- queues -------------------------------------------------------------------------
 
     def queue_name(self, name: str) -> str:
@@ -510,6 +552,8 @@ class Channel:
                 ACCESS_REFUSED,
                 f"cannot publish to internal exchange '{exchange.name}' in vhost '{vhost.name}'",
             )
+        if exchange.TYPE == "topic":  # one comparison per publish to anything else
+            self.permit_topic("write", exchange, routing_key)
         user_id = properties.user_id
         if user_id is not None and user_id != self.connection.username:
             raise ChannelError(

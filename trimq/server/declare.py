@@ -61,6 +61,7 @@ def on_exchange_bind(channel: Channel, m: spec.ExchangeBind) -> None:
     channel.vhost.check_bindable(m.destination)
     source = channel.vhost.get_exchange(m.source)
     destination = channel.vhost.get_exchange(m.destination)
+    channel.permit_topic("read", source, m.routing_key)
     channel.vhost.bind(source, destination, m.routing_key, m.arguments)
     channel.reply(m.nowait, spec.ExchangeBindOk())
 
@@ -72,6 +73,8 @@ def on_exchange_unbind(channel: Channel, m: spec.ExchangeUnbind) -> None:
     channel.vhost.check_bindable(m.destination)
     source = channel.vhost.exchanges.get(m.source)
     destination = channel.vhost.exchanges.get(m.destination)
+    if source is not None:
+        channel.permit_topic("read", source, m.routing_key)
     if source is not None and destination is not None:  # as RabbitMQ: missing is fine
         channel.vhost.unbind(source, destination, m.routing_key, m.arguments)
     channel.reply(m.nowait, spec.ExchangeUnbindOk())
@@ -110,6 +113,7 @@ def on_queue_bind(channel: Channel, m: spec.QueueBind) -> None:
     exchange = channel.vhost.get_exchange(m.exchange)
     queue = channel.vhost.get_queue(channel.queue_name(m.queue), channel.connection)
     routing_key = m.routing_key if m.queue or m.routing_key else queue.name
+    channel.permit_topic("read", exchange, routing_key)
     channel.vhost.bind(exchange, queue, routing_key, m.arguments)
     channel.reply(m.nowait, spec.QueueBindOk())
 
@@ -120,6 +124,8 @@ def on_queue_unbind(channel: Channel, m: spec.QueueUnbind) -> None:
     channel.vhost.check_bindable(m.exchange)
     exchange = channel.vhost.exchanges.get(m.exchange)
     queue = channel.vhost.queues.get(channel.queue_name(m.queue))
+    if exchange is not None:
+        channel.permit_topic("read", exchange, m.routing_key)
     if exchange is not None and queue is not None:  # as RabbitMQ: missing is fine
         channel.vhost.check_exclusive(queue, channel.connection)
         channel.vhost.unbind(exchange, queue, m.routing_key, m.arguments)
