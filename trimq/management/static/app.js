@@ -711,32 +711,18 @@ function declareExchangeForm() {
 function pageExchange(vhost, name) {
   const root = $('page');
   const path = '/exchanges/' + enc(vhost) + '/' + enc(name);
+  const isDefault = name === 'amq.default';
   const details = h('div', { id: 'exchange-details' });
   const outgoing = h('div', { id: 'exchange-bindings-source' });
   const incoming = h('div', { id: 'exchange-bindings-destination' });
   root.append(
-    h('h1', {}, 'Exchange ', h('span', { class: 'objname' }, exchangeName(name === 'amq.default' ? '' : name)), h('span', { class: 'muted' }, ' in ' + vhost)),
+    h('h1', {}, 'Exchange ', h('span', { class: 'objname' }, exchangeName(isDefault ? '' : name)), h('span', { class: 'muted' }, ' in ' + vhost)),
     section('Details', details),
-    section('Bindings from this exchange', outgoing, bindForm(vhost, 'e', name)),
+    section('Bindings from this exchange', outgoing, isDefault ? null : bindForm(vhost, 'e', name)),
     section('Bindings to this exchange', incoming),
     publishForm(vhost, name),
-    section(
-      'Delete this exchange',
-      button(
-        'Delete',
-        () => {
-          if (!confirm('Delete exchange ' + name + '?')) return;
-          act(() => api('DELETE', path), 'Exchange ' + name + ' deleted.').then((r) => {
-            if (r !== undefined) {
-              ui.keepFlash = true;
-              location.hash = '#/exchanges';
-            }
-          });
-        },
-        { class: 'danger', id: 'exchange-delete' },
-      ),
-    ),
   );
+  if (!isDefault) root.append(deleteExchangeSection(path, name));
   live(async () => {
     const x = await api('GET', path);
     details.replaceChildren(
@@ -750,12 +736,25 @@ function pageExchange(vhost, name) {
       ]),
     );
   }, details);
-  if (name !== 'amq.default') {
+  if (!isDefault) {
     live(async () => outgoing.replaceChildren(bindingsTable(await api('GET', path + '/bindings/source'), 'destination', vhost)), outgoing);
   } else {
     outgoing.replaceChildren(h('p', { class: 'muted' }, 'The default exchange binds every queue by its name.'));
   }
   live(async () => incoming.replaceChildren(bindingsTable(await api('GET', path + '/bindings/destination'), 'source', vhost)), incoming);
+}
+
+function deleteExchangeSection(path, name) {
+  const remove = () => {
+    if (!confirm('Delete exchange ' + name + '?')) return;
+    act(() => api('DELETE', path), 'Exchange ' + name + ' deleted.').then((r) => {
+      if (r !== undefined) {
+        ui.keepFlash = true;
+        location.hash = '#/exchanges';
+      }
+    });
+  };
+  return section('Delete this exchange', button('Delete', remove, { class: 'danger', id: 'exchange-delete' }));
 }
 
 function bindingsTable(list, side, vhost) {
