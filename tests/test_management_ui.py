@@ -1,19 +1,22 @@
 """The management web UI in a real browser: headless Chromium driven by selenium.
 
-The test logs in, finds a queue and its message count on the Queues page, declares a queue,
-publishes a message from the Exchanges page and gets it back from the Queues page, peeks, and
-closes a pika connection from the Connections page (pika sees the close). Screenshots go to a
-temporary directory, or to the directory TRIMQ_UI_SCREENSHOTS names (the README's pictures
-come from `TRIMQ_UI_SCREENSHOTS=docs/images`).
+The main test logs in, finds a queue and its message count on the Queues page, declares a
+queue, publishes a message from the Exchanges page, peeks at it and gets it from the Queues
+page, and closes a pika connection from the Connections page (pika sees the close). Others work
+the Admin forms, check that what the broker sends is shown as text, never as markup, and
+(without a browser) how the files are served. Screenshots go to a temporary directory, or to
+the directory TRIMQ_UI_SCREENSHOTS names (the README's pictures come from
+`TRIMQ_UI_SCREENSHOTS=docs/images`).
 
-trimq-only: RabbitMQ serves its own UI. Skipped where Debian's chromium and chromium-driver are
-not installed (CI installs them).
+trimq-only: RabbitMQ serves its own UI. The browser tests skip, saying so, where Debian's
+chromium and chromium-driver are not installed (CI installs them).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -38,16 +41,9 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WAIT = 15.0
 
-pytestmark = [
-    pytest.mark.skipif(
-        bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: RabbitMQ serves its own UI"
-    ),
-    pytest.mark.skipif(
-        CHROMIUM is None or not CHROMEDRIVER.exists(),
-        reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
-        "chromium-driver; .ci/run installs them)",
-    ),
-]
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: RabbitMQ serves its own UI"
+)
 
 
 @pytest.fixture
@@ -61,6 +57,11 @@ def shots(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def driver() -> Iterator[WebDriver]:
+    if CHROMIUM is None or not CHROMEDRIVER.exists():
+        pytest.skip(
+            "needs Debian's chromium and chromium-driver (apt-get install chromium "
+            "chromium-driver; .ci/run installs them)"
+        )
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
         options.add_argument(arg)
@@ -121,6 +122,31 @@ def shows_count(browser: WebDriver, queue: str, count: str) -> None:
     fill(browser, "queues-filter", queue)
     cell = f'span.messages[data-queue="{queue}"]'
     until(browser, lambda b: [e.text for e in b.find_elements(By.CSS_SELECTOR, cell)] == [count])
+
+
+def test_ui_files_are_served_with_their_headers(management_url: str) -> None:
+    base = management_url.rstrip("/")
+    page = requests.get(base + "/", timeout=WAIT)
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert "set-cookie" not in page.headers
+    assets = re.findall(r'(?:src|href)="(static/[^"]+)"', page.text)
+    assert sorted(assets) == ["static/app.js", "static/style.css"]
+    for asset, media_type in zip(sorted(assets), ("text/javascript", "text/css"), strict=True):
+        answer = requests.get(f"{base}/{asset}", timeout=WAIT)
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith(media_type)
+    missing = requests.get(base + "/static/nothing.js", timeout=WAIT)
+    assert (missing.status_code, missing.json()) == (
+        404,
+        {"error": "Object Not Found", "reason": "Not Found"},
+    )
+    # the API keeps its own answers beside the UI: no credentials, no data
+    assert requests.get(base + "/api/overview", timeout=WAIT).status_code == 401
 
 
 def test_ui_drives_the_broker(
