@@ -187,6 +187,7 @@ def test_ui_drives_the_broker(
     click(driver, By.LINK_TEXT, "(AMQP default)")
     fill(driver, "publish-routing-key", declared)
     fill(driver, "publish-payload", "hello from the UI")
+    fill(driver, "publish-properties", json.dumps({"message_id": "id-" + unique}))
     driver.find_element(By.ID, "publish-submit").click()
     text_in(driver, "#flash", "Message published.")
     driver.save_screenshot(str(shots / "ui-publish.png"))
@@ -195,6 +196,9 @@ def test_ui_drives_the_broker(
     # Queues: peek leaves the message where it is; get (automatic ack) takes it.
     go(driver, "Queues")
     shows_count(driver, declared, "1")
+    fill(driver, "find-id", "id-" + unique)
+    driver.find_element(By.ID, "find-submit").click()
+    text_in(driver, "#find-output", declared)
     click(driver, By.LINK_TEXT, declared)
     text_in(driver, "#queue-messages", "1")
     driver.find_element(By.ID, "peek-submit").click()

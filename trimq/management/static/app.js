@@ -862,7 +862,7 @@ function publishForm(vhost, name) {
 
 function pageQueues(root) {
   const list = h('div');
-  root.append(h('h1', {}, 'Queues'), h('section', {}, list), declareQueueForm());
+  root.append(h('h1', {}, 'Queues'), h('section', {}, list), declareQueueForm(), findForm());
   pagedList(
     list,
     '/queues',
@@ -912,6 +912,35 @@ function declareQueueForm() {
     h('button', { type: 'submit', id: 'queue-declare-submit' }, 'Add queue'),
   );
   return section('Add a new queue', form);
+}
+
+/** trimq's GET /api/vhosts/{vhost}/find: where a message is, found by its id, nothing taken. */
+function findForm() {
+  const vhost = vhostSelect('find-vhost');
+  const kind = h('select', { id: 'find-kind' }, h('option', { value: 'message_id' }, 'Message id'), h('option', { value: 'correlation_id' }, 'Correlation id'));
+  const id = h('input', { id: 'find-id', required: true });
+  const out = h('div', { id: 'find-output' });
+  const form = h(
+    'form',
+    {
+      id: 'find',
+      class: 'stack',
+      onsubmit: (e) => {
+        e.preventDefault();
+        act(async () => {
+          const params = new URLSearchParams({ [kind.value]: id.value });
+          const list = await api('GET', '/vhosts/' + enc(vhost.value) + '/find?' + params.toString());
+          out.replaceChildren(messagesView(list, 'find-result'));
+          return list;
+        }, (l) => 'Copies found: ' + fmtNum(l.length) + '.');
+      },
+    },
+    field('Virtual host', vhost),
+    field('Look for', kind),
+    field('Id', id),
+    h('button', { type: 'submit', id: 'find-submit' }, 'Find'),
+  );
+  return section('Find a message', h('p', { class: 'muted' }, 'Every queue of the virtual host, ready and unacked messages; nothing is taken.'), form, out);
 }
 
 function pageQueue(vhost, name) {
@@ -1006,7 +1035,7 @@ function messagesView(list, id) {
         if (k === 'payload') continue;
         pairs.push([k, fmtValue(v)]);
       }
-      pairs.push(['payload', h('pre', { class: 'payload' }, fmtValue(m.payload))]);
+      if ('payload' in m) pairs.push(['payload', h('pre', { class: 'payload' }, fmtValue(m.payload))]);
       return h('div', { class: 'message' }, h('h3', {}, 'Message ' + (i + 1)), kvTable(pairs));
     }),
   );
