@@ -462,21 +462,21 @@ function pageOverview(root) {
   );
   live(async () => {
     const o = await api('GET', '/overview');
-    const ot = o.object_totals || {};
-    const qt = o.queue_totals || {};
+    const objects = o.object_totals || {};
+    const queued = o.queue_totals || {};
     totals.replaceChildren(
       h(
         'div',
         { class: 'cards' },
         [
-          ['Connections', ot.connections],
-          ['Channels', ot.channels],
-          ['Exchanges', ot.exchanges],
-          ['Queues', ot.queues],
-          ['Consumers', ot.consumers],
-          ['Ready', qt.messages_ready],
-          ['Unacked', qt.messages_unacknowledged],
-          ['Total messages', qt.messages],
+          ['Connections', objects.connections],
+          ['Channels', objects.channels],
+          ['Exchanges', objects.exchanges],
+          ['Queues', objects.queues],
+          ['Consumers', objects.consumers],
+          ['Ready', queued.messages_ready],
+          ['Unacked', queued.messages_unacknowledged],
+          ['Total messages', queued.messages],
         ].map(([k, v]) => h('div', { class: 'card' }, h('div', { class: 'num' }, fmtNum(v === undefined ? 0 : v)), h('div', {}, k))),
       ),
       h('p', { class: 'muted' }, (o.product_name || '') + ' ' + (o.product_version || '') + ' (API ' + (o.rabbitmq_version || '') + '), node ' + (o.node || '')),
