@@ -360,3 +360,26 @@ def test_admin_pages(
     click(driver, By.XPATH, row)
     until(driver, ec.alert_is_present()).accept()
     until(driver, lambda b: api_get(base, f"/users/{user}") is None)
+
+
+def test_a_missing_tag_is_shown_without_logging_out(
+    driver: WebDriver, management_url: str, unique: str
+) -> None:
+    base = management_url.rstrip("/")
+    user = "ui-monitor-" + unique
+    admin = requests.Session()
+    admin.auth = ("guest", "guest")
+    created = admin.put(
+        f"{base}/api/users/{user}", json={"password": "pw", "tags": "monitoring"}, timeout=WAIT
+    )
+    assert created.status_code == 201
+    try:
+        log_in(driver, base, user, "pw")
+        text_in(driver, "#who-name", user)
+        go(driver, "Admin")
+        text_in(driver, "#users", "Not administrator user")
+        assert driver.find_element(By.ID, "nav").is_displayed()
+        go(driver, "Queues")
+        shown(driver, "#queues-table")
+    finally:
+        admin.delete(f"{base}/api/users/{user}", timeout=WAIT)

@@ -117,6 +117,7 @@ class ApiError extends Error {
   constructor(status, reason) {
     super(reason);
     this.status = status;
+    this.loggedOut = false;
   }
 }
 
@@ -148,11 +149,16 @@ async function api(method, path, body, extraHeaders) {
     }
   }
   if (!resp.ok) {
-    if (resp.status === 401 && path !== '/whoami') {
-      logout('Your session is no longer authorised: log in again.');
-    }
     const reason = data && typeof data === 'object' ? data.reason || data.error : data;
-    throw new ApiError(resp.status, resp.status + ' ' + (reason || resp.statusText));
+    const error = new ApiError(resp.status, resp.status + ' ' + (reason || resp.statusText));
+    // 401 "not_authorised" is a missing tag or permission (the user stays logged in); any
+    // other 401 means the credentials no longer work.
+    const refused = data && typeof data === 'object' && data.error === 'not_authorised';
+    if (resp.status === 401 && !refused && path !== '/whoami') {
+      error.loggedOut = true;
+      logout('Your credentials were refused: log in again.');
+    }
+    throw error;
   }
   return data;
 }
@@ -165,7 +171,7 @@ async function act(fn, okMessage) {
     refreshNow();
     return result;
   } catch (err) {
-    flash(err.message || String(err), 'error');
+    if (!err.loggedOut) flash(err.message || String(err), 'error');
     return undefined;
   }
 }
@@ -242,7 +248,7 @@ function live(fn, box) {
     try {
       await fn();
     } catch (err) {
-      if (err instanceof ApiError && err.status === 401) return;
+      if (err.loggedOut) return;
       box.replaceChildren(h('p', { class: 'error' }, 'Could not load this: ' + (err.message || String(err))));
     }
   };
@@ -278,7 +284,9 @@ function route() {
     admin: pageAdmin,
   };
   (pages[page] || pageOverview)(root);
-  ui.timer = setInterval(refreshNow, REFRESH_MS);
+  ui.timer = setInterval(() => {
+    if (!document.hidden) refreshNow(); // no polling from a tab nobody looks at
+  }, REFRESH_MS);
 }
 
 /** Fetch the vhost names and refill every vhost <select> on the page, keeping its choice. */
