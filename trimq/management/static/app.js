@@ -324,8 +324,11 @@ function table(columns, rows, attrs, sorting) {
   const header = ([title, , key]) => {
     if (!sorting || !key) return h('th', {}, title);
     const mark = sorting.key === key ? (sorting.reverse ? ' \u25bc' : ' \u25b2') : '';
-    const link = h('a', { href: '#', class: 'sort', onclick: (e) => { e.preventDefault(); sorting.onSort(key); } }, title + mark);
-    return h('th', {}, link);
+    const sort = (e) => {
+      e.preventDefault();
+      sorting.onSort(key);
+    };
+    return h('th', {}, h('a', { href: '#', class: 'sort', onclick: sort }, title + mark));
   };
   const head = h('tr', {}, columns.map(header));
   const body = rows.map((row) =>
@@ -365,6 +368,15 @@ function parseJsonField(text, what) {
   } catch (e) {
     throw new Error(what + ' must be a JSON object, such as {"x-max-length": 10}');
   }
+}
+
+/** A <select> of [value, label] pairs (a plain string is both). */
+function choice(id, pairs) {
+  return h(
+    'select',
+    { id },
+    pairs.map((pair) => (Array.isArray(pair) ? h('option', { value: pair[0] }, pair[1]) : h('option', { value: pair }, pair))),
+  );
 }
 
 function button(text, onclick, attrs) {
@@ -436,7 +448,7 @@ function pagedList(container, path, columns, idPrefix) {
             update();
           }
         }),
-        ' Page ' + data.page + ' of ' + pages + ' (' + fmtNum(data.filtered_count) + ' of ' + fmtNum(data.total_count) + ') ',
+        ` Page ${data.page} of ${pages} (${fmtNum(data.filtered_count)} of ${fmtNum(data.total_count)}) `,
         button('>', () => {
           if (state.page < pages) {
             state.page += 1;
@@ -450,7 +462,8 @@ function pagedList(container, path, columns, idPrefix) {
 }
 
 function objectLink(kind, vhost, name, label) {
-  return h('a', { href: '#/' + kind + '/' + enc(vhost) + '/' + enc(name) }, label === undefined ? name : label);
+  const href = '#/' + kind + '/' + enc(vhost) + '/' + enc(name);
+  return h('a', { href }, label === undefined ? name : label);
 }
 
 // ---------------------------------------------------------------- Overview
@@ -464,7 +477,7 @@ function pageOverview(root) {
   root.append(
     h('h1', {}, 'Overview'),
     section('Totals', totals),
-    section('Message rates', canvas, legend),
+    section('Message rates', canvas, legend, h('p', { class: 'muted' }, 'Sampled every 5 s while this page is open (the last 10 minutes).')),
     section('Nodes', nodes),
     section('Listeners', listeners),
   );
@@ -485,13 +498,18 @@ function pageOverview(root) {
           ['Ready', queued.messages_ready],
           ['Unacked', queued.messages_unacknowledged],
           ['Total messages', queued.messages],
-        ].map(([k, v]) => h('div', { class: 'card' }, h('div', { class: 'num' }, fmtNum(v === undefined ? 0 : v)), h('div', {}, k))),
+        ].map(([k, v]) => h('div', { class: 'card' }, h('div', { class: 'num' }, fmtNum(v || 0)), h('div', {}, k))),
       ),
-      h('p', { class: 'muted' }, (o.product_name || '') + ' ' + (o.product_version || '') + ' (API ' + (o.rabbitmq_version || '') + '), node ' + (o.node || '')),
+      h('p', { class: 'muted' }, `${o.product_name} ${o.product_version} (API ${o.rabbitmq_version}), node ${o.node}`),
     );
     const ms = o.message_stats || {};
-    const rate = (k) => (ms[k + '_details'] && typeof ms[k + '_details'].rate === 'number' ? ms[k + '_details'].rate : 0);
-    ui.rates.push({ publish: rate('publish'), deliver_get: rate('deliver_get'), ack: rate('ack'), confirm: rate('confirm') });
+    const rate = (k) => {
+      const details = ms[k + '_details'];
+      return details && typeof details.rate === 'number' ? details.rate : 0;
+    };
+    const sample = {};
+    for (const [key] of SERIES) sample[key] = rate(key);
+    ui.rates.push(sample);
     if (ui.rates.length > CHART_POINTS) ui.rates.shift();
     drawChart(canvas, legend, ui.rates);
     listeners.replaceChildren(
@@ -533,6 +551,11 @@ function alarms(node) {
   return h('span', { class: 'alarm' }, on.join(', ') + ' alarm');
 }
 
+const DURABILITY = [
+  ['true', 'Durable'],
+  ['false', 'Transient'],
+];
+
 const SERIES = [
   ['publish', 'Publish', '#d9480f'],
   ['confirm', 'Confirm', '#7048e8'],
@@ -541,6 +564,7 @@ const SERIES = [
 ];
 
 function drawChart(canvas, legend, samples) {
+  if (canvas.clientWidth && canvas.width !== canvas.clientWidth) canvas.width = canvas.clientWidth;
   const ctx = canvas.getContext('2d');
   const w = canvas.width;
   const hgt = canvas.height;
@@ -589,7 +613,8 @@ function drawChart(canvas, legend, samples) {
 function pageConnections(root) {
   const reason = h('input', { id: 'close-reason', value: 'Closed via management UI', size: 40 });
   const list = h('div');
-  root.append(h('h1', {}, 'Connections'), h('section', {}, h('div', { class: 'toolbar' }, field('Reason sent when closing', reason)), list));
+  const toolbar = h('div', { class: 'toolbar' }, field('Reason sent when closing', reason));
+  root.append(h('h1', {}, 'Connections'), h('section', {}, toolbar, list));
   pagedList(
     list,
     '/connections',
@@ -679,8 +704,8 @@ function pageExchanges(root) {
 function declareExchangeForm() {
   const vhost = vhostSelect('exchange-declare-vhost');
   const name = h('input', { id: 'exchange-declare-name', required: true });
-  const type = h('select', { id: 'exchange-declare-type' }, ['direct', 'fanout', 'topic', 'headers'].map((t) => h('option', { value: t }, t)));
-  const durable = h('select', { id: 'exchange-declare-durable' }, h('option', { value: 'true' }, 'Durable'), h('option', { value: 'false' }, 'Transient'));
+  const type = choice('exchange-declare-type', ['direct', 'fanout', 'topic', 'headers']);
+  const durable = choice('exchange-declare-durable', DURABILITY);
   const autoDelete = h('input', { type: 'checkbox', id: 'exchange-declare-auto-delete' });
   const internal = h('input', { type: 'checkbox', id: 'exchange-declare-internal' });
   const args = h('textarea', { id: 'exchange-declare-arguments', rows: 2, placeholder: '{"alternate-exchange": "ae"}' });
@@ -802,7 +827,7 @@ function bindingsTable(list, side, vhost) {
 /** Bind from (kind 'e') an exchange to a queue/exchange, or to (kind 'q') a queue from an exchange. */
 function bindForm(vhost, kind, name) {
   const prefix = kind === 'q' ? 'queue-bind' : 'exchange-bind';
-  const destType = h('select', { id: prefix + '-dest-type' }, h('option', { value: 'q' }, 'To queue'), h('option', { value: 'e' }, 'To exchange'));
+  const destType = choice(prefix + '-dest-type', [['q', 'To queue'], ['e', 'To exchange']]);
   const other = h('input', { id: prefix + '-other', required: true });
   const key = h('input', { id: prefix + '-routing-key' });
   const args = h('textarea', { id: prefix + '-arguments', rows: 2, placeholder: '{}' });
@@ -833,11 +858,11 @@ function bindForm(vhost, kind, name) {
 
 function publishForm(vhost, name) {
   const key = h('input', { id: 'publish-routing-key' });
-  const mode = h('select', { id: 'publish-delivery-mode' }, h('option', { value: '1' }, '1 - Non-persistent'), h('option', { value: '2' }, '2 - Persistent'));
+  const mode = choice('publish-delivery-mode', [['1', '1 - Non-persistent'], ['2', '2 - Persistent']]);
   const headers = h('textarea', { id: 'publish-headers', rows: 2, placeholder: '{"x-my-header": "value"}' });
   const props = h('textarea', { id: 'publish-properties', rows: 2, placeholder: '{"content_type": "text/plain", "message_id": "m-1"}' });
   const payload = h('textarea', { id: 'publish-payload', rows: 4 });
-  const encoding = h('select', { id: 'publish-encoding' }, h('option', { value: 'string' }, 'String'), h('option', { value: 'base64' }, 'Base64'));
+  const encoding = choice('publish-encoding', [['string', 'String'], ['base64', 'Base64']]);
   const form = h(
     'form',
     {
@@ -895,7 +920,7 @@ function pageQueues(root) {
 function declareQueueForm() {
   const vhost = vhostSelect('queue-declare-vhost');
   const name = h('input', { id: 'queue-declare-name', required: true });
-  const durable = h('select', { id: 'queue-declare-durable' }, h('option', { value: 'true' }, 'Durable'), h('option', { value: 'false' }, 'Transient'));
+  const durable = choice('queue-declare-durable', DURABILITY);
   const autoDelete = h('input', { type: 'checkbox', id: 'queue-declare-auto-delete' });
   const args = h('textarea', { id: 'queue-declare-arguments', rows: 2, placeholder: '{"x-message-ttl": 60000}' });
   const form = h(
@@ -925,7 +950,7 @@ function declareQueueForm() {
 /** trimq's GET /api/vhosts/{vhost}/find: where a message is, found by its id, nothing taken. */
 function findForm() {
   const vhost = vhostSelect('find-vhost');
-  const kind = h('select', { id: 'find-kind' }, h('option', { value: 'message_id' }, 'Message id'), h('option', { value: 'correlation_id' }, 'Correlation id'));
+  const kind = choice('find-kind', [['message_id', 'Message id'], ['correlation_id', 'Correlation id']]);
   const id = h('input', { id: 'find-id', required: true });
   const out = h('div', { id: 'find-output' });
   const form = h(
@@ -948,7 +973,8 @@ function findForm() {
     field('Id', id),
     h('button', { type: 'submit', id: 'find-submit' }, 'Find'),
   );
-  return section('Find a message', h('p', { class: 'muted' }, 'Every queue of the virtual host, ready and unacked messages; nothing is taken.'), form, out);
+  const note = h('p', { class: 'muted' }, 'Every queue of the virtual host, ready and unacked messages; nothing is taken.');
+  return section('Find a message', note, form, out);
 }
 
 function pageQueue(vhost, name) {
@@ -1060,7 +1086,7 @@ function getMessagesForm(path) {
       ['reject_requeue_false', 'Reject requeue false'],
     ].map(([v, t]) => h('option', { value: v }, t)),
   );
-  const encoding = h('select', { id: 'get-encoding' }, h('option', { value: 'auto' }, 'Automatic string/base64'), h('option', { value: 'base64' }, 'Base64'));
+  const encoding = choice('get-encoding', [['auto', 'Automatic string/base64'], ['base64', 'Base64']]);
   const count = h('input', { id: 'get-count', type: 'number', min: 1, value: '1' });
   const out = h('div', { id: 'get-output' });
   const form = h(
@@ -1083,13 +1109,14 @@ function getMessagesForm(path) {
     field('Messages', count),
     h('button', { type: 'submit', id: 'get-submit' }, 'Get message(s)'),
   );
-  return section('Get messages', h('p', { class: 'muted' }, 'Getting takes messages from the queue (and requeues them as the ack mode says).'), form, out);
+  const note = h('p', { class: 'muted' }, 'Getting takes messages from the queue (and requeues them as the ack mode says).');
+  return section('Get messages', note, form, out);
 }
 
 function peekForm(path) {
   const offset = h('input', { id: 'peek-offset', type: 'number', min: 0, value: '0' });
   const count = h('input', { id: 'peek-count', type: 'number', min: 1, value: '10' });
-  const state = h('select', { id: 'peek-state' }, h('option', { value: '' }, 'Ready'), h('option', { value: 'unacked' }, 'Unacked'));
+  const state = choice('peek-state', [['', 'Ready'], ['unacked', 'Unacked']]);
   const out = h('div', { id: 'peek-output' });
   const form = h(
     'form',
@@ -1113,7 +1140,8 @@ function peekForm(path) {
     field('Count', count),
     h('button', { type: 'submit', id: 'peek-submit' }, 'Peek'),
   );
-  return section('Peek at messages', h('p', { class: 'muted' }, 'Shows messages in queue order without delivering them.'), form, out);
+  const note = h('p', { class: 'muted' }, 'Shows messages in queue order without delivering them.');
+  return section('Peek at messages', note, form, out);
 }
 
 // ---------------------------------------------------------------- Admin
@@ -1129,7 +1157,7 @@ function pageAdmin(root) {
       'p',
       { class: 'subnav' },
       ['Users', 'Virtual hosts', 'Permissions', 'Policies', 'Definitions'].map((t) =>
-        h('a', { href: '#/admin', onclick: (e) => { e.preventDefault(); $('admin-' + t.toLowerCase().replace(' ', '-')).scrollIntoView(); } }, t),
+        h('a', { href: '#/admin', onclick: (e) => jumpTo(e, 'admin-' + t.toLowerCase().replace(' ', '-')) }, t),
       ),
     ),
     h('section', { id: 'admin-users' }, h('h2', {}, 'Users'), users, userForm()),
@@ -1204,6 +1232,11 @@ function pageAdmin(root) {
       ),
     );
   }, policies);
+}
+
+function jumpTo(event, id) {
+  event.preventDefault();
+  $(id).scrollIntoView();
 }
 
 function deleteButton(what, path, label) {
@@ -1305,7 +1338,7 @@ function policyForm() {
   const vhost = vhostSelect('policy-vhost');
   const name = h('input', { id: 'policy-name', required: true });
   const pattern = h('input', { id: 'policy-pattern', required: true, placeholder: '^orders\\.' });
-  const applyTo = h('select', { id: 'policy-apply-to' }, ['all', 'queues', 'exchanges'].map((v) => h('option', { value: v }, v)));
+  const applyTo = choice('policy-apply-to', ['all', 'queues', 'exchanges']);
   const priority = h('input', { id: 'policy-priority', type: 'number', value: '0' });
   const definition = h('textarea', { id: 'policy-definition', rows: 3, placeholder: '{"max-length": 1000}' });
   const form = h(
