@@ -140,6 +140,10 @@ def test_ui_files_are_served_with_their_headers(management_url: str) -> None:
         answer = requests.get(f"{base}/{asset}", timeout=WAIT)
         assert answer.status_code == 200
         assert answer.headers["content-type"].startswith(media_type)
+    script = requests.get(base + "/static/app.js", timeout=WAIT).text
+    for sink in (".innerHTML", ".outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script  # the page is built with textContent only
+    assert "document.cookie" not in script
     missing = requests.get(base + "/static/nothing.js", timeout=WAIT)
     assert (missing.status_code, missing.json()) == (
         404,
