@@ -2,9 +2,10 @@
 
 The main test logs in, finds a queue and its message count on the Queues page, declares a
 queue, publishes a message from the Exchanges page, peeks at it and gets it from the Queues
-page, and closes a pika connection from the Connections page (pika sees the close). Others work
-the Admin forms, check that what the broker sends is shown as text, never as markup, and
-(without a browser) how the files are served. Screenshots go to a temporary directory, or to
+page, and closes a pika connection from the Connections page (pika sees the close). Others
+bind, purge and delete from the exchange and queue pages, work the Admin forms, check that a
+missing tag is reported without logging out and that what the broker sends is shown as text,
+never as markup, and (without a browser) how the files are served. Screenshots go to a temporary directory, or to
 the directory TRIMQ_UI_SCREENSHOTS names (the README's pictures come from
 `TRIMQ_UI_SCREENSHOTS=docs/images`).
 
@@ -387,3 +388,64 @@ def test_a_missing_tag_is_shown_without_logging_out(
         shown(driver, "#queues-table")
     finally:
         admin.delete(f"{base}/api/users/{user}", timeout=WAIT)
+
+
+def test_exchange_bindings_purge_and_delete(
+    driver: WebDriver, management_url: str, broker: Any, unique: str
+) -> None:
+    base = management_url.rstrip("/")
+    exchange, queue = "ui-x-" + unique, "ui-bound-" + unique
+    setup = broker.connect()
+    channel = setup.channel()
+    channel.queue_declare(queue)
+    log_in(driver, base)
+
+    # Declare a topic exchange from the Exchanges page, then bind the queue from its page.
+    go(driver, "Exchanges")
+    fill(driver, "exchange-declare-name", exchange)
+    Select(driver.find_element(By.ID, "exchange-declare-type")).select_by_value("topic")
+    driver.find_element(By.ID, "exchange-declare-submit").click()
+    text_in(driver, "#flash", f"Exchange {exchange} declared.")
+    fill(driver, "exchanges-filter", exchange)
+    click(driver, By.LINK_TEXT, exchange)
+    submit(
+        driver, "exchange-bind", {"exchange-bind-other": queue, "exchange-bind-routing-key": "a.*"}
+    )
+    text_in(driver, "#flash", "Binding added.")
+    text_in(driver, "#exchange-bindings-source", "a.*")
+    channel.basic_publish(exchange, "a.b", b"routed")
+    channel.basic_publish(exchange, "b.a", b"dropped")
+    assert channel.queue_declare(queue, passive=True).method.message_count == 1
+
+    # The queue's page lists the binding; purge empties it, unbind removes the binding.
+    driver.get(f"{base}/#/queues/%2F/{quote(queue, safe='')}")
+    text_in(driver, "#queue-bindings", exchange)
+    text_in(driver, "#queue-messages", "1")
+    driver.find_element(By.ID, "queue-purge").click()
+    until(driver, ec.alert_is_present()).accept()
+    text_in(driver, "#flash", f"Queue {queue} purged.")
+    assert channel.queue_declare(queue, passive=True).method.message_count == 0
+    click(
+        driver, By.XPATH, f'//div[@id="queue-bindings"]//tr[td[contains(., "{exchange}")]]//button'
+    )
+    text_in(driver, "#flash", "Binding removed.")
+    channel.basic_publish(exchange, "a.b", b"no longer routed")
+    assert channel.queue_declare(queue, passive=True).method.message_count == 0
+
+    # Delete the queue, then the exchange, each from its own page.
+    driver.find_element(By.ID, "queue-delete").click()
+    until(driver, ec.alert_is_present()).accept()
+    text_in(driver, "#flash", f"Queue {queue} deleted.")
+    until(driver, ec.url_contains("#/queues"))
+    driver.get(f"{base}/#/exchanges/%2F/{quote(exchange, safe='')}")
+    shown(driver, "#exchange-delete").click()
+    until(driver, ec.alert_is_present()).accept()
+    text_in(driver, "#flash", f"Exchange {exchange} deleted.")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as gone:
+        channel.queue_declare(queue, passive=True)
+    assert gone.value.reply_code == 404
+    channel = setup.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as gone:
+        channel.exchange_declare(exchange, "topic", passive=True)
+    assert gone.value.reply_code == 404
+    setup.close()
