@@ -5,9 +5,9 @@ queue, publishes a message from the Exchanges page, peeks at it and gets it from
 page, and closes a pika connection from the Connections page (pika sees the close). Others
 bind, purge and delete from the exchange and queue pages, work the Admin forms, check that a
 missing tag is reported without logging out and that what the broker sends is shown as text,
-never as markup, and (without a browser) how the files are served. Screenshots go to a temporary directory, or to
-the directory TRIMQ_UI_SCREENSHOTS names (the README's pictures come from
-`TRIMQ_UI_SCREENSHOTS=docs/images`).
+never as markup, and (without a browser) how the files are served. Screenshots go to a
+temporary directory, or to the directory TRIMQ_UI_SCREENSHOTS names (the README's pictures
+come from `TRIMQ_UI_SCREENSHOTS=docs/images`).
 
 trimq-only: RabbitMQ serves its own UI. The browser tests skip, saying so, where Debian's
 chromium and chromium-driver are not installed (CI installs them).
