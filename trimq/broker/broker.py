@@ -151,7 +151,8 @@ class Broker:
             vhost.delete_queue(queue)
         vhost.deleted = True
         del self.vhosts[name]
-        self.totals.retired.add(vhost.stats)  # the broker's totals keep its messages
+        # The broker's totals keep its messages (its queues and exchanges are gone by now).
+        self.totals.retired.add(vhost.stats)
         for key in [k for k in self.users.permissions if k[0] == name]:
             del self.users.permissions[key]
         self._drop(VHostDef.KIND, VHostDef.make_key(name))  # storage drops all inside it

@@ -1,11 +1,16 @@
-"""Message counters per queue, exchange, channel and vhost, the broker's totals, and their
-rates: what the management API's `message_stats` and the Prometheus metrics report.
+"""Message counters per queue, exchange and channel, the broker's totals, and their rates:
+what the management API's `message_stats` and the Prometheus metrics report.
 
 Counting costs an integer increment per event (per batch where the code already batches:
-dispatch, acks). Rates are not kept per event either: a server task calls `sample` on every
-live counter set every `SAMPLE_INTERVAL` seconds, as RabbitMQ samples its statistics, and a
-rate is the change over the last interval. A counter set that never counted anything keeps
-no sample at all.
+dispatch, acks), and each event is counted on as few objects as possible: a publish on its
+channel, exchange and queues, a delivery on its queue (per batch) and channel. A vhost's
+counts are the sum of its parts at read time (`vhost_sum`): the publishing side from its
+channels, the delivering side from its queues, the routed copies from its exchanges, plus
+what the deleted or closed ones counted (`VHost.stats`, added to as they go).
+
+Rates are not kept per event either: a server task calls `sample` on every live counter set
+every `SAMPLE_INTERVAL` seconds, as RabbitMQ samples its statistics, and a rate is the change
+over the last interval. A counter set that never counted anything keeps no sample at all.
 """
 
 from __future__ import annotations
@@ -47,6 +52,11 @@ DELIVER_GROUP = (
     "get_empty",
 )
 _DELIVER_PARTS = ("deliver", "deliver_no_ack", "get", "get_no_ack")
+
+# Which counters of a vhost come from which of its parts.
+CHANNEL_SIDE = ("publish", "confirm", "received_confirm", "return_unroutable", "drop_unroutable")
+QUEUE_SIDE = ("deliver", "deliver_no_ack", "get", "get_no_ack", "get_empty", "ack", "redeliver")
+EXCHANGE_SIDE = ("publish_out",)
 
 
 class MessageStats:
@@ -105,13 +115,18 @@ class MessageStats:
             return sum(rates[FIELDS.index(part)] for part in _DELIVER_PARTS)
         return rates[FIELDS.index(name)]
 
-    def add(self, other: MessageStats) -> None:
-        """Fold another object's counts into these (a sum, or the history of a deleted one)."""
-        for name in FIELDS:
+    def add(self, other: MessageStats, names: tuple[str, ...] = FIELDS) -> None:
+        """Add another object's counts (of `names`) and their rates to these: a sum, or the
+        history of a deleted object kept by its vhost."""
+        for name in names:
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        if other._rates is not None:
-            mine = self._rates or (0.0,) * len(FIELDS)
-            self._rates = tuple(a + b for a, b in zip(mine, other._rates, strict=True))
+        theirs = other._rates
+        if theirs is not None:
+            rates = list(self._rates or (0.0,) * len(FIELDS))
+            for name in names:
+                index = FIELDS.index(name)
+                rates[index] += theirs[index]
+            self._rates = tuple(rates)
 
 
 def total(stats: Iterable[MessageStats]) -> MessageStats:
@@ -147,35 +162,41 @@ class Totals:
         self.retired = MessageStats()  # the counts of deleted vhosts
 
 
-# -- counting where the publish path needs more than one object --------------------------
-
-
-def count_publish(
-    channel: MessageStats, vhost: MessageStats, exchange: MessageStats, confirm: bool
-) -> None:
-    """A message published to an exchange on a channel."""
-    channel.publish += 1
-    vhost.publish += 1
-    exchange.publish_in += 1
-    if confirm:
-        channel.received_confirm += 1
-        vhost.received_confirm += 1
-
-
-def count_unroutable(channel: MessageStats, vhost: MessageStats, mandatory: bool) -> None:
+def count_unroutable(channel: MessageStats, mandatory: bool) -> None:
     """A published message that reached no queue: returned if mandatory, else dropped."""
     if mandatory:
         channel.return_unroutable += 1
-        vhost.return_unroutable += 1
     else:
         channel.drop_unroutable += 1
-        vhost.drop_unroutable += 1
 
 
-def count_confirms(channel: MessageStats, vhost: MessageStats, count: int) -> None:
-    """Publisher confirms sent (one cumulative Basic.Ack may confirm many)."""
-    channel.confirm += count
-    vhost.confirm += count
+def retire_channel(
+    totals: Totals, vhost: MessageStats, channel: MessageStats, received_confirm: int
+) -> None:
+    """A channel closed: its vhost keeps what it counted (`received_confirm`: the publishes
+    it received in confirm mode, its last confirm sequence number)."""
+    totals.channels_closed += 1
+    channel.received_confirm = received_confirm
+    vhost.add(channel, CHANNEL_SIDE)
+
+
+def vhost_sum(
+    kept: MessageStats,
+    queues: Iterable[MessageStats],
+    exchanges: Iterable[MessageStats],
+    channels: Iterable[MessageStats],
+) -> MessageStats:
+    """A vhost's counters and rates: what its deleted parts counted (`kept`), its queues'
+    deliveries, its exchanges' routed copies and its channels' publishes."""
+    result = MessageStats()
+    result.add(kept)
+    for queue in queues:
+        result.add(queue, QUEUE_SIDE)
+    for exchange in exchanges:
+        result.add(exchange, EXCHANGE_SIDE)
+    for channel in channels:
+        result.add(channel, CHANNEL_SIDE)
+    return result
 
 
 # -- rendering: the management API's message_stats ----------------------------------------

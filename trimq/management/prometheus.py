@@ -27,9 +27,9 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 
 from trimq import __version__
-from trimq.broker.stats import MessageStats, total
 from trimq.server.control import count_open_files
 from trimq.server.info import NODE, channel_pid, connection_pid
+from trimq.server.rates import overview_stats
 
 if TYPE_CHECKING:
     from trimq.broker.queue import Queue
@@ -467,7 +467,7 @@ class BrokerCollector:
                     "rabbitmq_queue_messages_published_total",
                     "counter",
                     "Total number of messages published to queues",
-                    lambda q: q.stats.publish,
+                    lambda q: q.counters().publish,
                 )
             ],
             self._queues,
@@ -529,10 +529,7 @@ class BrokerCollector:
         yield identity
 
     def _global(self, consumers: int) -> Iterator[Metric]:
-        broker = self.state.broker
-        stats: MessageStats = total(
-            [broker.totals.retired, *(v.stats for v in broker.vhosts.values())]
-        )
+        stats = overview_stats(self.state)
         family = GaugeMetricFamily(
             "rabbitmq_global_consumers", "Current number of consumers", labels=["protocol"]
         )

@@ -26,7 +26,7 @@ from trimq.broker import reply_to
 from trimq.broker.arguments import parse_expiration
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.queue import Consumer, Queue
-from trimq.broker.stats import MessageStats, count_confirms, count_publish, count_unroutable
+from trimq.broker.stats import MessageStats, count_unroutable, retire_channel
 from trimq.broker.vhost import generated_name
 from trimq.errors import (
     ACCESS_REFUSED,
@@ -189,7 +189,9 @@ class Channel:
                 nursery.cancel_scope.cancel()
         finally:
             self.cleanup()
-            self.connection.broker.totals.channels_closed += 1
+            retire_channel(
+                self.connection.broker.totals, self.vhost.stats, self.stats, self.confirm_seq
+            )
 
     async def _confirm_task(self) -> None:
         """Confirms wait for the fsync covering their messages; one wait serves a whole batch."""
@@ -877,7 +879,8 @@ class Channel:
         """Route and enqueue; returns the LSN that must be durable before confirming (or 0),
         and whether a queue refused the message (the publisher gets a Basic.Nack)."""
         headers = message.properties.headers
-        count_publish(self.stats, self.vhost.stats, exchange.stats, self.confirm)
+        self.stats.publish += 1
+        exchange.stats.publish_in += 1
         if exchange is self.vhost.default_exchange and message.routing_key.startswith(
             reply_to.PREFIX
         ):
@@ -887,7 +890,7 @@ class Channel:
                 return 0, False
         queues = self.vhost.route(exchange, message.routing_key, message)
         if not queues:
-            count_unroutable(self.stats, self.vhost.stats, mandatory)
+            count_unroutable(self.stats, mandatory)
             if mandatory:
                 self.write_with_content(
                     spec.BasicReturn(NO_ROUTE, "NO_ROUTE", message.exchange, message.routing_key),
@@ -910,8 +913,9 @@ class Channel:
             return
         start = self.confirmed_upto + 1
         self.confirmed_upto = upto
-        nacks = sum(seq <= upto for seq in self.nacked) if self.nacked else 0
-        count_confirms(self.stats, self.vhost.stats, upto - start + 1 - nacks)
+        self.stats.confirm += (
+            upto - start + 1 - (sum(s <= upto for s in self.nacked) if self.nacked else 0)
+        )
         if not self.nacked:
             self.write_method(spec.BasicAck(upto, upto > start))
             return
