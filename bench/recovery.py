@@ -76,7 +76,9 @@ class Server:
                 "--",
                 *cmd,
             ]
-        env = dict(os.environ, PYTHONPATH=str(src))
+        # the management listener off: it starts after recovery and would only add its import
+        # time (older revisions ignore the variable)
+        env = dict(os.environ, PYTHONPATH=str(src), TRIMQ_MANAGEMENT_ENABLED="false")
         with open(logfile, "ab") as out:
             self.t0 = time.monotonic()
             self.proc = subprocess.Popen(

@@ -192,6 +192,10 @@ class Trimq(Broker):
         env = dict(os.environ)
         if self.src is not None:
             env["PYTHONPATH"] = str(self.src)
+        # the management listener on a free port of 127.0.0.1, so that runs side by side never
+        # collide on 15672 (older revisions ignore the variables)
+        env.setdefault("TRIMQ_MANAGEMENT_HOST", "127.0.0.1")
+        env.setdefault("TRIMQ_MANAGEMENT_PORT", "0")
         return (
             [
                 str(TRIMQ_SERVER),

@@ -1,7 +1,11 @@
 """Shared fixtures: a live trimq-server subprocess that tests reach over TCP with real clients.
 
 Set TRIMQ_TEST_URL (for example amqp://guest:guest@127.0.0.1:5690/%2F) to run the same tests
-against another broker, such as a private RabbitMQ node, to check that the expectations match.
+against another broker, such as a private RabbitMQ node, to check that the expectations match;
+TRIMQ_TEST_MANAGEMENT_URL (http://127.0.0.1:15690) does the same for the management HTTP API.
+
+Every trimq-server the tests start (here or in a test of its own) serves the management API on
+a free port of 127.0.0.1 (the environment below), so parallel servers never collide.
 """
 
 from __future__ import annotations
@@ -20,7 +24,11 @@ from typing import Any
 import pika
 import pytest
 
-LISTENING = re.compile(rb"listening on .*:(\d+)")
+LISTENING = re.compile(rb"^trimq \S+ listening on .*:(\d+)")
+MANAGEMENT_LISTENING = re.compile(rb"^trimq \S+ management listening on http://.*:(\d+)/")
+
+os.environ.setdefault("TRIMQ_MANAGEMENT_HOST", "127.0.0.1")
+os.environ.setdefault("TRIMQ_MANAGEMENT_PORT", "0")
 
 
 @dataclass
@@ -31,6 +39,7 @@ class Broker:
     port: int
     process: subprocess.Popen[bytes] | None = None
     data_dir: Path | None = None
+    management_port: int | None = None  # None: not served (or not known)
 
     @property
     def url(self) -> str:
@@ -79,13 +88,17 @@ def start_server(
         log_file.close()  # the child holds its own descriptor
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
+    management_port = None
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
             raise RuntimeError(f"trimq-server exited with {proc.wait()} before listening")
+        management = MANAGEMENT_LISTENING.search(line)
+        if management:  # printed before the AMQP listeners
+            management_port = int(management.group(1))
         match = LISTENING.search(line)
         if match:
-            return Broker("127.0.0.1", int(match.group(1)), proc, data_dir)
+            return Broker("127.0.0.1", int(match.group(1)), proc, data_dir, management_port)
     proc.kill()
     raise RuntimeError("trimq-server did not report a listening port in time")
 
@@ -103,11 +116,12 @@ def stop_server(broker: Broker, timeout: float = 10.0) -> int:
 
 
 # Test files whose expectations are RabbitMQ's behaviour, checked against RabbitMQ 3.10 with
-# TRIMQ_TEST_URL: they carry the marker `rabbitmq_reference`, and `make test-rabbitmq` (which CI
+# TRIMQ_TEST_URL (and TRIMQ_TEST_MANAGEMENT_URL / TRIMQ_TEST_PROMETHEUS_URL for HTTP): they carry the marker `rabbitmq_reference`, and `make test-rabbitmq` (which CI
 # runs) runs them against a private RabbitMQ node. A file joins the list once it passes there.
 RABBITMQ_REFERENCE = frozenset(
     {
         "test_async_pika.py",
+        "test_management_admin_clients.py",
         "test_basic.py",
         "test_celery_kombu.py",
         "test_confirms_tx.py",
@@ -123,6 +137,8 @@ RABBITMQ_REFERENCE = frozenset(
         "test_vhost_limits.py",
         "test_consumer_timeout.py",
         "test_permissions.py",
+        "test_management_api.py",
+        "test_management_admin.py",
     }
 )
 
@@ -144,6 +160,17 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
     server = start_server(tmp_path_factory.mktemp("trimq-data"))
     yield server
     stop_server(server)
+
+
+@pytest.fixture(scope="session")
+def management_url(broker: Broker) -> str:
+    """The management API's base URL: TRIMQ_TEST_MANAGEMENT_URL's, or the session trimq's."""
+    url = os.environ.get("TRIMQ_TEST_MANAGEMENT_URL")
+    if url:
+        return url.rstrip("/")
+    if broker.management_port is None:
+        pytest.skip("TRIMQ_TEST_URL without TRIMQ_TEST_MANAGEMENT_URL: no management API")
+    return f"http://{broker.host}:{broker.management_port}"
 
 
 @pytest.fixture

@@ -148,3 +148,13 @@ def test_tests_never_import_one_another() -> None:
         name = _module_name(path)
         bad = sorted(t for t in imports(path, name) if stems & set(t.split(".")))
         assert not bad, f"{name} imports {bad}"
+
+
+def test_nothing_below_management_imports_it() -> None:
+    """trimq/management sits above trimq/server: the server runs it as a service that
+    trimq-server hands in (trimq/server/app.py's `services`), so only trimq/cli imports it."""
+    for package in ("trimq/server", "trimq/broker", "trimq/amqp", "storage"):
+        for name, path in _modules(package).items():
+            bad = sorted(t for t in imports(path, name) if _under(t, "trimq.management"))
+            assert not bad, f"{name} imports {bad}"
+    assert _modules("trimq/management"), "the management package moved"

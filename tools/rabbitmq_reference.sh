@@ -2,7 +2,10 @@
 # A private RabbitMQ 3.10 node to check the test suite's expectations against RabbitMQ.
 #
 #   tools/rabbitmq_reference.sh COMMAND [ARGS...]   start a node, run COMMAND with
-#                                                   TRIMQ_TEST_URL pointing at it, stop the node;
+#                                                   TRIMQ_TEST_URL pointing at it (and
+#                                                   TRIMQ_TEST_MANAGEMENT_URL and
+#                                                   TRIMQ_TEST_PROMETHEUS_URL at its HTTP
+#                                                   listeners), stop the node;
 #                                                   exits with COMMAND's status
 #   tools/rabbitmq_reference.sh                     start a node and keep it until Ctrl-C
 #
@@ -10,7 +13,8 @@
 # is missing. The node is private: its own directory under a temporary folder (data, logs, and
 # HOME with its Erlang cookie), its own node name, AMQP port, distribution port and epmd, all
 # stopped and removed at the end. AMQP port: $RABBITMQ_REFERENCE_PORT, else a free one.
-# guest/guest on vhost /, no plugins.
+# guest/guest on vhost /; plugins rabbitmq_management and rabbitmq_prometheus, each on a free
+# port of 127.0.0.1.
 set -euo pipefail
 
 SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
@@ -28,10 +32,10 @@ if [ ! -x "$SERVER" ]; then
   fi
 fi
 
-# three free ports: AMQP (unless given), Erlang distribution, epmd
-read -r FREE_AMQP DIST_PORT EPMD_PORT < <(python3 -c '
+# five free ports: AMQP (unless given), Erlang distribution, epmd, management, prometheus
+read -r FREE_AMQP DIST_PORT EPMD_PORT MANAGEMENT_PORT PROMETHEUS_PORT < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(3)]
+socks = [socket.socket() for _ in range(5)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
@@ -39,10 +43,16 @@ PORT=${RABBITMQ_REFERENCE_PORT:-$FREE_AMQP}
 
 BASE=$(mktemp -d "${TMPDIR:-/tmp}/trimq-rabbitmq.XXXXXX")
 mkdir -p "$BASE/mnesia" "$BASE/log" "$BASE/home"
-echo '[].' > "$BASE/enabled_plugins"
+echo '[rabbitmq_management,rabbitmq_prometheus].' > "$BASE/enabled_plugins"
 # consumer_timeout checked twice a second, so tests/test_consumer_timeout.py can see it fire
 CONSUMER_TIMEOUT_MS=8000
-echo "consumer_timeout = $CONSUMER_TIMEOUT_MS" > "$BASE/rabbitmq.conf"
+cat > "$BASE/rabbitmq.conf" <<EOF
+consumer_timeout = $CONSUMER_TIMEOUT_MS
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $MANAGEMENT_PORT
+prometheus.tcp.ip = 127.0.0.1
+prometheus.tcp.port = $PROMETHEUS_PORT
+EOF
 echo '[{rabbit, [{channel_tick_interval, 500}]}].' > "$BASE/advanced.config"
 NODE_PID=
 
@@ -88,14 +98,16 @@ chmod +x "$BASE/rabbitmqctl"
 ) > "$BASE/rabbitmq.out" 2>&1 < /dev/null &
 NODE_PID=$!
 
-# ready once the AMQP listener accepts connections (RabbitMQ opens it last when it boots)
+# ready once the AMQP and HTTP listeners accept connections
 ready=
 for _ in $(seq 1 600); do
   if ! kill -0 "$NODE_PID" 2>/dev/null; then
     break
   fi
-  if python3 -c 'import socket, sys; socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' \
-      "$PORT" 2>/dev/null; then
+  if python3 -c 'import socket, sys
+for port in sys.argv[1:]:
+    socket.create_connection(("127.0.0.1", int(port)), 1).close()' \
+      "$PORT" "$MANAGEMENT_PORT" "$PROMETHEUS_PORT" 2>/dev/null; then
     ready=1
     break
   fi
@@ -108,10 +120,13 @@ if [ -z "$ready" ]; then
 fi
 
 export TRIMQ_TEST_URL="amqp://guest:guest@127.0.0.1:$PORT/%2F"
+export TRIMQ_TEST_MANAGEMENT_URL="http://127.0.0.1:$MANAGEMENT_PORT"
+export TRIMQ_TEST_PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT"
 export TRIMQ_TEST_RABBITMQCTL="$BASE/rabbitmqctl"
 export TRIMQ_TEST_CONSUMER_TIMEOUT=$CONSUMER_TIMEOUT_MS
 echo "rabbitmq_reference: RabbitMQ $(ls /usr/lib/rabbitmq/lib | sed -n 's/^rabbitmq_server-//p')" \
-  "ready at $TRIMQ_TEST_URL" >&2
+  "ready at $TRIMQ_TEST_URL, management $TRIMQ_TEST_MANAGEMENT_URL," \
+  "prometheus $TRIMQ_TEST_PROMETHEUS_URL" >&2
 if [ $# -eq 0 ]; then
   echo "rabbitmq_reference: Ctrl-C stops it" >&2
   wait "$NODE_PID"

@@ -12,7 +12,8 @@ REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV=${VENV:-$REPO/.venv}
 data=$(mktemp -d)
 out="$data/server.out"
-"$VENV/bin/trimq-server" --host 127.0.0.1 --port 0 --data-dir "$data/data" --log-level warning \
+TRIMQ_MANAGEMENT_ENABLED=false \
+  "$VENV/bin/trimq-server" --host 127.0.0.1 --port 0 --data-dir "$data/data" --log-level warning \
   >"$out" 2>"$data/server.log" &
 pid=$!
 trap 'kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT

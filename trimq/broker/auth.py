@@ -102,6 +102,9 @@ class Users:
     def __init__(self) -> None:
         self.users: dict[str, User] = {}
         self.permissions: PermissionTable = PermissionTable()  # (vhost, user) -> Permission
+        # (vhost, user, exchange) -> (write, read) expressions for topic routing keys; kept,
+        # listed and exported, not yet enforced
+        self.topic_permissions: dict[tuple[str, str, str], tuple[str, str]] = {}
 
     @property
     def generation(self) -> int:

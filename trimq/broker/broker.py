@@ -25,6 +25,7 @@ from trimq.broker.records import (
     Definition,
     PermissionDef,
     PolicyDef,
+    TopicPermissionDef,
     UserDef,
     VHostDef,
     VHostLimitsDef,
@@ -130,6 +131,14 @@ class Broker:
             self._put(VHostDef(name, description, vhost.tags))
         return vhost
 
+    def update_vhost(self, name: str, description: str, tags: list[str]) -> VHost:
+        """Change an existing vhost's description and tags."""
+        vhost = self.get_vhost(name)
+        vhost.description = description
+        vhost.tags = list(tags)
+        self._put(VHostDef(name, description, vhost.tags))
+        return vhost
+
     def loading_vhost(self, name: str) -> VHost:
         """The vhost a definition loaded from storage belongs to, made if need be."""
         vhost = self.vhosts.get(name)
@@ -155,6 +164,8 @@ class Broker:
         self.totals.retired.add(vhost.stats)
         for key in [k for k in self.users.permissions if k[0] == name]:
             del self.users.permissions[key]
+        for topic in [k for k in self.users.topic_permissions if k[0] == name]:
+            del self.users.topic_permissions[topic]
         self._drop(VHostDef.KIND, VHostDef.make_key(name))  # storage drops all inside it
         return vhost
 
@@ -212,6 +223,9 @@ class Broker:
         for key in [k for k in self.users.permissions if k[1] == name]:
             del self.users.permissions[key]
             self._drop(PermissionDef.KIND, PermissionDef.make_key(*key))
+        for topic in [k for k in self.users.topic_permissions if k[1] == name]:
+            del self.users.topic_permissions[topic]
+            self._drop(TopicPermissionDef.KIND, TopicPermissionDef.make_key(*topic))
 
     def change_password(self, name: str, password: str) -> None:
         user = self.get_user(name)
@@ -252,6 +266,47 @@ class Broker:
         self.get_user(user)
         if self.users.permissions.pop((vhost, user), None) is not None:
             self._drop(PermissionDef.KIND, PermissionDef.make_key(vhost, user))
+
+    def set_topic_permissions(
+        self,
+        vhost: str,
+        user: str,
+        exchange: str,
+        write: str,
+        read: str,
+        loading: bool = False,
+    ) -> None:
+        """A user's topic permissions on one exchange of a vhost (RabbitMQ's
+        set_topic_permissions). `loading`: from storage, not checked, not journaled."""
+        if not loading:
+            for expression in (write, read):
+                problem = regex_problem(expression)
+                if problem is not None:
+                    raise AdminError(
+                        "error",
+                        f"Failed to set topic permissions for '{user}' in virtual host "
+                        f"'{vhost}': regular expression '{expression}' cannot be used: "
+                        f"{problem}",
+                    )
+            self.get_vhost(vhost)
+            self.get_user(user)
+        self.users.topic_permissions[(vhost, user, exchange)] = (write, read)
+        if not loading:
+            self._put(TopicPermissionDef(vhost, user, exchange, write, read))
+
+    def clear_topic_permissions(self, vhost: str, user: str, exchange: str | None = None) -> int:
+        """Remove a user's topic permissions in a vhost (on one exchange, or all); how many."""
+        self.get_vhost(vhost)
+        self.get_user(user)
+        keys = [
+            k
+            for k in self.users.topic_permissions
+            if k[0] == vhost and k[1] == user and exchange in (None, k[2])
+        ]
+        for key in keys:
+            del self.users.topic_permissions[key]
+            self._drop(TopicPermissionDef.KIND, TopicPermissionDef.make_key(*key))
+        return len(keys)
 
     # -- policies -----------------------------------------------------------------------
 

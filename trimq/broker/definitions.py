@@ -7,10 +7,11 @@ from typing import Any
 
 from trimq import __version__
 from trimq.amqp.codec import typed_to_plain
-from trimq.broker.auth import HASHING_ALGORITHM
+from trimq.broker.auth import HASHING_ALGORITHM, regex_problem
 from trimq.broker.broker import AdminError, Broker, check_permissions
 from trimq.broker.exchange import Exchange
 from trimq.broker.limits import in_force
+from trimq.broker.policy import PolicyError, make_policy
 from trimq.broker.vhost import DEFAULT_EXCHANGES
 from trimq.errors import AMQPError
 
@@ -76,9 +77,23 @@ def export_definitions(broker: Broker) -> dict[str, Any]:
             }
             for (vhost, user), p in sorted(users.permissions.items())
         ],
-        "topic_permissions": [],
+        "topic_permissions": [
+            {"user": user, "vhost": vhost, "exchange": exchange, "write": w, "read": r}
+            for (vhost, user, exchange), (w, r) in sorted(users.topic_permissions.items())
+        ],
         "global_parameters": [],
-        "policies": [],
+        "policies": [
+            {
+                "vhost": v.name,
+                "name": p.name,
+                "pattern": p.pattern,
+                "apply-to": p.apply_to,
+                "definition": dict(p.definition),
+                "priority": p.priority,
+            }
+            for v in sorted(broker.vhosts.values(), key=lambda v: v.name)
+            for p in sorted(v.policies.values(), key=lambda p: p.name)
+        ],
         "parameters": [
             {  # vhost limits are a runtime parameter to RabbitMQ
                 "vhost": v.name,
@@ -135,6 +150,37 @@ def export_definitions(broker: Broker) -> dict[str, Any]:
     return doc
 
 
+# The sections of a single vhost's definitions (RabbitMQ's GET /api/definitions/{vhost}), and
+# those whose entries then carry no "vhost" of their own.
+VHOST_SECTIONS = ("parameters", "policies", "queues", "exchanges", "bindings")
+VHOST_IMPLIED = ("queues", "exchanges", "bindings")
+
+
+def export_vhost_definitions(broker: Broker, vhost: str) -> dict[str, Any]:
+    """One vhost's definitions, as RabbitMQ exports them for a vhost."""
+    whole = export_definitions(broker)
+    doc: dict[str, Any] = {"rabbit_version": whole["rabbit_version"]}
+    for section in VHOST_SECTIONS:
+        entries = [e for e in whole[section] if e["vhost"] == vhost]
+        if section in VHOST_IMPLIED:
+            entries = [{k: v for k, v in e.items() if k != "vhost"} for e in entries]
+        doc[section] = entries
+    return doc
+
+
+def import_vhost_definitions(broker: Broker, vhost: str, doc: dict[str, Any]) -> None:
+    """Import one vhost's definitions into `vhost` (its entries need no "vhost"); users,
+    vhosts and permissions in the document are left out, as RabbitMQ does."""
+    if not isinstance(doc, dict):
+        raise AdminError("error", "definitions must be a JSON object")
+    broker.get_vhost(vhost)
+    scoped: dict[str, Any] = {}
+    for section in VHOST_SECTIONS:
+        entries = _entries(doc, section)
+        scoped[section] = [{**e, "vhost": vhost} for e in entries]
+    import_definitions(broker, scoped)
+
+
 def import_definitions(broker: Broker, doc: dict[str, Any]) -> None:
     """Create what the document defines; existing entities are updated or left as they are.
     Permissions that cannot be used and queues over a vhost's limit refuse the whole document
@@ -174,9 +220,30 @@ def _table(entry: dict[str, Any], section: str) -> dict[str, Any]:
 
 
 def _check(broker: Broker, doc: dict[str, Any]) -> None:
-    """What RabbitMQ checks before importing: permission expressions and queue limits."""
+    """What RabbitMQ checks before importing: permission expressions, policies and queue
+    limits."""
     for p in _entries(doc, "permissions", "vhost", "user"):
         check_permissions(p["vhost"], p["user"], p.get("configure"), p.get("write"), p.get("read"))
+    for t in _entries(doc, "topic_permissions", "vhost", "user", "exchange", "write", "read"):
+        for expression in (t["write"], t["read"]):
+            problem = regex_problem(expression)
+            if problem is not None:
+                raise AdminError(
+                    "error", f"invalid definitions: topic permission '{expression}': {problem}"
+                )
+    for p in _entries(doc, "policies", "vhost", "name", "pattern"):
+        priority = p.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise AdminError("error", "invalid definitions: a policy's priority must be a number")
+        apply_to = p.get("apply-to", "all")
+        if not isinstance(apply_to, str):
+            raise AdminError("error", "invalid definitions: a policy's apply-to must be a string")
+        try:
+            make_policy(
+                p["vhost"], p["name"], p["pattern"], p.get("definition"), priority, apply_to
+            )
+        except PolicyError as exc:
+            raise AdminError("error", str(exc)) from None
     new: dict[str, set[str]] = {}
     for q in _entries(doc, "queues", "name", "vhost"):
         vhost = broker.vhosts.get(q["vhost"])
@@ -215,9 +282,20 @@ def _import(broker: Broker, doc: dict[str, Any]) -> None:
             broker.add_user(u["name"], None, tags, password_hash=password_hash)
     for p in _entries(doc, "permissions", "vhost", "user"):
         broker.set_permissions(p["vhost"], p["user"], p["configure"], p["write"], p["read"])
+    for t in _entries(doc, "topic_permissions", "vhost", "user", "exchange"):
+        broker.set_topic_permissions(t["vhost"], t["user"], t["exchange"], t["write"], t["read"])
     for parameter in _entries(doc, "parameters", "vhost", "component"):
         if parameter["component"] == "vhost-limits":
             broker.set_vhost_limits(parameter["vhost"], parameter.get("value"))
+    for p in _entries(doc, "policies", "vhost", "name", "pattern"):
+        broker.set_policy(
+            p["vhost"],
+            p["name"],
+            p["pattern"],
+            p.get("definition"),
+            p.get("priority", 0),
+            p.get("apply-to", "all"),
+        )
     for x in _entries(doc, "exchanges", "name", "vhost", "type"):
         vhost = broker.get_vhost(x["vhost"])
         vhost.declare_exchange(

@@ -157,6 +157,36 @@ class PermissionDef:
 
 
 @dataclass(frozen=True)
+class TopicPermissionDef:
+    KIND: ClassVar[str] = "topic_permission"
+    vhost: str
+    user: str
+    exchange: str
+    write: str
+    read: str
+
+    @staticmethod
+    def make_key(vhost: str, user: str, exchange: str) -> list[str]:
+        return [vhost, user, exchange]
+
+    def key(self) -> list[str]:
+        return self.make_key(self.vhost, self.user, self.exchange)
+
+    def value(self) -> Value:
+        return {"write": self.write, "read": self.read}
+
+    @classmethod
+    def decode(cls, key: tuple[Any, ...], value: Value) -> TopicPermissionDef:
+        return cls(key[0], key[1], key[2], value["write"], value["read"])
+
+    def load(self, broker: Broker) -> str | None:
+        broker.set_topic_permissions(
+            self.vhost, self.user, self.exchange, self.write, self.read, loading=True
+        )
+        return None
+
+
+@dataclass(frozen=True)
 class PolicyDef:
     KIND: ClassVar[str] = "policy"
     vhost: str
@@ -350,6 +380,7 @@ Definition = (
     | VHostLimitsDef
     | UserDef
     | PermissionDef
+    | TopicPermissionDef
     | PolicyDef
     | ExchangeDef
     | QueueDef
@@ -363,6 +394,7 @@ KINDS: dict[str, type[Definition]] = {
         VHostLimitsDef,
         UserDef,
         PermissionDef,
+        TopicPermissionDef,
         PolicyDef,
         ExchangeDef,
         QueueDef,

@@ -10,6 +10,7 @@ command-line flags. Every key is checked at start; a bad one is refused with its
              connection_output_buffer, consumer_timeout (milliseconds; 0 disables)
     [resources] memory_high_watermark (fraction of RAM), memory_high_watermark_absolute,
              disk_free_limit
+    [management] enabled, host, port (the HTTP API; 0: any free port, printed on start)
 
 Sizes are bytes, or strings with RabbitMQ's units: "50MB" (10^6), "2GiB" or "2G" (2^30).
 
@@ -63,6 +64,9 @@ class Settings:
     memory_high_watermark: float = 0.4
     memory_high_watermark_absolute: int = 0
     disk_free_limit: int = 50_000_000
+    management_enabled: bool = True
+    management_host: str | None = None  # None: every interface, IPv4 and IPv6
+    management_port: int = 15672
     config_file: Path | None = None
 
 
@@ -211,6 +215,9 @@ KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "resources.memory_high_watermark": ("memory_high_watermark", _fraction),
     "resources.memory_high_watermark_absolute": ("memory_high_watermark_absolute", _size(0, 2**50)),
     "resources.disk_free_limit": ("disk_free_limit", _size(0, 2**60)),
+    "management.enabled": ("management_enabled", _bool),
+    "management.host": ("management_host", _host),
+    "management.port": ("management_port", _int(0, 65535)),
 }
 
 
@@ -263,7 +270,8 @@ def load(
             values[key] = (env_name(key), environ[env_name(key)])
     for key, value in overrides.items():
         if value is not None:
-            values[key] = (f"--{key.split('.')[-1].replace('_', '-')}", value)
+            flag = key.split(".")[-1] if not key.startswith("management.") else key
+            values[key] = (f"--{flag.replace('.', '-').replace('_', '-')}", value)
     for key, (source, value) in values.items():
         attribute, check = KEYS[key]
         try:

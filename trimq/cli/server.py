@@ -24,9 +24,10 @@ from trimq import __version__
 from trimq.broker.broker import BrokerConfig
 from trimq.cli import config
 from trimq.cli.daemon import Daemon, daemonize
-from trimq.server.app import recover, serve, tune_gc
+from trimq.server.app import Service, recover, serve, tune_gc
 from trimq.server.datadir import exposure_warning
 from trimq.server.notify import Notifier
+from trimq.server.state import ServerState
 
 DEFAULT_DATA_DIR = Path(os.environ.get("TRIMQ_DATA_DIR", str(config.DEFAULT_DATA_DIR))).expanduser()
 EX_CONFIG = 78
@@ -114,6 +115,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         help="seconds a client has to complete the AMQP handshake",
     )
+    parser.add_argument(
+        "--management-host",
+        default=None,
+        help="address the management HTTP API listens on (default: every interface)",
+    )
+    parser.add_argument(
+        "--management-port",
+        type=int,
+        default=None,
+        help="management HTTP API port (default 15672; 0: any free port, printed on start)",
+    )
+    parser.add_argument(
+        "--no-management",
+        action="store_const",
+        const=False,
+        default=None,
+        dest="management_enabled",
+        help="do not serve the management HTTP API",
+    )
     parser.add_argument("--version", action="version", version=f"trimq {__version__}")
     return parser.parse_args(argv)
 
@@ -129,6 +149,9 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
         "wal.fsync": args.wal_fsync,
         "wal.compaction_interval": args.wal_compaction_interval,
         "amqp.handshake_timeout": args.handshake_timeout,
+        "management.host": args.management_host,
+        "management.port": args.management_port,
+        "management.enabled": args.management_enabled,
     }
     return config.load(args.config, config.environment(), overrides)
 
@@ -166,6 +189,21 @@ async def _run(settings: config.Settings, daemon: Daemon | None) -> None:
     broker, wal = recover(
         broker_config(settings), settings.data_dir, settings.wal_segment_size, settings.wal_fsync
     )
+    services: list[Service] = []
+    http: list[tuple[str, str, int]] = []
+    if settings.management_enabled:
+        # imported only when used: the HTTP stack costs start-up time
+        from trimq.management.app import serve_management  # noqa: PLC0415
+
+        services.append(
+            partial(
+                _announced,
+                http,
+                partial(
+                    serve_management, host=settings.management_host, port=settings.management_port
+                ),
+            )
+        )
     async with trio.open_nursery() as nursery:
         addresses = await nursery.start(
             partial(
@@ -178,12 +216,32 @@ async def _run(settings: config.Settings, daemon: Daemon | None) -> None:
                 handle_signals=True,
                 notifier=notifier,
                 compaction_interval=settings.wal_compaction_interval,
+                services=services,
             )
         )
+        # the HTTP listeners first: a reader waiting for "trimq V listening on" has them all
+        for protocol, host, port in http:
+            shown = f"[{host}]" if ":" in host else host
+            label = "management" if protocol == "http" else protocol.rpartition("/")[2]
+            print(f"trimq {__version__} {label} listening on http://{shown}:{port}/", flush=True)
         for host, port in addresses:
             print(f"trimq {__version__} listening on {host}:{port}", flush=True)
         if daemon is not None:
             daemon.ready(addresses)
+
+
+async def _announced(
+    out: list[tuple[str, str, int]],
+    service: Service,
+    state: ServerState,
+    *,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run `service`, adding the listeners it reports to `out` (printed once all listen)."""
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(service, state)
+        out.extend(bound)
+        task_status.started(bound)
 
 
 def _startup_failure(exc: BaseException) -> BaseException | None:

@@ -11,6 +11,7 @@ import gc
 import signal
 import socket
 import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import structlog
@@ -44,6 +45,13 @@ SHUTDOWN_TEXT = "broker forced connection closure with reason 'shutdown'"
 # through every generation: ~10% of the CPU at 100k msg/s. Rarer young collections let most
 # messages die before one; cycles (tasks, exceptions) are still collected within seconds.
 GC_THRESHOLDS = (20_000, 10, 10)
+
+# A task serving something more beside AMQP (the management HTTP API): started with the
+# server's state once the AMQP listeners are open, it reports started with its listeners,
+# [(protocol, host, port)], and is cancelled with the other tasks on shutdown. app.py only
+# runs it: the layers above trimq/server (trimq/management) provide it, so nothing here
+# imports them.
+Service = Callable[..., Awaitable[None]]
 
 
 def tune_gc() -> None:
@@ -258,11 +266,13 @@ async def serve(
     compaction_interval: float = COMPACTION_CHECK_INTERVAL,
     handle_signals: bool = False,
     notifier: Notifier | None = None,
+    services: Sequence[Service] = (),
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `broker` (recovered from `wal`, when it keeps durable state) until cancelled,
     signalled or asked to stop over the control socket in `data_dir`; the log is flushed and
-    checkpointed on the way out."""
+    checkpointed on the way out. Each of `services` is started as
+    `await nursery.start(service, state)` after the AMQP listeners."""
     state = ServerState(
         broker,
         wal,
@@ -296,6 +306,8 @@ async def serve(
                     )
                 nursery.start_soon(state.resources.run)
                 nursery.start_soon(state.notifier.watchdog)
+                for service in services:
+                    state.service_listeners += await nursery.start(service, state)
                 log.info("server.listening", addresses=[f"{h}:{p}" for h, p in state.listeners])
                 state.notifier.notify(
                     "READY=1",

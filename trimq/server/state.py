@@ -32,6 +32,8 @@ class ServerState:
     stop_requested: trio.Event = field(default_factory=trio.Event)
     started_at: float = field(default_factory=time.time)
     listeners: list[tuple[str, int]] = field(default_factory=list)
+    # what the services beside AMQP listen on: (protocol, host, port), e.g. ("http", ...)
+    service_listeners: list[tuple[str, str, int]] = field(default_factory=list)
     data_dir: Path | None = None
     notifier: Notifier = field(default_factory=Notifier)
     resources: Resources = field(default_factory=Resources)

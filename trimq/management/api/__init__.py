@@ -1,0 +1,34 @@
+"""The API families, one module each, each exporting ROUTES; the application serves them all
+(families added by other modules join FAMILIES)."""
+
+from __future__ import annotations
+
+from starlette.routing import BaseRoute
+
+from trimq.management.api import (
+    definitions,
+    limits,
+    nodes,
+    overview,
+    permissions,
+    policies,
+    topic_permissions,
+    users,
+    vhosts,
+)
+
+FAMILIES = (
+    overview,
+    nodes,
+    vhosts,
+    users,
+    permissions,
+    topic_permissions,
+    policies,
+    limits,
+    definitions,
+)
+
+
+def routes() -> list[BaseRoute]:
+    return [route for family in FAMILIES for route in family.ROUTES]

@@ -1,0 +1,123 @@
+"""GET /api/overview, /api/whoami, /api/cluster-name, /api/extensions and /api/auth."""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from trimq import __version__
+from trimq.management.auth import MONITORING, has_level
+from trimq.management.context import Context
+from trimq.management.routes import endpoint, route
+from trimq.server.info import NODE
+
+# The RabbitMQ release whose management API trimq answers like: tools parse it as a version.
+RABBITMQ_API_VERSION = "3.10.8"
+CLUSTER_NAME = f"trimq@{socket.gethostname()}"
+
+EXCHANGE_TYPES = [
+    {
+        "name": kind,
+        "description": f"AMQP {kind} exchange, as per the AMQP specification",
+        "enabled": True,
+    }
+    for kind in ("direct", "fanout", "headers", "topic")
+]
+
+
+def totals(ctx: Context) -> tuple[dict[str, int], dict[str, int]]:
+    """object_totals and queue_totals over what the user may see."""
+    vhosts = ctx.visible_vhosts()
+    names = {v.name for v in vhosts}
+    own_only = not ctx.sees_all_vhosts()
+    connections = [
+        c
+        for c in ctx.state.connections
+        if c.opened and (c.username == ctx.user.name if own_only else c.vhost.name in names)
+    ]
+    unacked = sum(
+        len(ch.unacked) + sum(len(taken) for taken, _ in ch.tx_acks)
+        for c in connections
+        for ch in c.channels.values()
+    )
+    ready = sum(q.message_count for v in vhosts for q in v.queues.values())
+    objects = {
+        "channels": sum(len(c.channels) for c in connections),
+        "connections": len(connections),
+        "exchanges": sum(len(v.exchanges) + 1 for v in vhosts),  # + the default exchange
+        "queues": sum(len(v.queues) for v in vhosts),
+    }
+    if not own_only:
+        objects["consumers"] = sum(q.consumer_count for v in vhosts for q in v.queues.values())
+    queue_totals = {
+        "messages": ready + unacked,
+        "messages_ready": ready,
+        "messages_unacknowledged": unacked,
+    }
+    return objects, queue_totals
+
+
+def listeners(ctx: Context) -> list[dict[str, Any]]:
+    amqp = [("amqp", host, port) for host, port in ctx.state.listeners]
+    return [
+        {"node": NODE, "protocol": protocol, "ip_address": host, "port": port}
+        for protocol, host, port in (*amqp, *ctx.state.service_listeners)
+    ]
+
+
+@endpoint()
+async def get_overview(ctx: Context) -> dict[str, Any]:
+    objects, queue_totals = totals(ctx)
+    answer: dict[str, Any] = {
+        "management_version": RABBITMQ_API_VERSION,
+        "rates_mode": "basic",
+        "exchange_types": EXCHANGE_TYPES,
+        "product_version": __version__,
+        "product_name": "trimq",
+        "rabbitmq_version": RABBITMQ_API_VERSION,
+        "cluster_name": CLUSTER_NAME,
+        "disable_stats": False,
+        "enable_queue_totals": False,
+        "message_stats": {},
+        "queue_totals": queue_totals,
+        "object_totals": objects,
+        "statistics_db_event_queue": 0,
+    }
+    if has_level(ctx.user, MONITORING):
+        answer["node"] = NODE
+        answer["listeners"] = listeners(ctx)
+    return answer
+
+
+@endpoint()
+async def get_whoami(ctx: Context) -> dict[str, Any]:
+    return {"name": ctx.user.name, "tags": list(ctx.user.tags)}
+
+
+@endpoint()
+async def get_cluster_name(ctx: Context) -> dict[str, Any]:
+    return {"name": CLUSTER_NAME}
+
+
+@endpoint()
+async def get_extensions(ctx: Context) -> list[Any]:
+    """The web UI's plugin scripts: trimq has none."""
+    return []
+
+
+async def get_auth(request: Request) -> Response:
+    """What the web UI asks before login: no OAuth 2 (UAA) sign-in, basic auth only."""
+    return JSONResponse({"enable_uaa": False, "uaa_client_id": "", "uaa_location": ""})
+
+
+ROUTES = [
+    route("/api/overview", GET=get_overview),
+    route("/api/whoami", GET=get_whoami),
+    route("/api/cluster-name", GET=get_cluster_name),
+    route("/api/extensions", GET=get_extensions),
+    Route("/api/auth", get_auth, methods=["GET"]),
+]

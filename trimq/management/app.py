@@ -1,0 +1,76 @@
+"""The management application: the routes of every API family in api/, RabbitMQ's error
+answers, and the listener task trimq-server runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+import trio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from trimq.management import api
+from trimq.management.errors import ApiError, api_error_response, http_error_response
+from trimq.management.listener import serve_asgi
+from trimq.server.state import ServerState
+
+log = structlog.get_logger("trimq.management")
+
+
+class RawPathRouting:
+    """Route on the path as sent, still percent-encoded, so that `%2F` (the vhost `/`) stays
+    inside one segment; endpoints decode their parameters (routes.py)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path")
+        if scope["type"] == "http" and raw:
+            scope = dict(scope, path=raw.split(b"?", 1)[0].decode("latin-1"))
+        await self.app(scope, receive, send)
+
+
+def internal_error(request: Request, exc: Exception) -> Response:
+    log.error(
+        "management.request_failed",
+        method=request.method,
+        path=request.url.path,
+        error=str(exc),
+        error_type=type(exc).__name__,
+    )
+    return JSONResponse({"error": "internal_server_error", "reason": type(exc).__name__}, 500)
+
+
+def build_app(state: ServerState) -> ASGIApp:
+    app = Starlette(
+        routes=api.routes(),
+        exception_handlers={
+            ApiError: api_error_response,
+            HTTPException: http_error_response,
+            Exception: internal_error,
+        },
+    )
+    app.state.server = state
+    return RawPathRouting(app)
+
+
+async def serve_management(
+    state: ServerState,
+    host: str | None,
+    port: int,
+    *,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The `[management]` listener, a service of trimq/server/app.py's serve()."""
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(
+            lambda task_status: serve_asgi(
+                build_app(state), host, port, name="management", task_status=task_status
+            )
+        )
+        task_status.started([("http", h, p) for h, p in bound])

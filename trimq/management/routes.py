@@ -1,0 +1,71 @@
+"""How an API family declares its endpoints: `route(path, GET=handler, PUT=handler, ...)`,
+each handler marked with the tag level it needs by `@endpoint(level)`.
+
+The route authenticates the request for the method's level, decodes the path parameters and
+turns what the handler returns into a JSON answer (a Response is sent as it is)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from trimq.management.auth import MANAGEMENT, authenticate
+from trimq.management.context import Context, decode_segment
+from trimq.management.errors import not_found
+from trimq.server.state import ServerState
+
+Handler = Callable[[Context], Awaitable[Any]]
+
+NO_CACHE = {"cache-control": "no-cache"}
+
+
+class Endpoint:
+    """A handler and the tag level it needs."""
+
+    def __init__(self, handler: Handler, level: str) -> None:
+        self.handler = handler
+        self.level = level
+
+
+def endpoint(level: str = MANAGEMENT) -> Callable[[Handler], Endpoint]:
+    def mark(handler: Handler) -> Endpoint:
+        return Endpoint(handler, level)
+
+    return mark
+
+
+def no_content() -> Response:
+    return Response(status_code=204)
+
+
+def created() -> Response:
+    return Response(status_code=201)
+
+
+def route(path: str, **methods: Endpoint) -> Route:
+    """A Starlette route serving `methods` (GET, PUT, POST, DELETE) at `path`."""
+
+    async def dispatch(request: Request) -> Response:
+        method = "GET" if request.method == "HEAD" else request.method
+        chosen = methods[method]
+        state: ServerState = request.app.state.server
+        user = authenticate(
+            state.broker,
+            request.headers.get("authorization"),
+            request.client.host if request.client else None,
+            chosen.level,
+        )
+        try:
+            params = {k: decode_segment(v) for k, v in request.path_params.items()}
+        except UnicodeDecodeError:
+            raise not_found() from None
+        result = await chosen.handler(Context(request, state, user, params))
+        if isinstance(result, Response):
+            return result
+        return JSONResponse(result, headers=NO_CACHE)
+
+    return Route(path, dispatch, methods=list(methods))
