@@ -5,6 +5,8 @@ management API, on its own port."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import trio
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -39,7 +41,12 @@ async def serve_prometheus(
     host: str | None,
     port: int,
     *,
-    task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
+    task_status: trio.TaskStatus[list[tuple[str, str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve the metrics on `host`:`port` until cancelled (see serve_asgi)."""
-    await serve_asgi(build_app(state), host, port, name="prometheus", task_status=task_status)
+    """The `[prometheus]` listener, a service of trimq/server/app.py's serve(): reports its
+    addresses as RabbitMQ lists this listener, protocol "http/prometheus"."""
+    async with trio.open_nursery() as nursery:
+        bound = await nursery.start(
+            partial(serve_asgi, build_app(state), host, port, name="prometheus")
+        )
+        task_status.started([("http/prometheus", h, p) for h, p in bound])
