@@ -83,7 +83,9 @@ def test_rates_are_the_change_over_the_last_sampling_interval() -> None:
     stats.sample(5.0)
     assert stats._last is None  # nothing counted yet: nothing kept
     stats.publish += 10
-    stats.sample(5.0)  # the first sample: no interval yet
+    stats.sample(5.0)  # the first sample: counted since the previous one (from zero)
+    assert stats.rate("publish") == 2.0
+    stats.sample(5.0)
     assert stats.rate("publish") == 0.0
     stats.publish += 10
     stats.deliver += 3

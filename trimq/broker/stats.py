@@ -91,12 +91,15 @@ class MessageStats:
         return tuple(getattr(self, name) for name in FIELDS)
 
     def sample(self, interval: float) -> None:
-        """Take this interval's sample: rates are the change since the previous one."""
+        """Take this interval's sample: rates are the change since the previous one (from
+        zero for an object sampled the first time: what it counted, it counted since)."""
         last = self._last
-        if last is None and not any(getattr(self, name) for name in FIELDS):
-            return  # nothing ever counted: nothing kept
+        if last is None:
+            if not any(getattr(self, name) for name in FIELDS):
+                return  # nothing ever counted: nothing kept
+            last = (0,) * len(FIELDS)
         now = self.counts()
-        if last is None or now == last:
+        if now == last:
             self._rates = None
         else:
             self._rates = tuple((new - old) / interval for new, old in zip(now, last, strict=True))
