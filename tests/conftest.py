@@ -152,6 +152,11 @@ RABBITMQ_REFERENCE = frozenset(
         "test_management_message_stats.py",
         "test_management_api.py",
         "test_management_admin.py",
+        "test_management_queues.py",
+        "test_management_exchanges.py",
+        "test_management_connections.py",
+        "test_management_clients.py",
+        "test_management_access.py",
     }
 )
 

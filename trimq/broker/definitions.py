@@ -20,8 +20,9 @@ def _plain_table(typed: dict[str, Any]) -> dict[str, Any]:
     return {k: typed_to_plain(v) for k, v in typed.items()}
 
 
-def _typed_table(plain: dict[str, Any] | None) -> dict[str, Any]:
-    """JSON values to typed fields, with the letters RabbitMQ gives JSON numbers and strings."""
+def typed_table(plain: dict[str, Any] | None) -> dict[str, Any]:
+    """JSON values to typed fields, with the letters RabbitMQ gives JSON numbers and strings
+    (the management API's arguments too)."""
     typed: dict[str, Any] = {}
     for key, value in (plain or {}).items():
         if isinstance(value, bool):
@@ -31,9 +32,9 @@ def _typed_table(plain: dict[str, Any] | None) -> dict[str, Any]:
         elif isinstance(value, float):
             typed[key] = ("d", value)
         elif isinstance(value, dict):
-            typed[key] = ("F", _typed_table(value))
+            typed[key] = ("F", typed_table(value))
         elif isinstance(value, list):
-            typed[key] = ("A", [_typed_table({"v": v})["v"] for v in value])
+            typed[key] = ("A", [typed_table({"v": v})["v"] for v in value])
         elif value is None:
             typed[key] = ("V", None)
         else:
@@ -216,7 +217,7 @@ def _table(entry: dict[str, Any], section: str) -> dict[str, Any]:
     arguments = entry.get("arguments") or {}
     if not isinstance(arguments, dict):
         raise AdminError("error", f"invalid definitions: arguments in '{section}' must be objects")
-    return _typed_table(arguments)
+    return typed_table(arguments)
 
 
 def _check(broker: Broker, doc: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterator
+from itertools import islice
 
 from trimq.broker.message import QueuedMessage
 
@@ -122,6 +123,25 @@ class ReadyList:
             for entry in level:
                 if entry.in_ready:
                     yield entry
+
+    def window(self, offset: int, count: int) -> list[QueuedMessage]:
+        """The live entries at positions offset .. offset+count-1 of delivery order, without
+        taking them. Walks the first offset+count entries (whole priority levels are skipped
+        by their length), never copies the rest; in C while no entry is only marked."""
+        if count <= 0 or offset >= self.count:
+            return []
+        if sum(len(level) for level in self._levels) == self.count:  # nothing only marked
+            taken: list[QueuedMessage] = []
+            for level in reversed(self._levels):
+                if offset >= len(level):
+                    offset -= len(level)
+                    continue
+                taken += islice(level, offset, offset + count - len(taken))
+                offset = 0
+                if len(taken) == count:
+                    break
+            return taken
+        return list(islice(iter(self), offset, offset + count))
 
     def clear(self) -> list[QueuedMessage]:
         """Remove every live entry; returns them in delivery order."""

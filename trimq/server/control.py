@@ -25,10 +25,12 @@ from trimq import __version__
 from trimq.amqp.publish import clear_caches
 from trimq.broker.broker import AdminError
 from trimq.broker.definitions import export_definitions, import_definitions
+from trimq.broker.peek import MAX_COUNT as MAX_PEEK
 from trimq.broker.vhost import VHost
 from trimq.info_items import BINDING_ITEMS, CONSUMER_ITEMS, ITEMS
 from trimq.server import info
 from trimq.server.datadir import exposure_warning
+from trimq.server.peeking import find_messages, peek_queue
 from trimq.server.resources import total_memory
 from trimq.server.state import ServerState, close_connections
 
@@ -526,6 +528,31 @@ async def _purge_queue(state: ServerState, args: dict[str, Any]) -> Any:
     if queue is None:
         raise AdminError("not_found", f"queue '{name}' in vhost '{vhost.name}' not found")
     return {"messages": queue.purge()}
+
+
+def _queue(state: ServerState, args: dict[str, Any]) -> tuple[VHost, Any]:
+    vhost = _vhost(state, args)
+    name = arg_str(args, "queue")
+    queue = vhost.queues.get(name)
+    if queue is None:
+        raise AdminError("not_found", f"queue '{name}' in vhost '{vhost.name}' not found")
+    return vhost, queue
+
+
+@command("peek_queue")
+async def _peek_queue(state: ServerState, args: dict[str, Any]) -> Any:
+    offset = arg_int(args, "offset", 0)
+    count = arg_int(args, "count", 10, low=1, high=MAX_PEEK)
+    unacked = arg_bool(args, "unacked")
+    vhost, queue = _queue(state, args)
+    return peek_queue(state, vhost, queue, offset, count, unacked=unacked)
+
+
+@command("find_message")
+async def _find_message(state: ServerState, args: dict[str, Any]) -> Any:
+    message_id = arg_str(args, "message_id", None) if "message_id" in args else None
+    correlation_id = arg_str(args, "correlation_id", None) if "correlation_id" in args else None
+    return await find_messages(state, _vhost(state, args), message_id, correlation_id)
 
 
 @command("close_connection")

@@ -22,6 +22,7 @@ MODULES = (
     "queues",
     "connections",
     "definitions",
+    "messages",
 )
 
 for _module in MODULES:

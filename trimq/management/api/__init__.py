@@ -6,12 +6,17 @@ from __future__ import annotations
 from starlette.routing import BaseRoute
 
 from trimq.management.api import (
+    bindings,
+    connections,
     definitions,
+    exchanges,
+    find,
     limits,
     nodes,
     overview,
     permissions,
     policies,
+    queues,
     topic_permissions,
     users,
     vhosts,
@@ -27,6 +32,11 @@ FAMILIES = (
     policies,
     limits,
     definitions,
+    queues,
+    exchanges,
+    bindings,
+    connections,
+    find,
 )
 
 
