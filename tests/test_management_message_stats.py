@@ -123,3 +123,58 @@ def test_publish_rate_shows_a_burst(api: Api, broker: Broker, scenario_vhost: st
         assert _stats(answer)["publish"] == 1000
     finally:
         connection.close()
+
+
+def test_queue_exchange_and_channel_message_stats(
+    api: Api, broker: Broker, scenario_vhost: str
+) -> None:
+    connection = _connect(broker, scenario_vhost)
+    try:
+        scenario = stats_scenario.run(connection, "s")
+        for short, expected in stats_scenario.QUEUES.items():
+            answer = poll(
+                lambda short=short: api.get("queues", scenario_vhost, scenario.name(short)).json(),
+                lambda a, expected=expected: _stats(a) == expected,
+            )
+            assert _stats(answer) == expected, short
+            assert isinstance(answer["message_stats"]["publish_details"]["rate"], float)
+        for short, expected in stats_scenario.EXCHANGES.items():
+            answer = poll(
+                lambda short=short: api.get(
+                    "exchanges", scenario_vhost, scenario.name(short)
+                ).json(),
+                lambda a, expected=expected: _stats(a) == expected,
+            )
+            assert _stats(answer) == expected, short
+
+        def channels() -> list[dict[str, Any]]:
+            listed = [c for c in api.get("channels").json() if c["vhost"] == scenario_vhost]
+            return sorted(listed, key=lambda c: c["number"])
+
+        answer = poll(channels, lambda cs: [_stats(c) for c in cs] == stats_scenario.CHANNELS)
+        assert [_stats(c) for c in answer] == stats_scenario.CHANNELS
+        # Listed queues carry them too.
+        listed = api.get("queues", scenario_vhost).json()
+        by_name = {q["name"]: _stats(q) for q in listed}
+        assert by_name[scenario.name("q3")] == stats_scenario.QUEUES["q3"]
+    finally:
+        connection.close()
+
+
+def test_nothing_counted_no_message_stats(api: Api, broker: Broker, scenario_vhost: str) -> None:
+    """As RabbitMQ: a queue, exchange or channel on which nothing was counted has no
+    message_stats key at all."""
+    connection = _connect(broker, scenario_vhost)
+    try:
+        channel = connection.channel()
+        channel.queue_declare("idle")
+        channel.exchange_declare("idle.x", "direct")
+        assert "message_stats" not in api.get("queues", scenario_vhost, "idle").json()
+        assert "message_stats" not in api.get("exchanges", scenario_vhost, "idle.x").json()
+        listed = poll(
+            lambda: [c for c in api.get("channels").json() if c["vhost"] == scenario_vhost],
+            lambda cs: len(cs) == 1,
+        )
+        assert "message_stats" not in listed[0]
+    finally:
+        connection.close()

@@ -8,12 +8,12 @@ from typing import Any
 
 from starlette.responses import Response
 
-from trimq.broker.stats import message_stats
 from trimq.broker.vhost import VHost
 from trimq.management.auth import ADMINISTRATOR
 from trimq.management.context import Context, as_bool
 from trimq.management.errors import bad_request
 from trimq.management.lists import respond_list
+from trimq.management.message_stats import with_message_stats
 from trimq.management.routes import created, endpoint, no_content, route
 from trimq.server.info import NODE
 from trimq.server.rates import vhost_stats
@@ -32,7 +32,7 @@ def render(vhost: VHost, state: ServerState | None = None) -> dict[str, Any]:
         "cluster_state": {NODE: "running"},
     }
     if state is not None:
-        answer["message_stats"] = message_stats(vhost_stats(state, vhost), "vhost")
+        with_message_stats(answer, vhost_stats(state, vhost), "vhost")
     return answer
 
 
