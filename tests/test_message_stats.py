@@ -16,6 +16,8 @@ from tests import stats_scenario
 from trimq.broker.broker import Broker, BrokerConfig
 from trimq.broker.stats import MessageStats, message_stats, total, vhost_sum
 from trimq.server.app import serve
+from trimq.server.rates import overview_stats
+from trimq.server.state import ServerState
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("TRIMQ_TEST_URL")),
@@ -128,3 +130,32 @@ def test_message_stats_groups_as_rabbitmq() -> None:
     ]
     both = total([published, published])
     assert both.publish == 2
+
+
+async def test_broker_totals_keep_a_deleted_vhosts_messages() -> None:
+    broker = Broker(BrokerConfig())
+    broker.add_vhost("gone")
+    broker.set_permissions("gone", "guest", ".*", ".*", ".*")
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(serve, broker, "127.0.0.1", 0))
+        port = listeners[0][1]
+
+        def publish_three() -> pika.BlockingConnection:
+            params = pika.ConnectionParameters("127.0.0.1", port, virtual_host="gone")
+            connection = pika.BlockingConnection(params)
+            channel = connection.channel()
+            channel.queue_declare("q")
+            for _ in range(3):
+                channel.basic_publish("", "q", b"m")
+            channel.queue_declare("q", passive=True)  # a round trip: all three are in
+            return connection
+
+        connection = await trio.to_thread.run_sync(publish_three)
+        broker.delete_vhost("gone")  # its connection is still open: its channel closes later
+        await trio.to_thread.run_sync(connection.close)
+        with trio.fail_after(5):
+            while broker.totals.channels_closed < 1:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    counted = overview_stats(ServerState(broker))
+    assert (counted.publish, counted.publish_out) == (3, 3)

@@ -16,7 +16,10 @@ over the last interval. A counter set that never counted anything keeps no sampl
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trimq.broker.vhost import VHost
 
 SAMPLE_INTERVAL = 5.0  # seconds, as RabbitMQ's collect_statistics_interval
 
@@ -174,13 +177,14 @@ def count_unroutable(channel: MessageStats, mandatory: bool) -> None:
 
 
 def retire_channel(
-    totals: Totals, vhost: MessageStats, channel: MessageStats, received_confirm: int
+    totals: Totals, vhost: VHost, channel: MessageStats, received_confirm: int
 ) -> None:
-    """A channel closed: its vhost keeps what it counted (`received_confirm`: the publishes
-    it received in confirm mode, its last confirm sequence number)."""
+    """A channel closed: its vhost keeps what it counted, or the broker if the vhost is
+    gone (`received_confirm`: the publishes it received in confirm mode, its last confirm
+    sequence number)."""
     totals.channels_closed += 1
     channel.received_confirm = received_confirm
-    vhost.add(channel, CHANNEL_SIDE)
+    (totals.retired if vhost.deleted else vhost.stats).add(channel, CHANNEL_SIDE)
 
 
 def vhost_sum(

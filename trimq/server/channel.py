@@ -189,9 +189,7 @@ class Channel:
                 nursery.cancel_scope.cancel()
         finally:
             self.cleanup()
-            retire_channel(
-                self.connection.broker.totals, self.vhost.stats, self.stats, self.confirm_seq
-            )
+            retire_channel(self.connection.broker.totals, self.vhost, self.stats, self.confirm_seq)
 
     async def _confirm_task(self) -> None:
         """Confirms wait for the fsync covering their messages; one wait serves a whole batch."""
