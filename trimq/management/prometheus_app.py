@@ -14,19 +14,19 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from trimq.management.listener import serve_asgi
-from trimq.management.prometheus import CONTENT_TYPE, exposition, registry
+from trimq.management.prometheus import CONTENT_TYPE, BrokerCollector, scrape
 from trimq.server.state import ServerState
 
 
 def build_app(state: ServerState) -> Starlette:
-    aggregated = registry(state, per_object=False)
-    per_object = registry(state, per_object=True)
+    aggregated = BrokerCollector(state, per_object=False)
+    per_object = BrokerCollector(state, per_object=True)
 
     async def metrics(request: Request) -> Response:
-        return Response(exposition(aggregated), headers={"content-type": CONTENT_TYPE})
+        return Response(await scrape(aggregated), headers={"content-type": CONTENT_TYPE})
 
     async def metrics_per_object(request: Request) -> Response:
-        return Response(exposition(per_object), headers={"content-type": CONTENT_TYPE})
+        return Response(await scrape(per_object), headers={"content-type": CONTENT_TYPE})
 
     return Starlette(
         routes=[
