@@ -31,6 +31,7 @@ from trimq.broker.records import (
     VHostLimitsDef,
 )
 from trimq.broker.reply_to import ReplyTo
+from trimq.broker.stats import EXCHANGE_SIDE, Totals
 from trimq.broker.timers import Timers
 from trimq.broker.vhost import VHost
 
@@ -100,6 +101,7 @@ class Broker:
         self.users = Users()
         self.timers = Timers()
         self.reply_to = ReplyTo()
+        self.totals = Totals()  # connections, channels and queues counted since start
         if bootstrap:
             self.bootstrap()
 
@@ -122,7 +124,7 @@ class Broker:
         elif name in self.vhosts:
             raise AdminError("exists", f'Virtual host "{name}" already exists')
         else:
-            vhost = self.vhosts[name] = VHost(name, self.journal, self.timers)
+            vhost = self.vhosts[name] = VHost(name, self.journal, self.timers, self.totals)
         vhost.description = description
         vhost.tags = list(tags or [])
         if not loading:
@@ -141,7 +143,7 @@ class Broker:
         """The vhost a definition loaded from storage belongs to, made if need be."""
         vhost = self.vhosts.get(name)
         if vhost is None:
-            vhost = self.vhosts[name] = VHost(name, self.journal, self.timers)
+            vhost = self.vhosts[name] = VHost(name, self.journal, self.timers, self.totals)
         return vhost
 
     def get_vhost(self, name: str) -> VHost:
@@ -158,6 +160,11 @@ class Broker:
             vhost.delete_queue(queue)
         vhost.deleted = True
         del self.vhosts[name]
+        # The broker's totals keep its messages: what its queues (deleted above) and
+        # exchanges counted; its channels add theirs as they close.
+        for exchange in vhost.exchanges.values():
+            vhost.stats.add(exchange.stats, EXCHANGE_SIDE)
+        self.totals.retired.add(vhost.stats)
         for key in [k for k in self.users.permissions if k[0] == name]:
             del self.users.permissions[key]
         for topic in [k for k in self.users.topic_permissions if k[0] == name]:

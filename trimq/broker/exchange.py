@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeAlias
 
 from trimq.broker import headers
+from trimq.broker.stats import MessageStats
 
 if TYPE_CHECKING:
     from trimq.broker.message import Message
@@ -61,6 +62,7 @@ class Exchange:
         self.deleted = False
         self.policy: Any = None  # trimq.broker.policy.Policy
         self.alternate_exchange: str | None = None
+        self.stats = MessageStats()
         self.apply_policy(None)
 
     def apply_policy(self, policy: Any) -> None:

@@ -23,6 +23,7 @@ from trimq.broker.journal import Journal
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.policy import Policy
 from trimq.broker.ready import ReadyList
+from trimq.broker.stats import MessageStats
 from trimq.broker.timers import Timers
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ if TYPE_CHECKING:
 
 class DeliverySink(Protocol):
     """What a queue needs from the channel a consumer lives on."""
+
+    stats: MessageStats  # the channel's message counters
 
     def can_deliver(self, consumer: Consumer) -> bool: ...
 
@@ -51,6 +54,7 @@ class Consumer:
         "priority",
         "queue",
         "sink",
+        "stats",
         "tag",
         "unacked",
     )
@@ -69,6 +73,7 @@ class Consumer:
         self.encoded_tag = encode_shortstr(tag)  # as every delivery to it carries the tag
         self.queue = queue
         self.sink = sink
+        self.stats = sink.stats  # its channel's counters, counted as it is delivered to
         self.no_ack = no_ack
         self.exclusive = exclusive
         self.arguments = arguments
@@ -104,6 +109,7 @@ class Queue:
         self._groups: list[tuple[int, deque[Consumer]]] = []  # by consumer priority, highest first
         self.unacked = 0
         self.next_seq = 0
+        self._unpublished = 0  # sequence numbers not taken by a publish (see counters())
         self.deleted = False
         # The bindings routing to it, by (id(source), binding key) (see Exchange.bound_by).
         self.bound_by: dict[tuple, tuple[Exchange, Binding]] = {}
@@ -114,9 +120,17 @@ class Queue:
         self._expiry: list[tuple[float, QueuedMessage]] = []  # (deadline, entry) heap
         self._retiring: Consumer | None = None  # a cancelled single active consumer
         self.last_used = time.monotonic()
+        self.stats = MessageStats()  # read through counters()
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} in {self.vhost!r}>"
+
+    def counters(self) -> MessageStats:
+        """The queue's message counters. Publishes are not counted one by one: every one
+        takes a sequence number, so their count is derived from those."""
+        stats = self.stats
+        stats.publish = self.next_seq - self._unpublished
+        return stats
 
     @property
     def exclusive(self) -> bool:
@@ -154,6 +168,7 @@ class Queue:
         if settings.bounded and settings.overflow != "drop-head" and self._full(message):
             if settings.overflow == "reject-publish-dlx":
                 self.next_seq += 1
+                self._unpublished += 1
                 self._dead_letter([QueuedMessage(message, self.next_seq)], "maxlen")
             return False
         self.next_seq += 1
@@ -193,6 +208,7 @@ class Queue:
                 left = ttl / 1000 if not recorded_ms else (recorded_ms + ttl) / 1000 - wall_now
                 self._schedule_expiry(entry, monotonic_now + min(left, ttl / 1000))
             entries.append(entry)
+        self._unpublished += seq - self.next_seq
         self.next_seq = seq
         self.ready.extend(entries)
         if self.settings.bounded and self.settings.overflow == "drop-head":
@@ -240,6 +256,8 @@ class Queue:
         journal = self.journal
         delivered: list[int] = []
         settled: list[int] = []
+        # Counted per batch: all deliveries for the queue, those to `only` for its channel.
+        with_ack = without_ack = redelivered = to_only = redelivered_to_only = 0
         # Most queues have one consumer: no round-robin to do (it can be cancelled meanwhile).
         only = (
             consumers[0]
@@ -260,15 +278,53 @@ class Queue:
                 self._expire(entry)
                 continue
             entry.delivery_count += 1
-            if not consumer.no_ack:
+            if consumer.no_ack:
+                without_ack += 1
+            else:
                 self.unacked += 1
+                with_ack += 1
+            if consumer is only:
+                to_only += 1
+                if entry.redelivered:
+                    redelivered += 1
+                    redelivered_to_only += 1
+            else:
+                self._count_delivery(consumer, entry.redelivered)
+                if entry.redelivered:
+                    redelivered += 1
             if journal is not None and entry.message.id:
                 (settled if consumer.no_ack else delivered).append(entry.message.id)
             consumer.sink.deliver(consumer, entry, self)
+        if with_ack or without_ack:
+            stats = self.stats
+            stats.deliver += with_ack
+            stats.deliver_no_ack += without_ack
+            if redelivered:
+                stats.redeliver += redelivered
+            if to_only:
+                assert only is not None
+                stats = only.stats
+                if only.no_ack:
+                    stats.deliver_no_ack += to_only
+                else:
+                    stats.deliver += to_only
+                if redelivered_to_only:
+                    stats.redeliver += redelivered_to_only
         if delivered:
             journal.deliver(self, delivered)  # type: ignore[union-attr]
         if settled:
             journal.settle(self, settled)  # type: ignore[union-attr]
+
+    @staticmethod
+    def _count_delivery(consumer: Consumer, redelivered: bool) -> None:
+        """A delivery in a dispatch among several consumers, on the consumer's channel."""
+        stats = consumer.stats
+        if consumer.no_ack:
+            stats.deliver_no_ack += 1
+        else:
+            stats.deliver += 1
+        if redelivered:
+            stats.redeliver += 1
 
     def _next_consumer(self) -> Consumer | None:
         if self.settings.single_active_consumer:
@@ -287,18 +343,20 @@ class Queue:
                     return consumer
         return None
 
-    def get(self, no_ack: bool) -> QueuedMessage | None:
-        """Take the next ready message for Basic.Get."""
+    def get(self, no_ack: bool, channel: MessageStats | None = None) -> QueuedMessage | None:
+        """Take the next ready message for Basic.Get (on a channel with these counters)."""
         self.touch()
         while True:
             entry = self.ready.popleft()
             if entry is None:
+                self._count_get(channel, "get_empty", False)
                 return None
             if entry.expires_at is not None and entry.expires_at <= time.monotonic():
                 self._expire(entry)
                 continue
             break
         entry.delivery_count += 1
+        self._count_get(channel, "get_no_ack" if no_ack else "get", entry.redelivered)
         if no_ack:
             self._journal_settle([entry])
         else:
@@ -307,11 +365,23 @@ class Queue:
                 self.journal.deliver(self, [entry.message.id])
         return entry
 
+    def _count_get(self, channel: MessageStats | None, name: str, redelivered: bool) -> None:
+        for stats in (self.stats, channel):
+            if stats is not None:
+                setattr(stats, name, getattr(stats, name) + 1)
+                if redelivered:
+                    stats.redeliver += 1
+
     # -- acknowledgements -----------------------------------------------------------------
 
-    def settle(self, entries: list[QueuedMessage]) -> None:
-        """Messages delivered with ack required were acked."""
-        self.unacked -= len(entries)
+    def settle(self, entries: list[QueuedMessage], channel: MessageStats | None = None) -> None:
+        """Messages delivered with ack required were acked (on a channel with these
+        counters)."""
+        count = len(entries)
+        self.unacked -= count
+        self.stats.ack += count
+        if channel is not None:
+            channel.ack += count
         self._journal_settle(entries)
 
     def reject(self, entries: list[QueuedMessage]) -> None:
@@ -362,9 +432,8 @@ class Queue:
     def _schedule_expiry(self, entry: QueuedMessage, deadline: float) -> None:
         entry.expires_at = deadline
         expiry = self._expiry
-        if not expiry or deadline < expiry[0][0]:
-            if self.timers is not None:
-                self.timers.schedule(deadline, self)
+        if (not expiry or deadline < expiry[0][0]) and self.timers is not None:
+            self.timers.schedule(deadline, self)
         heapq.heappush(expiry, (deadline, entry))
 
     def expire_due(self, now: float) -> None:

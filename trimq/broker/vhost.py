@@ -26,6 +26,7 @@ from trimq.broker.message import Message
 from trimq.broker.policy import Policy, effective
 from trimq.broker.queue import Queue
 from trimq.broker.records import BindingDef, ExchangeDef, QueueDef
+from trimq.broker.stats import EXCHANGE_SIDE, QUEUE_SIDE, MessageStats, Totals
 from trimq.broker.timers import Timers
 from trimq.errors import (
     ACCESS_REFUSED,
@@ -75,9 +76,17 @@ def _bool(value: bool) -> str:
 
 class VHost:
     def __init__(
-        self, name: str, journal: Journal | None = None, timers: Timers | None = None
+        self,
+        name: str,
+        journal: Journal | None = None,
+        timers: Timers | None = None,
+        totals: Totals | None = None,
     ) -> None:
         self.name = name
+        # What its deleted queues and exchanges and closed channels counted: its message_stats
+        # are these plus what the live ones count (stats.vhost_stats).
+        self.stats = MessageStats()
+        self.totals = totals or Totals()  # the broker's (queues declared, created, deleted)
         self.journal = journal  # where durable definitions are recorded (None: memory only)
         self.timers = timers  # message and queue expiry (None: never fires)
         self.description = ""
@@ -242,6 +251,7 @@ class VHost:
                 continue
             current.deleted = True
             self.exchanges.pop(current.name, None)
+            self.stats.add(current.stats, EXCHANGE_SIDE)
             for binding in list(current.bindings.values()):
                 current.remove_binding(binding)
                 self._journal_binding(current, binding, present=False)
@@ -311,6 +321,7 @@ class VHost:
                     )
             self.check_arguments(what, COMPARED_QUEUE_ARGUMENTS, arguments, existing.arguments)
             existing.touch()
+            self.totals.queues_declared += 1
             return existing, False
         if enforce_limit:  # as RabbitMQ, before the arguments are looked at
             self.check_queue_limit(name)
@@ -324,6 +335,7 @@ class VHost:
             name, self.name, durable, owner if exclusive else None, auto_delete, arguments
         )
         self.add_queue(queue)
+        self.totals.queues_declared += 1
         return queue, True
 
     def add_queue(self, queue: Queue, loading: bool = False) -> None:
@@ -333,6 +345,7 @@ class VHost:
         self.queues[queue.name] = queue
         queue.attach(self, self.timers)
         if not loading:
+            self.totals.queues_created += 1
             queue.apply_policy(effective(self.policies, "queues", queue.name))
         if self.journal is not None and queue.durable and not queue.exclusive:
             queue.journal = self.journal
@@ -377,6 +390,8 @@ class VHost:
         count = queue.message_count
         queue.deleted = True
         self.queues.pop(queue.name, None)
+        self.totals.queues_deleted += 1
+        self.stats.add(queue.stats, QUEUE_SIDE)
         if queue.journal is not None:
             queue.journal.drop(QueueDef.KIND, QueueDef.make_key(self.name, queue.name))
         for source in self._unbind_destination(queue):
@@ -502,7 +517,10 @@ class VHost:
         headers = message.properties.headers
         if exchange is self.default_exchange and not headers:
             queue = self.queues.get(routing_key)
-            return [queue] if queue is not None else []
+            if queue is None:
+                return []
+            exchange.stats.publish_out += 1
+            return [queue]
         keys = [routing_key]
         if headers:
             for name in ("CC", "BCC"):
@@ -535,4 +553,6 @@ class VHost:
                 if target is not None and id(target) not in seen:
                     seen.add(id(target))
                     pending.append(target)
+        if queues:
+            exchange.stats.publish_out += len(queues)
         return list(queues.values())

@@ -26,6 +26,7 @@ from trimq.server.connection import ServerConnection
 from trimq.server.consumer_timeout import watch_consumer_timeouts
 from trimq.server.control import CONTROL_SOCKET, serve_control
 from trimq.server.notify import Notifier
+from trimq.server.rates import sample_rates
 from trimq.server.resources import Resources
 from trimq.server.state import ServerState, close_connections
 
@@ -298,6 +299,7 @@ async def serve(
                     nursery.start_soon(_signal_watcher, state)
                 nursery.start_soon(_stopper, state, nursery)
                 nursery.start_soon(_timer_task, broker)
+                nursery.start_soon(sample_rates, state)
                 if broker.config.consumer_timeout:
                     nursery.start_soon(
                         watch_consumer_timeouts, state.connections, broker.config.consumer_timeout

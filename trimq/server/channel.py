@@ -29,6 +29,7 @@ from trimq.broker.exchange import Exchange
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.pcre import name_bytes
 from trimq.broker.queue import Consumer, Queue
+from trimq.broker.stats import MessageStats, count_unroutable, retire_channel
 from trimq.broker.vhost import generated_name
 from trimq.errors import (
     ACCESS_REFUSED,
@@ -135,6 +136,8 @@ class Channel:
         self.connection = connection
         self.number = number
         self.vhost = connection.vhost
+        self.stats = MessageStats()
+        connection.broker.totals.channels_opened += 1
         self.assembler = ContentAssembler(connection.broker.config.max_message_size)
         self.closing = False  # we sent Channel.Close and wait for Close-Ok
         self.closed = trio.Event()  # the channel is gone: its nursery ends
@@ -201,6 +204,7 @@ class Channel:
                 nursery.cancel_scope.cancel()
         finally:
             self.cleanup()
+            retire_channel(self.connection.broker.totals, self.vhost, self.stats, self.confirm_seq)
 
     async def _confirm_task(self) -> None:
         """Confirms wait for the fsync covering their messages; one wait serves a whole batch."""
@@ -739,7 +743,7 @@ class Channel:
     def on_get(self, m: spec.BasicGet) -> None:
         self.permit("read", "queue", self.queue_name(m.queue))
         queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
-        entry = queue.get(m.no_ack)
+        entry = queue.get(m.no_ack, self.stats)
         if entry is None:
             self.write_method(spec.BasicGetEmpty())
             return
@@ -783,7 +787,7 @@ class Channel:
         groups = _by_queue(items)
         for queue, entries in groups:
             if outcome == "ack":
-                queue.settle(entries)
+                queue.settle(entries, self.stats)
             elif outcome == "requeue":
                 queue.requeue(entries)
             else:
@@ -923,6 +927,8 @@ class Channel:
         """Route and enqueue; returns the LSN that must be durable before confirming (or 0),
         and whether a queue refused the message (the publisher gets a Basic.Nack)."""
         headers = message.properties.headers
+        self.stats.publish += 1
+        exchange.stats.publish_in += 1
         if exchange is self.vhost.default_exchange and message.routing_key.startswith(
             reply_to.PREFIX
         ):
@@ -932,6 +938,7 @@ class Channel:
                 return 0, False
         queues = self.vhost.route(exchange, message.routing_key, message)
         if not queues:
+            count_unroutable(self.stats, mandatory)
             if mandatory:
                 self.write_with_content(
                     spec.BasicReturn(NO_ROUTE, "NO_ROUTE", message.exchange, message.routing_key),
@@ -954,6 +961,9 @@ class Channel:
             return
         start = self.confirmed_upto + 1
         self.confirmed_upto = upto
+        self.stats.confirm += (
+            upto - start + 1 - (sum(s <= upto for s in self.nacked) if self.nacked else 0)
+        )
         if not self.nacked:
             self.write_method(spec.BasicAck(upto, upto > start))
             return

@@ -254,6 +254,7 @@ class ServerConnection:
                 return
             self.opened = True
             self.resources.connections += 1
+            self.broker.totals.connections_opened += 1
             log.info("connection.opened", peer=self.peer, user=self.username, vhost=self.vhost.name)
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -281,6 +282,7 @@ class ServerConnection:
             await trio.aclose_forcefully(self.stream)
             if self.opened:
                 self.resources.connections -= 1
+                self.broker.totals.connections_closed += 1
                 log.info("connection.closed", peer=self.peer, user=self.username)
 
     def _authenticated(self) -> None:

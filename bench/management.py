@@ -1,0 +1,252 @@
+"""The management and Prometheus listeners under load (trimq issue #12):
+
+  (a) GET /api/queues?page=1&page_size=100 with 10,000 queues, trimq and RabbitMQ 3.10 side by
+      side in the same run (each broker holding the same queues);
+  (b) trimq's publish/consume throughput (scenario 1 of loadgen.py) with the management and
+      Prometheus listeners on and a poller fetching /api/overview and /metrics every second,
+      against the same run with both listeners off.
+
+    .venv/bin/python bench/management.py                  # both parts, 3 rounds, medians
+    .venv/bin/python bench/management.py --part b --rounds 5 --sizes s1_messages=500000
+
+Brokers are started as bench/run.py starts them (same classes, options and ports), with the
+management and Prometheus listeners on ports of their own; both are stopped at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import amqp_client as ac  # noqa: E402
+import loadgen as lg  # noqa: E402
+import run  # noqa: E402
+
+AUTH = ("guest", "guest")
+QUEUES_PAGE = "/api/queues?page=1&page_size=100"
+
+
+class TrimqHttp(run.Trimq):
+    """trimq-server with its management and Prometheus listeners on the given ports, or
+    without them (ports None)."""
+
+    def __init__(
+        self, port: int, workdir: Path, rev: str, http: int | None, metrics: int | None
+    ) -> None:
+        super().__init__(port, workdir, rev)
+        self.http, self.metrics = http, metrics
+
+    def command(self) -> tuple[list[str], dict[str, str]]:
+        cmd, env = super().command()
+        if self.http is None:
+            cmd.append("--no-management")
+        else:
+            cmd += ["--management-port", str(self.http)]
+        if self.metrics is None:
+            cmd.append("--no-prometheus")
+        else:
+            cmd += ["--prometheus-port", str(self.metrics)]
+        return cmd, env
+
+
+class RabbitMQHttp(run.RabbitMQ):
+    """RabbitMQ with rabbitmq_management and rabbitmq_prometheus on the given ports."""
+
+    def __init__(self, port: int, workdir: Path, node: str, http: int, metrics: int) -> None:
+        super().__init__(port, workdir, node)
+        self.http, self.metrics = http, metrics
+        (self.base / "enabled_plugins").write_text("[rabbitmq_management,rabbitmq_prometheus].\n")
+        (self.base / "rabbitmq.conf").write_text(
+            f"management.tcp.port = {http}\nprometheus.tcp.port = {metrics}\n"
+        )
+
+
+def wait_http(url: str, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, auth=AUTH, timeout=5).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
+def declare_queues(url: str, count: int) -> None:
+    client = ac.Client(url, timeout=60)
+    try:
+        client.channel_open(1)
+        for i in range(count):
+            client.queue_declare(1, f"bench.mgmt.{i:05d}")
+    finally:
+        client.close()
+
+
+def time_queue_page(base: str, rounds: int) -> list[float]:
+    """Seconds per GET of the first page of 100 queues (after one warm-up request)."""
+    session = requests.Session()
+    session.auth = AUTH
+    answer = session.get(base + QUEUES_PAGE, timeout=120)
+    answer.raise_for_status()
+    body: dict[str, Any] = answer.json()
+    assert len(body["items"]) == 100, body.get("item_count")
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        session.get(base + QUEUES_PAGE, timeout=120).raise_for_status()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def part_a(args: argparse.Namespace) -> dict[str, float]:
+    """Median seconds of GET /api/queues (first page of 100) with args.queues queues."""
+    workdir = args.workdir / "part-a"
+    workdir.mkdir(parents=True, exist_ok=True)
+    brokers: list[TrimqHttp | RabbitMQHttp] = [
+        TrimqHttp(args.trimq_port, workdir, args.trimq_rev, args.trimq_http, None),
+        RabbitMQHttp(
+            args.rabbitmq_port,
+            workdir,
+            args.rabbitmq_node,
+            args.rabbitmq_http,
+            args.rabbitmq_http + 20,
+        ),
+    ]
+    results = {}
+    for broker in brokers:
+        try:
+            run.log(f"starting {broker.name}")
+            broker.start()
+            broker.wait_up()
+            base = f"http://127.0.0.1:{broker.http}"
+            wait_http(base + "/api/overview")
+            t0 = time.monotonic()
+            declare_queues(broker.url, args.queues)
+            run.log(
+                f"{broker.name}: {args.queues} queues declared in {time.monotonic() - t0:.1f} s"
+            )
+            if broker.name == "rabbitmq":  # its statistics reach the API after an emission
+                deadline = time.monotonic() + 120
+                while time.monotonic() < deadline:
+                    total = requests.get(base + QUEUES_PAGE, auth=AUTH, timeout=120).json()
+                    if total.get("total_count", 0) >= args.queues:
+                        break
+                    time.sleep(1)
+            times = time_queue_page(base, args.requests)
+            results[f"{broker.name} GET /api/queues page of 100, {args.queues} queues (ms)"] = (
+                statistics.median(times) * 1000
+            )
+            run.log(f"{broker.name}: median {statistics.median(times) * 1000:.1f} ms")
+        finally:
+            broker.stop("clean")
+    return results
+
+
+class Poller(threading.Thread):
+    """Fetches /api/overview and /metrics once a second until stopped."""
+
+    def __init__(self, management: str, prometheus: str) -> None:
+        super().__init__(daemon=True)
+        self.urls = [management + "/api/overview", prometheus + "/metrics"]
+        self.stopped = threading.Event()
+        self.requests = 0
+        self.failures = 0
+
+    def run(self) -> None:
+        session = requests.Session()
+        session.auth = AUTH
+        while not self.stopped.wait(1.0):
+            for url in self.urls:
+                try:
+                    session.get(url, timeout=10).raise_for_status()
+                    self.requests += 1
+                except requests.RequestException:
+                    self.failures += 1
+
+
+def part_b(args: argparse.Namespace) -> dict[str, float]:
+    """Scenario 1's figures, medians of args.rounds runs, with and without the listeners."""
+    sizes = lg.Sizes.quick() if args.quick else lg.Sizes()
+    if args.sizes:
+        sizes = sizes.override(args.sizes)
+    figures: dict[str, list[float]] = {}
+    for round_ in range(args.rounds):
+        order = ["off", "on"] if round_ % 2 == 0 else ["on", "off"]
+        for mode in order:
+            workdir = args.workdir / f"part-b-{mode}"
+            workdir.mkdir(parents=True, exist_ok=True)
+            on = mode == "on"
+            http, metrics = args.trimq_http, args.trimq_http + 20
+            broker = TrimqHttp(
+                args.trimq_port,
+                workdir,
+                args.trimq_rev,
+                http if on else None,
+                metrics if on else None,
+            )
+            poller = None
+            try:
+                broker.start()
+                broker.wait_up()
+                if on:
+                    management = f"http://127.0.0.1:{http}"
+                    wait_http(management + "/api/overview")
+                    poller = Poller(management, f"http://127.0.0.1:{metrics}")
+                    poller.start()
+                result = lg.s1_transient(broker, sizes)
+                if poller is not None:
+                    poller.stopped.set()
+                    poller.join()
+                    if poller.failures:
+                        raise RuntimeError(f"{poller.failures} poller requests failed")
+                    run.log(f"poller: {poller.requests} requests")
+                for name, value in result.items():
+                    figures.setdefault(f"{name} [listeners {mode}]", []).append(value)
+                run.log(f"round {round_ + 1} listeners {mode}: {result}")
+            finally:
+                if poller is not None:
+                    poller.stopped.set()
+                broker.stop("clean")
+    return {name: statistics.median(values) for name, values in figures.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--part", choices=["a", "b", "both"], default="both")
+    ap.add_argument("--rounds", type=int, default=3, help="part b: runs per mode (default 3)")
+    ap.add_argument("--requests", type=int, default=20, help="part a: timed GETs per broker")
+    ap.add_argument("--queues", type=int, default=10_000)
+    ap.add_argument("--quick", action="store_true", help="part b: loadgen's small sizes")
+    ap.add_argument("--sizes", default="", help="part b: loadgen sizes, e.g. s1_messages=300000")
+    ap.add_argument("--trimq-rev", default="HEAD", help="git revision, or 'worktree'")
+    ap.add_argument("--trimq-port", type=int, default=5811)
+    ap.add_argument("--rabbitmq-port", type=int, default=5812)
+    ap.add_argument("--trimq-http", type=int, default=15811, help="(Prometheus: this + 20)")
+    ap.add_argument("--rabbitmq-http", type=int, default=15812, help="(Prometheus: this + 20)")
+    ap.add_argument("--rabbitmq-node", default="")
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/trimq-bench-management"))
+    args = ap.parse_args(argv)
+    results: dict[str, float] = {}
+    if args.part in ("a", "both"):
+        results.update(part_a(args))
+    if args.part in ("b", "both"):
+        results.update(part_b(args))
+    width = max(len(name) for name in results)
+    for name, value in results.items():
+        print(f"{name:<{width}}  {run.fmt(value)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
