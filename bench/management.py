@@ -37,15 +37,25 @@ QUEUES_PAGE = "/api/queues?page=1&page_size=100"
 
 
 class TrimqHttp(run.Trimq):
-    """trimq-server with its management and Prometheus listeners on the given ports (0: off)."""
+    """trimq-server with its management and Prometheus listeners on the given ports, or
+    without them (ports None)."""
 
-    def __init__(self, port: int, workdir: Path, rev: str, http: int, metrics: int) -> None:
+    def __init__(
+        self, port: int, workdir: Path, rev: str, http: int | None, metrics: int | None
+    ) -> None:
         super().__init__(port, workdir, rev)
         self.http, self.metrics = http, metrics
 
     def command(self) -> tuple[list[str], dict[str, str]]:
         cmd, env = super().command()
-        cmd += ["--management-port", str(self.http), "--prometheus-port", str(self.metrics)]
+        if self.http is None:
+            cmd.append("--no-management")
+        else:
+            cmd += ["--management-port", str(self.http)]
+        if self.metrics is None:
+            cmd.append("--no-prometheus")
+        else:
+            cmd += ["--prometheus-port", str(self.metrics)]
         return cmd, env
 
 
@@ -104,7 +114,7 @@ def part_a(args: argparse.Namespace) -> dict[str, float]:
     workdir = args.workdir / "part-a"
     workdir.mkdir(parents=True, exist_ok=True)
     brokers: list[TrimqHttp | RabbitMQHttp] = [
-        TrimqHttp(args.trimq_port, workdir, args.trimq_rev, args.trimq_http, 0),
+        TrimqHttp(args.trimq_port, workdir, args.trimq_rev, args.trimq_http, None),
         RabbitMQHttp(
             args.rabbitmq_port,
             workdir,
@@ -176,13 +186,20 @@ def part_b(args: argparse.Namespace) -> dict[str, float]:
         for mode in order:
             workdir = args.workdir / f"part-b-{mode}"
             workdir.mkdir(parents=True, exist_ok=True)
-            http, metrics = (args.trimq_http, args.trimq_http + 20) if mode == "on" else (0, 0)
-            broker = TrimqHttp(args.trimq_port, workdir, args.trimq_rev, http, metrics)
+            on = mode == "on"
+            http, metrics = args.trimq_http, args.trimq_http + 20
+            broker = TrimqHttp(
+                args.trimq_port,
+                workdir,
+                args.trimq_rev,
+                http if on else None,
+                metrics if on else None,
+            )
             poller = None
             try:
                 broker.start()
                 broker.wait_up()
-                if mode == "on":
+                if on:
                     management = f"http://127.0.0.1:{http}"
                     wait_http(management + "/api/overview")
                     poller = Poller(management, f"http://127.0.0.1:{metrics}")

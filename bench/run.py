@@ -193,10 +193,12 @@ class Trimq(Broker):
         env = dict(os.environ)
         if self.src is not None:
             env["PYTHONPATH"] = str(self.src)
-        # the management listener on a free port of 127.0.0.1, so that runs side by side never
-        # collide on 15672 (older revisions ignore the variables)
+        # the management and Prometheus listeners on free ports of 127.0.0.1, so that runs
+        # side by side never collide on 15672 or 15692 (older revisions ignore the variables)
         env.setdefault("TRIMQ_MANAGEMENT_HOST", "127.0.0.1")
         env.setdefault("TRIMQ_MANAGEMENT_PORT", "0")
+        env.setdefault("TRIMQ_PROMETHEUS_HOST", "127.0.0.1")
+        env.setdefault("TRIMQ_PROMETHEUS_PORT", "0")
         return (
             [
                 str(TRIMQ_SERVER),

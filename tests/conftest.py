@@ -2,10 +2,12 @@
 
 Set TRIMQ_TEST_URL (for example amqp://guest:guest@127.0.0.1:5690/%2F) to run the same tests
 against another broker, such as a private RabbitMQ node, to check that the expectations match;
-TRIMQ_TEST_MANAGEMENT_URL (http://127.0.0.1:15690) does the same for the management HTTP API.
+TRIMQ_TEST_MANAGEMENT_URL (http://127.0.0.1:15690) does the same for the management HTTP API,
+TRIMQ_TEST_PROMETHEUS_URL (http://127.0.0.1:15710) for the Prometheus endpoint.
 
-Every trimq-server the tests start (here or in a test of its own) serves the management API on
-a free port of 127.0.0.1 (the environment below), so parallel servers never collide.
+Every trimq-server the tests start (here or in a test of its own) serves the management API and
+the Prometheus metrics on free ports of 127.0.0.1 (the environment below), so parallel servers
+never collide.
 """
 
 from __future__ import annotations
@@ -26,9 +28,12 @@ import pytest
 
 LISTENING = re.compile(rb"^trimq \S+ listening on .*:(\d+)")
 MANAGEMENT_LISTENING = re.compile(rb"^trimq \S+ management listening on http://.*:(\d+)/")
+PROMETHEUS_LISTENING = re.compile(rb"^trimq \S+ prometheus listening on http://.*:(\d+)/")
 
 os.environ.setdefault("TRIMQ_MANAGEMENT_HOST", "127.0.0.1")
 os.environ.setdefault("TRIMQ_MANAGEMENT_PORT", "0")
+os.environ.setdefault("TRIMQ_PROMETHEUS_HOST", "127.0.0.1")
+os.environ.setdefault("TRIMQ_PROMETHEUS_PORT", "0")
 
 
 @dataclass
@@ -40,6 +45,7 @@ class Broker:
     process: subprocess.Popen[bytes] | None = None
     data_dir: Path | None = None
     management_port: int | None = None  # None: not served (or not known)
+    prometheus_port: int | None = None  # likewise
 
     @property
     def url(self) -> str:
@@ -88,7 +94,7 @@ def start_server(
         log_file.close()  # the child holds its own descriptor
     assert proc.stdout is not None
     deadline = time.monotonic() + timeout
-    management_port = None
+    management_port = prometheus_port = None
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
@@ -96,9 +102,14 @@ def start_server(
         management = MANAGEMENT_LISTENING.search(line)
         if management:  # printed before the AMQP listeners
             management_port = int(management.group(1))
+        prometheus = PROMETHEUS_LISTENING.search(line)
+        if prometheus:
+            prometheus_port = int(prometheus.group(1))
         match = LISTENING.search(line)
         if match:
-            return Broker("127.0.0.1", int(match.group(1)), proc, data_dir, management_port)
+            return Broker(
+                "127.0.0.1", int(match.group(1)), proc, data_dir, management_port, prometheus_port
+            )
     proc.kill()
     raise RuntimeError("trimq-server did not report a listening port in time")
 
@@ -138,6 +149,8 @@ RABBITMQ_REFERENCE = frozenset(
         "test_vhost_limits.py",
         "test_consumer_timeout.py",
         "test_permissions.py",
+        "test_prometheus.py",
+        "test_management_message_stats.py",
         "test_management_api.py",
         "test_management_admin.py",
         "test_management_queues.py",
@@ -179,6 +192,17 @@ def management_url(broker: Broker) -> str:
     return f"http://{broker.host}:{broker.management_port}"
 
 
+@pytest.fixture(scope="session")
+def prometheus_url(broker: Broker) -> str:
+    """The Prometheus endpoint's base URL: TRIMQ_TEST_PROMETHEUS_URL's, or the session trimq's."""
+    url = os.environ.get("TRIMQ_TEST_PROMETHEUS_URL")
+    if url:
+        return url.rstrip("/")
+    if broker.prometheus_port is None:
+        pytest.skip("TRIMQ_TEST_URL without TRIMQ_TEST_PROMETHEUS_URL: no Prometheus endpoint")
+    return f"http://{broker.host}:{broker.prometheus_port}"
+
+
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[Broker]:
     """A trimq-server of the test's own, on a fresh data directory (trimq-only tests)."""
@@ -207,11 +231,3 @@ def channel(
 def unique(request: pytest.FixtureRequest) -> str:
     """A name unique to this test, so tests sharing one broker never collide."""
     return re.sub(r"[^A-Za-z0-9_.-]", "_", request.node.name)[:120] + f".{os.getpid()}"
-
-
-@pytest.fixture(scope="session")
-def prometheus_url() -> str:
-    url = os.environ.get("TRIMQ_TEST_PROMETHEUS_URL")
-    if not url:
-        pytest.skip("no Prometheus listener yet")
-    return url.rstrip("/")

@@ -1,19 +1,23 @@
 """The management web UI in a real browser: headless Chromium driven by selenium.
 
-The test logs in, finds a queue and its message count on the Queues page, declares a queue,
-publishes a message from the Exchanges page and gets it back from the Queues page, peeks, and
-closes a pika connection from the Connections page (pika sees the close). Screenshots go to a
+The main test logs in, finds a queue and its message count on the Queues page, declares a
+queue, publishes a message from the Exchanges page, peeks at it and gets it from the Queues
+page, and closes a pika connection from the Connections page (pika sees the close). Others
+bind, purge and delete from the exchange and queue pages, work the Admin forms, check that a
+missing tag is reported without logging out and that what the broker sends is shown as text,
+never as markup, and (without a browser) how the files are served. Screenshots go to a
 temporary directory, or to the directory TRIMQ_UI_SCREENSHOTS names (the README's pictures
 come from `TRIMQ_UI_SCREENSHOTS=docs/images`).
 
-trimq-only: RabbitMQ serves its own UI. Skipped where Debian's chromium and chromium-driver are
-not installed (CI installs them).
+trimq-only: RabbitMQ serves its own UI. The browser tests skip, saying so, where Debian's
+chromium and chromium-driver are not installed (CI installs them).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -38,16 +42,9 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 WAIT = 15.0
 
-pytestmark = [
-    pytest.mark.skipif(
-        bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: RabbitMQ serves its own UI"
-    ),
-    pytest.mark.skipif(
-        CHROMIUM is None or not CHROMEDRIVER.exists(),
-        reason="needs Debian's chromium and chromium-driver (apt-get install chromium "
-        "chromium-driver; .ci/run installs them)",
-    ),
-]
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: RabbitMQ serves its own UI"
+)
 
 
 @pytest.fixture
@@ -61,6 +58,11 @@ def shots(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def driver() -> Iterator[WebDriver]:
+    if CHROMIUM is None or not CHROMEDRIVER.exists():
+        pytest.skip(
+            "needs Debian's chromium and chromium-driver (apt-get install chromium "
+            "chromium-driver; .ci/run installs them)"
+        )
     options = webdriver.ChromeOptions()
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1280,900"):
         options.add_argument(arg)
@@ -123,6 +125,35 @@ def shows_count(browser: WebDriver, queue: str, count: str) -> None:
     until(browser, lambda b: [e.text for e in b.find_elements(By.CSS_SELECTOR, cell)] == [count])
 
 
+def test_ui_files_are_served_with_their_headers(management_url: str) -> None:
+    base = management_url.rstrip("/")
+    page = requests.get(base + "/", timeout=WAIT)
+    assert page.status_code == 200
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert "set-cookie" not in page.headers
+    assets = re.findall(r'(?:src|href)="(static/[^"]+)"', page.text)
+    assert sorted(assets) == ["static/app.js", "static/style.css"]
+    for asset, media_type in zip(sorted(assets), ("text/javascript", "text/css"), strict=True):
+        answer = requests.get(f"{base}/{asset}", timeout=WAIT)
+        assert answer.status_code == 200
+        assert answer.headers["content-type"].startswith(media_type)
+    script = requests.get(base + "/static/app.js", timeout=WAIT).text
+    for sink in (".innerHTML", ".outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in script  # the page is built with textContent only
+    assert "document.cookie" not in script
+    missing = requests.get(base + "/static/nothing.js", timeout=WAIT)
+    assert (missing.status_code, missing.json()) == (
+        404,
+        {"error": "Object Not Found", "reason": "Not Found"},
+    )
+    # the API keeps its own answers beside the UI: no credentials, no data
+    assert requests.get(base + "/api/overview", timeout=WAIT).status_code == 401
+
+
 def test_ui_drives_the_broker(
     driver: WebDriver, management_url: str, broker: Any, shots: Path, unique: str
 ) -> None:
@@ -161,6 +192,7 @@ def test_ui_drives_the_broker(
     click(driver, By.LINK_TEXT, "(AMQP default)")
     fill(driver, "publish-routing-key", declared)
     fill(driver, "publish-payload", "hello from the UI")
+    fill(driver, "publish-properties", json.dumps({"message_id": "id-" + unique}))
     driver.find_element(By.ID, "publish-submit").click()
     text_in(driver, "#flash", "Message published.")
     driver.save_screenshot(str(shots / "ui-publish.png"))
@@ -169,6 +201,9 @@ def test_ui_drives_the_broker(
     # Queues: peek leaves the message where it is; get (automatic ack) takes it.
     go(driver, "Queues")
     shows_count(driver, declared, "1")
+    fill(driver, "find-id", "id-" + unique)
+    driver.find_element(By.ID, "find-submit").click()
+    text_in(driver, "#find-output", declared)
     click(driver, By.LINK_TEXT, declared)
     text_in(driver, "#queue-messages", "1")
     driver.find_element(By.ID, "peek-submit").click()
@@ -330,3 +365,87 @@ def test_admin_pages(
     click(driver, By.XPATH, row)
     until(driver, ec.alert_is_present()).accept()
     until(driver, lambda b: api_get(base, f"/users/{user}") is None)
+
+
+def test_a_missing_tag_is_shown_without_logging_out(
+    driver: WebDriver, management_url: str, unique: str
+) -> None:
+    base = management_url.rstrip("/")
+    user = "ui-monitor-" + unique
+    admin = requests.Session()
+    admin.auth = ("guest", "guest")
+    created = admin.put(
+        f"{base}/api/users/{user}", json={"password": "pw", "tags": "monitoring"}, timeout=WAIT
+    )
+    assert created.status_code == 201
+    try:
+        log_in(driver, base, user, "pw")
+        text_in(driver, "#who-name", user)
+        go(driver, "Admin")
+        text_in(driver, "#users", "Not administrator user")
+        assert driver.find_element(By.ID, "nav").is_displayed()
+        go(driver, "Queues")
+        shown(driver, "#queues-table")
+    finally:
+        admin.delete(f"{base}/api/users/{user}", timeout=WAIT)
+
+
+def test_exchange_bindings_purge_and_delete(
+    driver: WebDriver, management_url: str, broker: Any, unique: str
+) -> None:
+    base = management_url.rstrip("/")
+    exchange, queue = "ui-x-" + unique, "ui-bound-" + unique
+    setup = broker.connect()
+    channel = setup.channel()
+    channel.queue_declare(queue)
+    log_in(driver, base)
+
+    # Declare a topic exchange from the Exchanges page, then bind the queue from its page.
+    go(driver, "Exchanges")
+    fill(driver, "exchange-declare-name", exchange)
+    Select(driver.find_element(By.ID, "exchange-declare-type")).select_by_value("topic")
+    driver.find_element(By.ID, "exchange-declare-submit").click()
+    text_in(driver, "#flash", f"Exchange {exchange} declared.")
+    fill(driver, "exchanges-filter", exchange)
+    click(driver, By.LINK_TEXT, exchange)
+    submit(
+        driver, "exchange-bind", {"exchange-bind-other": queue, "exchange-bind-routing-key": "a.*"}
+    )
+    text_in(driver, "#flash", "Binding added.")
+    text_in(driver, "#exchange-bindings-source", "a.*")
+    channel.basic_publish(exchange, "a.b", b"routed")
+    channel.basic_publish(exchange, "b.a", b"dropped")
+    assert channel.queue_declare(queue, passive=True).method.message_count == 1
+
+    # The queue's page lists the binding; purge empties it, unbind removes the binding.
+    driver.get(f"{base}/#/queues/%2F/{quote(queue, safe='')}")
+    text_in(driver, "#queue-bindings", exchange)
+    text_in(driver, "#queue-messages", "1")
+    driver.find_element(By.ID, "queue-purge").click()
+    until(driver, ec.alert_is_present()).accept()
+    text_in(driver, "#flash", f"Queue {queue} purged.")
+    assert channel.queue_declare(queue, passive=True).method.message_count == 0
+    click(
+        driver, By.XPATH, f'//div[@id="queue-bindings"]//tr[td[contains(., "{exchange}")]]//button'
+    )
+    text_in(driver, "#flash", "Binding removed.")
+    channel.basic_publish(exchange, "a.b", b"no longer routed")
+    assert channel.queue_declare(queue, passive=True).method.message_count == 0
+
+    # Delete the queue, then the exchange, each from its own page.
+    driver.find_element(By.ID, "queue-delete").click()
+    until(driver, ec.alert_is_present()).accept()
+    text_in(driver, "#flash", f"Queue {queue} deleted.")
+    until(driver, ec.url_contains("#/queues"))
+    driver.get(f"{base}/#/exchanges/%2F/{quote(exchange, safe='')}")
+    shown(driver, "#exchange-delete").click()
+    until(driver, ec.alert_is_present()).accept()
+    text_in(driver, "#flash", f"Exchange {exchange} deleted.")
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as gone:
+        channel.queue_declare(queue, passive=True)
+    assert gone.value.reply_code == 404
+    channel = setup.channel()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as gone:
+        channel.exchange_declare(exchange, "topic", passive=True)
+    assert gone.value.reply_code == 404
+    setup.close()

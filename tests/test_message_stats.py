@@ -14,8 +14,10 @@ import trio
 
 from tests import stats_scenario
 from trimq.broker.broker import Broker, BrokerConfig
-from trimq.broker.stats import MessageStats, message_stats, total
+from trimq.broker.stats import MessageStats, message_stats, total, vhost_sum
 from trimq.server.app import serve
+from trimq.server.rates import overview_stats
+from trimq.server.state import ServerState
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("TRIMQ_TEST_URL")),
@@ -33,7 +35,6 @@ async def test_counters_match_rabbitmqs_for_the_scenario() -> None:
     async with trio.open_nursery() as nursery:
         listeners = await nursery.start(partial(serve, broker, "127.0.0.1", 0))
         port = listeners[0][1]
-        before = _counts(vhost.stats, "vhost")
         connection = await trio.to_thread.run_sync(
             lambda: pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", port))
         )
@@ -41,7 +42,7 @@ async def test_counters_match_rabbitmqs_for_the_scenario() -> None:
             scenario = await trio.to_thread.run_sync(stats_scenario.run, connection, "s")
             for short, expected in stats_scenario.QUEUES.items():
                 queue = vhost.queues[scenario.name(short)]
-                assert _counts(queue.stats, "queue") == expected, short
+                assert _counts(queue.counters(), "queue") == expected, short
             for short, expected in stats_scenario.EXCHANGES.items():
                 exchange = vhost.exchanges[scenario.name(short)]
                 assert _counts(exchange.stats, "exchange") == expected, short
@@ -50,9 +51,6 @@ async def test_counters_match_rabbitmqs_for_the_scenario() -> None:
             channel3 = vhost.queues[scenario.name("q3")].consumers[0].stats
             assert _counts(channel2, "channel") == stats_scenario.CHANNELS[1]
             assert _counts(channel3, "channel") == stats_scenario.CHANNELS[2]
-            after = _counts(vhost.stats, "vhost")
-            assert list(after) == list(stats_scenario.VHOST_DELTA)  # RabbitMQ's key order
-            assert {k: after[k] - before.get(k, 0) for k in after} == stats_scenario.VHOST_DELTA
             totals = broker.totals
             assert (totals.queues_declared, totals.queues_created, totals.queues_deleted) == (
                 3,
@@ -68,6 +66,17 @@ async def test_counters_match_rabbitmqs_for_the_scenario() -> None:
                 await trio.sleep(0.01)
         assert totals.channels_closed == 3
         assert totals.queues_deleted == 2  # q2 and q3 (q1 never had a consumer)
+        # The vhost's counts: kept from the closed channels and deleted queues, and counted
+        # by those still there.
+        summed = vhost_sum(
+            vhost.stats,
+            (q.stats for q in vhost.queues.values()),
+            (x.stats for x in vhost.exchanges.values()),
+            [],
+        )
+        counted = _counts(summed, "vhost")
+        assert list(counted) == list(stats_scenario.VHOST_DELTA)  # RabbitMQ's key order
+        assert counted == stats_scenario.VHOST_DELTA
         nursery.cancel_scope.cancel()
 
 
@@ -76,7 +85,9 @@ def test_rates_are_the_change_over_the_last_sampling_interval() -> None:
     stats.sample(5.0)
     assert stats._last is None  # nothing counted yet: nothing kept
     stats.publish += 10
-    stats.sample(5.0)  # the first sample: no interval yet
+    stats.sample(5.0)  # the first sample: counted since the previous one (from zero)
+    assert stats.rate("publish") == 2.0
+    stats.sample(5.0)
     assert stats.rate("publish") == 0.0
     stats.publish += 10
     stats.deliver += 3
@@ -119,3 +130,32 @@ def test_message_stats_groups_as_rabbitmq() -> None:
     ]
     both = total([published, published])
     assert both.publish == 2
+
+
+async def test_broker_totals_keep_a_deleted_vhosts_messages() -> None:
+    broker = Broker(BrokerConfig())
+    broker.add_vhost("gone")
+    broker.set_permissions("gone", "guest", ".*", ".*", ".*")
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(serve, broker, "127.0.0.1", 0))
+        port = listeners[0][1]
+
+        def publish_three() -> pika.BlockingConnection:
+            params = pika.ConnectionParameters("127.0.0.1", port, virtual_host="gone")
+            connection = pika.BlockingConnection(params)
+            channel = connection.channel()
+            channel.queue_declare("q")
+            for _ in range(3):
+                channel.basic_publish("", "q", b"m")
+            channel.queue_declare("q", passive=True)  # a round trip: all three are in
+            return connection
+
+        connection = await trio.to_thread.run_sync(publish_three)
+        broker.delete_vhost("gone")  # its connection is still open: its channel closes later
+        await trio.to_thread.run_sync(connection.close)
+        with trio.fail_after(5):
+            while broker.totals.channels_closed < 1:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    counted = overview_stats(ServerState(broker))
+    assert (counted.publish, counted.publish_out) == (3, 3)

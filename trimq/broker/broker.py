@@ -32,7 +32,7 @@ from trimq.broker.records import (
     VHostLimitsDef,
 )
 from trimq.broker.reply_to import ReplyTo
-from trimq.broker.stats import Totals
+from trimq.broker.stats import EXCHANGE_SIDE, Totals
 from trimq.broker.timers import Timers
 from trimq.broker.vhost import VHost
 
@@ -151,7 +151,11 @@ class Broker:
             vhost.delete_queue(queue)
         vhost.deleted = True
         del self.vhosts[name]
-        self.totals.retired.add(vhost.stats)  # the broker's totals keep its messages
+        # The broker's totals keep its messages: what its queues (deleted above) and
+        # exchanges counted; its channels add theirs as they close.
+        for exchange in vhost.exchanges.values():
+            vhost.stats.add(exchange.stats, EXCHANGE_SIDE)
+        self.totals.retired.add(vhost.stats)
         for key in [k for k in self.users.permissions if k[0] == name]:
             del self.users.permissions[key]
         for topic in [k for k in self.users.topic_permissions if k[0] == name]:

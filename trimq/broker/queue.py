@@ -109,6 +109,7 @@ class Queue:
         self._groups: list[tuple[int, deque[Consumer]]] = []  # by consumer priority, highest first
         self.unacked = 0
         self.next_seq = 0
+        self._unpublished = 0  # sequence numbers not taken by a publish (see counters())
         self.deleted = False
         # The bindings routing to it, by (id(source), binding key) (see Exchange.bound_by).
         self.bound_by: dict[BoundByKey, tuple[Exchange, Binding]] = {}
@@ -119,10 +120,17 @@ class Queue:
         self._expiry: list[tuple[float, QueuedMessage]] = []  # (deadline, entry) heap
         self._retiring: Consumer | None = None  # a cancelled single active consumer
         self.last_used = time.monotonic()
-        self.stats = MessageStats()
+        self.stats = MessageStats()  # read through counters()
 
     def __repr__(self) -> str:
         return f"<Queue {self.name!r} in {self.vhost!r}>"
+
+    def counters(self) -> MessageStats:
+        """The queue's message counters. Publishes are not counted one by one: every one
+        takes a sequence number, so their count is derived from those."""
+        stats = self.stats
+        stats.publish = self.next_seq - self._unpublished
+        return stats
 
     @property
     def exclusive(self) -> bool:
@@ -160,10 +168,10 @@ class Queue:
         if settings.bounded and settings.overflow is not Overflow.DROP_HEAD and self._full(message):
             if settings.overflow is Overflow.REJECT_PUBLISH_DLX:
                 self.next_seq += 1
+                self._unpublished += 1
                 self._dead_letter([QueuedMessage(message, self.next_seq)], "maxlen")
             return False
         self.next_seq += 1
-        self.stats.publish += 1
         entry = QueuedMessage(message, self.next_seq)
         ttl = None if message.ttl is None and settings.message_ttl is None else self._ttl(message)
         if ttl:
@@ -200,6 +208,7 @@ class Queue:
                 left = ttl / 1000 if not recorded_ms else (recorded_ms + ttl) / 1000 - wall_now
                 self._schedule_expiry(entry, monotonic_now + min(left, ttl / 1000))
             entries.append(entry)
+        self._unpublished += seq - self.next_seq
         self.next_seq = seq
         self.ready.extend(entries)
         if self.settings.bounded and self.settings.overflow is Overflow.DROP_HEAD:
@@ -247,7 +256,8 @@ class Queue:
         journal = self.journal
         delivered: list[int] = []
         settled: list[int] = []
-        with_ack = without_ack = redelivered = 0
+        # Counted per batch: all deliveries for the queue, those to `only` for its channel.
+        with_ack = without_ack = redelivered = to_only = redelivered_to_only = 0
         # Most queues have one consumer: no round-robin to do (it can be cancelled meanwhile).
         only = (
             consumers[0]
@@ -270,30 +280,51 @@ class Queue:
             entry.delivery_count += 1
             if consumer.no_ack:
                 without_ack += 1
-                consumer.stats.deliver_no_ack += 1
             else:
                 self.unacked += 1
                 with_ack += 1
-                consumer.stats.deliver += 1
-            if entry.redelivered:
-                redelivered += 1
-                consumer.stats.redeliver += 1
+            if consumer is only:
+                to_only += 1
+                if entry.redelivered:
+                    redelivered += 1
+                    redelivered_to_only += 1
+            else:
+                self._count_delivery(consumer, entry.redelivered)
+                if entry.redelivered:
+                    redelivered += 1
             if journal is not None and entry.message.id:
                 (settled if consumer.no_ack else delivered).append(entry.message.id)
             consumer.sink.deliver(consumer, entry, self)
         if with_ack or without_ack:
-            self._count_deliveries(with_ack, without_ack, redelivered)
+            stats = self.stats
+            stats.deliver += with_ack
+            stats.deliver_no_ack += without_ack
+            if redelivered:
+                stats.redeliver += redelivered
+            if to_only:
+                assert only is not None
+                stats = only.stats
+                if only.no_ack:
+                    stats.deliver_no_ack += to_only
+                else:
+                    stats.deliver += to_only
+                if redelivered_to_only:
+                    stats.redeliver += redelivered_to_only
         if delivered:
             journal.deliver(self, delivered)  # type: ignore[union-attr]
         if settled:
             journal.settle(self, settled)  # type: ignore[union-attr]
 
-    def _count_deliveries(self, with_ack: int, without_ack: int, redelivered: int) -> None:
-        """A dispatch batch's deliveries, in the queue's and its vhost's counters."""
-        for stats in (self.stats, self.home.stats) if self.home is not None else (self.stats,):
-            stats.deliver += with_ack
-            stats.deliver_no_ack += without_ack
-            stats.redeliver += redelivered
+    @staticmethod
+    def _count_delivery(consumer: Consumer, redelivered: bool) -> None:
+        """A delivery in a dispatch among several consumers, on the consumer's channel."""
+        stats = consumer.stats
+        if consumer.no_ack:
+            stats.deliver_no_ack += 1
+        else:
+            stats.deliver += 1
+        if redelivered:
+            stats.redeliver += 1
 
     def _next_consumer(self) -> Consumer | None:
         if self.settings.single_active_consumer:
@@ -335,7 +366,7 @@ class Queue:
         return entry
 
     def _count_get(self, channel: MessageStats | None, name: str, redelivered: bool) -> None:
-        for stats in (self.stats, channel, self.home.stats if self.home is not None else None):
+        for stats in (self.stats, channel):
             if stats is not None:
                 setattr(stats, name, getattr(stats, name) + 1)
                 if redelivered:
@@ -351,8 +382,6 @@ class Queue:
         self.stats.ack += count
         if channel is not None:
             channel.ack += count
-        if self.home is not None:
-            self.home.stats.ack += count
         self._journal_settle(entries)
 
     def reject(self, entries: list[QueuedMessage]) -> None:

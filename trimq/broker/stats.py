@@ -1,17 +1,26 @@
-"""Message counters per queue, exchange, channel and vhost, the broker's totals, and their
-rates: what the management API's `message_stats` and the Prometheus metrics report.
+"""Message counters per queue, exchange and channel, the broker's totals, and their rates:
+what the management API's `message_stats` and the Prometheus metrics report.
 
 Counting costs an integer increment per event (per batch where the code already batches:
-dispatch, acks). Rates are not kept per event either: a server task calls `sample` on every
-live counter set every `SAMPLE_INTERVAL` seconds, as RabbitMQ samples its statistics, and a
-rate is the change over the last interval. A counter set that never counted anything keeps
-no sample at all.
+dispatch, acks), and each event is counted on as few objects as possible: a publish on its
+channel, exchange and queues, a delivery on its queue (per batch) and channel. A vhost's
+counts are the sum of its parts at read time (`vhost_sum`): the publishing side from its
+channels, the delivering side from its queues, the routed copies from its exchanges, plus
+what the deleted or closed ones counted (`VHost.stats`, added to as they go).
+
+Rates are not kept per event either: a server task calls `sample` on every live counter set
+every `SAMPLE_INTERVAL` seconds, as RabbitMQ samples its statistics, and a rate is the change
+over the last interval. A counter set that never counted anything keeps no sample at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from trimq.broker.vhost import VHost
 
 SAMPLE_INTERVAL = 5.0  # seconds, as RabbitMQ's collect_statistics_interval
 
@@ -48,6 +57,11 @@ DELIVER_GROUP = (
 )
 _DELIVER_PARTS = ("deliver", "deliver_no_ack", "get", "get_no_ack")
 
+# Which counters of a vhost come from which of its parts.
+CHANNEL_SIDE = ("publish", "confirm", "received_confirm", "return_unroutable", "drop_unroutable")
+QUEUE_SIDE = ("deliver", "deliver_no_ack", "get", "get_no_ack", "get_empty", "ack", "redeliver")
+EXCHANGE_SIDE = ("publish_out",)
+
 
 class MessageStats:
     """One object's counters (plain attributes: `stats.publish += 1`), and the rates of its
@@ -81,12 +95,15 @@ class MessageStats:
         return tuple(getattr(self, name) for name in FIELDS)
 
     def sample(self, interval: float) -> None:
-        """Take this interval's sample: rates are the change since the previous one."""
+        """Take this interval's sample: rates are the change since the previous one (from
+        zero for an object sampled the first time: what it counted, it counted since)."""
         last = self._last
-        if last is None and not any(getattr(self, name) for name in FIELDS):
-            return  # nothing ever counted: nothing kept
+        if last is None:
+            if not any(getattr(self, name) for name in FIELDS):
+                return  # nothing ever counted: nothing kept
+            last = (0,) * len(FIELDS)
         now = self.counts()
-        if last is None or now == last:
+        if now == last:
             self._rates = None
         else:
             self._rates = tuple((new - old) / interval for new, old in zip(now, last, strict=True))
@@ -105,13 +122,18 @@ class MessageStats:
             return sum(rates[FIELDS.index(part)] for part in _DELIVER_PARTS)
         return rates[FIELDS.index(name)]
 
-    def add(self, other: MessageStats) -> None:
-        """Fold another object's counts into these (a sum, or the history of a deleted one)."""
-        for name in FIELDS:
+    def add(self, other: MessageStats, names: tuple[str, ...] = FIELDS) -> None:
+        """Add another object's counts (of `names`) and their rates to these: a sum, or the
+        history of a deleted object kept by its vhost."""
+        for name in names:
             setattr(self, name, getattr(self, name) + getattr(other, name))
-        if other._rates is not None:
-            mine = self._rates or (0.0,) * len(FIELDS)
-            self._rates = tuple(a + b for a, b in zip(mine, other._rates, strict=True))
+        theirs = other._rates
+        if theirs is not None:
+            rates = list(self._rates or (0.0,) * len(FIELDS))
+            for name in names:
+                index = FIELDS.index(name)
+                rates[index] += theirs[index]
+            self._rates = tuple(rates)
 
 
 def total(stats: Iterable[MessageStats]) -> MessageStats:
@@ -147,35 +169,60 @@ class Totals:
         self.retired = MessageStats()  # the counts of deleted vhosts
 
 
-# -- counting where the publish path needs more than one object --------------------------
-
-
-def count_publish(
-    channel: MessageStats, vhost: MessageStats, exchange: MessageStats, confirm: bool
-) -> None:
-    """A message published to an exchange on a channel."""
-    channel.publish += 1
-    vhost.publish += 1
-    exchange.publish_in += 1
-    if confirm:
-        channel.received_confirm += 1
-        vhost.received_confirm += 1
-
-
-def count_unroutable(channel: MessageStats, vhost: MessageStats, mandatory: bool) -> None:
+def count_unroutable(channel: MessageStats, mandatory: bool) -> None:
     """A published message that reached no queue: returned if mandatory, else dropped."""
     if mandatory:
         channel.return_unroutable += 1
-        vhost.return_unroutable += 1
     else:
         channel.drop_unroutable += 1
-        vhost.drop_unroutable += 1
 
 
-def count_confirms(channel: MessageStats, vhost: MessageStats, count: int) -> None:
-    """Publisher confirms sent (one cumulative Basic.Ack may confirm many)."""
-    channel.confirm += count
-    vhost.confirm += count
+def retire_channel(
+    totals: Totals, vhost: VHost, channel: MessageStats, received_confirm: int
+) -> None:
+    """A channel closed: its vhost keeps what it counted, or the broker if the vhost is
+    gone (`received_confirm`: the publishes it received in confirm mode, its last confirm
+    sequence number)."""
+    totals.channels_closed += 1
+    channel.received_confirm = received_confirm
+    (totals.retired if vhost.deleted else vhost.stats).add(channel, CHANNEL_SIDE)
+
+
+def vhost_sum(
+    kept: MessageStats,
+    queues: Iterable[MessageStats],
+    exchanges: Iterable[MessageStats],
+    channels: Iterable[MessageStats],
+) -> MessageStats:
+    """A vhost's counters and rates: what its deleted parts counted (`kept`), its queues'
+    deliveries, its exchanges' routed copies and its channels' publishes."""
+    result = MessageStats()
+    result.add(kept)
+    _add_all(result, queues, QUEUE_SIDE)
+    _add_all(result, exchanges, EXCHANGE_SIDE)
+    _add_all(result, channels, CHANNEL_SIDE)
+    return result
+
+
+def _add_all(result: MessageStats, items: Iterable[MessageStats], names: tuple[str, ...]) -> None:
+    """Add many objects' counters of `names` at once (a vhost may have thousands of queues:
+    the columns are summed in C, and only the few objects with a rate add rates)."""
+    items = list(items)
+    if not items:
+        return
+    get = attrgetter(*names)
+    columns = zip(*map(get, items), strict=True) if len(names) > 1 else [list(map(get, items))]
+    for name, column in zip(names, columns, strict=True):
+        setattr(result, name, getattr(result, name) + sum(column))
+    with_rates = [item for item in items if item._rates is not None]
+    if with_rates:
+        rates = list(result._rates or (0.0,) * len(FIELDS))
+        for item in with_rates:
+            assert item._rates is not None
+            for name in names:
+                index = FIELDS.index(name)
+                rates[index] += item._rates[index]
+        result._rates = tuple(rates)
 
 
 # -- rendering: the management API's message_stats ----------------------------------------

@@ -25,7 +25,7 @@ from trimq.broker.message import Message
 from trimq.broker.policy import Policy, effective
 from trimq.broker.queue import Queue
 from trimq.broker.records import BindingDef, ExchangeDef, QueueDef
-from trimq.broker.stats import MessageStats, Totals
+from trimq.broker.stats import EXCHANGE_SIDE, QUEUE_SIDE, MessageStats, Totals
 from trimq.broker.timers import Timers
 from trimq.errors import (
     ACCESS_REFUSED,
@@ -82,7 +82,9 @@ class VHost:
         totals: Totals | None = None,
     ) -> None:
         self.name = name
-        self.stats = MessageStats()  # every message counted in this vhost
+        # What its deleted queues and exchanges and closed channels counted: its message_stats
+        # are these plus what the live ones count (stats.vhost_stats).
+        self.stats = MessageStats()
         self.totals = totals or Totals()  # the broker's (queues declared, created, deleted)
         self.journal = journal  # where durable definitions are recorded (None: memory only)
         self.timers = timers  # message and queue expiry (None: never fires)
@@ -248,6 +250,7 @@ class VHost:
                 continue
             current.deleted = True
             self.exchanges.pop(current.name, None)
+            self.stats.add(current.stats, EXCHANGE_SIDE)
             for binding in list(current.bindings.values()):
                 current.remove_binding(binding)
                 self._journal_binding(current, binding, present=False)
@@ -387,6 +390,7 @@ class VHost:
         queue.deleted = True
         self.queues.pop(queue.name, None)
         self.totals.queues_deleted += 1
+        self.stats.add(queue.stats, QUEUE_SIDE)
         if queue.journal is not None:
             queue.journal.drop(QueueDef.KIND, QueueDef.make_key(self.name, queue.name))
         for source in self._unbind_destination(queue):
@@ -515,7 +519,6 @@ class VHost:
             if queue is None:
                 return []
             exchange.stats.publish_out += 1
-            self.stats.publish_out += 1
             return [queue]
         keys = [routing_key]
         if headers:
@@ -551,5 +554,4 @@ class VHost:
                     pending.append(target)
         if queues:
             exchange.stats.publish_out += len(queues)
-            self.stats.publish_out += len(queues)
         return list(queues.values())

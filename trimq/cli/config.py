@@ -11,6 +11,7 @@ command-line flags. Every key is checked at start; a bad one is refused with its
     [resources] memory_high_watermark (fraction of RAM), memory_high_watermark_absolute,
              disk_free_limit
     [management] enabled, host, port (the HTTP API; 0: any free port, printed on start)
+    [prometheus] enabled, host, port (/metrics; 0: any free port, printed on start)
 
 Sizes are bytes, or strings with RabbitMQ's units: "50MB" (10^6), "2GiB" or "2G" (2^30).
 
@@ -67,6 +68,9 @@ class Settings:
     management_enabled: bool = True
     management_host: str | None = None  # None: every interface, IPv4 and IPv6
     management_port: int = 15672
+    prometheus_enabled: bool = True
+    prometheus_host: str | None = None  # None: every interface, IPv4 and IPv6
+    prometheus_port: int = 15692
     config_file: Path | None = None
 
 
@@ -218,6 +222,9 @@ KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "management.enabled": ("management_enabled", _bool),
     "management.host": ("management_host", _host),
     "management.port": ("management_port", _int(0, 65535)),
+    "prometheus.enabled": ("prometheus_enabled", _bool),
+    "prometheus.host": ("prometheus_host", _host),
+    "prometheus.port": ("prometheus_port", _int(0, 65535)),
 }
 
 
@@ -270,7 +277,7 @@ def load(
             values[key] = (env_name(key), environ[env_name(key)])
     for key, value in overrides.items():
         if value is not None:
-            flag = key.split(".")[-1] if not key.startswith("management.") else key
+            flag = key if key.startswith(("management.", "prometheus.")) else key.split(".")[-1]
             values[key] = (f"--{flag.replace('.', '-').replace('_', '-')}", value)
     for key, (source, value) in values.items():
         attribute, check = KEYS[key]

@@ -134,6 +134,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         dest="management_enabled",
         help="do not serve the management HTTP API",
     )
+    parser.add_argument(
+        "--prometheus-host",
+        default=None,
+        help="address the Prometheus metrics listen on (default: every interface)",
+    )
+    parser.add_argument(
+        "--prometheus-port",
+        type=int,
+        default=None,
+        help="Prometheus metrics port (default 15692; 0: any free port, printed on start)",
+    )
+    parser.add_argument(
+        "--no-prometheus",
+        action="store_const",
+        const=False,
+        default=None,
+        dest="prometheus_enabled",
+        help="do not serve the Prometheus metrics",
+    )
     parser.add_argument("--version", action="version", version=f"trimq {__version__}")
     return parser.parse_args(argv)
 
@@ -152,6 +171,9 @@ def settings_from(args: argparse.Namespace) -> config.Settings:
         "management.host": args.management_host,
         "management.port": args.management_port,
         "management.enabled": args.management_enabled,
+        "prometheus.host": args.prometheus_host,
+        "prometheus.port": args.prometheus_port,
+        "prometheus.enabled": args.prometheus_enabled,
     }
     return config.load(args.config, config.environment(), overrides)
 
@@ -201,6 +223,18 @@ async def _run(settings: config.Settings, daemon: Daemon | None) -> None:
                 http,
                 partial(
                     serve_management, host=settings.management_host, port=settings.management_port
+                ),
+            )
+        )
+    if settings.prometheus_enabled:
+        from trimq.management.prometheus_app import serve_prometheus  # noqa: PLC0415
+
+        services.append(
+            partial(
+                _announced,
+                http,
+                partial(
+                    serve_prometheus, host=settings.prometheus_host, port=settings.prometheus_port
                 ),
             )
         )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from importlib.metadata import version
 from typing import TYPE_CHECKING, Any
 
+import trio
 from prometheus_client.core import (
     CollectorRegistry,
     CounterMetricFamily,
@@ -27,9 +28,9 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 
 from trimq import __version__
-from trimq.broker.stats import MessageStats, total
 from trimq.server.control import count_open_files
 from trimq.server.info import NODE, channel_pid, connection_pid
+from trimq.server.rates import overview_stats
 
 if TYPE_CHECKING:
     from trimq.broker.queue import Queue
@@ -355,14 +356,25 @@ class BrokerCollector:
         labels: list[str],
         label_values: Callable[[Any], list[str]],
     ) -> Iterator[Metric]:
-        for name, kind, doc, value in families:
-            if self.per_object:
-                family = _family(name, kind, doc, labels)
-                for obj in objects():
-                    family.add_metric(label_values(obj), value(obj))
-                yield family
-            else:
-                yield _single(name, kind, doc, sum(value(obj) for obj in objects()))
+        """The families of one kind of object, in one pass over the objects."""
+        built = [
+            _family(name, kind, doc, labels if self.per_object else [])
+            for name, kind, doc, _ in families
+        ]
+        getters = [value for _, _, _, value in families]
+        if self.per_object:
+            for obj in objects():
+                values = label_values(obj)
+                for family, value in zip(built, getters, strict=True):
+                    family.add_metric(values, value(obj))
+        else:
+            sums = [0.0] * len(getters)
+            for obj in objects():
+                for index, value in enumerate(getters):
+                    sums[index] += value(obj)
+            for family, summed in zip(built, sums, strict=True):
+                family.add_metric([], summed)
+        yield from built
 
     def collect(self) -> Iterator[Metric]:
         state = self.state
@@ -467,7 +479,7 @@ class BrokerCollector:
                     "rabbitmq_queue_messages_published_total",
                     "counter",
                     "Total number of messages published to queues",
-                    lambda q: q.stats.publish,
+                    lambda q: q.counters().publish,
                 )
             ],
             self._queues,
@@ -529,10 +541,7 @@ class BrokerCollector:
         yield identity
 
     def _global(self, consumers: int) -> Iterator[Metric]:
-        broker = self.state.broker
-        stats: MessageStats = total(
-            [broker.totals.retired, *(v.stats for v in broker.vhosts.values())]
-        )
+        stats = overview_stats(self.state)
         family = GaugeMetricFamily(
             "rabbitmq_global_consumers", "Current number of consumers", labels=["protocol"]
         )
@@ -555,3 +564,23 @@ def registry(state: ServerState, per_object: bool) -> CollectorRegistry:
 def exposition(metrics: CollectorRegistry) -> bytes:
     """The text exposition of everything `metrics` collects now."""
     return generate_latest(metrics)
+
+
+class _Collected:
+    """Families already collected, for formatting away from the event loop."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> list[Metric]:
+        return self.families
+
+
+async def scrape(collector: BrokerCollector) -> bytes:
+    """Read the broker on the event loop (the only place it may be read), then format the
+    text in a worker thread: with thousands of queues, formatting is most of the work and
+    the thread touches nothing but the families collected."""
+    families = list(collector.collect())
+    collected = CollectorRegistry(auto_describe=False)
+    collected.register(_Collected(families))
+    return await trio.to_thread.run_sync(generate_latest, collected)

@@ -30,7 +30,7 @@ from trimq.broker.exchange import Exchange
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.pcre import name_bytes
 from trimq.broker.queue import Consumer, Queue
-from trimq.broker.stats import MessageStats, count_confirms, count_publish, count_unroutable
+from trimq.broker.stats import MessageStats, count_unroutable, retire_channel
 from trimq.errors import (
     ACCESS_REFUSED,
     INTERNAL_ERROR,
@@ -135,7 +135,7 @@ class Channel:
                 nursery.cancel_scope.cancel()
         finally:
             self.cleanup()
-            self.connection.broker.totals.channels_closed += 1
+            retire_channel(self.connection.broker.totals, self.vhost, self.stats, self.confirm_seq)
 
     async def _confirm_task(self) -> None:
         """Confirms wait for the fsync covering their messages; one wait serves a whole batch."""
@@ -590,7 +590,8 @@ class Channel:
         """Route and enqueue; returns the LSN that must be durable before confirming (or 0),
         and whether a queue refused the message (the publisher gets a Basic.Nack)."""
         headers = message.properties.headers
-        count_publish(self.stats, self.vhost.stats, exchange.stats, self.proto.mode is CONFIRM)
+        self.stats.publish += 1
+        exchange.stats.publish_in += 1
         if exchange is self.vhost.default_exchange and message.routing_key.startswith(
             reply_to.PREFIX
         ):
@@ -600,7 +601,7 @@ class Channel:
                 return 0, False
         queues = self.vhost.route(exchange, message.routing_key, message)
         if not queues:
-            count_unroutable(self.stats, self.vhost.stats, mandatory)
+            count_unroutable(self.stats, mandatory)
             if mandatory:
                 self.write_with_content(
                     spec.BasicReturn(NO_ROUTE, "NO_ROUTE", message.exchange, message.routing_key),
@@ -623,8 +624,9 @@ class Channel:
             return
         start = self.confirmed_upto + 1
         self.confirmed_upto = upto
-        nacks = sum(seq <= upto for seq in self.nacked) if self.nacked else 0
-        count_confirms(self.stats, self.vhost.stats, upto - start + 1 - nacks)
+        self.stats.confirm += (
+            upto - start + 1 - (sum(s <= upto for s in self.nacked) if self.nacked else 0)
+        )
         if not self.nacked:
             self.write_method(spec.BasicAck(upto, upto > start))
             return

@@ -1,29 +1,74 @@
-"""The rate sampler: every SAMPLE_INTERVAL seconds each live counter set (vhosts, queues,
-exchanges, channels) takes a sample, so `message_stats` can report RabbitMQ's
-`_details.rate` without any per-message cost. One task, no thread."""
+"""Message counters as the server sees them: every live counter set, sampled every
+SAMPLE_INTERVAL seconds so that `message_stats` can report RabbitMQ's `_details.rate` without
+any per-message cost (one task, no thread), and the sums over a vhost or the whole broker,
+which include the channels only the server knows."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import trio
 
-from trimq.broker.stats import SAMPLE_INTERVAL, MessageStats
+from trimq.broker.stats import SAMPLE_INTERVAL, MessageStats, total, vhost_sum
 from trimq.server.state import ServerState
+
+if TYPE_CHECKING:
+    from trimq.broker.vhost import VHost
+    from trimq.server.channel import Channel
+
+
+def channels(state: ServerState) -> Iterator[Channel]:
+    for connection in state.connections:
+        yield from connection.channels.values()
+
+
+def channel_stats(channel: Channel) -> MessageStats:
+    """A channel's counters (with the publishes it received in confirm mode)."""
+    stats = channel.stats
+    stats.received_confirm = channel.confirm_seq
+    return stats
 
 
 def live_stats(state: ServerState) -> Iterator[MessageStats]:
-    """Every counter set the server holds now."""
-    yield state.broker.totals.retired
+    """Every counter set of a live object (what deleted ones counted is kept without rates:
+    their rates end with them)."""
     for vhost in state.broker.vhosts.values():
-        yield vhost.stats
         for queue in vhost.queues.values():
-            yield queue.stats
+            yield queue.counters()
         for exchange in vhost.exchanges.values():
             yield exchange.stats
-    for connection in state.connections:
-        for channel in connection.channels.values():
-            yield channel.stats
+    for channel in channels(state):
+        yield channel.stats
+
+
+def vhost_stats(state: ServerState, vhost: VHost) -> MessageStats:
+    """A vhost's message counters and rates."""
+    return vhost_sum(
+        vhost.stats,
+        (q.stats for q in vhost.queues.values()),
+        (x.stats for x in vhost.exchanges.values()),
+        (channel_stats(c) for c in channels(state) if c.vhost is vhost),
+    )
+
+
+def overview_stats(state: ServerState) -> MessageStats:
+    """The whole broker's message counters and rates (deleted vhosts included)."""
+    broker = state.broker
+    by_vhost: dict[int, list[MessageStats]] = {id(v): [] for v in broker.vhosts.values()}
+    for channel in channels(state):
+        by_vhost.setdefault(id(channel.vhost), []).append(channel_stats(channel))
+    parts = [broker.totals.retired]
+    for vhost in broker.vhosts.values():
+        parts.append(
+            vhost_sum(
+                vhost.stats,
+                (q.stats for q in vhost.queues.values()),
+                (x.stats for x in vhost.exchanges.values()),
+                by_vhost[id(vhost)],
+            )
+        )
+    return total(parts)
 
 
 async def sample_rates(state: ServerState, interval: float = SAMPLE_INTERVAL) -> None:

@@ -20,8 +20,10 @@ from trimq.management.amqp_ops import plain_table, vhost_for
 from trimq.management.context import Context
 from trimq.management.errors import not_found
 from trimq.management.lists import respond_list
+from trimq.management.message_stats import with_message_stats
 from trimq.management.routes import endpoint, no_content, route
 from trimq.server.info import NODE, connection_state
+from trimq.server.rates import channel_stats
 
 if TYPE_CHECKING:
     from trimq.server.channel import Channel
@@ -86,7 +88,7 @@ def channel_details(channel: Channel) -> dict[str, Any]:
 
 def render_channel(channel: Channel) -> dict[str, Any]:
     connection = channel.connection
-    return {
+    answer: dict[str, Any] = {
         "acks_uncommitted": sum(len(taken) for taken, _ in channel.tx_acks),
         "confirm": channel.proto.mode is ChannelMode.CONFIRM,
         "connection_details": {
@@ -110,6 +112,7 @@ def render_channel(channel: Channel) -> dict[str, Any]:
         "user_who_performed_action": connection.username,
         "vhost": connection.vhost.name,
     }
+    return with_message_stats(answer, channel_stats(channel), "channel")
 
 
 def consumer_activity(consumer: Consumer, queue: Queue) -> tuple[bool, str]:

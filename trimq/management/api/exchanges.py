@@ -26,6 +26,7 @@ from trimq.management.api.publish import publish
 from trimq.management.context import Context, as_bool
 from trimq.management.errors import bad_request, not_authorised, not_found
 from trimq.management.lists import respond_list
+from trimq.management.message_stats import with_message_stats
 from trimq.management.routes import created, endpoint, no_content, route
 
 BUILT_IN = frozenset(["", *(name for name, _type in DEFAULT_EXCHANGES)])
@@ -45,7 +46,7 @@ def render_exchange(exchange: Exchange) -> dict[str, Any]:
         shown["user_who_performed_action"] = "rmq-internal"
     if exchange.policy is not None:
         shown["policy"] = exchange.policy.name
-    return shown
+    return with_message_stats(shown, exchange.stats, "exchange")
 
 
 def _exchange_name(ctx: Context) -> str:

@@ -10,10 +10,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from trimq import __version__
+from trimq.broker.stats import message_stats, total
 from trimq.management.auth import MONITORING, has_level
 from trimq.management.context import Context
 from trimq.management.routes import endpoint, route
 from trimq.server.info import NODE
+from trimq.server.rates import overview_stats, vhost_stats
 
 # The RabbitMQ release whose management API trimq answers like: tools parse it as a version.
 RABBITMQ_API_VERSION = "3.10.8"
@@ -69,6 +71,15 @@ def listeners(ctx: Context) -> list[dict[str, Any]]:
     ]
 
 
+def overview_message_stats(ctx: Context) -> dict[str, Any]:
+    """The broker's message counters and rates, or those of the user's vhosts."""
+    if ctx.sees_all_vhosts():
+        counted = overview_stats(ctx.state)
+    else:
+        counted = total(vhost_stats(ctx.state, v) for v in ctx.visible_vhosts())
+    return message_stats(counted, "overview")
+
+
 @endpoint()
 async def get_overview(ctx: Context) -> dict[str, Any]:
     objects, queue_totals = totals(ctx)
@@ -82,7 +93,7 @@ async def get_overview(ctx: Context) -> dict[str, Any]:
         "cluster_name": CLUSTER_NAME,
         "disable_stats": False,
         "enable_queue_totals": False,
-        "message_stats": {},
+        "message_stats": overview_message_stats(ctx),
         "queue_totals": queue_totals,
         "object_totals": objects,
         "statistics_db_event_queue": 0,

@@ -35,6 +35,7 @@ from trimq.management.api.get import get_messages
 from trimq.management.context import Context, as_bool, as_int
 from trimq.management.errors import ApiError, bad_request, not_authorised, not_found
 from trimq.management.lists import respond_list
+from trimq.management.message_stats import with_message_stats
 from trimq.management.routes import created, endpoint, no_content, route
 from trimq.server.info import NODE
 from trimq.server.peeking import held_messages, peek_queue
@@ -72,7 +73,7 @@ def render_queue(queue: Queue, held_bytes: Callable[[Queue], int]) -> dict[str, 
     settings = queue.settings
     exclusive_consumer = next((c.tag for c in consumers if c.exclusive), None)
     idle = time.time() - (time.monotonic() - queue.last_used)
-    return {
+    answer: dict[str, Any] = {
         "arguments": plain_table(queue.arguments),
         "auto_delete": queue.auto_delete,
         "consumer_capacity": 1.0 if consumers else 0,
@@ -109,6 +110,7 @@ def render_queue(queue: Queue, held_bytes: Callable[[Queue], int]) -> dict[str, 
         "type": "classic",
         "vhost": queue.vhost,
     }
+    return with_message_stats(answer, queue.counters(), "queue")
 
 
 def _visible_queues(ctx: Context, vhosts: list[VHost]) -> Iterator[Queue]:

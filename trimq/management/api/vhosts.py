@@ -13,13 +13,16 @@ from trimq.management.auth import ADMINISTRATOR
 from trimq.management.context import Context, as_bool
 from trimq.management.errors import bad_request
 from trimq.management.lists import respond_list
+from trimq.management.message_stats import with_message_stats
 from trimq.management.routes import created, endpoint, no_content, route
 from trimq.server.info import NODE
-from trimq.server.state import close_connections
+from trimq.server.rates import vhost_stats
+from trimq.server.state import ServerState, close_connections
 
 
-def render(vhost: VHost) -> dict[str, Any]:
-    return {
+def render(vhost: VHost, state: ServerState | None = None) -> dict[str, Any]:
+    """A vhost as RabbitMQ shows it (with its message_stats when `state` is given)."""
+    answer = {
         "name": vhost.name,
         "description": vhost.description,
         "tags": list(vhost.tags),
@@ -28,6 +31,9 @@ def render(vhost: VHost) -> dict[str, Any]:
         "tracing": False,
         "cluster_state": {NODE: "running"},
     }
+    if state is not None:
+        with_message_stats(answer, vhost_stats(state, vhost), "vhost")
+    return answer
 
 
 def tag_list(value: Any) -> list[str]:
@@ -44,13 +50,16 @@ def tag_list(value: Any) -> list[str]:
 @endpoint()
 async def list_vhosts(ctx: Context) -> Any:
     return respond_list(
-        ctx.request.query_params, ctx.visible_vhosts(), render, name=lambda v: v.name
+        ctx.request.query_params,
+        ctx.visible_vhosts(),
+        lambda v: render(v, ctx.state),
+        name=lambda v: v.name,
     )
 
 
 @endpoint(ADMINISTRATOR)
 async def get_vhost(ctx: Context) -> Any:
-    return render(ctx.vhost())
+    return render(ctx.vhost(), ctx.state)
 
 
 @endpoint(ADMINISTRATOR)

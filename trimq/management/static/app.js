@@ -117,6 +117,7 @@ class ApiError extends Error {
   constructor(status, reason) {
     super(reason);
     this.status = status;
+    this.loggedOut = false;
   }
 }
 
@@ -148,11 +149,16 @@ async function api(method, path, body, extraHeaders) {
     }
   }
   if (!resp.ok) {
-    if (resp.status === 401 && path !== '/whoami') {
-      logout('Your session is no longer authorised: log in again.');
-    }
     const reason = data && typeof data === 'object' ? data.reason || data.error : data;
-    throw new ApiError(resp.status, resp.status + ' ' + (reason || resp.statusText));
+    const error = new ApiError(resp.status, resp.status + ' ' + (reason || resp.statusText));
+    // 401 "not_authorised" is a missing tag or permission (the user stays logged in); any
+    // other 401 means the credentials no longer work.
+    const refused = data && typeof data === 'object' && data.error === 'not_authorised';
+    if (resp.status === 401 && !refused && path !== '/whoami') {
+      error.loggedOut = true;
+      logout('Your credentials were refused: log in again.');
+    }
+    throw error;
   }
   return data;
 }
@@ -165,7 +171,7 @@ async function act(fn, okMessage) {
     refreshNow();
     return result;
   } catch (err) {
-    flash(err.message || String(err), 'error');
+    if (!err.loggedOut) flash(err.message || String(err), 'error');
     return undefined;
   }
 }
@@ -242,7 +248,7 @@ function live(fn, box) {
     try {
       await fn();
     } catch (err) {
-      if (err instanceof ApiError && err.status === 401) return;
+      if (err.loggedOut) return;
       box.replaceChildren(h('p', { class: 'error' }, 'Could not load this: ' + (err.message || String(err))));
     }
   };
@@ -278,7 +284,9 @@ function route() {
     admin: pageAdmin,
   };
   (pages[page] || pageOverview)(root);
-  ui.timer = setInterval(refreshNow, REFRESH_MS);
+  ui.timer = setInterval(() => {
+    if (!document.hidden) refreshNow(); // no polling from a tab nobody looks at
+  }, REFRESH_MS);
 }
 
 /** Fetch the vhost names and refill every vhost <select> on the page, keeping its choice. */
@@ -316,8 +324,11 @@ function table(columns, rows, attrs, sorting) {
   const header = ([title, , key]) => {
     if (!sorting || !key) return h('th', {}, title);
     const mark = sorting.key === key ? (sorting.reverse ? ' \u25bc' : ' \u25b2') : '';
-    const link = h('a', { href: '#', class: 'sort', onclick: (e) => { e.preventDefault(); sorting.onSort(key); } }, title + mark);
-    return h('th', {}, link);
+    const sort = (e) => {
+      e.preventDefault();
+      sorting.onSort(key);
+    };
+    return h('th', {}, h('a', { href: '#', class: 'sort', onclick: sort }, title + mark));
   };
   const head = h('tr', {}, columns.map(header));
   const body = rows.map((row) =>
@@ -357,6 +368,15 @@ function parseJsonField(text, what) {
   } catch (e) {
     throw new Error(what + ' must be a JSON object, such as {"x-max-length": 10}');
   }
+}
+
+/** A <select> of [value, label] pairs (a plain string is both). */
+function choice(id, pairs) {
+  return h(
+    'select',
+    { id },
+    pairs.map((pair) => (Array.isArray(pair) ? h('option', { value: pair[0] }, pair[1]) : h('option', { value: pair }, pair))),
+  );
 }
 
 function button(text, onclick, attrs) {
@@ -428,7 +448,7 @@ function pagedList(container, path, columns, idPrefix) {
             update();
           }
         }),
-        ' Page ' + data.page + ' of ' + pages + ' (' + fmtNum(data.filtered_count) + ' of ' + fmtNum(data.total_count) + ') ',
+        ` Page ${data.page} of ${pages} (${fmtNum(data.filtered_count)} of ${fmtNum(data.total_count)}) `,
         button('>', () => {
           if (state.page < pages) {
             state.page += 1;
@@ -442,7 +462,8 @@ function pagedList(container, path, columns, idPrefix) {
 }
 
 function objectLink(kind, vhost, name, label) {
-  return h('a', { href: '#/' + kind + '/' + enc(vhost) + '/' + enc(name) }, label === undefined ? name : label);
+  const href = '#/' + kind + '/' + enc(vhost) + '/' + enc(name);
+  return h('a', { href }, label === undefined ? name : label);
 }
 
 // ---------------------------------------------------------------- Overview
@@ -456,34 +477,39 @@ function pageOverview(root) {
   root.append(
     h('h1', {}, 'Overview'),
     section('Totals', totals),
-    section('Message rates', canvas, legend),
+    section('Message rates', canvas, legend, h('p', { class: 'muted' }, 'Sampled every 5 s while this page is open (the last 10 minutes).')),
     section('Nodes', nodes),
     section('Listeners', listeners),
   );
   live(async () => {
     const o = await api('GET', '/overview');
-    const ot = o.object_totals || {};
-    const qt = o.queue_totals || {};
+    const objects = o.object_totals || {};
+    const queued = o.queue_totals || {};
     totals.replaceChildren(
       h(
         'div',
         { class: 'cards' },
         [
-          ['Connections', ot.connections],
-          ['Channels', ot.channels],
-          ['Exchanges', ot.exchanges],
-          ['Queues', ot.queues],
-          ['Consumers', ot.consumers],
-          ['Ready', qt.messages_ready],
-          ['Unacked', qt.messages_unacknowledged],
-          ['Total messages', qt.messages],
-        ].map(([k, v]) => h('div', { class: 'card' }, h('div', { class: 'num' }, fmtNum(v === undefined ? 0 : v)), h('div', {}, k))),
+          ['Connections', objects.connections],
+          ['Channels', objects.channels],
+          ['Exchanges', objects.exchanges],
+          ['Queues', objects.queues],
+          ['Consumers', objects.consumers],
+          ['Ready', queued.messages_ready],
+          ['Unacked', queued.messages_unacknowledged],
+          ['Total messages', queued.messages],
+        ].map(([k, v]) => h('div', { class: 'card' }, h('div', { class: 'num' }, fmtNum(v || 0)), h('div', {}, k))),
       ),
-      h('p', { class: 'muted' }, (o.product_name || '') + ' ' + (o.product_version || '') + ' (API ' + (o.rabbitmq_version || '') + '), node ' + (o.node || '')),
+      h('p', { class: 'muted' }, `${o.product_name} ${o.product_version} (API ${o.rabbitmq_version}), node ${o.node}`),
     );
     const ms = o.message_stats || {};
-    const rate = (k) => (ms[k + '_details'] && typeof ms[k + '_details'].rate === 'number' ? ms[k + '_details'].rate : 0);
-    ui.rates.push({ publish: rate('publish'), deliver_get: rate('deliver_get'), ack: rate('ack'), confirm: rate('confirm') });
+    const rate = (k) => {
+      const details = ms[k + '_details'];
+      return details && typeof details.rate === 'number' ? details.rate : 0;
+    };
+    const sample = {};
+    for (const [key] of SERIES) sample[key] = rate(key);
+    ui.rates.push(sample);
     if (ui.rates.length > CHART_POINTS) ui.rates.shift();
     drawChart(canvas, legend, ui.rates);
     listeners.replaceChildren(
@@ -525,6 +551,11 @@ function alarms(node) {
   return h('span', { class: 'alarm' }, on.join(', ') + ' alarm');
 }
 
+const DURABILITY = [
+  ['true', 'Durable'],
+  ['false', 'Transient'],
+];
+
 const SERIES = [
   ['publish', 'Publish', '#d9480f'],
   ['confirm', 'Confirm', '#7048e8'],
@@ -533,6 +564,7 @@ const SERIES = [
 ];
 
 function drawChart(canvas, legend, samples) {
+  if (canvas.clientWidth && canvas.width !== canvas.clientWidth) canvas.width = canvas.clientWidth;
   const ctx = canvas.getContext('2d');
   const w = canvas.width;
   const hgt = canvas.height;
@@ -581,7 +613,8 @@ function drawChart(canvas, legend, samples) {
 function pageConnections(root) {
   const reason = h('input', { id: 'close-reason', value: 'Closed via management UI', size: 40 });
   const list = h('div');
-  root.append(h('h1', {}, 'Connections'), h('section', {}, h('div', { class: 'toolbar' }, field('Reason sent when closing', reason)), list));
+  const toolbar = h('div', { class: 'toolbar' }, field('Reason sent when closing', reason));
+  root.append(h('h1', {}, 'Connections'), h('section', {}, toolbar, list));
   pagedList(
     list,
     '/connections',
@@ -671,8 +704,8 @@ function pageExchanges(root) {
 function declareExchangeForm() {
   const vhost = vhostSelect('exchange-declare-vhost');
   const name = h('input', { id: 'exchange-declare-name', required: true });
-  const type = h('select', { id: 'exchange-declare-type' }, ['direct', 'fanout', 'topic', 'headers'].map((t) => h('option', { value: t }, t)));
-  const durable = h('select', { id: 'exchange-declare-durable' }, h('option', { value: 'true' }, 'Durable'), h('option', { value: 'false' }, 'Transient'));
+  const type = choice('exchange-declare-type', ['direct', 'fanout', 'topic', 'headers']);
+  const durable = choice('exchange-declare-durable', DURABILITY);
   const autoDelete = h('input', { type: 'checkbox', id: 'exchange-declare-auto-delete' });
   const internal = h('input', { type: 'checkbox', id: 'exchange-declare-internal' });
   const args = h('textarea', { id: 'exchange-declare-arguments', rows: 2, placeholder: '{"alternate-exchange": "ae"}' });
@@ -711,32 +744,18 @@ function declareExchangeForm() {
 function pageExchange(vhost, name) {
   const root = $('page');
   const path = '/exchanges/' + enc(vhost) + '/' + enc(name);
+  const isDefault = name === 'amq.default';
   const details = h('div', { id: 'exchange-details' });
   const outgoing = h('div', { id: 'exchange-bindings-source' });
   const incoming = h('div', { id: 'exchange-bindings-destination' });
   root.append(
-    h('h1', {}, 'Exchange ', h('span', { class: 'objname' }, exchangeName(name === 'amq.default' ? '' : name)), h('span', { class: 'muted' }, ' in ' + vhost)),
+    h('h1', {}, 'Exchange ', h('span', { class: 'objname' }, exchangeName(isDefault ? '' : name)), h('span', { class: 'muted' }, ' in ' + vhost)),
     section('Details', details),
-    section('Bindings from this exchange', outgoing, bindForm(vhost, 'e', name)),
+    section('Bindings from this exchange', outgoing, isDefault ? null : bindForm(vhost, 'e', name)),
     section('Bindings to this exchange', incoming),
     publishForm(vhost, name),
-    section(
-      'Delete this exchange',
-      button(
-        'Delete',
-        () => {
-          if (!confirm('Delete exchange ' + name + '?')) return;
-          act(() => api('DELETE', path), 'Exchange ' + name + ' deleted.').then((r) => {
-            if (r !== undefined) {
-              ui.keepFlash = true;
-              location.hash = '#/exchanges';
-            }
-          });
-        },
-        { class: 'danger', id: 'exchange-delete' },
-      ),
-    ),
   );
+  if (!isDefault) root.append(deleteExchangeSection(path, name));
   live(async () => {
     const x = await api('GET', path);
     details.replaceChildren(
@@ -750,12 +769,25 @@ function pageExchange(vhost, name) {
       ]),
     );
   }, details);
-  if (name !== 'amq.default') {
+  if (!isDefault) {
     live(async () => outgoing.replaceChildren(bindingsTable(await api('GET', path + '/bindings/source'), 'destination', vhost)), outgoing);
   } else {
     outgoing.replaceChildren(h('p', { class: 'muted' }, 'The default exchange binds every queue by its name.'));
   }
   live(async () => incoming.replaceChildren(bindingsTable(await api('GET', path + '/bindings/destination'), 'source', vhost)), incoming);
+}
+
+function deleteExchangeSection(path, name) {
+  const remove = () => {
+    if (!confirm('Delete exchange ' + name + '?')) return;
+    act(() => api('DELETE', path), 'Exchange ' + name + ' deleted.').then((r) => {
+      if (r !== undefined) {
+        ui.keepFlash = true;
+        location.hash = '#/exchanges';
+      }
+    });
+  };
+  return section('Delete this exchange', button('Delete', remove, { class: 'danger', id: 'exchange-delete' }));
 }
 
 function bindingsTable(list, side, vhost) {
@@ -795,7 +827,7 @@ function bindingsTable(list, side, vhost) {
 /** Bind from (kind 'e') an exchange to a queue/exchange, or to (kind 'q') a queue from an exchange. */
 function bindForm(vhost, kind, name) {
   const prefix = kind === 'q' ? 'queue-bind' : 'exchange-bind';
-  const destType = h('select', { id: prefix + '-dest-type' }, h('option', { value: 'q' }, 'To queue'), h('option', { value: 'e' }, 'To exchange'));
+  const destType = choice(prefix + '-dest-type', [['q', 'To queue'], ['e', 'To exchange']]);
   const other = h('input', { id: prefix + '-other', required: true });
   const key = h('input', { id: prefix + '-routing-key' });
   const args = h('textarea', { id: prefix + '-arguments', rows: 2, placeholder: '{}' });
@@ -826,11 +858,11 @@ function bindForm(vhost, kind, name) {
 
 function publishForm(vhost, name) {
   const key = h('input', { id: 'publish-routing-key' });
-  const mode = h('select', { id: 'publish-delivery-mode' }, h('option', { value: '1' }, '1 - Non-persistent'), h('option', { value: '2' }, '2 - Persistent'));
+  const mode = choice('publish-delivery-mode', [['1', '1 - Non-persistent'], ['2', '2 - Persistent']]);
   const headers = h('textarea', { id: 'publish-headers', rows: 2, placeholder: '{"x-my-header": "value"}' });
   const props = h('textarea', { id: 'publish-properties', rows: 2, placeholder: '{"content_type": "text/plain", "message_id": "m-1"}' });
   const payload = h('textarea', { id: 'publish-payload', rows: 4 });
-  const encoding = h('select', { id: 'publish-encoding' }, h('option', { value: 'string' }, 'String'), h('option', { value: 'base64' }, 'Base64'));
+  const encoding = choice('publish-encoding', [['string', 'String'], ['base64', 'Base64']]);
   const form = h(
     'form',
     {
@@ -863,7 +895,7 @@ function publishForm(vhost, name) {
 
 function pageQueues(root) {
   const list = h('div');
-  root.append(h('h1', {}, 'Queues'), h('section', {}, list), declareQueueForm());
+  root.append(h('h1', {}, 'Queues'), h('section', {}, list), declareQueueForm(), findForm());
   pagedList(
     list,
     '/queues',
@@ -888,7 +920,7 @@ function pageQueues(root) {
 function declareQueueForm() {
   const vhost = vhostSelect('queue-declare-vhost');
   const name = h('input', { id: 'queue-declare-name', required: true });
-  const durable = h('select', { id: 'queue-declare-durable' }, h('option', { value: 'true' }, 'Durable'), h('option', { value: 'false' }, 'Transient'));
+  const durable = choice('queue-declare-durable', DURABILITY);
   const autoDelete = h('input', { type: 'checkbox', id: 'queue-declare-auto-delete' });
   const args = h('textarea', { id: 'queue-declare-arguments', rows: 2, placeholder: '{"x-message-ttl": 60000}' });
   const form = h(
@@ -913,6 +945,36 @@ function declareQueueForm() {
     h('button', { type: 'submit', id: 'queue-declare-submit' }, 'Add queue'),
   );
   return section('Add a new queue', form);
+}
+
+/** trimq's GET /api/vhosts/{vhost}/find: where a message is, found by its id, nothing taken. */
+function findForm() {
+  const vhost = vhostSelect('find-vhost');
+  const kind = choice('find-kind', [['message_id', 'Message id'], ['correlation_id', 'Correlation id']]);
+  const id = h('input', { id: 'find-id', required: true });
+  const out = h('div', { id: 'find-output' });
+  const form = h(
+    'form',
+    {
+      id: 'find',
+      class: 'stack',
+      onsubmit: (e) => {
+        e.preventDefault();
+        act(async () => {
+          const params = new URLSearchParams({ [kind.value]: id.value });
+          const list = await api('GET', '/vhosts/' + enc(vhost.value) + '/find?' + params.toString());
+          out.replaceChildren(messagesView(list, 'find-result'));
+          return list;
+        }, (l) => 'Copies found: ' + fmtNum(l.length) + '.');
+      },
+    },
+    field('Virtual host', vhost),
+    field('Look for', kind),
+    field('Id', id),
+    h('button', { type: 'submit', id: 'find-submit' }, 'Find'),
+  );
+  const note = h('p', { class: 'muted' }, 'Every queue of the virtual host, ready and unacked messages; nothing is taken.');
+  return section('Find a message', note, form, out);
 }
 
 function pageQueue(vhost, name) {
@@ -1007,7 +1069,7 @@ function messagesView(list, id) {
         if (k === 'payload') continue;
         pairs.push([k, fmtValue(v)]);
       }
-      pairs.push(['payload', h('pre', { class: 'payload' }, fmtValue(m.payload))]);
+      if ('payload' in m) pairs.push(['payload', h('pre', { class: 'payload' }, fmtValue(m.payload))]);
       return h('div', { class: 'message' }, h('h3', {}, 'Message ' + (i + 1)), kvTable(pairs));
     }),
   );
@@ -1024,7 +1086,7 @@ function getMessagesForm(path) {
       ['reject_requeue_false', 'Reject requeue false'],
     ].map(([v, t]) => h('option', { value: v }, t)),
   );
-  const encoding = h('select', { id: 'get-encoding' }, h('option', { value: 'auto' }, 'Automatic string/base64'), h('option', { value: 'base64' }, 'Base64'));
+  const encoding = choice('get-encoding', [['auto', 'Automatic string/base64'], ['base64', 'Base64']]);
   const count = h('input', { id: 'get-count', type: 'number', min: 1, value: '1' });
   const out = h('div', { id: 'get-output' });
   const form = h(
@@ -1047,13 +1109,14 @@ function getMessagesForm(path) {
     field('Messages', count),
     h('button', { type: 'submit', id: 'get-submit' }, 'Get message(s)'),
   );
-  return section('Get messages', h('p', { class: 'muted' }, 'Getting takes messages from the queue (and requeues them as the ack mode says).'), form, out);
+  const note = h('p', { class: 'muted' }, 'Getting takes messages from the queue (and requeues them as the ack mode says).');
+  return section('Get messages', note, form, out);
 }
 
 function peekForm(path) {
   const offset = h('input', { id: 'peek-offset', type: 'number', min: 0, value: '0' });
   const count = h('input', { id: 'peek-count', type: 'number', min: 1, value: '10' });
-  const state = h('select', { id: 'peek-state' }, h('option', { value: '' }, 'Ready'), h('option', { value: 'unacked' }, 'Unacked'));
+  const state = choice('peek-state', [['', 'Ready'], ['unacked', 'Unacked']]);
   const out = h('div', { id: 'peek-output' });
   const form = h(
     'form',
@@ -1077,7 +1140,8 @@ function peekForm(path) {
     field('Count', count),
     h('button', { type: 'submit', id: 'peek-submit' }, 'Peek'),
   );
-  return section('Peek at messages', h('p', { class: 'muted' }, 'Shows messages in queue order without delivering them.'), form, out);
+  const note = h('p', { class: 'muted' }, 'Shows messages in queue order without delivering them.');
+  return section('Peek at messages', note, form, out);
 }
 
 // ---------------------------------------------------------------- Admin
@@ -1093,7 +1157,7 @@ function pageAdmin(root) {
       'p',
       { class: 'subnav' },
       ['Users', 'Virtual hosts', 'Permissions', 'Policies', 'Definitions'].map((t) =>
-        h('a', { href: '#/admin', onclick: (e) => { e.preventDefault(); $('admin-' + t.toLowerCase().replace(' ', '-')).scrollIntoView(); } }, t),
+        h('a', { href: '#/admin', onclick: (e) => jumpTo(e, 'admin-' + t.toLowerCase().replace(' ', '-')) }, t),
       ),
     ),
     h('section', { id: 'admin-users' }, h('h2', {}, 'Users'), users, userForm()),
@@ -1168,6 +1232,11 @@ function pageAdmin(root) {
       ),
     );
   }, policies);
+}
+
+function jumpTo(event, id) {
+  event.preventDefault();
+  $(id).scrollIntoView();
 }
 
 function deleteButton(what, path, label) {
@@ -1269,7 +1338,7 @@ function policyForm() {
   const vhost = vhostSelect('policy-vhost');
   const name = h('input', { id: 'policy-name', required: true });
   const pattern = h('input', { id: 'policy-pattern', required: true, placeholder: '^orders\\.' });
-  const applyTo = h('select', { id: 'policy-apply-to' }, ['all', 'queues', 'exchanges'].map((v) => h('option', { value: v }, v)));
+  const applyTo = choice('policy-apply-to', ['all', 'queues', 'exchanges']);
   const priority = h('input', { id: 'policy-priority', type: 'number', value: '0' });
   const definition = h('textarea', { id: 'policy-definition', rows: 3, placeholder: '{"max-length": 1000}' });
   const form = h(

@@ -1,0 +1,129 @@
+"""trimq's Prometheus listener: on a free port (as every test server runs it), printed, logged
+and listed in the overview like RabbitMQ's `http/prometheus` listener, off with
+--no-prometheus, configured from the file, stopped with the broker; and its figures checked
+against the broker's own state."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import start_server, stop_server
+from pika_helpers import wait_until
+from prometheus_client.parser import text_string_to_metric_families
+
+from trimq.cli import config
+
+pytestmark = pytest.mark.skipif(
+    bool(os.environ.get("TRIMQ_TEST_URL") or os.environ.get("TRIMQ_TEST_PROMETHEUS_URL")),
+    reason="trimq-only: starts its own trimq-server",
+)
+
+
+def _values(port: int, path: str = "/metrics") -> dict[str, float]:
+    text = requests.get(f"http://127.0.0.1:{port}{path}", timeout=10).text
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if not sample.labels
+    }
+
+
+def test_listener_printed_logged_listed_and_stopped(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    server = start_server(tmp_path / "data", log_path=log)
+    try:
+        assert server.prometheus_port and server.management_port
+        assert server.prometheus_port != server.management_port
+        overview = requests.get(
+            f"http://127.0.0.1:{server.management_port}/api/overview",
+            auth=("guest", "guest"),
+            timeout=10,
+        ).json()
+        listed = [lst for lst in overview["listeners"] if lst["protocol"] == "http/prometheus"]
+        assert [(lst["ip_address"], lst["port"]) for lst in listed] == [
+            ("127.0.0.1", server.prometheus_port)
+        ]
+        assert _values(server.prometheus_port)["rabbitmq_queues"] == 0
+    finally:
+        assert stop_server(server) == 0
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    listening = [e for e in events if e["event"] == "prometheus.listening"]
+    assert listening[0]["addresses"] == [f"127.0.0.1:{server.prometheus_port}"]
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", server.prometheus_port), timeout=2).close()
+
+
+def test_no_prometheus_serves_nothing(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", "--no-prometheus")
+    try:
+        assert server.prometheus_port is None
+        assert server.management_port  # the management listener is independent
+    finally:
+        assert stop_server(server) == 0
+
+
+def test_configuration_keys_and_flags() -> None:
+    settings = config.load(
+        None,
+        {"TRIMQ_PROMETHEUS_PORT": "9419", "TRIMQ_PROMETHEUS_HOST": "127.0.0.1"},
+        {"prometheus.enabled": None},
+    )
+    assert (settings.prometheus_enabled, settings.prometheus_host, settings.prometheus_port) == (
+        True,
+        "127.0.0.1",
+        9419,
+    )
+    assert config.Settings().prometheus_port == 15692
+    with pytest.raises(config.ConfigError, match=r"--prometheus-port"):
+        config.load(None, {}, {"prometheus.port": 70000})
+    settings = config.load(None, {}, {"prometheus.enabled": False})
+    assert settings.prometheus_enabled is False
+
+
+def test_figures_follow_the_broker(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data")
+    try:
+        port = server.prometheus_port
+        assert port
+        connection = server.connect()
+        channel = connection.channel()
+        for name in ("a", "b", "c"):
+            channel.queue_declare(name)
+        channel.queue_delete("c")
+        for _ in range(4):
+            channel.basic_publish("", "a", b"x")
+        channel.queue_declare("a", passive=True)  # a round trip: the publishes are in
+        values = _values(server.prometheus_port)
+        assert values["rabbitmq_queues"] == 2
+        assert values["rabbitmq_queue_messages_ready"] == 4
+        assert values["rabbitmq_queue_messages_published_total"] == 4
+        assert values["rabbitmq_queues_declared_total"] == 3
+        assert values["rabbitmq_queues_created_total"] == 3
+        assert values["rabbitmq_queues_deleted_total"] == 1
+        assert values["rabbitmq_connections"] == 1
+        assert values["rabbitmq_channels"] == 1
+        assert values["rabbitmq_channel_messages_published_total"] == 4
+        assert values["rabbitmq_connections_opened_total"] == 1
+        connection.close()  # the server finishes closing it on its own time
+        assert wait_until(lambda: _values(port)["rabbitmq_connections_closed_total"] == 1)
+        values = _values(server.prometheus_port)
+        # Closed: gone from the per-channel sums, kept in the broker's counters (as RabbitMQ).
+        assert values["rabbitmq_channel_messages_published_total"] == 0
+        assert values["rabbitmq_channels_closed_total"] == 1
+        assert values["rabbitmq_connections"] == 0
+        text = requests.get(f"http://127.0.0.1:{port}/metrics/per-object", timeout=10).text
+        ready = {
+            sample.labels["queue"]: sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "rabbitmq_queue_messages_ready"
+        }
+        assert ready == {"a": 4, "b": 0}
+    finally:
+        assert stop_server(server) == 0
