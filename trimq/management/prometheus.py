@@ -28,6 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 
 from trimq import __version__
+from trimq.amqp.state import ChannelMode
 from trimq.server.control import count_open_files
 from trimq.server.info import NODE, channel_pid, connection_pid
 from trimq.server.rates import overview_stats
@@ -106,7 +107,7 @@ CHANNEL_GAUGES: list[Family] = [
         "rabbitmq_channel_messages_unconfirmed",
         "gauge",
         "Published but not yet confirmed messages",
-        lambda c: c.confirm_seq - c.confirmed_upto if c.confirm else 0,
+        lambda c: c.confirm_seq - c.confirmed_upto if c.proto.mode is ChannelMode.CONFIRM else 0,
     ),
     (
         "rabbitmq_channel_messages_uncommitted",
