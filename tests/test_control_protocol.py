@@ -464,3 +464,11 @@ def test_an_unexpected_failure_is_an_internal_error_reply(bug: type[Exception]) 
         "kind": "internal",
         "error": f"broken_for_test failed unexpectedly ({bug.__name__}); see the broker log",
     }
+
+
+def test_every_handler_module_registers_its_requests() -> None:
+    """The control package imports each of its family modules by itself: every request this
+    file exercises (and stop and object_counts, which it leaves alone) has its handler."""
+    assert set(control_module.COMMANDS) == {*COMMANDS, "stop", "object_counts"}
+    modules = {handler.__module__ for handler in control_module.COMMANDS.values()}
+    assert "trimq.server.control.queues" in modules and "trimq.server.control.users" in modules
