@@ -119,7 +119,7 @@ async def _dispatch(state: ServerState, request: Any) -> dict[str, Any]:
         result = await handler(state, args)
     except AdminError as exc:
         return _failure(exc.kind, exc.message)
-    except Exception as exc:  # a bug (arguments are checked above): the broker goes on
+    except Exception as exc:  # a bug (handlers check their arguments): the broker goes on
         log.exception("control.command_failed", command=name)
         return _failure(
             ErrorKind.INTERNAL,
