@@ -1,4 +1,11 @@
-"""Record types and their msgpack payload schemas.
+"""Record types: their msgpack payload schemas, and everything storage does with each.
+
+`RECORD_KINDS` has one `RecordKind` per type, the one place a type is defined: its schema
+check, its inspection line, how replay applies it to a ReplayState (replay.py) and when
+compaction keeps it (compaction.Liveness). Replay and compaction look a type up there and
+refuse one it lacks (`unknown record type N`), so an unknown type never falls into another
+type's path; a segment reader refuses it first (an older binary reading a newer log raises
+CorruptWAL naming the file, offset and type, and changes nothing).
 
 Payloads are msgpack maps (strings as str, bytes as bin). They are checked when appended, so a
 malformed record never reaches the disk, and again when read back, so a record with a valid CRC
@@ -16,10 +23,15 @@ but an unexpected shape is reported instead of crashing replay.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import IntEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
+
+if TYPE_CHECKING:
+    from storage.compaction import Liveness
+    from storage.replay import ReplayState
 
 
 class RecordType(IntEnum):
@@ -29,10 +41,10 @@ class RecordType(IntEnum):
     DELIVER = 4
 
 
-RECORD_TYPES = frozenset(int(t) for t in RecordType)
-
 Key = tuple[Any, ...]
 QueueKey = tuple[str, str]
+Payload = dict[str, Any]  # a checked payload (msgpack's values: Any by nature)
+Description = tuple[str | None, list[int]]  # what a record is about, and the ids it names
 
 
 class PayloadError(ValueError):
@@ -117,22 +129,187 @@ def _check_queue_ids(p: dict[str, Any]) -> None:
     _ids(p.get("ids"))
 
 
-_CHECKS: dict[int, Callable[[dict[str, Any]], None]] = {
-    RecordType.DEFINE: _check_define,
-    RecordType.MESSAGE: _check_message,
-    RecordType.SETTLE: _check_queue_ids,
-    RecordType.DELIVER: _check_queue_ids,
+# -- inspection ---------------------------------------------------------------------------------
+
+
+def _describe_define(p: Payload) -> Description:
+    return f"{p['kind']} {':'.join(str(k) for k in p['key'])}", []
+
+
+def _describe_message(p: Payload) -> Description:
+    return ",".join(f"{v}:{n}" for v, n in p["queues"]), [p["id"]]
+
+
+def _describe_queue_ids(p: Payload) -> Description:
+    vhost, name = p["queue"]
+    return f"{vhost}:{name}", list(p["ids"])
+
+
+# -- replay (the rules: replay.py's docstring) ----------------------------------------------------
+
+
+def _apply_define(state: ReplayState, lsn: int, p: Payload, size: int) -> None:
+    state.apply_define(lsn, p["kind"], freeze_key(p["key"]), p["value"], size)
+
+
+def _apply_message(state: ReplayState, lsn: int, p: Payload, size: int) -> None:
+    state.apply_message(
+        p["id"],
+        p["exchange"],
+        p["routing_key"],
+        p["properties"],
+        p["body"],
+        p["queues"],
+        size,
+        p.get("time", 0),
+    )
+
+
+def _apply_settle(state: ReplayState, lsn: int, p: Payload, size: int) -> None:
+    q = p["queue"]
+    state.apply_settle((q[0], q[1]), p["ids"])
+
+
+def _apply_deliver(state: ReplayState, lsn: int, p: Payload, size: int) -> None:
+    q = p["queue"]
+    state.apply_deliver((q[0], q[1]), p["ids"])
+
+
+# -- compaction (the rules: compaction.py's docstring) --------------------------------------------
+
+
+def _define_is_live(live: Liveness, lsn: int, p: Payload) -> bool:
+    kind = p["kind"]
+    key = freeze_key(p["key"])
+    if p["value"] is not None:
+        entry = live.final.definitions.get((kind, key))
+        return entry is not None and lsn in (entry.first_lsn, entry.last_lsn)
+    defs, queues = live.cleared_by(kind, key)
+    return bool(defs or queues)
+
+
+def _define_present(live: Liveness, lsn: int, p: Payload) -> None:
+    kind = p["kind"]
+    key = freeze_key(p["key"])
+    if p["value"] is not None:
+        live.defined.add((kind, key))
+        return
+    defs, queues = live.cleared_by(kind, key)
+    live.defined.difference_update(defs)
+    live.named.difference_update(queues)
+
+
+def _message_is_live(live: Liveness, lsn: int, p: Payload) -> bool:
+    return p["id"] in live.final.messages
+
+
+def _message_present(live: Liveness, lsn: int, p: Payload) -> None:
+    live.named.update((q[0], q[1]) for q in p["queues"])
+    if p["id"] not in live.final.messages:
+        live.dead_ids.add(p["id"])
+
+
+def _ids_are_live(live: Liveness, lsn: int, p: Payload) -> bool:
+    """A SETTLE or DELIVER while a message it names is live, or present though dead."""
+    messages = live.final.messages
+    dead = live.dead_ids
+    return any(mid in messages or mid in dead for mid in p["ids"])
+
+
+def _nothing_to_note(live: Liveness, lsn: int, p: Payload) -> None:
+    return None
+
+
+def _never(p: Payload) -> bool:
+    return False
+
+
+def _define_is_deletion(p: Payload) -> bool:
+    return p["value"] is None
+
+
+# -- the table ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    """One record type: everything storage does with it.
+
+    - check: raise PayloadError unless the payload fits the schema (on append and on read);
+    - describe: what it is about (a queue or definition) and the message ids it names;
+    - apply: what replay does to the state, in LSN order;
+    - is_live: whether compaction keeps it, given the records marked present before it;
+    - present: note, for the records after it, that it stays in the log;
+    - deletion: whether its liveness depends on which records before it stay (it is then
+      left out of the bytes that decide whether a segment is rewritten).
+    """
+
+    type: RecordType
+    check: Callable[[Payload], None]
+    describe: Callable[[Payload], Description]
+    apply: Callable[[ReplayState, int, Payload, int], None]
+    is_live: Callable[[Liveness, int, Payload], bool]
+    present: Callable[[Liveness, int, Payload], None]
+    deletion: Callable[[Payload], bool] = _never
+
+
+RECORD_KINDS: dict[int, RecordKind] = {
+    kind.type: kind
+    for kind in (
+        RecordKind(
+            RecordType.DEFINE,
+            _check_define,
+            _describe_define,
+            _apply_define,
+            _define_is_live,
+            _define_present,
+            deletion=_define_is_deletion,
+        ),
+        RecordKind(
+            RecordType.MESSAGE,
+            _check_message,
+            _describe_message,
+            _apply_message,
+            _message_is_live,
+            _message_present,
+        ),
+        RecordKind(
+            RecordType.SETTLE,
+            _check_queue_ids,
+            _describe_queue_ids,
+            _apply_settle,
+            _ids_are_live,
+            _nothing_to_note,
+        ),
+        RecordKind(
+            RecordType.DELIVER,
+            _check_queue_ids,
+            _describe_queue_ids,
+            _apply_deliver,
+            _ids_are_live,
+            _nothing_to_note,
+        ),
+    )
 }
+RECORD_TYPES = frozenset(RECORD_KINDS)
+
+
+def record_kind(rtype: int) -> RecordKind:
+    """The kind of a record type; ValueError for a type this version does not know."""
+    kind = RECORD_KINDS.get(rtype)
+    if kind is None:
+        raise ValueError(f"unknown record type {rtype}")
+    return kind
 
 
 def check_payload(rtype: int, payload: Any) -> None:
     """Raise PayloadError unless `payload` fits `rtype`'s schema."""
     if not isinstance(payload, dict):
         raise PayloadError(f"payload must be a dict, not {type(payload).__name__}")
-    check = _CHECKS.get(rtype)
-    if check is None:
+    kind = RECORD_KINDS.get(rtype)
+    if kind is None:
         raise PayloadError(f"unknown record type {rtype}")
-    check(payload)
+    kind.check(payload)
 
 
 _packer = msgpack.Packer(use_bin_type=True)
@@ -175,12 +352,7 @@ def decode_payload(rtype: int, data: bytes | memoryview) -> dict[str, Any]:
 def describe(rtype: int, payload: dict[str, Any]) -> tuple[str | None, list[int]]:
     """(queues or definition this record is about, as vhost:name, and the message ids it
     names), for inspection."""
-    if rtype == RecordType.DEFINE:
-        return f"{payload['kind']} {':'.join(str(k) for k in payload['key'])}", []
-    if rtype == RecordType.MESSAGE:
-        queues = ",".join(f"{v}:{n}" for v, n in payload["queues"])
-        return queues, [payload["id"]]
-    if rtype in (RecordType.SETTLE, RecordType.DELIVER):
-        vhost, name = payload["queue"]
-        return f"{vhost}:{name}", list(payload["ids"])
-    return f"unknown record type {rtype}", []
+    kind = RECORD_KINDS.get(rtype)
+    if kind is None:
+        return f"unknown record type {rtype}", []
+    return kind.describe(payload)

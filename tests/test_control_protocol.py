@@ -495,3 +495,11 @@ def test_conditional_queue_deletion_is_one_rule_worded_per_side(server: Broker) 
         assert delete(if_unused=True) == {"ok": True, "result": {"messages": 1}}
     finally:
         connection.close()
+
+
+def test_every_handler_module_registers_its_requests() -> None:
+    """The control package imports each of its family modules by itself: every request this
+    file exercises (and stop and object_counts, which it leaves alone) has its handler."""
+    assert set(control_module.COMMANDS) == {*COMMANDS, "stop", "object_counts"}
+    modules = {handler.__module__ for handler in control_module.COMMANDS.values()}
+    assert "trimq.server.control.queues" in modules and "trimq.server.control.users" in modules

@@ -14,7 +14,7 @@ from storage import WAL, CorruptWAL
 from storage.compaction import Liveness
 from storage.format import encode_record
 from storage.inspect import inspect_directory
-from storage.records import describe
+from storage.records import RECORD_KINDS, RECORD_TYPES, RecordType, describe, record_kind
 from storage.replay import ReplayState
 from storage.segment import SegmentReader, read_segment
 from storage.wal import compact_directory
@@ -95,3 +95,19 @@ def test_compaction_never_judges_an_unknown_type_as_a_definition() -> None:
     with pytest.raises(ValueError, match=f"unknown record type {UNKNOWN}"):
         judge.present(1, UNKNOWN, {"new": 1})
     assert describe(UNKNOWN, {"new": 1}) == (f"unknown record type {UNKNOWN}", [])
+
+
+def test_replay_refuses_an_unknown_type_and_changes_nothing() -> None:
+    state = ReplayState()
+    with pytest.raises(ValueError, match=f"unknown record type {UNKNOWN}"):
+        state.apply(7, UNKNOWN, {"kind": "queue", "key": ["/", "q"], "value": {}}, 10)
+    assert (state.last_lsn, state.definitions, state.live_bytes) == (0, {}, 0)
+
+
+def test_every_record_type_is_one_entry_of_the_table() -> None:
+    """RECORD_KINDS is the one place a type is defined: every RecordType has its entry there,
+    and the types a segment reader accepts are exactly those."""
+    assert set(RECORD_KINDS) == set(RecordType) == RECORD_TYPES
+    assert all(kind.type == rtype for rtype, kind in RECORD_KINDS.items())
+    with pytest.raises(ValueError, match=f"unknown record type {UNKNOWN}"):
+        record_kind(UNKNOWN)

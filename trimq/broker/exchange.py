@@ -15,6 +15,7 @@ from trimq.broker.stats import MessageStats
 
 if TYPE_CHECKING:
     from trimq.broker.message import Message
+    from trimq.broker.policy import Policy
     from trimq.broker.queue import Queue
 
     Destination: TypeAlias = "Queue | Exchange"
@@ -68,12 +69,12 @@ class Exchange:
         # the vhost's exchanges. Queues keep the same index.
         self.bound_by: dict[BoundByKey, tuple[Exchange, Binding]] = {}
         self.deleted = False
-        self.policy: Any = None  # trimq.broker.policy.Policy
+        self.policy: Policy | None = None
         self.alternate_exchange: str | None = None
         self.stats = MessageStats()
         self.apply_policy(None)
 
-    def apply_policy(self, policy: Any) -> None:
+    def apply_policy(self, policy: Policy | None) -> None:
         """alternate-exchange from the arguments, else from the policy."""
         self.policy = policy
         merged = {**(policy.exchange_arguments() if policy else {}), **self.arguments}

@@ -29,7 +29,7 @@ from prometheus_client.exposition import generate_latest
 
 from trimq import __version__
 from trimq.amqp.state import ChannelMode
-from trimq.server.control import count_open_files
+from trimq.server.control.node import count_open_files
 from trimq.server.info import NODE, channel_pid, connection_pid
 from trimq.server.rates import overview_stats
 

@@ -1,16 +1,18 @@
 """trimqctl's commands, one module per command or small family of commands; importing a
-module registers its commands in `base.COMMANDS`.
+module registers its commands in `base.COMMANDS`. Every module of this package is imported
+here, so a new family is a new module and nothing else.
 
-`MODULES` is the one place the modules are listed. Their order is the order of `COMMANDS`,
-which decides between equally close suggestions for a mistyped command name: append new
-modules at the end.
+The order of registration is the order of `COMMANDS`, which decides between equally close
+suggestions for a mistyped command name: the modules of `ORDER` first, in that order, then
+any other module by name.
 """
 
+import pkgutil
 from importlib import import_module
 
 from trimq.cli.commands.base import COMMANDS, Command
 
-MODULES = (
+ORDER = (
     "help",
     "node",
     "users",
@@ -23,6 +25,10 @@ MODULES = (
     "connections",
     "definitions",
     "messages",
+)
+MODULES = (
+    *ORDER,
+    *sorted(m.name for m in pkgutil.iter_modules(__path__) if m.name not in ORDER),
 )
 
 for _module in MODULES:

@@ -14,7 +14,7 @@ from trimq.management.auth import MONITORING
 from trimq.management.context import Context
 from trimq.management.errors import not_found
 from trimq.management.routes import endpoint, route
-from trimq.server.control import count_open_files
+from trimq.server.control.node import count_open_files
 from trimq.server.info import NODE
 
 OK = {"status": "ok"}
