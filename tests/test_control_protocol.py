@@ -71,6 +71,8 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "list_consumers": ("vhost", "items"),
     "delete_queue": ("vhost", "queue", "if_unused", "if_empty"),
     "purge_queue": ("vhost", "queue"),
+    "peek_queue": ("vhost", "queue", "offset", "count", "unacked"),
+    "find_message": ("vhost", "message_id", "correlation_id"),
     "close_connection": ("name", "reason"),
     "close_all_connections": ("vhost", "limit", "reason"),
     "set_policy": ("vhost", "name", "pattern", "definition", "priority", "apply_to"),
