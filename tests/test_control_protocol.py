@@ -468,9 +468,11 @@ def test_an_unexpected_failure_is_an_internal_error_reply(bug: type[Exception]) 
     }
 
 
-def test_conditional_queue_deletion_is_one_rule_worded_per_side(server: Broker) -> None:
+def test_conditional_queue_deletion_is_one_rule_worded_per_side(tmp_path: Path) -> None:
     """trimqctl delete_queue --if-unused/--if-empty and AMQP's Queue.Delete share the rule
-    (trimq/broker/deletion.py); each side words a refusal its own way."""
+    (trimq/broker/deletion.py); each side words a refusal its own way. A server of its own:
+    the fuzzed one may be left with a resource alarm that blocks publishers."""
+    server = start_server(tmp_path / "data")
     connection = pika.BlockingConnection(server.params())
     try:
         channel = connection.channel()
@@ -497,6 +499,7 @@ def test_conditional_queue_deletion_is_one_rule_worded_per_side(server: Broker) 
         assert delete(if_unused=True) == {"ok": True, "result": {"messages": 1}}
     finally:
         connection.close()
+        stop_server(server)
 
 
 def test_every_handler_module_registers_its_requests() -> None:
