@@ -12,7 +12,9 @@ import base64
 import hashlib
 import os
 from collections.abc import Iterator
+from typing import Any
 
+import pika
 import pytest
 import requests
 from http_helpers import Api, temp_user, temp_vhost
@@ -468,3 +470,53 @@ pytestmark = pytest.mark.skipif(
     bool(os.environ.get("TRIMQ_TEST_URL")) and not os.environ.get("TRIMQ_TEST_MANAGEMENT_URL"),
     reason="another broker without its management URL",
 )
+
+
+def test_topic_permissions_are_enforced(api: Api, broker: object, unique: str) -> None:
+    """Publishes to and bindings from a topic exchange where the user has topic permissions
+    must match them ({username} expanded; an empty expression means ^$); other exchanges and
+    other topic exchanges are not restricted."""
+    with temp_vhost(api, unique + "-t") as vhost, temp_user(api, unique + "-u", "pw") as _user:
+        user = unique + "-u"
+        everything = {"configure": ".*", "write": ".*", "read": ".*"}
+        assert api.put("permissions", vhost, user, json=everything).status_code == 201
+        rules = {"exchange": "amq.topic", "write": "^a\\.{username}\\.", "read": ""}
+        assert api.put("topic-permissions", vhost, user, json=rules).status_code == 201
+        params = broker.params(  # type: ignore[attr-defined]
+            virtual_host=vhost, credentials=pika.PlainCredentials(user, "pw")
+        )
+        with pika.BlockingConnection(params) as connection:
+
+            def refused(action: Any) -> str:
+                channel = connection.channel()
+                with pytest.raises(pika.exceptions.ChannelClosedByBroker) as closed:
+                    action(channel)
+                    channel.basic_qos(prefetch_count=1)  # a round trip to see the close
+                assert closed.value.reply_code == 403
+                return str(closed.value.reply_text)
+
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.basic_publish("amq.topic", f"a.{user}.x", b"allowed")
+            channel.basic_publish("amq.direct", "b.x", b"not a topic exchange")
+            channel.exchange_declare("other", "topic")
+            channel.basic_publish("other", "b.x", b"no topic permission there")
+            queue = channel.queue_declare("", exclusive=True).method.queue
+            channel.queue_bind(queue, "amq.topic", "")  # the empty key matches ^$
+            assert refused(lambda ch: ch.basic_publish("amq.topic", "b.x", b"refused")) == (
+                f"ACCESS_REFUSED - access to topic 'b.x' in exchange 'amq.topic' in vhost "
+                f"'{vhost}' refused for user '{user}'"
+            )
+            assert refused(lambda ch: ch.queue_bind(queue, "amq.topic", "r.1")) == (
+                f"ACCESS_REFUSED - access to topic 'r.1' in exchange 'amq.topic' in vhost "
+                f"'{vhost}' refused for user '{user}'"
+            )
+            assert "access to topic 'x.2'" in refused(
+                lambda ch: ch.exchange_bind("amq.fanout", "amq.topic", "x.2")
+            )
+            # cleared: everything is allowed again
+            assert api.delete("topic-permissions", vhost, user).status_code == 204
+            channel = connection.channel()
+            channel.confirm_delivery()
+            channel.basic_publish("amq.topic", "b.x", b"allowed now")
+            channel.queue_bind(queue, "amq.topic", "r.1")

@@ -4,7 +4,9 @@ A password hash is base64(4-byte salt ++ SHA-256(salt ++ UTF-8 password)), the
 rabbit_password_hashing_sha256 scheme, so definitions move between trimq and RabbitMQ.
 Permissions are three regular expressions per (vhost, user); as RabbitMQ, a resource is allowed
 when the expression matches anywhere in its name (unanchored), and an empty expression allows
-nothing. The expressions are RabbitMQ's (PCRE), read through trimq/broker/pcre.py.
+nothing. Topic permissions are two more (write, read) per (vhost, user, exchange), applied to
+the routing keys of publishes to and bindings from a topic exchange. The expressions are
+RabbitMQ's (PCRE), read through trimq/broker/pcre.py.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 from dataclasses import dataclass, field
 
 from trimq.broker.pcre import PatternError, compile_pattern, name_bytes
@@ -96,15 +99,45 @@ class PermissionTable(dict[tuple[str, str], Permission]):
         return super().pop(key, *default)
 
 
+TopicKey = tuple[str, str, str]  # vhost, user, exchange
+
+
+class TopicPermissionTable(dict[TopicKey, tuple[str, str]]):
+    """(vhost, user, exchange) -> (write, read) expressions; counts its changes."""
+
+    generation = 0
+
+    def __setitem__(self, key: TopicKey, value: tuple[str, str]) -> None:
+        self.generation += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: TopicKey) -> None:
+        self.generation += 1
+        super().__delitem__(key)
+
+
+NEVER = re.compile(rb"(?!)")
+
+
+def topic_pattern(expression: str, vhost: str, user: str) -> re.Pattern[bytes]:
+    """A topic permission's expression as RabbitMQ applies it to routing keys: `{username}`
+    and `{vhost}` replaced, an empty expression meaning `^$`; one that cannot be used after
+    the replacement matches nothing."""
+    expanded = (expression or "^$").replace("{username}", user).replace("{vhost}", vhost)
+    try:
+        return compile_pattern(expanded)
+    except PatternError:
+        return NEVER
+
+
 class Users:
     """The user database and the permission table."""
 
     def __init__(self) -> None:
         self.users: dict[str, User] = {}
         self.permissions: PermissionTable = PermissionTable()  # (vhost, user) -> Permission
-        # (vhost, user, exchange) -> (write, read) expressions for topic routing keys; kept,
-        # listed and exported, not yet enforced
-        self.topic_permissions: dict[tuple[str, str, str], tuple[str, str]] = {}
+        # routing-key expressions per (vhost, user, exchange), for topic exchanges
+        self.topic_permissions = TopicPermissionTable()
 
     @property
     def generation(self) -> int:
@@ -121,6 +154,17 @@ class Users:
         if user is None or not check_password(password, user.password_hash):
             return None
         return user
+
+    def topic_check(
+        self, vhost: str, user: str, exchange: str, kind: str
+    ) -> re.Pattern[bytes] | None:
+        """The pattern a routing key must match to `kind` ("write": publish, "read": bind) on
+        the topic exchange `exchange`; None when the user has no topic permissions there (as
+        RabbitMQ: then every key is allowed)."""
+        entry = self.topic_permissions.get((vhost, user, exchange))
+        if entry is None:
+            return None
+        return topic_pattern(entry[0] if kind == "write" else entry[1], vhost, user)
 
     def permission(self, vhost: str, user: str) -> Permission | None:
         return self.permissions.get((vhost, user))

@@ -8,6 +8,7 @@ whose confirm task sends publisher confirms once per batch, cumulatively.
 
 from __future__ import annotations
 
+import re
 from collections import Counter, deque
 from collections.abc import Callable
 from itertools import islice
@@ -24,7 +25,9 @@ from trimq.amqp.codec import Typed
 from trimq.amqp.publish import content_properties, publish_args
 from trimq.broker import reply_to
 from trimq.broker.arguments import parse_expiration
+from trimq.broker.exchange import Exchange
 from trimq.broker.message import Message, QueuedMessage
+from trimq.broker.pcre import name_bytes
 from trimq.broker.queue import Consumer, Queue
 from trimq.broker.stats import MessageStats, count_unroutable, retire_channel
 from trimq.broker.vhost import generated_name
@@ -113,6 +116,17 @@ class PermissionCache:
         self.answers: dict[tuple[str, str, str], bool] = {}
 
 
+class TopicCache:
+    """The topic permission patterns this channel's user has, per (kind, exchange), valid
+    while the broker's topic permissions are unchanged (None: no topic permission there)."""
+
+    __slots__ = ("generation", "patterns")
+
+    def __init__(self) -> None:
+        self.generation = -1
+        self.patterns: dict[tuple[str, str], re.Pattern[bytes] | None] = {}
+
+
 # A delivery awaiting its ack: the queue entry, its queue, and the consumer (None for basic.get).
 Unacked = tuple[QueuedMessage, Queue, Consumer | None]
 
@@ -138,6 +152,7 @@ class Channel:
         self._set_unacked_limit()
         self.last_queue: str | None = None
         self._permitted = PermissionCache()
+        self._topics = TopicCache()
         self._held_cancels: list[str] | None = None  # see on_queue_delete
         self.reply_consumer: tuple[str, str] | None = None  # direct reply-to: (tag, token)
         self.cleaning = False  # cleanup under way: deliver nothing more here
@@ -398,6 +413,33 @@ class Channel:
                 f"'{self.connection.username}'",
             )
 
+    def permit_topic(self, kind: str, exchange: Exchange, routing_key: str) -> None:
+        """RabbitMQ's topic authorisation: on a topic exchange where the user has topic
+        permissions, the routing key of a publish ("write") or binding ("read") must match."""
+        if exchange.TYPE != "topic":
+            return
+        users = self.connection.broker.users
+        table = users.topic_permissions
+        if not table:
+            return
+        cache = self._topics
+        if cache.generation != table.generation:
+            cache.generation = table.generation
+            cache.patterns.clear()
+        key = (kind, exchange.name)
+        if key in cache.patterns:
+            pattern = cache.patterns[key]
+        else:
+            pattern = cache.patterns[key] = users.topic_check(
+                self.vhost.name, self.connection.username, exchange.name, kind
+            )
+        if pattern is not None and pattern.search(name_bytes(routing_key)) is None:
+            raise ChannelError(
+                ACCESS_REFUSED,
+                f"access to topic '{routing_key}' in exchange '{exchange.name}' in vhost "
+                f"'{self.vhost.name}' refused for user '{self.connection.username}'",
+            )
+
     def may_forward(self, kind: str, name: str) -> Callable[[str], None]:
         """The check for the exchange a new queue dead-letters to, or a new exchange passes
         unrouted messages to: as RabbitMQ, the declarer must be allowed to read `name` and
@@ -436,6 +478,7 @@ class Channel:
         self.vhost.check_bindable(m.destination)
         source = self.vhost.get_exchange(m.source)
         destination = self.vhost.get_exchange(m.destination)
+        self.permit_topic("read", source, m.routing_key)
         self.vhost.bind(source, destination, m.routing_key, m.arguments)
         self.reply(m.nowait, spec.ExchangeBindOk())
 
@@ -446,6 +489,8 @@ class Channel:
         self.vhost.check_bindable(m.destination)
         source = self.vhost.exchanges.get(m.source)
         destination = self.vhost.exchanges.get(m.destination)
+        if source is not None:
+            self.permit_topic("read", source, m.routing_key)
         if source is not None and destination is not None:  # as RabbitMQ: missing is fine
             self.vhost.unbind(source, destination, m.routing_key, m.arguments)
         self.reply(m.nowait, spec.ExchangeUnbindOk())
@@ -492,6 +537,7 @@ class Channel:
         exchange = self.vhost.get_exchange(m.exchange)
         queue = self.vhost.get_queue(self.queue_name(m.queue), self.connection)
         routing_key = m.routing_key if m.queue or m.routing_key else queue.name
+        self.permit_topic("read", exchange, routing_key)
         self.vhost.bind(exchange, queue, routing_key, m.arguments)
         self.reply(m.nowait, spec.QueueBindOk())
 
@@ -501,6 +547,8 @@ class Channel:
         self.vhost.check_bindable(m.exchange)
         exchange = self.vhost.exchanges.get(m.exchange)
         queue = self.vhost.queues.get(self.queue_name(m.queue))
+        if exchange is not None:
+            self.permit_topic("read", exchange, m.routing_key)
         if exchange is not None and queue is not None:  # as RabbitMQ: missing is fine
             self.vhost.check_exclusive(queue, self.connection)
             self.vhost.unbind(exchange, queue, m.routing_key, m.arguments)
@@ -842,6 +890,8 @@ class Channel:
                 ACCESS_REFUSED,
                 f"cannot publish to internal exchange '{exchange.name}' in vhost '{vhost.name}'",
             )
+        if exchange.TYPE == "topic":  # one comparison per publish to anything else
+            self.permit_topic("write", exchange, routing_key)
         user_id = properties.user_id
         if user_id is not None and user_id != self.connection.username:
             raise ChannelError(
