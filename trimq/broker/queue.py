@@ -256,8 +256,9 @@ class Queue:
         journal = self.journal
         delivered: list[int] = []
         settled: list[int] = []
-        # Counted per batch: all deliveries for the queue, those to `only` for its channel.
-        with_ack = without_ack = redelivered = to_only = redelivered_to_only = 0
+        # Deliveries to `only` are counted once per batch (on the queue and its channel);
+        # others as they happen.
+        to_only = redelivered_to_only = 0
         # Most queues have one consumer: no round-robin to do (it can be cancelled meanwhile).
         only = (
             consumers[0]
@@ -278,32 +279,20 @@ class Queue:
                 self._expire(entry)
                 continue
             entry.delivery_count += 1
-            if consumer.no_ack:
-                without_ack += 1
-            else:
+            if not consumer.no_ack:
                 self.unacked += 1
-                with_ack += 1
             if consumer is only:
                 to_only += 1
                 if entry.redelivered:
-                    redelivered += 1
                     redelivered_to_only += 1
             else:
                 self._count_delivery(consumer, entry.redelivered)
-                if entry.redelivered:
-                    redelivered += 1
             if journal is not None and entry.message.id:
                 (settled if consumer.no_ack else delivered).append(entry.message.id)
             consumer.sink.deliver(consumer, entry, self)
-        if with_ack or without_ack:
-            stats = self.stats
-            stats.deliver += with_ack
-            stats.deliver_no_ack += without_ack
-            if redelivered:
-                stats.redeliver += redelivered
-            if to_only:
-                assert only is not None
-                stats = only.stats
+        if to_only:
+            assert only is not None
+            for stats in (self.stats, only.stats):
                 if only.no_ack:
                     stats.deliver_no_ack += to_only
                 else:
@@ -315,16 +304,16 @@ class Queue:
         if settled:
             journal.settle(self, settled)  # type: ignore[union-attr]
 
-    @staticmethod
-    def _count_delivery(consumer: Consumer, redelivered: bool) -> None:
-        """A delivery in a dispatch among several consumers, on the consumer's channel."""
-        stats = consumer.stats
-        if consumer.no_ack:
-            stats.deliver_no_ack += 1
-        else:
-            stats.deliver += 1
-        if redelivered:
-            stats.redeliver += 1
+    def _count_delivery(self, consumer: Consumer, redelivered: bool) -> None:
+        """A delivery in a dispatch among several consumers: on the queue and the
+        consumer's channel."""
+        for stats in (self.stats, consumer.stats):
+            if consumer.no_ack:
+                stats.deliver_no_ack += 1
+            else:
+                stats.deliver += 1
+            if redelivered:
+                stats.redeliver += 1
 
     def _next_consumer(self) -> Consumer | None:
         if self.settings.single_active_consumer:

@@ -71,12 +71,18 @@ def overview_stats(state: ServerState) -> MessageStats:
     return total(parts)
 
 
+def sample_all(state: ServerState, elapsed: float) -> None:
+    """One sample of every live counter set (a function of its own, so that nothing of a
+    closed channel or deleted queue stays referenced until the next sample)."""
+    for stats in live_stats(state):  # no await: nothing changes meanwhile
+        stats.sample(elapsed)
+
+
 async def sample_rates(state: ServerState, interval: float = SAMPLE_INTERVAL) -> None:
     """Sample every counter set each `interval`, dividing by the time that really passed."""
     last = trio.current_time()
     while True:
         await trio.sleep_until(last + interval)
         now = trio.current_time()
-        elapsed, last = now - last, now
-        for stats in live_stats(state):  # no await: nothing changes meanwhile
-            stats.sample(elapsed)
+        sample_all(state, now - last)
+        last = now
