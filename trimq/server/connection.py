@@ -37,6 +37,8 @@ from trimq.server.channel import Channel
 from trimq.server.handshake import PeerGone, handshake, is_loopback
 from trimq.server.output import Output
 from trimq.server.resources import Resources
+from trimq.server.tls_peer import TLSDetails
+from trimq.server.tls_peer import details as tls_details
 
 if TYPE_CHECKING:
     from storage import WAL
@@ -120,6 +122,8 @@ class ServerConnection:
         self.last_sent = trio.current_time()
         self._reader_scope = trio.CancelScope()
         self._unauthenticated = False  # counted in resources.handshakes
+        # the TLS session's details once its handshake is done; None on the plain listener
+        self.tls: TLSDetails | None = None
 
     @property
     def channel_max(self) -> int:
@@ -213,6 +217,8 @@ class ServerConnection:
         self._unauthenticated = True
         try:
             with trio.move_on_after(self.broker.config.handshake_timeout) as timeout:
+                if isinstance(self.stream, trio.SSLStream) and not await self._tls_handshake():
+                    return
                 opened = await handshake(self)
             if timeout.cancelled_caught:
                 log.info("connection.handshake_timeout", peer=self.peer)
@@ -253,6 +259,19 @@ class ServerConnection:
                 self.resources.connections -= 1
                 self.broker.totals.connections_closed += 1
                 log.info("connection.closed", peer=self.peer, user=self.username)
+
+    async def _tls_handshake(self) -> bool:
+        """The TLS handshake (it counts against the handshake timeout); False if it failed:
+        no certificate when one is required, an untrusted one, a refused version."""
+        assert isinstance(self.stream, trio.SSLStream)
+        try:
+            await self.stream.do_handshake()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            cause = exc.__cause__
+            log.info("connection.tls_handshake_failed", peer=self.peer, error=str(cause or exc))
+            return False
+        self.tls = tls_details(self.stream)
+        return True
 
     def authenticated(self) -> None:
         """No longer counted among the sockets not yet authenticated."""
