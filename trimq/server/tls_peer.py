@@ -129,3 +129,28 @@ def login_name(tls: TLSDetails | None, login_from: str) -> str | None:
     if login_from == "common_name":
         return tls.common_name
     return tls.subject
+
+
+def info_fields(tls: TLSDetails | None, missing: str | None) -> dict[str, Any]:
+    """The ssl* and peer_cert_* info items (what rabbitmqctl and the management API show);
+    `missing` stands for what a connection does not have ("" for rabbitmqctl, None in JSON)."""
+    if tls is None:
+        return {
+            "ssl": False,
+            **dict.fromkeys(
+                ("ssl_protocol", "ssl_key_exchange", "ssl_cipher", "ssl_hash"), missing
+            ),
+            **dict.fromkeys(
+                ("peer_cert_subject", "peer_cert_issuer", "peer_cert_validity"), missing
+            ),
+        }
+    return {
+        "ssl": True,
+        "ssl_protocol": tls.protocol,
+        "ssl_key_exchange": tls.key_exchange,
+        "ssl_cipher": tls.cipher,
+        "ssl_hash": tls.hash,
+        "peer_cert_subject": tls.subject if tls.subject is not None else missing,
+        "peer_cert_issuer": tls.issuer if tls.issuer is not None else missing,
+        "peer_cert_validity": tls.validity if tls.validity is not None else missing,
+    }
