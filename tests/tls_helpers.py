@@ -146,6 +146,17 @@ def _read_method(sock: socket.socket) -> Any:
     return method
 
 
+def send_method(sock: socket.socket, channel: int, method: Any) -> None:
+    payload = struct.pack(">HH", method.INDEX >> 16, method.INDEX & 0xFFFF)
+    payload += b"".join(method.encode())
+    sock.sendall(struct.pack(">BHI", 1, channel, len(payload)) + payload + b"\xce")
+
+
+def read_method(sock: socket.socket) -> Any:
+    """The next method frame's method (heartbeats and content frames are not expected)."""
+    return _read_method(sock)
+
+
 def login_attempt(
     host: str,
     port: int,
@@ -166,8 +177,7 @@ def login_attempt(
             mechanism=mechanism,
             response=response,
         )
-        payload = struct.pack(">HH", ok.INDEX >> 16, ok.INDEX & 0xFFFF) + b"".join(ok.encode())
-        sock.sendall(struct.pack(">BHI", 1, 0, len(payload)) + payload + b"\xce")
+        send_method(sock, 0, ok)
         try:
             answer = _read_method(sock)
         except (EOFError, ConnectionResetError):

@@ -111,6 +111,7 @@ class ServerConnection:
         self._paused_scope: trio.CancelScope | None = None  # either pause: Close cancels it
         self._drained = trio.Event()  # the writer took the output: a paused reader goes on
         self._wake = trio.Event()
+        self._sending = False  # the writer is in the middle of a send
         self.channels: dict[int, Channel] = {}
         self.proto = ConnectionMachine(self.channels, config.channel_max)
         self.exclusive_queues: list[Queue] = []
@@ -188,7 +189,9 @@ class ServerConnection:
                     data, self.out = self.out, Output()
                     self.replies = 0
                     self._drained.set()
+                    self._sending = True
                     await data.send_to(stream)
+                    self._sending = False
                     self.last_sent = trio.current_time()
                     self.stats.send_oct += len(data)
                     self.stats.send_cnt += 1
@@ -197,6 +200,7 @@ class ServerConnection:
                 if self.proto.state is CLOSED:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._sending = False
             self.out.clear()
             self.proto.event(ConnectionEvent.GONE)
             self._reader_scope.cancel()  # the peer is gone: stop reading too
@@ -240,7 +244,9 @@ class ServerConnection:
                 self.proto.event(ConnectionEvent.GONE)
                 self._wake.set()
                 with trio.move_on_after(CLOSE_TIMEOUT):
-                    while self.out and not nursery.cancel_scope.cancel_called:
+                    # `out` and what the writer is still sending (a TLS stream's send
+                    # awaits the encrypted write; cancelling it would lose the Close-Ok)
+                    while (self.out or self._sending) and not nursery.cancel_scope.cancel_called:
                         await trio.sleep(0.01)
                 nursery.cancel_scope.cancel()
         except (PeerGone, trio.BrokenResourceError, trio.ClosedResourceError):
