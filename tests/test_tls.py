@@ -433,6 +433,14 @@ def test_connection_tls_details(tls_broker: TLSBroker, certs: Path) -> None:
         (shown,) = [c for c in api if c["ssl"]]
         for item in items:
             assert shown[item] == row[item], item
+        overview = requests.get(
+            f"http://127.0.0.1:{tls_broker.server.management_port}/api/overview",
+            auth=("guest", "guest"),
+            timeout=10,
+        ).json()
+        assert {"protocol": "amqp/ssl", "port": tls_broker.port} in [
+            {"protocol": lst["protocol"], "port": lst["port"]} for lst in overview["listeners"]
+        ]
 
 
 def test_plain_connection_has_no_tls_details(tls_broker: TLSBroker) -> None:
