@@ -528,3 +528,44 @@ def test_management_https_needs_both_files(tmp_path: Path, certs: Path) -> None:
     )
     assert code == 78
     assert "'management.certfile' and 'management.keyfile' must be set together" in stderr
+
+
+def test_detached_with_only_a_tls_listener(tmp_path: Path, certs: Path) -> None:
+    tls_port = free_port()
+    (tmp_path / "trimq.toml").write_text(tls_config(certs, tls_port))
+    data = tmp_path / "data"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TRIMQ_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "trimq.cli.server",
+            "-detached",
+            "--config",
+            str(tmp_path / "trimq.toml"),
+            "--data-dir",
+            str(data),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--no-management",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=environ,
+        check=False,
+    )
+    try:
+        assert result.returncode == 0, result.stderr
+        assert f"detached, listening on 127.0.0.1:{tls_port} (TLS)" in result.stdout
+        assert result.stdout.count("listening on") == 1
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "trimq.cli.ctl", "--data-dir", str(data), "stop"],
+            capture_output=True,
+            timeout=60,
+            env=environ,
+            check=False,
+        )

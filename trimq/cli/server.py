@@ -278,7 +278,7 @@ async def _run(
         for host, port in addresses:
             print(f"trimq {__version__} listening on {host}:{port}", flush=True)
         if daemon is not None:
-            daemon.ready(addresses)
+            daemon.ready(addresses, states[0].tls_listeners)
 
 
 async def _keep_state(
