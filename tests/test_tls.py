@@ -198,6 +198,15 @@ def test_environment_names(tmp_path: Path, certs: Path) -> None:
     code, stderr = start_failure(tmp_path, "", ("TRIMQ_AUTH_MECHANISMS", "PLAIN,KERBEROS"))
     assert code == 78
     assert "'auth.mechanisms' must be a list of some of PLAIN, AMQPLAIN, EXTERNAL" in stderr
+    code, stderr = start_failure(
+        tmp_path,
+        tls_config(certs, free_port(), tls__ciphers="NO-SUCH-CIPHER"),
+    )
+    assert code == 78
+    assert "'tls.ciphers' selects no cipher: 'NO-SUCH-CIPHER'" in stderr
+    code, stderr = start_failure(tmp_path, "[tls]\npassword = 123456\n")
+    assert code == 78
+    assert "'tls.password' must be a string" in stderr and "123456" not in stderr
     code, stderr = start_failure(tmp_path, "", ("TRIMQ_TLS_FAIL_IF_NO_PEER_CERT", "maybe"))
     assert code == 78
     assert "TRIMQ_TLS_FAIL_IF_NO_PEER_CERT" in stderr

@@ -189,6 +189,13 @@ def _text(key: str, value: Any) -> str:
     return value
 
 
+def _secret(key: str, value: Any) -> str:
+    """A password: a string, never repeated in the error (it may be the secret itself)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"'{key}' must be a string")
+    return value
+
+
 def _choice(*choices: str) -> Callable[[str, Any], str]:
     def check(key: str, value: Any) -> str:
         if value not in choices:
@@ -288,7 +295,7 @@ KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "tls.certfile": ("tls_certfile", _path),
     "tls.keyfile": ("tls_keyfile", _path),
     "tls.cacertfile": ("tls_cacertfile", _path),
-    "tls.password": ("tls_password", _text),
+    "tls.password": ("tls_password", _secret),
     "tls.verify": ("tls_verify", _choice("verify_none", "verify_peer")),
     "tls.fail_if_no_peer_cert": ("tls_fail_if_no_peer_cert", _bool),
     "tls.versions": ("tls_versions", _versions),
