@@ -195,6 +195,9 @@ def test_environment_names(tmp_path: Path, certs: Path) -> None:
     )
     assert code == 78
     assert f"certfile {tmp_path / 'nothing.pem'} does not exist" in stderr
+    code, stderr = start_failure(tmp_path, "", ("TRIMQ_TLS_PORT", str(free_port())))
+    assert code == 78
+    assert "'tls.certfile' must be set for a TLS listener (port from TRIMQ_TLS_PORT)" in stderr
     code, stderr = start_failure(tmp_path, "", ("TRIMQ_AUTH_MECHANISMS", "PLAIN,KERBEROS"))
     assert code == 78
     assert "'auth.mechanisms' must be a list of some of PLAIN, AMQPLAIN, EXTERNAL" in stderr

@@ -374,7 +374,7 @@ def _check_together(settings: Settings, values: dict[str, tuple[str, Any]]) -> N
     if settings.tls_port:
         if settings.tls_certfile is None:
             raise ConfigError(
-                f"'tls.certfile' must be set when 'tls.port' is ({source('tls.port')})"
+                f"'tls.certfile' must be set for a TLS listener (port from {source('tls.port')})"
             )
         if settings.tls_verify == "verify_peer" and settings.tls_cacertfile is None:
             raise ConfigError(
