@@ -14,8 +14,10 @@ against trimq and RabbitMQ.
 
 from __future__ import annotations
 
+import select
 import selectors
 import socket
+import ssl
 import struct
 import time
 from typing import Any
@@ -52,12 +54,13 @@ class BrokerError(Exception):
 
 def parse_url(url: str) -> dict[str, Any]:
     u = urlparse(url)
-    if u.scheme != "amqp":
-        raise ValueError(f"only amqp:// URLs are supported, not {url!r}")
+    if u.scheme not in ("amqp", "amqps"):
+        raise ValueError(f"only amqp:// and amqps:// URLs are supported, not {url!r}")
     vhost = unquote(u.path[1:]) if len(u.path) > 1 else "/"
     return {
+        "tls": u.scheme == "amqps",
         "host": u.hostname or "127.0.0.1",
-        "port": u.port or 5672,
+        "port": u.port or (5671 if u.scheme == "amqps" else 5672),
         "user": unquote(u.username or "guest"),
         "password": unquote(u.password or "guest"),
         "vhost": vhost,
@@ -133,6 +136,12 @@ class Client:
             (self.params["host"], self.params["port"]), timeout=self.timeout
         )
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if self.params["tls"]:
+            # amqps: the broker's certificate is not checked (the bench measures the channel)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            self.sock = context.wrap_socket(self.sock, server_hostname=self.params["host"])
         self.sock.sendall(b"AMQP\x00\x00\x09\x01")
 
     def handshake_start(self) -> None:
@@ -449,7 +458,12 @@ class Publisher:
         sock = self.client.sock
         assert sock is not None
         try:
-            data = sock.recv(RECV_SIZE, 0 if block else socket.MSG_DONTWAIT)
+            if isinstance(sock, ssl.SSLSocket):  # no MSG_DONTWAIT on TLS: look first
+                if not block and not sock.pending() and not select.select([sock], [], [], 0)[0]:
+                    return
+                data = sock.recv(RECV_SIZE)
+            else:
+                data = sock.recv(RECV_SIZE, 0 if block else socket.MSG_DONTWAIT)
         except BlockingIOError:
             return
         if not data:

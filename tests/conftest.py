@@ -158,6 +158,7 @@ RABBITMQ_REFERENCE = frozenset(
         "test_management_connections.py",
         "test_management_clients.py",
         "test_management_access.py",
+        "test_tls_clients.py",
     }
 )
 

@@ -14,7 +14,10 @@
 # HOME with its Erlang cookie), its own node name, AMQP port, distribution port and epmd, all
 # stopped and removed at the end. AMQP port: $RABBITMQ_REFERENCE_PORT, else a free one.
 # guest/guest on vhost /; plugins rabbitmq_management and rabbitmq_prometheus, each on a free
-# port of 127.0.0.1.
+# port of 127.0.0.1; a TLS listener on another (certificates made here with openssl: a CA, a
+# server certificate for localhost and 127.0.0.1, client certificates CN=guest and CN=nobody,
+# and CN=guest from another CA, as tests/tls_helpers.make_certs names them), verify_peer
+# without fail_if_no_peer_cert, EXTERNAL (rabbitmq_auth_mechanism_ssl) by common name.
 set -euo pipefail
 
 SERVER=/usr/lib/rabbitmq/bin/rabbitmq-server
@@ -32,10 +35,10 @@ if [ ! -x "$SERVER" ]; then
   fi
 fi
 
-# five free ports: AMQP (unless given), Erlang distribution, epmd, management, prometheus
-read -r FREE_AMQP DIST_PORT EPMD_PORT MANAGEMENT_PORT PROMETHEUS_PORT < <(python3 -c '
+# six free ports: AMQP (unless given), Erlang distribution, epmd, management, prometheus, TLS
+read -r FREE_AMQP DIST_PORT EPMD_PORT MANAGEMENT_PORT PROMETHEUS_PORT TLS_PORT < <(python3 -c '
 import socket
-socks = [socket.socket() for _ in range(5)]
+socks = [socket.socket() for _ in range(6)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))')
@@ -43,7 +46,27 @@ PORT=${RABBITMQ_REFERENCE_PORT:-$FREE_AMQP}
 
 BASE=$(mktemp -d "${TMPDIR:-/tmp}/trimq-rabbitmq.XXXXXX")
 mkdir -p "$BASE/mnesia" "$BASE/log" "$BASE/home"
-echo '[rabbitmq_management,rabbitmq_prometheus].' > "$BASE/enabled_plugins"
+echo '[rabbitmq_management,rabbitmq_prometheus,rabbitmq_auth_mechanism_ssl].' \
+  > "$BASE/enabled_plugins"
+CERTS="$BASE/certs"
+mkdir -p "$CERTS"
+new_ca() {  # NAME
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -subj "/O=trimq tests/CN=$1" -keyout "$CERTS/$1_key.pem" -out "$CERTS/$1.pem" 2>/dev/null
+}
+issue() {  # NAME COMMON_NAME CA EXTENSIONS
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/O=trimq tests/CN=$2" \
+    -keyout "$CERTS/$1_key.pem" -out "$CERTS/$1.csr" 2>/dev/null
+  printf '%s\n' "$4" > "$CERTS/$1.ext"
+  openssl x509 -req -in "$CERTS/$1.csr" -CA "$CERTS/$3.pem" -CAkey "$CERTS/$3_key.pem" \
+    -CAcreateserial -days 3650 -extfile "$CERTS/$1.ext" -out "$CERTS/$1_cert.pem" 2>/dev/null
+}
+new_ca ca
+new_ca other_ca
+issue server localhost ca "subjectAltName=DNS:localhost,IP:127.0.0.1"
+issue guest guest ca "basicConstraints=CA:FALSE"
+issue nobody nobody ca "basicConstraints=CA:FALSE"
+issue other guest other_ca "basicConstraints=CA:FALSE"
 # consumer_timeout checked twice a second, so tests/test_consumer_timeout.py can see it fire
 CONSUMER_TIMEOUT_MS=8000
 cat > "$BASE/rabbitmq.conf" <<EOF
@@ -52,6 +75,16 @@ management.tcp.ip = 127.0.0.1
 management.tcp.port = $MANAGEMENT_PORT
 prometheus.tcp.ip = 127.0.0.1
 prometheus.tcp.port = $PROMETHEUS_PORT
+listeners.ssl.1 = 127.0.0.1:$TLS_PORT
+ssl_options.cacertfile = $CERTS/ca.pem
+ssl_options.certfile = $CERTS/server_cert.pem
+ssl_options.keyfile = $CERTS/server_key.pem
+ssl_options.verify = verify_peer
+ssl_options.fail_if_no_peer_cert = false
+auth_mechanisms.1 = PLAIN
+auth_mechanisms.2 = AMQPLAIN
+auth_mechanisms.3 = EXTERNAL
+ssl_cert_login_from = common_name
 EOF
 echo '[{rabbit, [{channel_tick_interval, 500}]}].' > "$BASE/advanced.config"
 NODE_PID=
@@ -107,7 +140,7 @@ for _ in $(seq 1 600); do
   if python3 -c 'import socket, sys
 for port in sys.argv[1:]:
     socket.create_connection(("127.0.0.1", int(port)), 1).close()' \
-      "$PORT" "$MANAGEMENT_PORT" "$PROMETHEUS_PORT" 2>/dev/null; then
+      "$PORT" "$MANAGEMENT_PORT" "$PROMETHEUS_PORT" "$TLS_PORT" 2>/dev/null; then
     ready=1
     break
   fi
@@ -124,6 +157,8 @@ export TRIMQ_TEST_MANAGEMENT_URL="http://127.0.0.1:$MANAGEMENT_PORT"
 export TRIMQ_TEST_PROMETHEUS_URL="http://127.0.0.1:$PROMETHEUS_PORT"
 export TRIMQ_TEST_RABBITMQCTL="$BASE/rabbitmqctl"
 export TRIMQ_TEST_CONSUMER_TIMEOUT=$CONSUMER_TIMEOUT_MS
+export TRIMQ_TEST_TLS_PORT=$TLS_PORT
+export TRIMQ_TEST_TLS_CERTS=$CERTS
 echo "rabbitmq_reference: RabbitMQ $(ls /usr/lib/rabbitmq/lib | sed -n 's/^rabbitmq_server-//p')" \
   "ready at $TRIMQ_TEST_URL, management $TRIMQ_TEST_MANAGEMENT_URL," \
   "prometheus $TRIMQ_TEST_PROMETHEUS_URL" >&2

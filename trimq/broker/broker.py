@@ -44,6 +44,10 @@ class BrokerConfig:
     default_vhost: str = "/"
     default_user_tags: list[str] = field(default_factory=lambda: ["administrator"])
     loopback_users: list[str] = field(default_factory=lambda: ["guest"])
+    # login mechanisms offered (EXTERNAL: on TLS connections only, the user from the client
+    # certificate as ssl_cert_login_from says: "distinguished_name" or "common_name")
+    auth_mechanisms: list[str] = field(default_factory=lambda: ["PLAIN", "AMQPLAIN"])
+    ssl_cert_login_from: str = "distinguished_name"
     channel_max: int = 2047
     frame_max: int = 131072
     heartbeat: int = 60

@@ -10,8 +10,17 @@ command-line flags. Every key is checked at start; a bad one is refused with its
              connection_output_buffer, consumer_timeout (milliseconds; 0 disables)
     [resources] memory_high_watermark (fraction of RAM), memory_high_watermark_absolute,
              disk_free_limit
-    [management] enabled, host, port (the HTTP API; 0: any free port, printed on start)
+    [management] enabled, host, port (the HTTP API; 0: any free port, printed on start),
+             certfile, keyfile (both set: the API is served over HTTPS)
     [prometheus] enabled, host, port (/metrics; 0: any free port, printed on start)
+    [tls]    port (the AMQPS listener; 0, the default: none), certfile, keyfile, cacertfile,
+             password (of an encrypted key), verify ("verify_none" | "verify_peer"),
+             fail_if_no_peer_cert, versions (default ["tlsv1.2", "tlsv1.3"]), ciphers
+    [auth]   mechanisms (default ["PLAIN", "AMQPLAIN"]; "EXTERNAL" logs in with the TLS client
+             certificate), ssl_cert_login_from ("distinguished_name" | "common_name")
+
+`amqp.port = 0` means any free port, except beside a TLS listener, where it turns the plain
+listener off.
 
 Sizes are bytes, or strings with RabbitMQ's units: "50MB" (10^6), "2GiB" or "2G" (2^30).
 
@@ -71,7 +80,25 @@ class Settings:
     prometheus_enabled: bool = True
     prometheus_host: str | None = None  # None: every interface, IPv4 and IPv6
     prometheus_port: int = 15692
+    management_certfile: Path | None = None
+    management_keyfile: Path | None = None
+    auth_mechanisms: list[str] = field(default_factory=lambda: ["PLAIN", "AMQPLAIN"])
+    ssl_cert_login_from: str = "distinguished_name"
+    tls_port: int = 0
+    tls_certfile: Path | None = None
+    tls_keyfile: Path | None = None
+    tls_cacertfile: Path | None = None
+    tls_password: str = ""
+    tls_verify: str = "verify_none"
+    tls_fail_if_no_peer_cert: bool = False
+    tls_versions: list[str] = field(default_factory=lambda: ["tlsv1.2", "tlsv1.3"])
+    tls_ciphers: str = ""
     config_file: Path | None = None
+
+    @property
+    def plain_listener(self) -> bool:
+        """Whether the plain AMQP listener runs: `amqp.port = 0` turns it off beside TLS."""
+        return self.port != 0 or self.tls_port == 0
 
 
 def _int(low: int, high: int) -> Callable[[str, Any], int]:
@@ -166,6 +193,13 @@ def _text(key: str, value: Any) -> str:
     return value
 
 
+def _secret(key: str, value: Any) -> str:
+    """A password: a string, never repeated in the error (it may be the secret itself)."""
+    if not isinstance(value, str):
+        raise ConfigError(f"'{key}' must be a string")
+    return value
+
+
 def _choice(*choices: str) -> Callable[[str, Any], str]:
     def check(key: str, value: Any) -> str:
         if value not in choices:
@@ -190,6 +224,38 @@ def _host(key: str, value: Any) -> str | None:
 
 def _path(key: str, value: Any) -> Path:
     return Path(_text(key, value)).expanduser()
+
+
+def _list_of(*choices: str) -> Callable[[str, Any], list[str]]:
+    """A non-empty list of some of `choices` (or a comma-separated string of them)."""
+
+    def check(key: str, value: Any) -> list[str]:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) and v in choices for v in value)
+        ):
+            raise ConfigError(
+                f"'{key}' must be a list of some of {', '.join(choices)}, not {value!r}"
+            )
+        return list(dict.fromkeys(value))
+
+    return check
+
+
+def _versions(key: str, value: Any) -> list[str]:
+    """TLS versions, RabbitMQ's names; 1.0 and 1.1 are refused as unsafe."""
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, list):
+        for version in value:
+            if version in ("tlsv1", "tlsv1.0", "tlsv1.1", "sslv3"):
+                raise ConfigError(
+                    f"'{key}': {version} is not supported (unsafe); use tlsv1.2 and tlsv1.3"
+                )
+    return _list_of("tlsv1.2", "tlsv1.3")(key, value)
 
 
 # TOML key -> (Settings attribute, check)
@@ -225,6 +291,22 @@ KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "prometheus.enabled": ("prometheus_enabled", _bool),
     "prometheus.host": ("prometheus_host", _host),
     "prometheus.port": ("prometheus_port", _int(0, 65535)),
+    "management.certfile": ("management_certfile", _path),
+    "management.keyfile": ("management_keyfile", _path),
+    "auth.mechanisms": ("auth_mechanisms", _list_of("PLAIN", "AMQPLAIN", "EXTERNAL")),
+    "auth.ssl_cert_login_from": (
+        "ssl_cert_login_from",
+        _choice("distinguished_name", "common_name"),
+    ),
+    "tls.port": ("tls_port", _int(0, 65535)),
+    "tls.certfile": ("tls_certfile", _path),
+    "tls.keyfile": ("tls_keyfile", _path),
+    "tls.cacertfile": ("tls_cacertfile", _path),
+    "tls.password": ("tls_password", _secret),
+    "tls.verify": ("tls_verify", _choice("verify_none", "verify_peer")),
+    "tls.fail_if_no_peer_cert": ("tls_fail_if_no_peer_cert", _bool),
+    "tls.versions": ("tls_versions", _versions),
+    "tls.ciphers": ("tls_ciphers", _text),
 }
 
 
@@ -286,7 +368,30 @@ def load(
         except ConfigError as exc:
             raise ConfigError(f"{exc} (from {source})") from None
     settings.data_dir = settings.data_dir.expanduser()
+    _check_together(settings, values)
     return settings
+
+
+def _check_together(settings: Settings, values: dict[str, tuple[str, Any]]) -> None:
+    """What one key cannot say alone: files a TLS listener needs, HTTPS needs both files."""
+
+    def source(key: str) -> str:
+        return values[key][0] if key in values else f"'{key}'"
+
+    if settings.tls_port:
+        if settings.tls_certfile is None:
+            raise ConfigError(
+                f"'tls.certfile' must be set for a TLS listener (port from {source('tls.port')})"
+            )
+        if settings.tls_verify == "verify_peer" and settings.tls_cacertfile is None:
+            raise ConfigError(
+                f"'tls.cacertfile' must be set when 'tls.verify' is verify_peer "
+                f"({source('tls.verify')})"
+            )
+        if settings.port and settings.port == settings.tls_port:
+            raise ConfigError(f"'tls.port' and 'amqp.port' are both {settings.port}")
+    if (settings.management_certfile is None) != (settings.management_keyfile is None):
+        raise ConfigError("'management.certfile' and 'management.keyfile' must be set together")
 
 
 def environment() -> Mapping[str, str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -26,8 +27,13 @@ class Daemon:
         os.close(self._report_fd)
         self._report_fd = None
 
-    def ready(self, addresses: list[tuple[str, int]]) -> None:
-        self._report("".join(f"listening on {h}:{p}\n" for h, p in addresses))
+    def ready(
+        self, addresses: list[tuple[str, int]], tls_addresses: Sequence[tuple[str, int]] = ()
+    ) -> None:
+        """Report the listeners (plain first, then TLS) to the waiting parent."""
+        lines = [f"listening on {h}:{p}\n" for h, p in addresses]
+        lines += [f"listening on {h}:{p} (TLS)\n" for h, p in tls_addresses]
+        self._report("".join(lines))
 
     def finished(self, code: int) -> None:
         self._report(f"failed with status {code}\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import ssl
 import sys
 from functools import partial
 from pathlib import Path
@@ -28,6 +29,7 @@ from trimq.server.app import Service, recover, serve, tune_gc
 from trimq.server.datadir import exposure_warning
 from trimq.server.notify import Notifier
 from trimq.server.state import ServerState
+from trimq.server.tls import TLSConfig, TLSConfigError, TLSContexts, build_context
 
 DEFAULT_DATA_DIR = Path(os.environ.get("TRIMQ_DATA_DIR", str(config.DEFAULT_DATA_DIR))).expanduser()
 EX_CONFIG = 78
@@ -197,10 +199,47 @@ def broker_config(settings: config.Settings) -> BrokerConfig:
         memory_high_watermark=settings.memory_high_watermark,
         memory_high_watermark_absolute=settings.memory_high_watermark_absolute,
         disk_free_limit=settings.disk_free_limit,
+        auth_mechanisms=list(settings.auth_mechanisms),
+        ssl_cert_login_from=settings.ssl_cert_login_from,
     )
 
 
-async def _run(settings: config.Settings, daemon: Daemon | None) -> None:
+def tls_config(settings: config.Settings) -> TLSConfig:
+    return TLSConfig(
+        port=settings.tls_port,
+        certfile=settings.tls_certfile,
+        keyfile=settings.tls_keyfile,
+        cacertfile=settings.tls_cacertfile,
+        password=settings.tls_password,
+        verify=settings.tls_verify,
+        fail_if_no_peer_cert=settings.tls_fail_if_no_peer_cert,
+        versions=list(settings.tls_versions),
+        ciphers=settings.tls_ciphers,
+    )
+
+
+def tls_context(settings: config.Settings) -> ssl.SSLContext | None:
+    """The AMQPS listener's context, built before the start so that a bad file is a
+    configuration error (and the management API's HTTPS files are checked too)."""
+    if settings.management_enabled and settings.management_certfile is not None:
+        check = TLSConfig(
+            certfile=settings.management_certfile, keyfile=settings.management_keyfile
+        )
+        try:
+            build_context(check)
+        except TLSConfigError as exc:
+            raise config.ConfigError(f"management HTTPS: {exc}") from None
+    if not settings.tls_port:
+        return None
+    try:
+        return build_context(tls_config(settings))
+    except TLSConfigError as exc:
+        raise config.ConfigError(f"TLS: {exc}") from None
+
+
+async def _run(
+    settings: config.Settings, daemon: Daemon | None, context: ssl.SSLContext | None = None
+) -> None:
     warning = exposure_warning(settings.data_dir)
     if warning is not None:
         structlog.get_logger("trimq.server").warning(
@@ -211,7 +250,8 @@ async def _run(settings: config.Settings, daemon: Daemon | None) -> None:
     broker, wal = recover(
         broker_config(settings), settings.data_dir, settings.wal_segment_size, settings.wal_fsync
     )
-    services: list[Service] = []
+    states: list[ServerState] = []
+    services: list[Service] = [partial(_keep_state, states)]
     http: list[tuple[str, str, int]] = []
     if settings.management_enabled:
         # imported only when used: the HTTP stack costs start-up time
@@ -222,7 +262,11 @@ async def _run(settings: config.Settings, daemon: Daemon | None) -> None:
                 _announced,
                 http,
                 partial(
-                    serve_management, host=settings.management_host, port=settings.management_port
+                    serve_management,
+                    host=settings.management_host,
+                    port=settings.management_port,
+                    certfile=settings.management_certfile,
+                    keyfile=settings.management_keyfile,
                 ),
             )
         )
@@ -244,7 +288,8 @@ async def _run(settings: config.Settings, daemon: Daemon | None) -> None:
                 serve,
                 broker,
                 settings.host,
-                settings.port,
+                settings.port if settings.plain_listener else None,
+                tls=TLSContexts(tls_config(settings), context) if context else None,
                 wal=wal,
                 data_dir=settings.data_dir,
                 handle_signals=True,
@@ -256,12 +301,29 @@ async def _run(settings: config.Settings, daemon: Daemon | None) -> None:
         # the HTTP listeners first: a reader waiting for "trimq V listening on" has them all
         for protocol, host, port in http:
             shown = f"[{host}]" if ":" in host else host
-            label = "management" if protocol == "http" else protocol.rpartition("/")[2]
-            print(f"trimq {__version__} {label} listening on http://{shown}:{port}/", flush=True)
+            scheme = "https" if protocol == "https" else "http"
+            label = "management" if protocol in ("http", "https") else protocol.rpartition("/")[2]
+            print(
+                f"trimq {__version__} {label} listening on {scheme}://{shown}:{port}/", flush=True
+            )
+        for host, port in states[0].tls_listeners:
+            shown = f"[{host}]" if ":" in host else host
+            print(f"trimq {__version__} amqps listening on amqps://{shown}:{port}/", flush=True)
         for host, port in addresses:
             print(f"trimq {__version__} listening on {host}:{port}", flush=True)
         if daemon is not None:
-            daemon.ready(addresses)
+            daemon.ready(addresses, states[0].tls_listeners)
+
+
+async def _keep_state(
+    out: list[ServerState],
+    state: ServerState,
+    *,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """A service that only hands the server's state to _run (for the TLS listeners)."""
+    out.append(state)
+    task_status.started([])
 
 
 async def _announced(
@@ -295,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         settings = settings_from(args)
+        context = tls_context(settings)
     except config.ConfigError as exc:
         print(f"trimq-server: invalid configuration: {exc}", file=sys.stderr)
         return EX_CONFIG
@@ -316,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     tune_gc()
     code = 0
     try:
-        trio.run(_run, settings, daemon)
+        trio.run(_run, settings, daemon, context)
     except (StorageError, OSError, BaseExceptionGroup) as exc:
         cause = _startup_failure(exc)
         if cause is None:

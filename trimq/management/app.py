@@ -3,6 +3,7 @@ files (ui.py), RabbitMQ's error answers, and the listener task trimq-server runs
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -64,13 +65,22 @@ async def serve_management(
     host: str | None,
     port: int,
     *,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
     task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The `[management]` listener, a service of trimq/server/app.py's serve()."""
+    """The `[management]` listener, a service of trimq/server/app.py's serve(); HTTPS
+    when `certfile` and `keyfile` are given."""
     async with trio.open_nursery() as nursery:
         bound = await nursery.start(
             lambda task_status: serve_asgi(
-                build_app(state), host, port, name="management", task_status=task_status
+                build_app(state),
+                host,
+                port,
+                name="management",
+                certfile=certfile,
+                keyfile=keyfile,
+                task_status=task_status,
             )
         )
-        task_status.started([("http", h, p) for h, p in bound])
+        task_status.started([("https" if certfile else "http", h, p) for h, p in bound])

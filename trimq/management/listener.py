@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -70,17 +71,28 @@ async def serve_asgi(
     port: int,
     *,
     name: str,
+    certfile: Path | None = None,
+    keyfile: Path | None = None,
     task_status: trio.TaskStatus[list[tuple[str, int]]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve `app` on `host`:`port` until cancelled; reports the bound addresses when it
-    listens, and logs them as `<name>.listening`."""
+    """Serve `app` on `host`:`port` until cancelled (over HTTPS with `certfile` and
+    `keyfile`); reports the bound addresses when it listens, and logs them as
+    `<name>.listening`."""
+    config = _config()
+    if certfile is not None:
+        config.certfile, config.keyfile = str(certfile), str(keyfile or certfile)
+        config.create_ssl_context()  # a bad file fails here, before any socket is bound
     sockets = bind_sockets(host, port)
     addresses = [(s.getsockname()[0], s.getsockname()[1]) for s in sockets]
-    config = _config()
     wrapped = wrap_app(app, config.wsgi_max_body_size, "asgi")
     async with trio.open_nursery() as nursery:
         await nursery.start(
-            partial(worker_serve, wrapped, config, sockets=Sockets([], sockets, []))
+            partial(
+                worker_serve,
+                wrapped,
+                config,
+                sockets=Sockets(sockets, [], []) if certfile else Sockets([], sockets, []),
+            )
         )
         log.info(f"{name}.listening", addresses=[f"{h}:{p}" for h, p in addresses])
         task_status.started(addresses)

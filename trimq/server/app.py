@@ -29,6 +29,7 @@ from trimq.server.notify import Notifier
 from trimq.server.rates import sample_rates
 from trimq.server.resources import Resources
 from trimq.server.state import ServerState, close_connections
+from trimq.server.tls import TLSContexts
 
 log = structlog.get_logger("trimq.server")
 
@@ -130,7 +131,7 @@ async def open_listeners(host: str | None, port: int) -> list[trio.SocketListene
     return listeners
 
 
-async def _handle(state: ServerState, stream: trio.SocketStream) -> None:
+async def _handle(state: ServerState, stream: trio.SocketStream, tls: bool = False) -> None:
     try:
         peer = stream.socket.getpeername()[:2]
         local = stream.socket.getsockname()[:2]
@@ -138,8 +139,12 @@ async def _handle(state: ServerState, stream: trio.SocketStream) -> None:
     except OSError:
         await trio.aclose_forcefully(stream)
         return
+    served: trio.abc.Stream = stream
+    if tls and state.tls is not None:
+        # the context of the moment: a reload changes new connections only
+        served = trio.SSLStream(stream, state.tls.context, server_side=True)
     connection = ServerConnection(
-        stream, state.broker, (peer[0], peer[1]), state.wal, (local[0], local[1]), state.resources
+        served, state.broker, (peer[0], peer[1]), state.wal, (local[0], local[1]), state.resources
     )
     state.connections.add(connection)
     try:
@@ -151,7 +156,7 @@ async def _handle(state: ServerState, stream: trio.SocketStream) -> None:
 
 
 async def _accept_loop(
-    state: ServerState, listener: trio.SocketListener, nursery: trio.Nursery
+    state: ServerState, listener: trio.SocketListener, nursery: trio.Nursery, tls: bool = False
 ) -> None:
     while True:
         try:
@@ -162,7 +167,7 @@ async def _accept_loop(
                 await trio.sleep(0.1)
                 continue
             raise
-        nursery.start_soon(_handle, state, stream)
+        nursery.start_soon(_handle, state, stream, tls)
 
 
 async def _stopper(state: ServerState, nursery: trio.Nursery) -> None:
@@ -250,17 +255,23 @@ async def _timer_task(broker: Broker) -> None:
 
 
 async def _signal_watcher(state: ServerState) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    """SIGINT and SIGTERM stop the server; SIGHUP re-reads the TLS certificates."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async for signum in signals:
             log.info("server.signal", signal=signal.Signals(signum).name)
+            if signum == signal.SIGHUP:
+                if state.tls is not None:
+                    state.tls.reload()
+                continue
             state.request_stop()
 
 
 async def serve(
     broker: Broker,
     host: str | None = None,
-    port: int = 5672,
+    port: int | None = 5672,
     *,
+    tls: TLSContexts | None = None,
     wal: WAL | None = None,
     data_dir: Path | None = None,
     compaction_interval: float = COMPACTION_CHECK_INTERVAL,
@@ -272,13 +283,16 @@ async def serve(
     """Serve `broker` (recovered from `wal`, when it keeps durable state) until cancelled,
     signalled or asked to stop over the control socket in `data_dir`; the log is flushed and
     checkpointed on the way out. Each of `services` is started as
-    `await nursery.start(service, state)` after the AMQP listeners."""
+    `await nursery.start(service, state)` after the AMQP listeners. `port` None: no plain
+    listener; with `tls`, an AMQPS listener on its port too (0: any free port), reported
+    in `state.tls_listeners`."""
     state = ServerState(
         broker,
         wal,
         data_dir=data_dir,
         notifier=notifier or Notifier(),
         resources=Resources.for_broker(broker.config, data_dir),
+        tls=tls,
     )
     wal_closing = False
     try:
@@ -286,13 +300,19 @@ async def serve(
             if wal is not None:
                 await outer.start(wal.run_committer)
                 outer.start_soon(_compactor, wal, wal.segment_size, compaction_interval)
-            listeners = await open_listeners(host, port)
+            listeners = await open_listeners(host, port) if port is not None else []
             state.listeners = [
                 (h, p) for h, p in (lst.socket.getsockname()[:2] for lst in listeners)
+            ]
+            tls_listeners = await open_listeners(host, tls.config.port) if tls else []
+            state.tls_listeners = [
+                (h, p) for h, p in (lst.socket.getsockname()[:2] for lst in tls_listeners)
             ]
             async with trio.open_nursery() as nursery:
                 for listener in listeners:
                     nursery.start_soon(_accept_loop, state, listener, nursery)
+                for listener in tls_listeners:
+                    nursery.start_soon(_accept_loop, state, listener, nursery, True)
                 if data_dir is not None:
                     await nursery.start(serve_control, state, data_dir / CONTROL_SOCKET)
                 if handle_signals:
@@ -308,11 +328,18 @@ async def serve(
                 nursery.start_soon(state.notifier.watchdog)
                 for service in services:
                     state.service_listeners += await nursery.start(service, state)
-                log.info("server.listening", addresses=[f"{h}:{p}" for h, p in state.listeners])
+                log.info(
+                    "server.listening",
+                    addresses=[f"{h}:{p}" for h, p in state.listeners],
+                    tls_addresses=[f"{h}:{p}" for h, p in state.tls_listeners],
+                )
                 state.notifier.notify(
                     "READY=1",
                     "STATUS=accepting AMQP connections on "
-                    + ", ".join(f"{h}:{p}" for h, p in state.listeners),
+                    + ", ".join(
+                        [f"{h}:{p}" for h, p in state.listeners]
+                        + [f"{h}:{p} (TLS)" for h, p in state.tls_listeners]
+                    ),
                 )
                 task_status.started(state.listeners)
             if wal is not None:

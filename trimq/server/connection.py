@@ -37,6 +37,8 @@ from trimq.server.channel import Channel
 from trimq.server.handshake import PeerGone, handshake, is_loopback
 from trimq.server.output import Output
 from trimq.server.resources import Resources
+from trimq.server.tls_peer import TLSDetails
+from trimq.server.tls_peer import details as tls_details
 
 if TYPE_CHECKING:
     from storage import WAL
@@ -109,6 +111,7 @@ class ServerConnection:
         self._paused_scope: trio.CancelScope | None = None  # either pause: Close cancels it
         self._drained = trio.Event()  # the writer took the output: a paused reader goes on
         self._wake = trio.Event()
+        self._sending = False  # the writer is in the middle of a send
         self.channels: dict[int, Channel] = {}
         self.proto = ConnectionMachine(self.channels, config.channel_max)
         self.exclusive_queues: list[Queue] = []
@@ -120,6 +123,8 @@ class ServerConnection:
         self.last_sent = trio.current_time()
         self._reader_scope = trio.CancelScope()
         self._unauthenticated = False  # counted in resources.handshakes
+        # the TLS session's details once its handshake is done; None on the plain listener
+        self.tls: TLSDetails | None = None
 
     @property
     def channel_max(self) -> int:
@@ -184,7 +189,9 @@ class ServerConnection:
                     data, self.out = self.out, Output()
                     self.replies = 0
                     self._drained.set()
+                    self._sending = True
                     await data.send_to(stream)
+                    self._sending = False
                     self.last_sent = trio.current_time()
                     self.stats.send_oct += len(data)
                     self.stats.send_cnt += 1
@@ -193,6 +200,7 @@ class ServerConnection:
                 if self.proto.state is CLOSED:
                     return
         except (trio.BrokenResourceError, trio.ClosedResourceError):
+            self._sending = False
             self.out.clear()
             self.proto.event(ConnectionEvent.GONE)
             self._reader_scope.cancel()  # the peer is gone: stop reading too
@@ -213,6 +221,8 @@ class ServerConnection:
         self._unauthenticated = True
         try:
             with trio.move_on_after(self.broker.config.handshake_timeout) as timeout:
+                if isinstance(self.stream, trio.SSLStream) and not await self._tls_handshake():
+                    return
                 opened = await handshake(self)
             if timeout.cancelled_caught:
                 log.info("connection.handshake_timeout", peer=self.peer)
@@ -234,7 +244,9 @@ class ServerConnection:
                 self.proto.event(ConnectionEvent.GONE)
                 self._wake.set()
                 with trio.move_on_after(CLOSE_TIMEOUT):
-                    while self.out and not nursery.cancel_scope.cancel_called:
+                    # `out` and what the writer is still sending (a TLS stream's send
+                    # awaits the encrypted write; cancelling it would lose the Close-Ok)
+                    while (self.out or self._sending) and not nursery.cancel_scope.cancel_called:
                         await trio.sleep(0.01)
                 nursery.cancel_scope.cancel()
         except (PeerGone, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -253,6 +265,19 @@ class ServerConnection:
                 self.resources.connections -= 1
                 self.broker.totals.connections_closed += 1
                 log.info("connection.closed", peer=self.peer, user=self.username)
+
+    async def _tls_handshake(self) -> bool:
+        """The TLS handshake (it counts against the handshake timeout); False if it failed:
+        no certificate when one is required, an untrusted one, a refused version."""
+        assert isinstance(self.stream, trio.SSLStream)
+        try:
+            await self.stream.do_handshake()
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            cause = exc.__cause__
+            log.info("connection.tls_handshake_failed", peer=self.peer, error=str(cause or exc))
+            return False
+        self.tls = tls_details(self.stream)
+        return True
 
     def authenticated(self) -> None:
         """No longer counted among the sockets not yet authenticated."""

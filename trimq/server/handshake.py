@@ -29,8 +29,10 @@ from trimq.errors import (
     ConnectionError,
     reply_text,
 )
+from trimq.server.tls_peer import login_name
 
 if TYPE_CHECKING:
+    from trimq.broker.auth import User
     from trimq.server.connection import ServerConnection
 
 log = structlog.get_logger("trimq.connection")
@@ -46,6 +48,10 @@ CAPABILITIES = (
     "per_consumer_qos",
     "direct_reply_to",
 )
+
+
+# every mechanism trimq knows, in the order RabbitMQ lists them in Connection.Start
+MECHANISMS = ("EXTERNAL", "AMQPLAIN", "PLAIN")
 
 
 class PeerGone(Exception):
@@ -112,10 +118,9 @@ async def handshake(conn: ServerConnection) -> bool:
         log.info("connection.bad_protocol_header", peer=conn.peer, header=repr(header))
         await conn.send_now(spec.PROTOCOL_HEADER)
         return False
+    offered = " ".join(mechanisms(conn)).encode()
     await conn.send_now(
-        frames.method_frame(
-            0, spec.ConnectionStart(0, 9, server_properties(), b"AMQPLAIN PLAIN", b"en_US")
-        )
+        frames.method_frame(0, spec.ConnectionStart(0, 9, server_properties(), offered, b"en_US"))
     )
     proto.event(ConnectionEvent.PROTOCOL_HEADER)
     start_ok: spec.ConnectionStartOk = await next_method(conn)
@@ -176,12 +181,34 @@ async def handshake(conn: ServerConnection) -> bool:
     return True
 
 
-def credentials(start_ok: spec.ConnectionStartOk) -> tuple[str, str | None]:
+def mechanisms(conn: ServerConnection) -> list[str]:
+    """The configured mechanisms this connection is offered, in RabbitMQ's order. As
+    RabbitMQ, EXTERNAL is offered on every TLS connection (one without a client certificate
+    is refused when it tries, with a clearer reason than a failed negotiation) and never on
+    the plain listener."""
+    configured = conn.broker.config.auth_mechanisms
+    return [
+        name
+        for name in MECHANISMS
+        if name in configured and (name != "EXTERNAL" or conn.tls is not None)
+    ]
+
+
+def credentials(
+    start_ok: spec.ConnectionStartOk, offered: list[str] | None = None
+) -> tuple[str, str | None]:
     """The user name and password (None: not a string, so refused). A response that does
     not parse closes the connection without a frame, as RabbitMQ; the error names
     neither the response nor any of its octets (it holds the password)."""
     mechanism = start_ok.mechanism
     response = start_ok.response
+    if offered is not None and mechanism in MECHANISMS and mechanism not in offered:
+        raise ConnectionError(
+            COMMAND_INVALID,
+            f"invalid authentication mechanism '{mechanism}'",
+            start_ok.CLASS_ID,
+            start_ok.METHOD_ID,
+        )
     if mechanism == "PLAIN":
         # As RabbitMQ: NUL, user name, NUL, password; no authorisation identity.
         parts = response.split(b"\x00")
@@ -212,8 +239,12 @@ async def authenticate(conn: ServerConnection, start_ok: spec.ConnectionStartOk)
     """Check the credentials; a refused login gets RabbitMQ's 403 Connection.Close (if the
     client has the authentication_failure_close capability) and the socket is kept up
     to 3 s for its Close-Ok (`serve`), as RabbitMQ does."""
-    name, password = credentials(start_ok)
-    user = conn.broker.users.authenticate(name, password) if password is not None else None
+    if start_ok.mechanism == "EXTERNAL":
+        user, name, reason = external_user(conn, start_ok)
+    else:
+        name, password = credentials(start_ok, mechanisms(conn))
+        user = conn.broker.users.authenticate(name, password) if password is not None else None
+        reason = "invalid credentials"
     if (
         user is not None
         and name in conn.broker.config.loopback_users
@@ -233,7 +264,7 @@ async def authenticate(conn: ServerConnection, start_ok: spec.ConnectionStartOk)
             peer=conn.peer,
             user=name,
             mechanism=start_ok.mechanism,
-            reason="invalid credentials",
+            reason=reason,
         )
     if user is not None:
         conn.username = user.name
@@ -250,6 +281,20 @@ async def authenticate(conn: ServerConnection, start_ok: spec.ConnectionStartOk)
         )
     conn.proto.event(ConnectionEvent.REFUSE)
     return False
+
+
+def external_user(
+    conn: ServerConnection, start_ok: spec.ConnectionStartOk
+) -> tuple[User | None, str, str]:
+    """EXTERNAL: the user named by the verified client certificate, which must exist (no
+    password is checked); (user, name, why it is refused)."""
+    if "EXTERNAL" not in mechanisms(conn):
+        credentials(start_ok, mechanisms(conn))  # raises: not offered here
+    name = login_name(conn.tls, conn.broker.config.ssl_cert_login_from)
+    if name is None:
+        return None, "", "connection peer presented no TLS (x.509) certificate"
+    user = conn.broker.users.users.get(name)
+    return user, name, f"user '{name}' - invalid credentials"
 
 
 def apply_tune(conn: ServerConnection, tune_ok: spec.ConnectionTuneOk) -> None:

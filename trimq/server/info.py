@@ -19,6 +19,7 @@ from trimq.broker.exchange import Exchange
 from trimq.broker.queue import Queue
 from trimq.broker.vhost import VHost
 from trimq.server.connection import Pause
+from trimq.server.tls_peer import info_fields
 
 if TYPE_CHECKING:
     from trimq.server.channel import Channel
@@ -206,7 +207,7 @@ def connection_rows(state: ServerState) -> list[dict[str, Any]]:
                 "host": connection.local[0],
                 "peer_port": connection.peer[1],
                 "peer_host": connection.peer[0],
-                "ssl": False,
+                **info_fields(connection.tls, ""),
                 "state": connection_state(connection, state),
                 "channels": len(connection.channels),
                 "protocol": [0, 9, 1],

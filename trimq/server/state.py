@@ -19,6 +19,7 @@ from trimq.broker.broker import Broker
 from trimq.server.connection import ServerConnection
 from trimq.server.notify import Notifier
 from trimq.server.resources import Resources
+from trimq.server.tls import TLSContexts
 
 SHUTDOWN_GRACE = 3.0  # seconds closed clients get to answer Connection.Close
 
@@ -32,6 +33,8 @@ class ServerState:
     stop_requested: trio.Event = field(default_factory=trio.Event)
     started_at: float = field(default_factory=time.time)
     listeners: list[tuple[str, int]] = field(default_factory=list)
+    tls_listeners: list[tuple[str, int]] = field(default_factory=list)  # AMQPS
+    tls: TLSContexts | None = None  # the AMQPS listener's context, when it has one
     # what the services beside AMQP listen on: (protocol, host, port), e.g. ("http", ...)
     service_listeners: list[tuple[str, str, int]] = field(default_factory=list)
     data_dir: Path | None = None

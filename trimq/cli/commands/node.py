@@ -303,3 +303,32 @@ register(
         banner=stop_banner,
     )
 )
+
+
+# -- reload_tls -------------------------------------------------------------------------------
+
+
+def run_reload_tls(ctx: Context) -> int:
+    try:
+        result = ctx.call("reload_tls", {})
+    except BrokerError as exc:
+        raise default_error(ctx, exc) from None
+    warning = result.get("warning") if isinstance(result, Mapping) else None
+    if warning:
+        return ctx.message(f"Warning: {warning}")
+    return ctx.ok()
+
+
+register(
+    Command(
+        "reload_tls",
+        "reload_tls",
+        "Re-reads the TLS certificate, key and CA files for new AMQPS connections (existing "
+        "ones keep theirs); on error the files in use stay",
+        Section.NODES,
+        run_reload_tls,
+        banner=lambda args, opts: [
+            f"Reloading TLS certificates on node {opts.get('node', '')} ..."
+        ],
+    )
+)

@@ -24,6 +24,7 @@ from trimq.management.message_stats import with_message_stats
 from trimq.management.routes import endpoint, no_content, route
 from trimq.server.info import NODE, connection_state
 from trimq.server.rates import channel_stats
+from trimq.server.tls_peer import info_fields
 
 if TYPE_CHECKING:
     from trimq.server.channel import Channel
@@ -43,9 +44,6 @@ def render_connection(ctx: Context, connection: ServerConnection) -> dict[str, A
         "host": connection.local[0],
         "name": connection.name,
         "node": NODE,
-        "peer_cert_issuer": None,
-        "peer_cert_subject": None,
-        "peer_cert_validity": None,
         "peer_host": connection.peer[0],
         "peer_port": connection.peer[1],
         "port": connection.local[1],
@@ -55,17 +53,13 @@ def render_connection(ctx: Context, connection: ServerConnection) -> dict[str, A
         "send_cnt": connection.stats.send_cnt,
         "send_oct": connection.stats.send_oct,
         "send_pend": len(connection.out),
-        "ssl": False,
-        "ssl_cipher": None,
-        "ssl_hash": None,
-        "ssl_key_exchange": None,
-        "ssl_protocol": None,
         "state": connection_state(connection, ctx.state),
         "timeout": connection.heartbeat,
         "type": "network",
         "user": connection.username,
         "user_who_performed_action": connection.username,
         "vhost": connection.vhost.name,
+        **info_fields(connection.tls, None),
     }
 
 

@@ -104,7 +104,9 @@ async def check_alarms(ctx: Context) -> Any:
 async def check_port_listener(ctx: Context) -> Any:
     port = ctx.params["port"]
     ports = sorted(
-        {p for _, p in ctx.state.listeners} | {p for _, _, p in ctx.state.service_listeners}
+        {p for _, p in ctx.state.listeners}
+        | {p for _, p in ctx.state.tls_listeners}
+        | {p for _, _, p in ctx.state.service_listeners}
     )
     if port.isdigit() and int(port) in ports:
         return {"status": "ok", "port": int(port)}
@@ -117,6 +119,7 @@ async def check_port_listener(ctx: Context) -> Any:
 async def check_protocol_listener(ctx: Context) -> Any:
     protocol = ctx.params["protocol"]
     protocols = {"amqp"} if ctx.state.listeners else set()
+    protocols |= {"amqp/ssl", "amqps"} if ctx.state.tls_listeners else set()
     protocols |= {p for p, _, _ in ctx.state.service_listeners}
     if protocol in protocols or (protocol == "amqp091" and "amqp" in protocols):
         return {"status": "ok", "protocol": protocol}

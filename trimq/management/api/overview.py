@@ -65,6 +65,7 @@ def totals(ctx: Context) -> tuple[dict[str, int], dict[str, int]]:
 
 def listeners(ctx: Context) -> list[dict[str, Any]]:
     amqp = [("amqp", host, port) for host, port in ctx.state.listeners]
+    amqp += [("amqp/ssl", host, port) for host, port in ctx.state.tls_listeners]
     return [
         {"node": NODE, "protocol": protocol, "ip_address": host, "port": port}
         for protocol, host, port in (*amqp, *ctx.state.service_listeners)

@@ -35,14 +35,22 @@ async def _status(state: ServerState, args: dict[str, Any]) -> Any:
         "version": __version__,
         "node": info.NODE,
         "data_dir": str(state.data_dir) if state.data_dir else "",
-        "listeners": [list(address) for address in state.listeners],
+        "listeners": [list(address) for address in state.listeners]
+        + [[host, port, "amqp/ssl"] for host, port in state.tls_listeners],
         "uptime": round(time.time() - state.started_at, 3),
         "connections": sum(1 for c in state.connections if c.opened),
         "queues": len(queues),
         "messages": sum(q.message_count for q in queues),
         "tasks": count_tasks(),
         "open_files": count_open_files(),
-        "warnings": [w for w in (exposure_warning(state.data_dir),) if w],
+        "warnings": [
+            w
+            for w in (
+                exposure_warning(state.data_dir),
+                state.tls.warning() if state.tls is not None else None,
+            )
+            if w
+        ],
         **state.resources.status(),
     }
 
@@ -107,6 +115,18 @@ async def _set_disk_free_limit(state: ServerState, args: dict[str, Any]) -> Any:
     state.resources.set_disk_free_limit(limit)
     log.info("control.disk_free_limit", limit=limit)
     return {}
+
+
+@command("reload_tls")
+async def _reload_tls(state: ServerState, args: dict[str, Any]) -> Any:
+    """Re-read the TLS certificate, key and CA files for new connections; on error the
+    current ones stay and the error is the answer."""
+    if state.tls is None:
+        raise AdminError(ErrorKind.ERROR, "no TLS listener is configured ('tls.port' is 0)")
+    error = state.tls.reload()
+    if error is not None:
+        raise AdminError(ErrorKind.ERROR, f"TLS certificates not reloaded: {error}")
+    return {"warning": state.tls.warning()}
 
 
 @command("stop")
