@@ -73,6 +73,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "purge_queue": ("vhost", "queue"),
     "peek_queue": ("vhost", "queue", "offset", "count", "unacked"),
     "find_message": ("vhost", "message_id", "correlation_id"),
+    "reload_tls": (),
     "close_connection": ("name", "reason"),
     "close_all_connections": ("vhost", "limit", "reason"),
     "set_policy": ("vhost", "name", "pattern", "definition", "priority", "apply_to"),
