@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -30,10 +31,29 @@ LISTENING = re.compile(rb"^trimq \S+ listening on .*:(\d+)")
 MANAGEMENT_LISTENING = re.compile(rb"^trimq \S+ management listening on http://.*:(\d+)/")
 PROMETHEUS_LISTENING = re.compile(rb"^trimq \S+ prometheus listening on http://.*:(\d+)/")
 
+# Servers a test starts by hand serve no HTTP (port 0 turns a listener off); start_server gives
+# each of its servers free ports of 127.0.0.1 for both.
 os.environ.setdefault("TRIMQ_MANAGEMENT_HOST", "127.0.0.1")
 os.environ.setdefault("TRIMQ_MANAGEMENT_PORT", "0")
 os.environ.setdefault("TRIMQ_PROMETHEUS_HOST", "127.0.0.1")
 os.environ.setdefault("TRIMQ_PROMETHEUS_PORT", "0")
+
+
+def free_port() -> int:
+    """A port of 127.0.0.1 free now (the kernel does not hand it out again at once)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _http_ports(extra: tuple[str, ...]) -> list[str]:
+    """--management-port/--prometheus-port with free ports, unless the test chose its own."""
+    flags = []
+    for name in ("management", "prometheus"):
+        if not any(arg in (f"--{name}-port", f"--no-{name}") for arg in extra):
+            flags += [f"--{name}-port", str(free_port())]
+    return flags
 
 
 @dataclass
@@ -86,6 +106,7 @@ def start_server(
         str(data_dir),
         "--log-level",
         os.environ.get("TRIMQ_TEST_LOG_LEVEL", "info"),
+        *_http_ports(extra),
         *extra,
     ]
     log_file = Path(log_path).open("wb") if log_path is not None else None  # noqa: SIM115

@@ -35,7 +35,7 @@ def _overview(port: int) -> requests.Response:
     )
 
 
-def test_listener_on_a_free_port_by_default_in_tests(tmp_path: Path) -> None:
+def test_listener_listed_logged_and_stopped(tmp_path: Path) -> None:
     log = tmp_path / "log"
     server = start_server(tmp_path / "data", log_path=log)
     try:
@@ -55,7 +55,7 @@ def test_listener_on_a_free_port_by_default_in_tests(tmp_path: Path) -> None:
         socket.create_connection(("127.0.0.1", server.management_port), timeout=2).close()
 
 
-def test_two_servers_with_port_0_get_different_ports(tmp_path: Path) -> None:
+def test_two_servers_serve_their_own_ports(tmp_path: Path) -> None:
     first = start_server(tmp_path / "one")
     second = start_server(tmp_path / "two")
     try:
@@ -75,6 +75,19 @@ def test_listener_off(tmp_path: Path) -> None:
             assert connection.is_open
     finally:
         assert stop_server(server) == 0
+
+
+def test_port_0_turns_the_listener_off(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", "--management-port", "0")
+    try:
+        assert server.management_port is None
+        assert server.prometheus_port  # the Prometheus listener is independent
+        with server.connect() as connection:
+            assert connection.is_open
+    finally:
+        assert stop_server(server) == 0
+    settings = config.load(None, {"TRIMQ_MANAGEMENT_PORT": "0"}, {})
+    assert not settings.serves_management and settings.serves_prometheus
 
 
 def test_listener_off_from_the_environment(tmp_path: Path) -> None:

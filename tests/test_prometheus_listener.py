@@ -1,7 +1,7 @@
-"""trimq's Prometheus listener: on a free port (as every test server runs it), printed, logged
-and listed in the overview like RabbitMQ's `http/prometheus` listener, off with
---no-prometheus, configured from the file, stopped with the broker; and its figures checked
-against the broker's own state."""
+"""trimq's Prometheus listener: on the port given (a free one for every test server), printed,
+logged and listed in the overview like RabbitMQ's `http/prometheus` listener, off with
+--no-prometheus or port 0, configured from the file, stopped with the broker; and its figures
+checked against the broker's own state."""
 
 from __future__ import annotations
 
@@ -66,6 +66,17 @@ def test_no_prometheus_serves_nothing(tmp_path: Path) -> None:
         assert server.management_port  # the management listener is independent
     finally:
         assert stop_server(server) == 0
+
+
+def test_port_0_turns_the_listener_off(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "data", "--prometheus-port", "0")
+    try:
+        assert server.prometheus_port is None
+        assert server.management_port
+    finally:
+        assert stop_server(server) == 0
+    settings = config.load(None, {"TRIMQ_PROMETHEUS_PORT": "0"}, {})
+    assert not settings.serves_prometheus and settings.serves_management
 
 
 def test_configuration_keys_and_flags() -> None:

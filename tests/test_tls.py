@@ -47,7 +47,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def tls_broker(tmp_path: Path, certs: Path) -> Iterator[TLSBroker]:
-    broker = start_tls_server(tmp_path, certs, "--management-port", "0")
+    broker = start_tls_server(tmp_path, certs)
     yield broker
     assert broker.server is not None
     stop_server(broker.server)

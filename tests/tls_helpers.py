@@ -14,19 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import trustme
-from conftest import Broker, start_server
+from conftest import Broker, free_port, start_server
 from pika import spec
 
 # the file names a certificate directory holds (tests/tls_helpers.make_certs writes them; a
 # RabbitMQ node checked with TRIMQ_TEST_TLS_CERTS uses the same directory)
 CLIENTS = ("guest", "nobody", "other")  # CN guest; CN nobody; CN guest from another CA
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def make_certs(directory: Path, ca: trustme.CA | None = None) -> trustme.CA:

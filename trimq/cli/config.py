@@ -10,9 +10,9 @@ command-line flags. Every key is checked at start; a bad one is refused with its
              connection_output_buffer, consumer_timeout (milliseconds; 0 disables)
     [resources] memory_high_watermark (fraction of RAM), memory_high_watermark_absolute,
              disk_free_limit
-    [management] enabled, host, port (the HTTP API; 0: any free port, printed on start),
+    [management] enabled, host, port (the HTTP API; port 0 or enabled = false: not served),
              certfile, keyfile (both set: the API is served over HTTPS)
-    [prometheus] enabled, host, port (/metrics; 0: any free port, printed on start)
+    [prometheus] enabled, host, port (/metrics; port 0 or enabled = false: not served)
     [tls]    port (the AMQPS listener; 0, the default: none), certfile, keyfile, cacertfile,
              password (of an encrypted key), verify ("verify_none" | "verify_peer"),
              fail_if_no_peer_cert, versions (default ["tlsv1.2", "tlsv1.3"]), ciphers
@@ -94,6 +94,16 @@ class Settings:
     tls_versions: list[str] = field(default_factory=lambda: ["tlsv1.2", "tlsv1.3"])
     tls_ciphers: str = ""
     config_file: Path | None = None
+
+    @property
+    def serves_management(self) -> bool:
+        """Whether the management listener runs: `port = 0` turns it off, as `enabled = false`."""
+        return self.management_enabled and self.management_port != 0
+
+    @property
+    def serves_prometheus(self) -> bool:
+        """Whether the Prometheus listener runs: `port = 0` turns it off, as `enabled = false`."""
+        return self.prometheus_enabled and self.prometheus_port != 0
 
     @property
     def plain_listener(self) -> bool:

@@ -126,7 +126,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--management-port",
         type=int,
         default=None,
-        help="management HTTP API port (default 15672; 0: any free port, printed on start)",
+        help="management HTTP API port (default 15672; 0: not served)",
     )
     parser.add_argument(
         "--no-management",
@@ -145,7 +145,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--prometheus-port",
         type=int,
         default=None,
-        help="Prometheus metrics port (default 15692; 0: any free port, printed on start)",
+        help="Prometheus metrics port (default 15692; 0: not served)",
     )
     parser.add_argument(
         "--no-prometheus",
@@ -221,7 +221,7 @@ def tls_config(settings: config.Settings) -> TLSConfig:
 def tls_context(settings: config.Settings) -> ssl.SSLContext | None:
     """The AMQPS listener's context, built before the start so that a bad file is a
     configuration error (and the management API's HTTPS files are checked too)."""
-    if settings.management_enabled and settings.management_certfile is not None:
+    if settings.serves_management and settings.management_certfile is not None:
         check = TLSConfig(
             certfile=settings.management_certfile, keyfile=settings.management_keyfile
         )
@@ -253,7 +253,7 @@ async def _run(
     states: list[ServerState] = []
     services: list[Service] = [partial(_keep_state, states)]
     http: list[tuple[str, str, int]] = []
-    if settings.management_enabled:
+    if settings.serves_management:
         # imported only when used: the HTTP stack costs start-up time
         from trimq.management.app import serve_management  # noqa: PLC0415
 
@@ -270,7 +270,7 @@ async def _run(
                 ),
             )
         )
-    if settings.prometheus_enabled:
+    if settings.serves_prometheus:
         from trimq.management.prometheus_app import serve_prometheus  # noqa: PLC0415
 
         services.append(
