@@ -193,8 +193,9 @@ class Trimq(Broker):
         env = dict(os.environ)
         if self.src is not None:
             env["PYTHONPATH"] = str(self.src)
-        # the management and Prometheus listeners on free ports of 127.0.0.1, so that runs
-        # side by side never collide on 15672 or 15692 (older revisions ignore the variables)
+        # port 0: no management or Prometheus listener (bench/management.py measures them), so
+        # runs side by side never collide on 15672 or 15692 (revisions before that took 0 as
+        # any free port of 127.0.0.1; older ones ignore the variables)
         env.setdefault("TRIMQ_MANAGEMENT_HOST", "127.0.0.1")
         env.setdefault("TRIMQ_MANAGEMENT_PORT", "0")
         env.setdefault("TRIMQ_PROMETHEUS_HOST", "127.0.0.1")

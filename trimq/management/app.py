@@ -43,6 +43,7 @@ def internal_error(request: Request, exc: Exception) -> Response:
         path=request.url.path,
         error=str(exc),
         error_type=type(exc).__name__,
+        exc_info=exc,
     )
     return JSONResponse({"error": "internal_server_error", "reason": type(exc).__name__}, 500)
 

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from trimq.management.app import internal_error
 from trimq.management.listener import serve_asgi
 from trimq.management.prometheus import CONTENT_TYPE, BrokerCollector, scrape
 from trimq.server.state import ServerState
@@ -32,7 +33,8 @@ def build_app(state: ServerState) -> Starlette:
         routes=[
             Route("/metrics", metrics, methods=["GET"]),
             Route("/metrics/per-object", metrics_per_object, methods=["GET"]),
-        ]
+        ],
+        exception_handlers={Exception: internal_error},  # logged, answered 500 in JSON
     )
 
 

@@ -1,8 +1,9 @@
 """How an API family declares its endpoints: `route(path, GET=handler, PUT=handler, ...)`,
 each handler marked with the tag level it needs by `@endpoint(level)`.
 
-The route authenticates the request for the method's level, decodes the path parameters and
-turns what the handler returns into a JSON answer (a Response is sent as it is)."""
+The route authenticates the request for the method's level, decodes the path parameters,
+answers a change only once the log has it on disk, and turns what the handler returns into a
+JSON answer (a Response is sent as it is)."""
 
 from __future__ import annotations
 
@@ -64,6 +65,11 @@ def route(path: str, **methods: Endpoint) -> Route:
         except UnicodeDecodeError:
             raise not_found() from None
         result = await chosen.handler(Context(request, state, user, params))
+        wal = state.wal
+        if method != "GET" and wal is not None and wal.last_lsn > wal.durable_lsn:
+            # what the request changed (a user, a vhost, a policy...) is on disk before the
+            # answer, as a durable declaration's -Ok on AMQP: a 201 or 204 survives a crash
+            await wal.wait_durable(wal.last_lsn)
         if isinstance(result, Response):
             return result
         return JSONResponse(result, headers=NO_CACHE)

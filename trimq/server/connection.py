@@ -209,6 +209,8 @@ class ServerConnection:
         """Send during the handshake, before the writer task runs."""
         await self.stream.send_all(data)
         self.last_sent = trio.current_time()
+        self.stats.send_oct += len(data)
+        self.stats.send_cnt += 1
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 import trio
 
+from storage import WALFailed
 from trimq.admin_errors import AdminError, ErrorKind
 from trimq.server.control.registry import COMMANDS
 from trimq.server.state import ServerState
@@ -125,6 +126,13 @@ async def _dispatch(state: ServerState, request: Any) -> dict[str, Any]:
             ErrorKind.INTERNAL,
             f"{name} failed unexpectedly ({type(exc).__name__}); see the broker log",
         )
+    wal = state.wal if state is not None else None
+    if wal is not None and wal.last_lsn > wal.durable_lsn:
+        # what the command changed is on disk before trimqctl reports it done
+        try:
+            await wal.wait_durable(wal.last_lsn)
+        except WALFailed as exc:
+            return _failure(ErrorKind.ERROR, f"{name}: the log has failed ({exc})")
     log.info(
         "control.command",
         command=name,
