@@ -31,6 +31,13 @@ def render(vhost: VHost, state: ServerState | None = None) -> dict[str, Any]:
         "tracing": False,
         "cluster_state": {NODE: "running"},
     }
+    ready = unacked = 0
+    for queue in vhost.queues.values():
+        ready += len(queue.ready)
+        unacked += queue.unacked
+    answer["messages"] = ready + unacked
+    answer["messages_ready"] = ready
+    answer["messages_unacknowledged"] = unacked
     if state is not None:
         with_message_stats(answer, vhost_stats(state, vhost), "vhost")
     return answer
