@@ -160,6 +160,11 @@ def test_counters_and_depths_follow_the_messages(
         connection.close()
 
 
+def of(samples: Samples, name: str) -> set[float]:
+    """The values of every series of the family `name`."""
+    return {v for (n, _), v in samples.items() if n == name}
+
+
 def test_unacked_deliveries_show_on_queue_and_channel(
     broker: Broker, prometheus_url: str, unique: str
 ) -> None:
@@ -175,18 +180,21 @@ def test_unacked_deliveries_show_on_queue_and_channel(
         assert pump(connection, lambda: len(got) == 3)
 
         def matches() -> bool:
+            # RabbitMQ's queue and channel figures are collected separately, each up to 5 s
+            # late: wait until both show the deliveries
             _, samples, _ = scrape(prometheus_url + "/metrics/per-object")
             labels = (("queue", unique), ("vhost", "/"))
             return (
                 samples.get(("rabbitmq_queue_messages_unacked", labels)) == 3
                 and samples.get(("rabbitmq_queue_messages_ready", labels)) == 2
                 and samples.get(("rabbitmq_queue_messages", labels)) == 5
+                and 3 in of(samples, "rabbitmq_channel_messages_unacked")
             )
 
         assert poll(matches)
         _, samples, _ = scrape(prometheus_url + "/metrics/per-object")
-        assert 3 in {v for (n, _), v in samples.items() if n == "rabbitmq_channel_messages_unacked"}
-        assert 3 in {v for (n, _), v in samples.items() if n == "rabbitmq_consumer_prefetch"}
+        assert 3 in of(samples, "rabbitmq_channel_messages_unacked")
+        assert 3 in of(samples, "rabbitmq_consumer_prefetch")
     finally:
         if connection.is_open:
             connection.close()
