@@ -1,7 +1,7 @@
 """What the messaging endpoints share with an AMQP channel: the same permission checks
-(configure, write, read on a resource, the default exchange being `amq.default`), answers
-sent once the change is durable, the model's errors turned into RabbitMQ's HTTP answers, and
-JSON tables turned into typed AMQP tables with the types RabbitMQ gives JSON values."""
+(configure, write, read on a resource, the default exchange being `amq.default`), the
+model's errors turned into RabbitMQ's HTTP answers, and JSON tables turned into typed AMQP
+tables with the types RabbitMQ gives JSON values."""
 
 from __future__ import annotations
 
@@ -36,15 +36,6 @@ def permit(ctx: Context, vhost: str, kind: str, name: str) -> None:
         name = "amq.default"
     if not ctx.broker.users.allowed(vhost, ctx.user.name, kind, name):
         raise not_authorised("Access refused.")
-
-
-async def durable(ctx: Context) -> None:
-    """Wait until what the request journaled is on disk, as the -Ok of a durable declaration
-    waits on AMQP: a 201 or 204 is never lost by a crash after it. No wait when the log
-    holds nothing newer than its last fsync (non-durable objects, no storage)."""
-    wal = ctx.state.wal
-    if wal is not None and wal.last_lsn > wal.durable_lsn:
-        await wal.wait_durable(wal.last_lsn)
 
 
 def http_error(exc: AMQPError) -> ApiError:

@@ -23,7 +23,6 @@ from trimq.broker.queue import Queue
 from trimq.broker.vhost import VHost
 from trimq.errors import AMQPError
 from trimq.management.amqp_ops import (
-    durable,
     http_error,
     json_table,
     permit,
@@ -218,7 +217,6 @@ async def create_binding(ctx: Context) -> Response:
         vhost.bind(source, destination, routing_key, arguments)
     except AMQPError as exc:
         raise http_error(exc) from None
-    await durable(ctx)
     key = properties_key(routing_key, arguments)
     location = f"{quote(destination_name, safe='')}/{quote(key, safe='')}"
     return Response(status_code=201, headers={"location": location})
@@ -239,7 +237,6 @@ async def delete_binding(ctx: Context) -> Response:
         vhost.unbind(source, binding.destination, binding.routing_key, binding.arguments)
     except AMQPError as exc:
         raise http_error(exc) from None
-    await durable(ctx)
     return no_content()
 
 

@@ -14,7 +14,6 @@ from trimq.broker.vhost import DEFAULT_EXCHANGES, VHost
 from trimq.errors import AMQPError
 from trimq.management.amqp_ops import (
     VHOST_NOT_FOUND,
-    durable,
     http_error,
     json_table,
     permit,
@@ -119,7 +118,6 @@ async def put_exchange(ctx: Context) -> Response:
         )[1]
     except AMQPError as exc:
         raise http_error(exc) from None
-    await durable(ctx)
     return created() if made else no_content()
 
 
@@ -133,7 +131,6 @@ async def delete_exchange(ctx: Context) -> Response:
         vhost.delete_exchange(exchange.name, if_unused=as_bool(ctx.query("if-unused")))
     except AMQPError as exc:
         raise http_error(exc) from None
-    await durable(ctx)
     return no_content()
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 from starlette.responses import Response
 
+from trimq.broker.deletion import DeletionRefused, check_deletable
 from trimq.broker.queue import Queue
 from trimq.broker.vhost import VHost
 from trimq.errors import AMQPError
 from trimq.management.amqp_ops import (
     VHOST_NOT_FOUND,
-    durable,
     http_error,
     json_table,
     permit,
@@ -181,7 +181,6 @@ async def put_queue(ctx: Context) -> Response:
         )[1]
     except AMQPError as exc:
         raise http_error(exc) from None
-    await durable(ctx)
     return created() if made else no_content()
 
 
@@ -189,13 +188,11 @@ async def put_queue(ctx: Context) -> Response:
 async def delete_queue(ctx: Context) -> Response:
     vhost, queue = _queue(ctx)
     permit(ctx, vhost.name, "configure", queue.name)
-    what = vhost.describe("queue", queue.name)
-    if as_bool(ctx.query("if-unused")) and queue.consumers:
-        raise bad_request(f"{what} in use")
-    if as_bool(ctx.query("if-empty")) and queue.ready:  # as Queue.Delete if-empty
-        raise bad_request(f"{what} not empty")
+    try:  # the rule Queue.Delete and trimqctl delete_queue follow
+        check_deletable(queue, as_bool(ctx.query("if-unused")), as_bool(ctx.query("if-empty")))
+    except DeletionRefused as refused:
+        raise bad_request(f"{vhost.describe('queue', queue.name)} {refused.refusal}") from None
     vhost.delete_queue(queue)
-    await durable(ctx)
     return no_content()
 
 
