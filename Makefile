@@ -16,7 +16,7 @@ run: $(VENV)/.installed
 	$(VENV)/bin/trimq-server --port $(PORT) --data-dir $(DATA_DIR)
 
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=20
 
 # The tests whose expectations are RabbitMQ's behaviour, against a private RabbitMQ 3.10 node
 # (installed with apt-get if missing): the check that "same as RabbitMQ" still holds.

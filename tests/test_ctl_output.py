@@ -97,10 +97,12 @@ class FakeBroker:
                     return
 
     def stop(self) -> None:
+        """As the broker: the socket's name goes before the socket, so a client that finds
+        the socket dead finds the name gone."""
         self.running = False
-        self.sock.close()
         if self.path.exists():
             self.path.unlink()
+        self.sock.close()
 
     @property
     def last(self) -> dict[str, Any]:

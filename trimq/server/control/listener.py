@@ -15,9 +15,9 @@ from typing import Any
 import structlog
 import trio
 
-from storage import WALFailed
+from storage import WALClosed, WALFailed
 from trimq.admin_errors import AdminError, ErrorKind
-from trimq.server.control.registry import COMMANDS
+from trimq.server.control.registry import COMMANDS, AfterReply
 from trimq.server.state import ServerState
 
 log = structlog.get_logger("trimq.control")
@@ -49,10 +49,11 @@ async def serve_control(
                 stream = await listener.accept()
                 nursery.start_soon(_handle, state, stream)
     finally:
-        with trio.CancelScope(shield=True):
-            await listener.aclose()
+        # the name goes first: once the socket refuses connections, it is gone (trimqctl stop)
         with contextlib.suppress(OSError):
             path.unlink()
+        with trio.CancelScope(shield=True):
+            await listener.aclose()
 
 
 async def _handle(state: ServerState, stream: trio.SocketStream) -> None:
@@ -67,7 +68,12 @@ async def _handle(state: ServerState, stream: trio.SocketStream) -> None:
                     reply = _failure(exc.kind, exc.message)
                 else:
                     reply = await _dispatch(state, request)
-                await stream.send_all(_encode(reply))
+                after = reply.pop("after", None)
+                try:
+                    await stream.send_all(_encode(reply))
+                finally:
+                    if after is not None:
+                        after()
         except (trio.TooSlowError, trio.BrokenResourceError, trio.ClosedResourceError):
             return
         except Exception:  # a bug here must not take the broker down
@@ -116,8 +122,11 @@ async def _dispatch(state: ServerState, request: Any) -> dict[str, Any]:
     handler = COMMANDS.get(name)
     if handler is None:
         return _failure(ErrorKind.USAGE, f"unknown command '{name}'")
+    after = None
     try:
         result = await handler(state, args)
+        if isinstance(result, AfterReply):
+            result, after = result
     except AdminError as exc:
         return _failure(exc.kind, exc.message)
     except Exception as exc:  # a bug (handlers check their arguments): the broker goes on
@@ -131,11 +140,14 @@ async def _dispatch(state: ServerState, request: Any) -> dict[str, Any]:
         # what the command changed is on disk before trimqctl reports it done
         try:
             await wal.wait_durable(wal.last_lsn)
-        except WALFailed as exc:
+        except (WALFailed, WALClosed) as exc:
             return _failure(ErrorKind.ERROR, f"{name}: the log has failed ({exc})")
     log.info(
         "control.command",
         command=name,
         **{k: v for k, v in args.items() if k in ("user", "vhost", "queue", "name")},
     )
-    return {"ok": True, "result": result}
+    reply = {"ok": True, "result": result}
+    if after is not None:
+        reply["after"] = after  # taken off by _handle, run once the reply is sent
+    return reply

@@ -18,7 +18,7 @@ from trimq.admin_errors import AdminError, ErrorKind
 from trimq.amqp.publish import clear_caches
 from trimq.server import info
 from trimq.server.control.arguments import arg_int, arg_number
-from trimq.server.control.registry import command
+from trimq.server.control.registry import AfterReply, command
 from trimq.server.datadir import exposure_warning
 from trimq.server.resources import total_memory
 from trimq.server.state import ServerState
@@ -132,5 +132,4 @@ async def _reload_tls(state: ServerState, args: dict[str, Any]) -> Any:
 @command("stop")
 async def _stop(state: ServerState, args: dict[str, Any]) -> Any:
     log.info("control.stop")
-    state.request_stop()
-    return {}
+    return AfterReply({}, state.request_stop)
