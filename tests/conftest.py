@@ -180,6 +180,7 @@ RABBITMQ_REFERENCE = frozenset(
         "test_management_clients.py",
         "test_management_access.py",
         "test_tls_clients.py",
+        "test_management_definitions_upload.py",
     }
 )
 
