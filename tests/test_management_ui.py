@@ -174,6 +174,13 @@ def test_ui_drives_the_broker(
         assert driver.find_element(By.LINK_TEXT, name).is_displayed()
     shown(driver, "#nodes-table")
     text_in(driver, "#listeners-table", "amqp")
+    # totals, the message-rate chart, memory, disk and alarms of the node
+    text_in(driver, "#overview-totals", "Queues")
+    assert shown(driver, "#rate-chart").size["height"] > 0
+    cells = [c.text for c in driver.find_elements(By.CSS_SELECTOR, "#nodes-table tbody td")]
+    assert re.fullmatch(r"[\d.]+ \w*B of [\d.]+ \w*B", cells[1]), cells  # memory
+    assert cells[2].startswith(tuple("0123456789")) and "(limit " in cells[2], cells  # disk
+    assert cells[4] == "none", cells  # no alarm
     driver.save_screenshot(str(shots / "ui-overview.png"))
 
     # Queues: the queue with its message count; then declare one.
@@ -282,6 +289,13 @@ def submit(browser: WebDriver, form_id: str, fields: dict[str, str]) -> None:
     form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
 
+def queue_definition(name: str, vhost: str | None = None) -> dict[str, Any]:
+    queue: dict[str, Any] = {"name": name, "durable": True, "auto_delete": False, "arguments": {}}
+    if vhost is not None:
+        queue["vhost"] = vhost
+    return queue
+
+
 def test_admin_pages(
     driver: WebDriver, management_url: str, broker: Any, shots: Path, unique: str, tmp_path: Path
 ) -> None:
@@ -313,6 +327,23 @@ def test_admin_pages(
         "^ui-",
         ".*",
     )
+    topic = f'#topic-perm-vhost option[value="{vhost}"]'
+    until(driver, ec.presence_of_element_located((By.CSS_SELECTOR, topic)))
+    unfold(driver, "topic-perm-form")
+    Select(driver.find_element(By.ID, "topic-perm-vhost")).select_by_value(vhost)
+    submit(driver, "topic-perm-form", {"topic-perm-user": user, "topic-perm-write": "^ui\\."})
+    text_in(driver, "#flash", "Topic permissions set.")
+    text_in(driver, "#topic-permissions-table", user)
+    assert api_get(base, f"/topic-permissions/{quote(vhost, safe='')}/{user}") == [
+        {"user": user, "vhost": vhost, "exchange": "amq.topic", "write": "^ui\\.", "read": ".*"}
+    ]
+    row = f'//table[@id="topic-permissions-table"]//tr[td[1][.="{user}"]]//button'
+    click(driver, By.XPATH, row)
+    until(driver, ec.alert_is_present()).accept()
+    until(
+        driver,
+        lambda b: api_get(base, f"/topic-permissions/{quote(vhost, safe='')}/{user}") is None,
+    )
     unfold(driver, "policy-form")
     Select(driver.find_element(By.ID, "policy-vhost")).select_by_value(vhost)
     submit(
@@ -334,27 +365,61 @@ def test_admin_pages(
     href = shown(driver, "#definitions-download").get_attribute("href")
     assert href is not None
     assert href.startswith("blob:")
-    queue = "ui-imported-" + unique
-    definitions = tmp_path / "definitions.json"
-    definitions.write_text(
+    # Import: a whole broker's file (a vhost, a user, a queue in that vhost) chosen in the
+    # file input and sent as RabbitMQ's page sends it (multipart, part `file`); then a
+    # per-vhost file into the vhost chosen beside it.
+    queue, new_vhost, new_user = "ui-imported-" + unique, "ui-imp-vh-" + unique, "ui-imp-" + unique
+    whole = tmp_path / "definitions.json"
+    whole.write_text(
         json.dumps(
             {
-                "queues": [
-                    {
-                        "name": queue,
-                        "vhost": vhost,
-                        "durable": True,
-                        "auto_delete": False,
-                        "arguments": {},
-                    }
-                ]
+                "vhosts": [{"name": new_vhost}],
+                "users": [{"name": new_user, "password_hash": "", "tags": "management"}],
+                "queues": [queue_definition(queue, new_vhost)],
             }
         )
     )
-    driver.find_element(By.ID, "definitions-file").send_keys(str(definitions))
-    driver.find_element(By.CSS_SELECTOR, "#definitions-import button[type=submit]").click()
-    text_in(driver, "#flash", "Definitions imported.")
-    assert api_get(base, f"/queues/{quote(vhost, safe='')}/{queue}")["name"] == queue
+    per_vhost = tmp_path / "vhost-definitions.json"
+    per_vhost.write_text(json.dumps({"queues": [queue_definition(queue)]}))
+    try:
+        unfold(driver, "definitions-import")
+        assert driver.find_element(By.ID, "definitions-file").get_attribute("name") == "file"
+        driver.find_element(By.ID, "definitions-file").send_keys(str(whole))
+        driver.find_element(By.ID, "definitions-import-submit").click()
+        text_in(driver, "#flash", "Definitions imported.")
+        text_in(driver, "#users-table", new_user)
+        text_in(driver, "#vhosts-table", new_vhost)
+        assert api_get(base, f"/queues/{quote(new_vhost, safe='')}/{queue}")["name"] == queue
+        target = f'#definitions-vhost option[value="{vhost}"]'
+        until(driver, ec.presence_of_element_located((By.CSS_SELECTOR, target)))
+        Select(driver.find_element(By.ID, "definitions-vhost")).select_by_value(vhost)
+        driver.find_element(By.ID, "definitions-file").send_keys(str(per_vhost))
+        driver.find_element(By.ID, "definitions-import-submit").click()
+        until(driver, lambda b: api_get(base, f"/queues/{quote(vhost, safe='')}/{queue}"))
+        # a file that is not JSON: RabbitMQ's answer, shown in the flash bar
+        per_vhost.write_text("not json")
+        driver.find_element(By.ID, "definitions-file").send_keys(str(per_vhost))
+        driver.find_element(By.ID, "definitions-import-submit").click()
+        text_in(driver, "#flash", "400 failed_to_parse_json")
+        driver.execute_script("document.getElementById('admin-definitions').scrollIntoView()")
+        driver.save_screenshot(str(shots / "ui-admin-definitions.png"))
+        go(driver, "Queues")
+        fill(driver, "queues-filter", queue)
+        rows = f'//table[@id="queues-table"]//tr[td[2][.="{queue}"]]/td[1]'
+        until(
+            driver,
+            lambda b: (
+                sorted(e.text for e in b.find_elements(By.XPATH, rows))
+                == sorted([new_vhost, vhost])
+            ),
+        )
+    finally:
+        admin = requests.Session()
+        admin.auth = ("guest", "guest")
+        admin.delete(f"{base}/api/vhosts/{new_vhost}", timeout=WAIT)
+        admin.delete(f"{base}/api/users/{new_user}", timeout=WAIT)
+    go(driver, "Admin")
+    shown(driver, "#vhosts-table")
 
     # Deleting the vhost from its row (after the browser's confirmation) removes it all.
     row = f'//table[@id="vhosts-table"]//tr[td[1][.="{vhost}"]]//button'
@@ -431,6 +496,21 @@ def test_exchange_bindings_purge_and_delete(
     text_in(driver, "#flash", "Binding removed.")
     channel.basic_publish(exchange, "a.b", b"no longer routed")
     assert channel.queue_declare(queue, passive=True).method.message_count == 0
+
+    # A consumer that starts while the page is open appears at the page's next refresh.
+    consuming = broker.connect()
+    consumer = consuming.channel()
+    consumer.basic_qos(prefetch_count=7)
+    tag = consumer.basic_consume(queue, lambda *_: None, consumer_tag="ui-tag-" + unique)
+    text_in(driver, "#queue-consumers", tag)
+    consumer_row = [
+        c.text
+        for c in driver.find_elements(
+            By.XPATH, f'//div[@id="queue-consumers"]//tr[td[2][.="{tag}"]]/td'
+        )
+    ]
+    assert consumer_row[2:5] == ["true", "false", "7"], consumer_row
+    consuming.close()
 
     # Delete the queue, then the exchange, each from its own page.
     driver.find_element(By.ID, "queue-delete").click()

@@ -134,7 +134,9 @@ async function api(method, path, body, extraHeaders) {
   const headers = { Authorization: authHeader() || '' };
   Object.assign(headers, extraHeaders || {});
   const init = { method, headers, credentials: 'omit', cache: 'no-store' };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body; // multipart/form-data: the browser writes the Content-Type and boundary
+  } else if (body !== undefined) {
     headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }
@@ -1150,19 +1152,21 @@ function pageAdmin(root) {
   const users = h('div', { id: 'users' });
   const vhosts = h('div', { id: 'vhosts' });
   const perms = h('div', { id: 'permissions' });
+  const topicPerms = h('div', { id: 'topic-permissions' });
   const policies = h('div', { id: 'policies' });
   root.append(
     h('h1', {}, 'Admin'),
     h(
       'p',
       { class: 'subnav' },
-      ['Users', 'Virtual hosts', 'Permissions', 'Policies', 'Definitions'].map((t) =>
+      ['Users', 'Virtual hosts', 'Permissions', 'Topic permissions', 'Policies', 'Definitions'].map((t) =>
         h('a', { href: '#/admin', onclick: (e) => jumpTo(e, 'admin-' + t.toLowerCase().replace(' ', '-')) }, t),
       ),
     ),
     h('section', { id: 'admin-users' }, h('h2', {}, 'Users'), users, userForm()),
     h('section', { id: 'admin-virtual-hosts' }, h('h2', {}, 'Virtual hosts'), vhosts, vhostForm()),
     h('section', { id: 'admin-permissions' }, h('h2', {}, 'Permissions'), perms, permissionForm()),
+    h('section', { id: 'admin-topic-permissions' }, h('h2', {}, 'Topic permissions'), topicPerms, topicPermissionForm()),
     h('section', { id: 'admin-policies' }, h('h2', {}, 'Policies'), policies, policyForm()),
     h('section', { id: 'admin-definitions' }, h('h2', {}, 'Definitions'), definitionsForms()),
   );
@@ -1214,6 +1218,23 @@ function pageAdmin(root) {
       ),
     );
   }, perms);
+  live(async () => {
+    const list = await api('GET', '/topic-permissions');
+    topicPerms.replaceChildren(
+      table(
+        [
+          ['User', (p) => p.user],
+          ['Vhost', (p) => p.vhost],
+          ['Exchange', (p) => p.exchange],
+          ['Write', (p) => p.write],
+          ['Read', (p) => p.read],
+          ['', (p) => deleteButton('topic permissions of ' + p.user + ' in ' + p.vhost, '/topic-permissions/' + enc(p.vhost) + '/' + enc(p.user), 'Clear')],
+        ],
+        list,
+        { class: 'list', id: 'topic-permissions-table' },
+      ),
+    );
+  }, topicPerms);
   live(async () => {
     const list = await api('GET', '/policies');
     policies.replaceChildren(
@@ -1334,6 +1355,35 @@ function permissionForm() {
   return h('details', {}, h('summary', {}, 'Set permissions'), form);
 }
 
+function topicPermissionForm() {
+  const user = h('input', { id: 'topic-perm-user', required: true });
+  const vhost = vhostSelect('topic-perm-vhost');
+  const exchange = h('input', { id: 'topic-perm-exchange', required: true, value: 'amq.topic' });
+  const write = h('input', { id: 'topic-perm-write', value: '.*' });
+  const read = h('input', { id: 'topic-perm-read', value: '.*' });
+  const form = h(
+    'form',
+    {
+      id: 'topic-perm-form',
+      class: 'stack',
+      onsubmit: (e) => {
+        e.preventDefault();
+        act(
+          () => api('PUT', '/topic-permissions/' + enc(vhost.value) + '/' + enc(user.value), { exchange: exchange.value, write: write.value, read: read.value }),
+          'Topic permissions set.',
+        );
+      },
+    },
+    field('User', user),
+    field('Virtual host', vhost),
+    field('Exchange (a topic exchange)', exchange),
+    field('Write regexp (routing keys)', write),
+    field('Read regexp (binding keys)', read),
+    h('button', { type: 'submit' }, 'Set topic permission'),
+  );
+  return h('details', {}, h('summary', {}, 'Set topic permissions'), form);
+}
+
 function policyForm() {
   const vhost = vhostSelect('policy-vhost');
   const name = h('input', { id: 'policy-name', required: true });
@@ -1387,30 +1437,37 @@ function definitionsForms() {
       }, 'Definitions exported.'),
     { id: 'definitions-export' },
   );
-  const file = h('input', { type: 'file', id: 'definitions-file', accept: '.json,application/json' });
+  const file = h('input', { type: 'file', name: 'file', id: 'definitions-file', accept: '.json,application/json' });
+  const target = h('select', { id: 'definitions-vhost', name: 'vhost-upload' });
+  const fillTargets = () => {
+    const chosen = target.value;
+    target.replaceChildren(h('option', { value: '' }, 'All (a whole broker\'s file)'), ...ui.vhosts.map((n) => h('option', { value: n }, n)));
+    if (ui.vhosts.includes(chosen)) target.value = chosen;
+  };
+  fillTargets();
+  loadVhosts().then(fillTargets);
   const importForm = h(
     'form',
     {
       id: 'definitions-import',
       class: 'stack',
+      method: 'post',
+      enctype: 'multipart/form-data',
       onsubmit: (e) => {
         e.preventDefault();
         act(async () => {
           if (!file.files.length) throw new Error('Choose a definitions file first.');
-          const text = await file.files[0].text();
-          let body;
-          try {
-            body = JSON.parse(text);
-          } catch (err) {
-            throw new Error('The file is not JSON: ' + err.message);
-          }
-          await api('POST', '/definitions', body);
-          loadVhosts();
+          // the file as RabbitMQ's page sends it: the multipart part `file`
+          const form = new FormData();
+          form.append('file', file.files[0]);
+          await api('POST', '/definitions' + (target.value ? '/' + enc(target.value) : ''), form);
+          loadVhosts().then(fillTargets);
         }, 'Definitions imported.');
       },
     },
     field('Definitions file', file),
-    h('button', { type: 'submit' }, 'Upload and import'),
+    field('Import into', target),
+    h('button', { type: 'submit', id: 'definitions-import-submit' }, 'Upload and import'),
   );
   return h('div', {}, h('div', { class: 'toolbar' }, exportButton, ' ', exportLink), h('h3', {}, 'Import'), importForm);
 }
