@@ -3,7 +3,9 @@
 The main test logs in, finds a queue and its message count on the Queues page, declares a
 queue, publishes a message from the Exchanges page, peeks at it and gets it from the Queues
 page, and closes a pika connection from the Connections page (pika sees the close). Others
-bind, purge and delete from the exchange and queue pages, work the Admin forms, check that a
+bind, purge and delete from the exchange and queue pages, see a new consumer at the next
+refresh, work the Admin forms (topic permissions too) and import definitions files chosen in
+the file input (sent as RabbitMQ's page sends them, multipart with the part `file`), check that a
 missing tag is reported without logging out and that what the broker sends is shown as text,
 never as markup, and (without a browser) how the files are served. Screenshots go to a
 temporary directory, or to the directory TRIMQ_UI_SCREENSHOTS names (the README's pictures
@@ -389,6 +391,8 @@ def test_admin_pages(
         text_in(driver, "#flash", "Definitions imported.")
         text_in(driver, "#users-table", new_user)
         text_in(driver, "#vhosts-table", new_vhost)
+        driver.execute_script("document.getElementById('admin-definitions').scrollIntoView()")
+        driver.save_screenshot(str(shots / "ui-admin-definitions.png"))
         assert api_get(base, f"/queues/{quote(new_vhost, safe='')}/{queue}")["name"] == queue
         target = f'#definitions-vhost option[value="{vhost}"]'
         until(driver, ec.presence_of_element_located((By.CSS_SELECTOR, target)))
@@ -401,8 +405,6 @@ def test_admin_pages(
         driver.find_element(By.ID, "definitions-file").send_keys(str(per_vhost))
         driver.find_element(By.ID, "definitions-import-submit").click()
         text_in(driver, "#flash", "400 failed_to_parse_json")
-        driver.execute_script("document.getElementById('admin-definitions').scrollIntoView()")
-        driver.save_screenshot(str(shots / "ui-admin-definitions.png"))
         go(driver, "Queues")
         fill(driver, "queues-filter", queue)
         rows = f'//table[@id="queues-table"]//tr[td[2][.="{queue}"]]/td[1]'
