@@ -191,3 +191,12 @@ def test_form_from_another_site_is_refused(api: Api, vhost: str) -> None:
     # a redirect elsewhere than this server is not followed: the import's plain answer
     answer = upload(api, files={"file": ("d.json", b"{}")}, data={"redirect": "http://x.example/"})
     assert (answer.status_code, "location" in answer.headers) == (204, False)
+
+
+def test_upload_larger_than_a_megabyte(api: Api, vhost: str) -> None:
+    """Past the 1 MB Starlette keeps a part in memory (it spools to a file): still one import;
+    a key the importer does not know is ignored, as RabbitMQ does."""
+    doc = {**queue_doc("big", vhost), "comment": "x" * 1_500_000}
+    files = {"file": ("defs.json", json.dumps(doc), "application/json")}
+    assert upload(api, files=files).status_code == 204
+    assert queue_names(api, vhost) == ["big"]
