@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 import trio
 
 from trimq.amqp.state import ChannelMode
-from trimq.broker.stats import MessageStats
+from trimq.broker.stats import MessageStats, vhost_sum
 from trimq.server.control.node import count_open_files
 from trimq.server.info import channel_pid, connection_pid
-from trimq.server.rates import overview_stats
+from trimq.server.rates import channel_stats
 
 if TYPE_CHECKING:
     from trimq.broker.queue import Queue
@@ -231,6 +231,33 @@ async def _held(channels: list[Channel]) -> dict[int, Held]:
     return held
 
 
+async def broker_stats(state: ServerState) -> MessageStats:
+    """The broker's message counters, as `trimq.server.rates.overview_stats` sums them (the
+    deleted parts' kept counts, then every queue, exchange and channel), a slice of objects
+    at a time: they are live in RabbitMQ, so they are summed at every scrape."""
+    broker = state.broker
+    result = MessageStats()
+    result.add(broker.totals.retired)
+    nothing: list[MessageStats] = []
+    for vhost in list(broker.vhosts.values()):
+        result.add(vhost.stats)
+        queues = [q.stats for q in vhost.queues.values()]
+        exchanges = [x.stats for x in vhost.exchanges.values()]
+        async for part in slices(queues, SLICE * 4):
+            result.add(vhost_sum(MessageStats(), part, nothing, nothing))
+        async for part in slices(exchanges, SLICE * 4):
+            result.add(vhost_sum(MessageStats(), nothing, part, nothing))
+        await trio.sleep(0)
+    channels = [
+        channel_stats(c)
+        for connection in state.connections
+        for c in connection.channels.values()
+        if not c.vhost.deleted  # a deleted vhost's channels count for the broker once closed
+    ]
+    result.add(vhost_sum(MessageStats(), nothing, nothing, channels))
+    return result
+
+
 async def read_broker(
     state: ServerState,
     *,
@@ -275,5 +302,5 @@ async def read_broker(
         connection_rows,
         exchange_rows,
         list(broker.vhosts),
-        overview_stats(state) if global_stats else None,
+        await broker_stats(state) if global_stats else None,
     )
