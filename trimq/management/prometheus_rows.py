@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 import trio
 
 from trimq.amqp.state import ChannelMode
-from trimq.broker.stats import MessageStats, vhost_sum
+from trimq.broker.stats import MessageStats, channel_totals
 from trimq.server.control.node import count_open_files
 from trimq.server.info import channel_pid, connection_pid
 from trimq.server.rates import channel_stats
@@ -232,29 +232,19 @@ async def _held(channels: list[Channel]) -> dict[int, Held]:
 
 
 async def broker_stats(state: ServerState) -> MessageStats:
-    """The broker's message counters, as `trimq.server.rates.overview_stats` sums them (the
-    deleted parts' kept counts, then every queue, exchange and channel), a slice of objects
-    at a time: they are live in RabbitMQ, so they are summed at every scrape."""
+    """The broker's message counters (live in RabbitMQ, so read at every scrape): the
+    channels' sums, open and closed (`trimq.broker.stats.channel_totals`: no walk over the
+    queues), and the copies routed out of every exchange, a slice of exchanges at a time."""
     broker = state.broker
-    result = MessageStats()
-    result.add(broker.totals.retired)
-    nothing: list[MessageStats] = []
+    channels = [channel_stats(c) for conn in state.connections for c in conn.channels.values()]
+    result = channel_totals(broker.totals, channels)
+    routed = broker.totals.retired.publish_out
     for vhost in list(broker.vhosts.values()):
-        result.add(vhost.stats)
-        queues = [q.stats for q in vhost.queues.values()]
+        routed += vhost.stats.publish_out  # its deleted exchanges'
         exchanges = [x.stats for x in vhost.exchanges.values()]
-        async for part in slices(queues, SLICE * 4):
-            result.add(vhost_sum(MessageStats(), part, nothing, nothing))
         async for part in slices(exchanges, SLICE * 4):
-            result.add(vhost_sum(MessageStats(), nothing, part, nothing))
-        await trio.sleep(0)
-    channels = [
-        channel_stats(c)
-        for connection in state.connections
-        for c in connection.channels.values()
-        if not c.vhost.deleted  # a deleted vhost's channels count for the broker once closed
-    ]
-    result.add(vhost_sum(MessageStats(), nothing, nothing, channels))
+            routed += sum(x.publish_out for x in part)
+    result.publish_out = routed
     return result
 
 
