@@ -632,7 +632,7 @@ class Scraper:
             sums = self._sums = await trio.to_thread.run_sync(ObjectSums, rows, now)
             node, stats = rows.node, rows.global_stats
         else:
-            rows = await read_broker(self.state, objects=False)
+            rows = await read_broker(self.state, queues=False, channels=False)
             node, stats = rows.node, rows.global_stats
         assert stats is not None
         final = sums

@@ -96,7 +96,8 @@ def build_app(state: ServerState) -> Starlette:
         async def scrape() -> bytes:
             rows = await read_broker(
                 state,
-                objects=asked.objects,
+                queues=asked.queues,
+                channels=asked.channels,
                 exchanges=asked.exchanges,
                 unacked_bytes=asked.unacked_bytes,
                 global_stats=False,

@@ -66,6 +66,14 @@ def _queues(rows: Rows) -> list[QueueRow]:
     return rows.queues
 
 
+def _channels(rows: Rows) -> list[ChannelRow]:
+    return rows.channels
+
+
+def _connections(rows: Rows) -> list[ConnectionRow]:
+    return rows.connections
+
+
 def _queue_labels(q: QueueRow) -> list[str]:
     return [q.vhost, q.name]
 
@@ -430,7 +438,7 @@ GROUPS: dict[str, Group] = {
     ),
     "channel_metrics": Group(
         [(name.removeprefix("rabbitmq_"), k, d, v) for name, k, d, v in CHANNEL_GAUGES],
-        lambda rows: rows.channels,
+        _channels,
         ["channel"],
         _pid,
     ),
@@ -469,7 +477,7 @@ GROUPS: dict[str, Group] = {
                 None,
             ),
         ],
-        lambda rows: rows.connections,
+        _connections,
         ["channel"],  # sic: RabbitMQ names the connection's label "channel"
         _pid,
     ),
@@ -495,7 +503,7 @@ GROUPS: dict[str, Group] = {
             ),
             ("connection_channels", "gauge", "Channels on a connection", lambda c: c.channels),
         ],
-        lambda rows: rows.connections,
+        _connections,
         ["channel"],
         _pid,
     ),
@@ -563,8 +571,12 @@ class Request(NamedTuple):
         return "queue_metrics" in self.groups
 
     @property
-    def objects(self) -> bool:
-        return any(GROUPS[g].rows not in (_node, _nothing) for g in self.groups)
+    def queues(self) -> bool:
+        return any(GROUPS[g].rows is _queues for g in self.groups)
+
+    @property
+    def channels(self) -> bool:
+        return any(GROUPS[g].rows in (_channels, _connections) for g in self.groups)
 
 
 def parse(families: Sequence[str], vhosts: Sequence[str], known_vhosts: Sequence[str]) -> Request:

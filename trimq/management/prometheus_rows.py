@@ -251,26 +251,29 @@ async def broker_stats(state: ServerState) -> MessageStats:
 async def read_broker(
     state: ServerState,
     *,
-    objects: bool = True,
+    queues: bool = True,
+    channels: bool = True,
     exchanges: bool = False,
     unacked_bytes: bool = False,
     global_stats: bool = True,
 ) -> Rows:
-    """Every row a scrape needs, read a slice at a time (queues, channels and connections
-    unless not `objects`; `exchanges`, `unacked_bytes` and `global_stats` only when the
-    scrape reports them)."""
+    """Every row a scrape needs, read a slice at a time: `queues`, `channels` (and
+    connections), `exchanges`, `unacked_bytes` and `global_stats` only when the scrape
+    reports them."""
     broker = state.broker
-    connections = [c for c in state.connections if c.opened] if objects else []
-    channels = [ch for c in connections for ch in c.channels.values()]
-    held = await _held(channels) if unacked_bytes else {}
-    queues: list[Queue] = (
-        [q for v in broker.vhosts.values() for q in v.queues.values()] if objects else []
+    connections = [c for c in state.connections if c.opened]
+    open_channels = [ch for c in connections for ch in c.channels.values()]
+    held = await _held(open_channels) if unacked_bytes else {}
+    every_queue: list[Queue] = (
+        [q for v in broker.vhosts.values() for q in v.queues.values()] if queues else []
     )
     queue_rows: list[QueueRow] = []
-    async for some_queues in slices(queues):
+    async for some_queues in slices(every_queue):
         queue_rows.extend(_queue_row(q, held) for q in some_queues if not q.deleted)
+    if not channels:
+        connections, open_channels = [], []
     channel_rows: list[ChannelRow] = []
-    async for some_channels in slices(channels):
+    async for some_channels in slices(open_channels):
         channel_rows.extend(map(_channel_row, some_channels))
     connection_rows: list[ConnectionRow] = []
     async for some_connections in slices(connections):
