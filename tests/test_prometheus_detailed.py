@@ -184,12 +184,11 @@ ALWAYS = [
     ("telemetry_scrape_encoded_size_bytes", "summary"),
     ("telemetry_scrape_size_bytes", "summary"),
 ]
-# Groups trimq has no figures for (no Erlang VM, Raft, message store, authentication
-# counters, nor per channel and exchange or queue breakdowns): families without series.
+# Groups trimq has no figures for (no Erlang VM, Raft, message store, logins by source, nor
+# per channel and exchange or queue breakdowns): families without series.
 EMPTY_IN_TRIMQ = [
     "node_persister_metrics",
     "ra_metrics",
-    "auth_attempt_metrics",
     "auth_attempt_detailed_metrics",
     "channel_exchange_metrics",
     "channel_process_metrics",
@@ -292,6 +291,40 @@ def test_churn_counts_connections_and_queues(broker: Broker, prometheus_url: str
         assert figure("rabbitmq_detailed_queues_declared_total") == declared + 1
     finally:
         connection.close()
+
+
+def test_auth_attempts_count_logins_by_protocol(
+    broker: Broker, prometheus_url: str, management_url: str
+) -> None:
+    def figures() -> dict[tuple[str, str], float]:
+        scrape = Scrape(prometheus_url, family="auth_attempt_metrics")
+        return {
+            (s.name.removeprefix("rabbitmq_detailed_auth_attempts_"), s.labels["protocol"]): (
+                s.value
+            )
+            for s in scrape.samples
+            if s.name.startswith("rabbitmq_detailed_auth_attempts_")
+        }
+
+    before = figures()
+    broker.connect().close()
+    for user in ("guest", "nobody"):  # a wrong password, an unknown user
+        with pytest.raises(pika.exceptions.ProbableAuthenticationError):
+            broker.connect(credentials=pika.PlainCredentials(user, "wrong"), connection_attempts=1)
+    overview = management_url + "/api/overview"
+    assert requests.get(overview, auth=AUTH, timeout=10).status_code == 200
+    assert requests.get(overview, auth=("guest", "wrong"), timeout=10).status_code == 401
+    assert requests.get(overview, timeout=10).status_code == 401  # no user: not counted
+    after = figures()
+    delta = {key: after[key] - before.get(key, 0) for key in after}
+    assert delta == {
+        ("total", "amqp091"): 3,
+        ("succeeded_total", "amqp091"): 1,
+        ("failed_total", "amqp091"): 2,
+        ("total", "http"): 2,
+        ("succeeded_total", "http"): 1,
+        ("failed_total", "http"): 1,
+    }
 
 
 def test_queue_groups_follow_the_queues_of_the_vhosts_asked(

@@ -148,6 +148,8 @@ class Totals:
     """The broker's own counters, as rabbitmq_prometheus reports them."""
 
     __slots__ = (
+        "auth_failed",
+        "auth_succeeded",
         "channels_closed",
         "channels_opened",
         "closed_channels",
@@ -175,6 +177,16 @@ class Totals:
         # (see `channel_totals`).
         self.closed_channels = MessageStats()
         self.direct = MessageStats()
+        # Logins by protocol ("amqp091", "http"), as rabbitmq_prometheus's auth_attempts_*.
+        self.auth_succeeded: dict[str, int] = {}
+        self.auth_failed: dict[str, int] = {}
+
+    def count_login(self, protocol: str, succeeded: bool) -> None:
+        """One authentication attempt (with a user name) over `protocol`."""
+        counts = self.auth_succeeded if succeeded else self.auth_failed
+        counts[protocol] = counts.get(protocol, 0) + 1
+        other = self.auth_failed if succeeded else self.auth_succeeded
+        other.setdefault(protocol, 0)
 
 
 def count_unroutable(channel: MessageStats, mandatory: bool) -> None:

@@ -411,6 +411,41 @@ def node_families(node: NodeRow) -> Iterator[Metric]:
     )
     for name, kind, doc, value in CHURN + NODE_FIGURES:
         yield _single(f"rabbitmq_{name}", kind, doc, value(node))
+    yield from table(
+        [(f"rabbitmq_{name}", kind, doc, value) for name, kind, doc, value in LOGINS],
+        node.logins,
+        ["protocol"],
+        _protocol,
+    )
+
+
+Login = tuple[str, int, int]  # (protocol, succeeded, failed)
+
+# auth_attempt_metrics: (name without prefix, TYPE, HELP, value of a Login).
+LOGINS: list[tuple[str, str, str, Callable[[Login], float]]] = [
+    (
+        "auth_attempts_total",
+        "counter",
+        "Total number of authorization attempts",
+        lambda login: login[1] + login[2],
+    ),
+    (
+        "auth_attempts_succeeded_total",
+        "counter",
+        "Total number of successful authentication attempts",
+        lambda login: login[1],
+    ),
+    (
+        "auth_attempts_failed_total",
+        "counter",
+        "Total number of failed authentication attempts",
+        lambda login: login[2],
+    ),
+]
+
+
+def _protocol(login: Login) -> list[str]:
+    return [login[0]]
 
 
 # (name without prefix, TYPE, HELP, value) of the node's figures: connection_churn_metrics,

@@ -19,8 +19,10 @@ from prometheus_client.core import Metric
 from trimq.management.prometheus import (
     CHANNEL_GAUGES,
     CHURN,
+    LOGINS,
     NODE_FIGURES,
     _family,
+    _protocol,
     identity,
 )
 from trimq.management.prometheus_rows import (
@@ -274,21 +276,11 @@ GROUPS: dict[str, Group] = {
         ],
         ["vhost", "queue"],
     ),
-    "auth_attempt_metrics": _empty(
-        [
-            ("auth_attempts_total", "counter", "Total number of authorization attempts"),
-            (
-                "auth_attempts_succeeded_total",
-                "counter",
-                "Total number of successful authentication attempts",
-            ),
-            (
-                "auth_attempts_failed_total",
-                "counter",
-                "Total number of failed authentication attempts",
-            ),
-        ],
+    "auth_attempt_metrics": Group(
+        LOGINS,  # type: ignore[arg-type]
+        lambda rows: rows.node.logins,
         ["protocol"],
+        _protocol,
     ),
     "auth_attempt_detailed_metrics": _empty(
         [

@@ -110,6 +110,7 @@ class NodeRow(NamedTuple):
     max_fds: int
     memory_limit: int
     disk_free_limit: int
+    logins: tuple[tuple[str, int, int], ...]  # (protocol, succeeded, failed)
 
 
 class Rows(NamedTuple):
@@ -151,6 +152,10 @@ def node_row(state: ServerState) -> NodeRow:
         max_fds=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
         memory_limit=resources.memory_limit,
         disk_free_limit=resources.disk_free_limit,
+        logins=tuple(
+            (protocol, succeeded, totals.auth_failed.get(protocol, 0))
+            for protocol, succeeded in totals.auth_succeeded.items()
+        ),
     )
 
 
