@@ -275,11 +275,15 @@ def test_every_group_lists_rabbitmq_families_in_rabbitmq_order(prometheus_url: s
     ]
 
 
-def test_churn_counts_connections_and_queues(broker: Broker, prometheus_url: str) -> None:
+def test_churn_and_node_count_connections_and_queues(broker: Broker, prometheus_url: str) -> None:
     def figure(name: str) -> float:
         value = Scrape(prometheus_url, family="connection_churn_metrics").value(name)
         assert value is not None
         return value
+
+    def sockets() -> float | None:
+        scrape = Scrape(prometheus_url, family="node_coarse_metrics")
+        return scrape.value("rabbitmq_detailed_process_open_tcp_sockets")
 
     opened = figure("rabbitmq_detailed_connections_opened_total")
     declared = figure("rabbitmq_detailed_queues_declared_total")
@@ -289,6 +293,8 @@ def test_churn_counts_connections_and_queues(broker: Broker, prometheus_url: str
         channel.queue_declare("", exclusive=True)
         assert figure("rabbitmq_detailed_connections_opened_total") == opened + 1
         assert figure("rabbitmq_detailed_queues_declared_total") == declared + 1
+        # the clients' sockets: this one at least (RabbitMQ refreshes its figure every 5 s)
+        assert poll(lambda: (sockets() or 0) >= 1)
     finally:
         connection.close()
 

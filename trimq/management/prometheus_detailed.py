@@ -193,7 +193,12 @@ GROUPS: dict[str, Group] = {
                 "Open file descriptors",
                 _node_figure("process_open_fds"),
             ),
-            ("process_open_tcp_sockets", "gauge", "Open TCP sockets", None),
+            (
+                "process_open_tcp_sockets",
+                "gauge",
+                "Open TCP sockets",
+                lambda n: n.client_sockets,  # as RabbitMQ's: its clients' sockets
+            ),
             (
                 "process_resident_memory_bytes",
                 "gauge",

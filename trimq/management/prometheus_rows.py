@@ -105,6 +105,7 @@ class NodeRow(NamedTuple):
     queues_created: int
     queues_deleted: int
     open_fds: int
+    client_sockets: int  # AMQP and AMQPS, from accept to close
     memory_used: int
     disk_free: int
     max_fds: int
@@ -147,6 +148,7 @@ def node_row(state: ServerState) -> NodeRow:
         queues_created=totals.queues_created,
         queues_deleted=totals.queues_deleted,
         open_fds=count_open_files() or 0,
+        client_sockets=len(state.connections),
         memory_used=resources.memory_used or 0,
         disk_free=resources.disk_free or 0,
         max_fds=resource.getrlimit(resource.RLIMIT_NOFILE)[0],
