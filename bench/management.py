@@ -4,10 +4,15 @@
       side in the same run (each broker holding the same queues);
   (b) trimq's publish/consume throughput (scenario 1 of loadgen.py) with the management and
       Prometheus listeners on and a poller fetching /api/overview and /metrics every second,
-      against the same run with both listeners off.
+      against the same run with both listeners off;
+  (c) the longest event-loop stall while the Prometheus endpoints are scraped with 10,000
+      queues: in-process (the broker model and the Prometheus application on one trio loop,
+      no sockets), a task records the largest gap between its `trio.sleep(0.001)` wake-ups
+      during each scrape.
 
     .venv/bin/python bench/management.py                  # both parts, 3 rounds, medians
     .venv/bin/python bench/management.py --part b --rounds 5 --sizes s1_messages=500000
+    .venv/bin/python bench/management.py --part c --rounds 5   # PYTHONPATH picks the trimq
 
 Brokers are started as bench/run.py starts them (same classes, options and ports), with the
 management and Prometheus listeners on ports of their own; both are stopped at the end.
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import trio
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -31,6 +37,13 @@ sys.path.insert(0, str(HERE))
 import amqp_client as ac  # noqa: E402
 import loadgen as lg  # noqa: E402
 import run  # noqa: E402
+import trimq  # noqa: E402  (whichever trimq PYTHONPATH names: part c measures it)
+from trimq.amqp.spec import BasicProperties  # noqa: E402
+from trimq.broker.broker import Broker  # noqa: E402
+from trimq.broker.message import Message  # noqa: E402
+from trimq.management.prometheus_app import build_app  # noqa: E402
+from trimq.server.app import tune_gc  # noqa: E402
+from trimq.server.state import ServerState  # noqa: E402
 
 AUTH = ("guest", "guest")
 QUEUES_PAGE = "/api/queues?page=1&page_size=100"
@@ -221,9 +234,112 @@ def part_b(args: argparse.Namespace) -> dict[str, float]:
     return {name: statistics.median(values) for name, values in figures.items()}
 
 
+SCRAPES = {
+    "aggregated": "/metrics",
+    "aggregated again": "/metrics",  # at once: within 5 s of the first
+    "per-object": "/metrics/per-object",
+    "detailed": "/metrics/detailed?family=queue_coarse_metrics&family=queue_metrics",
+}
+
+
+async def _asgi_get(app: Any, target: str) -> tuple[int, bytes]:
+    """One GET through the ASGI application, as the listener would pass it."""
+    path, _, query = target.partition("?")
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query.encode(),
+        "root_path": "",
+        "headers": [(b"host", b"127.0.0.1")],
+        "server": ("127.0.0.1", 15692),
+        "client": ("127.0.0.1", 40000),
+    }
+    status = 0
+    body = bytearray()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            body.extend(message.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, bytes(body)
+
+
+def part_c(args: argparse.Namespace) -> dict[str, float]:
+    """Longest loop stall and duration of each scrape (medians of args.rounds), with
+    args.queues queues (each holding one message) in the default vhost. Scrapes made from
+    one task in a row, each round on a new application: its first /metrics scrape computes
+    the per-object sums, the second (at once) finds them kept."""
+    run.log(f"part c: trimq from {Path(trimq.__file__).parent}")
+    tune_gc()  # the collector's thresholds of trimq-server (queues declared at run time)
+    broker = Broker()
+    vhost = broker.vhosts["/"]
+    for index in range(args.queues):
+        queue, _ = vhost.declare_queue(f"bench-{index}", owner=None)
+        properties = BasicProperties(timestamp=1_700_000_000)
+        queue.enqueue(Message("", queue.name, properties, properties.encode(), b"x" * 100))
+    state = ServerState(broker)
+    stalls: dict[str, list[float]] = {}
+    durations: dict[str, list[float]] = {}
+
+    async def measure(app: Any, name: str, target: str) -> None:
+        longest = 0.0
+        done = trio.Event()
+
+        async def watch() -> None:
+            nonlocal longest
+            last = trio.current_time()
+            while not done.is_set():
+                await trio.sleep(0.001)
+                now = trio.current_time()
+                longest = max(longest, now - last)
+                last = now
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch)
+            await trio.sleep(0.01)
+            started = trio.current_time()
+            status, body = await _asgi_get(app, target)
+            elapsed = trio.current_time() - started
+            done.set()
+        if status != 200:
+            run.log(f"{name}: HTTP {status}, not measured")
+            return
+        stalls.setdefault(name, []).append(longest)
+        durations.setdefault(name, []).append(elapsed)
+        run.log(
+            f"{name}: {len(body)} bytes in {elapsed * 1000:.0f} ms, longest stall "
+            f"{longest * 1000:.1f} ms"
+        )
+
+    async def rounds() -> None:
+        for _ in range(args.rounds):
+            app = build_app(state)  # nothing kept from the previous round
+            for name, target in SCRAPES.items():
+                await measure(app, name, target)
+
+    trio.run(rounds)
+    results: dict[str, float] = {}
+    for name, values in stalls.items():
+        results[f"{name}: longest loop stall (ms)"] = statistics.median(values) * 1000
+        results[f"{name}: scrape (ms)"] = statistics.median(durations[name]) * 1000
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--part", choices=["a", "b", "both"], default="both")
+    ap.add_argument("--part", choices=["a", "b", "c", "both"], default="both")
     ap.add_argument("--rounds", type=int, default=3, help="part b: runs per mode (default 3)")
     ap.add_argument("--requests", type=int, default=20, help="part a: timed GETs per broker")
     ap.add_argument("--queues", type=int, default=10_000)
@@ -242,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
         results.update(part_a(args))
     if args.part in ("b", "both"):
         results.update(part_b(args))
+    if args.part == "c":
+        results.update(part_c(args))
     width = max(len(name) for name in results)
     for name, value in results.items():
         print(f"{name:<{width}}  {run.fmt(value)}")

@@ -171,6 +171,7 @@ RABBITMQ_REFERENCE = frozenset(
         "test_consumer_timeout.py",
         "test_permissions.py",
         "test_prometheus.py",
+        "test_prometheus_detailed.py",
         "test_management_message_stats.py",
         "test_management_api.py",
         "test_management_admin.py",

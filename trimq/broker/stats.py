@@ -148,10 +148,14 @@ class Totals:
     """The broker's own counters, as rabbitmq_prometheus reports them."""
 
     __slots__ = (
+        "auth_failed",
+        "auth_succeeded",
         "channels_closed",
         "channels_opened",
+        "closed_channels",
         "connections_closed",
         "connections_opened",
+        "direct",
         "queues_created",
         "queues_declared",
         "queues_deleted",
@@ -167,6 +171,22 @@ class Totals:
         self.queues_created = 0
         self.queues_deleted = 0
         self.retired = MessageStats()  # the counts of deleted vhosts
+        # Every counter of every closed channel, whatever its vhost, and what the management
+        # API's gets counted (RabbitMQ makes them on a channel of its own): with the open
+        # channels' counters, the broker's message counters without a walk over its queues
+        # (see `channel_totals`).
+        self.closed_channels = MessageStats()
+        self.direct = MessageStats()
+        # Logins by protocol ("amqp091", "http"), as rabbitmq_prometheus's auth_attempts_*.
+        self.auth_succeeded: dict[str, int] = {}
+        self.auth_failed: dict[str, int] = {}
+
+    def count_login(self, protocol: str, succeeded: bool) -> None:
+        """One authentication attempt (with a user name) over `protocol`."""
+        counts = self.auth_succeeded if succeeded else self.auth_failed
+        counts[protocol] = counts.get(protocol, 0) + 1
+        other = self.auth_failed if succeeded else self.auth_succeeded
+        other.setdefault(protocol, 0)
 
 
 def count_unroutable(channel: MessageStats, mandatory: bool) -> None:
@@ -186,6 +206,20 @@ def retire_channel(
     totals.channels_closed += 1
     channel.received_confirm = received_confirm
     (totals.retired if vhost.deleted else vhost.stats).add(channel, CHANNEL_SIDE)
+    totals.closed_channels.add(channel)
+
+
+def channel_totals(totals: Totals, channels: Iterable[MessageStats]) -> MessageStats:
+    """The broker's counters of the publishing and the delivering side (all but
+    `publish_in` and `publish_out`) from its channels alone: every delivery, get and ack is
+    counted on its queue and on its channel alike, so the channels, open (`channels`) and
+    closed, hold the same sums as the queues, deleted ones included, without a walk over
+    thousands of queues (RabbitMQ's global counters are counted by its channels too)."""
+    result = MessageStats()
+    result.add(totals.closed_channels, CHANNEL_SIDE + QUEUE_SIDE)
+    result.add(totals.direct, CHANNEL_SIDE + QUEUE_SIDE)
+    _add_all(result, channels, CHANNEL_SIDE + QUEUE_SIDE)
+    return result
 
 
 def vhost_sum(

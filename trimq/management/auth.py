@@ -61,6 +61,7 @@ def authenticate(broker: Broker, header: str | None, peer: str | None, level: st
     if credentials is None:
         raise ApiError(401, "", "", {"WWW-Authenticate": REALM})
     user = broker.users.authenticate(*credentials)
+    broker.totals.count_login("http", user is not None)
     if user is None:
         raise ApiError(401, "not_authorized", "Login failed", {"WWW-Authenticate": REALM})
     if user.name in broker.config.loopback_users and not (peer and is_loopback(peer)):

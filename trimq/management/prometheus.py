@@ -1,21 +1,24 @@
-"""The Prometheus metrics (rabbitmq_prometheus's names, labels, HELP and TYPE, as RabbitMQ
-3.10.8 exposes them), read from the running server at scrape time by a prometheus_client
-collector: no background thread, no registry of per-object gauges.
+"""The Prometheus metrics of /metrics and /metrics/per-object (rabbitmq_prometheus's names,
+labels, HELP and TYPE, as RabbitMQ 3.10.8 exposes them), built from the rows a scrape read
+of the broker (prometheus_rows.py): no background thread, no registry of per-object gauges.
 
 Only what trimq can fill truthfully is exposed: no Erlang VM, Raft, Mnesia or message store
 series. `/metrics` sums every family over its objects; `/metrics/per-object` labels queue
 series with vhost and queue, channel series with channel (and vhost for the message
 counters: trimq counts per channel, not per channel and exchange or queue), connection
 series with `channel` (naming the connection, as RabbitMQ does).
+
+The per-object sums of `/metrics` are kept for one statistics interval (5 s), as RabbitMQ's
+come from tables each object refreshes every 5 s; the broker's counters (connections
+opened, messages received...) are read at every scrape, as RabbitMQ's are live.
 """
 
 from __future__ import annotations
 
 import platform
-import resource
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from importlib.metadata import version
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 from prometheus_client.core import (
@@ -28,20 +31,23 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 
 from trimq import __version__
-from trimq.amqp.state import ChannelMode
-from trimq.server.control.node import count_open_files
-from trimq.server.info import NODE, channel_pid, connection_pid
-from trimq.server.rates import overview_stats
-
-if TYPE_CHECKING:
-    from trimq.broker.queue import Queue
-    from trimq.server.channel import Channel
-    from trimq.server.connection import ServerConnection
-    from trimq.server.state import ServerState
+from trimq.broker.stats import SAMPLE_INTERVAL, MessageStats
+from trimq.management.prometheus_rows import (
+    CHANNEL_COUNTER_FIELDS,
+    ChannelRow,
+    ConnectionRow,
+    NodeRow,
+    QueueRow,
+    Rows,
+    read_broker,
+)
+from trimq.server.info import NODE
+from trimq.server.state import ServerState
 
 # The exposition format RabbitMQ serves (prometheus_client's own constant names a newer one).
 CONTENT_TYPE = "text/plain; version=0.0.4"
 RABBITMQ_VERSION = "3.10.8"  # the RabbitMQ release whose metrics trimq reproduces
+PROMETHEUS_CLIENT_VERSION = version("prometheus-client")  # read once: a lookup costs ~3 ms
 CLUSTER_NAME = NODE
 PROTOCOL = "amqp091"
 QUEUE_TYPE = "rabbit_classic_queue"
@@ -72,7 +78,7 @@ QUEUE_FAMILIES: list[Family] = [
         "rabbitmq_queue_messages_ready",
         "gauge",
         "Messages ready to be delivered to consumers",
-        lambda q: len(q.ready),
+        lambda q: q.ready,
     ),
     (
         "rabbitmq_queue_messages_unacked",
@@ -84,42 +90,42 @@ QUEUE_FAMILIES: list[Family] = [
         "rabbitmq_queue_messages",
         "gauge",
         "Sum of ready and unacknowledged messages - total queue depth",
-        lambda q: len(q.ready) + q.unacked,
+        lambda q: q.ready + q.unacked,
     ),
-    ("rabbitmq_queue_consumers", "gauge", "Consumers on a queue", lambda q: len(q.consumers)),
+    ("rabbitmq_queue_consumers", "gauge", "Consumers on a queue", lambda q: q.consumers),
     (
         "rabbitmq_queue_messages_ready_bytes",
         "gauge",
         "Size in bytes of ready messages",
-        lambda q: q.ready.bytes,
+        lambda q: q.ready_bytes,
     ),
 ]
 
 CHANNEL_GAUGES: list[Family] = [
-    ("rabbitmq_channel_consumers", "gauge", "Consumers on a channel", lambda c: len(c.consumers)),
+    ("rabbitmq_channel_consumers", "gauge", "Consumers on a channel", lambda c: c.consumers),
     (
         "rabbitmq_channel_messages_unacked",
         "gauge",
         "Delivered but not yet acknowledged messages",
-        lambda c: len(c.unacked),
+        lambda c: c.unacked,
     ),
     (
         "rabbitmq_channel_messages_unconfirmed",
         "gauge",
         "Published but not yet confirmed messages",
-        lambda c: c.confirm_seq - c.confirmed_upto if c.proto.mode is ChannelMode.CONFIRM else 0,
+        lambda c: c.unconfirmed,
     ),
     (
         "rabbitmq_channel_messages_uncommitted",
         "gauge",
         "Messages received in a transaction but not yet committed",
-        lambda c: len(c.tx_ops),
+        lambda c: c.uncommitted,
     ),
     (
         "rabbitmq_channel_acks_uncommitted",
         "gauge",
         "Message acknowledgements in a transaction not yet committed",
-        lambda c: sum(len(taken) for taken, _ in c.tx_acks),
+        lambda c: c.acks_uncommitted,
     ),
     (
         "rabbitmq_consumer_prefetch",
@@ -201,31 +207,31 @@ CONNECTION_FAMILIES: list[Family] = [
         "rabbitmq_connection_incoming_bytes_total",
         "counter",
         "Total number of bytes received on a connection",
-        lambda c: c.stats.recv_oct,
+        lambda c: c.recv_oct,
     ),
     (
         "rabbitmq_connection_outgoing_bytes_total",
         "counter",
         "Total number of bytes sent on a connection",
-        lambda c: c.stats.send_oct,
+        lambda c: c.send_oct,
     ),
     (
         "rabbitmq_connection_incoming_packets_total",
         "counter",
         "Total number of packets received on a connection",
-        lambda c: c.stats.recv_cnt,
+        lambda c: c.recv_cnt,
     ),
     (
         "rabbitmq_connection_outgoing_packets_total",
         "counter",
         "Total number of packets sent on a connection",
-        lambda c: c.stats.send_cnt,
+        lambda c: c.send_cnt,
     ),
     (
         "rabbitmq_connection_channels",
         "gauge",
         "Channels on a connection",
-        lambda c: len(c.channels),
+        lambda c: c.channels,
     ),
 ]
 
@@ -325,263 +331,355 @@ GLOBAL_COUNTERS = [
 ]
 
 
-def _channel_count(field: str) -> Callable[[Channel], float]:
-    return lambda channel: channel.stats.value(field)
+def _channel_count(field: str) -> Callable[[ChannelRow], float]:
+    index = CHANNEL_COUNTER_FIELDS.index(field)
+    return lambda channel: channel.counters[index]
 
 
-class BrokerCollector:
-    """Reads the server's state each time Prometheus scrapes; `per_object` labels each queue,
-    channel and connection's series instead of summing them."""
+CHANNEL_COUNTER_FAMILIES: list[Family] = [
+    (name, "counter", doc, _channel_count(field)) for name, doc, field in CHANNEL_COUNTERS
+]
 
-    def __init__(self, state: ServerState, per_object: bool) -> None:
-        self.state = state
-        self.per_object = per_object
-
-    # The objects, walked at scrape time (no await meanwhile: nothing changes under us).
-
-    def _queues(self) -> Iterator[Queue]:
-        for vhost in self.state.broker.vhosts.values():
-            yield from vhost.queues.values()
-
-    def _connections(self) -> list[ServerConnection]:
-        return [c for c in self.state.connections if c.opened]
-
-    def _channels(self) -> Iterator[Channel]:
-        for connection in self._connections():
-            yield from connection.channels.values()
-
-    def _families(
-        self,
-        families: list[Family],
-        objects: Callable[[], Iterable[Any]],
-        labels: list[str],
-        label_values: Callable[[Any], list[str]],
-    ) -> Iterator[Metric]:
-        """The families of one kind of object, in one pass over the objects."""
-        built = [
-            _family(name, kind, doc, labels if self.per_object else [])
-            for name, kind, doc, _ in families
-        ]
-        getters = [value for _, _, _, value in families]
-        if self.per_object:
-            for obj in objects():
-                values = label_values(obj)
-                for family, value in zip(built, getters, strict=True):
-                    family.add_metric(values, value(obj))
-        else:
-            sums = [0.0] * len(getters)
-            for obj in objects():
-                for index, value in enumerate(getters):
-                    sums[index] += value(obj)
-            for family, summed in zip(built, sums, strict=True):
-                family.add_metric([], summed)
-        yield from built
-
-    def collect(self) -> Iterator[Metric]:
-        state = self.state
-        broker = state.broker
-        resources = state.resources
-        totals = broker.totals
-        yield _single(
-            "process_start_time_seconds",
-            "gauge",
-            "Start time of the process since unix epoch in seconds.",
-            int(state.started_at),
-        )
-        yield _single(
-            "rabbitmq_alarms_file_descriptor_limit",
-            "untyped",
-            "is 1 if file descriptor limit alarm is in effect",
-            0,
-        )
-        yield _single(
-            "rabbitmq_alarms_free_disk_space_watermark",
-            "untyped",
-            "is 1 if free disk space watermark alarm is in effect",
-            int("disk" in resources.alarms),
-        )
-        yield _single(
-            "rabbitmq_alarms_memory_used_watermark",
-            "untyped",
-            "is 1 if VM memory watermark alarm is in effect",
-            int("memory" in resources.alarms),
-        )
-        for name, doc, value in (
-            ("connections_opened", "Total number of connections opened", totals.connections_opened),
-            (
-                "connections_closed",
-                "Total number of connections closed or terminated",
-                totals.connections_closed,
-            ),
-            ("channels_opened", "Total number of channels opened", totals.channels_opened),
-            ("channels_closed", "Total number of channels closed", totals.channels_closed),
-            ("queues_declared", "Total number of queues declared", totals.queues_declared),
-            ("queues_created", "Total number of queues created", totals.queues_created),
-            ("queues_deleted", "Total number of queues deleted", totals.queues_deleted),
-        ):
-            yield _single(f"rabbitmq_{name}_total", "counter", doc, value)
-        yield _single(
-            "rabbitmq_process_open_fds", "gauge", "Open file descriptors", count_open_files() or 0
-        )
-        yield _single(
-            "rabbitmq_process_resident_memory_bytes",
-            "gauge",
-            "Memory used in bytes",
-            resources.memory_used or 0,
-        )
-        yield _single(
-            "rabbitmq_disk_space_available_bytes",
-            "gauge",
-            "Disk space available in bytes",
-            resources.disk_free or 0,
-        )
-        yield _single(
-            "rabbitmq_process_max_fds",
-            "gauge",
-            "Open file descriptors limit",
-            resource.getrlimit(resource.RLIMIT_NOFILE)[0],
-        )
-        yield _single(
-            "rabbitmq_resident_memory_limit_bytes",
-            "gauge",
-            "Memory high watermark in bytes",
-            resources.memory_limit,
-        )
-        yield _single(
-            "rabbitmq_disk_space_available_limit_bytes",
-            "gauge",
-            "Free disk space low watermark in bytes",
-            resources.disk_free_limit,
-        )
-        yield from self._families(
-            QUEUE_FAMILIES, self._queues, ["vhost", "queue"], lambda q: [q.vhost, q.name]
-        )
-        yield from self._families(
-            CHANNEL_GAUGES, self._channels, ["channel"], lambda c: [channel_pid(c)]
-        )
-        yield from self._families(
-            [
-                (name, "counter", doc, _channel_count(field))
-                for name, doc, field in CHANNEL_COUNTERS
-            ],
-            self._channels,
-            ["channel", "vhost"],
-            lambda c: [channel_pid(c), c.vhost.name],
-        )
-        yield from self._families(
-            CONNECTION_FAMILIES,
-            self._connections,
-            ["channel"],  # sic: RabbitMQ names the connection's label "channel"
-            lambda c: [connection_pid(c)],
-        )
-        yield from self._families(
-            [
-                (
-                    "rabbitmq_queue_messages_published_total",
-                    "counter",
-                    "Total number of messages published to queues",
-                    lambda q: q.counters().publish,
-                )
-            ],
-            self._queues,
-            ["vhost", "queue"],
-            lambda q: [q.vhost, q.name],
-        )
-        connections = self._connections()
-        consumers = sum(len(q.consumers) for q in self._queues())
-        yield _single(
-            "rabbitmq_connections", "gauge", "Connections currently open", len(connections)
-        )
-        yield _single(
-            "rabbitmq_channels",
-            "gauge",
-            "Channels currently open",
-            sum(len(c.channels) for c in connections),
-        )
-        yield _single("rabbitmq_consumers", "gauge", "Consumers currently connected", consumers)
-        yield _single(
-            "rabbitmq_queues",
-            "gauge",
-            "Queues available",
-            sum(len(v.queues) for v in broker.vhosts.values()),
-        )
-        yield from self._identity()
-        yield from self._global(consumers)
-
-    def _identity(self) -> Iterator[Metric]:
-        build = UnknownMetricFamily(
-            "rabbitmq_build_info",
-            "RabbitMQ & Erlang/OTP version info",
-            labels=[
-                "rabbitmq_version",
-                "prometheus_plugin_version",
-                "prometheus_client_version",
-                "erlang_version",
-                "product_name",
-                "product_version",
-            ],
-        )
-        build.add_metric(
-            [
-                RABBITMQ_VERSION,
-                __version__,
-                version("prometheus-client"),
-                f"python-{platform.python_version()}",  # trimq runs on Python, not Erlang/OTP
-                "trimq",
-                __version__,
-            ],
-            1,
-        )
-        yield build
-        identity = UnknownMetricFamily(
-            "rabbitmq_identity_info",
-            "RabbitMQ node & cluster identity info",
-            labels=["rabbitmq_node", "rabbitmq_cluster", "rabbitmq_cluster_permanent_id"],
-        )
-        identity.add_metric([NODE, CLUSTER_NAME, f"trimq-cluster-id-{CLUSTER_NAME}"], 1)
-        yield identity
-
-    def _global(self, consumers: int) -> Iterator[Metric]:
-        stats = overview_stats(self.state)
-        family = GaugeMetricFamily(
-            "rabbitmq_global_consumers", "Current number of consumers", labels=["protocol"]
-        )
-        family.add_metric([PROTOCOL], consumers)
-        yield family
-        for name, doc, field, typed in GLOBAL_COUNTERS:
-            labels = ["protocol", "queue_type"] if typed else ["protocol"]
-            counter = CounterMetricFamily(name, doc, labels=labels)
-            counter.add_metric([PROTOCOL, QUEUE_TYPE] if typed else [PROTOCOL], stats.value(field))
-            yield counter
+QUEUE_PUBLISHED: list[Family] = [
+    (
+        "rabbitmq_queue_messages_published_total",
+        "counter",
+        "Total number of messages published to queues",
+        lambda q: q.published,
+    )
+]
 
 
-def registry(state: ServerState, per_object: bool) -> CollectorRegistry:
-    """A registry holding only the broker's collector (no process or platform defaults)."""
-    result = CollectorRegistry(auto_describe=False)
-    result.register(BrokerCollector(state, per_object))
-    return result
+def table(
+    families: Sequence[Family],
+    rows: Iterable[Any],
+    labels: Sequence[str],
+    label_values: Callable[[Any], Sequence[str]],
+) -> Iterator[Metric]:
+    """The families of one kind of object, a series per object (a value None: no series)."""
+    built = [_family(name, kind, doc, list(labels)) for name, kind, doc, _ in families]
+    getters = [value for _, _, _, value in families]
+    for row in rows:
+        values = list(label_values(row))
+        for family, value in zip(built, getters, strict=True):
+            figure = value(row)
+            if figure is not None:
+                family.add_metric(values, figure)
+    yield from built
 
 
-def exposition(metrics: CollectorRegistry) -> bytes:
-    """The text exposition of everything `metrics` collects now."""
-    return generate_latest(metrics)
+def summed(families: Sequence[Family], rows: Iterable[Any]) -> list[float]:
+    """Each family's sum over the objects."""
+    sums = [0.0] * len(families)
+    getters = [value for _, _, _, value in families]
+    for row in rows:
+        for index, value in enumerate(getters):
+            sums[index] += value(row)
+    return sums
+
+
+def _summed_families(families: Sequence[Family], sums: Sequence[float]) -> Iterator[Metric]:
+    for (name, kind, doc, _), value in zip(families, sums, strict=True):
+        yield _single(name, kind, doc, value)
+
+
+def node_families(node: NodeRow) -> Iterator[Metric]:
+    """The node's own figures, the same in both endpoints."""
+    yield _single(
+        "process_start_time_seconds",
+        "gauge",
+        "Start time of the process since unix epoch in seconds.",
+        node.started_at,
+    )
+    yield _single(
+        "rabbitmq_alarms_file_descriptor_limit",
+        "untyped",
+        "is 1 if file descriptor limit alarm is in effect",
+        0,
+    )
+    yield _single(
+        "rabbitmq_alarms_free_disk_space_watermark",
+        "untyped",
+        "is 1 if free disk space watermark alarm is in effect",
+        int(node.disk_alarm),
+    )
+    yield _single(
+        "rabbitmq_alarms_memory_used_watermark",
+        "untyped",
+        "is 1 if VM memory watermark alarm is in effect",
+        int(node.memory_alarm),
+    )
+    for name, kind, doc, value in CHURN + NODE_FIGURES:
+        yield _single(f"rabbitmq_{name}", kind, doc, value(node))
+    yield from table(
+        [(f"rabbitmq_{name}", kind, doc, value) for name, kind, doc, value in LOGINS],
+        node.logins,
+        ["protocol"],
+        _protocol,
+    )
+
+
+Login = tuple[str, int, int]  # (protocol, succeeded, failed)
+
+# auth_attempt_metrics: (name without prefix, TYPE, HELP, value of a Login).
+LOGINS: list[tuple[str, str, str, Callable[[Login], float]]] = [
+    (
+        "auth_attempts_total",
+        "counter",
+        "Total number of authorization attempts",
+        lambda login: login[1] + login[2],
+    ),
+    (
+        "auth_attempts_succeeded_total",
+        "counter",
+        "Total number of successful authentication attempts",
+        lambda login: login[1],
+    ),
+    (
+        "auth_attempts_failed_total",
+        "counter",
+        "Total number of failed authentication attempts",
+        lambda login: login[2],
+    ),
+]
+
+
+def _protocol(login: Login) -> list[str]:
+    return [login[0]]
+
+
+# (name without prefix, TYPE, HELP, value) of the node's figures: connection_churn_metrics,
+# then what node_coarse_metrics and node_metrics have that trimq can tell.
+CHURN: list[tuple[str, str, str, Callable[[NodeRow], float]]] = [
+    (
+        "connections_opened_total",
+        "counter",
+        "Total number of connections opened",
+        lambda n: n.connections_opened,
+    ),
+    (
+        "connections_closed_total",
+        "counter",
+        "Total number of connections closed or terminated",
+        lambda n: n.connections_closed,
+    ),
+    (
+        "channels_opened_total",
+        "counter",
+        "Total number of channels opened",
+        lambda n: n.channels_opened,
+    ),
+    (
+        "channels_closed_total",
+        "counter",
+        "Total number of channels closed",
+        lambda n: n.channels_closed,
+    ),
+    (
+        "queues_declared_total",
+        "counter",
+        "Total number of queues declared",
+        lambda n: n.queues_declared,
+    ),
+    (
+        "queues_created_total",
+        "counter",
+        "Total number of queues created",
+        lambda n: n.queues_created,
+    ),
+    (
+        "queues_deleted_total",
+        "counter",
+        "Total number of queues deleted",
+        lambda n: n.queues_deleted,
+    ),
+]
+NODE_FIGURES: list[tuple[str, str, str, Callable[[NodeRow], float]]] = [
+    ("process_open_fds", "gauge", "Open file descriptors", lambda n: n.open_fds),
+    ("process_resident_memory_bytes", "gauge", "Memory used in bytes", lambda n: n.memory_used),
+    ("disk_space_available_bytes", "gauge", "Disk space available in bytes", lambda n: n.disk_free),
+    ("process_max_fds", "gauge", "Open file descriptors limit", lambda n: n.max_fds),
+    (
+        "resident_memory_limit_bytes",
+        "gauge",
+        "Memory high watermark in bytes",
+        lambda n: n.memory_limit,
+    ),
+    (
+        "disk_space_available_limit_bytes",
+        "gauge",
+        "Free disk space low watermark in bytes",
+        lambda n: n.disk_free_limit,
+    ),
+]
+
+
+def _channel_labels(c: ChannelRow) -> list[str]:
+    return [c.pid]
+
+
+def _channel_vhost_labels(c: ChannelRow) -> list[str]:
+    return [c.pid, c.vhost]
+
+
+def _connection_labels(c: ConnectionRow) -> list[str]:
+    return [c.pid]  # labelled "channel" (sic), as RabbitMQ does
+
+
+def _queue_labels(q: QueueRow) -> list[str]:
+    return [q.vhost, q.name]
+
+
+class ObjectSums:
+    """The per-object sums of /metrics, and when they were computed."""
+
+    def __init__(self, rows: Rows, at: float) -> None:
+        self.at = at
+        self.queues = summed(QUEUE_FAMILIES, rows.queues)
+        self.published = summed(QUEUE_PUBLISHED, rows.queues)
+        self.channels = summed(CHANNEL_GAUGES, rows.channels)
+        self.channel_counters = summed(CHANNEL_COUNTER_FAMILIES, rows.channels)
+        self.connection_figures = summed(CONNECTION_FAMILIES, rows.connections)
+        self.connections = len(rows.connections)
+        self.channel_count = len(rows.channels)
+        self.consumers = sum(q.consumers for q in rows.queues)
+        self.queue_count = len(rows.queues)
+
+
+def object_families(rows: Rows) -> Iterator[Metric]:
+    """/metrics/per-object's queue, channel and connection series."""
+    yield from table(QUEUE_FAMILIES, rows.queues, ["vhost", "queue"], _queue_labels)
+    yield from table(CHANNEL_GAUGES, rows.channels, ["channel"], _channel_labels)
+    yield from table(
+        CHANNEL_COUNTER_FAMILIES, rows.channels, ["channel", "vhost"], _channel_vhost_labels
+    )
+    yield from table(CONNECTION_FAMILIES, rows.connections, ["channel"], _connection_labels)
+    yield from table(QUEUE_PUBLISHED, rows.queues, ["vhost", "queue"], _queue_labels)
+
+
+def summed_families(sums: ObjectSums) -> Iterator[Metric]:
+    """/metrics's queue, channel and connection families, each one sum."""
+    yield from _summed_families(QUEUE_FAMILIES, sums.queues)
+    yield from _summed_families(CHANNEL_GAUGES, sums.channels)
+    yield from _summed_families(CHANNEL_COUNTER_FAMILIES, sums.channel_counters)
+    yield from _summed_families(CONNECTION_FAMILIES, sums.connection_figures)
+    yield from _summed_families(QUEUE_PUBLISHED, sums.published)
+
+
+def metrics(
+    node: NodeRow, sums: ObjectSums, objects: Iterable[Metric], stats: MessageStats
+) -> Iterator[Metric]:
+    """Every family of /metrics (`objects`: the summed families) or /metrics/per-object."""
+    yield from node_families(node)
+    yield from objects
+    yield _single("rabbitmq_connections", "gauge", "Connections currently open", sums.connections)
+    yield _single("rabbitmq_channels", "gauge", "Channels currently open", sums.channel_count)
+    yield _single("rabbitmq_consumers", "gauge", "Consumers currently connected", sums.consumers)
+    yield _single("rabbitmq_queues", "gauge", "Queues available", sums.queue_count)
+    yield from identity()
+    yield from global_families(sums.consumers, stats)
+
+
+def identity() -> Iterator[Metric]:
+    build = UnknownMetricFamily(
+        "rabbitmq_build_info",
+        "RabbitMQ & Erlang/OTP version info",
+        labels=[
+            "rabbitmq_version",
+            "prometheus_plugin_version",
+            "prometheus_client_version",
+            "erlang_version",
+            "product_name",
+            "product_version",
+        ],
+    )
+    build.add_metric(
+        [
+            RABBITMQ_VERSION,
+            __version__,
+            PROMETHEUS_CLIENT_VERSION,
+            f"python-{platform.python_version()}",  # trimq runs on Python, not Erlang/OTP
+            "trimq",
+            __version__,
+        ],
+        1,
+    )
+    yield build
+    identity = UnknownMetricFamily(
+        "rabbitmq_identity_info",
+        "RabbitMQ node & cluster identity info",
+        labels=["rabbitmq_node", "rabbitmq_cluster", "rabbitmq_cluster_permanent_id"],
+    )
+    identity.add_metric([NODE, CLUSTER_NAME, f"trimq-cluster-id-{CLUSTER_NAME}"], 1)
+    yield identity
+
+
+def global_families(consumers: int, stats: MessageStats) -> Iterator[Metric]:
+    family = GaugeMetricFamily(
+        "rabbitmq_global_consumers", "Current number of consumers", labels=["protocol"]
+    )
+    family.add_metric([PROTOCOL], consumers)
+    yield family
+    for name, doc, field, typed in GLOBAL_COUNTERS:
+        labels = ["protocol", "queue_type"] if typed else ["protocol"]
+        counter = CounterMetricFamily(name, doc, labels=labels)
+        counter.add_metric([PROTOCOL, QUEUE_TYPE] if typed else [PROTOCOL], stats.value(field))
+        yield counter
 
 
 class _Collected:
-    """Families already collected, for formatting away from the event loop."""
+    """Families to format, handed to prometheus_client's formatter (a collector)."""
 
-    def __init__(self, families: list[Metric]) -> None:
-        self.families = families
+    def __init__(self, build: Callable[[], Iterable[Metric]]) -> None:
+        self.build = build
 
-    def collect(self) -> list[Metric]:
-        return self.families
+    def collect(self) -> Iterable[Metric]:
+        return self.build()
 
 
-async def scrape(collector: BrokerCollector) -> bytes:
-    """Read the broker on the event loop (the only place it may be read), then format the
-    text in a worker thread: with thousands of queues, formatting is most of the work and
-    the thread touches nothing but the families collected."""
-    families = list(collector.collect())
-    collected = CollectorRegistry(auto_describe=False)
-    collected.register(_Collected(families))
-    return await trio.to_thread.run_sync(generate_latest, collected)
+def exposition(build: Callable[[], Iterable[Metric]]) -> bytes:
+    """The text of the families `build` makes from rows already read (no broker object)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collected(build))
+    return generate_latest(registry)
+
+
+async def render(build: Callable[[], Iterable[Metric]]) -> bytes:
+    """Build the families and their text in a worker thread: with thousands of queues that
+    is most of a scrape's work, and `build` touches nothing but rows."""
+    return await trio.to_thread.run_sync(exposition, build)
+
+
+class Scraper:
+    """/metrics and /metrics/per-object of one server."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self._sums: ObjectSums | None = None
+
+    async def aggregated(self, extra: Sequence[Metric] = ()) -> bytes:
+        """/metrics: the per-object sums as of at most one statistics interval ago, the
+        broker's counters as of now."""
+        now = trio.current_time()
+        sums = self._sums
+        if sums is None or now - sums.at >= SAMPLE_INTERVAL:
+            rows = await read_broker(self.state)
+            sums = self._sums = await trio.to_thread.run_sync(ObjectSums, rows, now)
+            node, stats = rows.node, rows.global_stats
+        else:
+            rows = await read_broker(self.state, queues=False, channels=False)
+            node, stats = rows.node, rows.global_stats
+        assert stats is not None
+        final = sums
+        return await render(lambda: [*metrics(node, final, summed_families(final), stats), *extra])
+
+    async def per_object(self, extra: Sequence[Metric] = ()) -> bytes:
+        rows = await read_broker(self.state)
+        stats = rows.global_stats
+        assert stats is not None
+
+        def build() -> list[Metric]:
+            sums = ObjectSums(rows, 0.0)
+            return [*metrics(rows.node, sums, object_families(rows), stats), *extra]
+
+        return await render(build)

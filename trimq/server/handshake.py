@@ -266,6 +266,7 @@ async def authenticate(conn: ServerConnection, start_ok: spec.ConnectionStartOk)
             mechanism=start_ok.mechanism,
             reason=reason,
         )
+    conn.broker.totals.count_login("amqp091", user is not None)
     if user is not None:
         conn.username = user.name
         conn.authenticated()

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from trimq.broker.peek import entry_json
 from trimq.broker.queue import Queue
+from trimq.broker.stats import MessageStats
 from trimq.management.errors import ApiError, bad_request
 
 ACKMODES = ("ack_requeue_true", "ack_requeue_false", "reject_requeue_true", "reject_requeue_false")
@@ -45,7 +46,11 @@ def _required(body: dict[str, Any], key: str) -> Any:
     return body[key]
 
 
-def get_messages(queue: Queue, body: dict[str, Any]) -> list[dict[str, Any]]:
+def get_messages(
+    queue: Queue, body: dict[str, Any], counters: MessageStats | None = None
+) -> list[dict[str, Any]]:
+    """The messages a POST .../get takes (`counters`: the channel counters its gets count
+    on, as RabbitMQ makes them on a channel of its own)."""
     count = min(_integer(_required(body, "count")), MAX_GET)
     ackmode = _required(body, "ackmode")
     encoding = _required(body, "encoding")
@@ -59,7 +64,7 @@ def get_messages(queue: Queue, body: dict[str, Any]) -> list[dict[str, Any]]:
     answers = []
     no_ack = ackmode == "ack_requeue_false"
     for _ in range(count):
-        entry = queue.get(no_ack)
+        entry = queue.get(no_ack, counters)
         if entry is None:
             break
         taken.append(entry)

@@ -217,7 +217,7 @@ async def get_from_queue(ctx: Context) -> Any:
             f"ACCESS_REFUSED - access to queue '{name}' in vhost '{vhost.name}' refused for "
             f"user '{ctx.user.name}'"
         )
-    return get_messages(queue, body)
+    return get_messages(queue, body, ctx.broker.totals.direct)
 
 
 @endpoint()
