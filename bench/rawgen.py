@@ -248,8 +248,11 @@ def publisher(
     return {"t0": t0, "done": t_done, "nacked": nacked}
 
 
-def consumer(url: str, queue: str, n: int, prefetch: int, ready: Any) -> dict[str, Any]:
-    """Consume n deliveries, acking (multiple) every prefetch/4; time of the last one."""
+def consumer(
+    url: str, queue: str, n: int, body_size: int, prefetch: int, ready: Any
+) -> dict[str, Any]:
+    """Consume n deliveries of body_size bytes, acking (multiple) every prefetch/4; returns the
+    time the last body frame arrived."""
     c = Conn(url)
     c.qos(prefetch)
     c.consume(queue)
@@ -261,9 +264,10 @@ def consumer(url: str, queue: str, n: int, prefetch: int, ready: Any) -> dict[st
     view = memoryview(buf)
     filled = len(c.buf)  # deliveries that came with Consume-Ok
     buf[:filled] = c.buf
+    c.buf.clear()
     count = body = last_tag = acked = 0
     t_last = time.monotonic()
-    while count < n:
+    while count < n or body < n * body_size:
         got = c.sock.recv_into(view[filled:])
         if not got:
             raise AmqpError(f"connection closed by the broker after {count} deliveries")
@@ -291,6 +295,7 @@ def consumer(url: str, queue: str, n: int, prefetch: int, ready: Any) -> dict[st
             acked = last_tag
     if last_tag > acked:
         c.send(ack(1, last_tag))
+    c.buf[:] = buf[:filled]
     c.close()
     return {"last": t_last, "count": count, "body": body}
 
@@ -369,7 +374,7 @@ def pubsub(
     c.queue_declare(queue, durable=persistent)
     try:
         ready = CTX.Event()
-        cons = spawn(consumer, url, queue, n, prefetch, ready)
+        cons = spawn(consumer, url, queue, n, body_size, prefetch, ready)
         if not ready.wait(30):
             result(cons, 1)
             raise AmqpError("consumer did not start")
