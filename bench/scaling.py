@@ -28,6 +28,7 @@ import json
 import os
 import resource
 import selectors
+import signal
 import socket
 import statistics
 import sys
@@ -47,7 +48,7 @@ RESULTS_DIR = HERE / "results"
 LATEST = RESULTS_DIR / "scaling.json"
 BODY = b"\x2a" * 16
 MAX_PROCS = 4  # client processes per side; the machine has 2 cores
-CHUNK = 4096  # bytes of publishes per send once a socket is writable (never blocks for long)
+CHUNK = 4096  # publishes per send once a socket is writable (whole messages, ~4 KiB)
 
 
 class Endpoint:
@@ -141,6 +142,7 @@ class Conn:
     cons: ac.Consumer
     sock: socket.socket
     out: bytes
+    chunk: int  # bytes per send: a whole number of messages
     sent: int = 0
 
 
@@ -160,7 +162,8 @@ def connections_proc(
         cons._take_setup_leftover()
         msg = ac.encode_message(1, "", q, BODY, None, client.frame_max)
         assert client.sock is not None
-        conns.append(Conn(cons, client.sock, msg * per_conn))
+        # whole messages per send: an ack the consumer sends goes between two frames
+        conns.append(Conn(cons, client.sock, msg * per_conn, len(msg) * max(1, CHUNK // len(msg))))
     ready.set()
     go.wait()
     sel = selectors.DefaultSelector()
@@ -177,7 +180,7 @@ def connections_proc(
         for key, mask in events:
             conn = key.data
             if mask & selectors.EVENT_WRITE and conn.sent < len(conn.out):
-                end = min(len(conn.out), conn.sent + CHUNK)
+                end = min(len(conn.out), conn.sent + conn.chunk)
                 conn.sock.sendall(conn.out[conn.sent : end])
                 conn.sent = end
                 if end == len(conn.out):
@@ -288,6 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if args.quick else 3)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 20000)), hard))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop the brokers on SIGTERM too
 
     targets: dict[str, Any] = {}
     started: list[run.Broker] = []

@@ -48,9 +48,11 @@ def test_scaling_json_and_chart(node: Broker, tmp_path: Path) -> None:
         "--connections",
         "1,3",
         "--messages",
-        "300",
+        "3000",
         "--rounds",
         "1",
+        "--prefetch",
+        "40",  # acks every 10 deliveries go out between the publishes
         "--out",
         str(out),
     )
