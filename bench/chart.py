@@ -5,7 +5,7 @@
 
 Two panels: deliveries/s against the number of queues and against the number of connections,
 log x axis, one line per broker through the medians, the min-max range of the runs as error
-bars. Needs matplotlib (`pip install -e .[bench]`).
+bars; prints the same figures as a Markdown table. Needs matplotlib (`pip install -e .[bench]`).
 """
 
 from __future__ import annotations
@@ -64,6 +64,32 @@ def draw(doc: dict[str, Any], out: Path) -> None:
     plt.close(fig)
 
 
+def markdown(doc: dict[str, Any]) -> str:
+    """The medians (min-max) as a Markdown table, with the first broker's / the second's."""
+    names = doc["brokers"]
+    header = ["series", "N", *(f"{LABELS.get(b, b)} median (min-max)" for b in names)]
+    if len(names) == 2:
+        header.append(f"{names[0]}/{names[1]}")
+    lines = ["| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for d, by in doc["series"].items():
+        for n in sorted(by[names[0]], key=int):
+            cells = [d, f"{int(n):,}"]
+            meds = []
+            for b in names:
+                s = by[b][n]
+                meds.append(s["median"])
+                cells.append(
+                    "—"
+                    if s["median"] is None
+                    else f"{s['median']:,.0f} ({s['min']:,.0f}-{s['max']:,.0f})"
+                )
+            if len(names) == 2:
+                ok = None not in meds and meds[1]
+                cells.append(f"{meds[0] / meds[1]:.2f}" if ok else "—")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("json", nargs="?", type=Path, default=HERE / "results" / "scaling.json")
@@ -73,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     if doc.get("kind") != "scaling":
         ap.error(f"{args.json} is not bench/scaling.py output")
     draw(doc, args.output)
+    print(markdown(doc))
     print(f"wrote {args.output}")
     return 0
 
