@@ -175,6 +175,7 @@ RABBITMQ_REFERENCE = frozenset(
         "test_management_api.py",
         "test_management_admin.py",
         "test_management_queues.py",
+        "test_management_queue_figures.py",
         "test_management_exchanges.py",
         "test_management_connections.py",
         "test_management_clients.py",
