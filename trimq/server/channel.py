@@ -26,6 +26,7 @@ from trimq.amqp.publish import content_properties, publish_args
 from trimq.amqp.state import ChannelAction, ChannelEvent, ChannelMachine, ChannelMode, ChannelState
 from trimq.broker import reply_to
 from trimq.broker.arguments import parse_expiration
+from trimq.broker.auth import topic_refusal
 from trimq.broker.exchange import Exchange
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.pcre import name_bytes
@@ -367,8 +368,9 @@ class Channel:
         if pattern is not None and pattern.search(name_bytes(routing_key)) is None:
             raise ChannelError(
                 ACCESS_REFUSED,
-                f"access to topic '{routing_key}' in exchange '{exchange.name}' in vhost "
-                f"'{self.vhost.name}' refused for user '{self.connection.username}'",
+                topic_refusal(
+                    routing_key, exchange.name, self.vhost.name, self.connection.username
+                ),
             )
 
     # -- queues -------------------------------------------------------------------------
