@@ -3,6 +3,7 @@ and their topic_permissions counterparts (one topic exchange per entry)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trimq.admin_errors import ErrorKind
@@ -192,7 +193,7 @@ def run_clear_topic_permissions(ctx: Context) -> int:
     return _permissions_command(ctx, request)
 
 
-def _clear_topic_banner(args: list[str], opts: dict[str, Any]) -> list[str]:
+def _clear_topic_banner(args: Sequence[str], opts: Mapping[str, Any]) -> list[str]:
     where = f'in vhost "{opts.get("vhost", "/")}" ...'
     if len(args) > 1:
         return [f'Clearing topic permissions on "{args[1]}" for user "{args[0]}" {where}']
