@@ -177,6 +177,7 @@ RABBITMQ_REFERENCE = frozenset(
         "test_management_queues.py",
         "test_management_queue_figures.py",
         "test_ctl_topic_permissions.py",
+        "test_ctl_queue_figures.py",
         "test_management_exchanges.py",
         "test_management_connections.py",
         "test_management_clients.py",

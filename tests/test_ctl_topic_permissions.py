@@ -10,60 +10,29 @@ without it the tests are skipped. Against trimq they run trimqctl on the session
 from __future__ import annotations
 
 import json
-import os
-import re
-import shlex
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
+from admin_helpers import Admin, admin_tool
 from conftest import Broker
 from http_helpers import Api
 
-REFERENCE = os.environ.get("TRIMQ_TEST_URL")
-ADMIN = os.environ.get("TRIMQ_TEST_RABBITMQCTL")
-
 
 @dataclass
-class Admin:
-    """The tool that administers the broker, and a user and vhost of the test's own."""
+class TopicAdmin(Admin):
+    """The tool, and a user and a vhost of the test's own."""
 
-    tool: list[str]
-    user: str
-    vhost: str
-
-    def __call__(self, *args: str) -> tuple[int, list[str], list[str]]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TRIMQ_")}
-        result = subprocess.run(
-            [*self.tool, *args], check=False, capture_output=True, text=True, timeout=120, env=env
-        )
-        # rabbitmqctl can print a log line (with its time) before "Error:"; it is no answer
-        err = [
-            line
-            for line in result.stderr.splitlines()
-            if line and not re.match(r"\d\d:\d\d:\d\d\.\d+ \[", line)
-        ]
-        return result.returncode, result.stdout.splitlines(), err
-
-    def ok(self, *args: str) -> list[str]:
-        code, out, err = self(*args)
-        assert code == 0, (args, out, err)
-        return out
+    user: str = ""
+    vhost: str = ""
 
 
 @pytest.fixture
-def admin(broker: Broker) -> Iterator[Admin]:
-    if REFERENCE:
-        if not ADMIN:
-            pytest.skip("TRIMQ_TEST_RABBITMQCTL (the reference broker's rabbitmqctl) unset")
-        tool = shlex.split(ADMIN)
-    else:
-        tool = [sys.executable, "-m", "trimq.cli.ctl", "--data-dir", str(broker.data_dir)]
+def admin(broker: Broker) -> Iterator[TopicAdmin]:
+    tool = admin_tool(broker)
     suffix = uuid.uuid4().hex[:8]
-    result = Admin(tool, f"topic-user-{suffix}", f"topic-vhost-{suffix}")
+    result = TopicAdmin(tool.tool, f"topic-user-{suffix}", f"topic-vhost-{suffix}")
     result.ok("add_user", result.user, "pw")
     result.ok("add_vhost", result.vhost)
     yield result
@@ -71,7 +40,7 @@ def admin(broker: Broker) -> Iterator[Admin]:
     result("delete_vhost", result.vhost)
 
 
-def test_set_list_and_clear(admin: Admin) -> None:
+def test_set_list_and_clear(admin: TopicAdmin) -> None:
     user, vhost = admin.user, admin.vhost
     assert admin("set_topic_permissions", user, "amq.topic", "^a", "^b") == (
         0,
@@ -134,7 +103,7 @@ def test_set_list_and_clear(admin: Admin) -> None:
     )
 
 
-def test_errors_and_exit_codes(admin: Admin) -> None:
+def test_errors_and_exit_codes(admin: TopicAdmin) -> None:
     user = admin.user
     assert admin("set_topic_permissions", "nosuch-user", "amq.topic", "a", "b") == (
         67,
@@ -183,7 +152,7 @@ def test_errors_and_exit_codes(admin: Admin) -> None:
         assert err[0].startswith("Error (argument validation): "), args
 
 
-def test_shared_with_the_management_api(admin: Admin, management_url: str) -> None:
+def test_shared_with_the_management_api(admin: TopicAdmin, management_url: str) -> None:
     api = Api(management_url)
     user = admin.user
     admin.ok("set_topic_permissions", user, "amq.topic", "^w", "^r")

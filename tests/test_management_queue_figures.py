@@ -108,6 +108,7 @@ def test_figures_of_ready_and_unacked_messages(
         channel = connection.channel()
         _fill(channel, queue, durable)
         assert _wait(api, queue, _expected(durable, 0)) == _expected(durable, 0)
+        assert api.get("queues", "/", queue).json()["consumer_utilisation"] == 0
         channel.basic_qos(prefetch_count=2)
         tags: list[int] = []
         channel.basic_consume(queue, lambda _ch, method, _p, _b: tags.append(method.delivery_tag))
@@ -117,7 +118,9 @@ def test_figures_of_ready_and_unacked_messages(
         assert _wait(api, queue, wanted) == wanted
         shown = api.get("queues", "/", queue).json()
         assert isinstance(shown["memory"], int) and shown["memory"] > 0
-        assert "consumer_utilisation" in shown
+        # RabbitMQ: the share of time its consumers could take messages (trimq's: 1.0)
+        assert isinstance(shown["consumer_utilisation"], (int, float))
+        assert 0 <= shown["consumer_utilisation"] <= 1
         row = [r for r in api.get("queues", "/").json() if r["name"] == queue]
         assert [_only_figures(r) for r in row] == [wanted]
         channel.basic_ack(tags[0])  # the first message goes, the other comes back

@@ -92,7 +92,7 @@ def queue_rows(state: ServerState, vhost: VHost) -> list[dict[str, Any]]:
                 "disk_reads": 0,
                 "disk_writes": figures["messages_persistent"] if queue.journal is not None else 0,
                 "consumers": len(queue.consumers),
-                "consumer_utilisation": "",
+                "consumer_utilisation": 1.0 if queue.consumers else 0,
                 "consumer_capacity": 1.0 if queue.consumers else 0,
                 "state": "running",
                 "type": "classic",

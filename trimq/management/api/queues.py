@@ -54,7 +54,7 @@ def render_queue(queue: Queue) -> dict[str, Any]:
         "arguments": plain_table(queue.arguments),
         "auto_delete": queue.auto_delete,
         "consumer_capacity": 1.0 if consumers else 0,
-        "consumer_utilisation": 1.0 if consumers else None,
+        "consumer_utilisation": 1.0 if consumers else 0,  # consumers never wait in trimq
         "consumers": len(consumers),
         "durable": queue.durable,
         "effective_policy_definition": dict(queue.policy.definition) if queue.policy else {},
