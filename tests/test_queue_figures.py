@@ -18,7 +18,7 @@ from trimq.amqp.spec import BasicProperties
 from trimq.broker.broker import Broker, BrokerConfig
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.queue import Consumer, Queue
-from trimq.broker.queue_figures import message_figures
+from trimq.broker.queue_figures import head_timestamp, message_figures
 from trimq.broker.stats import MessageStats
 from trimq.broker.vhost import VHost
 
@@ -154,3 +154,53 @@ def test_expiry_and_dead_lettering() -> None:
     queue.reject([entry])
     _check(queue, [])
     assert _check(target, [])["message_bytes_persistent"] == 5
+
+
+def test_head_timestamp_takes_the_oldest_unacked_message() -> None:
+    vhost = _vhost()
+    queue, _ = vhost.declare_queue("q", owner=None)
+    for stamp in (None, 20, 10, 30):
+        _publish(vhost, queue, 1, persistent=False, timestamp=stamp)
+    assert head_timestamp(queue) is None  # the first has none
+    first, second = queue.get(no_ack=False), queue.get(no_ack=False)
+    assert first is not None and second is not None
+    assert head_timestamp(queue) == 10  # unacked 20, ready head 10
+    queue.requeue([second])  # back at the head of the ready ones
+    assert head_timestamp(queue) == 20
+    again = queue.get(no_ack=False)
+    assert again is second and head_timestamp(queue) == 10
+    queue.settle([second])
+    assert head_timestamp(queue) == 10 and queue.oldest_unacked() is first
+    queue.settle([first])
+    assert queue.oldest_unacked() is None and head_timestamp(queue) == 10
+
+
+def test_settled_entries_do_not_pile_up() -> None:
+    vhost = _vhost()
+    queue, _ = vhost.declare_queue("q", owner=None)
+    stuck = None
+    for i in range(1000):
+        _publish(vhost, queue, 1, persistent=False, timestamp=i + 1)
+        entry = queue.get(no_ack=False)
+        assert entry is not None
+        if stuck is None:
+            stuck = entry  # never acked: the oldest unacked throughout
+        else:
+            queue.settle([entry])
+    assert len(queue._out) + len(queue._out_late) <= 2 * queue.unacked + 65
+    assert queue.oldest_unacked() is stuck and head_timestamp(queue) == 1
+
+
+def test_redelivered_entries_count_by_their_order() -> None:
+    """A requeued message delivered again is older than those delivered after it."""
+    vhost = _vhost()
+    queue, _ = vhost.declare_queue("q", owner=None)
+    for stamp in (1, 2, 3):
+        _publish(vhost, queue, 1, persistent=False, timestamp=stamp)
+    one, two = queue.get(no_ack=False), queue.get(no_ack=False)
+    assert one is not None and two is not None
+    queue.requeue([one])
+    three = queue.get(no_ack=False)  # one again: delivered after two, yet older
+    assert three is one and queue.oldest_unacked() is one and head_timestamp(queue) == 1
+    queue.settle([one])
+    assert queue.oldest_unacked() is two and head_timestamp(queue) == 2

@@ -109,6 +109,11 @@ class Queue:
         self._groups: list[tuple[int, deque[Consumer]]] = []  # by consumer priority, highest first
         self.unacked = 0
         self.unacked_bytes = 0  # the bodies of the unacked messages
+        # The unacked entries, for the oldest one (head_message_timestamp): those delivered in
+        # sequence order (most are) in a deque, the others (redeliveries) in a heap; settled
+        # ones stay until they reach the front, or both are rebuilt when mostly settled.
+        self._out: deque[QueuedMessage] = deque()
+        self._out_late: list[QueuedMessage] = []
         # Persistent messages held (ready or unacked) and their bytes; as RabbitMQ, only a
         # durable queue keeps a message persistent. Counted where messages enter and leave.
         self.persistent = 0
@@ -296,6 +301,7 @@ class Queue:
             else:
                 self.unacked += 1
                 self.unacked_bytes += entry.message.size
+                self._went_out(entry)
             if consumer is only:
                 to_only += 1
                 if entry.redelivered:
@@ -367,6 +373,7 @@ class Queue:
         else:
             self.unacked += 1
             self.unacked_bytes += entry.message.size
+            self._went_out(entry)
             if self.journal is not None and entry.message.id:
                 self.journal.deliver(self, [entry.message.id])
         return entry
@@ -402,7 +409,32 @@ class Queue:
         size = 0
         for entry in entries:
             size += entry.message.size
+            entry.out = False
         self.unacked_bytes -= size
+
+    def _went_out(self, entry: QueuedMessage) -> None:
+        """An entry was delivered with ack required."""
+        entry.out = True
+        out = self._out
+        if not out or out[-1].seq < entry.seq:
+            out.append(entry)
+        else:
+            heapq.heappush(self._out_late, entry)
+        if len(out) + len(self._out_late) > 2 * self.unacked + 64:  # mostly settled: prune
+            self._out = deque(e for e in out if e.out)
+            late = self._out_late = [e for e in self._out_late if e.out]
+            heapq.heapify(late)
+
+    def oldest_unacked(self) -> QueuedMessage | None:
+        """The unacked entry with the lowest sequence number (RabbitMQ's oldest pending ack)."""
+        out, late = self._out, self._out_late
+        while out and not out[0].out:
+            out.popleft()
+        while late and not late[0].out:
+            heapq.heappop(late)
+        if not late:
+            return out[0] if out else None
+        return late[0] if not out or late[0].seq < out[0].seq else out[0]
 
     def _gone(self, entries: list[QueuedMessage]) -> None:
         """Entries leave the queue for good: the persistent counts follow."""

@@ -38,7 +38,11 @@ def message_figures(queue: Queue) -> dict[str, Any]:
 
 
 def head_timestamp(queue: Queue) -> int | None:
-    """The timestamp property of the message at the head of the queue (RabbitMQ's
-    head_message_timestamp), None when there is none or it has no timestamp."""
-    head = queue.ready.peek()
-    return head.message.properties.timestamp if head is not None else None
+    """RabbitMQ's head_message_timestamp: the lowest timestamp property of the first ready
+    message and the oldest unacked one (those without a timestamp left out); None if none."""
+    stamps = [
+        entry.message.properties.timestamp
+        for entry in (queue.ready.peek(), queue.oldest_unacked())
+        if entry is not None and entry.message.properties.timestamp is not None
+    ]
+    return min(stamps) if stamps else None
