@@ -101,6 +101,8 @@ def test_set_list_and_clear(admin: TopicAdmin) -> None:
         [f'Listing topic permissions for vhost "{vhost}" ...', ""],
         [],
     )
+    assert admin("list_topic_permissions", "-p", vhost, "--formatter", "json") == (0, ["[]"], [])
+    assert admin("list_user_topic_permissions", "-s", user) == (0, [""], [])
 
 
 def test_errors_and_exit_codes(admin: TopicAdmin) -> None:

@@ -225,13 +225,13 @@ def run_list_topic_permissions(ctx: Context) -> int:
         if exc.kind is ErrorKind.VHOST_NOT_FOUND:
             raise CtlExit(EXIT_DATAERR, f"Virtual host '{ctx.vhost}' does not exist") from None
         raise default_error(ctx, exc) from None
-    return print_rows(ctx, rows, ["user", "exchange", "write", "read"], blank_when_empty=True)
+    return print_rows(ctx, rows, ["user", "exchange", "write", "read"], whole_list=True)
 
 
 register(
     Command(
         "list_topic_permissions",
-        "list_topic_permissions [--vhost <vhost>] [--no-table-headers] [--timeout <timeout>]",
+        "list_topic_permissions [--vhost <vhost>] [--no-table-headers]",
         "Lists topic permissions in a virtual host",
         Section.ACCESS_CONTROL,
         run_list_topic_permissions,
@@ -255,14 +255,14 @@ def run_list_user_topic_permissions(ctx: Context) -> int:
             raise CtlExit(EXIT_UNAVAILABLE, error_text(f'{{:no_such_user, "{user}"}}')) from None
         raise default_error(ctx, exc) from None
     return print_rows(
-        ctx, rows, ["vhost", "exchange", "write", "read"], header=False, blank_when_empty=True
+        ctx, rows, ["vhost", "exchange", "write", "read"], header=False, whole_list=True
     )
 
 
 register(
     Command(
         "list_user_topic_permissions",
-        "list_user_topic_permissions [--no-table-headers] <username> [--timeout <timeout>]",
+        "list_user_topic_permissions [--no-table-headers] <username>",
         "Lists user topic permissions",
         Section.ACCESS_CONTROL,
         run_list_user_topic_permissions,

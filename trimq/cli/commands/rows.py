@@ -30,16 +30,19 @@ def print_rows(
     *,
     drop_missing: bool = False,
     header: bool = True,
-    blank_when_empty: bool = False,
+    whole_list: bool = False,
 ) -> int:
     """Print the rows (dicts; anything else is ignored) of a listing, `items` as columns
     (`header`: False for the listings rabbitmqctl prints without a header line;
-    `blank_when_empty`: an empty line for no rows, as rabbitmqctl's table for some)."""
+    `whole_list`: the command answers a list, not a stream of rows: rabbitmqctl prints none
+    as an empty line, or `[]` in JSON)."""
     if not isinstance(rows, list):
         rows = []
     rows = [row for row in rows if isinstance(row, Mapping)]
     if ctx.json:
         lines = output.json_lines(rows, items, drop_missing=drop_missing)
+        if not rows and whole_list:
+            lines = ["[]"]
     elif ctx.opts.get("formatter") == "csv":
         lines = output.csv_lines(rows, items)
     else:
@@ -53,7 +56,7 @@ def print_rows(
             pad_to_header=bool(ctx.opts.get("pad_to_header")),
             drop_missing=drop_missing,
         )
-        if not rows and blank_when_empty:
+        if not rows and whole_list:
             lines = [""]
     for line in lines:
         ctx.print(line)
