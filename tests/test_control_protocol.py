@@ -63,6 +63,10 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "clear_permissions": ("vhost", "user"),
     "list_permissions": ("vhost",),
     "list_user_permissions": ("user",),
+    "set_topic_permissions": ("vhost", "user", "exchange", "write", "read"),
+    "clear_topic_permissions": ("vhost", "user", "exchange"),
+    "list_topic_permissions": ("vhost",),
+    "list_user_topic_permissions": ("user",),
     "list_queues": ("vhost", "items"),
     "list_exchanges": ("vhost", "items"),
     "list_bindings": ("vhost", "items"),
@@ -200,6 +204,15 @@ def test_malformed_requests_by_hand(server: Broker) -> None:
         (b"[" * 100_000 + b"\n", "malformed request"),
         (b'{"command": 5}\n', "malformed request"),
         (b'{"command": "no_such"}\n', "unknown command 'no_such'"),
+        (  # a lone surrogate could be stored nowhere (the journal writes UTF-8)
+            b'{"command": "set_topic_permissions", "args": {"user": "guest", '
+            b'"exchange": "\\ud800", "write": "", "read": ""}}\n',
+            "request text is not valid Unicode",
+        ),
+        (
+            b'{"command": "set_vhost_limits", "args": {"definition": {"\\ud800": null}}}\n',
+            "request text is not valid Unicode",
+        ),
         (
             b'{"command": "add_user", "args": "bob"}\n',
             "bad arguments for add_user: args must be an object",

@@ -714,6 +714,42 @@ def test_permissions_listings(broker: FakeBroker) -> None:
     assert (r.code, r.errlines) == (69, ["Error:", '{:no_such_user, "nosuch"}'])
 
 
+def test_topic_permission_commands(broker: FakeBroker) -> None:
+    """Requests, banners and usage lines as rabbitmqctl 3.10.8's (tests/
+    test_ctl_topic_permissions.py compares the live output with rabbitmqctl's)."""
+    r = run("set_topic_permissions", "-p", "dev", "bob", "amq.topic", "^a", "")
+    assert r.lines == ['Setting topic permissions on "amq.topic" for user "bob" in vhost "dev" ...']
+    assert broker.last == {
+        "command": "set_topic_permissions",
+        "args": {"vhost": "dev", "user": "bob", "exchange": "amq.topic", "write": "^a", "read": ""},
+    }
+    assert run("clear_topic_permissions", "bob").lines == [
+        'Clearing topic permissions for user "bob" in vhost "/" ...'
+    ]
+    assert broker.last["args"] == {"vhost": "/", "user": "bob"}  # every exchange
+    run("clear_topic_permissions", "bob", "logs")
+    assert broker.last["args"] == {"vhost": "/", "user": "bob", "exchange": "logs"}
+    broker.replies["list_user_topic_permissions"] = ok(
+        [{"vhost": "/", "exchange": "logs", "write": "", "read": ".*"}]
+    )
+    r = run("list_user_topic_permissions", "bob")  # no header line
+    assert r.lines == ['Listing topic permissions for user "bob" ...', "/\tlogs\t\t.*"]
+    broker.replies["list_topic_permissions"] = ok([])
+    assert run("list_topic_permissions", "-s").out == "\n"  # an empty line for none
+    assert run("list_topic_permissions", "--formatter", "json").lines == ["[]"]
+    r = run("list_user_topic_permissions")
+    assert (r.code, r.errlines[-1]) == (
+        64,
+        USAGE_HEAD + "list_user_topic_permissions [--no-table-headers] <username> "
+        "[--timeout <timeout>]",
+    )
+    r = run("clear_topic_permissions", "a", "b", "c")
+    assert (r.code, r.errlines[-1]) == (
+        64,
+        USAGE_HEAD + "clear_topic_permissions [--vhost <vhost>] <username> [<exchange>]",
+    )
+
+
 # -- users, vhosts, permissions --------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ and channels within a few seconds, so the tests wait for them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -187,3 +188,23 @@ def test_delete_without_reason(api: Api, broker: Broker) -> None:
     )
     answer = api.delete("connections", "127.0.0.1:1 -> 127.0.0.1:2")
     assert answer.status_code == 404 and answer.json() == NOT_FOUND
+
+
+IDLE_SINCE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+00:00")
+
+
+def test_idle_since_on_channels_only(api: Api, client: pika.BlockingConnection) -> None:
+    """RabbitMQ 3.10 adds idle_since (2026-12-03T19:12:08.555+00:00) to a channel that was
+    idle for a moment (its process hibernated; the reference node's 0.5 s channel tick keeps
+    its channels from it) and never to a connection."""
+    client.channel()
+    name = connection_name(client)
+    row = eventually(
+        lambda: _listed(api, "channels", name=f"{name} (1)"), lambda r: "idle_since" in r, 3
+    )
+    if "idle_since" in row:
+        assert IDLE_SINCE.fullmatch(row["idle_since"]), row["idle_since"]
+    connection = eventually(
+        lambda: _listed(api, "connections", name=name), lambda r: "recv_oct" in r
+    )
+    assert "recv_oct" in connection and "idle_since" not in connection

@@ -13,7 +13,7 @@ from typing import Any
 
 import pika
 import pytest
-from http_helpers import Api
+from http_helpers import Api, temp_user
 from msg_helpers import eventually
 
 NOT_FOUND = {"error": "Object Not Found", "reason": "Not Found"}
@@ -335,3 +335,39 @@ def test_publish_a_direct_reply(api: Api, channel: Any, queue: str) -> None:
     connection = channel.connection
     eventually(lambda: connection.process_data_events(0.1) or replies, bool, timeout=10)
     assert replies == [b"reply"]
+
+
+def test_publish_checks_topic_permissions(api: Api, exchange: str, queue: str, unique: str) -> None:
+    """A user with write permission whose topic permission's write pattern does not match the
+    routing key is refused on a topic exchange, as a channel's publish is; other exchange types
+    are not checked."""
+    user = unique + ".u"
+    other = exchange + ".direct"
+    api.put("exchanges", "/", exchange, json={"type": "topic"})
+    api.put("exchanges", "/", other, json={"type": "direct"})
+    api.post("bindings", "/", "e", exchange, "q", queue, json={"routing_key": "#"})
+    api.post("bindings", "/", "e", other, "q", queue, json={"routing_key": "denied.key"})
+    try:
+        with temp_user(api, user, "pw", "management") as as_user:
+            everything = {"configure": ".*", "write": ".*", "read": ".*"}
+            assert api.put("permissions", "/", user, json=everything).status_code == 201
+            for name in (exchange, other):
+                topic = {"exchange": name, "write": "^(allowed|{username})\\.", "read": ".*"}
+                assert api.put("topic-permissions", "/", user, json=topic).status_code in (201, 204)
+            base = {"properties": {}, "payload": "hi", "payload_encoding": "string"}
+            refused = _publish(as_user, exchange, **base, routing_key="denied.key")
+            assert refused.status_code == 400
+            assert refused.json() == _bad(
+                f"403 ACCESS_REFUSED - access to topic 'denied.key' in exchange '{exchange}' "
+                f"in vhost '/' refused for user '{user}'"
+            )
+            # checked before the user_id property
+            mismatch = {**base, "properties": {"user_id": "someone"}, "routing_key": "denied.key"}
+            assert _publish(as_user, exchange, **mismatch).json() == refused.json()
+            for key in ("allowed.key", f"{user}.key"):
+                answer = _publish(as_user, exchange, **base, routing_key=key)
+                assert (answer.status_code, answer.json()) == (200, {"routed": True})
+            answer = _publish(as_user, other, **base, routing_key="denied.key")
+            assert (answer.status_code, answer.json()) == (200, {"routed": True})
+    finally:
+        api.delete("exchanges", "/", other)

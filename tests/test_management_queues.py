@@ -112,7 +112,9 @@ def test_counts_follow_the_queue(api: Api, channel: Any, queue: str) -> None:
 
     shown = eventually(read, lambda s: all(s[k] == v for k, v in wanted.items()))
     assert shown == {**wanted, "state": "running", "message_bytes_unacknowledged": 2}
-    details = api.get("queues", "/", queue).json()["consumer_details"]
+    details = eventually(  # RabbitMQ may show the consumer a moment after the counts
+        lambda: api.get("queues", "/", queue).json()["consumer_details"], lambda d: len(d) == 1
+    )
     assert [(d["consumer_tag"], d["ack_required"], d["prefetch_count"]) for d in details] == [
         ("counted", True, 1)
     ]

@@ -119,6 +119,14 @@ class TopicPermissionTable(dict[TopicKey, tuple[str, str]]):
 NEVER = re.compile(rb"(?!)")
 
 
+def topic_refusal(routing_key: str, exchange: str, vhost: str, user: str) -> str:
+    """RabbitMQ's ACCESS_REFUSED detail for a routing key the topic permissions refuse."""
+    return (
+        f"access to topic '{routing_key}' in exchange '{exchange}' in vhost '{vhost}' "
+        f"refused for user '{user}'"
+    )
+
+
 def topic_pattern(expression: str, vhost: str, user: str) -> re.Pattern[bytes]:
     """A topic permission's expression as RabbitMQ applies it to routing keys: `{username}`
     and `{vhost}` replaced, an empty expression meaning `^$`; one that cannot be used after
@@ -165,6 +173,14 @@ class Users:
         if entry is None:
             return None
         return topic_pattern(entry[0] if kind == "write" else entry[1], vhost, user)
+
+    def topic_allowed(
+        self, vhost: str, user: str, exchange: str, kind: str, routing_key: str
+    ) -> bool:
+        """Whether `routing_key` may be used to `kind` on the topic exchange `exchange` (one
+        look-up: a channel caches the patterns instead, see Channel.permit_topic)."""
+        pattern = self.topic_check(vhost, user, exchange, kind)
+        return pattern is None or pattern.search(name_bytes(routing_key)) is not None
 
     def permission(self, vhost: str, user: str) -> Permission | None:
         return self.permissions.get((vhost, user))

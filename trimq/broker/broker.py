@@ -288,9 +288,9 @@ class Broker:
                     )
             self.get_vhost(vhost)
             self.get_user(user)
-        self.users.topic_permissions[(vhost, user, exchange)] = (write, read)
-        if not loading:
+        if not loading:  # journaled first: a record that cannot be written changes nothing
             self._put(TopicPermissionDef(vhost, user, exchange, write, read))
+        self.users.topic_permissions[(vhost, user, exchange)] = (write, read)
 
     def clear_topic_permissions(self, vhost: str, user: str, exchange: str | None = None) -> int:
         """Remove a user's topic permissions in a vhost (on one exchange, or all); how many."""
@@ -302,8 +302,8 @@ class Broker:
             if k[0] == vhost and k[1] == user and exchange in (None, k[2])
         ]
         for key in keys:
-            del self.users.topic_permissions[key]
             self._drop(TopicPermissionDef.KIND, TopicPermissionDef.make_key(*key))
+            del self.users.topic_permissions[key]
         return len(keys)
 
     # -- policies -----------------------------------------------------------------------

@@ -88,9 +88,18 @@ class Message:
 
 class QueuedMessage:
     """One message's place in one queue: its order there, whether (and how often) it was
-    delivered, when it expires, and whether it sits among the queue's ready messages."""
+    delivered, when it expires, and whether it sits among the queue's ready messages or is
+    out unacked."""
 
-    __slots__ = ("delivery_count", "expires_at", "in_ready", "message", "redelivered", "seq")
+    __slots__ = (
+        "delivery_count",
+        "expires_at",
+        "in_ready",
+        "message",
+        "out",
+        "redelivered",
+        "seq",
+    )
 
     def __init__(
         self,
@@ -106,6 +115,7 @@ class QueuedMessage:
         self.delivery_count = delivery_count
         self.expires_at = expires_at
         self.in_ready = False
+        self.out = False
 
     def __lt__(self, other: QueuedMessage) -> bool:  # for the expiry heap's ties
         return self.seq < other.seq

@@ -108,6 +108,16 @@ class Queue:
         self.consumers: list[Consumer] = []  # in the order they came (single active: first)
         self._groups: list[tuple[int, deque[Consumer]]] = []  # by consumer priority, highest first
         self.unacked = 0
+        self.unacked_bytes = 0  # the bodies of the unacked messages
+        # The unacked entries, for the oldest one (head_message_timestamp): those delivered in
+        # sequence order (most are) in a deque, the others (redeliveries) in a heap; settled
+        # ones stay until they reach the front, or both are rebuilt when mostly settled.
+        self._out: deque[QueuedMessage] = deque()
+        self._out_late: list[QueuedMessage] = []
+        # Persistent messages held (ready or unacked) and their bytes; as RabbitMQ, only a
+        # durable queue keeps a message persistent. Counted where messages enter and leave.
+        self.persistent = 0
+        self.persistent_bytes = 0
         self.next_seq = 0
         self._unpublished = 0  # sequence numbers not taken by a publish (see counters())
         self.deleted = False
@@ -177,6 +187,9 @@ class Queue:
         if ttl:
             self._schedule_expiry(entry, time.monotonic() + ttl / 1000)
         self.ready.append(entry)
+        if message.persistent and self.durable:
+            self.persistent += 1
+            self.persistent_bytes += message.size
         if self.consumers:
             self.dispatch()
         if ttl == 0 and entry.in_ready:  # only a consumer waiting right now gets it
@@ -208,6 +221,9 @@ class Queue:
                 left = ttl / 1000 if not recorded_ms else (recorded_ms + ttl) / 1000 - wall_now
                 self._schedule_expiry(entry, monotonic_now + min(left, ttl / 1000))
             entries.append(entry)
+            if message.persistent and self.durable:
+                self.persistent += 1
+                self.persistent_bytes += message.size
         self._unpublished += seq - self.next_seq
         self.next_seq = seq
         self.ready.extend(entries)
@@ -279,8 +295,13 @@ class Queue:
                 self._expire(entry)
                 continue
             entry.delivery_count += 1
-            if not consumer.no_ack:
+            if consumer.no_ack:
+                if entry.message.persistent and self.durable:
+                    self._gone([entry])
+            else:
                 self.unacked += 1
+                self.unacked_bytes += entry.message.size
+                self._went_out(entry)
             if consumer is only:
                 to_only += 1
                 if entry.redelivered:
@@ -347,9 +368,12 @@ class Queue:
         entry.delivery_count += 1
         self._count_get(channel, "get_no_ack" if no_ack else "get", entry.redelivered)
         if no_ack:
+            self._gone([entry])
             self._journal_settle([entry])
         else:
             self.unacked += 1
+            self.unacked_bytes += entry.message.size
+            self._went_out(entry)
             if self.journal is not None and entry.message.id:
                 self.journal.deliver(self, [entry.message.id])
         return entry
@@ -367,16 +391,60 @@ class Queue:
         """Messages delivered with ack required were acked (on a channel with these
         counters)."""
         count = len(entries)
-        self.unacked -= count
         self.stats.ack += count
         if channel is not None:
             channel.ack += count
+        self._returned(entries)
+        self._gone(entries)
         self._journal_settle(entries)
 
     def reject(self, entries: list[QueuedMessage]) -> None:
         """Rejected or nacked without requeue: gone, dead-lettered if the queue says so."""
-        self.unacked -= len(entries)
+        self._returned(entries)
         self._discard(entries, "rejected")
+
+    def _returned(self, entries: list[QueuedMessage]) -> None:
+        """Unacked entries come back from their channel (settled, rejected or requeued)."""
+        self.unacked -= len(entries)
+        size = 0
+        for entry in entries:
+            size += entry.message.size
+            entry.out = False
+        self.unacked_bytes -= size
+
+    def _went_out(self, entry: QueuedMessage) -> None:
+        """An entry was delivered with ack required."""
+        entry.out = True
+        out = self._out
+        if not out or out[-1].seq < entry.seq:
+            out.append(entry)
+        else:
+            heapq.heappush(self._out_late, entry)
+        if len(out) + len(self._out_late) > 2 * self.unacked + 64:  # mostly settled: prune
+            self._out = deque(e for e in out if e.out)
+            late = self._out_late = [e for e in self._out_late if e.out]
+            heapq.heapify(late)
+
+    def oldest_unacked(self) -> QueuedMessage | None:
+        """The unacked entry with the lowest sequence number (RabbitMQ's oldest pending ack)."""
+        out, late = self._out, self._out_late
+        while out and not out[0].out:
+            out.popleft()
+        while late and not late[0].out:
+            heapq.heappop(late)
+        if not late:
+            return out[0] if out else None
+        return late[0] if not out or late[0].seq < out[0].seq else out[0]
+
+    def _gone(self, entries: list[QueuedMessage]) -> None:
+        """Entries leave the queue for good: the persistent counts follow."""
+        if not self.durable or not self.persistent:
+            return
+        for entry in entries:
+            message = entry.message
+            if message.persistent:
+                self.persistent -= 1
+                self.persistent_bytes -= message.size
 
     def _journal_settle(self, entries: list[QueuedMessage]) -> None:
         if self.journal is not None and not self.deleted:
@@ -389,7 +457,7 @@ class Queue:
         x-delivery-limit are dead-lettered instead."""
         if self.deleted:
             return
-        self.unacked -= len(entries)
+        self._returned(entries)
         limit = self.settings.delivery_limit
         if limit is not None:
             over = [e for e in entries if e.delivery_count > limit]
@@ -413,6 +481,7 @@ class Queue:
     def purge(self) -> int:
         entries = self.ready.clear()
         self._expiry.clear()
+        self._gone(entries)
         self._journal_settle(entries)
         return len(entries)
 
@@ -466,6 +535,7 @@ class Queue:
         """Entries leave the queue for `reason`: dead-lettered (when the queue has a DLX)
         before their settlement is journaled, so the log never holds the settlement without
         the copies (records become durable in order)."""
+        self._gone(entries)
         self._dead_letter(entries, reason)
         self._journal_settle(entries)
 

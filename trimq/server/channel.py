@@ -26,6 +26,7 @@ from trimq.amqp.publish import content_properties, publish_args
 from trimq.amqp.state import ChannelAction, ChannelEvent, ChannelMachine, ChannelMode, ChannelState
 from trimq.broker import reply_to
 from trimq.broker.arguments import parse_expiration
+from trimq.broker.auth import topic_refusal
 from trimq.broker.exchange import Exchange
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.pcre import name_bytes
@@ -113,6 +114,11 @@ class Channel:
         self.unacked_limit = 0  # the channel's unacked deliveries at most (0: no limit)
         self.set_unacked_limit()
         self.last_queue: str | None = None
+        # When the channel last handled a frame (trio's clock), and whether it delivered since
+        # the last activity sample (rates.sample_activity): together they say since when it
+        # is idle (idle_since in the management API), at no cost per delivery but a flag.
+        self.active_at = connection.last_received
+        self.delivered = False
         self._permitted = PermissionCache()
         self._topics = TopicCache()
         self.held_cancels: list[str] | None = None  # see on_queue_delete
@@ -154,6 +160,7 @@ class Channel:
     # -- frames in ----------------------------------------------------------------------
 
     def handle_frame(self, frame: frames.Frame) -> None:
+        self.active_at = self.connection.last_received
         if self.proto.state is not OPEN:
             self._while_closing(frame)
             return
@@ -198,6 +205,7 @@ class Channel:
     def handle_publish(self, publish: frames.Publish) -> None:
         """A whole Basic.Publish (see `FrameBuffer.next_publish`): what `handle_frame` does
         with its three frames, decoding through caches."""
+        self.active_at = self.connection.last_received
         args = publish_args(publish.arguments)
         if args is None:  # as the general path: 501 FRAME_ERROR "cannot decode ..."
             frames.decode_method(PUBLISH_IDS + publish.arguments)
@@ -367,8 +375,9 @@ class Channel:
         if pattern is not None and pattern.search(name_bytes(routing_key)) is None:
             raise ChannelError(
                 ACCESS_REFUSED,
-                f"access to topic '{routing_key}' in exchange '{exchange.name}' in vhost "
-                f"'{self.vhost.name}' refused for user '{self.connection.username}'",
+                topic_refusal(
+                    routing_key, exchange.name, self.vhost.name, self.connection.username
+                ),
             )
 
     # -- queues -------------------------------------------------------------------------
@@ -449,6 +458,7 @@ class Channel:
         return not limit or len(self.unacked) < limit
 
     def deliver(self, consumer: Consumer, entry: QueuedMessage, queue: Queue) -> None:
+        self.delivered = True
         self.next_delivery_tag += 1
         tag = self.next_delivery_tag
         if not consumer.no_ack:

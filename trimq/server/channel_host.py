@@ -31,6 +31,7 @@ class ChannelHost(Protocol):
     frame_max: int  # how contents are cut into body frames
     exclusive_queues: list[Queue]  # the exclusive queues it declared, deleted with it
     publisher: bool  # set at the first publish: resource alarms block it from then on
+    last_received: float  # trio's clock when bytes last came in: a channel's frames' time
 
     @property
     def name(self) -> str:

@@ -1,8 +1,7 @@
 """rabbitmqctl's info items: one row per queue, exchange, binding, connection, channel, consumer
 or vhost, with JSON-friendly values (tables as lists of [key, value] pairs).
 
-Counts that involve unacked messages are computed from the channels' unacked maps when asked,
-so the delivery path carries no bookkeeping for them.
+A queue's message counts and bytes come from the counters it keeps (queue_figures).
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from trimq.amqp.codec import TypedTable, typed_to_plain
 from trimq.amqp.state import ChannelMode
 from trimq.broker.exchange import Exchange
 from trimq.broker.queue import Queue
+from trimq.broker.queue_figures import head_timestamp, message_figures
 from trimq.broker.vhost import VHost
 from trimq.server.connection import Pause
 from trimq.server.tls_peer import info_fields
@@ -64,29 +64,13 @@ def _open_channels(state: ServerState) -> Iterable[Channel]:
         yield from connection.channels.values()
 
 
-def _unacked_by_queue(state: ServerState) -> dict[int, list[Any]]:
-    held: dict[int, list[Any]] = {}
-    for channel in _open_channels(state):
-        for entry, queue, _consumer in channel.unacked.values():
-            held.setdefault(id(queue), []).append(entry)
-        for taken, _requeue in channel.tx_acks:
-            for entry, queue, _consumer in taken.values():
-                held.setdefault(id(queue), []).append(entry)
-    return held
-
-
 def queue_rows(state: ServerState, vhost: VHost) -> list[dict[str, Any]]:
-    unacked_by_queue = _unacked_by_queue(state)
     rows = []
     for queue in vhost.queues.values():
-        ready = list(queue.ready)
-        unacked = unacked_by_queue.get(id(queue), [])
-        ready_bytes = sum(e.message.size for e in ready)
-        unacked_bytes = sum(e.message.size for e in unacked)
-        persistent = [e for e in (*ready, *unacked) if e.message.persistent]
+        figures = message_figures(queue)
         exclusive_consumer = next((c for c in queue.consumers if c.exclusive), None)
         owner = queue.exclusive_owner
-        head = ready[0].message.properties.timestamp if ready else None
+        head = head_timestamp(queue)
         rows.append(
             {
                 "name": queue.name,
@@ -103,25 +87,13 @@ def queue_rows(state: ServerState, vhost: VHost) -> list[dict[str, Any]]:
                     else ""
                 ),
                 "exclusive_consumer_tag": exclusive_consumer.tag if exclusive_consumer else "",
-                "messages_ready": len(ready),
-                "messages_unacknowledged": len(unacked),
-                "messages": len(ready) + len(unacked),
-                "messages_ready_ram": len(ready),
-                "messages_unacknowledged_ram": len(unacked),
-                "messages_ram": len(ready) + len(unacked),
-                "messages_persistent": len(persistent),
-                "message_bytes": ready_bytes + unacked_bytes,
-                "message_bytes_ready": ready_bytes,
-                "message_bytes_unacknowledged": unacked_bytes,
-                "message_bytes_ram": ready_bytes + unacked_bytes,
-                "message_bytes_persistent": sum(e.message.size for e in persistent),
+                **figures,
                 "head_message_timestamp": head if head is not None else "",
                 "disk_reads": 0,
-                "disk_writes": sum(1 for e in persistent if e.message.id),
+                "disk_writes": figures["messages_persistent"] if queue.journal is not None else 0,
                 "consumers": len(queue.consumers),
-                "consumer_utilisation": "",
+                "consumer_utilisation": 1.0 if queue.consumers else 0,
                 "consumer_capacity": 1.0 if queue.consumers else 0,
-                "memory": 1024 + ready_bytes + unacked_bytes + 200 * (len(ready) + len(unacked)),
                 "state": "running",
                 "type": "classic",
             }

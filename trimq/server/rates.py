@@ -1,7 +1,8 @@
 """Message counters as the server sees them: every live counter set, sampled every
 SAMPLE_INTERVAL seconds so that `message_stats` can report RabbitMQ's `_details.rate` without
 any per-message cost (one task, no thread), and the sums over a vhost or the whole broker,
-which include the channels only the server knows."""
+which include the channels only the server knows. The same task notes which channels
+delivered, for their idle_since."""
 
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ from trimq.server.state import ServerState
 if TYPE_CHECKING:
     from trimq.broker.vhost import VHost
     from trimq.server.channel import Channel
+
+IDLE_AFTER = 1.0  # seconds without a frame before a channel counts as idle
 
 
 def channels(state: ServerState) -> Iterator[Channel]:
@@ -78,6 +81,24 @@ def sample_all(state: ServerState, elapsed: float) -> None:
         stats.sample(elapsed)
 
 
+def sample_activity(state: ServerState, now: float) -> None:
+    """A channel that delivered since the last sample was active now (deliveries only set
+    a flag; frames in set the channel's time themselves)."""
+    for channel in channels(state):
+        if channel.delivered:
+            channel.delivered = False
+            channel.active_at = now
+
+
+def idle_for(channel: Channel, now: float) -> float | None:
+    """How long the channel has been idle (trio's clock), None while it is active: it handled
+    a frame in the last IDLE_AFTER seconds or delivered since the last sample. RabbitMQ's
+    channels likewise show idle_since once idle for a moment (when their process hibernates).
+    """
+    idle = now - channel.active_at
+    return None if channel.delivered or idle < IDLE_AFTER else idle
+
+
 async def sample_rates(state: ServerState, interval: float = SAMPLE_INTERVAL) -> None:
     """Sample every counter set each `interval`, dividing by the time that really passed."""
     last = trio.current_time()
@@ -85,4 +106,5 @@ async def sample_rates(state: ServerState, interval: float = SAMPLE_INTERVAL) ->
         await trio.sleep_until(last + interval)
         now = trio.current_time()
         sample_all(state, now - last)
+        sample_activity(state, now)
         last = now

@@ -23,17 +23,32 @@ from trimq.cli.commands.base import (
 from trimq.cli.control_client import BrokerError
 
 
-def print_rows(ctx: Context, rows: Any, items: Sequence[str], *, drop_missing: bool = False) -> int:
-    """Print the rows (dicts; anything else is ignored) of a listing, `items` as columns."""
+def print_rows(
+    ctx: Context,
+    rows: Any,
+    items: Sequence[str],
+    *,
+    drop_missing: bool = False,
+    header: bool = True,
+    whole_list: bool = False,
+) -> int:
+    """Print the rows (dicts; anything else is ignored) of a listing, `items` as columns
+    (`header`: False for the listings rabbitmqctl prints without a header line;
+    `whole_list`: the command answers a list, not a stream of rows: rabbitmqctl prints none
+    as an empty line, or `[]` in JSON)."""
     if not isinstance(rows, list):
         rows = []
     rows = [row for row in rows if isinstance(row, Mapping)]
     if ctx.json:
         lines = output.json_lines(rows, items, drop_missing=drop_missing)
+        if not rows and whole_list:
+            lines = ["[]"]
     elif ctx.opts.get("formatter") == "csv":
         lines = output.csv_lines(rows, items)
     else:
-        headers = bool(ctx.opts.get("table_headers", True)) and not ctx.opts.get("silent")
+        headers = (
+            header and bool(ctx.opts.get("table_headers", True)) and not ctx.opts.get("silent")
+        )
         lines = output.table_lines(
             rows,
             items,
@@ -41,6 +56,8 @@ def print_rows(ctx: Context, rows: Any, items: Sequence[str], *, drop_missing: b
             pad_to_header=bool(ctx.opts.get("pad_to_header")),
             drop_missing=drop_missing,
         )
+        if not rows and whole_list:
+            lines = [""]
     for line in lines:
         ctx.print(line)
     return EXIT_OK

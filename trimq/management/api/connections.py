@@ -8,22 +8,24 @@ message_stats are added by the metrics module where it keeps them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+import trio
 from starlette.responses import Response
 
 from trimq.amqp.state import ChannelMode, ChannelState
 from trimq.broker.message_view import json_value
 from trimq.broker.queue import Consumer, Queue
-from trimq.management.amqp_ops import plain_table, vhost_for
+from trimq.management.amqp_ops import plain_table, timestamp, vhost_for
 from trimq.management.context import Context
 from trimq.management.errors import not_found
 from trimq.management.lists import respond_list
 from trimq.management.message_stats import with_message_stats
 from trimq.management.routes import endpoint, no_content, route
 from trimq.server.info import NODE, connection_state
-from trimq.server.rates import channel_stats
+from trimq.server.rates import channel_stats, idle_for
 from trimq.server.tls_peer import info_fields
 
 if TYPE_CHECKING:
@@ -106,6 +108,9 @@ def render_channel(channel: Channel) -> dict[str, Any]:
         "user_who_performed_action": connection.username,
         "vhost": connection.vhost.name,
     }
+    idle = idle_for(channel, trio.current_time())
+    if idle is not None:  # as RabbitMQ: only on a channel idle for a moment
+        answer["idle_since"] = timestamp(time.time() - idle)
     return with_message_stats(answer, channel_stats(channel), "channel")
 
 

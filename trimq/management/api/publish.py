@@ -1,8 +1,8 @@
 """POST /api/exchanges/{vhost}/{name}/publish: a message published as a channel publishes it
-(the same permission, internal-exchange and user_id checks, the same routing with CC and BCC
-and direct reply-to), answered with
-{"routed": bool} once it is durable when it reached durable queues persistent, as RabbitMQ's
-management plugin answers only after its publisher confirm."""
+(the same permission, internal-exchange, topic permission and user_id checks, the same routing
+with CC and BCC and direct reply-to), answered with {"routed": bool} once it is durable when
+it reached durable queues persistent, as RabbitMQ's management plugin answers only after its
+publisher confirm."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from typing import Any
 from trimq.amqp.spec import BasicProperties
 from trimq.broker import reply_to
 from trimq.broker.arguments import parse_expiration
+from trimq.broker.auth import topic_refusal
 from trimq.broker.message import Message
 from trimq.broker.vhost import VHost
 from trimq.errors import ACCESS_REFUSED, NOT_FOUND, PRECONDITION_FAILED, reply_text
@@ -104,6 +105,13 @@ async def publish(ctx: Context, vhost: VHost, name: str) -> dict[str, bool]:
         raise _refused(
             ACCESS_REFUSED,
             f"cannot publish to internal exchange '{name}' in vhost '{vhost.name}'",
+        )
+    users = ctx.broker.users
+    if exchange.TYPE == "topic" and not users.topic_allowed(
+        vhost.name, ctx.user.name, exchange.name, "write", routing_key
+    ):  # after the internal check and before user_id's, as a channel's publish
+        raise _refused(
+            ACCESS_REFUSED, topic_refusal(routing_key, exchange.name, vhost.name, ctx.user.name)
         )
     if properties.user_id is not None and properties.user_id != ctx.user.name:
         raise _refused(

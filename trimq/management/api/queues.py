@@ -3,21 +3,23 @@ which Celery's default broker URL makes Flower ask for), one queue (GET, PUT wit
 201/204, DELETE with if-empty/if-unused), purge (DELETE .../contents), get (POST .../get),
 a queue's bindings, and trimq's own peek (GET .../messages, nothing is taken).
 
-A list renders only the page asked for: counts come from counters the queues keep (ready
-count and bytes, unacked count), never from walking their messages. message_stats are added
+A list renders only the page asked for: counts come from counters the queues keep
+(queue_figures: ready, unacked and persistent counts and bytes), never from walking their
+messages. message_stats are added
 by the metrics module where it keeps them.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from starlette.responses import Response
 
 from trimq.broker.deletion import DeletionRefused, check_deletable
 from trimq.broker.queue import Queue
+from trimq.broker.queue_figures import head_timestamp, message_figures
 from trimq.broker.vhost import VHost
 from trimq.errors import AMQPError
 from trimq.management.amqp_ops import (
@@ -38,37 +40,12 @@ from trimq.management.lists import respond_list
 from trimq.management.message_stats import with_message_stats
 from trimq.management.routes import created, endpoint, no_content, route
 from trimq.server.info import NODE
-from trimq.server.peeking import held_messages, peek_queue
+from trimq.server.peeking import peek_queue
 
 PEEK_DEFAULT_COUNT = 100
 
 
-def unacked_bytes(ctx: Context) -> Callable[[Queue], int]:
-    """Bytes held unacked per queue, counted once per request and only if asked for."""
-    counted: dict[int, int] | None = None
-
-    def of(queue: Queue) -> int:
-        nonlocal counted
-        if not queue.unacked:
-            return 0
-        if counted is None:
-            counted = {}
-            for vhost in ctx.broker.vhosts.values():
-                for held in held_messages(ctx.state, vhost):
-                    key = id(held.queue)
-                    counted[key] = counted.get(key, 0) + held.entry.message.size
-        return counted.get(id(queue), 0)
-
-    return of
-
-
-def render_queue(queue: Queue, held_bytes: Callable[[Queue], int]) -> dict[str, Any]:
-    ready = queue.ready
-    unacked = queue.unacked
-    ready_bytes = ready.bytes
-    out_bytes = held_bytes(queue)
-    head = ready.peek()
-    stamp = head.message.properties.timestamp if head is not None else None
+def render_queue(queue: Queue) -> dict[str, Any]:
     consumers = queue.consumers
     settings = queue.settings
     exclusive_consumer = next((c.tag for c in consumers if c.exclusive), None)
@@ -77,27 +54,17 @@ def render_queue(queue: Queue, held_bytes: Callable[[Queue], int]) -> dict[str, 
         "arguments": plain_table(queue.arguments),
         "auto_delete": queue.auto_delete,
         "consumer_capacity": 1.0 if consumers else 0,
-        "consumer_utilisation": 1.0 if consumers else None,
+        "consumer_utilisation": 1.0 if consumers else 0,  # consumers never wait in trimq
         "consumers": len(consumers),
         "durable": queue.durable,
         "effective_policy_definition": dict(queue.policy.definition) if queue.policy else {},
         "exclusive": queue.exclusive,
         "exclusive_consumer_tag": exclusive_consumer,
-        "head_message_timestamp": stamp,
+        "head_message_timestamp": head_timestamp(queue),
         "idle_since": timestamp(idle),
-        "memory": 1024 + ready_bytes + out_bytes + 200 * (len(ready) + unacked),
-        "message_bytes": ready_bytes + out_bytes,
+        **message_figures(queue),
         "message_bytes_paged_out": 0,
-        "message_bytes_ram": ready_bytes + out_bytes,
-        "message_bytes_ready": ready_bytes,
-        "message_bytes_unacknowledged": out_bytes,
-        "messages": len(ready) + unacked,
         "messages_paged_out": 0,
-        "messages_ram": len(ready) + unacked,
-        "messages_ready": len(ready),
-        "messages_ready_ram": len(ready),
-        "messages_unacknowledged": unacked,
-        "messages_unacknowledged_ram": unacked,
         "name": queue.name,
         "node": NODE,
         "operator_policy": None,
@@ -119,11 +86,10 @@ def _visible_queues(ctx: Context, vhosts: list[VHost]) -> Iterator[Queue]:
 
 
 def _list(ctx: Context, vhosts: list[VHost]) -> Any:
-    held_bytes = unacked_bytes(ctx)
     return respond_list(
         ctx.request.query_params,
         _visible_queues(ctx, vhosts),
-        lambda q: render_queue(q, held_bytes),
+        render_queue,
         name=lambda q: q.name,
         keys={"vhost": lambda q: q.vhost, "messages": lambda q: len(q.ready) + q.unacked},
         default_sort=("vhost", "name"),
@@ -158,7 +124,7 @@ async def list_default_vhost_queues(ctx: Context) -> Any:
 async def get_queue(ctx: Context) -> Any:
     queue = _queue(ctx)[1]
     return {
-        **render_queue(queue, unacked_bytes(ctx)),
+        **render_queue(queue),
         "consumer_details": [render_consumer(c) for c in queue.consumers],
         "deliveries": [],
         "incoming": [],

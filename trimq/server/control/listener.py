@@ -105,9 +105,13 @@ async def _read_request(stream: trio.SocketStream) -> Any:
         if len(buf) > MAX_REQUEST:
             raise AdminError(ErrorKind.USAGE, "request too large")
     try:
-        return json.loads(buf.split(b"\n", 1)[0])
+        request = json.loads(buf.split(b"\n", 1)[0])
+        json.dumps(request, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate (JSON's "\ud800"): nothing could store it
+        raise AdminError(ErrorKind.USAGE, "request text is not valid Unicode") from None
     except (ValueError, RecursionError):  # not JSON (or not UTF-8); absurdly nested
         return None
+    return request
 
 
 async def _dispatch(state: ServerState, request: Any) -> dict[str, Any]:
