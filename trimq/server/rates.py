@@ -85,4 +85,5 @@ async def sample_rates(state: ServerState, interval: float = SAMPLE_INTERVAL) ->
         await trio.sleep_until(last + interval)
         now = trio.current_time()
         sample_all(state, now - last)
+        state.rate_samples += 1
         last = now
