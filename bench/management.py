@@ -258,9 +258,9 @@ def part_b(args: argparse.Namespace) -> dict[str, float]:
     # machine's load than either figure
     e2e = "s1 transient 16 B e2e msg/s [listeners {}]"
     pairs = zip(figures[e2e.format("on")], figures[e2e.format("off")], strict=True)
-    ratios = [on / off for on, off in pairs]
-    run.log("e2e on/off per round: " + ", ".join(f"{r:.3f}" for r in ratios))
-    medians["s1 e2e on/off, median of the rounds' ratios"] = statistics.median(ratios)
+    ratios = [on / off - 1 for on, off in pairs]
+    run.log("e2e listeners on against off, per round: " + ", ".join(f"{r:+.1%}" for r in ratios))
+    medians["s1 e2e on against off (%), median of the rounds"] = 100 * statistics.median(ratios)
     return medians
 
 
