@@ -4,7 +4,9 @@
       side in the same run (each broker holding the same queues);
   (b) trimq's publish/consume throughput (scenario 1 of loadgen.py) with the management and
       Prometheus listeners on and a poller fetching /api/overview and /metrics every second,
-      against the same run with both listeners off;
+      against the same run with both listeners off; and what one poll costs the broker (its
+      CPU time for a GET of each, measured back to back at rest after the run) as a share of
+      its CPU during the run, a figure the machine's load moves far less than throughput;
   (c) the longest event-loop stall while the Prometheus endpoints are scraped with 10,000
       queues: in-process (the broker model and the Prometheus application on one trio loop,
       no sockets), a task records the largest gap between its `trio.sleep(0.001)` wake-ups
@@ -167,29 +169,51 @@ def part_a(args: argparse.Namespace) -> dict[str, float]:
 
 
 class Poller(threading.Thread):
-    """Fetches /api/overview and /metrics once a second until stopped."""
+    """Fetches /api/overview and /metrics once a second until stopped; counts its own CPU
+    time (the client side of the polls, which shares the machine with the broker)."""
 
     def __init__(self, management: str, prometheus: str) -> None:
         super().__init__(daemon=True)
-        self.urls = [management + "/api/overview", prometheus + "/metrics"]
+        self.urls = poll_urls(management, prometheus)
         self.stopped = threading.Event()
         self.requests = 0
         self.failures = 0
+        self.cpu = 0.0
 
     def run(self) -> None:
         session = requests.Session()
         session.auth = AUTH
         while not self.stopped.wait(1.0):
+            t0 = time.thread_time()
             for url in self.urls:
                 try:
                     session.get(url, timeout=10).raise_for_status()
                     self.requests += 1
                 except requests.RequestException:
                     self.failures += 1
+            self.cpu += time.thread_time() - t0
+
+
+def poll_urls(management: str, prometheus: str) -> list[str]:
+    return [management + "/api/overview", prometheus + "/metrics"]
+
+
+def poll_cost(pid: int, urls: list[str], polls: int = 100) -> float:
+    """The broker's CPU seconds per poll (one GET of each URL), measured back to back on the
+    broker at rest: what the listeners cost it, whatever else the machine runs (CPU time,
+    not wall time; /proc counts in ticks, hence many polls)."""
+    session = requests.Session()
+    session.auth = AUTH
+    cpu0 = lg.cpu_seconds(pid)
+    for _ in range(polls):
+        for url in urls:
+            session.get(url, timeout=10).raise_for_status()
+    return (lg.cpu_seconds(pid) - cpu0) / polls
 
 
 def part_b(args: argparse.Namespace) -> dict[str, float]:
-    """Scenario 1's figures, medians of args.rounds runs, with and without the listeners."""
+    """Scenario 1's figures, medians of args.rounds runs, with and without the listeners,
+    and the median of each round's on/off throughput ratio."""
     sizes = lg.Sizes.quick() if args.quick else lg.Sizes()
     if args.sizes:
         sizes = sizes.override(args.sizes)
@@ -212,10 +236,12 @@ def part_b(args: argparse.Namespace) -> dict[str, float]:
             try:
                 broker.start()
                 broker.wait_up()
+                management = f"http://127.0.0.1:{http}"
+                prometheus = f"http://127.0.0.1:{metrics}"
                 if on:
-                    management = f"http://127.0.0.1:{http}"
-                    wait_http(management + "/api/overview")
-                    poller = Poller(management, f"http://127.0.0.1:{metrics}")
+                    for url in poll_urls(management, prometheus):
+                        wait_http(url)  # also the first scrape's one-off costs, before the run
+                    poller = Poller(management, prometheus)
                     poller.start()
                 result = lg.s1_transient(broker, sizes)
                 if poller is not None:
@@ -223,6 +249,15 @@ def part_b(args: argparse.Namespace) -> dict[str, float]:
                     poller.join()
                     if poller.failures:
                         raise RuntimeError(f"{poller.failures} poller requests failed")
+                    cost = poll_cost(broker.pid(), poller.urls)
+                    polls = poller.requests / len(poller.urls)
+                    broker_cpu = result["s1 broker CPU µs/msg"] * sizes.s1_messages / 1e6
+                    result = dict(result)
+                    result["poll: broker CPU ms per poll (overview + metrics)"] = cost * 1000
+                    result["poll: share of the broker CPU in the run (%)"] = (
+                        100 * polls * cost / broker_cpu
+                    )
+                    result["poll: poller (client) CPU ms per poll"] = poller.cpu / polls * 1000
                     run.log(f"poller: {poller.requests} requests")
                 for name, value in result.items():
                     figures.setdefault(f"{name} [listeners {mode}]", []).append(value)
@@ -231,7 +266,15 @@ def part_b(args: argparse.Namespace) -> dict[str, float]:
                 if poller is not None:
                     poller.stopped.set()
                 broker.stop("clean")
-    return {name: statistics.median(values) for name, values in figures.items()}
+    medians = {name: statistics.median(values) for name, values in figures.items()}
+    # each round's two runs sit side by side in time: their ratio moves less with the
+    # machine's load than either figure
+    e2e = "s1 transient 16 B e2e msg/s [listeners {}]"
+    pairs = zip(figures[e2e.format("on")], figures[e2e.format("off")], strict=True)
+    ratios = [on / off - 1 for on, off in pairs]
+    run.log("e2e listeners on against off, per round: " + ", ".join(f"{r:+.1%}" for r in ratios))
+    medians["s1 e2e on against off (%), median of the rounds"] = 100 * statistics.median(ratios)
+    return medians
 
 
 SCRAPES = {

@@ -58,6 +58,7 @@ def build_app(state: ServerState) -> ASGIApp:
         },
     )
     app.state.server = state
+    app.state.overview_cache = {}  # api/overview.py: sums reused until the next rate sample
     return RawPathRouting(app)
 
 

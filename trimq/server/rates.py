@@ -107,4 +107,5 @@ async def sample_rates(state: ServerState, interval: float = SAMPLE_INTERVAL) ->
         now = trio.current_time()
         sample_all(state, now - last)
         sample_activity(state, now)
+        state.rate_samples += 1
         last = now

@@ -40,6 +40,9 @@ class ServerState:
     data_dir: Path | None = None
     notifier: Notifier = field(default_factory=Notifier)
     resources: Resources = field(default_factory=Resources)
+    # rate samples taken so far (trimq/server/rates.py): what is summed from every object's
+    # counters may be reused until this changes, as RabbitMQ's statistics change every 5 s
+    rate_samples: int = 0
 
     def request_stop(self) -> None:
         """Ask the server to shut down cleanly (a signal, or `trimqctl stop`)."""
