@@ -411,6 +411,14 @@ class Queue:
             size += entry.message.size
             entry.out = False
         self.unacked_bytes -= size
+        # settled entries are not kept (their bodies with them) for oldest_unacked's sake
+        if not self.unacked:
+            self._out.clear()
+            self._out_late.clear()
+        else:
+            out = self._out
+            while out and not out[0].out:
+                out.popleft()
 
     def _went_out(self, entry: QueuedMessage) -> None:
         """An entry was delivered with ack required."""
