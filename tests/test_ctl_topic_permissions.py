@@ -171,3 +171,27 @@ def test_shared_with_the_management_api(admin: TopicAdmin, management_url: str) 
     ]
     admin.ok("clear_topic_permissions", user)
     assert api.get("topic-permissions", "/", user).status_code == 404
+
+
+def test_empty_permission_and_policy_listings(admin: TopicAdmin) -> None:
+    """The listings that answer a whole list print none as an empty line (`[]` in JSON),
+    as rabbitmqctl does; the user and vhost of the fixture have no permissions or policies."""
+    user, vhost = admin.user, admin.vhost
+    assert admin("list_permissions", "-p", vhost) == (
+        0,
+        [f'Listing permissions for vhost "{vhost}" ...', ""],
+        [],
+    )
+    assert admin("list_permissions", "-p", vhost, "--formatter", "json") == (0, ["[]"], [])
+    assert admin("list_user_permissions", user) == (
+        0,
+        [f'Listing permissions for user "{user}" ...', ""],
+        [],
+    )
+    assert admin("list_user_permissions", user, "--formatter", "json") == (0, ["[]"], [])
+    assert admin("list_policies", "-p", vhost) == (
+        0,
+        [f'Listing policies for vhost "{vhost}" ...', ""],
+        [],
+    )
+    assert admin("list_policies", "-p", vhost, "--formatter", "json") == (0, ["[]"], [])

@@ -102,7 +102,7 @@ def run_list_permissions(ctx: Context) -> int:
         if exc.kind is ErrorKind.VHOST_NOT_FOUND:
             raise CtlExit(EXIT_DATAERR, f"Virtual host '{ctx.vhost}' does not exist") from None
         raise default_error(ctx, exc) from None
-    return print_rows(ctx, rows, ["user", "configure", "write", "read"])
+    return print_rows(ctx, rows, ["user", "configure", "write", "read"], whole_list=True)
 
 
 register(
@@ -129,7 +129,7 @@ def run_list_user_permissions(ctx: Context) -> int:
         if exc.kind is ErrorKind.USER_NOT_FOUND:
             raise CtlExit(EXIT_UNAVAILABLE, error_text(f'{{:no_such_user, "{user}"}}')) from None
         raise default_error(ctx, exc) from None
-    return print_rows(ctx, rows, ["vhost", "configure", "write", "read"])
+    return print_rows(ctx, rows, ["vhost", "configure", "write", "read"], whole_list=True)
 
 
 register(

@@ -105,7 +105,12 @@ def run_list_policies(ctx: Context) -> int:
         rows = ctx.call("list_policies", {"vhost": ctx.vhost})
     except BrokerError as exc:
         raise default_error(ctx, exc) from None
-    return print_rows(ctx, rows, ["vhost", "name", "pattern", "apply-to", "definition", "priority"])
+    return print_rows(
+        ctx,
+        rows,
+        ["vhost", "name", "pattern", "apply-to", "definition", "priority"],
+        whole_list=True,
+    )
 
 
 register(
