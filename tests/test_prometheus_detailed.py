@@ -349,6 +349,9 @@ def test_queue_groups_follow_the_queues_of_the_vhosts_asked(
         for index in range(3):
             properties = pika.BasicProperties(timestamp=STAMP + index)
             channel.basic_publish("", "held", b"12345", properties)
+        channel.queue_declare("kept", durable=True)
+        for body, mode in ((b"1234", 2), (b"123", 1), (b"12", 2)):
+            channel.basic_publish("", "kept", body, pika.BasicProperties(delivery_mode=mode))
         getter = connection.channel()
         method, _, _ = getter.basic_get("held", auto_ack=False)  # one out unacked
         assert method is not None
@@ -377,6 +380,10 @@ def test_queue_groups_follow_the_queues_of_the_vhosts_asked(
             ("rabbitmq_detailed_queue_messages_ram_bytes", "held"): 15,
             ("rabbitmq_detailed_queue_messages_paged_out", "held"): 0,
             ("rabbitmq_detailed_queue_head_message_timestamp", "held"): STAMP,
+            ("rabbitmq_detailed_queue_messages_persistent", "held"): 0,  # not durable
+            ("rabbitmq_detailed_queue_messages_persistent", "kept"): 2,
+            ("rabbitmq_detailed_queue_messages_persistent_bytes", "kept"): 6,
+            ("rabbitmq_detailed_queue_messages_bytes", "kept"): 9,
         }
 
         def matches() -> bool:
@@ -392,6 +399,7 @@ def test_queue_groups_follow_the_queues_of_the_vhosts_asked(
         assert {s.labels["queue"] for s in scrape.samples if "queue" in s.labels} == {
             "held",
             "empty",
+            "kept",
         }
         stamp = scrape.value("rabbitmq_detailed_queue_head_message_timestamp", **empty)
         assert stamp is not None and math.isnan(stamp)

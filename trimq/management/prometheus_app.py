@@ -99,7 +99,6 @@ def build_app(state: ServerState) -> Starlette:
                 queues=asked.queues,
                 channels=asked.channels,
                 exchanges=asked.exchanges,
-                unacked_bytes=asked.unacked_bytes,
                 global_stats=False,
             )
             return await render(lambda: [*detailed.families(asked, rows), *extra])

@@ -377,12 +377,12 @@ GROUPS: dict[str, Group] = {
                 "Unacknowledged messages stored in memory",
                 lambda q: q.unacked,
             ),
-            ("queue_messages_persistent", "gauge", "Persistent messages", None),
+            ("queue_messages_persistent", "gauge", "Persistent messages", lambda q: q.persistent),
             (
                 "queue_messages_persistent_bytes",
                 "gauge",
                 "Size in bytes of persistent messages",
-                None,
+                lambda q: q.persistent_bytes,
             ),
             (
                 "queue_messages_bytes",
@@ -562,10 +562,6 @@ class Request(NamedTuple):
     @property
     def exchanges(self) -> bool:
         return "exchange_bindings" in self.groups or "exchange_names" in self.groups
-
-    @property
-    def unacked_bytes(self) -> bool:
-        return "queue_metrics" in self.groups
 
     @property
     def queues(self) -> bool:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple, TypeVar
 import trio
 
 from trimq.amqp.state import ChannelMode
+from trimq.broker.queue_figures import head_timestamp
 from trimq.broker.stats import MessageStats, channel_totals
 from trimq.server.control.node import count_open_files
 from trimq.server.info import channel_pid, connection_pid
@@ -56,10 +57,12 @@ class QueueRow(NamedTuple):
     consumers: int
     ready_bytes: int
     published: int
-    # the first ready message's timestamp property, or an unacked one's if earlier (only
-    # when unacked ones are read); NaN if none has one
+    # the lower timestamp property of the first ready message and the oldest unacked one;
+    # NaN if neither has one
     head_timestamp: float
-    unacked_bytes: int  # 0 unless asked for (it needs every channel's unacked messages)
+    unacked_bytes: int
+    persistent: int
+    persistent_bytes: int
 
 
 class ChannelRow(NamedTuple):
@@ -161,13 +164,10 @@ def node_row(state: ServerState) -> NodeRow:
     )
 
 
-def _queue_row(queue: Queue, held: dict[int, Held]) -> QueueRow:
+def _queue_row(queue: Queue) -> QueueRow:
+    """From the counters the queue keeps (trimq.broker.queue_figures): no walk of messages."""
     ready = queue.ready
-    head = ready.peek()
-    stamp: float | None = head.message.properties.timestamp if head is not None else None
-    out = held.get(id(queue))
-    if out is not None and out.oldest_timestamp is not None:  # RabbitMQ counts these too
-        stamp = out.oldest_timestamp if stamp is None else min(stamp, out.oldest_timestamp)
+    stamp = head_timestamp(queue)
     return QueueRow(
         queue.vhost,
         queue.name,
@@ -177,7 +177,9 @@ def _queue_row(queue: Queue, held: dict[int, Held]) -> QueueRow:
         ready.bytes,
         queue.counters().publish,
         float("nan") if stamp is None else float(stamp),
-        out.bytes if out is not None else 0,
+        queue.unacked_bytes,
+        queue.persistent,
+        queue.persistent_bytes,
     )
 
 
@@ -212,32 +214,6 @@ def _connection_row(connection: ServerConnection) -> ConnectionRow:
     )
 
 
-class Held(NamedTuple):
-    """What a queue has out unacked, summed over every channel."""
-
-    bytes: int
-    oldest_timestamp: float | None  # the earliest timestamp property among them
-
-
-async def _held(channels: list[Channel]) -> dict[int, Held]:
-    """By id of queue, from every channel's unacked messages (a slice at a time)."""
-    held: dict[int, Held] = {}
-    for channel in channels:
-        entries = list(channel.unacked.values())
-        for taken, _outcome in channel.tx_acks:
-            entries.extend(taken.values())
-        async for part in slices(entries, SLICE * 20):
-            for entry, queue, _consumer in part:
-                message = entry.message
-                size, oldest = held.get(id(queue), (0, None))
-                stamp = message.properties.timestamp
-                if stamp is not None and (oldest is None or stamp < oldest):
-                    oldest = stamp
-                held[id(queue)] = Held(size + message.size, oldest)
-        await trio.sleep(0)
-    return held
-
-
 async def broker_stats(state: ServerState) -> MessageStats:
     """The broker's message counters (live in RabbitMQ, so read at every scrape): the
     channels' sums, open and closed (`trimq.broker.stats.channel_totals`: no walk over the
@@ -261,22 +237,20 @@ async def read_broker(
     queues: bool = True,
     channels: bool = True,
     exchanges: bool = False,
-    unacked_bytes: bool = False,
     global_stats: bool = True,
 ) -> Rows:
     """Every row a scrape needs, read a slice at a time: `queues`, `channels` (and
-    connections), `exchanges`, `unacked_bytes` and `global_stats` only when the scrape
+    connections), `exchanges` and `global_stats` only when the scrape
     reports them."""
     broker = state.broker
     connections = [c for c in state.connections if c.opened]
     open_channels = [ch for c in connections for ch in c.channels.values()]
-    held = await _held(open_channels) if unacked_bytes else {}
     every_queue: list[Queue] = (
         [q for v in broker.vhosts.values() for q in v.queues.values()] if queues else []
     )
     queue_rows: list[QueueRow] = []
     async for some_queues in slices(every_queue):
-        queue_rows.extend(_queue_row(q, held) for q in some_queues if not q.deleted)
+        queue_rows.extend(_queue_row(q) for q in some_queues if not q.deleted)
     if not channels:
         connections, open_channels = [], []
     channel_rows: list[ChannelRow] = []
