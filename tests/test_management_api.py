@@ -8,9 +8,12 @@ with TRIMQ_TEST_MANAGEMENT_URL (tools/rabbitmq_reference.sh does it).
 
 from __future__ import annotations
 
+import base64
 import os
+import socket
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pika
 import pytest
@@ -346,3 +349,59 @@ def test_a_body_over_20_mb_is_refused(api: Api, path: tuple[str, ...]) -> None:
         "error": "bad_request",
         "reason": "Exceeded HTTP request body size limit",
     }
+
+
+@pytest.mark.parametrize(
+    ("path", "size", "status"),
+    [
+        ("/api/exchanges/%2F/amq.default/publish", 21_000_000, 400),  # over the limit
+        ("/api/exchanges/no-such-vhost/amq.default/publish", 21_000_000, 400),  # even so
+        ("/api/exchanges/no-such-vhost/amq.default/publish", 8_000_000, 401),
+    ],
+)
+def test_an_early_answer_still_reads_the_whole_body(
+    management_url: str, path: str, size: int, status: int
+) -> None:
+    """A client that sends its whole body before reading the answer (as requests does)
+    gets the answer, not a reset connection; the size limit is checked first."""
+    parts = urlsplit(management_url)
+    token = base64.b64encode(b"guest:guest").decode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Basic {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+    )
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as sock:
+        sock.sendall(head.encode())
+        # a whole publish request (RabbitMQ checks it before it looks for the vhost)
+        start = b'{"routing_key": "k", "properties": {}, "payload_encoding": "string", "payload": "'
+        sock.sendall(start + b"x" * (size - len(start) - 2) + b'"}')  # BrokenPipeError if unread
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+    assert answer.split(b" ", 2)[1] == str(status).encode()
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        (
+            ("exchanges", "no-such-vhost", "amq.default", "publish"),
+            {"routing_key": "k", "properties": {}, "payload": "x", "payload_encoding": "string"},
+        ),
+        (
+            ("queues", "no-such-vhost", "q", "get"),
+            {"count": 1, "ackmode": "ack_requeue_true", "encoding": "auto"},
+        ),
+    ],
+    ids=["publish", "get"],
+)
+def test_publish_and_get_in_a_missing_vhost_are_refused(
+    api: Api, path: tuple[str, ...], body: dict[str, object]
+) -> None:
+    answer = api.post(*path, json=body)
+    assert (answer.status_code, answer.json()) == (
+        401,
+        {"error": "not_authorised", "reason": "Access refused."},
+    )

@@ -12,7 +12,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from trimq.management import api, ui
 from trimq.management.errors import ApiError, api_error_response, http_error_response
@@ -34,6 +34,50 @@ class RawPathRouting:
         if scope["type"] == "http" and raw:
             scope = dict(scope, path=raw.split(b"?", 1)[0].decode("latin-1"))
         await self.app(scope, receive, send)
+
+
+# What is read and dropped of a body the application left unread, at most.
+DRAIN_BYTES = 64 * 2**20
+DRAIN_SECONDS = 30.0
+
+
+class DrainUnreadBody:
+    """A client still sending a body that is answered early (over the size limit, or an
+    error found before the body was read) blocks on its send and never reads the answer if
+    the server stops reading, and hypercorn closes a connection whose answer is complete
+    while its request is not: read the rest and drop it before the answer goes out, as
+    RabbitMQ does, up to a limit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        finished = False
+
+        async def watched() -> Message:
+            nonlocal finished
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                finished = True
+            return message
+
+        async def drained_first(message: Message) -> None:
+            nonlocal finished
+            if message["type"] == "http.response.start" and not finished:
+                finished = True
+                dropped = 0
+                with trio.move_on_after(DRAIN_SECONDS):
+                    while dropped < DRAIN_BYTES:
+                        rest = await receive()
+                        if rest["type"] != "http.request" or not rest.get("more_body", False):
+                            break
+                        dropped += len(rest.get("body", b""))
+            await send(message)
+
+        await self.app(scope, watched, drained_first)
 
 
 def internal_error(request: Request, exc: Exception) -> Response:
@@ -59,7 +103,7 @@ def build_app(state: ServerState) -> ASGIApp:
     )
     app.state.server = state
     app.state.overview_cache = {}  # api/overview.py: sums reused until the next rate sample
-    return RawPathRouting(app)
+    return DrainUnreadBody(RawPathRouting(app))
 
 
 async def serve_management(

@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from trimq.management.auth import MANAGEMENT, authenticate
-from trimq.management.context import Context, decode_segment
+from trimq.management.context import MAX_BODY_SIZE, Context, body_too_large, decode_segment
 from trimq.management.errors import not_found
 from trimq.server.state import ServerState
 
@@ -60,6 +60,9 @@ def route(path: str, **methods: Endpoint) -> Route:
             request.client.host if request.client else None,
             chosen.level,
         )
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_SIZE:
+            raise body_too_large()  # before anything else, as RabbitMQ
         try:
             params = {k: decode_segment(v) for k, v in request.path_params.items()}
         except UnicodeDecodeError:

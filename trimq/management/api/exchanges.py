@@ -136,7 +136,8 @@ async def delete_exchange(ctx: Context) -> Response:
 
 @endpoint()
 async def publish_to_exchange(ctx: Context) -> Any:
-    vhost = vhost_for(ctx)
+    # RabbitMQ refuses a publish into a vhost that does not exist as one not permitted
+    vhost = vhost_for(ctx, missing=not_authorised("Access refused."))
     return await publish(ctx, vhost, ctx.params["name"])
 
 

@@ -172,7 +172,8 @@ async def purge_queue(ctx: Context) -> Response:
 
 @endpoint()
 async def get_from_queue(ctx: Context) -> Any:
-    vhost = vhost_for(ctx)
+    # as a publish: a vhost that does not exist is refused as one not permitted
+    vhost = vhost_for(ctx, missing=not_authorised("Access refused."))
     name = ctx.params["name"]
     body = await ctx.json()
     queue = vhost.queues.get(name)
