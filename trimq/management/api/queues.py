@@ -37,7 +37,7 @@ from trimq.management.errors import ApiError, bad_request, not_authorised, not_f
 from trimq.management.lists import respond_list
 from trimq.management.message_stats import with_message_stats
 from trimq.management.routes import created, endpoint, no_content, route
-from trimq.server.info import NODE
+from trimq.server.info import NODE, queue_memory
 from trimq.server.peeking import held_messages, peek_queue
 
 PEEK_DEFAULT_COUNT = 100
@@ -85,17 +85,17 @@ def render_queue(queue: Queue, held_bytes: Callable[[Queue], int]) -> dict[str, 
         "exclusive_consumer_tag": exclusive_consumer,
         "head_message_timestamp": stamp,
         "idle_since": timestamp(idle),
-        "memory": 1024 + ready_bytes + out_bytes + 200 * (len(ready) + unacked),
+        "memory": queue_memory(queue, out_bytes, unacked),
         "message_bytes": ready_bytes + out_bytes,
-        "message_bytes_paged_out": 0,
-        "message_bytes_ram": ready_bytes + out_bytes,
+        "message_bytes_paged_out": ready.paged_bytes,
+        "message_bytes_ram": ready.ram_bytes + out_bytes,
         "message_bytes_ready": ready_bytes,
         "message_bytes_unacknowledged": out_bytes,
         "messages": len(ready) + unacked,
-        "messages_paged_out": 0,
-        "messages_ram": len(ready) + unacked,
+        "messages_paged_out": ready.paged_count,
+        "messages_ram": len(ready) - ready.paged_count + unacked,
         "messages_ready": len(ready),
-        "messages_ready_ram": len(ready),
+        "messages_ready_ram": len(ready) - ready.paged_count,
         "messages_unacknowledged": unacked,
         "messages_unacknowledged_ram": unacked,
         "name": queue.name,
