@@ -104,17 +104,29 @@ class Pager:
         for queue in queues:
             if queue.settings.queue_mode == "lazy" and self._beyond_window(queue):
                 self._page_out(nursery, queue, None)
-        budget = self.budget
-        if total <= budget:
+        over = self.over_budget(total)
+        if over <= 0:
             return
         for queue in sorted(queues, key=lambda q: q.ready.ram_bytes, reverse=True):
-            if total <= budget:
+            if over <= 0:
                 break
             if not self._beyond_window(queue):
                 continue
-            over = min(total - budget, queue.ready.ram_bytes)
-            total -= over
-            self._page_out(nursery, queue, over)
+            share = min(over, queue.ready.ram_bytes)
+            over -= share
+            self._page_out(nursery, queue, share)
+
+    def over_budget(self, in_memory: int) -> int:
+        """Bytes of ready messages to page out: what is in memory beyond the budget, or (as
+        RabbitMQ pages once the process's memory reaches the watermark times the ratio, and
+        what the memory alarm compares is the process's RSS) the RSS beyond that point.
+        With `paging_budget` set, only the bytes count."""
+        over = in_memory - self.budget
+        used = self.resources.memory_used
+        config = self.broker.config
+        if used is not None and not config.paging_budget:
+            over = max(over, used - int(self.resources.memory_limit * config.paging_ratio))
+        return over
 
     def _beyond_window(self, queue: Queue) -> bool:
         ready = queue.ready
