@@ -9,9 +9,11 @@ control socket. Unit tests for the page file and the runs come first.
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,13 +21,17 @@ from typing import Any
 
 import pika
 import pytest
+import trio
 from conftest import Broker, start_server, stop_server
-from ctl_helpers import control, rss
+from ctl_helpers import control, control_reply, rss
 
+import trimq.broker.paging
 from trimq.amqp.spec import BasicProperties
+from trimq.broker.broker import BrokerConfig
 from trimq.broker.message import Message, QueuedMessage
 from trimq.broker.paging import PageFile, Run, decode_run, encode_run, write_at
 from trimq.broker.ready import ReadyList
+from trimq.server.app import recover, serve
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: pages its own broker's queues"
@@ -479,3 +485,87 @@ def test_sigkill_while_paging_then_restart(tmp_path: Path) -> None:
         assert [b for _m, _p, b in got] == sent
     finally:
         stop_server(again)
+
+
+class BrokerThread:
+    """A broker in this process (trio in a thread), so the test can make its page writes
+    fail under it (as tests/test_compaction_failure.py does for compaction)."""
+
+    def __init__(self, data_dir: Path, config: BrokerConfig) -> None:
+        self.data_dir = data_dir
+        self.config = config
+        self.port = 0
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
+
+    async def _main(self) -> None:
+        broker, wal = recover(self.config, self.data_dir, 1 << 20, False)
+        async with trio.open_nursery() as nursery:
+            addresses = await nursery.start(
+                lambda task_status: serve(
+                    broker,
+                    "127.0.0.1",
+                    0,
+                    wal=wal,
+                    data_dir=self.data_dir,
+                    task_status=task_status,
+                )
+            )
+            self.port = addresses[0][1]
+            self.ready.set()
+
+    def start(self) -> BrokerThread:
+        self.thread.start()
+        assert self.ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        assert control_reply(self.data_dir, "stop")["ok"]
+        self.thread.join(10)
+        assert not self.thread.is_alive()
+
+
+def test_a_full_disk_while_paging_raises_the_disk_alarm_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_space(path: Path, offset: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(trimq.broker.paging, "write_at", no_space)
+    data = tmp_path / "data"
+    data.mkdir(mode=0o700)
+    config = BrokerConfig(
+        paging_budget=32768,
+        paging_head_messages=20,
+        paging_head_bytes=16384,
+        paging_run_bytes=32768,
+    )
+    broker = BrokerThread(data, config).start()
+
+    def row() -> dict[str, Any]:
+        rows = control_reply(data, "list_queues", vhost="/", items=ITEMS)["result"]
+        return next(r for r in rows if r["name"] == "spill")
+
+    def alarms() -> list[str]:
+        result: list[str] = control_reply(data, "status")["result"]["alarms"]
+        return result
+
+    sent = bodies(400, 500)
+    try:
+        conn = pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", broker.port))
+        ch = conn.channel()
+        ch.queue_declare("spill", durable=True)
+        for i, body in enumerate(sent):
+            ch.basic_publish("", "spill", body, PERSISTENT if i % 2 else None)
+        wait_for(lambda: "disk" in alarms())
+        held = row()
+        assert held["messages_paged_out"] == 0
+        assert held["messages"] == held["messages_ram"] > 0
+        monkeypatch.undo()  # the disk has room again
+        wait_for(lambda: not alarms() and row()["messages"] == 400)
+        assert wait_for(lambda: row()["messages_paged_out"] > 0)
+        got = drain(ch, "spill", 400)
+        assert [b for _m, _p, b in got] == sent
+        conn.close()
+    finally:
+        broker.stop()
