@@ -21,6 +21,7 @@ from typing import Any
 
 import pika
 import pytest
+import requests
 import trio
 from conftest import Broker, start_server, stop_server
 from ctl_helpers import control, control_reply, rss
@@ -254,6 +255,15 @@ def test_order_and_bodies_survive_page_out_and_in(server: Broker) -> None:
         assert row["message_bytes_paged_out"] >= 1900 * 1000
         assert row["memory"] < 2000 * 1000
         assert page_bytes(server) >= 1900 * 1000
+        api = requests.get(
+            f"http://127.0.0.1:{server.management_port}/api/queues/%2F/backlog",
+            auth=("guest", "guest"),
+            timeout=30,
+        ).json()
+        assert api["messages_paged_out"] >= 1900
+        assert api["message_bytes_paged_out"] >= 1900 * 1000
+        assert api["messages_ram"] + api["messages_paged_out"] == api["messages"] == 2000
+        assert api["message_bytes_ram"] + api["message_bytes_paged_out"] == 2000 * 1000
         got = drain(ch, "backlog", 2000)
     assert [body for _m, _p, body in got] == sent
     assert [p.message_id for _m, p, _b in got] == [str(i) for i in range(2000)]
