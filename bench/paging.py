@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import socket
 import sys
 import threading
@@ -38,10 +39,15 @@ QUEUE = "bench.paging"
 
 
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free port under 45536 (RabbitMQ's distribution port is 20000 above it)."""
+    for port in random.sample(range(30000, 45000), 200):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
 
 
 class Sampler:

@@ -38,6 +38,7 @@ PAGING_DIR = "paging"
 TICK = 0.1  # seconds between looks at the budget
 RETRY = 1.0  # seconds between page-out attempts after a failed write
 THREADS = 2  # page writes and reads at once
+TRIM_AFTER = 32 * 2**20  # bytes paged out after which free heap pages go back to the system
 
 
 def _encode(entries: list[QueuedMessage]) -> bytes:
@@ -66,6 +67,8 @@ class Pager:
         self._names = itertools.count(1)
         self._limiter = trio.CapacityLimiter(THREADS)
         self._failed_at: float | None = None  # when the last page write failed
+        self._freed = 0  # bytes paged out since the last trim
+        self._trimming = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -99,6 +102,10 @@ class Pager:
             if ready.paged_count:
                 for run in ready.to_prefetch():
                     nursery.start_soon(self._prefetch, queue, run)
+        if self._freed >= TRIM_AFTER and not self._trimming:
+            self._freed = 0
+            self._trimming = True
+            nursery.start_soon(self._trim)
         if self._failed_at is not None and time.monotonic() - self._failed_at < RETRY:
             return
         for queue in queues:
@@ -127,6 +134,14 @@ class Pager:
         if used is not None and not config.paging_budget:
             over = max(over, used - int(self.resources.memory_limit * config.paging_ratio))
         return over
+
+    async def _trim(self) -> None:
+        """Freed bodies stay in the allocator's free lists, and so in the RSS the memory
+        alarm compares, until handed back."""
+        try:
+            await trio.to_thread.run_sync(self.resources.trim, limiter=self._limiter)
+        finally:
+            self._trimming = False
 
     def _beyond_window(self, queue: Queue) -> bool:
         ready = queue.ready
@@ -188,7 +203,8 @@ class Pager:
             run.busy = False
             pages.written(segment, kept=False)
             return False
-        queue.paged_out(run, segment, offset, len(data))
+        if queue.paged_out(run, segment, offset, len(data)):
+            self._freed += run.bytes
         if self._failed_at is not None:
             self._failed_at = None
             self.resources.set_paging_failed(False)

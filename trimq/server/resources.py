@@ -188,6 +188,11 @@ class Resources:
         self.memory_used = used
         self._set("memory", used >= self.memory_limit)
 
+    def trim(self) -> None:
+        """Hand free heap pages back to the system (malloc_trim; safe in a worker thread):
+        after paging freed many bodies, so the RSS the alarm compares shows it."""
+        self._trim()
+
     def check_disk(self) -> None:
         if self.data_dir is None:
             return
