@@ -37,7 +37,8 @@ log = structlog.get_logger("trimq.pager")
 PAGING_DIR = "paging"
 TICK = 0.1  # seconds between looks at the budget
 RETRY = 1.0  # seconds between page-out attempts after a failed write
-THREADS = 2  # page writes and reads at once
+THREADS = 4  # page writes and reads at once
+PARALLEL = 3  # runs of one queue being written at once
 TRIM_AFTER = 32 * 2**20  # bytes paged out after which free heap pages go back to the system
 
 
@@ -124,15 +125,20 @@ class Pager:
             self._page_out(nursery, queue, share)
 
     def over_budget(self, in_memory: int) -> int:
-        """Bytes of ready messages to page out: what is in memory beyond the budget, or (as
-        RabbitMQ pages once the process's memory reaches the watermark times the ratio, and
-        what the memory alarm compares is the process's RSS) the RSS beyond that point.
-        With `paging_budget` set, only the bytes count."""
+        """Bytes of ready messages to page out: what is in memory beyond the budget, or all
+        of it once the process's RSS (what the memory alarm compares) passes the watermark
+        times the ratio, as RabbitMQ pages once its memory reaches that point (freed bodies
+        do not all leave the RSS at once: paging only the excess lets a fast publisher reach
+        the alarm). With `paging_budget` set, only the bytes count."""
         over = in_memory - self.budget
         used = self.resources.memory_used
         config = self.broker.config
-        if used is not None and not config.paging_budget:
-            over = max(over, used - int(self.resources.memory_limit * config.paging_ratio))
+        if (
+            used is not None
+            and not config.paging_budget
+            and used > self.resources.memory_limit * config.paging_ratio
+        ):
+            return in_memory
         return over
 
     async def _trim(self) -> None:
@@ -165,22 +171,29 @@ class Pager:
 
     async def _page_out_task(self, queue: Queue, limit: int | None) -> None:
         """Write runs of `queue` (about `limit` bytes of messages; None: all beyond the
-        head window) one after the other."""
+        head window), PARALLEL at a time: each is two thread hops, so one at a time falls
+        behind a fast publisher."""
+        taken = [0]
         try:
-            written = 0
-            while limit is None or written < limit:
-                ready = queue.ready
-                pages = ready.pages
-                if queue.deleted or pages is None:
-                    return
-                run = ready.take_run(self.head_messages, self.head_bytes, self.run_bytes)
-                if run is None:
-                    return
-                if not await self._write_run(queue, pages, run):
-                    return
-                written += run.bytes
+            async with trio.open_nursery() as nursery:
+                for _ in range(PARALLEL):
+                    nursery.start_soon(self._page_out_runs, queue, limit, taken)
         finally:
             self._paging.discard(id(queue))
+
+    async def _page_out_runs(self, queue: Queue, limit: int | None, taken: list[int]) -> None:
+        while limit is None or taken[0] < limit:
+            ready = queue.ready
+            pages = ready.pages
+            if queue.deleted or pages is None:
+                return
+            run = ready.take_run(self.head_messages, self.head_bytes, self.run_bytes)
+            if run is None:
+                return
+            assert run.entries is not None
+            taken[0] += sum(entry.message.size for entry in run.entries)
+            if not await self._write_run(queue, pages, run):
+                return
 
     async def _write_run(self, queue: Queue, pages: PageFile, run: Run) -> bool:
         entries = run.entries
