@@ -10,11 +10,13 @@ control socket. Unit tests for the page file and the runs come first.
 from __future__ import annotations
 
 import errno
+import gc
 import os
 import random
 import signal
 import threading
 import time
+import tracemalloc
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -136,6 +138,28 @@ def test_runs_per_priority_requeue_and_purge(tmp_path: Path) -> None:
     assert len(live) + len(ids) == 90
     assert sorted([e.message.id for e in live] + list(ids)) == [s * 10 for s in range(1, 91)]
     assert sum(p.stat().st_size for p in tmp_path.iterdir()) == 0
+
+
+def test_a_paged_message_costs_at_most_16_bytes_of_memory(tmp_path: Path) -> None:
+    """The issue's bound: no Python object per paged message; a persistent one costs its log
+    id (8 bytes, for a purge), a transient one nothing, plus a few hundred bytes per run."""
+    count = 40_000
+    tracemalloc.start()
+    try:
+        ready = ReadyList()
+        ready.pages = PageFile(tmp_path, "m")
+        before = tracemalloc.get_traced_memory()[0]
+        for seq in range(1, count + 1):
+            ready.append(_entry(seq, b"x" * 100))
+        while (run := ready.take_run(0, 0, 1 << 20)) is not None:
+            _page(ready, run)
+        del run
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert ready.paged_count == count and ready.ram_bytes == 0
+    assert (after - before) / count <= 16
 
 
 def test_a_run_whose_entry_expired_while_written_stays_in_memory(tmp_path: Path) -> None:
