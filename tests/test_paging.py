@@ -26,7 +26,7 @@ import pytest
 import requests
 import trio
 from conftest import Broker, start_server, stop_server
-from ctl_helpers import control, control_reply, rss
+from ctl_helpers import control, control_reply, ctl, rss
 
 import trimq.broker.paging
 from trimq.amqp.spec import BasicProperties
@@ -472,23 +472,30 @@ def test_peek_reads_paged_messages(server: Broker) -> None:
 
 
 def test_lazy_queue_pages_at_once(server: Broker) -> None:
-    """x-queue-mode lazy pages beyond the head window whatever the budget (the budget here
-    is far above the backlog)."""
+    """x-queue-mode lazy (or a queue-mode policy) pages beyond the head window whatever the
+    budget (the budget here is far above the backlog)."""
     server_config = PAGING.replace("budget = 32768", "budget = 1000000000")
     assert server.data_dir is not None
     stop_server(server)
     (server.data_dir / "trimq.toml").write_text(server_config)
     lazy = start_server(server.data_dir)
     try:
+        code, _out, err = ctl(
+            lazy, "set_policy", "lazy", "^pol\\.", '{"queue-mode": "lazy"}', "--apply-to", "queues"
+        )
+        assert code == 0, err
         with lazy.connect() as conn:
             ch = conn.channel()
             ch.queue_declare("lazy", arguments={"x-queue-mode": "lazy"})
+            ch.queue_declare("pol.lazy")
             ch.queue_declare("default")
             ch.confirm_delivery()
             publish(ch, "lazy", bodies(300, 200))
+            publish(ch, "pol.lazy", bodies(300, 200))
             publish(ch, "default", bodies(300, 200))
             row = paged(lazy, "lazy", 280)
             assert row["messages_ram"] <= 20
+            assert paged(lazy, "pol.lazy", 280)["messages_ram"] <= 20
             assert queue_row(lazy, "default")["messages_paged_out"] == 0
             got = drain(ch, "lazy", 300)
             assert [b for _m, _p, b in got] == bodies(300, 200)
