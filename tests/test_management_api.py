@@ -333,3 +333,16 @@ def test_head_answers_like_get_without_a_body(api: Api) -> None:
     assert answer.status_code == 200
     assert answer.content == b""
     assert answer.headers["content-type"].startswith("application/json")
+
+
+@pytest.mark.parametrize(
+    "path", [("definitions",), ("exchanges", "/", "amq.default", "publish")], ids=lambda p: p[0]
+)
+def test_a_body_over_20_mb_is_refused(api: Api, path: tuple[str, ...]) -> None:
+    body = b'{"pad": "' + b"x" * 20_000_000 + b'"}'
+    answer = api.post(*path, data=body, headers={"content-type": "application/json"})
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "bad_request",
+        "reason": "Exceeded HTTP request body size limit",
+    }

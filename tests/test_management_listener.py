@@ -150,7 +150,7 @@ def test_stop_while_a_request_is_open(tmp_path: Path) -> None:
         assert server.process.wait(15) == 0
 
 
-def test_body_over_the_limit_is_413(node: object) -> None:
+def test_body_over_the_limit_is_refused(node: object) -> None:
     port = node.management_port  # type: ignore[attr-defined]
     answer = requests.put(
         f"http://127.0.0.1:{port}/api/vhosts/big",
@@ -158,7 +158,11 @@ def test_body_over_the_limit_is_413(node: object) -> None:
         auth=("guest", "guest"),
         timeout=30,
     )
-    assert answer.status_code == 413
+    assert answer.status_code == 400
+    assert answer.json() == {
+        "error": "bad_request",
+        "reason": "Exceeded HTTP request body size limit",
+    }
     listed = requests.get(f"http://127.0.0.1:{port}/api/vhosts/big", auth=("guest", "guest"))
     assert listed.status_code == 404
 

@@ -137,6 +137,11 @@ def test_alternate_exchange_policy(node: Broker) -> None:
         ),  # the first in key order
         ('{"ha-mode": "bogus"}', '<<"bogus">> is not a valid ha-mode value'),
         (
+            '{"queue-leader-locator": "min-masters"}',
+            '<<"min-masters">> is not a valid queue leader locator value',
+        ),
+        ('{"queue-leader-locator": 5}', "5 is not a valid queue leader locator value"),
+        (
             '{"ha-params": 2}',
             "ha-mode must be specified to specify ha-params, ha-sync-mode or "
             "ha-promote-on-shutdown",
@@ -172,6 +177,7 @@ def test_mirroring_and_other_cluster_keys_are_accepted_without_effect(node: Brok
     definition = (
         '{"ha-mode": "exactly", "ha-params": 2, "ha-sync-mode": "automatic", '
         '"queue-master-locator": "min-masters", "queue-mode": "lazy", '
+        '"queue-leader-locator": "balanced", "max-in-memory-length": 5, "max-age": "1D", '
         '"max-length": 2}'
     )
     code, _out, err = ctl(node, "set_policy", "ha", "^ha\\.", definition, "--apply-to", "queues")

@@ -37,6 +37,7 @@ from amqp_wire import (
     content_header_frame,
     frame,
     heartbeat_frame,
+    longstr,
     method_frame,
     method_payload,
     queue_declare_args,
@@ -316,6 +317,19 @@ def test_truncated_method(conn: WireConnection) -> None:
         50,
         10,
     )
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param(method_payload((10, 70), longstr(b"guest")[:-2]), id="update-secret-cut"),
+        pytest.param(method_payload((10, 70), longstr(b"guest")), id="update-secret-no-reason"),
+        pytest.param(method_payload((10, 50), b"\x00"), id="connection-close-cut"),
+    ],
+)
+def test_undecodable_method_on_channel_zero_once_open(conn: WireConnection, payload: bytes) -> None:
+    """RabbitMQ's connection process answers these with a bare 541, naming no method."""
+    assert send_and_expect_close(conn, frame(1, 0, payload)) == (541, "INTERNAL_ERROR", 0, 0)
 
 
 def test_method_without_arguments(conn: WireConnection) -> None:

@@ -1151,6 +1151,47 @@ def test_invalid_queue_argument(
     )
 
 
+@pytest.mark.parametrize(
+    ("arguments", "name"),
+    [
+        ({"x-max-in-memory-length": 10}, "x-max-in-memory-length"),
+        ({"x-max-in-memory-bytes": 10}, "x-max-in-memory-bytes"),
+        ({"x-dead-letter-strategy": "at-least-once"}, "x-dead-letter-strategy"),
+        ({"x-max-age": "1D"}, "x-max-age"),
+        ({"x-stream-max-segment-size-bytes": 100}, "x-stream-max-segment-size-bytes"),
+        ({"x-initial-cluster-size": 3}, "x-initial-cluster-size"),
+        ({"x-quorum-initial-group-size": 3}, "x-quorum-initial-group-size"),
+        ({"x-queue-leader-locator": "client-local"}, "x-queue-leader-locator"),
+        # whatever the value
+        ({"x-max-in-memory-length": "abc"}, "x-max-in-memory-length"),
+        # the first in the client's table
+        ({"x-max-in-memory-length": 1, "x-max-age": "1D"}, "x-max-in-memory-length"),
+        ({"x-max-age": "1D", "x-max-in-memory-length": 1}, "x-max-age"),
+    ],
+)
+def test_other_queue_types_arguments_refused(
+    channel: Channel, unique: str, arguments: dict[str, Any], name: str
+) -> None:
+    code, text = closed_by_broker(channel, channel.queue_declare, unique, arguments=arguments)
+    assert (code, text) == (
+        406,
+        f"PRECONDITION_FAILED - invalid arg '{name}' for queue '{unique}' in vhost '/' "
+        "of queue type rabbit_classic_queue",
+    )
+
+
+def test_other_queue_types_arguments_checked_after_the_others(
+    channel: Channel, unique: str
+) -> None:
+    arguments = {"x-max-in-memory-length": 10, "x-message-ttl": -1}
+    code, text = closed_by_broker(channel, channel.queue_declare, unique, arguments=arguments)
+    assert (code, text) == (
+        406,
+        f"PRECONDITION_FAILED - invalid arg 'x-message-ttl' for queue '{unique}' in vhost '/': "
+        "{value_negative,-1}",
+    )
+
+
 def test_arguments_without_effect_are_accepted_and_kept(channel: Channel, tidy: Tidy) -> None:
     arguments = {
         "x-queue-mode": "lazy",

@@ -19,6 +19,8 @@ from trimq.amqp import frames, spec
 from trimq.errors import (
     CHANNEL_ERROR,
     COMMAND_INVALID,
+    FRAME_ERROR,
+    INTERNAL_ERROR,
     NOT_ALLOWED,
     PRECONDITION_FAILED,
     AMQPError,
@@ -185,7 +187,14 @@ class ConnectionMachine:
             return Action.IGNORE
         if frame.type != frames.METHOD:
             raise frames.unexpected_frame(frame.type, frame.payload)
-        method = frames.decode_method(frame.payload)
+        try:
+            method = frames.decode_method(frame.payload)
+        except ConnectionError as error:
+            if error.code != FRAME_ERROR:
+                raise
+            # RabbitMQ's connection process fails on a channel-0 method it cannot decode once
+            # the connection is open: 541 with no detail and no method named
+            raise ConnectionError(INTERNAL_ERROR, "", log_detail=error.log_detail) from None
         kind = type(method)
         if kind is spec.ConnectionClose:
             self.event(ConnectionEvent.CLIENT_CLOSE)

@@ -312,7 +312,8 @@ QUEUE_ARGUMENTS: tuple[QueueArgument, ...] = (
             "max-length-bytes", _integer_from(0), "a valid maximum length in bytes", lower_wins=True
         ),
     ),
-    # quorum-queue limits in RabbitMQ (which refuses them on a classic queue): no effect here
+    # quorum-queue limits: refused at declaration (OTHER_QUEUE_TYPE_ARGUMENTS) but a policy
+    # may name them, as in RabbitMQ
     QueueArgument(
         "x-max-in-memory-length",
         _non_negative,
@@ -352,6 +353,16 @@ QUEUE_ARGUMENTS: tuple[QueueArgument, ...] = (
     QueueArgument("x-queue-type", _queue_type, absent=TypedValue("S", "classic")),
     # mirroring: RabbitMQ compares it but checks no value at declaration
     QueueArgument("x-queue-master-locator", None, policy=PolicyKey("queue-master-locator")),
+    # quorum queues' and streams' (refused at declaration), a policy key all the same
+    QueueArgument(
+        "x-queue-leader-locator",
+        None,
+        policy=PolicyKey(
+            "queue-leader-locator",
+            _one_of("client-local", "balanced", "random", "least-leaders"),
+            "a valid queue leader locator value",
+        ),
+    ),
     # RabbitMQ has it on quorum queues only; trimq on every queue
     QueueArgument(
         "x-delivery-limit",
@@ -362,6 +373,21 @@ QUEUE_ARGUMENTS: tuple[QueueArgument, ...] = (
 )
 
 QUEUE_ARGUMENT = {argument.name: argument for argument in QUEUE_ARGUMENTS}
+# Arguments of RabbitMQ's quorum queues and streams that its classic queues refuse, after the
+# other checks and in the client's order, whatever the value. (x-delivery-limit is also
+# quorum-only there; trimq gives it to every queue.)
+OTHER_QUEUE_TYPE_ARGUMENTS = frozenset(
+    {
+        "x-dead-letter-strategy",
+        "x-initial-cluster-size",
+        "x-max-age",
+        "x-max-in-memory-bytes",
+        "x-max-in-memory-length",
+        "x-queue-leader-locator",
+        "x-quorum-initial-group-size",
+        "x-stream-max-segment-size-bytes",
+    }
+)
 # compared on redeclaration, in RabbitMQ's order
 COMPARED_QUEUE_ARGUMENTS = tuple(a.name for a in QUEUE_ARGUMENTS if a.compared)
 # what a missing argument counts as in that comparison
@@ -384,9 +410,17 @@ _SETTING_SOURCES = tuple(
 
 
 def validate_queue_arguments(what: str, arguments: Arguments) -> None:
-    """Raise RabbitMQ's 406 "invalid arg" for the first argument that fails its check."""
+    """Raise RabbitMQ's 406 "invalid arg" for the first argument that fails its check, then
+    for the first one only RabbitMQ's other queue types take."""
     for argument in QUEUE_ARGUMENTS:
-        validate_queue_argument(what, argument.name, arguments)
+        if argument.name not in OTHER_QUEUE_TYPE_ARGUMENTS:
+            validate_queue_argument(what, argument.name, arguments)
+    for name in arguments:
+        if name in OTHER_QUEUE_TYPE_ARGUMENTS:
+            raise ChannelError(
+                PRECONDITION_FAILED,
+                f"invalid arg '{name}' for {what} of queue type rabbit_classic_queue",
+            )
 
 
 def validate_queue_argument(what: str, name: str, arguments: Arguments) -> None:

@@ -21,6 +21,10 @@ from trimq.server.state import ServerState
 MAX_BODY_SIZE = 20_000_000
 
 
+def body_too_large() -> ApiError:
+    return ApiError(400, "bad_request", "Exceeded HTTP request body size limit")
+
+
 def decode_segment(raw: str) -> str:
     """A path segment as routed (still percent-encoded: `%2F` is the vhost `/`), decoded."""
     return unquote(raw, errors="strict")
@@ -69,16 +73,17 @@ class Context:
         return [v for name, v in self.broker.vhosts.items() if self.may_see(name)]
 
     async def body(self) -> bytes:
-        """The request body, refused with 413 beyond MAX_BODY_SIZE."""
+        """The request body, refused beyond MAX_BODY_SIZE with RabbitMQ's 400 (its
+        management.http.max_body_size, 20 MB by default)."""
         declared = self.request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_SIZE:
-            raise ApiError(413, "bad_request", "Request body is too large")
+            raise body_too_large()
         chunks: list[bytes] = []
         size = 0
         async for chunk in self.request.stream():
             size += len(chunk)
             if size > MAX_BODY_SIZE:
-                raise ApiError(413, "bad_request", "Request body is too large")
+                raise body_too_large()
             chunks.append(chunk)
         return b"".join(chunks)
 
