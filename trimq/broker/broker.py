@@ -64,6 +64,7 @@ class BrokerConfig:
     # message paging (trimq/server/pager.py): ready bodies in memory are kept under the
     # watermark times paging_ratio (or paging_budget bytes when set); a queue keeps its first
     # paging_head_messages / paging_head_bytes in memory; runs are written this big
+    paging_enabled: bool = True
     paging_ratio: float = 0.5
     paging_budget: int = 0
     paging_head_messages: int = 2000

@@ -199,6 +199,7 @@ def broker_config(settings: config.Settings) -> BrokerConfig:
         memory_high_watermark=settings.memory_high_watermark,
         memory_high_watermark_absolute=settings.memory_high_watermark_absolute,
         disk_free_limit=settings.disk_free_limit,
+        paging_enabled=settings.paging_enabled,
         paging_ratio=settings.paging_ratio,
         paging_budget=settings.paging_budget,
         paging_head_messages=settings.paging_head_messages,

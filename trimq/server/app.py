@@ -326,7 +326,7 @@ async def serve(
                         watch_consumer_timeouts, state.connections, broker.config.consumer_timeout
                     )
                 nursery.start_soon(state.resources.run)
-                if data_dir is not None:
+                if data_dir is not None and broker.config.paging_enabled:
                     nursery.start_soon(Pager(broker, state.resources, data_dir).run)
                 nursery.start_soon(state.notifier.watchdog)
                 for service in services:
