@@ -62,7 +62,8 @@ def configured(tmp_path: Path) -> Iterator[Configured]:
 
 @pytest.fixture
 def server(configured: Configured) -> Broker:
-    return configured("")
+    # without paging: a backlog would otherwise go to disk instead of raising the alarm
+    return configured("[paging]\nenabled = false\n")
 
 
 class Sampler(threading.Thread):

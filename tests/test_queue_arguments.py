@@ -41,12 +41,14 @@ def test_policy_keys_are_recognised_once() -> None:
     assert not queue_keys & set(policy.EXCHANGE_KEYS)
 
 
-def test_x_queue_mode_is_accepted_checked_and_without_effect_yet() -> None:
+def test_x_queue_mode_lazy_is_a_setting_argument_or_policy() -> None:
     mode = QUEUE_ARGUMENT["x-queue-mode"]
-    assert (mode.check is not None, mode.setting, mode.compared) == (True, None, True)
-    assert mode.policy is not None and not mode.policy_applies
+    assert (mode.check is not None, mode.setting, mode.compared) == (True, "queue_mode", True)
+    assert mode.policy is not None and mode.policy_applies
     validate_queue_arguments("queue 'q' in vhost '/'", {"x-queue-mode": ("S", "lazy")})
-    assert queue_settings({"x-queue-mode": ("S", "lazy")}) == QueueSettings()
+    assert queue_settings({"x-queue-mode": ("S", "lazy")}) == QueueSettings(queue_mode="lazy")
+    assert queue_settings({}, {"queue-mode": "lazy"}).queue_mode == "lazy"
+    assert queue_settings({}).queue_mode == "default"
 
 
 @pytest.mark.parametrize(
@@ -83,7 +85,11 @@ def test_x_queue_mode_is_accepted_checked_and_without_effect_yet() -> None:
         ),
         ({"x-max-priority": ("B", 5)}, {}, {"max_priority": 5}),
         ({"x-single-active-consumer": ("t", True)}, None, {"single_active_consumer": True}),
-        ({}, {"queue-mode": "lazy", "queue-version": 2, "max-in-memory-length": 1}, {}),
+        (
+            {},
+            {"queue-mode": "lazy", "queue-version": 2, "max-in-memory-length": 1},
+            {"queue_mode": "lazy"},
+        ),
     ],
 )
 def test_settings_from_arguments_and_policy(

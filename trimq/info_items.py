@@ -33,6 +33,9 @@ QUEUE_ITEMS = [
     "memory",
     "state",
     "type",
+    # beyond rabbitmqctl's list: the management API's names for what paging put on disk
+    "messages_paged_out",
+    "message_bytes_paged_out",
 ]
 EXCHANGE_ITEMS = ["name", "type", "durable", "auto_delete", "internal", "arguments", "policy"]
 BINDING_ITEMS = [

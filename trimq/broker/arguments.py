@@ -58,6 +58,7 @@ class QueueSettings:
     max_priority: int = 0
     single_active_consumer: bool = False
     delivery_limit: int | None = None
+    queue_mode: str = "default"  # "lazy": everything beyond the head window is paged out
     bounded: bool = field(init=False)  # a maximum length or size applies
 
     def __post_init__(self) -> None:
@@ -335,10 +336,11 @@ QUEUE_ARGUMENTS: tuple[QueueArgument, ...] = (
         "overflow",
         policy=PolicyKey("overflow", _one_of(*OVERFLOW_MODES), "a valid overflow value"),
     ),
-    # accepted and checked; queues larger than memory will give "lazy" a meaning
+    # "lazy": paged out beyond the head window at once (trimq/server/pager.py)
     QueueArgument(
         "x-queue-mode",
         _queue_mode,
+        "queue_mode",
         policy=PolicyKey("queue-mode", _one_of(*QUEUE_MODES), "a valid queue-mode value"),
     ),
     # RabbitMQ's on-disk index format: accepted and checked, nothing to choose here

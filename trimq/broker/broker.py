@@ -61,6 +61,15 @@ class BrokerConfig:
     memory_high_watermark: float = 0.4  # fraction of RAM: above it publishers are blocked
     memory_high_watermark_absolute: int = 0  # bytes, instead of the fraction when set
     disk_free_limit: int = 50_000_000  # bytes free on the data directory's disk, at least
+    # message paging (trimq/server/pager.py): ready bodies in memory are kept under the
+    # watermark times paging_ratio (or paging_budget bytes when set); a queue keeps its first
+    # paging_head_messages / paging_head_bytes in memory; runs are written this big
+    paging_enabled: bool = True
+    paging_ratio: float = 0.5
+    paging_budget: int = 0
+    paging_head_messages: int = 2000
+    paging_head_bytes: int = 8 * 2**20
+    paging_run_bytes: int = 4 * 2**20
 
 
 def check_permissions(

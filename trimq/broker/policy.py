@@ -18,8 +18,8 @@ from trimq.broker.pcre import PatternError, compile_pattern, name_bytes
 
 EXCHANGE_KEYS = {"alternate-exchange": "alternate-exchange"}
 # Policy keys of queue arguments: the table in arguments.py says which key gives which argument
-# and whether it changes anything here (queue-mode, queue-version and the like are accepted and
-# checked, without effect).
+# and whether it changes anything here (queue-version and the like are accepted and checked,
+# without effect; queue-mode lazy pages the queue beyond its head window).
 QUEUE_KEYS = frozenset(a.policy.key for a in QUEUE_ARGUMENTS if a.policy is not None)
 # Keys RabbitMQ accepts for mirroring, quorum queues and streams, with no queue argument here.
 # They mean nothing on one node with one queue type, so they are accepted (and listed) but

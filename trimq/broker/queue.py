@@ -13,7 +13,7 @@ from __future__ import annotations
 import heapq
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from trimq.amqp.codec import TypedTable, encode_shortstr
@@ -21,6 +21,7 @@ from trimq.broker.arguments import Overflow, queue_settings
 from trimq.broker.deadletter import dead_letter
 from trimq.broker.journal import Journal
 from trimq.broker.message import Message, QueuedMessage
+from trimq.broker.paging import PageFile, Run, Segment
 from trimq.broker.policy import Policy
 from trimq.broker.ready import ReadyList
 from trimq.broker.stats import MessageStats
@@ -311,6 +312,8 @@ class Queue:
             if journal is not None and entry.message.id:
                 (settled if consumer.no_ack else delivered).append(entry.message.id)
             consumer.sink.deliver(consumer, entry, self)
+        if ready.paged_count and ready.wake is not None and ready.wants_prefetch():
+            ready.wake()
         if to_only:
             assert only is not None
             for stats in (self.stats, only.stats):
@@ -487,11 +490,49 @@ class Queue:
         self.dispatch()
 
     def purge(self) -> int:
-        entries = self.ready.clear()
+        count = len(self.ready)
+        if self.durable and self.persistent:  # paged-out ones included
+            persistent, persistent_bytes = self.ready.persistent()
+            self.persistent -= persistent
+            self.persistent_bytes -= persistent_bytes
+        entries, paged_ids = self.ready.clear()
         self._expiry.clear()
-        self._gone(entries)
         self._journal_settle(entries)
-        return len(entries)
+        if paged_ids and self.journal is not None and not self.deleted:
+            self.journal.settle(self, list(paged_ids))
+        return count
+
+    # -- paging (trimq/server/pager.py drives it) -------------------------------------------
+
+    def start_paging(self, pages: PageFile, wake: Callable[[], None], low: int) -> None:
+        """Page this queue from now on into `pages`; `wake` asks the pager to read ahead
+        once the head holds fewer than `low` entries."""
+        ready = self.ready
+        ready.pages = pages
+        ready.wake = wake
+        ready.low = low
+        ready.on_loaded = self._paged_in
+
+    def _paged_in(self, entries: list[QueuedMessage]) -> None:
+        """Entries read back from disk: their deadlines count again."""
+        for entry in entries:
+            if entry.expires_at is not None:
+                self._schedule_expiry(entry, entry.expires_at)
+
+    def paged_out(self, run: Run, segment: Segment, offset: int, length: int) -> bool:
+        """The run's records are on disk: its entries leave memory (and the expiry heap; the
+        run's earliest deadline is scheduled instead)."""
+        entries = run.entries
+        assert entries is not None
+        if not self.ready.paged_out(run, segment, offset, length):
+            return False
+        if self._expiry and run.min_expires is not None:
+            gone = {id(entry) for entry in entries}
+            self._expiry = [item for item in self._expiry if id(item[1]) not in gone]
+            heapq.heapify(self._expiry)
+        if run.min_expires is not None and self.timers is not None:
+            self.timers.schedule(run.min_expires, self)
+        return True
 
     # -- expiry ---------------------------------------------------------------------------
 
@@ -503,7 +544,10 @@ class Queue:
         heapq.heappush(expiry, (deadline, entry))
 
     def expire_due(self, now: float) -> None:
-        """Expire every ready message whose deadline passed, wherever it sits."""
+        """Expire every ready message whose deadline passed, wherever it sits (a paged run
+        holding one is read back first)."""
+        if self.ready.paged_count:
+            self.ready.due_runs(now)
         expiry = self._expiry
         expired = []
         while expiry and expiry[0][0] <= now:
@@ -517,6 +561,10 @@ class Queue:
         finally:  # dead-lettering can fail (the log has failed): later deadlines still count
             if expiry and self.timers is not None:
                 self.timers.schedule(expiry[0][0], self)
+            if self.ready.paged_count and self.timers is not None:
+                deadline = self.ready.next_run_deadline()
+                if deadline is not None:
+                    self.timers.schedule(deadline, self)
 
     def _expire(self, entry: QueuedMessage) -> None:
         """An expired entry met at the head (already out of the ready list)."""

@@ -8,32 +8,42 @@ from typing import Any
 
 from trimq.broker.queue import Queue
 
-# What a queue process costs beyond its messages, and what each message costs besides its
-# body: a rough model of RabbitMQ's `memory` (trimq holds every message in memory).
+# What a queue costs beyond its messages, what each message in memory costs besides its body,
+# and what a paged-out one costs (its place in a run): a rough model of RabbitMQ's `memory`.
 QUEUE_OVERHEAD = 1024
 MESSAGE_OVERHEAD = 200
+PAGED_MESSAGE_OVERHEAD = 16
 
 
 def message_figures(queue: Queue) -> dict[str, Any]:
-    ready = len(queue.ready)
+    ready_list = queue.ready
+    ready = len(ready_list)
+    paged = ready_list.paged_count
     unacked = queue.unacked
-    ready_bytes = queue.ready.bytes
+    ready_bytes = ready_list.bytes
+    ready_ram_bytes = ready_list.ram_bytes
     unacked_bytes = queue.unacked_bytes
-    held_bytes = ready_bytes + unacked_bytes
+    in_ram = ready - paged + unacked
     return {
         "messages": ready + unacked,
         "messages_ready": ready,
         "messages_unacknowledged": unacked,
-        "messages_ram": ready + unacked,
-        "messages_ready_ram": ready,
+        "messages_ram": in_ram,
+        "messages_ready_ram": ready - paged,
         "messages_unacknowledged_ram": unacked,
+        "messages_paged_out": paged,
         "messages_persistent": queue.persistent,
-        "message_bytes": held_bytes,
+        "message_bytes": ready_bytes + unacked_bytes,
         "message_bytes_ready": ready_bytes,
         "message_bytes_unacknowledged": unacked_bytes,
-        "message_bytes_ram": held_bytes,
+        "message_bytes_ram": ready_ram_bytes + unacked_bytes,
+        "message_bytes_paged_out": ready_list.paged_bytes,
         "message_bytes_persistent": queue.persistent_bytes,
-        "memory": QUEUE_OVERHEAD + held_bytes + MESSAGE_OVERHEAD * (ready + unacked),
+        "memory": QUEUE_OVERHEAD
+        + ready_ram_bytes
+        + unacked_bytes
+        + MESSAGE_OVERHEAD * in_ram
+        + PAGED_MESSAGE_OVERHEAD * paged,
     }
 
 

@@ -396,6 +396,7 @@ class VHost:
         for source in self._unbind_destination(queue):
             self._remove_exchange(source)
         queue.ready.clear()
+        queue.ready.close_pages()
         for consumer in list(queue.consumers):
             queue.remove_consumer(consumer)
             consumer.sink.consumer_cancelled(consumer)

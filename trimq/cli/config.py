@@ -9,7 +9,12 @@ command-line flags. Every key is checked at start; a bad one is refused with its
     [limits] connection_max, handshake_max, max_message_size, channel_unacked_max,
              connection_output_buffer, consumer_timeout (milliseconds; 0 disables)
     [resources] memory_high_watermark (fraction of RAM), memory_high_watermark_absolute,
-             disk_free_limit
+             disk_free_limit, memory_high_watermark_paging_ratio (ready message bodies in
+             memory are paged to disk above the watermark times this; default 0.5)
+    [paging] enabled (false: every queue stays in memory), budget (bytes of ready bodies
+             in memory, instead of the ratio; 0: the ratio),
+             head_messages, head_bytes (what each queue keeps in memory at its head),
+             run_bytes (how much one page write takes)
     [management] enabled, host, port (the HTTP API; port 0 or enabled = false: not served),
              certfile, keyfile (both set: the API is served over HTTPS)
     [prometheus] enabled, host, port (/metrics; port 0 or enabled = false: not served)
@@ -74,6 +79,12 @@ class Settings:
     memory_high_watermark: float = 0.4
     memory_high_watermark_absolute: int = 0
     disk_free_limit: int = 50_000_000
+    paging_enabled: bool = True
+    paging_ratio: float = 0.5
+    paging_budget: int = 0
+    paging_head_messages: int = 2000
+    paging_head_bytes: int = 8 * 2**20
+    paging_run_bytes: int = 4 * 2**20
     management_enabled: bool = True
     management_host: str | None = None  # None: every interface, IPv4 and IPv6
     management_port: int = 15672
@@ -295,6 +306,12 @@ KEYS: dict[str, tuple[str, Callable[[str, Any], Any]]] = {
     "resources.memory_high_watermark": ("memory_high_watermark", _fraction),
     "resources.memory_high_watermark_absolute": ("memory_high_watermark_absolute", _size(0, 2**50)),
     "resources.disk_free_limit": ("disk_free_limit", _size(0, 2**60)),
+    "resources.memory_high_watermark_paging_ratio": ("paging_ratio", _fraction),
+    "paging.enabled": ("paging_enabled", _bool),
+    "paging.budget": ("paging_budget", _size(0, 2**50)),
+    "paging.head_messages": ("paging_head_messages", _int(1, 2**31 - 1)),
+    "paging.head_bytes": ("paging_head_bytes", _size(1, 2**40)),
+    "paging.run_bytes": ("paging_run_bytes", _size(1, 2**40)),
     "management.enabled": ("management_enabled", _bool),
     "management.host": ("management_host", _host),
     "management.port": ("management_port", _int(0, 65535)),

@@ -199,6 +199,12 @@ def broker_config(settings: config.Settings) -> BrokerConfig:
         memory_high_watermark=settings.memory_high_watermark,
         memory_high_watermark_absolute=settings.memory_high_watermark_absolute,
         disk_free_limit=settings.disk_free_limit,
+        paging_enabled=settings.paging_enabled,
+        paging_ratio=settings.paging_ratio,
+        paging_budget=settings.paging_budget,
+        paging_head_messages=settings.paging_head_messages,
+        paging_head_bytes=settings.paging_head_bytes,
+        paging_run_bytes=settings.paging_run_bytes,
         auth_mechanisms=list(settings.auth_mechanisms),
         ssl_cert_login_from=settings.ssl_cert_login_from,
     )

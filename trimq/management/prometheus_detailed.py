@@ -357,19 +357,19 @@ GROUPS: dict[str, Group] = {
                 "queue_messages_ram",
                 "gauge",
                 "Ready and unacknowledged messages stored in memory",
-                lambda q: q.ready + q.unacked,
+                lambda q: q.ready - q.paged + q.unacked,
             ),
             (
                 "queue_messages_ram_bytes",
                 "gauge",
                 "Size of ready and unacknowledged messages stored in memory",
-                lambda q: q.ready_bytes + q.unacked_bytes,
+                lambda q: q.ready_bytes - q.paged_bytes + q.unacked_bytes,
             ),
             (
                 "queue_messages_ready_ram",
                 "gauge",
                 "Ready messages stored in memory",
-                lambda q: q.ready,
+                lambda q: q.ready - q.paged,
             ),
             (
                 "queue_messages_unacked_ram",
@@ -402,12 +402,17 @@ GROUPS: dict[str, Group] = {
                 "Size in bytes of all unacknowledged messages",
                 lambda q: q.unacked_bytes,
             ),
-            ("queue_messages_paged_out", "gauge", "Messages paged out to disk", lambda q: 0),
+            (
+                "queue_messages_paged_out",
+                "gauge",
+                "Messages paged out to disk",
+                lambda q: q.paged,
+            ),
             (
                 "queue_messages_paged_out_bytes",
                 "gauge",
                 "Size in bytes of messages paged out to disk",
-                lambda q: 0,
+                lambda q: q.paged_bytes,
             ),
             (
                 "queue_head_message_timestamp",

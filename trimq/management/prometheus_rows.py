@@ -63,6 +63,8 @@ class QueueRow(NamedTuple):
     unacked_bytes: int
     persistent: int
     persistent_bytes: int
+    paged: int  # of `ready`, on disk
+    paged_bytes: int
 
 
 class ChannelRow(NamedTuple):
@@ -180,6 +182,8 @@ def _queue_row(queue: Queue) -> QueueRow:
         queue.unacked_bytes,
         queue.persistent,
         queue.persistent_bytes,
+        ready.paged_count,
+        ready.paged_bytes,
     )
 
 

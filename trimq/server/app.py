@@ -26,6 +26,7 @@ from trimq.server.connection import ServerConnection
 from trimq.server.consumer_timeout import watch_consumer_timeouts
 from trimq.server.control import CONTROL_SOCKET, serve_control
 from trimq.server.notify import Notifier
+from trimq.server.pager import Pager
 from trimq.server.rates import sample_rates
 from trimq.server.resources import Resources
 from trimq.server.state import ServerState, close_connections
@@ -325,6 +326,8 @@ async def serve(
                         watch_consumer_timeouts, state.connections, broker.config.consumer_timeout
                     )
                 nursery.start_soon(state.resources.run)
+                if data_dir is not None and broker.config.paging_enabled:
+                    nursery.start_soon(Pager(broker, state.resources, data_dir).run)
                 nursery.start_soon(state.notifier.watchdog)
                 for service in services:
                     state.service_listeners += await nursery.start(service, state)

@@ -125,6 +125,7 @@ class Resources:
         self._refused_handshakes = 0  # since the last log line about them
         self._last_refusal_log = -REFUSAL_LOG_INTERVAL
         self.memory_used: int | None = None
+        self.paging_failed = False  # a page write failed (trimq/server/pager.py): disk alarm
         self.disk_free: int | None = None
         self._changed = trio.Event()
         self._received = 0
@@ -187,6 +188,11 @@ class Resources:
         self.memory_used = used
         self._set("memory", used >= self.memory_limit)
 
+    def trim(self) -> None:
+        """Hand free heap pages back to the system (malloc_trim; safe in a worker thread):
+        after paging freed many bodies, so the RSS the alarm compares shows it."""
+        self._trim()
+
     def check_disk(self) -> None:
         if self.data_dir is None:
             return
@@ -194,7 +200,13 @@ class Resources:
         if free is None:
             return
         self.disk_free = free
-        self._set("disk", free < self.disk_free_limit)
+        self._set("disk", free < self.disk_free_limit or self.paging_failed)
+
+    def set_paging_failed(self, failed: bool) -> None:
+        """A page write failed (a full disk: publishers must wait), or one succeeded again."""
+        self.paging_failed = failed
+        low = self.disk_free is not None and self.disk_free < self.disk_free_limit
+        self._set("disk", failed or low)
 
     def start_handshake(self) -> bool:
         """Count a new socket until it authenticates; False (close it at once) when as many

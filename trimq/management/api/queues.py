@@ -63,8 +63,6 @@ def render_queue(queue: Queue) -> dict[str, Any]:
         "head_message_timestamp": head_timestamp(queue),
         "idle_since": timestamp(idle),
         **message_figures(queue),
-        "message_bytes_paged_out": 0,
-        "messages_paged_out": 0,
         "name": queue.name,
         "node": NODE,
         "operator_policy": None,
