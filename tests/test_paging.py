@@ -197,6 +197,8 @@ def server(tmp_path: Path) -> Iterator[Broker]:
 
 
 ITEMS = [
+    "messages_persistent",
+    "message_bytes_persistent",
     "name",
     "messages",
     "messages_ram",
@@ -437,8 +439,15 @@ def test_purge_and_delete_drop_the_page_files(server: Broker) -> None:
         publish(ch, "deleted", bodies(500, 500))
         paged(server, "purged", 400)
         paged(server, "deleted", 400)
+        before = queue_row(server, "purged")
+        assert (before["messages_persistent"], before["message_bytes_persistent"]) == (
+            500,
+            500 * 500,
+        )
         assert ch.queue_purge("purged").method.message_count == 500
-        assert queue_row(server, "purged")["messages"] == 0
+        after = queue_row(server, "purged")  # paged ones counted off too
+        assert (after["messages"], after["messages_persistent"]) == (0, 0)
+        assert after["message_bytes_persistent"] == 0
         assert ch.queue_delete("deleted").method.message_count == 500
         wait_for(lambda: page_bytes(server) == 0)
         # the queue works on after the purge
