@@ -9,10 +9,7 @@ steps fail under it.
 from __future__ import annotations
 
 import errno
-import json
 import os
-import socket
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,12 +17,11 @@ from typing import Any
 
 import pika
 import pytest
-import trio
+from inprocess_broker import BrokerThread
 
 import storage.compaction
 import trimq.server.app
-from trimq.broker.broker import BrokerConfig
-from trimq.server.app import COMPACTION_RETRY_MAX, compaction_pause, recover, serve
+from trimq.server.app import COMPACTION_RETRY_MAX, compaction_pause
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: makes the broker's own disk fail"
@@ -33,48 +29,6 @@ pytestmark = pytest.mark.skipif(
 
 SEGMENT = 4096
 PERSISTENT = pika.BasicProperties(delivery_mode=2)
-
-
-class BrokerThread:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = 0
-        self.ready = threading.Event()
-        self.thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
-
-    async def _main(self) -> None:
-        broker, wal = recover(BrokerConfig(), self.data_dir, SEGMENT, True)
-        async with trio.open_nursery() as nursery:
-            addresses = await nursery.start(
-                lambda task_status: serve(
-                    broker,
-                    "127.0.0.1",
-                    0,
-                    wal=wal,
-                    data_dir=self.data_dir,
-                    compaction_interval=0.05,
-                    task_status=task_status,
-                )
-            )
-            self.port = addresses[0][1]
-            self.ready.set()
-
-    def start(self) -> BrokerThread:
-        self.thread.start()
-        assert self.ready.wait(10)
-        return self
-
-    def connect(self) -> pika.BlockingConnection:
-        return pika.BlockingConnection(pika.ConnectionParameters("127.0.0.1", self.port))
-
-    def stop(self) -> None:
-        """A clean stop (`trimqctl stop`): the log is flushed, checkpointed and unlocked."""
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.connect(str(self.data_dir / "trimq.sock"))
-            sock.sendall(json.dumps({"command": "stop"}).encode() + b"\n")
-            assert json.loads(sock.makefile().readline())["ok"]
-        self.thread.join(10)
-        assert not self.thread.is_alive()
 
 
 class LogRecorder:
@@ -161,7 +115,7 @@ def test_failed_compactions_are_logged_retried_and_lose_nothing(
     logged = LogRecorder()
     monkeypatch.setattr(trimq.server.app, "log", logged)
     faults = FailingSteps(monkeypatch)
-    node = BrokerThread(tmp_path).start()
+    node = BrokerThread(tmp_path, segment_size=SEGMENT, compaction_interval=0.05).start()
     conn = node.connect()
     ch = conn.channel()
     ch.confirm_delivery()
@@ -196,7 +150,7 @@ def test_failed_compactions_are_logged_retried_and_lose_nothing(
         if without_checkpoint:  # the segments alone replay to the same state
             for path in (tmp_path / "wal").glob("checkpoint-*.ckpt"):
                 path.unlink()
-        node = BrokerThread(tmp_path).start()
+        node = BrokerThread(tmp_path, segment_size=SEGMENT, compaction_interval=0.05).start()
         conn = node.connect()
         ch = conn.channel()
         assert ch.queue_declare("churn", durable=True, passive=True).method.message_count == 0

@@ -7,7 +7,6 @@ In-process: the broker runs in a thread (trio) so the test can make the disk fai
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,57 +14,22 @@ from typing import Any
 import pika
 import pika.exceptions
 import pytest
-import trio
 from conftest import durable_dead_letter_target
+from inprocess_broker import BrokerThread
 from pika_helpers import wait_for_count
 
 import storage.segment
-from trimq.broker.broker import BrokerConfig
-from trimq.server.app import recover, serve
 
 pytestmark = pytest.mark.skipif(
     bool(os.environ.get("TRIMQ_TEST_URL")), reason="trimq-only: makes the broker's own disk fail"
 )
 
 
-class BrokerThread:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = 0
-        self.ready = threading.Event()
-        self.cancel: trio.CancelScope | None = None
-        self.token: trio.lowlevel.TrioToken | None = None
-        self.thread = threading.Thread(target=trio.run, args=(self._main,), daemon=True)
-
-    async def _main(self) -> None:
-        broker, wal = recover(BrokerConfig(), self.data_dir, 1 << 20, True)
-        self.token = trio.lowlevel.current_trio_token()
-        with trio.CancelScope() as self.cancel:
-            async with trio.open_nursery() as nursery:
-                addresses = await nursery.start(
-                    lambda task_status: serve(
-                        broker, "127.0.0.1", 0, wal=wal, task_status=task_status
-                    )
-                )
-                self.port = addresses[0][1]
-                self.ready.set()
-
-    def start(self) -> BrokerThread:
-        self.thread.start()
-        assert self.ready.wait(10)
-        return self
-
-    def stop(self) -> None:
-        assert self.token is not None and self.cancel is not None
-        trio.from_thread.run_sync(self.cancel.cancel, trio_token=self.token)
-        self.thread.join(10)
-
-
 @pytest.fixture
 def broker(tmp_path: Path) -> Iterator[BrokerThread]:
-    node = BrokerThread(tmp_path).start()
+    node = BrokerThread(tmp_path, control=False).start()
     yield node
-    node.stop()
+    node.cancel_now()
 
 
 def test_failed_fsync_refuses_persistent_publishes_with_541(
