@@ -405,3 +405,21 @@ def test_publish_and_get_in_a_missing_vhost_are_refused(
         401,
         {"error": "not_authorised", "reason": "Access refused."},
     )
+
+
+@trimq_only
+def test_a_change_from_another_sites_page_is_refused(api: Api, unique: str) -> None:
+    """A browser sends the credentials it keeps for this server with a form posted from
+    any site; a change whose Origin names another host is refused (RabbitMQ accepts it).
+    Reads, same-origin pages and clients that send no Origin (curl, tools) are served."""
+    foreign = {"Origin": "http://attacker.example"}
+    answer = api.put("vhosts", unique, json={}, headers=foreign)
+    assert (answer.status_code, answer.json()) == (
+        403,
+        {"error": "forbidden", "reason": "cross-origin request refused"},
+    )
+    assert api.get("vhosts", unique).status_code == 404
+    assert api.get("overview", headers=foreign).status_code == 200
+    own = {"Origin": api.base}
+    assert api.put("vhosts", unique, json={}, headers=own).status_code == 201
+    assert api.delete("vhosts", unique).status_code == 204

@@ -16,7 +16,8 @@ from starlette.routing import Route
 
 from trimq.management.auth import MANAGEMENT, authenticate
 from trimq.management.context import MAX_BODY_SIZE, Context, body_too_large, decode_segment
-from trimq.management.errors import not_found
+from trimq.management.errors import ApiError, not_found
+from trimq.management.upload import same_origin
 from trimq.server.state import ServerState
 
 Handler = Callable[[Context], Awaitable[Any]]
@@ -60,6 +61,9 @@ def route(path: str, **methods: Endpoint) -> Route:
             request.client.host if request.client else None,
             chosen.level,
         )
+        if method != "GET" and not same_origin(request.headers):
+            # a page of another site may not use the credentials a browser keeps for this one
+            raise ApiError(403, "forbidden", "cross-origin request refused")
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_SIZE:
             raise body_too_large()  # before anything else, as RabbitMQ
